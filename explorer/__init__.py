@@ -1,0 +1,3 @@
+"""peft-explorer: watch parameter-efficient fine-tuning happen, live."""
+
+__version__ = "0.1.0"
