@@ -1,0 +1,304 @@
+"""A LLaMA-architecture decoder in one readable file, numerically equal to transformers' Llama.
+
+Parameter names follow `LlamaForCausalLM` (model.embed_tokens, model.layers.{i}.self_attn.q_proj, ...),
+so an HF Llama `model.safetensors` loads unchanged. Each attention layer may carry a zero-init gated
+prefix (see `prefix.py`); the attention computes it in the same pass that trains, and hands out its
+probabilities over [prompt | tokens] when asked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class LlamaConfig:
+    vocab_size: int = 256
+    hidden_size: int = 128
+    intermediate_size: int = 344
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int | None = None
+    max_position_embeddings: int = 256
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False
+    mlp_bias: bool = False
+    head_dim: int | None = None
+
+    def __post_init__(self):
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+        if self.head_dim is None:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                     "num_attention_heads", "num_key_value_heads", "max_position_embeddings"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_key_value_heads={self.num_key_value_heads} must divide "
+                f"num_attention_heads={self.num_attention_heads}")
+
+    @classmethod
+    def from_hf_dict(cls, d: dict) -> "LlamaConfig":
+        if d.get("model_type", "llama") not in ("llama", "mistral"):
+            raise ValueError(f"model_type={d.get('model_type')!r} is not a Llama model")
+        if d.get("rope_scaling"):
+            raise ValueError(f"rope_scaling={d['rope_scaling']!r} is not supported (plain RoPE only)")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def to_hf_dict(self) -> dict:
+        d = asdict(self)
+        d.update(model_type="llama", architectures=["LlamaForCausalLM"], hidden_act="silu",
+                 torch_dtype="float32", rope_scaling=None, attention_dropout=0.0,
+                 initializer_range=0.02, use_cache=True, pretraining_tp=1)
+        return d
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(dtype)
+
+
+class RotaryEmbedding(nn.Module):
+    def __init__(self, head_dim: int, theta: float):
+        super().__init__()
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, seq_len: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = torch.arange(seq_len, device=self.inv_freq.device, dtype=torch.float32)
+        freqs = torch.outer(pos, self.inv_freq.float())
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    return x * cos + _rotate_half(x) * sin
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, Hkv, T, d) -> (B, Hkv * n_rep, T, d), each kv head serving n_rep query heads in turn."""
+    if n_rep == 1:
+        return x
+    b, h, t, d = x.shape
+    return x[:, :, None].expand(b, h, n_rep, t, d).reshape(b, h * n_rep, t, d)
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, config: LlamaConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.num_heads = config.num_attention_heads
+        self.num_kv_heads = config.num_key_value_heads
+        self.head_dim = config.head_dim
+        c, h, hkv, d = config.hidden_size, self.num_heads, self.num_kv_heads, self.head_dim
+        self.q_proj = nn.Linear(c, h * d, bias=config.attention_bias)
+        self.k_proj = nn.Linear(c, hkv * d, bias=config.attention_bias)
+        self.v_proj = nn.Linear(c, hkv * d, bias=config.attention_bias)
+        self.o_proj = nn.Linear(h * d, c, bias=config.attention_bias)
+        # A zero-init gated prefix (explorer.core.prefix.PrefixAdapter), attached by inject_prefix.
+        self.prefix: nn.Module | None = None
+
+    def forward(self, x, cos, sin, probs_out: list | None = None):
+        b, t, _ = x.shape
+        h, hkv, d = self.num_heads, self.num_kv_heads, self.head_dim
+        q = apply_rope(self.q_proj(x).view(b, t, h, d).transpose(1, 2), cos, sin)
+        k = apply_rope(self.k_proj(x).view(b, t, hkv, d).transpose(1, 2), cos, sin)
+        v = self.v_proj(x).view(b, t, hkv, d).transpose(1, 2)
+        k, v = repeat_kv(k, h // hkv), repeat_kv(v, h // hkv)
+        if probs_out is None:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(d)
+            causal = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
+            scores = scores.masked_fill(causal, float("-inf"))
+            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+            out = probs @ v
+        if self.prefix is not None:
+            gated, prompt_v = self.prefix.attend(q, self.k_proj, self.v_proj, h // hkv)
+            out = out + gated @ prompt_v
+        if probs_out is not None:
+            probs_out.append((torch.cat([gated, probs], dim=-1) if self.prefix is not None else probs).detach())
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, h * d))
+
+
+class LlamaMLP(nn.Module):
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        c, i = config.hidden_size, config.intermediate_size
+        self.gate_proj = nn.Linear(c, i, bias=config.mlp_bias)
+        self.up_proj = nn.Linear(c, i, bias=config.mlp_bias)
+        self.down_proj = nn.Linear(i, c, bias=config.mlp_bias)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LlamaDecoderLayer(nn.Module):
+    def __init__(self, config: LlamaConfig, layer_idx: int):
+        super().__init__()
+        self.self_attn = LlamaAttention(config, layer_idx)
+        self.mlp = LlamaMLP(config)
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(self, x, cos, sin, probs_out=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, probs_out)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(LlamaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope_theta)
+
+    def forward(self, input_ids, probs_out=None):
+        x = self.embed_tokens(input_ids)
+        cos, sin = self.rotary_emb(input_ids.shape[1], x.dtype)
+        for layer in self.layers:
+            x = layer(x, cos, sin, probs_out)
+        return self.norm(x)
+
+
+class LlamaForCausalLM(nn.Module):
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        self.config = config
+        self.model = LlamaModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def forward(self, input_ids: torch.Tensor, probs_out: list | None = None) -> torch.Tensor:
+        """Logits (B, T, V). Pass a list as `probs_out` to receive each layer's attention
+        probabilities, (B, H, T, K + T) for a layer with a K-token prefix (gate applied), else (B, H, T, T)."""
+        return self.lm_head(self.model(input_ids, probs_out))
+
+    def init_weights(self, generator: torch.Generator, std: float = 0.02) -> None:
+        """HF Llama's initialisation (normal(0, 0.02), norms at 1), from an explicit generator."""
+        with torch.no_grad():
+            for module in self.modules():
+                if isinstance(module, (nn.Linear, nn.Embedding)):
+                    module.weight.normal_(0.0, std, generator=generator)
+                    if getattr(module, "bias", None) is not None:
+                        module.bias.zero_()
+                elif isinstance(module, RMSNorm):
+                    module.weight.fill_(1.0)
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+
+
+@torch.no_grad()
+def generate(model: LlamaForCausalLM, prompt_ids: torch.Tensor, max_new_tokens: int,
+             temperature: float = 0.8, top_k: int | None = 40,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sample continuations of `prompt_ids` (B, T). Greedy when temperature is 0."""
+    ids = prompt_ids
+    window = model.config.max_position_embeddings
+    for _ in range(max_new_tokens):
+        logits = model(ids[:, -window:])[:, -1, :].float()
+        if temperature <= 0:
+            nxt = logits.argmax(-1, keepdim=True)
+        else:
+            logits = logits / temperature
+            if top_k:
+                kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            probs = torch.softmax(logits, -1)
+            nxt = torch.multinomial(probs.cpu(), 1, generator=generator).to(ids.device)
+        ids = torch.cat([ids, nxt], dim=1)
+    return ids
+
+
+# --- HF Llama directories (config.json + model.safetensors) ---------------------------------
+
+def base_state_dict(model: LlamaForCausalLM) -> dict[str, torch.Tensor]:
+    """The frozen base weights under HF names, looking through any LoRA wrappers (which keep the
+    original Linear as `base_layer`) and leaving adapters and prefixes out."""
+    out = {}
+    for name, tensor in model.state_dict().items():
+        if "lora_" in name or ".prefix." in name or name.endswith("original_weight"):
+            continue
+        out[name.replace(".base_layer.", ".")] = tensor
+    if model.config.tie_word_embeddings:
+        out.pop("lm_head.weight", None)
+    return out
+
+
+def save_pretrained(model: LlamaForCausalLM, directory: str | Path) -> None:
+    from safetensors.torch import save_file
+
+    from explorer.core.files import atomic_write_text, atomic_replace
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().contiguous().cpu() for k, v in base_state_dict(model).items()}
+    with atomic_replace(directory / "model.safetensors") as tmp:
+        save_file(weights, str(tmp), metadata={"format": "pt"})
+    atomic_write_text(directory / "config.json", json.dumps(model.config.to_hf_dict(), indent=2))
+
+
+def load_pretrained(directory: str | Path, device: str | torch.device = "cpu",
+                    dtype: torch.dtype = torch.float32) -> LlamaForCausalLM:
+    """Load an HF Llama directory. Refuses pickled weights (pytorch_model.bin) outright."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    cfg_path = directory / "config.json"
+    weights_path = directory / "model.safetensors"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path}: no config.json in this model directory")
+    if not weights_path.is_file():
+        if (directory / "pytorch_model.bin").exists():
+            raise ValueError(f"{directory / 'pytorch_model.bin'}: pickled weights are never loaded; "
+                             "convert them to model.safetensors")
+        raise FileNotFoundError(f"{weights_path}: no model.safetensors in this model directory")
+    try:
+        config = LlamaConfig.from_hf_dict(json.loads(cfg_path.read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(f"{cfg_path}: not a valid Llama config ({exc})") from None
+    model = LlamaForCausalLM(config)
+    try:
+        state = load_file(str(weights_path))
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise ValueError(f"{weights_path}: unreadable safetensors file ({exc})") from None
+    if config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ValueError(f"{weights_path}: weights do not match config.json ({exc})") from None
+    missing = [m for m in missing if not (config.tie_word_embeddings and m == "lm_head.weight")]
+    if missing or unexpected:
+        raise ValueError(f"{weights_path}: weights do not match config.json "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.to(device=device, dtype=dtype)
