@@ -1,0 +1,77 @@
+"""The trained-state file: what was trained (adapter factors, prompts, gates; for full fine-tuning the
+changed weights) plus every setting that produced it, in one safetensors file.
+
+    tensors:  our model's parameter names, e.g. "model.layers.0.self_attn.q_proj.lora_A.weight",
+              "model.layers.3.self_attn.prefix.prompt", "model.layers.3.self_attn.prefix.gate"
+              (matrix scenario: "W.lora_A.weight", "W.lora_B.weight", or "W.weight" for full)
+    metadata: {"format": "peft-explorer-state", "version": "1", "settings": JSON of TrainSettings,
+               "step": "N", "extra": JSON}
+
+A recording keeps it as DIR/state.safetensors; the app saves it wherever the user chooses. Written
+atomically, read without pickle, and every damaged or foreign file is refused with one clear line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from explorer.core.files import atomic_replace
+
+FORMAT = "peft-explorer-state"
+VERSION = "1"
+
+
+@dataclass
+class TrainedState:
+    tensors: dict[str, torch.Tensor]
+    settings: dict
+    step: int
+    extra: dict
+
+
+def save_state(path: str | Path, tensors: dict[str, torch.Tensor], settings: dict, step: int,
+               extra: dict | None = None) -> None:
+    from safetensors.torch import save_file
+
+    meta = {"format": FORMAT, "version": VERSION, "settings": json.dumps(settings),
+            "step": str(int(step)), "extra": json.dumps(extra or {})}
+    host = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    with atomic_replace(path) as tmp:
+        save_file(host, str(tmp), metadata=meta)
+
+
+def load_state(path: str | Path) -> TrainedState:
+    from safetensors import safe_open
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "state.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such trained-state file")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # safetensors raises its own types for truncated or garbled files
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a peft-explorer state file (format={meta.get('format')!r})")
+    if meta.get("version") != VERSION:
+        raise ValueError(f"{path}: state file version {meta.get('version')!r} is not supported "
+                         f"(this peft-explorer reads version {VERSION})")
+    try:
+        settings = json.loads(meta["settings"])
+        step = int(meta.get("step", "0"))
+        extra = json.loads(meta.get("extra", "{}"))
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"{path}: damaged state metadata ({exc})") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path}: damaged state metadata (settings is not an object)")
+    for name, t in tensors.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ValueError(f"{path}: tensor {name} contains NaN or infinite values")
+    return TrainedState(tensors, settings, step, extra)
