@@ -1,0 +1,142 @@
+"""Scene decks for talks: an ordered list of scenes, each a known starting state for the app.
+
+A deck is a TOML file:
+
+    title = "What LoRA does"
+    [[scene]]
+    title = "ΔW starts at zero"
+    caption = "LoRA: ΔW = scaling · B · A is exactly zero at step 0, then grows."
+    views = ["delta", "spectrum", "loss"]     # which views are visible, in this order
+    layout = "grid"                           # grid | row | column | focus (first view large)
+    play = true                               # start training on entry
+    [scene.settings]                          # TrainSettings fields; the rest keep their defaults
+    scenario = "matrix"
+    rank = 4
+    # optional: several runs overlaid on the same data and seed (the compare view)
+    # [[scene.runs]]  label = "r=1"  settings = { rank = 1 }
+
+Entering a scene always starts from these settings and step 0, so a deck plays the same every time.
+Errors name the scene and the field: "scene 2 ('rank against fit'): settings.rank=0 is out of range ...".
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from explorer.engine.settings import TrainSettings
+
+VIEW_IDS = ("delta", "spectrum", "attention", "gates", "loss", "budget", "samples", "compare")
+LAYOUTS = ("grid", "row", "column", "focus")
+SCENE_FIELDS = {"title", "caption", "views", "layout", "play", "settings", "runs", "focus"}
+
+
+@dataclass
+class Run:
+    label: str
+    settings: TrainSettings
+
+
+@dataclass
+class Scene:
+    title: str
+    caption: str
+    views: list[str]
+    layout: str
+    play: bool
+    settings: TrainSettings
+    runs: list[Run] = field(default_factory=list)
+    focus: str | None = None   # delta view: which matrix to show (e.g. "W" or "model.layers.3.self_attn.q_proj")
+
+
+@dataclass
+class Deck:
+    title: str
+    scenes: list[Scene]
+    path: Path | None = None
+
+
+def default_deck_path() -> Path:
+    from explorer.core.resources import resources_dir
+
+    return resources_dir() / "decks" / "default.toml"
+
+
+def load_deck(path: str | Path | None = None) -> Deck:
+    path = Path(path) if path is not None else default_deck_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such deck file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    deck = parse_deck(data, str(path))
+    deck.path = path
+    return deck
+
+
+def parse_deck(data: dict, source: str = "deck") -> Deck:
+    scenes_data = data.get("scene")
+    if not isinstance(scenes_data, list) or not scenes_data:
+        raise ValueError(f"{source}: a deck needs at least one [[scene]]")
+    unknown_top = sorted(set(data) - {"title", "scene"})
+    if unknown_top:
+        raise ValueError(f"{source}: unknown field {unknown_top[0]!r} at the top level: allowed title, scene")
+    scenes = [_parse_scene(i + 1, s, source) for i, s in enumerate(scenes_data)]
+    return Deck(title=str(data.get("title", "peft-explorer")), scenes=scenes)
+
+
+def _parse_scene(number: int, s: dict, source: str) -> Scene:
+    name = f"scene {number}" + (f" ({s.get('title')!r})" if isinstance(s, dict) and s.get("title") else "")
+
+    def fail(field_name: str, problem: str):
+        raise ValueError(f"{source}: {name}: {field_name}: {problem}")
+
+    if not isinstance(s, dict):
+        fail("scene", "must be a table")
+    unknown = sorted(set(s) - SCENE_FIELDS)
+    if unknown:
+        fail(unknown[0], f"unknown field: allowed {', '.join(sorted(SCENE_FIELDS))}")
+    for required in ("title", "caption", "views"):
+        if required not in s:
+            fail(required, "missing (every scene needs title, caption and views)")
+    if not isinstance(s["title"], str) or not isinstance(s["caption"], str):
+        fail("title" if not isinstance(s["title"], str) else "caption", "must be text")
+    views = s["views"]
+    if not isinstance(views, list) or not views or not all(isinstance(v, str) for v in views):
+        fail("views", f"must be a non-empty list of view names: allowed {', '.join(VIEW_IDS)}")
+    for v in views:
+        if v not in VIEW_IDS:
+            fail("views", f"unknown view {v!r}: allowed {', '.join(VIEW_IDS)}")
+    layout = s.get("layout", "grid")
+    if layout not in LAYOUTS:
+        fail("layout", f"unknown layout {layout!r}: allowed {', '.join(LAYOUTS)}")
+    play = s.get("play", False)
+    if not isinstance(play, bool):
+        fail("play", "must be true or false")
+    settings = _settings(s.get("settings", {}), "settings", fail)
+    runs = []
+    runs_data = s.get("runs", [])
+    if not isinstance(runs_data, list):
+        fail("runs", "must be a list of tables with label and settings")
+    for j, r in enumerate(runs_data):
+        if not isinstance(r, dict) or "label" not in r:
+            fail(f"runs[{j}]", "needs a label")
+        merged = {**settings.to_dict(), **r.get("settings", {})}
+        runs.append(Run(str(r["label"]), _settings(merged, f"runs[{j}].settings", fail)))
+    if runs and "compare" not in views:
+        fail("runs", "runs are shown by the compare view: add \"compare\" to views")
+    focus = s.get("focus")
+    if focus is not None and not isinstance(focus, str):
+        fail("focus", "must be a matrix name")
+    return Scene(s["title"], s["caption"], list(views), layout, play, settings, runs, focus)
+
+
+def _settings(d, where, fail) -> TrainSettings:
+    if not isinstance(d, dict):
+        fail(where, "must be a table of settings")
+    try:
+        return TrainSettings.from_dict(d)
+    except (ValueError, TypeError) as exc:
+        fail(where, str(exc))

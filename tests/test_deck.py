@@ -1,0 +1,58 @@
+"""Scene decks: the default deck parses, and every mistake names the scene and the field."""
+
+import pytest
+
+from explorer.engine.deck import load_deck, parse_deck
+
+
+def test_default_deck_tells_the_seed_story():
+    deck = load_deck()
+    assert len(deck.scenes) == 5
+    first, ranks, seed_exp, gates, paper = deck.scenes
+    assert first.settings.scenario == "matrix" and first.settings.rank == 4 and first.play
+    assert [r.settings.rank for r in ranks.runs] == [1, 4, 16] and ranks.settings.target_rank == 4
+    assert seed_exp.settings.preset == "seed" and [r.settings.method for r in seed_exp.runs] == ["lora", "full"]
+    assert gates.settings.method == "prefix" and "gates" in gates.views and "attention" in gates.views
+    assert [r.settings.method for r in paper.runs] == ["lora", "lora", "prefix"]
+    assert "budget" in paper.views
+
+
+def _deck(**scene):
+    base = {"title": "t", "caption": "c", "views": ["loss"]}
+    base.update(scene)
+    return {"scene": [{"title": "ok", "caption": "c", "views": ["loss"]}, base]}
+
+
+@pytest.mark.parametrize("scene, message", [
+    ({"views": ["loss", "heatmap"]}, "scene 2 ('t'): views: unknown view 'heatmap'"),
+    ({"settings": {"rank": 0}}, "scene 2 ('t'): settings: rank=0 is out of range"),
+    ({"settings": {"lr": -1.0}}, "scene 2 ('t'): settings: lr=-1.0 is out of range"),
+    ({"settings": {"colour": 1}}, "scene 2 ('t'): settings: unknown setting 'colour'"),
+    ({"layout": "spiral"}, "scene 2 ('t'): layout: unknown layout 'spiral'"),
+    ({"play": "yes"}, "scene 2 ('t'): play: must be true or false"),
+    ({"wobble": 1}, "scene 2 ('t'): wobble: unknown field"),
+    ({"runs": [{"label": "a", "settings": {"rank": 2}}]}, "scene 2 ('t'): runs: runs are shown by the compare view"),
+    ({"views": ["compare"], "runs": [{"label": "a", "settings": {"rank": -2}}]},
+     "scene 2 ('t'): runs[0].settings: rank=-2 is out of range"),
+])
+def test_errors_name_the_scene_and_the_field(scene, message):
+    with pytest.raises(ValueError) as info:
+        parse_deck(_deck(**scene), "my.toml")
+    assert message in str(info.value)
+    assert str(info.value).startswith("my.toml: ")
+
+
+def test_missing_field_is_named():
+    with pytest.raises(ValueError, match=r"scene 1 \('x'\): caption: missing"):
+        parse_deck({"scene": [{"title": "x", "views": ["loss"]}]})
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[scene]\ntitle = ")
+    with pytest.raises(ValueError, match="bad.toml: not valid TOML"):
+        load_deck(bad)
+    with pytest.raises(FileNotFoundError, match="nope.toml: no such deck file"):
+        load_deck(tmp_path / "nope.toml")
+    with pytest.raises(ValueError, match="at least one"):
+        parse_deck({"title": "empty"})
