@@ -1,0 +1,301 @@
+"""Analyses of weight updates: spectra, summary figures, pooled heatmaps, LoRA-paper comparisons.
+
+Everything here is torch only and runs on the device the tensors live on; functions return tensors
+(or, for the few summary helpers, python floats) and leave copying to the host to the caller, so a
+live view pays for one small transfer, never for a full matrix. The maths is in docs/reference.md.
+
+All work is done in float32 under `torch.no_grad()`: bf16/fp16 factors lose too much precision in a
+QR or an SVD, and none of these figures is ever differentiated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# Above this smaller dimension an exact SVD of a dense matrix gets slow on a CPU (a 4096x4096
+# `svdvals` takes seconds), so `dense_spectrum(method="auto")` switches to a randomized method.
+DENSE_EXACT_MAX = 1024
+# How many leading singular values the randomized method returns, and its oversampling / power
+# iterations (Halko, Martinsson & Tropp 2011: a few extra columns and 2-4 power iterations make
+# the leading values accurate to a few digits for the slowly decaying spectra of weight updates).
+LOWRANK_Q = 256
+LOWRANK_OVERSAMPLE = 10
+LOWRANK_NITER = 4
+
+
+@dataclass
+class Spectrum:
+    """Singular values (descending) and, when asked for, singular vectors as columns."""
+
+    values: torch.Tensor
+    U: torch.Tensor | None = None  # (out, k) left singular vectors
+    V: torch.Tensor | None = None  # (in, k) right singular vectors
+
+
+def _f32(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().to(torch.float32)
+
+
+# --- spectra ------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def spectrum_from_factors(A: torch.Tensor, B: torch.Tensor, scaling: float = 1.0,
+                          vectors: bool = False) -> Spectrum:
+    """Spectrum of ΔW = scaling · B @ A without forming ΔW (A: (r, in), B: (out, r)).
+
+    With B = Qb Rb and A^T = Qa Ra (reduced QR), ΔW = Qb (scaling · Rb Ra^T) Qa^T, and Qb, Qa have
+    orthonormal columns, so ΔW's singular values are those of the small core `scaling · Rb Ra^T`
+    and its singular vectors are Qb·Uc and Qa·Vc. Cost O((in + out) r^2), not O(in · out · min).
+
+    `values` always has length r (the adapter's rank), descending; directions ΔW cannot have
+    (B = 0 at step 0, or r > min(in, out)) come out as exact or round-off zeros, never NaN, because
+    Householder QR and SVD of a zero matrix are well defined. U and V have k = min(r, out, in)
+    columns (the most a rank-r product of that shape can use) and satisfy ΔW = U diag(values[:k]) V^T.
+    """
+    if A.ndim != 2 or B.ndim != 2 or A.shape[0] != B.shape[1]:
+        raise ValueError(f"factor shapes A={tuple(A.shape)} (r, in) and B={tuple(B.shape)} (out, r) "
+                         "do not fit together")
+    r = A.shape[0]
+    A32, B32 = _f32(A), _f32(B)
+    Qb, Rb = torch.linalg.qr(B32)        # Qb (out, kb), Rb (kb, r), kb = min(out, r)
+    Qa, Ra = torch.linalg.qr(A32.T)      # Qa (in, ka),  Ra (ka, r), ka = min(in, r)
+    core = float(scaling) * (Rb @ Ra.T)  # (kb, ka)
+    if vectors:
+        Uc, s, Vhc = torch.linalg.svd(core, full_matrices=False)
+        U, V = Qb @ Uc, Qa @ Vhc.T
+    else:
+        s = torch.linalg.svdvals(core)
+        U = V = None
+    # A negative scaling flips signs of vectors only; svd already gives s >= 0, descending.
+    if s.shape[0] < r:  # r exceeds min(in, out): the remaining values are structurally zero
+        s = torch.cat([s, s.new_zeros(r - s.shape[0])])
+    return Spectrum(s, U, V)
+
+
+def _lowrank_svdvals(W: torch.Tensor, q: int, niter: int) -> torch.Tensor:
+    """Top-q singular values by `torch.svd_lowrank`, without touching the global RNG.
+
+    svd_lowrank draws its random test matrix from the global generator; a live view calling it
+    mid-training would otherwise change the training run's random stream. fork_rng restores the
+    state afterwards, and the fixed seed makes the figure reproducible from call to call.
+    """
+    k = min(q + LOWRANK_OVERSAMPLE, min(W.shape))
+    devices = [W.device.index or 0] if W.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(0)
+        _, s, _ = torch.svd_lowrank(W, q=k, niter=niter)
+    return s[:q]
+
+
+@torch.no_grad()
+def dense_spectrum(W: torch.Tensor, method: str = "auto", q: int = LOWRANK_Q,
+                   niter: int = LOWRANK_NITER) -> tuple[torch.Tensor, str]:
+    """Singular values of a dense update (full fine-tuning), and a description of how they were got.
+
+    method: "exact" (`torch.linalg.svdvals`, all min(out, in) values), "lowrank" (randomized
+    `torch.svd_lowrank`, the top q values only), or "auto": exact when min(out, in) <= 1024, else
+    lowrank. The returned string names the method so a view can say what it shows.
+    """
+    if W.ndim != 2:
+        raise ValueError(f"W must be a matrix, got shape {tuple(W.shape)}")
+    if method not in ("auto", "exact", "lowrank"):
+        raise ValueError(f"method={method!r} is not one of auto, exact, lowrank")
+    W32 = _f32(W)
+    n = min(W32.shape)
+    if method == "auto":
+        method = "exact" if n <= DENSE_EXACT_MAX else "lowrank"
+    if method == "exact" or q >= n:
+        return torch.linalg.svdvals(W32), f"exact svdvals, all {n} values"
+    s = _lowrank_svdvals(W32, q, niter)
+    return s, (f"randomized svd_lowrank, top {q} of {n} values "
+               f"(q={q}+{LOWRANK_OVERSAMPLE} oversampling, {niter} power iterations)")
+
+
+# --- summary figures of a spectrum --------------------------------------------------------------
+
+def cumulative_energy(values: torch.Tensor) -> torch.Tensor:
+    """cumsum(s^2) / sum(s^2); all zeros for an all-zero spectrum (no NaN)."""
+    e = _f32(values).square()
+    total = e.sum()
+    return torch.where(total > 0, e.cumsum(0) / total.clamp_min(torch.finfo(e.dtype).tiny),
+                       torch.zeros_like(e))
+
+
+def energy_top_k(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Share of the squared Frobenius norm in the top k values (k is clamped to the length)."""
+    if k < 1:
+        raise ValueError(f"k={k} must be at least 1")
+    cum = cumulative_energy(values)
+    return cum[min(k, cum.shape[0]) - 1]
+
+
+def effective_rank(values: torch.Tensor) -> torch.Tensor:
+    """Roy & Vetterli (2007): exp of the Shannon entropy of p = s / sum(s); 0 for an all-zero spectrum.
+
+    Ranges from 1 (one direction) to the number of equal non-zero values.
+    """
+    s = _f32(values).abs()
+    total = s.sum()
+    p = s / total.clamp_min(torch.finfo(s.dtype).tiny)
+    # 0 · log 0 = 0: xlogy handles it without NaN.
+    h = -torch.special.xlogy(p, p).sum()
+    return torch.where(total > 0, h.exp(), torch.zeros_like(h))
+
+
+def stable_rank(values: torch.Tensor) -> torch.Tensor:
+    """||M||_F^2 / ||M||_2^2 = sum(s^2) / max(s)^2; 0 for an all-zero spectrum."""
+    s2 = _f32(values).square()
+    top = s2.max() if s2.numel() else s2.new_zeros(())
+    return torch.where(top > 0, s2.sum() / top.clamp_min(torch.finfo(s2.dtype).tiny),
+                       torch.zeros_like(top))
+
+
+def spectrum_summary(values: torch.Tensor) -> dict[str, float]:
+    """The figures a spectrum view shows, as python floats, with a single device->host copy.
+
+    Keys: count, fro_norm, spectral_norm, nuclear_norm, effective_rank, stable_rank,
+    numerical_rank (values above max(s) · n · eps, the usual matrix-rank tolerance), and
+    energy_top{1,2,4,8,16} (each clamped to the number of values). For a truncated spectrum (from
+    the randomized method) the norms and energies are those of the values given.
+    """
+    s = _f32(values)
+    n = s.shape[0]
+    if n == 0:
+        raise ValueError("spectrum_summary needs at least one value")
+    top = s.max()
+    tol = top * n * torch.finfo(torch.float32).eps
+    cum = cumulative_energy(s)
+    ks = (1, 2, 4, 8, 16)
+    figures = torch.stack([
+        s.square().sum().sqrt(), top, s.abs().sum(), effective_rank(s), stable_rank(s),
+        ((s > tol) & (top > 0)).sum().to(torch.float32),
+        *[cum[min(k, n) - 1] for k in ks],
+    ]).tolist()
+    names = ["fro_norm", "spectral_norm", "nuclear_norm", "effective_rank", "stable_rank",
+             "numerical_rank", *[f"energy_top{k}" for k in ks]]
+    out = dict(zip(names, figures))
+    out["numerical_rank"] = int(out["numerical_rank"])
+    out["count"] = n
+    return out
+
+
+# --- pooling for heatmaps -----------------------------------------------------------------------
+
+def _pool_size(shape: tuple[int, int], rows: int, cols: int) -> tuple[int, int]:
+    if rows < 1 or cols < 1:
+        raise ValueError(f"pool size rows={rows}, cols={cols} must both be at least 1")
+    return min(rows, shape[0]), min(cols, shape[1])  # never upsample
+
+
+@torch.no_grad()
+def pool_matrix(M: torch.Tensor, rows: int, cols: int, mode: str = "mean") -> torch.Tensor:
+    """Block-pool M (on its device) to at most (rows, cols) for display.
+
+    Blocks are those of adaptive pooling (PyTorch's start = floor(i·n/m), end = ceil((i+1)·n/m)),
+    so any size works. "mean" averages each block; "maxabs" keeps, per block, the signed entry with
+    the largest magnitude, so a single large update is not averaged away in a heatmap.
+    """
+    if M.ndim != 2:
+        raise ValueError(f"M must be a matrix, got shape {tuple(M.shape)}")
+    size = _pool_size(tuple(M.shape), rows, cols)
+    x = _f32(M)[None, None]
+    if mode == "mean":
+        return F.adaptive_avg_pool2d(x, size)[0, 0]
+    if mode == "maxabs":
+        # Indices of the largest |x| per block index the flattened matrix; take the signed entry.
+        _, idx = F.adaptive_max_pool2d(x.abs(), size, return_indices=True)
+        return x.flatten()[idx.flatten()].view(size)
+    raise ValueError(f"mode={mode!r} is not one of mean, maxabs")
+
+
+@torch.no_grad()
+def pooled_delta(A: torch.Tensor, B: torch.Tensor, scaling: float, rows: int, cols: int,
+                 mode: str = "mean") -> torch.Tensor:
+    """pool_matrix(scaling · B @ A, rows, cols, mode), without forming ΔW for mode "mean".
+
+    A block mean of a product factorises: for a row block I and a column block J,
+    mean_{i∈I, j∈J} sum_k B_ik A_kj = sum_k (mean_{i∈I} B_ik)(mean_{j∈J} A_kj). Adaptive 2-D pooling
+    uses exactly the product of the 1-D adaptive row and column blocks, so pooling B's rows and A's
+    columns with 1-D adaptive pooling and multiplying the small results is exact: O((out+in)·r)
+    instead of O(out·in·r). "maxabs" has no such identity and forms ΔW densely.
+    """
+    if A.ndim != 2 or B.ndim != 2 or A.shape[0] != B.shape[1]:
+        raise ValueError(f"factor shapes A={tuple(A.shape)} (r, in) and B={tuple(B.shape)} (out, r) "
+                         "do not fit together")
+    if mode == "maxabs":
+        return pool_matrix(float(scaling) * (_f32(B) @ _f32(A)), rows, cols, "maxabs")
+    if mode != "mean":
+        raise ValueError(f"mode={mode!r} is not one of mean, maxabs")
+    r_out, c_out = _pool_size((B.shape[0], A.shape[1]), rows, cols)
+    Bp = F.adaptive_avg_pool1d(_f32(B).T[None], r_out)[0].T  # (r_out, r): row-block means of B
+    Ap = F.adaptive_avg_pool1d(_f32(A)[None], c_out)[0]      # (r, c_out): column-block means of A
+    return float(scaling) * (Bp @ Ap)
+
+
+# --- analyses from the LoRA paper (Hu et al. 2021, Section 7) -------------------------------------
+
+@torch.no_grad()
+def subspace_similarity(A1: torch.Tensor, A2: torch.Tensor) -> torch.Tensor:
+    """phi(i, j) = ||U1[:, :i]^T U2[:, :j]||_F^2 / min(i, j) for all i <= r1, j <= r2 (Sec. 7.2).
+
+    U = right singular vectors of A (Vh^T, columns by descending singular value). Entry [i-1, j-1]
+    is phi(i, j), in [0, 1]: 1 where the smaller subspace lies inside the larger one.
+    All (i, j) at once: the squared Frobenius norm of a leading block of M = U1^T U2 is a 2-D
+    prefix sum of M**2.
+    """
+    if A1.ndim != 2 or A2.ndim != 2 or A1.shape[1] != A2.shape[1]:
+        raise ValueError(f"A1 {tuple(A1.shape)} and A2 {tuple(A2.shape)} must be (r, in) "
+                         "with the same in")
+    _, _, Vh1 = torch.linalg.svd(_f32(A1), full_matrices=False)
+    _, _, Vh2 = torch.linalg.svd(_f32(A2), full_matrices=False)
+    M2 = (Vh1 @ Vh2.T).square()                 # (k1, k2), k = min(r, in)
+    block = M2.cumsum(0).cumsum(1)
+    i = torch.arange(1, M2.shape[0] + 1, device=M2.device, dtype=M2.dtype)
+    j = torch.arange(1, M2.shape[1] + 1, device=M2.device, dtype=M2.dtype)
+    # Round-off can push a value a hair above 1; the quantity is a cosine², so clamp to [0, 1].
+    return (block / torch.minimum(i[:, None], j[None, :])).clamp(0.0, 1.0)
+
+
+def _random_orthonormal(n: int, r: int, generator: torch.Generator, device) -> torch.Tensor:
+    g_device = generator.device
+    X = torch.randn(n, r, generator=generator, device=g_device, dtype=torch.float32)
+    return torch.linalg.qr(X.to(device))[0]
+
+
+@torch.no_grad()
+def amplification(W0: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scaling: float,
+                  generator: torch.Generator | None = None) -> dict[str, float]:
+    """How much ΔW amplifies directions of W0 (LoRA paper Sec. 7.3, Table 7). Python floats.
+
+    U, V are ΔW's top-r singular vectors (r = the factors' rank, from the factors). Returns
+    - delta_fro: ||ΔW||_F, and w0_fro: ||W0||_F;
+    - proj_delta: ||U^T W0 V||_F, how much of W0 lies in ΔW's subspace;
+    - proj_w0_top: the same onto W0's own top-r directions, which equals sqrt(sum of W0's top r
+      squared singular values) (from `dense_spectrum`, exact up to 1024, randomized above);
+    - proj_random: the same onto a random r-dim orthonormal basis on each side (`generator`, or a
+      fixed seed 0, so the figure is reproducible);
+    - factor: delta_fro / proj_delta (0 when ΔW = 0, inf if ΔW's subspace misses W0 entirely).
+    """
+    if W0.ndim != 2 or tuple(W0.shape) != (B.shape[0], A.shape[1]):
+        raise ValueError(f"W0 {tuple(W0.shape)} does not match ΔW's shape ({B.shape[0]}, {A.shape[1]})")
+    W = _f32(W0)
+    spec = spectrum_from_factors(A, B, scaling, vectors=True)
+    k = spec.U.shape[1]
+    delta_fro = spec.values.square().sum().sqrt()
+    proj_delta = torch.linalg.matrix_norm(spec.U.T @ W @ spec.V)
+    w0_values, _ = dense_spectrum(W, q=max(k, LOWRANK_Q))
+    proj_top = w0_values[:k].square().sum().sqrt()
+    if generator is None:
+        generator = torch.Generator(device=W.device).manual_seed(0)
+    Ur = _random_orthonormal(W.shape[0], k, generator, W.device)
+    Vr = _random_orthonormal(W.shape[1], k, generator, W.device)
+    proj_random = torch.linalg.matrix_norm(Ur.T @ W @ Vr)
+    d, p, t, rnd, w = torch.stack([delta_fro, proj_delta, proj_top, proj_random,
+                                   torch.linalg.matrix_norm(W)]).tolist()
+    factor = d / p if p > 0 else (0.0 if d == 0 else math.inf)
+    return {"rank": k, "delta_fro": d, "w0_fro": w, "proj_delta": p, "proj_w0_top": t,
+            "proj_random": rnd, "factor": factor}
