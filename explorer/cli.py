@@ -31,12 +31,15 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s own module is imported, so one command's imports never slow
+    (or break) another's start."""
     parser = OneLineParser(prog="peft-explorer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", parser_class=OneLineParser)
     for name, help_text in SUBCOMMANDS.items():
-        module = importlib.import_module(f"explorer.commands.{name}")
-        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            importlib.import_module(f"explorer.commands.{name}").add_arguments(sub_parser)
     return parser
 
 
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = OneLineParser(prog="peft-explorer", description="Open the peft-explorer window.")
         app.add_arguments(parser)
         return _guarded(app.run, parser.parse_args(argv))
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv[0]).parse_args(argv)
     module = importlib.import_module(f"explorer.commands.{args.command}")
     return _guarded(module.run, args)
 
