@@ -1,0 +1,277 @@
+"""Export what the explorer trained as a PEFT adapter plus the HF Llama base it was trained on.
+
+    export_state(RECORDING_OR_STATE, OUT)  writes  OUT/adapter/  (adapter_config.json + adapter_model.safetensors)
+                                                   OUT/base/     (config.json + model.safetensors, an HF Llama dir)
+                                                   OUT/export.json (provenance and how to load it)
+
+so that `LlamaForCausalLM.from_pretrained(OUT/base)` + `PeftModel.from_pretrained(model, OUT/adapter)`
+computes the explorer's logits. The adapted model is rebuilt exactly as the trainer built it (same
+injection code on the same base), then the trained tensors are loaded into it: for PiSSA that
+rebuild yields the residual base W0 - scaling·B0·A0 the adapter trained on, which is what goes to
+OUT/base (PEFT would otherwise redo PiSSA's SVD on load, so the config says init_lora_weights=true).
+
+What exports, and what is refused (PEFT cannot express it):
+- LoRA in the lm scenario: plain, rsLoRA, DoRA, any init (kaiming, gaussian, PiSSA), any targets/layers.
+- prefix with gate_shape "layer" and gate_fn "identity": PEFT's AdaptionPrompt (one identity gate per
+  layer, prompt (1, K, C), the top L layers, keys/values from the frozen k_proj/v_proj).
+- refused: prefix with per-head gates (AdaptionPrompt has one gate per layer), prefix with a tanh
+  gate (AdaptionPrompt applies its gate as is), lora+prefix (a PEFT adapter holds one method),
+  full fine-tuning (not an adapter), and the matrix scenario (a single matrix, no language model).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from explorer.core.state_file import TrainedState, load_state
+
+EXPORTABLE = ("LoRA (plain, rsLoRA or DoRA, any init including PiSSA) in the lm scenario, or prefix "
+              "tuning with gate shape 'layer' and gate function 'identity' (PEFT AdaptionPrompt)")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                   "vocab.json", "merges.txt", "generation_config.json")
+BASE_KEYS = ("base_model_dir", "base_model", "base")
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    adapter_dir: Path
+    base_dir: Path
+    peft_type: str          # "LORA" or "ADAPTION_PROMPT"
+    modules: list[str]      # LoRA module paths, or the prompt layers' attention paths
+    step: int
+    base_source: str        # where the base came from
+
+    def summary(self) -> str:
+        what = f"{len(self.modules)} LoRA modules" if self.peft_type == "LORA" else f"{len(self.modules)} prompt layers"
+        return (f"exported step {self.step} as a PEFT {self.peft_type} adapter ({what}) to {self.adapter_dir}\n"
+                f"base model (trained on: {self.base_source}) to {self.base_dir}")
+
+
+def _settings_dict(settings) -> dict:
+    return settings.to_dict() if hasattr(settings, "to_dict") else dict(settings)
+
+
+def export_problem(settings) -> str | None:
+    """None when a run with these settings (TrainSettings or its dict) can be exported, else why
+    not and what would: the line the command prints and the app shows on a greyed-out File > Export."""
+    s = _settings_dict(settings)
+    scenario, method = s.get("scenario", "lm"), s.get("method", "lora")
+    if scenario != "lm":
+        return (f"the {scenario!r} scenario trains a single matrix, not a language model, so there is nothing "
+                f"PEFT could load it into; what exports: {EXPORTABLE}")
+    if method == "full":
+        return ("full fine-tuning changes every weight and is not an adapter, so PEFT cannot hold it; "
+                f"what exports: {EXPORTABLE}")
+    if method == "lora+prefix":
+        return ("a PEFT adapter holds one method, and this run trained LoRA and a prefix together; "
+                f"what exports: {EXPORTABLE}")
+    if method == "prefix":
+        why = []
+        if s.get("gate_shape", "head") != "layer":
+            why.append("its gates are per head and PEFT's AdaptionPrompt has one gate per layer")
+        if s.get("gate_fn", "tanh") != "identity":
+            why.append("its gate goes through tanh and AdaptionPrompt applies its gate as is")
+        if why:
+            return (f"this prefix run cannot be expressed as a PEFT adapter: {'; '.join(why)}; what exports: "
+                    f"{EXPORTABLE}")
+        return None
+    if method == "lora":
+        return None
+    return f"method {method!r} is unknown; what exports: {EXPORTABLE}"
+
+
+def check_exportable(settings) -> None:
+    problem = export_problem(settings)
+    if problem:
+        raise ValueError(f"cannot export: {problem}")
+
+
+# --- rebuilding the trained model ----------------------------------------------------------
+
+def _load_source(source) -> tuple[TrainedState, Path | None]:
+    if isinstance(source, TrainedState):
+        return source, None
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such recording or saved state")
+    return load_state(path), path
+
+
+def _recorded_base(state: TrainedState, path: Path | None) -> str | None:
+    """A base-model directory named by the state's extra, or by the recording's config.json."""
+    for key in BASE_KEYS:
+        value = state.extra.get(key) if isinstance(state.extra, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    if path is not None and path.is_dir() and (path / "config.json").is_file():
+        try:
+            cfg = json.loads((path / "config.json").read_text())
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise ValueError(f"{path / 'config.json'}: invalid JSON ({exc})") from None
+        if isinstance(cfg, dict):
+            for scope in (cfg, cfg.get("extra") if isinstance(cfg.get("extra"), dict) else {}):
+                for key in BASE_KEYS:
+                    if isinstance(scope.get(key), str) and scope.get(key):
+                        return scope[key]
+    return None
+
+
+def _resolve_base(base, state: TrainedState, path: Path | None):
+    """(our LlamaForCausalLM, a copy we may modify; description; source directory or None)."""
+    from explorer.core.llama import LlamaForCausalLM, load_pretrained
+
+    if isinstance(base, LlamaForCausalLM):
+        model = copy.deepcopy(base).float().cpu().eval()
+        if any(".base_layer." in n or "lora_" in n or ".prefix." in n for n, _ in model.named_parameters()):
+            raise ValueError("the base model given for export already carries adapters; pass the plain base")
+        return model, "the model given to export", None
+    if base is None:
+        recorded = _recorded_base(state, path)
+        if recorded is not None:
+            base = recorded
+    if base is None:
+        from explorer.core.resources import base_model_dir
+
+        base_dir = base_model_dir()
+        return load_pretrained(base_dir).eval(), f"the shipped base model ({base_dir})", base_dir
+    base_dir = Path(base)
+    if not base_dir.is_dir():
+        raise FileNotFoundError(f"{base_dir}: no such base model directory")
+    return load_pretrained(base_dir).eval(), str(base_dir), base_dir
+
+
+def build_trained_model(source, base=None):
+    """Our LlamaForCausalLM with the trained adapter of `source` (a recording directory, a saved
+    state file, or a TrainedState) loaded into it, rebuilt on `base` (our model, an HF Llama dir, or
+    None: the base recorded in the state, else the shipped one). Returns (model, settings dict, state,
+    base description, base directory or None). Raises ValueError when the run cannot be exported."""
+    from explorer.core.lora import LoraSettings, inject_lora
+    from explorer.core.prefix import PrefixSettings, inject_prefix
+    from explorer.engine.settings import TrainSettings
+
+    state, path = _load_source(source)
+    where = str(path) if path is not None else "trained state"
+    try:
+        settings = TrainSettings.from_dict(state.settings)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: the state's settings are not valid ({exc})") from None
+    check_exportable(settings)
+    model, base_desc, base_dir = _resolve_base(base, state, path)
+    # The generator only feeds initial values that the trained tensors overwrite (PiSSA's SVD is
+    # deterministic and needs none).
+    gen = torch.Generator().manual_seed(int(settings.seed))
+    if settings.uses_lora():
+        inject_lora(model, LoraSettings(rank=settings.rank, alpha=settings.alpha, targets=tuple(settings.targets),
+                                        layers=None if settings.layers is None else tuple(settings.layers),
+                                        dropout=settings.dropout, use_rslora=settings.use_rslora,
+                                        init=settings.init, use_dora=settings.use_dora), gen)
+    if settings.uses_prefix():
+        inject_prefix(model, PrefixSettings(length=settings.prefix_len, layers=settings.prefix_layers,
+                                            gate_shape=settings.gate_shape, gate_fn=settings.gate_fn,
+                                            init=settings.prompt_init), gen)
+    _load_trained(model, state.tensors, where)
+    return model.eval(), settings.to_dict(), state, base_desc, base_dir
+
+
+def _load_trained(model, tensors: dict[str, torch.Tensor], where: str) -> None:
+    from explorer.core.adapters import is_adapter_parameter
+
+    own = model.state_dict()
+    for name, t in tensors.items():
+        if name not in own:
+            raise ValueError(f"{where}: tensor {name} does not belong to the model these settings build "
+                             "(was it trained on a different base?)")
+        if tuple(t.shape) != tuple(own[name].shape):
+            raise ValueError(f"{where}: tensor {name} has shape {list(t.shape)} but the model built from these "
+                             f"settings has {list(own[name].shape)} (was it trained on a different base?)")
+    missing = [n for n, _ in model.named_parameters() if is_adapter_parameter(n) and n not in tensors]
+    if missing:
+        raise ValueError(f"{where}: the state lacks trained tensor {missing[0]}"
+                         + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    with torch.no_grad():
+        for name, t in tensors.items():
+            own[name].copy_(t.to(own[name].dtype))
+
+
+# --- writing -------------------------------------------------------------------------------
+
+def _adapter_tensors(model, settings: dict):
+    from explorer.core.lora import lora_modules
+    from explorer.core.prefix import prefix_adapters
+
+    if settings["method"] == "lora":
+        modules = {}
+        for name, m in lora_modules(model).items():
+            parts = {"A": m.lora_A.weight.detach(), "B": m.lora_B.weight.detach()}
+            if m.lora_magnitude_vector is not None:
+                parts["magnitude"] = m.lora_magnitude_vector.detach()
+            modules[name] = parts
+        return "LORA", modules
+    prompts = {i: (a.prompt.detach(), a.gate.detach().reshape(1)) for i, a in prefix_adapters(model).items()}
+    return "ADAPTION_PROMPT", prompts
+
+
+def export_state(source, out: str | Path, *, base=None, overwrite: bool = False) -> ExportResult:
+    """Write OUT/adapter (PEFT) and OUT/base (HF Llama) for a trained state; see the module docstring.
+
+    `source`: a recording directory, a saved state file, or a TrainedState. `base`: our
+    LlamaForCausalLM, an HF Llama directory, or None (the base recorded with the state, else the
+    shipped base model). Existing OUT/adapter or OUT/base are replaced only with overwrite=True.
+    The two directories appear complete or not at all."""
+    from explorer.core.llama import save_pretrained
+    from explorer.core.peft_files import read_adapter, write_adaption_prompt_adapter, write_lora_adapter
+
+    out = Path(out)
+    adapter_dir, base_dir = out / "adapter", out / "base"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a directory")
+    if not overwrite:
+        for d in (adapter_dir, base_dir):
+            if d.exists():
+                raise ValueError(f"{d}: already exists; choose another output directory or overwrite it "
+                                 "(--force)")
+    model, settings, state, base_desc, source_base_dir = build_trained_model(source, base)
+    peft_type, payload = _adapter_tensors(model, settings)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    try:
+        if peft_type == "LORA":
+            write_lora_adapter(tmp / "adapter", payload, r=settings["rank"], lora_alpha=settings["alpha"],
+                               use_rslora=settings["use_rslora"], use_dora=settings["use_dora"],
+                               target_modules=list(settings["targets"]),
+                               layers_to_transform=settings["layers"], lora_dropout=settings["dropout"])
+            names = list(payload)
+        else:
+            write_adaption_prompt_adapter(tmp / "adapter", payload)
+            names = [f"model.layers.{i}.self_attn" for i in sorted(payload)]
+        # Our own output goes through the same strict reader as any adapter.
+        read_adapter(tmp / "adapter")
+        save_pretrained(model, tmp / "base")   # base weights only: for PiSSA the residual base
+        if source_base_dir is not None:
+            for fname in TOKENIZER_FILES:
+                if (source_base_dir / fname).is_file():
+                    shutil.copy2(source_base_dir / fname, tmp / "base" / fname)
+        info = {"format": "peft-explorer-export", "version": 1, "step": state.step, "peft_type": peft_type,
+                "base": base_desc, "settings": settings,
+                "load": ("model = transformers.LlamaForCausalLM.from_pretrained(OUT/base); "
+                         "model = peft.PeftModel.from_pretrained(model, OUT/adapter)")}
+        (tmp / "export.json").write_text(json.dumps(info, indent=2) + "\n")
+        for name in ("adapter", "base", "export.json"):
+            dest = out / name
+            if dest.is_dir():
+                shutil.rmtree(dest)
+            elif dest.exists():
+                dest.unlink()
+            (tmp / name).replace(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ExportResult(out=out, adapter_dir=adapter_dir, base_dir=base_dir, peft_type=peft_type,
+                        modules=names, step=state.step, base_source=base_desc)
