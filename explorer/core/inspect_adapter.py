@@ -194,6 +194,23 @@ def module_report(f: LoraFactors, base_weight: torch.Tensor | None = None,
     return report
 
 
+def _checked_report(adapter: PeftAdapter, f: LoraFactors, base_weight, k_values) -> ModuleReport:
+    """module_report, with values too large to analyse (finite factors whose product overflows)
+    reported against the adapter's weights file instead of surfacing as a torch error."""
+    from explorer.core.peft_files import WEIGHTS_NAME
+
+    where = adapter.path / WEIGHTS_NAME
+    try:
+        report = module_report(f, base_weight, k_values)
+    except (RuntimeError, OverflowError, ZeroDivisionError) as exc:
+        raise AdapterFileError(where, f"module {f.name} cannot be analysed ({type(exc).__name__}: {exc})") from None
+    if not all(math.isfinite(v) for v in (report.fro_norm, *report.singular_values, report.lora_A_norm,
+                                          report.lora_B_norm)):
+        raise AdapterFileError(where, f"module {f.name}: ΔW overflows float32 (its factors hold values too "
+                                      "large to analyse)")
+    return report
+
+
 def _row_norms(W0, A, B, s):
     """||W0 + s B A||_row without forming B A:
     ||w_i||^2 + 2 s <w_i A^T, b_i> + s^2 b_i (A A^T) b_i^T."""
@@ -260,7 +277,7 @@ def inspect_adapter(source: str | Path | PeftAdapter, base: str | Path | None = 
     modules = []
     total = len(adapter.lora)
     for i, f in enumerate(adapter.lora):
-        modules.append(module_report(f, base_weights.get(f.name), k_values))
+        modules.append(_checked_report(adapter, f, base_weights.get(f.name), k_values))
         if progress is not None:
             progress(i + 1, total)
     prompts = prompt_report(adapter)
