@@ -1,0 +1,215 @@
+"""`python -m explorer run`: train headless with a progress bar, and record the run.
+
+    python -m explorer run --scenario matrix --method lora --rank 4 --size 256 --steps 2000 --out runs/m4
+    python -m explorer run --scenario lm --method prefix --prefix-len 10 --prefix-layers 2 --steps 300 --out runs/p
+
+Every training setting has a flag (generated from explorer/engine/settings.py). Records are taken by
+step (`--record-every K`; step 0 and the last step always), so two runs of the same settings record
+the same steps. The recording (config.json, metrics.jsonl, snapshots/, state.safetensors) is
+described in explorer/engine/recording.py and replays in the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+
+# Import only the settings table here (no torch), so `--help` stays instant.
+from explorer.engine.settings import SETTINGS_SPEC, TrainSettings
+
+MAX_AUTO_RECORDS = 100
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _layers(text: str):
+    if text.strip().lower() in ("", "all"):
+        return None
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'all' or a comma-separated list of layer indices") from None
+
+
+def _allowed(spec) -> str:
+    if spec.choices is not None:
+        return "; one of " + ", ".join(map(str, spec.choices))
+    if spec.low is not None:
+        return f"; {spec.low:g} to {spec.high:g}"
+    return ""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainSettings()
+    field_types = {name: f.type for name, f in TrainSettings.__dataclass_fields__.items()}
+    group = parser.add_argument_group("training settings (explorer/engine/settings.py)")
+    for name, spec in SETTINGS_SPEC.items():
+        flag = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        note = f" [{spec.kind}; default {default if not isinstance(default, tuple) else ','.join(default)}" \
+               f"{_allowed(spec) if name != 'targets' else ''}]"
+        if name == "targets":
+            group.add_argument(flag, type=_csv, default=None, metavar="T1,T2",
+                               help=spec.help + " (comma-separated: " + ",".join(spec.choices) + ")" + note)
+        elif name == "layers":
+            group.add_argument(flag, type=_layers, default=None, metavar="I,J|all", help=spec.help + note)
+        elif field_types[name] == "bool":
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=spec.help + note)
+        elif spec.choices is not None:
+            group.add_argument(flag, choices=spec.choices, default=None, help=spec.help + note)
+        else:
+            group.add_argument(flag, type=_TYPES[field_types[name]], default=None, metavar=name.upper(),
+                               help=spec.help + note)
+    group.add_argument("--size", type=int, default=None, metavar="D",
+                       help="matrix scenario: sets both --size-in and --size-out")
+    run = parser.add_argument_group("the run")
+    run.add_argument("--steps", type=int, default=300, help="updates to train (default 300)")
+    run.add_argument("--out", required=True, metavar="DIR", help="directory for the recording (new or empty)")
+    run.add_argument("--record-every", type=int, default=0, metavar="K",
+                     help=f"record every K steps (default: about {MAX_AUTO_RECORDS} records per run); "
+                          "step 0 and the last step are always recorded")
+    run.add_argument("--sample-every", type=int, default=0, metavar="K",
+                     help="lm scenario: also generate samples every K steps (default: at step 0 and the last step only)")
+    run.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: all cores)")
+    run.add_argument("--overwrite", action="store_true", help="replace a recording already in --out")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def settings_from_args(args: argparse.Namespace) -> TrainSettings:
+    changes = {}
+    for name in SETTINGS_SPEC:
+        value = getattr(args, name, None)
+        if value is not None:
+            changes[name] = value
+    if args.size is not None:
+        for name in ("size_in", "size_out"):
+            if name in changes and changes[name] != args.size:
+                raise ValueError(f"--size {args.size} contradicts --{name.replace('_', '-')} {changes[name]}")
+            changes[name] = args.size
+    return TrainSettings().with_changes(**changes)
+
+
+def record_every(steps: int, every: int) -> int:
+    if every < 0:
+        raise ValueError(f"record-every={every} is out of range: allowed 0 (automatic) or more")
+    return every or max(1, math.ceil(steps / MAX_AUTO_RECORDS))
+
+
+class Progress:
+    """A plain-text progress bar on stderr: redrawn in place on a terminal, a line per 10% otherwise."""
+
+    def __init__(self, total: int, stream=None, quiet: bool = False):
+        self.total, self.stream, self.quiet = total, stream or sys.stderr, quiet
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start = time.perf_counter()
+        self._last_draw = 0.0
+        self._last_tenth = -1
+
+    def update(self, step: int, loss, eval_loss, force: bool = False) -> None:
+        if self.quiet:
+            return
+        now = time.perf_counter()
+        elapsed = now - self.start
+        frac = step / self.total if self.total else 1.0
+        if self.tty:
+            if not force and now - self._last_draw < 0.2:
+                return
+        else:
+            tenth = int(frac * 10)
+            if not force and tenth == self._last_tenth:
+                return
+            self._last_tenth = tenth
+        self._last_draw = now
+        width = 30
+        bar = "#" * int(frac * width) + "." * (width - int(frac * width))
+        rate = step / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - step) / rate if rate > 0 else float("nan")
+        text = (f"[{bar}] {step}/{self.total}  loss {_fmt(loss)}  held-out {_fmt(eval_loss)}  "
+                f"{rate:.1f} steps/s  {_clock(elapsed)} elapsed, {_clock(eta)} left")
+        if self.tty:
+            self.stream.write("\r" + text)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if not self.quiet and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if args.steps < 0:
+        raise ValueError(f"steps={args.steps} is out of range: allowed 0 or more")
+    every = record_every(args.steps, args.record_every)
+    if args.sample_every < 0:
+        raise ValueError(f"sample-every={args.sample_every} is out of range: allowed 0 or more")
+
+    import platform
+
+    import torch
+
+    from explorer.engine.recording import RecordingWriter
+    from explorer.engine.trainer import NonFiniteLoss, Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    trainer = Trainer(settings)
+    config = {"settings": settings.to_dict(), "device": trainer.device_label(), "device_type": trainer.device.type,
+              "base": trainer.scenario.info(), "steps": args.steps, "record_every": every,
+              "sample_every": args.sample_every, "display_size": settings.display_size,
+              "torch": torch.__version__, "python": platform.python_version(),
+              "command": "python -m explorer " + " ".join(sys.argv[1:])}
+    writer = RecordingWriter(args.out, config, overwrite=args.overwrite)
+    progress = Progress(args.steps, quiet=args.quiet)
+    started = time.perf_counter()
+    status = 0
+    try:
+        for k in range(args.steps + 1):
+            if k % every == 0 or k == args.steps:
+                samples = k == 0 or k == args.steps or (args.sample_every and k % args.sample_every == 0)
+                trainer.eval_loss()
+                snap = trainer.snapshot(settings.display_size, with_samples=bool(samples))
+                snap.state = "running" if k < args.steps else "paused"
+                writer.write(snap, fresh_samples=bool(samples))
+            if k == args.steps:
+                break
+            try:
+                trainer.train_step()
+            except NonFiniteLoss as exc:
+                trainer.eval_loss()
+                snap = trainer.snapshot(settings.display_size)
+                snap.state, snap.fault = "fault", f"{exc}; stopped; lower the learning rate"
+                writer.write(snap)
+                progress.done()
+                sys.stderr.write(f"peft-explorer: training stopped: {snap.fault}\n")
+                status = 1
+                break
+            progress.update(k + 1, trainer.loss, trainer.last_eval_loss)
+        progress.update(trainer.step, trainer.loss, trainer.last_eval_loss, force=True)
+        progress.done()
+    finally:
+        trainer.save_state(writer.dir / "state.safetensors")
+        writer.finish(final_step=trainer.step, wall_seconds=time.perf_counter() - started,
+                      completed=status == 0 and trainer.step == args.steps)
+    if not args.quiet:
+        sys.stderr.write(f"recorded {writer.records} steps to {writer.dir} "
+                         f"({writer.bytes_written / 1e6:.1f} MB)\n")
+    return status

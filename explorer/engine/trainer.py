@@ -1,0 +1,500 @@
+"""The synchronous training API: one scenario, one set of adapters, one optimizer, step by step.
+
+    t = Trainer(TrainSettings(scenario="matrix", rank=4))
+    t.train_step()            # -> the loss of this step's batch at the current weights, then one update
+    t.apply(lr=1e-3)          # {"lr": "hot"}: applies at once
+    t.apply(rank=8)           # {"rank": "cold"}: new adapters from the frozen base, a new segment
+    snap = t.snapshot(128)    # plain data for the views (explorer.engine.snapshot.Snapshot)
+
+Conventions
+- `step` counts updates applied in the current segment. The loss history point (s, L) is the loss of
+  batch s at the weights after s updates; `Snapshot.loss` is the latest such loss (at step 0 it is
+  measured without an update, so a zero-init adapter shows the base model's loss there).
+- Gate, spectrum and held-out histories are points (step, value at the weights after `step` updates).
+- A segment starts at every cold change and every reset: fresh adapters from the frozen base (each
+  segment works on its own deep copy of the pristine base), a fresh optimizer (AdamW, weight decay 0
+  for adapters, 0.01 for full fine-tuning), step 0, empty histories. A cold change that fails leaves
+  the running segment untouched.
+- Faults: a non-finite loss at step s restores the weights of step s - 1 (the last ones whose loss
+  was finite; they are kept aside before every update) and raises `NonFiniteLoss`; an exception
+  inside a step leaves the weights of that step (restoring them if the update was half done) and
+  propagates. The optimizer restarts after a restore.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import time
+
+import numpy as np
+import torch
+
+from explorer.core.analysis import dense_spectrum, pool_matrix, pooled_delta, spectrum_from_factors
+from explorer.engine import device as devices
+from explorer.engine.history import SpectrumHistory, ThinningBuffer
+from explorer.engine.scenarios import SCENARIO_SETTINGS, build_scenario
+from explorer.engine.settings import COLD, TrainSettings, changed_kinds, validate
+from explorer.engine.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
+
+FAULT_KINDS = ("exception", "nan", "oom")
+LOSS_HISTORY = 2048
+EVAL_HISTORY = 512
+GATE_HISTORY = 512
+SPECTRUM_HISTORY = 256
+SPECTRUM_HISTORY_VALUES = 64     # leading singular values kept per matrix in the waterfall history
+RATE_WINDOW_S = 2.0
+# The settings that live outside the trainer's numbers (device placement and the live display):
+# loading a state file keeps the running ones.
+PLACEMENT = ("device", "dtype", "speed", "snapshot_hz", "display_size")
+
+
+class NonFiniteLoss(RuntimeError):
+    def __init__(self, step: int, lr: float, value: float, restored: int | None):
+        self.step, self.lr, self.value, self.restored = step, lr, value, restored
+        back = (f"restored the weights of step {restored}" if restored is not None
+                else "the starting weights already give it")
+        super().__init__(f"non-finite loss at step {step} (lr={lr:g}): loss={value}; {back}")
+
+
+class InjectedFault(RuntimeError):
+    """Raised by `inject_fault('exception')` (tests and demos)."""
+
+
+class SegmentClock:
+    """Seconds of running time in a segment; paused time does not count."""
+
+    def __init__(self, running: bool = True):
+        self._total = 0.0
+        self._since = time.perf_counter() if running else None
+
+    @property
+    def running(self) -> bool:
+        return self._since is not None
+
+    def pause(self) -> None:
+        if self._since is not None:
+            self._total += time.perf_counter() - self._since
+            self._since = None
+
+    def resume(self) -> None:
+        if self._since is None:
+            self._since = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self._total + (time.perf_counter() - self._since if self._since is not None else 0.0)
+
+
+def _json_clean(d):
+    """What a dict becomes after a JSON round trip (tuples -> lists), so live and replayed
+    snapshots hold equal values."""
+    return None if d is None else json.loads(json.dumps(d))
+
+
+def spectrum_figures(values: np.ndarray) -> tuple[float, float, float]:
+    """(fro_norm, effective_rank, stable_rank) of a spectrum, in numpy on the host (the same
+    formulas as explorer.core.analysis.spectrum_summary, without a dozen small torch calls)."""
+    s = np.abs(np.asarray(values, np.float64))
+    s2 = s * s
+    fro = math.sqrt(s2.sum())
+    total = s.sum()
+    if total <= 0:
+        return fro, 0.0, 0.0
+    p = s[s > 0] / total
+    eff = math.exp(-(p * np.log(p)).sum())
+    return fro, eff, float(s2.sum() / s2.max())
+
+
+class _Segment:
+    """Everything that a cold change or a reset replaces."""
+
+    def __init__(self, trainer: "Trainer", settings: TrainSettings, scenario, running_clock: bool):
+        self.settings = settings
+        self.scenario = scenario
+        self.model = scenario.build(settings)
+        self.named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in self.named]
+        if not self.params:
+            raise ValueError(f"method={settings.method!r} leaves nothing to train")
+        self.optimizer = trainer._make_optimizer(self.params, settings)
+        self.backup = [p.detach().clone() for p in self.params]
+        self.backup_step: int | None = None
+        self.step = 0
+        self.loss: float | None = None
+        self.eval_loss: float | None = None
+        self.initial_loss: float | None = None
+        self.clock = SegmentClock(running_clock)
+        self.rate = collections.deque(maxlen=4096)
+        self.budget = _json_clean(scenario.budget(settings, self.model))
+        self.sources = scenario.matrix_sources(self.model, settings)
+        self.prefixes = scenario.prefix_layers(self.model)
+        lengths = {}
+        for src in self.sources:
+            lengths[src.name] = src.A.shape[0] if src.A is not None else min(src.shape)
+        self.loss_hist = ThinningBuffer(LOSS_HISTORY)
+        self.eval_hist = ThinningBuffer(EVAL_HISTORY)
+        heads = next(iter(self.prefixes.values())).gate.shape[0] if self.prefixes else 0
+        n_heads = getattr(getattr(scenario, "config", None), "num_attention_heads", heads)
+        self.gate_hist = ThinningBuffer(GATE_HISTORY, (len(self.prefixes), n_heads)) if self.prefixes else None
+        self.spectrum_hist = SpectrumHistory(lengths, SPECTRUM_HISTORY, SPECTRUM_HISTORY_VALUES)
+        self.last_eval_step = -1
+        self.last_view_step = -1        # step of the last gate/spectrum history point
+        self.host_cache: dict = {}      # constant pooled arrays (W0, target) per display size
+
+
+class Trainer:
+    def __init__(self, settings: TrainSettings | None = None, *, base_model=None, clock_running: bool = True):
+        settings = settings if settings is not None else TrainSettings()
+        validate(settings)
+        self._base_override = base_model
+        self.device = devices.resolve_device(settings.device)
+        self.autocast = devices.resolve_dtype(settings.dtype, self.device)
+        scenario = build_scenario(settings, self.device, self.autocast, base_model)
+        self._seg = _Segment(self, settings, scenario, clock_running)
+        self.segment = 0
+        self._fault: str | None = None
+
+    # --- read-only views ------------------------------------------------------------------------
+    @property
+    def settings(self) -> TrainSettings:
+        return self._seg.settings
+
+    @property
+    def scenario(self):
+        return self._seg.scenario
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self._seg.model
+
+    @property
+    def step(self) -> int:
+        return self._seg.step
+
+    @property
+    def loss(self) -> float | None:
+        return self._seg.loss
+
+    @property
+    def last_eval_loss(self) -> float | None:
+        return self._seg.eval_loss
+
+    @property
+    def clock(self) -> SegmentClock:
+        return self._seg.clock
+
+    @property
+    def steps_per_second(self) -> float:
+        r = self._seg.rate
+        if len(r) < 2:
+            return 0.0
+        t_end, s_end = r[-1]
+        for t, s in r:
+            if t_end - t <= RATE_WINDOW_S and s < s_end:
+                return (s_end - s) / max(t_end - t, 1e-9)
+        return 0.0
+
+    def device_label(self) -> str:
+        return devices.device_name(self.device)
+
+    # --- optimisation ---------------------------------------------------------------------------
+    @staticmethod
+    def _make_optimizer(params, settings: TrainSettings):
+        wd = 0.01 if settings.method == "full" else 0.0
+        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=wd)
+
+    def inject_fault(self, kind: str) -> None:
+        """Make the next step fail: 'exception', 'nan' (a non-finite loss) or 'oom' (CUDA out of memory)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault={kind!r} is unknown: allowed {', '.join(FAULT_KINDS)}")
+        self._fault = kind
+
+    def _restore(self, seg: _Segment) -> None:
+        with torch.no_grad():
+            for p, b in zip(seg.params, seg.backup):
+                p.copy_(b)
+        seg.optimizer = self._make_optimizer(seg.params, seg.settings)
+
+    def train_step(self) -> float:
+        """Loss of this step's batch at the current weights, then one update. See the module doc for faults."""
+        seg = self._seg
+        s = seg.step
+        fault, self._fault = self._fault, None
+        if fault == "exception":
+            raise InjectedFault(f"injected exception at step {s}")
+        if fault == "oom":
+            raise torch.OutOfMemoryError(f"CUDA out of memory (injected at step {s})")
+        try:
+            batch = seg.scenario.batch(s, seg.settings.batch_size)
+            loss = seg.scenario.loss(seg.model, batch)
+            if fault == "nan":
+                loss = loss * float("nan")
+            value = loss.item()
+            if not math.isfinite(value):
+                restored = None
+                if seg.backup_step is not None and seg.backup_step == s - 1:
+                    self._restore(seg)
+                    restored = seg.step = s - 1
+                    seg.loss_hist.rewind(s - 1)
+                    seg.eval_hist.rewind(s)
+                    if seg.gate_hist is not None:
+                        seg.gate_hist.rewind(s)
+                    seg.spectrum_hist.rewind(s)
+                    seg.last_view_step = min(seg.last_view_step, s - 1)
+                    seg.last_eval_step = min(seg.last_eval_step, s - 1)
+                    seg.backup_step = None
+                raise NonFiniteLoss(s, seg.settings.lr, value, restored)
+            seg.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        except BaseException:
+            seg.optimizer.zero_grad(set_to_none=True)
+            raise
+        with torch.no_grad():
+            if hasattr(torch, "_foreach_copy_"):
+                torch._foreach_copy_(seg.backup, [p.detach() for p in seg.params])
+            else:  # pragma: no cover - older torch
+                for b, p in zip(seg.backup, seg.params):
+                    b.copy_(p)
+        seg.backup_step = s
+        try:
+            seg.optimizer.step()
+        except BaseException:
+            self._restore(seg)
+            seg.optimizer.zero_grad(set_to_none=True)
+            raise
+        seg.optimizer.zero_grad(set_to_none=True)
+        seg.step = s + 1
+        seg.loss = value
+        if not (s == 0 and len(seg.loss_hist)):   # step 0 may already hold the measured initial loss
+            seg.loss_hist.append(s, value)
+        seg.rate.append((time.perf_counter(), s + 1))
+        return value
+
+    @torch.no_grad()
+    def initial_loss(self) -> float:
+        """The loss of batch 0 at the starting weights, measured without an update (once per segment)."""
+        seg = self._seg
+        if seg.initial_loss is None:
+            seg.initial_loss = seg.scenario.loss(seg.model, seg.scenario.batch(0, seg.settings.batch_size)).item()
+        return seg.initial_loss
+
+    @torch.no_grad()
+    def eval_loss(self) -> float:
+        """Held-out loss at the current weights; kept in the history."""
+        seg = self._seg
+        value = seg.scenario.eval_loss(seg.model).item()
+        seg.eval_loss = value
+        if seg.last_eval_step != seg.step:
+            seg.last_eval_step = seg.step
+            seg.eval_hist.append(seg.step, value)
+        return value
+
+    # --- settings -------------------------------------------------------------------------------
+    def apply(self, **changes) -> dict[str, str]:
+        """Change settings. Hot ones apply at once; any cold one rebuilds the adapters from the frozen
+        base and starts a new segment. All-or-nothing: on an error nothing changes."""
+        new = self.settings.with_changes(**changes)
+        kinds = changed_kinds(self.settings, new)
+        if not kinds:
+            return {}
+        if COLD in kinds.values():
+            self._new_segment(new, rebuild_scenario=any(k in SCENARIO_SETTINGS for k in kinds))
+        else:
+            seg = self._seg
+            for group in seg.optimizer.param_groups:
+                group["lr"] = new.lr
+            seg.settings = new
+        return kinds
+
+    def reset(self) -> None:
+        """Adapters back to their initial values, step 0, a new segment (same settings, same data)."""
+        self._new_segment(self.settings, rebuild_scenario=False)
+
+    def _new_segment(self, settings: TrainSettings, rebuild_scenario: bool) -> None:
+        old = self._seg
+        device, autocast, scenario = self.device, self.autocast, old.scenario
+        if rebuild_scenario:
+            device = devices.resolve_device(settings.device)
+            autocast = devices.resolve_dtype(settings.dtype, device)
+            scenario = build_scenario(settings, device, autocast, self._base_override)
+        seg = _Segment(self, settings, scenario, old.clock.running)
+        self._seg, self.device, self.autocast = seg, device, autocast
+        self.segment += 1
+        self._fault = None
+
+    # --- trained state --------------------------------------------------------------------------
+    def trained_tensors(self) -> dict[str, torch.Tensor]:
+        """What trains, under the model's parameter names (adapter factors, prompts, gates; for full
+        fine-tuning every weight)."""
+        return {name: p.detach() for name, p in self._seg.named}
+
+    def save_state(self, path) -> None:
+        from explorer.core.state_file import save_state
+
+        seg = self._seg
+        save_state(path, self.trained_tensors(), seg.settings.to_dict(), seg.step,
+                   extra={"scenario": seg.settings.scenario, "segment": self.segment,
+                          "loss": seg.loss, "eval_loss": seg.eval_loss})
+
+    def load_state(self, path) -> None:
+        """Start a segment from a trained-state file: its settings (keeping this trainer's device and
+        display settings), its tensors, its step. Refuses a file whose tensors do not fit."""
+        from explorer.core.state_file import load_state
+
+        st = load_state(path)
+        settings = TrainSettings.from_dict({**st.settings, **{k: getattr(self.settings, k) for k in PLACEMENT}})
+        rebuild = any(getattr(settings, k) != getattr(self.settings, k) for k in SCENARIO_SETTINGS)
+        old = (self._seg, self.segment, self.device, self.autocast)
+        self._new_segment(settings, rebuild_scenario=rebuild)
+        seg = self._seg
+        names = dict(seg.named)
+        try:
+            missing = sorted(set(names) - set(st.tensors))
+            unexpected = sorted(set(st.tensors) - set(names))
+            if missing or unexpected:
+                raise ValueError(f"{path}: tensors do not match the settings in the file "
+                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+            for name, t in st.tensors.items():
+                if tuple(t.shape) != tuple(names[name].shape):
+                    raise ValueError(f"{path}: tensor {name} has shape {tuple(t.shape)}, "
+                                     f"the model expects {tuple(names[name].shape)}")
+        except ValueError:
+            self._seg, self.segment, self.device, self.autocast = old
+            raise
+        with torch.no_grad():
+            for name, t in st.tensors.items():
+                names[name].copy_(t.to(device=names[name].device, dtype=names[name].dtype))
+        seg.step = st.step
+
+    # --- snapshots --------------------------------------------------------------------------------
+    def _constant(self, key, make):
+        cache = self._seg.host_cache
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
+    @torch.no_grad()
+    def snapshot(self, display_size: int | None = None, with_samples: bool = False) -> Snapshot:
+        """Everything the views draw, reduced on the device and copied to the host in one transfer."""
+        seg = self._seg
+        settings = seg.settings
+        ds = int(display_size or settings.display_size)
+        scenario = seg.scenario
+        loss = seg.loss
+        if seg.step == 0 and loss is None:
+            loss = self.initial_loss()
+            if not len(seg.loss_hist):
+                seg.loss_hist.append(0, loss)
+
+        # 1. reduce on the device
+        parts: list[torch.Tensor] = []
+        plan = []
+        for src in seg.sources:
+            if src.A is not None:
+                values = spectrum_from_factors(src.A, src.B, src.scaling).values
+                delta = pooled_delta(src.A, src.B, src.scaling, ds, ds)
+                method = "exact: QR of the factors + SVD of the r x r core"
+            else:
+                d = src.weight.detach().float() - src.base.float()
+                values, method = dense_spectrum(d)
+                delta = pool_matrix(d, ds, ds)
+            plan.append((src, method, len(parts)))
+            parts += [values, delta]
+        prefix_plan = []
+        if seg.prefixes:
+            attention = scenario.probe(seg.model) if hasattr(scenario, "probe") else {}
+            n_heads = seg.gate_hist.shape[1]
+            for layer, adapter in seg.prefixes.items():
+                gates = adapter.gate_values().detach().float().reshape(-1)
+                if gates.numel() != n_heads:
+                    gates = gates.expand(n_heads)
+                prefix_plan.append((layer, len(parts), layer in attention))
+                parts += [gates, adapter.prompt.detach().float().norm().reshape(1)]
+                if layer in attention:
+                    parts.append(attention[layer])
+
+        # 2. one copy to the host
+        host = _to_host(parts)
+
+        # 3. plain data
+        matrices = {}
+        spectra_now = {}
+        for src, method, i in plan:
+            values, delta = host[i], host[i + 1]
+            fro, eff, stable = spectrum_figures(values)
+            base = self._constant(("base", src.name, ds), lambda src=src: _to_host([pool_matrix(src.base, ds, ds)])[0])
+            target = target_values = None
+            if hasattr(scenario, "target") and scenario.name == "matrix":
+                target, target_values = self._constant(("target", ds), lambda: tuple(_to_host(
+                    [pool_matrix(scenario.target, ds, ds), scenario.target_values])))
+            matrices[src.name] = MatrixSnapshot(
+                name=src.name, shape=tuple(int(x) for x in src.shape), delta=delta, base=base, spectrum=values,
+                fro_norm=fro, effective_rank=eff, stable_rank=stable, target=target,
+                target_spectrum=target_values, spectrum_method=method)
+            spectra_now[src.name] = values
+        prefixes = []
+        gate_rows = []
+        for layer, i, has_attention in prefix_plan:
+            gates = host[i]
+            prefixes.append(PrefixSnapshot(layer=int(layer), gates=gates,
+                                           attention=host[i + 2] if has_attention else None,
+                                           prompt_norm=float(host[i + 1][0])))
+            gate_rows.append(gates)
+
+        # 4. histories (one gate / spectrum point per step)
+        if seg.step != seg.last_view_step:
+            seg.last_view_step = seg.step
+            if gate_rows:
+                seg.gate_hist.append(seg.step, np.stack(gate_rows))
+            if spectra_now:
+                seg.spectrum_hist.append(seg.step, spectra_now)
+        history = self._history()
+
+        samples = self.samples() if with_samples else None
+        return Snapshot(
+            step=seg.step, time=seg.clock.elapsed(), segment=self.segment, loss=loss, eval_loss=seg.eval_loss,
+            lr=float(settings.lr), steps_per_second=self.steps_per_second, device=self.device_label(),
+            memory_bytes=devices.memory_bytes(self.device), settings=settings.to_dict(), matrices=matrices,
+            prefixes=prefixes, history=history, budget=seg.budget, samples=samples,
+            probe_tokens=list(getattr(scenario, "probe_tokens", [])) if seg.prefixes else [],
+            state="paused", fault=None)
+
+    def samples(self) -> dict | None:
+        """Text from the adapted and the base model for the scenario's fixed prompt (lm only)."""
+        seg = self._seg
+        if not hasattr(seg.scenario, "samples"):
+            return None
+        return seg.scenario.samples(seg.model, seg.step)
+
+    def _history(self) -> History:
+        seg = self._seg
+        h = History()
+        h.steps, h.loss = seg.loss_hist.arrays()
+        h.eval_steps, h.eval_loss = seg.eval_hist.arrays()
+        if seg.gate_hist is not None:
+            h.gate_steps, h.gates = seg.gate_hist.arrays()
+        h.spectrum_steps, h.spectra = seg.spectrum_hist.arrays()
+        return h
+
+    def bare_snapshot(self, state: str = "fault", fault: str | None = None) -> Snapshot:
+        """A snapshot without analyses (used when a snapshot itself failed)."""
+        seg = self._seg
+        return Snapshot(step=seg.step, time=seg.clock.elapsed(), segment=self.segment, loss=seg.loss,
+                        eval_loss=seg.eval_loss, lr=float(seg.settings.lr), steps_per_second=self.steps_per_second,
+                        device=self.device_label(), memory_bytes=devices.memory_bytes(self.device),
+                        settings=seg.settings.to_dict(), history=self._history(), budget=seg.budget,
+                        state=state, fault=fault)
+
+
+def _to_host(parts: list[torch.Tensor]) -> list[np.ndarray]:
+    """Copy several device tensors to the host in one transfer, as float32 numpy arrays."""
+    if not parts:
+        return []
+    flat = torch.cat([p.detach().reshape(-1).float() for p in parts]).cpu().numpy()
+    out, start = [], 0
+    for p in parts:
+        n = p.numel()
+        out.append(flat[start:start + n].reshape(tuple(p.shape)))
+        start += n
+    return out

@@ -1,0 +1,370 @@
+"""The background training thread: commands in, snapshots out, nobody waits for anybody.
+
+The caller (the GUI thread) calls `play`, `pause`, `step`, `reset`, `configure`, ... which only record
+a command and wake the worker; `latest()` takes the newest snapshot from a one-slot mailbox. The
+worker owns the Trainer: it is built in the thread, steps in the thread, and is only touched there.
+
+Instrumentation is bounded by time and by a share of the wall time, measured as it goes:
+- snapshots at most `snapshot_hz` per second, and never more than SNAPSHOT_SHARE of the time
+  (a snapshot that cost c seconds is followed by at least c / SNAPSHOT_SHARE seconds of training);
+- the held-out loss at most every EVAL_INTERVAL_S seconds and EVAL_SHARE of the time;
+- samples (generated text, lm scenario) at most every SAMPLE_INTERVAL_S seconds and SAMPLE_SHARE of
+  the time; the newest samples ride along in every snapshot (their "step" says when they were made),
+  so a consumer that missed one snapshot misses no samples.
+Together that caps instrumentation at 5 % of the training time (bench/bench_engine.py measures it).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections import deque
+
+import torch
+
+from explorer.engine import device as devices
+from explorer.engine.mailbox import Mailbox
+from explorer.engine.settings import TrainSettings, changed_kinds, validate
+from explorer.engine.snapshot import Snapshot
+from explorer.engine.trainer import FAULT_KINDS, NonFiniteLoss, Trainer
+
+SNAPSHOT_SHARE = 0.025
+EVAL_INTERVAL_S = 1.0
+EVAL_SHARE = 0.01
+SAMPLE_INTERVAL_S = 3.0
+SAMPLE_SHARE = 0.015
+
+OOM_HINT = "lower batch_size, seq_len or the matrix size, or use dtype bf16 or the cpu"
+
+
+class _Cadence:
+    """When an instrumentation task is next due: at least `interval` apart, and at most `share`
+    of the wall time (by its measured cost, smoothed)."""
+
+    def __init__(self, interval: float, share: float):
+        self.interval, self.share = interval, share
+        self.cost = 0.0
+        self.next = 0.0
+
+    def due(self, now: float) -> bool:
+        return now >= self.next
+
+    def done(self, started: float, cost: float) -> None:
+        self.cost = cost if self.cost == 0.0 else 0.7 * self.cost + 0.3 * cost
+        self.next = started + cost + max(self.interval, self.cost / self.share)
+
+
+class TrainingWorker:
+    def __init__(self, settings: TrainSettings | None = None, *, base_model=None, threads: int | None = None):
+        settings = settings if settings is not None else TrainSettings()
+        validate(settings)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._mailbox: Mailbox[Snapshot] = Mailbox()
+        self._running_settings = settings      # what the trainer runs
+        self._requested = settings             # with the changes not yet applied
+        self._commands: deque = deque()
+        self._playing = False
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._base_model = base_model
+        self._threads = threads
+        self._trainer: Trainer | None = None   # touched only in the worker thread
+        self._fault: str | None = None
+        self._samples: dict | None = None
+        self.snapshots_posted = 0
+
+    # --- the caller's side --------------------------------------------------------------------
+    @property
+    def settings(self) -> TrainSettings:
+        with self._lock:
+            return self._running_settings
+
+    @property
+    def running(self) -> bool:
+        return self._playing
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the thread (paused). It builds the trainer and posts a first snapshot at step 0."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="peft-explorer-training", daemon=False)
+        self._thread.start()
+        ref = weakref.ref(self)
+        try:  # close before the interpreter joins non-daemon threads (what concurrent.futures does)
+            threading._register_atexit(lambda: (w := ref()) is not None and w.close(2.0))
+        except (AttributeError, RuntimeError):  # pragma: no cover
+            pass
+
+    def _command(self, *cmd) -> None:
+        with self._lock:
+            self._commands.append(cmd)
+        self._wake.set()
+
+    def play(self) -> None:
+        self._command("play")
+
+    def pause(self) -> None:
+        self._command("pause")
+
+    def step(self, n: int = 1) -> None:
+        """Pause (if playing), do `n` steps, then post a snapshot."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"step n={n!r} must be a whole number of at least 1")
+        self._command("step", n)
+
+    def reset(self) -> None:
+        self._command("reset")
+
+    def request_snapshot(self) -> None:
+        self._command("snapshot")
+
+    def inject_fault(self, kind: str) -> None:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault={kind!r} is unknown: allowed {', '.join(FAULT_KINDS)}")
+        self._command("fault", kind)
+
+    def configure(self, **changes) -> dict[str, str]:
+        """Validate here (ValueError naming the setting), apply in the worker before its next step.
+        Returns {setting: 'hot'|'cold'} for the settings that change."""
+        with self._lock:
+            new = self._requested.with_changes(**changes)
+            kinds = changed_kinds(self._requested, new)
+            if kinds:
+                self._requested = new
+                self._commands.append(("configure", {k: getattr(new, k) for k in kinds}))
+        if kinds:
+            self._wake.set()
+        return kinds
+
+    def latest(self) -> Snapshot | None:
+        """The newest snapshot not yet taken, or None. Never blocks."""
+        return self._mailbox.take()
+
+    def wait_for(self, predicate=lambda s: True, timeout: float = 30.0) -> Snapshot:
+        """Take snapshots until one satisfies `predicate` (tests, scripts; blocks the caller only)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            snap = self._mailbox.wait(max(0.0, left)) if left > 0 else None
+            if snap is not None and predicate(snap):
+                return snap
+            if snap is None:
+                raise TimeoutError(f"no matching snapshot within {timeout:g} s")
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop and join the thread. Idempotent."""
+        with self._lock:
+            self._closing = True
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- the worker thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        torch.set_num_threads(self._threads or devices.worker_threads())
+        torch.set_grad_enabled(True)
+        self._snap = _Cadence(1.0 / self._running_settings.snapshot_hz, SNAPSHOT_SHARE)
+        self._eval = _Cadence(EVAL_INTERVAL_S, EVAL_SHARE)
+        self._sample = _Cadence(SAMPLE_INTERVAL_S, SAMPLE_SHARE)
+        self._steps_left = 0
+        self._next_step_at = 0.0
+        self._build(self._running_settings)
+        try:
+            while True:
+                self._wake.clear()
+                with self._lock:
+                    if self._closing:
+                        return
+                    commands = list(self._commands)
+                    self._commands.clear()
+                for cmd in commands:
+                    self._handle(cmd)
+                if self._trainer is None or not (self._playing or self._steps_left):
+                    self._wake.wait()
+                    continue
+                now = time.perf_counter()
+                speed = self._trainer.settings.speed
+                if self._playing and speed > 0 and now < self._next_step_at:
+                    self._wake.wait(self._next_step_at - now)
+                    continue
+                self._next_step_at = now + (1.0 / speed if speed > 0 else 0.0)
+                if not self._train_one():
+                    continue
+                if self._steps_left:
+                    self._steps_left -= 1
+                    if not self._steps_left and not self._playing:
+                        self._trainer.clock.pause()
+                        self._post(eval_=True, samples=True)
+                        continue
+                if self._playing:
+                    self._post_if_due()
+        finally:
+            if self._trainer is not None:
+                self._trainer.clock.pause()
+            self._trainer = None
+
+    def _build(self, settings: TrainSettings) -> None:
+        try:
+            self._trainer = Trainer(settings, base_model=self._base_model, clock_running=False)
+        except Exception as exc:  # a bad device, a missing base model, ...
+            self._trainer = None
+            self._set_fault(f"could not start training: {type(exc).__name__}: {exc}")
+            return
+        self._fault = None
+        self._post(eval_=True, samples=True)
+
+    def _handle(self, cmd) -> None:
+        kind = cmd[0]
+        t = self._trainer
+        if kind == "play":
+            if t is None:
+                return self._post_fault_again()
+            self._fault = None
+            self._playing = True
+            self._steps_left = 0
+            t.clock.resume()
+            now = time.perf_counter()
+            self._snap.next = now + 1.0 / t.settings.snapshot_hz
+            self._post()
+        elif kind == "pause":
+            if self._playing:
+                self._playing = False
+                if t is not None:
+                    t.clock.pause()
+                    self._post(eval_=True, samples=True)
+        elif kind == "step":
+            if t is None:
+                return self._post_fault_again()
+            if self._playing:
+                self._playing = False
+            t.clock.resume()
+            self._fault = None
+            self._steps_left += cmd[1]
+        elif kind == "reset":
+            if t is None:
+                return self._build(self._running_settings)
+            t.reset()
+            self._fault = None
+            self._steps_left = 0
+            self._post(eval_=True, samples=True)
+        elif kind == "snapshot":
+            if t is None:
+                return self._post_fault_again()
+            self._post()
+        elif kind == "fault":
+            if t is not None:
+                t.inject_fault(cmd[1])
+        elif kind == "configure":
+            self._configure(cmd[1])
+
+    def _configure(self, changes: dict) -> None:
+        t = self._trainer
+        if t is None:
+            with self._lock:
+                new = self._running_settings.with_changes(**changes)
+                self._running_settings = new
+            return self._build(new)
+        try:
+            kinds = t.apply(**changes)
+        except Exception as exc:
+            with self._lock:
+                self._requested = self._running_settings
+            names = ", ".join(f"{k}={v!r}" for k, v in changes.items())
+            self._set_fault(f"could not apply {names}: {exc}; the previous settings stay in force")
+            return
+        with self._lock:
+            self._running_settings = t.settings
+        if "snapshot_hz" in kinds:
+            self._snap.interval = 1.0 / t.settings.snapshot_hz
+        cold = "cold" in kinds.values()
+        if cold:
+            self._steps_left = 0
+        self._fault = None
+        self._post(eval_=cold, samples=cold)
+
+    def _train_one(self) -> bool:
+        t = self._trainer
+        try:
+            t.train_step()
+            return True
+        except NonFiniteLoss as exc:
+            msg = f"{exc}; paused; lower the learning rate or reset"
+        except torch.OutOfMemoryError as exc:
+            if t.device.type == "cuda":
+                torch.cuda.empty_cache()
+            msg = (f"out of memory at step {t.step}: {str(exc).splitlines()[0] if str(exc) else ''}; "
+                   f"paused; {OOM_HINT}")
+        except Exception as exc:
+            msg = f"{type(exc).__name__} at step {t.step}: {exc}; paused; reset or change settings to go on"
+        self._set_fault(msg)
+        return False
+
+    def _set_fault(self, msg: str) -> None:
+        self._playing = False
+        self._steps_left = 0
+        self._fault = msg
+        t = self._trainer
+        if t is None:
+            s = self._running_settings
+            snap = Snapshot(step=0, time=0.0, segment=0, loss=None, eval_loss=None, lr=float(s.lr),
+                            steps_per_second=0.0, device="", memory_bytes=0, settings=s.to_dict(),
+                            state="fault", fault=msg)
+            self._put(snap)
+            return
+        t.clock.pause()
+        self._post(state="fault")
+
+    def _post_fault_again(self) -> None:
+        if self._fault is not None:
+            self._set_fault(self._fault)
+
+    def _post_if_due(self) -> None:
+        now = time.perf_counter()
+        if not self._snap.due(now):
+            return
+        self._post(eval_=self._eval.due(now), samples=self._sample.due(now))
+
+    def _post(self, eval_: bool = False, samples: bool = False, state: str | None = None) -> None:
+        t = self._trainer
+        try:
+            if eval_:
+                t0 = time.perf_counter()
+                t.eval_loss()
+                self._eval.done(t0, time.perf_counter() - t0)
+            if samples and hasattr(t.scenario, "samples"):
+                if self._samples is None or self._samples.get("step") != t.step or \
+                        self._samples.get("segment") != t.segment:
+                    t0 = time.perf_counter()
+                    self._samples = {**t.samples(), "segment": t.segment}
+                    self._sample.done(t0, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            snap = t.snapshot(t.settings.display_size)
+            self._snap.done(t0, time.perf_counter() - t0)
+        except Exception as exc:
+            if state == "fault":
+                snap = t.bare_snapshot("fault", self._fault)
+                self._put(snap)
+                return
+            return self._set_fault(f"snapshot failed at step {t.step}: {type(exc).__name__}: {exc}; paused")
+        if self._samples is not None and self._samples.get("segment") == t.segment:
+            snap.samples = {k: v for k, v in self._samples.items() if k != "segment"}
+        snap.state = state or ("running" if self._playing else "paused")
+        snap.fault = self._fault if snap.state == "fault" else None
+        self._put(snap)
+
+    def _put(self, snap: Snapshot) -> None:
+        self.snapshots_posted += 1
+        self._mailbox.put(snap)
