@@ -1,0 +1,395 @@
+"""Prefix attention, BertViz-style: a layer x head grid of small maps over [prompt | tokens] for the probe.
+
+Each cell is one head's attention of every probe token (rows, queries) over the K gated prompt
+vectors and the T real tokens (columns, keys): [gate·softmax(S_p) | softmax(S_t)]. A line separates
+the prompt columns from the token columns. Click a cell to enlarge it with token labels on both axes
+(P0..P{K-1} for the prompt, the probe's tokens for the rest); Esc or "All heads" goes back.
+
+The whole grid is ONE image (a mosaic with transparent gaps), so a 30-layer x 32-head grid costs
+one setImage per frame, like a 2 x 4 one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from explorer.gui import colormaps
+from explorer.gui.views.base import View, new_layout_widget, style_plot
+
+GAP = 1  # transparent cells between maps in the grid mosaic
+
+
+def token_label(token: str) -> str:
+    """Make whitespace visible: ' cat' -> '·cat', '\\n' -> '↵'."""
+    return token.replace("\n", "↵").replace("\t", "⇥").replace(" ", "·") or "∅"
+
+
+class TokenAxis(pg.AxisItem):
+    """An axis with one label per column, drawn vertically so long tokens never overlap."""
+
+    def __init__(self, orientation: str = "bottom", **kw):
+        super().__init__(orientation, **kw)
+        self._labels: list[str] = []
+
+    def labels(self) -> list[str]:
+        return list(self._labels)
+
+    def set_labels(self, labels) -> None:
+        self._labels = list(labels)
+        font = self.style["tickFont"] or QtGui.QFont()
+        metrics = QtGui.QFontMetrics(font)
+        widest = max((metrics.horizontalAdvance(s) for s in self._labels), default=0)
+        self.setHeight(int(widest + metrics.height() * 0.5 + 10) if self._labels else None)
+        self.picture = None
+        self.update()
+
+    def setTickFont(self, font):
+        super().setTickFont(font)
+        if self._labels:
+            self.set_labels(self._labels)
+
+    def tickValues(self, minVal, maxVal, size):
+        return [(1.0, [i + 0.5 for i in range(len(self._labels)) if minVal <= i + 0.5 <= maxVal])]
+
+    def tickStrings(self, values, scale, spacing):
+        return ["" for _ in values]
+
+    def drawPicture(self, p, axisSpec, tickSpecs, textSpecs):
+        super().drawPicture(p, axisSpec, tickSpecs, [])
+        view = self.linkedView()
+        if view is None or not self._labels:
+            return
+        font = self.style["tickFont"] or QtGui.QFont()
+        metrics = QtGui.QFontMetrics(font)
+        p.setFont(font)
+        p.setPen(self.textPen())
+        xs = []
+        for i in range(len(self._labels)):
+            xs.append(self.mapFromScene(view.mapViewToScene(QtCore.QPointF(i + 0.5, 0))).x())
+        pitch = abs(xs[1] - xs[0]) if len(xs) > 1 else metrics.height()
+        every = max(1, int(np.ceil(metrics.height() * 0.9 / max(pitch, 1e-6))))
+        top = max(0, self.style["tickLength"]) + 3
+        baseline = (metrics.ascent() - metrics.descent()) / 2
+        for i, (x, text) in enumerate(zip(xs, self._labels)):
+            if i % every or x < -1 or x > self.width() + 1:
+                continue
+            p.save()
+            p.translate(x, top)
+            p.rotate(90)
+            p.drawText(QtCore.QPointF(0, baseline), text)
+            p.restore()
+
+
+class _ClickableImage(pg.ImageItem):
+    clicked = QtCore.Signal(float, float)   # x (column), y (row) in image coordinates
+
+    def mouseClickEvent(self, ev):
+        if ev.button() == QtCore.Qt.MouseButton.LeftButton:
+            pos = ev.pos()
+            ev.accept()
+            self.clicked.emit(pos.x(), pos.y())
+        else:
+            super().mouseClickEvent(ev)
+
+    def hoverEvent(self, ev):
+        if not ev.isExit():
+            ev.acceptClicks(QtCore.Qt.MouseButton.LeftButton)
+
+
+class AttentionView(View):
+    view_id = "attention"
+    title = "Prefix attention"
+    formula_tooltip = ("attn = [ gate(g)·softmax(q·Kpᵀ/√d) | softmax(q·Ktᵀ/√d + mask) ],  Kp = W_k·P (frozen W_k, "
+                       "learned prompt P); rows: probe tokens, columns: [P0..P(K-1) | tokens]")
+
+    cellClicked = QtCore.Signal(int, int)   # (row = index of the prefix layer, head)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self._key = None
+        self._geometry = None        # (layers, heads, T, K)
+        self._buffer: np.ndarray | None = None
+        self._attention: np.ndarray | None = None   # (layers, heads, T, K + T)
+        self._layers: list[int] = []
+        self._gates: np.ndarray | None = None
+        self._prompt_len = 0
+        self._tokens: list[str] = []
+        self._enlarged: tuple[int, int] | None = None
+        self._levels = colormaps.SymmetricLevels()
+        self._cmap_name = colormaps.DIVERGING
+
+        self._pages = QtWidgets.QStackedWidget(self)
+        # -- grid page
+        grid_page = QtWidgets.QWidget(self._pages)
+        gl = QtWidgets.QVBoxLayout(grid_page)
+        gl.setContentsMargins(4, 4, 4, 4)
+        gl.setSpacing(3)
+        self.grid_glw = new_layout_widget(self.style_)
+        self.grid_glw.ci.setToolTip(self.formula_tooltip)
+        self.grid_plot: pg.PlotItem = self.grid_glw.addPlot(row=0, col=0)
+        self.grid_plot.invertY(True)
+        self.grid_plot.hideButtons()
+        self.grid_plot.setMenuEnabled(False)
+        self.grid_plot.setMouseEnabled(x=False, y=False)
+        self.grid_plot.showAxis("top")
+        self.grid_plot.hideAxis("bottom")
+        self.grid_plot.getAxis("left").setStyle(tickLength=0)
+        self.grid_plot.getAxis("top").setStyle(tickLength=0)
+        self.grid_image = _ClickableImage(axisOrder="row-major")
+        self.grid_image.setLookupTable(colormaps.lut(self._cmap_name))
+        self.grid_image.clicked.connect(self._grid_clicked)
+        self.grid_plot.addItem(self.grid_image)
+        self.grid_lines = pg.PlotCurveItem(connect="pairs", pen=pg.mkPen("#20242a", width=1))
+        self.grid_plot.addItem(self.grid_lines)
+        self.grid_bar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=colormaps.colormap(self._cmap_name),
+                                        interactive=False, width=12, colorMapMenu=False)
+        self.grid_glw.addItem(self.grid_bar, row=0, col=1)
+        gl.addWidget(self.grid_glw, 1)
+        self.grid_caption = QtWidgets.QLabel(grid_page)
+        self.grid_caption.setWordWrap(True)
+        gl.addWidget(self.grid_caption)
+        self._pages.addWidget(grid_page)
+        # -- enlarged page
+        detail_page = QtWidgets.QWidget(self._pages)
+        dl = QtWidgets.QVBoxLayout(detail_page)
+        dl.setContentsMargins(4, 4, 4, 4)
+        dl.setSpacing(3)
+        bar = QtWidgets.QHBoxLayout()
+        self.back_button = QtWidgets.QToolButton(detail_page)
+        self.back_button.setText("◀ All heads")
+        self.back_button.setToolTip("Back to the layer × head grid (Esc)")
+        self.back_button.clicked.connect(self.show_grid)
+        bar.addWidget(self.back_button)
+        self.prev_button = QtWidgets.QToolButton(detail_page)
+        self.prev_button.setText("‹")
+        self.prev_button.setToolTip("Previous head")
+        self.prev_button.clicked.connect(lambda: self._step_head(-1))
+        self.next_button = QtWidgets.QToolButton(detail_page)
+        self.next_button.setText("›")
+        self.next_button.setToolTip("Next head")
+        self.next_button.clicked.connect(lambda: self._step_head(+1))
+        bar.addWidget(self.prev_button)
+        bar.addWidget(self.next_button)
+        self.detail_title = QtWidgets.QLabel(detail_page)
+        self.detail_title.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        bar.addWidget(self.detail_title, 1)
+        dl.addLayout(bar)
+        self.detail_glw = new_layout_widget(self.style_)
+        self.detail_glw.ci.setToolTip(self.formula_tooltip)
+        self.token_axis = TokenAxis("bottom")
+        self.detail_plot: pg.PlotItem = self.detail_glw.addPlot(row=0, col=0, axisItems={"bottom": self.token_axis})
+        self.detail_plot.invertY(True)
+        self.detail_plot.hideButtons()
+        self.detail_plot.setMenuEnabled(False)
+        self.detail_plot.setMouseEnabled(x=False, y=False)
+        self.detail_plot.setLabel("left", "query (probe token)")
+        self.detail_plot.getAxis("left").setStyle(tickLength=0)
+        self.detail_image = pg.ImageItem(axisOrder="row-major")
+        self.detail_image.setLookupTable(colormaps.lut(self._cmap_name))
+        self.detail_plot.addItem(self.detail_image)
+        self.detail_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#20242a", width=1))
+        self.detail_plot.addItem(self.detail_line, ignoreBounds=True)
+        self.detail_bar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=colormaps.colormap(self._cmap_name),
+                                          interactive=False, width=12, colorMapMenu=False)
+        self.detail_glw.addItem(self.detail_bar, row=0, col=1)
+        dl.addWidget(self.detail_glw, 1)
+        self._pages.addWidget(detail_page)
+        self._escape = QtGui.QShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_Escape), detail_page)
+        self._escape.setContext(QtCore.Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self._escape.activated.connect(self.show_grid)
+        self.set_content(self._pages)
+        self._restyle()
+
+    # ---- public ----------------------------------------------------------------------------------
+    def grid_shape(self) -> tuple[int, int]:
+        """(prefix layers, heads) of the grid drawn now; (0, 0) when there is none."""
+        if self._attention is None:
+            return (0, 0)
+        return tuple(self._attention.shape[:2])
+
+    def layers(self) -> list[int]:
+        """The model layer of each grid row."""
+        return list(self._layers)
+
+    def cell_center(self, row: int, head: int) -> QtCore.QPointF:
+        """Centre of a grid cell in image coordinates (for clicks and tests)."""
+        _, _, t, w = self._attention.shape
+        return QtCore.QPointF(head * (w + GAP) + w / 2, row * (t + GAP) + t / 2)
+
+    def enlarge(self, row: int, head: int) -> None:
+        """Show one cell big, with token labels; `row` indexes the prefix layers (see layers())."""
+        if self._attention is None:
+            return
+        n_layers, n_heads = self._attention.shape[:2]
+        if not (0 <= row < n_layers and 0 <= head < n_heads):
+            raise IndexError(f"cell ({row}, {head}) is outside the {n_layers} x {n_heads} grid")
+        self._enlarged = (row, head)
+        self._draw_detail(new_cell=True)
+        self._pages.setCurrentIndex(1)
+
+    def enlarged(self) -> tuple[int, int] | None:
+        """(row, head) of the enlarged cell, or None while the grid shows."""
+        return self._enlarged if self._pages.currentIndex() == 1 else None
+
+    def show_grid(self) -> None:
+        self._pages.setCurrentIndex(0)
+
+    def detail_labels(self) -> tuple[list[str], list[str]]:
+        """(column labels: P0..P{K-1} then the tokens, row labels: the tokens) of the enlarged map."""
+        return self.token_axis.labels(), list(self._row_labels)
+
+    def levels(self) -> tuple[float, float]:
+        lv = self.grid_image.getLevels()
+        return (float(lv[0]), float(lv[1])) if lv is not None else (0.0, 0.0)
+
+    def export_item(self):
+        return self.detail_glw.ci if self.enlarged() else self.grid_glw.ci
+
+    # ---- drawing ---------------------------------------------------------------------------------
+    def _draw(self, snapshot) -> None:
+        prefixes = [p for p in (snapshot.prefixes or []) if p.attention is not None and np.size(p.attention)]
+        if not prefixes:
+            method = (snapshot.settings or {}).get("method", "")
+            if snapshot.prefixes:
+                self.show_message("Prefix layers are set up; waiting for the probe's attention maps.")
+            elif method in ("prefix", "lora+prefix"):
+                self.show_message("No prefix attention yet: waiting for the first snapshot.")
+            else:
+                name = {"lora": "LoRA", "full": "full fine-tuning"}.get(method, method or "this method")
+                self.show_message(f"No prefix layers in this method ({name}).\n"
+                                  "Choose prefix or LoRA + prefix to see the gated prompt attention.")
+            self._key = None
+            return
+        self.hide_message()
+        key = (snapshot.segment, snapshot.step, snapshot.time, id(prefixes[0].attention))
+        if key == self._key:
+            return
+        self._key = key
+        att = np.stack([np.asarray(p.attention, dtype=np.float32) for p in prefixes])   # (L, H, T, K+T)
+        n_layers, n_heads, t, w = att.shape
+        k = max(0, w - t)
+        self._attention = att
+        self._layers = [int(p.layer) for p in prefixes]
+        self._gates = np.stack([np.asarray(p.gates, dtype=np.float32).reshape(-1) for p in prefixes]) \
+            if all(p.gates is not None for p in prefixes) else None
+        self._prompt_len = k
+        tokens = list(snapshot.probe_tokens or [])
+        self._tokens = tokens[-t:] if len(tokens) >= t else tokens + [f"t{i}" for i in range(len(tokens), t)]
+        geometry = (n_layers, n_heads, t, k, tuple(self._layers))
+        if geometry != self._geometry:
+            self._geometry = geometry
+            self._build_grid(n_layers, n_heads, t, w, k)
+            if self._enlarged and (self._enlarged[0] >= n_layers or self._enlarged[1] >= n_heads):
+                self._enlarged = None
+                self.show_grid()
+        buf = self._buffer
+        buf4 = buf.reshape(n_layers, t + GAP, n_heads, w + GAP)
+        buf4[:, :t, :, :w] = att.transpose(0, 2, 1, 3)
+        mosaic = buf[: n_layers * (t + GAP) - GAP, : n_heads * (w + GAP) - GAP]
+        levels = self._levels.update_max(colormaps.abs_max(att))
+        self.grid_image.setImage(mosaic, autoLevels=False, levels=levels)
+        self.grid_bar.setLevels(levels, update_items=False)
+        gmax = float(np.abs(self._gates).max()) if self._gates is not None and self._gates.size else 0.0
+        self.grid_caption.setText(
+            f"{n_layers} prefix layer{'s' if n_layers != 1 else ''} × {n_heads} heads · each map: {t} probe tokens "
+            f"(rows) over [{k} prompt | {t} tokens] (columns) · max |gate| {gmax:.3g} · step {snapshot.step:,} · "
+            "click a map to enlarge")
+        if self._enlarged is not None:
+            self._draw_detail(new_cell=False)
+        self.draw_count += 1
+
+    def _build_grid(self, n_layers: int, n_heads: int, t: int, w: int, k: int) -> None:
+        self._buffer = np.full((n_layers * (t + GAP), n_heads * (w + GAP)), np.nan, np.float32)
+        height = n_layers * (t + GAP) - GAP
+        width = n_heads * (w + GAP) - GAP
+        xs = np.array([h * (w + GAP) + k for h in range(n_heads)], np.float64)
+        if k > 0:
+            x = np.repeat(xs, 2)
+            y = np.tile([0.0, float(height)], n_heads)
+            self.grid_lines.setData(x, y)
+        else:
+            self.grid_lines.setData([], [])
+        self.grid_plot.getAxis("left").setTicks(
+            [[(i * (t + GAP) + t / 2, f"L{layer}") for i, layer in enumerate(self._layers)]])
+        self.grid_plot.getAxis("top").setTicks([[(h * (w + GAP) + w / 2, f"h{h}") for h in range(n_heads)]])
+        self.grid_plot.setRange(xRange=(0, width), yRange=(0, height), padding=0.01)
+
+    def _grid_clicked(self, x: float, y: float) -> None:
+        if self._attention is None:
+            return
+        n_layers, n_heads, t, w = self._attention.shape
+        row, ry = divmod(int(np.floor(y)), t + GAP)
+        head, rx = divmod(int(np.floor(x)), w + GAP)
+        if 0 <= row < n_layers and 0 <= head < n_heads and ry < t and rx < w:
+            self.cellClicked.emit(row, head)
+            self.enlarge(row, head)
+
+    def _step_head(self, delta: int) -> None:
+        if self._enlarged is None or self._attention is None:
+            return
+        n_layers, n_heads = self._attention.shape[:2]
+        row, head = self._enlarged
+        index = (row * n_heads + head + delta) % (n_layers * n_heads)
+        self.enlarge(*divmod(index, n_heads))
+
+    def _draw_detail(self, new_cell: bool) -> None:
+        row, head = self._enlarged
+        att = self._attention[row, head]
+        t, w = att.shape
+        k = self._prompt_len
+        levels = self._levels.levels()
+        self.detail_image.setImage(att, autoLevels=False, levels=levels)
+        self.detail_bar.setLevels(levels, update_items=False)
+        if new_cell or self._detail_geometry != (t, w, tuple(self._tokens)):
+            self._detail_geometry = (t, w, tuple(self._tokens))
+            columns = [f"P{i}" for i in range(k)] + [token_label(s) for s in self._tokens]
+            self.token_axis.set_labels(columns)
+            self._row_labels = [token_label(s) for s in self._tokens]
+            self.detail_plot.getAxis("left").setTicks([[(i + 0.5, label) for i, label in enumerate(self._row_labels)]])
+            self.detail_line.setPos(k)
+            self.detail_line.setVisible(k > 0)
+            self.detail_plot.setRange(xRange=(0, w), yRange=(0, t), padding=0)
+        gate = ""
+        if self._gates is not None and self._gates.shape[1] > head:
+            gate = f" · gate <b>{self._gates[row, head]:+.4f}</b>"
+        self.detail_title.setText(f"layer <b>{self._layers[row]}</b> · head <b>{head}</b>{gate} · "
+                                  f"[{k} prompt | {t} tokens]")
+
+    _detail_geometry = None
+    _row_labels: list = []
+
+    def _clear(self) -> None:
+        self._key = None
+        self._levels.reset()
+        self._attention = None
+        self._geometry = None
+        self._detail_geometry = None
+        self._enlarged = None
+        self.grid_image.clear()
+        self.detail_image.clear()
+        self.grid_lines.setData([], [])
+        self.grid_caption.setText("")
+        self.show_grid()
+
+    def _apply_style(self) -> None:
+        s = self.style_
+        for glw in (self.grid_glw, self.detail_glw):
+            glw.setBackground(s.background)
+        for plot in (self.grid_plot, self.detail_plot, self.grid_bar, self.detail_bar):
+            style_plot(plot, s)
+        self.token_axis.setTickFont(s.font(9, mono=True))
+        self.detail_plot.getAxis("left").setTickFont(s.font(9, mono=True))
+        line_pen = pg.mkPen(s.separator, width=1)
+        self.grid_lines.setPen(line_pen)
+        self.detail_line.setPen(line_pen)
+        name = colormaps.diverging_for(s.high_contrast)
+        if name != self._cmap_name:
+            self._cmap_name = name
+            for img in (self.grid_image, self.detail_image):
+                img.setLookupTable(colormaps.lut(name))
+            for bar in (self.grid_bar, self.detail_bar):
+                bar.setColorMap(colormaps.colormap(name))
+        self._levels.hold = s.high_contrast
+        self._key = None

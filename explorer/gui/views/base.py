@@ -1,0 +1,370 @@
+"""The small base every live view shares, and the pieces several views use.
+
+A view draws ONLY from `Snapshot` objects (plain numpy data), so it draws a recording like a live run.
+The main window calls, on the GUI thread:
+
+    view.update_snapshot(snapshot)   # up to ~30 Hz; cheap: skipped while hidden, redrawn on show
+    view.clear()                     # a new segment or a reset: drop smoothed levels and caches
+    view.export_item()               # what pyqtgraph's ImageExporter/SVGExporter export, or a QWidget to grab
+    view.set_talk_mode(font_scale, high_contrast)
+    view.set_theme(dark)
+    view.refresh()                   # draw the last snapshot now (e.g. before exporting a hidden view)
+
+Class attributes: `view_id` (registry key), `title` (dock title), `formula_tooltip` (one line, the
+widget's tooltip). `draw_count` counts real redraws, for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+# The order in which Llama modules are listed in pickers.
+MODULE_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_LAYER_RE = re.compile(r"(?:^|\.)layers\.(\d+)\.(?:.*\.)?([^.]+)$")
+
+
+def split_matrix_name(name: str) -> tuple[int | None, str]:
+    """'model.layers.3.self_attn.q_proj' -> (3, 'q_proj'); 'W' -> (None, 'W')."""
+    m = _LAYER_RE.search(name)
+    if m:
+        return int(m.group(1)), m.group(2)
+    return None, name
+
+
+def _module_key(module: str) -> tuple[int, str]:
+    return (MODULE_ORDER.index(module) if module in MODULE_ORDER else len(MODULE_ORDER), module)
+
+
+@dataclass
+class Style:
+    """What the theme and talk mode change: colours and font sizes."""
+    dark: bool = True
+    font_scale: float = 1.0
+    high_contrast: bool = False
+
+    @property
+    def background(self) -> str:
+        if self.dark:
+            return "#000000" if self.high_contrast else "#16181c"
+        return "#ffffff"
+
+    @property
+    def foreground(self) -> str:
+        if self.dark:
+            return "#ffffff" if self.high_contrast else "#c8ccd2"
+        return "#000000" if self.high_contrast else "#30343a"
+
+    @property
+    def muted(self) -> str:
+        if self.dark:
+            return "#b0b0b0" if self.high_contrast else "#7c828a"
+        return "#505050" if self.high_contrast else "#8a9099"
+
+    @property
+    def separator(self) -> str:
+        """Lines drawn over heatmaps (prompt | tokens boundary)."""
+        return "#000000" if not self.dark or self.high_contrast else "#20242a"
+
+    def point_size(self, base: float = 9.0) -> float:
+        return max(6.0, base * self.font_scale)
+
+    def font(self, base: float = 9.0, bold: bool = False, mono: bool = False) -> QtGui.QFont:
+        f = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont) if mono else QtGui.QFont()
+        f.setPointSizeF(self.point_size(base))
+        f.setBold(bold)
+        return f
+
+    def color(self, name: str) -> QtGui.QColor:
+        return QtGui.QColor(getattr(self, name))
+
+
+def style_plot(plot: pg.PlotItem, style: Style, base: float = 9.0) -> None:
+    """Axis pens, tick fonts, axis labels and title in the style's colours and sizes."""
+    font = style.font(base)
+    for name in ("left", "bottom", "right", "top"):
+        axis = plot.getAxis(name)
+        axis.setPen(pg.mkPen(style.muted, width=1))
+        axis.setTextPen(pg.mkPen(style.foreground))
+        axis.setTickFont(font)
+        axis.enableAutoSIPrefix(False)
+        if axis.labelText or axis.labelUnits:
+            axis.setLabel(axis.labelText, units=axis.labelUnits or None,
+                          **{"color": style.foreground, "font-size": f"{style.point_size(base):.1f}pt"})
+    if plot.titleLabel.text:
+        plot.setTitle(plot.titleLabel.text, color=style.foreground, size=f"{style.point_size(base + 1):.1f}pt")
+
+
+def new_layout_widget(style: Style) -> pg.GraphicsLayoutWidget:
+    glw = pg.GraphicsLayoutWidget()
+    glw.setBackground(style.background)
+    glw.ci.setContentsMargins(2, 2, 2, 2)
+    glw.setMinimumSize(120, 90)
+    return glw
+
+
+class View(QtWidgets.QWidget):
+    """Base of the live views. Subclasses implement `_draw(snapshot)`, `_clear()`, `_apply_style()`."""
+
+    view_id: str = ""
+    title: str = ""
+    formula_tooltip: str = ""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName(f"view_{self.view_id}")
+        self.setToolTip(self.formula_tooltip)
+        self.style_ = Style()
+        self._snapshot = None
+        self._dirty = False
+        self._segment = None
+        self.draw_count = 0
+        self._stack = QtWidgets.QStackedWidget(self)
+        self._message = QtWidgets.QLabel(self._stack)
+        self._message.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self._message.setWordWrap(True)
+        self._message.setMargin(16)
+        self._stack.addWidget(self._message)
+        outer = QtWidgets.QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self._stack)
+
+    # ---- what the main window calls -------------------------------------------------------------
+    @property
+    def snapshot(self):
+        """The last snapshot given (drawn or not)."""
+        return self._snapshot
+
+    def update_snapshot(self, snapshot) -> None:
+        """Take the newest snapshot; draw it now if the view is visible, else when it is shown."""
+        self._snapshot = snapshot
+        if snapshot is None:
+            return
+        segment = getattr(snapshot, "segment", None)
+        if segment != self._segment:
+            if self._segment is not None:     # new adapters: smoothed levels and caches start again
+                self._clear()
+            self._segment = segment
+        if not self.isVisible():
+            self._dirty = True
+            return
+        self._dirty = False
+        self._draw(snapshot)
+
+    def refresh(self) -> None:
+        """Draw the last snapshot now, visible or not (e.g. before an export)."""
+        if self._snapshot is not None:
+            self._dirty = False
+            self._draw(self._snapshot)
+
+    def clear(self) -> None:
+        """A new segment or a reset: forget the last snapshot, smoothed levels and caches."""
+        self._snapshot = None
+        self._dirty = False
+        self._segment = None
+        self._clear()
+
+    def export_item(self):
+        """The pyqtgraph item (a GraphicsLayout or PlotItem) to hand to ImageExporter/SVGExporter,
+        or a QWidget to grab() for views that are not drawn by pyqtgraph."""
+        return self
+
+    def set_talk_mode(self, font_scale: float = 1.0, high_contrast: bool = False) -> None:
+        """Talk mode: fonts scaled, a high-contrast theme and colour-blind-safe maps with held levels."""
+        self.style_.font_scale = float(font_scale)
+        self.style_.high_contrast = bool(high_contrast)
+        self._restyle()
+
+    def set_theme(self, dark: bool) -> None:
+        self.style_.dark = bool(dark)
+        self._restyle()
+
+    # ---- helpers for subclasses -------------------------------------------------------------------
+    def set_content(self, widget: QtWidgets.QWidget) -> None:
+        self._content = widget
+        self._stack.insertWidget(0, widget)
+        self._stack.setCurrentWidget(widget)
+
+    def show_message(self, text: str) -> None:
+        """Replace the content by a friendly message (e.g. 'no prefix layers in this method')."""
+        if self._message.text() != text:
+            self._message.setText(text)
+        if self._stack.currentWidget() is not self._message:
+            self._stack.setCurrentWidget(self._message)
+
+    def hide_message(self) -> None:
+        if self._stack.currentWidget() is self._message:
+            self._stack.setCurrentWidget(self._content)
+
+    def message(self) -> str:
+        """The message shown instead of the content, or '' when the content shows."""
+        return self._message.text() if self._stack.currentWidget() is self._message else ""
+
+    def _restyle(self) -> None:
+        s = self.style_
+        f = self.font()
+        f.setPointSizeF(s.point_size(9.5))
+        self.setFont(f)
+        self._message.setFont(s.font(11))
+        self._message.setStyleSheet(f"color: {s.muted};")
+        self._apply_style()
+        if self._snapshot is not None:
+            self.refresh()
+
+    # ---- for subclasses to implement --------------------------------------------------------------
+    def _draw(self, snapshot) -> None:
+        raise NotImplementedError
+
+    def _clear(self) -> None:
+        pass
+
+    def _apply_style(self) -> None:
+        pass
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:
+        super().showEvent(event)
+        if self._dirty:
+            self.refresh()
+
+
+class MatrixPicker(QtWidgets.QWidget):
+    """Layer and module pickers built from a snapshot's matrix names.
+
+    Names of the form '...layers.{i}...{module}' give a layer list and per-layer modules; other
+    names ('W' in the matrix scenario) are listed under the layer entry '-'.
+    Emits `matrixChanged(name)` when the user (or `set_current`) picks another matrix.
+    """
+
+    matrixChanged = QtCore.Signal(str)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self._names: tuple[str, ...] = ()
+        self._by_layer: dict[str, dict[str, str]] = {}
+        self._current = ""
+        self.layer_box = QtWidgets.QComboBox(self)
+        self.layer_box.setToolTip("Layer of the adapted matrix")
+        self.module_box = QtWidgets.QComboBox(self)
+        self.module_box.setToolTip("Adapted module in that layer")
+        self.layer_box.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.module_box.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
+        lay = QtWidgets.QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(4)
+        self._layer_label = QtWidgets.QLabel("Layer", self)
+        lay.addWidget(self._layer_label)
+        lay.addWidget(self.layer_box)
+        lay.addWidget(self.module_box)
+        self.layer_box.currentIndexChanged.connect(self._layer_changed)
+        self.module_box.currentIndexChanged.connect(self._module_changed)
+
+    def names(self) -> tuple[str, ...]:
+        return self._names
+
+    def current(self) -> str:
+        return self._current
+
+    def set_names(self, names) -> None:
+        """Rebuild the pickers if the set of names changed; keep the selection when it survives."""
+        names = tuple(names)
+        if names == self._names:
+            return
+        self._names = names
+        by_layer: dict[str, dict[str, str]] = {}
+        for name in names:
+            layer, module = split_matrix_name(name)
+            by_layer.setdefault("-" if layer is None else str(layer), {})[module] = name
+        self._by_layer = {k: dict(sorted(v.items(), key=lambda kv: _module_key(kv[0])))
+                          for k, v in sorted(by_layer.items(), key=lambda kv: (kv[0] == "-", int(kv[0]) if kv[0] != "-" else 0))}
+        keep = self._current if self._current in names else (names[0] if names else "")
+        with QtCore.QSignalBlocker(self.layer_box):
+            self.layer_box.clear()
+            self.layer_box.addItems(list(self._by_layer))
+        only_plain = list(self._by_layer) == ["-"]
+        self.layer_box.setVisible(not only_plain)
+        self._layer_label.setText("Layer" if not only_plain else "Matrix")
+        self._current = ""
+        self._select(keep)
+
+    def set_current(self, name: str) -> bool:
+        """Select a matrix by its full name; False if the snapshot has no such matrix."""
+        if name not in self._names:
+            return False
+        self._select(name)
+        return True
+
+    def _select(self, name: str) -> None:
+        if not name:
+            with QtCore.QSignalBlocker(self.module_box):
+                self.module_box.clear()
+            changed = self._current != ""
+            self._current = ""
+            if changed:
+                self.matrixChanged.emit("")
+            return
+        layer, module = split_matrix_name(name)
+        layer_key = "-" if layer is None else str(layer)
+        with QtCore.QSignalBlocker(self.layer_box):
+            self.layer_box.setCurrentText(layer_key)
+        self._fill_modules(layer_key, module)
+        self._set_current(name)
+
+    def _fill_modules(self, layer_key: str, module: str | None) -> None:
+        modules = list(self._by_layer.get(layer_key, {}))
+        with QtCore.QSignalBlocker(self.module_box):
+            self.module_box.clear()
+            self.module_box.addItems(modules)
+            if module in modules:
+                self.module_box.setCurrentText(module)
+
+    def _set_current(self, name: str) -> None:
+        if name != self._current:
+            self._current = name
+            self.matrixChanged.emit(name)
+
+    def _layer_changed(self, _index: int) -> None:
+        layer_key = self.layer_box.currentText()
+        _, module = split_matrix_name(self._current) if self._current else (None, None)
+        self._fill_modules(layer_key, module)
+        self._module_changed()
+
+    def _module_changed(self, _index: int = 0) -> None:
+        name = self._by_layer.get(self.layer_box.currentText(), {}).get(self.module_box.currentText())
+        if name:
+            self._set_current(name)
+
+
+def format_count(n) -> str:
+    """4194304 -> '4,194,304'."""
+    try:
+        return f"{int(n):,}"
+    except (TypeError, ValueError):
+        return "–"
+
+
+def format_short(n) -> str:
+    """4194304 -> '4.19M', 1229760 -> '1.23M', 6738415616 -> '6.74B'."""
+    try:
+        n = float(n)
+    except (TypeError, ValueError):
+        return "–"
+    for unit, div in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def format_bytes(n) -> str:
+    """Decimal units as in the papers: 8388608 -> '8.4 MB'."""
+    try:
+        n = float(n)
+    except (TypeError, ValueError):
+        return "–"
+    for unit, div in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= div:
+            v = n / div
+            return f"{v:.1f} {unit}" if v < 100 else f"{v:,.0f} {unit}"
+    return f"{n:.0f} B"

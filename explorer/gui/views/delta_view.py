@@ -1,0 +1,222 @@
+"""ΔW heatmap of one adapted matrix: ΔW, W0, W0 + ΔW, or (matrix scenario) the planted target ΔW*.
+
+Diverging colour map centred on zero with symmetric levels ±max|x| (smoothed over frames), a colour
+bar, and the matrix drawn in its own coordinates (rows = outputs, columns = inputs), so a 4096x4096
+matrix pooled to 128x128 on the device still reads 0..4096 on its axes.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from explorer.gui import colormaps
+from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, style_plot
+
+MODES = ("delta", "base", "merged", "target")
+MODE_LABELS = {"delta": "ΔW", "base": "W₀", "merged": "W₀+ΔW", "target": "ΔW*"}
+MODE_TIPS = {
+    "delta": "ΔW = scaling·B·A: what the adapter adds (exactly 0 at step 0)",
+    "base": "W₀: the frozen pretrained weight",
+    "merged": "W₀ + ΔW: the weight the adapted model uses (what a merge writes)",
+    "target": "ΔW*: the planted update the matrix scenario trains towards",
+}
+
+
+class DeltaView(View):
+    view_id = "delta"
+    title = "ΔW heatmap"
+    formula_tooltip = "ΔW = scaling·B·A with scaling = α/r (rsLoRA: α/√r); W = W₀ + ΔW; colours centred on 0, levels ±max|x|"
+
+    matrixChanged = QtCore.Signal(str)   # the user picked another matrix (the spectrum view can follow)
+    modeChanged = QtCore.Signal(str)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self._mode = "delta"
+        self._key = None
+        self._geometry = None
+        self._data: np.ndarray | None = None
+        self._levels = {m: colormaps.SymmetricLevels() for m in MODES}
+        self._cmap_name = colormaps.DIVERGING
+
+        content = QtWidgets.QWidget(self)
+        lay = QtWidgets.QVBoxLayout(content)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(3)
+        top = QtWidgets.QHBoxLayout()
+        top.setSpacing(4)
+        self.picker = MatrixPicker(content)
+        self.picker.matrixChanged.connect(self._matrix_picked)
+        top.addWidget(self.picker)
+        top.addStretch(1)
+        self._buttons: dict[str, QtWidgets.QToolButton] = {}
+        group = QtWidgets.QButtonGroup(content)
+        group.setExclusive(True)
+        for mode in MODES:
+            b = QtWidgets.QToolButton(content)
+            b.setText(MODE_LABELS[mode])
+            b.setToolTip(MODE_TIPS[mode])
+            b.setCheckable(True)
+            b.setAutoRaise(False)
+            b.clicked.connect(lambda _=False, m=mode: self.set_mode(m))
+            group.addButton(b)
+            top.addWidget(b)
+            self._buttons[mode] = b
+        self._buttons["delta"].setChecked(True)
+        self._buttons["target"].setEnabled(False)
+        lay.addLayout(top)
+
+        self.glw = new_layout_widget(self.style_)
+        self.glw.ci.setToolTip(self.formula_tooltip)
+        self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
+        self.plot.setAspectLocked(True)
+        self.plot.invertY(True)
+        self.plot.hideButtons()
+        self.plot.setLabel("bottom", "input (column)")
+        self.plot.setLabel("left", "output (row)")
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setLookupTable(colormaps.lut(self._cmap_name))
+        self.plot.addItem(self.image)
+        self.colorbar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=colormaps.colormap(self._cmap_name),
+                                        interactive=False, width=14, colorMapMenu=False)
+        self.glw.addItem(self.colorbar, row=0, col=1)
+        lay.addWidget(self.glw, 1)
+        self.caption = QtWidgets.QLabel(content)
+        self.caption.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.caption.setWordWrap(True)
+        lay.addWidget(self.caption)
+        self.set_content(content)
+        self._restyle()
+
+    # ---- public ----------------------------------------------------------------------------------
+    def matrix_names(self) -> tuple[str, ...]:
+        return self.picker.names()
+
+    def current_matrix(self) -> str:
+        return self.picker.current()
+
+    def set_matrix(self, name: str) -> bool:
+        """Show the matrix with this full name (e.g. 'model.layers.1.self_attn.v_proj'); False if unknown."""
+        if self._snapshot is not None:
+            self.picker.set_names(list(self._snapshot.matrices))
+        return self.picker.set_current(name)
+
+    def mode(self) -> str:
+        return self._mode
+
+    def set_mode(self, mode: str) -> None:
+        """'delta' (ΔW), 'base' (W0), 'merged' (W0 + ΔW) or 'target' (ΔW*, matrix scenario only)."""
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r} is unknown: allowed {', '.join(MODES)}")
+        self._buttons[mode].setChecked(True)
+        if mode != self._mode:
+            self._mode = mode
+            self._key = None
+            self.modeChanged.emit(mode)
+            self.refresh()
+
+    def levels(self) -> tuple[float, float]:
+        """The (low, high) levels of the image now: always symmetric about 0."""
+        lv = self.image.getLevels()
+        return (float(lv[0]), float(lv[1])) if lv is not None else (0.0, 0.0)
+
+    def image_data(self) -> np.ndarray | None:
+        """The array drawn now (pooled), or None."""
+        return self._data
+
+    def caption_text(self) -> str:
+        return self.caption.text()
+
+    def export_item(self):
+        return self.glw.ci
+
+    # ---- drawing ---------------------------------------------------------------------------------
+    def _matrix_picked(self, name: str) -> None:
+        for tracker in self._levels.values():
+            tracker.reset()
+        self._key = None
+        self.matrixChanged.emit(name)
+        self.refresh()
+
+    def _draw(self, snapshot) -> None:
+        matrices = snapshot.matrices or {}
+        if not matrices:
+            method = (snapshot.settings or {}).get("method", "")
+            if method == "prefix":
+                self.show_message("No adapted matrices: prefix tuning trains prompt vectors and gates, "
+                                  "not weights.\nSee the attention and gates views.")
+            else:
+                self.show_message("No adapted matrices yet: waiting for the first snapshot with weights.")
+            self._key = None
+            return
+        self.hide_message()
+        self.picker.set_names(list(matrices))
+        name = self.picker.current()
+        m = matrices.get(name)
+        if m is None:
+            return
+        has_target = m.target is not None
+        self._buttons["target"].setEnabled(has_target)
+        mode = self._mode if (self._mode != "target" or has_target) else "delta"
+        key = (snapshot.segment, snapshot.step, snapshot.time, name, mode, id(m.delta))
+        if key == self._key:
+            return
+        self._key = key
+        if mode == "delta":
+            data = m.delta
+        elif mode == "base":
+            data = m.base
+        elif mode == "merged":
+            data = m.base + m.delta       # mean pooling is linear: pooled(W0 + ΔW) = pooled W0 + pooled ΔW
+        else:
+            data = m.target
+        data = np.ascontiguousarray(data, dtype=np.float32)
+        self._data = data
+        levels = self._levels[mode].update(data)
+        self.image.setImage(data, autoLevels=False, levels=levels)
+        out_f, in_f = (int(m.shape[0]), int(m.shape[1])) if len(m.shape) == 2 else data.shape
+        geometry = (data.shape, out_f, in_f)
+        if geometry != self._geometry:
+            self._geometry = geometry
+            self.image.setRect(QtCore.QRectF(0, 0, in_f, out_f))
+            self.plot.setRange(xRange=(0, in_f), yRange=(0, out_f), padding=0.02)
+        self.colorbar.setLevels(levels, update_items=False)
+        self.caption.setText(self._caption(snapshot, m, mode, data, levels[1]))
+        self.draw_count += 1
+
+    def _caption(self, snapshot, m, mode: str, data: np.ndarray, level: float) -> str:
+        out_f, in_f = (int(m.shape[0]), int(m.shape[1])) if len(m.shape) == 2 else data.shape
+        parts = [f"<b>{MODE_LABELS[mode]}</b> of {html.escape(m.name)}", f"{out_f}×{in_f}",
+                 f"‖ΔW‖<sub>F</sub> = {m.fro_norm:.4g}", f"colours ±{level:.3g}", f"step {snapshot.step:,}"]
+        if data.shape != (out_f, in_f):
+            parts.append(f"pooled from {out_f}×{in_f} to {data.shape[0]}×{data.shape[1]}")
+        if mode == "delta" and m.fro_norm == 0.0:
+            parts.append("ΔW is exactly 0 (B starts at zero)")
+        return " · ".join(parts)
+
+    def _clear(self) -> None:
+        for tracker in self._levels.values():
+            tracker.reset()
+        self._key = None
+        self._geometry = None
+        self._data = None
+        self.image.clear()
+        self.caption.setText("")
+
+    def _apply_style(self) -> None:
+        s = self.style_
+        self.glw.setBackground(s.background)
+        style_plot(self.plot, s)
+        style_plot(self.colorbar, s)
+        name = colormaps.diverging_for(s.high_contrast)
+        if name != self._cmap_name:
+            self._cmap_name = name
+            self.image.setLookupTable(colormaps.lut(name))
+            self.colorbar.setColorMap(colormaps.colormap(name))
+        for tracker in self._levels.values():
+            tracker.hold = s.high_contrast
+        self._key = None

@@ -1,0 +1,336 @@
+"""Singular-value spectrum of ΔW: log-scale values, the target's spectrum, cumulative energy, ranks, waterfall.
+
+Top: σ_i of the chosen matrix's ΔW (exactly r non-zero values for LoRA, the full spectrum for full
+fine-tuning) on a log axis, with the planted target's spectrum overlaid in the matrix scenario and
+the cumulative energy Σ_{i<=k} σ_i² / Σ σ_i² on a second (right) axis.
+Bottom: the waterfall, an image of log10 σ_i (columns, aligned with the plot above) over the recorded
+steps (rows, newest at the top), from `snapshot.history.spectra`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from explorer.gui import colormaps
+from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, style_plot
+
+DECADES = 4.0          # the waterfall's colour spans this many decades below the largest value
+AXIS_WIDTH = 56
+
+
+class SpectrumView(View):
+    view_id = "spectrum"
+    title = "Spectrum"
+    formula_tooltip = ("σ₁ ≥ σ₂ ≥ … of ΔW (at most r non-zero for LoRA); energy(k) = Σᵢ≤ₖ σᵢ² / Σ σᵢ²; "
+                       "effective rank = exp(H(σ/Σσ)); stable rank = Σ σᵢ² / σ₁²")
+
+    matrixChanged = QtCore.Signal(str)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self._key = None
+        self._wf_key = None
+        self._values = np.zeros(0, np.float32)
+        self._seq_name = colormaps.SEQUENTIAL
+
+        content = QtWidgets.QWidget(self)
+        lay = QtWidgets.QVBoxLayout(content)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(3)
+        top = QtWidgets.QHBoxLayout()
+        self.picker = MatrixPicker(content)
+        self.picker.matrixChanged.connect(self._matrix_picked)
+        top.addWidget(self.picker)
+        top.addStretch(1)
+        lay.addLayout(top)
+        self.ranks = QtWidgets.QLabel(content)
+        self.ranks.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.ranks.setWordWrap(True)
+        lay.addWidget(self.ranks)
+
+        self.glw = new_layout_widget(self.style_)
+        self.glw.ci.setToolTip(self.formula_tooltip)
+        # -- the spectrum, log y
+        self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
+        self.plot.setLogMode(x=False, y=True)
+        self.plot.hideButtons()
+        self.plot.setMenuEnabled(False)
+        self.plot.setLabel("left", "σᵢ")
+        self.plot.showGrid(x=False, y=True, alpha=0.15)
+        self.plot.getAxis("left").setWidth(AXIS_WIDTH)
+        self.plot.showAxis("right")
+        self.plot.getAxis("right").setWidth(AXIS_WIDTH)
+        self.plot.setLabel("right", "cumulative energy")
+        self.plot.getAxis("right").setLogMode(False, False)
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
+        self.plot.getAxis("bottom").setStyle(showValues=False)
+        self.target_curve = pg.PlotDataItem(pen=pg.mkPen("#E69F00", width=1, style=QtCore.Qt.PenStyle.DashLine),
+                                            symbol="s", symbolSize=6, symbolPen=pg.mkPen("#E69F00", width=1),
+                                            symbolBrush=None, name="target ΔW*")
+        self.curve = pg.PlotDataItem(pen=pg.mkPen("#56B4E9", width=1), symbol="o", symbolSize=7,
+                                     symbolPen=pg.mkPen("#56B4E9", width=1), symbolBrush="#56B4E9", name="ΔW")
+        self.plot.addItem(self.target_curve)
+        self.plot.addItem(self.curve)
+        self.rank_line = pg.InfiniteLine(angle=90, movable=False,
+                                         pen=pg.mkPen("#999999", width=1, style=QtCore.Qt.PenStyle.DotLine),
+                                         label="r", labelOpts={"position": 0.06, "color": "#aaaaaa"})
+        self.rank_line.hide()
+        self.plot.addItem(self.rank_line, ignoreBounds=True)
+        # -- cumulative energy on a second y axis
+        self.energy_box = pg.ViewBox(enableMouse=False)
+        self.energy_box.disableAutoRange()
+        self.energy_box.setYRange(0.0, 1.0, padding=0.02)
+        self.energy_box.setXLink(self.plot.vb)
+        self.plot.scene().addItem(self.energy_box)
+        self.plot.getAxis("right").linkToView(self.energy_box)
+        self.energy_curve = pg.PlotCurveItem(pen=pg.mkPen("#009E73", width=1))
+        self.energy_box.addItem(self.energy_curve)
+        self.plot.vb.sigResized.connect(self._sync_energy_box)
+        self.empty_text = pg.TextItem(anchor=(0.5, 0.5))
+        self.empty_text.setParentItem(self.plot.vb)
+        self.empty_text.hide()
+        self.legend = pg.LegendItem(offset=(-8, 4), labelTextSize="8pt")
+        self.legend.setParentItem(self.plot.vb)
+        self.legend.anchor((1, 0), (1, 0), offset=(-4, 4))
+        self._legend_has_target = None
+        self._set_legend(False)
+        # -- waterfall
+        self.waterfall_plot: pg.PlotItem = self.glw.addPlot(row=1, col=0)
+        self.waterfall_plot.hideButtons()
+        self.waterfall_plot.setMenuEnabled(False)
+        self.waterfall_plot.setMouseEnabled(x=False, y=False)
+        self.waterfall_plot.setXLink(self.plot)
+        self.waterfall_plot.setLabel("left", "step")
+        self.waterfall_plot.setLabel("bottom", "index i")
+        self.waterfall_plot.getAxis("left").setWidth(AXIS_WIDTH)
+        self.waterfall_plot.showAxis("right")
+        self.waterfall_plot.getAxis("right").setWidth(AXIS_WIDTH)
+        self.waterfall_plot.getAxis("right").setStyle(showValues=False)
+        self.waterfall = pg.ImageItem(axisOrder="row-major")
+        self.waterfall.setLookupTable(colormaps.lut(self._seq_name))
+        self.waterfall_plot.addItem(self.waterfall)
+        self.glw.ci.layout.setRowStretchFactor(0, 3)
+        self.glw.ci.layout.setRowStretchFactor(1, 2)
+        lay.addWidget(self.glw, 1)
+        self.caption = QtWidgets.QLabel(content)
+        self.caption.setWordWrap(True)
+        lay.addWidget(self.caption)
+        self.set_content(content)
+        self._restyle()
+
+    # ---- public ----------------------------------------------------------------------------------
+    def set_matrix(self, name: str) -> bool:
+        """Show the spectrum of this matrix (full name); False if the snapshot has no such matrix."""
+        if self._snapshot is not None:
+            self.picker.set_names(list(self._snapshot.matrices))
+        return self.picker.set_current(name)
+
+    def current_matrix(self) -> str:
+        return self.picker.current()
+
+    def spectrum_values(self) -> np.ndarray:
+        """The singular values plotted now (the non-zero ones)."""
+        return self._values
+
+    def waterfall_shape(self) -> tuple[int, int]:
+        """(recorded steps, singular values) of the waterfall image; (0, 0) when empty."""
+        img = self.waterfall.image
+        return (0, 0) if img is None else tuple(img.shape)
+
+    def ranks_text(self) -> str:
+        return self.ranks.text()
+
+    def export_item(self):
+        return self.glw.ci
+
+    # ---- drawing ---------------------------------------------------------------------------------
+    def _sync_energy_box(self) -> None:
+        self.energy_box.setGeometry(self.plot.vb.sceneBoundingRect())
+        self.energy_box.linkedViewChanged(self.plot.vb, self.energy_box.XAxis)
+        self._place_empty_text()
+
+    def _place_empty_text(self) -> None:
+        r = self.plot.vb.boundingRect()
+        self.empty_text.setPos(r.center())
+
+    def _set_legend(self, with_target: bool) -> None:
+        if with_target == self._legend_has_target:
+            return
+        self._legend_has_target = with_target
+        self.legend.clear()
+        self.legend.addItem(self.curve, "σᵢ of ΔW")
+        if with_target:
+            self.legend.addItem(self.target_curve, "σᵢ of target ΔW*")
+        self.legend.addItem(self.energy_curve, "cumulative energy")
+        self._style_legend()
+
+    def _style_legend(self) -> None:
+        s = self.style_
+        self.legend.setLabelTextColor(s.foreground)
+        self.legend.setLabelTextSize(f"{s.point_size(8):.1f}pt")
+        self.legend.setBrush(pg.mkBrush(s.background + "c0"))
+
+    def _set_ticks(self, n: int) -> None:
+        step = 1
+        for candidate in (1, 2, 4, 5, 8, 10, 16, 20, 25, 32, 50, 64, 100, 128, 200, 256, 500, 512, 1000, 1024):
+            step = candidate
+            if n / candidate <= 10:
+                break
+        else:
+            step = int(10 ** np.ceil(np.log10(n / 10)))
+        for plot in (self.plot, self.waterfall_plot):
+            plot.getAxis("bottom").setTickSpacing(step, step)
+
+    def _matrix_picked(self, name: str) -> None:
+        self._key = self._wf_key = None
+        self.matrixChanged.emit(name)
+        self.refresh()
+
+    def _draw(self, snapshot) -> None:
+        matrices = snapshot.matrices or {}
+        if not matrices:
+            method = (snapshot.settings or {}).get("method", "")
+            if method == "prefix":
+                self.show_message("No weight update to decompose: prefix tuning trains prompt vectors and gates.\n"
+                                  "See the attention and gates views.")
+            else:
+                self.show_message("No spectrum yet: waiting for the first snapshot with weights.")
+            self._key = self._wf_key = None
+            return
+        self.hide_message()
+        self.picker.set_names(list(matrices))
+        name = self.picker.current()
+        m = matrices.get(name)
+        if m is None:
+            return
+        key = (snapshot.segment, snapshot.step, snapshot.time, name, id(m.spectrum))
+        if key != self._key:
+            self._key = key
+            self._draw_spectrum(snapshot, m)
+            self.draw_count += 1
+        self._draw_waterfall(snapshot, name)
+
+    def _draw_spectrum(self, snapshot, m) -> None:
+        s = np.asarray(m.spectrum, dtype=np.float64).ravel()
+        s = s[np.isfinite(s)]
+        settings = snapshot.settings or {}
+        rank = settings.get("rank") if settings.get("method") in ("lora", "lora+prefix") else None
+        positive = s[s > 0]
+        self._values = positive.astype(np.float32)
+        n_shown = positive.size
+        if positive.size:
+            x = np.arange(1, positive.size + 1, dtype=np.float64)
+            self.curve.setData(x, positive)
+            energy = np.cumsum(positive ** 2)
+            energy /= energy[-1]
+            self.energy_curve.setData(x, energy)
+        else:
+            self.curve.setData([], [])
+            self.energy_curve.setData([], [])
+        t = None if m.target_spectrum is None else np.asarray(m.target_spectrum, dtype=np.float64).ravel()
+        if t is not None and t.size:
+            top = max(float(t.max()), float(positive.max()) if positive.size else 0.0)
+            t = t[t > top * 1e-5]           # drop numerical dust below the plot's useful range
+        if t is not None and t.size:
+            self.target_curve.setData(np.arange(1, t.size + 1, dtype=np.float64), t)
+            self.target_curve.show()
+            n_shown = max(n_shown, t.size)
+            self._set_legend(True)
+        else:
+            self.target_curve.setData([], [])
+            self.target_curve.hide()
+            self._set_legend(False)
+        n_axis = max(n_shown, int(rank) if rank else 0, s.size, 1)
+        if n_axis != getattr(self, "_n_axis", None):
+            self._n_axis = n_axis
+            self.plot.setXRange(0.5, n_axis + 0.5, padding=0.02)
+            self._set_ticks(n_axis)
+        if rank:
+            self.rank_line.label.setFormat(f"r = {rank}")
+            self.rank_line.setPos(rank + 0.5)
+            self.rank_line.label.valueChanged()
+            self.rank_line.show()
+        else:
+            self.rank_line.hide()
+        # text
+        zero = s.size - positive.size
+        if s.size and positive.size == 0:
+            head = f"ΔW = 0: all {s.size} singular values are 0"
+            if snapshot.step == 0:
+                head += " (B starts at zero)"
+            self.empty_text.setText(head)
+            self.empty_text.show()
+            self._place_empty_text()
+        else:
+            head = f"<b>{positive.size}</b> non-zero σ" + (f" of r = {rank}" if rank else f" of {s.size}")
+            if zero:
+                head += f" ({zero} zero)"
+            head += f" · effective rank <b>{m.effective_rank:.2f}</b> · stable rank <b>{m.stable_rank:.2f}</b>"
+            self.empty_text.hide()
+        self.ranks.setText(head)
+        method = {"qr": "exact, from the QR of B and A", "exact": "exact", "svdvals": "dense SVD"}.get(
+            m.spectrum_method, m.spectrum_method)
+        self.caption.setText(f"{m.name} · {m.shape[0]}×{m.shape[1]} · ‖ΔW‖F = {m.fro_norm:.4g} · "
+                             f"spectrum: {method} · step {snapshot.step:,} · waterfall colour: log₁₀ σᵢ, "
+                             f"{DECADES:.0f} decades")
+
+    def _draw_waterfall(self, snapshot, name: str) -> None:
+        h = snapshot.history
+        spectra = None if h is None else (h.spectra or {}).get(name)
+        steps = None if h is None else h.spectrum_steps
+        if spectra is None or steps is None or len(steps) == 0 or np.size(spectra) == 0:
+            if self._wf_key != ("empty",):
+                self._wf_key = ("empty",)
+                self.waterfall.clear()
+            return
+        spectra = np.asarray(spectra)
+        key = (snapshot.segment, name, len(steps), int(steps[0]), int(steps[-1]), spectra.shape, id(spectra))
+        if key == self._wf_key:
+            return
+        self._wf_key = key
+        data = np.asarray(spectra, dtype=np.float32).reshape(len(steps), -1)
+        top = float(np.nanmax(data)) if data.size else 0.0
+        if not np.isfinite(top) or top <= 0:
+            logs = np.zeros_like(data)
+            levels = (-1.0, 0.0)
+        else:
+            floor = top * 10 ** (-DECADES)
+            logs = np.log10(np.maximum(data, floor, dtype=np.float32))
+            levels = (float(np.log10(floor)), float(np.log10(top)))
+        self.waterfall.setImage(np.ascontiguousarray(logs), autoLevels=False, levels=levels)
+        y0, y1 = float(steps[0]), float(steps[-1])
+        span = y1 - y0 if y1 > y0 else 1.0
+        self.waterfall.setRect(QtCore.QRectF(0.5, y0, data.shape[1], span))
+        self.waterfall_plot.setYRange(y0, y0 + span, padding=0)
+
+    def _clear(self) -> None:
+        self._key = self._wf_key = None
+        self._n_axis = None
+        self._values = np.zeros(0, np.float32)
+        self.curve.setData([], [])
+        self.target_curve.setData([], [])
+        self.energy_curve.setData([], [])
+        self.waterfall.clear()
+        self.empty_text.hide()
+        self.ranks.setText("")
+        self.caption.setText("")
+
+    def _apply_style(self) -> None:
+        s = self.style_
+        self.glw.setBackground(s.background)
+        style_plot(self.plot, s)
+        style_plot(self.waterfall_plot, s)
+        for ax in ("left", "right"):
+            self.plot.getAxis(ax).setWidth(int(AXIS_WIDTH * max(1.0, s.font_scale)))
+            self.waterfall_plot.getAxis(ax).setWidth(int(AXIS_WIDTH * max(1.0, s.font_scale)))
+        self._style_legend()
+        self.empty_text.setColor(s.foreground)
+        self.empty_text.setFont(s.font(11))
+        self.rank_line.label.setColor(s.muted)
+        name = colormaps.sequential_for(s.high_contrast)
+        if name != self._seq_name:
+            self._seq_name = name
+            self.waterfall.setLookupTable(colormaps.lut(name))
+        self._key = self._wf_key = None
