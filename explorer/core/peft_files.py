@@ -256,9 +256,17 @@ def _read_json(path: Path, what: str) -> dict:
     except ValueError as exc:
         raise AdapterFileError(path, f"invalid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise AdapterFileError(path, f"invalid config: the top level is a JSON {type(data).__name__}, "
+        raise AdapterFileError(path, f"invalid config: the top level is a JSON {_json_kind(data)}, "
                                      "not an object")
     return data
+
+
+def _json_kind(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    return {list: "array", str: "string", int: "number", float: "number"}.get(type(v), type(v).__name__)
 
 
 def _is_int(v) -> bool:
