@@ -20,6 +20,8 @@ from explorer.engine.settings import TrainSettings
 from explorer.engine.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
 
 PROBE_TOKENS = ["The", " cat", " sat", " on", " the", " mat", " and", " slept"]
+# what the lm scenario's byte tokenizer labels its probe "# review: use is None" with
+BYTE_PROBE_TOKENS = [("␣" if c == " " else c) for c in "# review: use is None"]
 
 # Llama presets: (layers, hidden, heads, kv_heads, intermediate, total parameters)
 _PRESETS = {
@@ -198,9 +200,10 @@ def prefix_snapshot(step: int = 40, *, layers=(6, 7), heads: int = 4, prompt_len
                           probe_tokens=tokens)
 
 
-def lora_prefix_snapshot(step: int = 40, *, seed: int = 0, segment: int = 0) -> Snapshot:
-    lora = lora_snapshot(step, seed=seed, segment=segment)
-    pre = prefix_snapshot(step, seed=seed, segment=segment, method="lora+prefix")
+def lora_prefix_snapshot(step: int = 40, *, seed: int = 0, segment: int = 0, rank: int = 4, **prefix_kw) -> Snapshot:
+    """LoRA and zero-init prefix together; `prefix_kw` go to prefix_snapshot (layers, heads, prompt_len, tokens)."""
+    lora = lora_snapshot(step, seed=seed, segment=segment, rank=rank)
+    pre = prefix_snapshot(step, seed=seed, segment=segment, method="lora+prefix", **prefix_kw)
     pre.matrices = lora.matrices
     pre.history.spectrum_steps = lora.history.spectrum_steps
     pre.history.spectra = lora.history.spectra

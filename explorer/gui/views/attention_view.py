@@ -27,7 +27,9 @@ def token_label(token: str) -> str:
 
 
 class TokenAxis(pg.AxisItem):
-    """An axis with one label per column, drawn vertically so long tokens never overlap."""
+    """An axis with one label per row or column (at i + 0.5). On the bottom the labels are drawn
+    vertically so long tokens never overlap; on the left they are horizontal. Labels that would
+    collide are thinned (every 2nd, 3rd... is kept), never drawn over each other."""
 
     def __init__(self, orientation: str = "bottom", **kw):
         super().__init__(orientation, **kw)
@@ -38,10 +40,13 @@ class TokenAxis(pg.AxisItem):
 
     def set_labels(self, labels) -> None:
         self._labels = list(labels)
-        font = self.style["tickFont"] or QtGui.QFont()
-        metrics = QtGui.QFontMetrics(font)
+        metrics = QtGui.QFontMetrics(self.style["tickFont"] or QtGui.QFont())
         widest = max((metrics.horizontalAdvance(s) for s in self._labels), default=0)
-        self.setHeight(int(widest + metrics.height() * 0.5 + 10) if self._labels else None)
+        size = int(widest + metrics.height() * 0.5 + 10) if self._labels else None
+        if self.orientation in ("bottom", "top"):
+            self.setHeight(size)
+        else:
+            self.setWidth(size)
         self.picture = None
         self.update()
 
@@ -51,7 +56,8 @@ class TokenAxis(pg.AxisItem):
             self.set_labels(self._labels)
 
     def tickValues(self, minVal, maxVal, size):
-        return [(1.0, [i + 0.5 for i in range(len(self._labels)) if minVal <= i + 0.5 <= maxVal])]
+        lo, hi = min(minVal, maxVal), max(minVal, maxVal)
+        return [(1.0, [i + 0.5 for i in range(len(self._labels)) if lo <= i + 0.5 <= hi])]
 
     def tickStrings(self, values, scale, spacing):
         return ["" for _ in values]
@@ -65,21 +71,28 @@ class TokenAxis(pg.AxisItem):
         metrics = QtGui.QFontMetrics(font)
         p.setFont(font)
         p.setPen(self.textPen())
-        xs = []
+        horizontal = self.orientation in ("bottom", "top")
+        pos = []
         for i in range(len(self._labels)):
-            xs.append(self.mapFromScene(view.mapViewToScene(QtCore.QPointF(i + 0.5, 0))).x())
-        pitch = abs(xs[1] - xs[0]) if len(xs) > 1 else metrics.height()
-        every = max(1, int(np.ceil(metrics.height() * 0.9 / max(pitch, 1e-6))))
-        top = max(0, self.style["tickLength"]) + 3
+            pt = self.mapFromScene(view.mapViewToScene(QtCore.QPointF(i + 0.5, i + 0.5)))
+            pos.append(pt.x() if horizontal else pt.y())
+        pitch = abs(pos[1] - pos[0]) if len(pos) > 1 else metrics.height()
+        every = max(1, int(np.ceil(metrics.height() * 0.95 / max(pitch, 1e-6))))
+        gap = max(0, self.style["tickLength"]) + 3
         baseline = (metrics.ascent() - metrics.descent()) / 2
-        for i, (x, text) in enumerate(zip(xs, self._labels)):
-            if i % every or x < -1 or x > self.width() + 1:
+        extent = self.width() if horizontal else self.height()
+        for i, (v, text) in enumerate(zip(pos, self._labels)):
+            if i % every or v < -1 or v > extent + 1:
                 continue
-            p.save()
-            p.translate(x, top)
-            p.rotate(90)
-            p.drawText(QtCore.QPointF(0, baseline), text)
-            p.restore()
+            if horizontal:
+                p.save()
+                p.translate(v, gap)
+                p.rotate(90)
+                p.drawText(QtCore.QPointF(0, baseline), text)
+                p.restore()
+            else:
+                x = self.width() - gap - metrics.horizontalAdvance(text)
+                p.drawText(QtCore.QPointF(x, v + baseline), text)
 
 
 class _ClickableImage(pg.ImageItem):
@@ -179,13 +192,14 @@ class AttentionView(View):
         self.detail_glw = new_layout_widget(self.style_)
         self.detail_glw.ci.setToolTip(self.formula_tooltip)
         self.token_axis = TokenAxis("bottom")
-        self.detail_plot: pg.PlotItem = self.detail_glw.addPlot(row=0, col=0, axisItems={"bottom": self.token_axis})
+        self.query_axis = TokenAxis("left")
+        self.detail_plot: pg.PlotItem = self.detail_glw.addPlot(
+            row=0, col=0, axisItems={"bottom": self.token_axis, "left": self.query_axis})
         self.detail_plot.invertY(True)
         self.detail_plot.hideButtons()
         self.detail_plot.setMenuEnabled(False)
         self.detail_plot.setMouseEnabled(x=False, y=False)
         self.detail_plot.setLabel("left", "query (probe token)")
-        self.detail_plot.getAxis("left").setStyle(tickLength=0)
         self.detail_image = pg.ImageItem(axisOrder="row-major")
         self.detail_image.setLookupTable(colormaps.lut(self._cmap_name))
         self.detail_plot.addItem(self.detail_image)
@@ -347,7 +361,7 @@ class AttentionView(View):
             columns = [f"P{i}" for i in range(k)] + [token_label(s) for s in self._tokens]
             self.token_axis.set_labels(columns)
             self._row_labels = [token_label(s) for s in self._tokens]
-            self.detail_plot.getAxis("left").setTicks([[(i + 0.5, label) for i, label in enumerate(self._row_labels)]])
+            self.query_axis.set_labels(self._row_labels)
             self.detail_line.setPos(k)
             self.detail_line.setVisible(k > 0)
             self.detail_plot.setRange(xRange=(0, w), yRange=(0, t), padding=0)
@@ -380,7 +394,7 @@ class AttentionView(View):
         for plot in (self.grid_plot, self.detail_plot, self.grid_bar, self.detail_bar):
             style_plot(plot, s)
         self.token_axis.setTickFont(s.font(9, mono=True))
-        self.detail_plot.getAxis("left").setTickFont(s.font(9, mono=True))
+        self.query_axis.setTickFont(s.font(9, mono=True))
         line_pen = pg.mkPen(s.separator, width=1)
         self.grid_lines.setPen(line_pen)
         self.detail_line.setPen(line_pen)

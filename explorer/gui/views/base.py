@@ -98,6 +98,17 @@ def style_plot(plot: pg.PlotItem, style: Style, base: float = 9.0) -> None:
         plot.setTitle(plot.titleLabel.text, color=style.foreground, size=f"{style.point_size(base + 1):.1f}pt")
 
 
+def style_legend(legend: pg.LegendItem, style: Style, base: float = 8.0) -> None:
+    """Legend text colour and size (re-rendering existing labels, which pyqtgraph does not) and a
+    translucent background."""
+    legend.setLabelTextColor(style.foreground)
+    legend.setLabelTextSize(f"{style.point_size(base):.1f}pt")
+    for _, label in legend.items:
+        label.setText(label.text)
+    legend.setBrush(pg.mkBrush(style.background + "c0"))
+    legend.updateSize()
+
+
 def new_layout_widget(style: Style) -> pg.GraphicsLayoutWidget:
     glw = pg.GraphicsLayoutWidget()
     glw.setBackground(style.background)

@@ -58,6 +58,30 @@ def describe_setting(settings: dict) -> str:
     return " + ".join(parts)
 
 
+def price_presets(settings: dict) -> dict:
+    """The setting priced on the LLaMA presets, for budgets that arrive without a "presets" entry.
+
+    Pure arithmetic on the snapshot's settings (explorer.core.budget), nothing is allocated. Empty for
+    the matrix scenario (one matrix is no Llama setting) or when a setting does not fit a preset."""
+    if not settings or settings.get("scenario") == "matrix":
+        return {}
+    try:
+        from explorer.core.budget import PRESETS, compute_budget
+    except ImportError:          # pragma: no cover - the core ships with the app
+        return {}
+    out = {}
+    for name, config in PRESETS.items():
+        try:
+            out[name] = compute_budget(
+                config, settings.get("method", "lora"), rank=int(settings.get("rank", 8)),
+                targets=tuple(settings.get("targets") or ("q_proj", "v_proj")), layers=settings.get("layers"),
+                prefix_len=int(settings.get("prefix_len", 10)), prefix_layers=int(settings.get("prefix_layers", 30)),
+                gate_shape=settings.get("gate_shape", "head")).to_dict()
+        except (ValueError, TypeError, KeyError):
+            continue
+    return out
+
+
 class _Card(QtWidgets.QFrame):
     def __init__(self, caption: str, parent=None):
         super().__init__(parent)
@@ -110,7 +134,12 @@ class BudgetView(View):
         outer.addLayout(self.table)
         outer.addStretch(1)
         self._table_labels: list[list[QtWidgets.QLabel]] = []
-        self.set_content(content)
+        self._table_parent = content
+        scroll = QtWidgets.QScrollArea(self)      # big talk-mode fonts scroll instead of being squeezed
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        scroll.setWidget(content)
+        self.set_content(scroll)
         self._restyle()
 
     # ---- public ----------------------------------------------------------------------------------
@@ -146,7 +175,10 @@ class BudgetView(View):
         self.storage.set(format_bytes(budget.get("storage_bytes_fp16")),
                          f"{format_bytes(budget.get('storage_bytes_fp32'))} in fp32")
         self.optimizer.set(format_bytes(budget.get("optimizer_bytes")), "2 moments + gradient, fp32")
-        self._fill_presets(budget.get("presets") or {})
+        presets = budget.get("presets")
+        if presets is None:
+            presets = price_presets(settings)
+        self._fill_presets(presets or {})
         self.draw_count += 1
 
     def _fill_presets(self, presets: dict) -> None:
@@ -169,7 +201,7 @@ class BudgetView(View):
             for i, row in enumerate(rows):
                 labels = []
                 for j, _ in enumerate(row):
-                    label = QtWidgets.QLabel(self)
+                    label = QtWidgets.QLabel(self._table_parent)
                     align = QtCore.Qt.AlignmentFlag.AlignLeft if j == 0 else QtCore.Qt.AlignmentFlag.AlignRight
                     label.setAlignment(align | QtCore.Qt.AlignmentFlag.AlignVCenter)
                     self.table.addWidget(label, i, j)

@@ -12,7 +12,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import View, new_layout_widget, style_plot
+from explorer.gui.views.base import View, new_layout_widget, style_legend, style_plot
 
 MAX_CURVES = 256   # beyond this many (layer, head) curves, draw one mean curve per layer
 
@@ -171,6 +171,7 @@ class GatesView(View):
             self.plot.removeItem(c)
         self._curves = []
         self.legend.clear()
+        self.legend.setColumnCount(1 if len(layers) <= 2 else 2)
         for li, layer in enumerate(layers):
             base = layer_color(li)
             for hd in range(per_layer):
@@ -181,15 +182,12 @@ class GatesView(View):
                 self.plot.addItem(curve)
                 self._curves.append(curve)
                 if hd == 0:
-                    self.legend.addItem(curve, f"layer {layer}")
+                    self.legend.addItem(curve, f"L{layer}")
         self.heat_plot.getAxis("left").setTicks([[(i + 0.5, f"L{layer}") for i, layer in enumerate(layers)]])
         self._style_legend()
 
     def _style_legend(self) -> None:
-        s = self.style_
-        self.legend.setLabelTextColor(s.foreground)
-        self.legend.setLabelTextSize(f"{s.point_size(8):.1f}pt")
-        self.legend.setBrush(pg.mkBrush(s.background + "c0"))
+        style_legend(self.legend, self.style_)
 
     def _clear(self) -> None:
         self._key = None

@@ -12,7 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from explorer.gui.views.base import View, new_layout_widget, style_plot
+from explorer.gui.views.base import View, new_layout_widget, style_legend, style_plot
 
 DEFAULT_SMOOTHING = 0.6
 TRAIN_COLOR = "#56B4E9"
@@ -201,9 +201,7 @@ class LossView(View):
         s = self.style_
         self.glw.setBackground(s.background)
         style_plot(self.plot, s)
-        self.legend.setLabelTextColor(s.foreground)
-        self.legend.setLabelTextSize(f"{s.point_size(8):.1f}pt")
-        self.legend.setBrush(pg.mkBrush(s.background + "c0"))
+        style_legend(self.legend, s)
         self.empty_text.setColor(s.muted)
         self.empty_text.setFont(s.font(11))
         self._key = None

@@ -14,7 +14,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, style_plot
+from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, style_legend, style_plot
 
 DECADES = 4.0          # the waterfall's colour spans this many decades below the largest value
 AXIS_WIDTH = 56
@@ -113,6 +113,7 @@ class SpectrumView(View):
         self.waterfall_plot.addItem(self.waterfall)
         self.glw.ci.layout.setRowStretchFactor(0, 3)
         self.glw.ci.layout.setRowStretchFactor(1, 2)
+        self.glw.ci.layout.setRowMinimumHeight(0, 150)
         lay.addWidget(self.glw, 1)
         self.caption = QtWidgets.QLabel(content)
         self.caption.setWordWrap(True)
@@ -167,10 +168,7 @@ class SpectrumView(View):
         self._style_legend()
 
     def _style_legend(self) -> None:
-        s = self.style_
-        self.legend.setLabelTextColor(s.foreground)
-        self.legend.setLabelTextSize(f"{s.point_size(8):.1f}pt")
-        self.legend.setBrush(pg.mkBrush(s.background + "c0"))
+        style_legend(self.legend, self.style_)
 
     def _set_ticks(self, n: int) -> None:
         step = 1
@@ -329,6 +327,7 @@ class SpectrumView(View):
         self.empty_text.setColor(s.foreground)
         self.empty_text.setFont(s.font(11))
         self.rank_line.label.setColor(s.muted)
+        self.glw.ci.layout.setRowMinimumHeight(0, 150 * max(1.0, s.font_scale))
         name = colormaps.sequential_for(s.high_contrast)
         if name != self._seq_name:
             self._seq_name = name
