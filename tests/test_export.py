@@ -96,6 +96,27 @@ def test_recording_directory_with_its_recorded_base(tmp_path, base):
     assert not (tmp_path / "out2" / "adapter").exists()
 
 
+def test_recording_config_names_the_base_and_a_different_base_is_refused(tmp_path, base):
+    settings = TrainSettings(rank=2, alpha=4.0)
+    ours, tensors = _trained(base, settings)
+    save_pretrained(base, tmp_path / "basedir")
+    rec = tmp_path / "rec"
+    save_state(rec / "state.safetensors", tensors, settings.to_dict(), step=5)
+    described = {"kind": "lm", "path": str(tmp_path / "basedir"), "config": base.config.to_hf_dict()}
+    (rec / "config.json").write_text(json.dumps({"format": "peft-explorer-recording", "base": described}))
+    result = export_state(rec, tmp_path / "out")
+    assert result.base_source == str(tmp_path / "basedir")
+    with torch.no_grad():
+        assert (_peft_logits(tmp_path / "out") - ours(IDS)).abs().max().item() < 1e-5
+    other = tiny_llama(kv_heads=2, layers=3, vocab=101)
+    save_pretrained(other, tmp_path / "other")
+    described["config"]["vocab_size"] = 101
+    described["path"] = str(tmp_path / "basedir")
+    (rec / "config.json").write_text(json.dumps({"base": described}))
+    with pytest.raises(ValueError, match="not the base the run trained on"):
+        export_state(rec, tmp_path / "out3")
+
+
 @pytest.mark.parametrize("changes,words", [
     (dict(method="prefix", gate_shape="head", gate_fn="identity"), ["per head", "one gate per layer"]),
     (dict(method="prefix", gate_shape="layer", gate_fn="tanh"), ["tanh"]),

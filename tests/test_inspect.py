@@ -104,6 +104,7 @@ def test_fan_in_fan_out_uses_the_transposed_base(tmp_path):
     snap = matrix_snapshot(report, m.name, display_size=4)
     assert snap.delta.shape == (4, 4)   # (in, out) layout, as the Conv1D weight is stored
     np.testing.assert_allclose(snap.delta, pool_matrix((B @ A).T, 4, 4).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(snap.base, pool_matrix(W0.T, 4, 4).numpy(), rtol=1e-6)  # W0 from the report's base
 
 
 def test_matrix_snapshot_pools_delta_like_the_live_views(peft_adapter):

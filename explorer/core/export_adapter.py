@@ -105,23 +105,31 @@ def _load_source(source) -> tuple[TrainedState, Path | None]:
     return load_state(path), path
 
 
-def _recorded_base(state: TrainedState, path: Path | None) -> str | None:
-    """A base-model directory named by the state's extra, or by the recording's config.json."""
-    for key in BASE_KEYS:
-        value = state.extra.get(key) if isinstance(state.extra, dict) else None
-        if isinstance(value, str) and value:
-            return value
+def _recorded_base(state: TrainedState, path: Path | None) -> tuple[str | None, dict | None, str]:
+    """What the run says about its base: (a directory named by the state's extra or the recording's
+    config.json, the recording's description of the base {"path", "config", "training", ...}, where
+    that was read)."""
+    if isinstance(state.extra, dict):
+        for key in BASE_KEYS:
+            value = state.extra.get(key)
+            if isinstance(value, str) and value:
+                return value, None, f"the state's extra[{key!r}]"
+            if isinstance(value, dict):
+                return None, value, f"the state's extra[{key!r}]"
     if path is not None and path.is_dir() and (path / "config.json").is_file():
+        cfg_path = path / "config.json"
         try:
-            cfg = json.loads((path / "config.json").read_text())
+            cfg = json.loads(cfg_path.read_text())
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise ValueError(f"{path / 'config.json'}: invalid JSON ({exc})") from None
+            raise ValueError(f"{cfg_path}: invalid JSON ({exc})") from None
         if isinstance(cfg, dict):
-            for scope in (cfg, cfg.get("extra") if isinstance(cfg.get("extra"), dict) else {}):
-                for key in BASE_KEYS:
-                    if isinstance(scope.get(key), str) and scope.get(key):
-                        return scope[key]
-    return None
+            for key in BASE_KEYS:
+                value = cfg.get(key)
+                if isinstance(value, str) and value:
+                    return value, None, str(cfg_path)
+                if isinstance(value, dict):   # the run command's {"kind", "path", "config", "training", ...}
+                    return None, value, str(cfg_path)
+    return None, None, ""
 
 
 def _resolve_base(base, state: TrainedState, path: Path | None):
@@ -133,19 +141,52 @@ def _resolve_base(base, state: TrainedState, path: Path | None):
         if any(".base_layer." in n or "lora_" in n or ".prefix." in n for n, _ in model.named_parameters()):
             raise ValueError("the base model given for export already carries adapters; pass the plain base")
         return model, "the model given to export", None
-    if base is None:
-        recorded = _recorded_base(state, path)
-        if recorded is not None:
-            base = recorded
-    if base is None:
-        from explorer.core.resources import base_model_dir
+    if base is not None:
+        base_dir = Path(base)
+        if not base_dir.is_dir():
+            raise FileNotFoundError(f"{base_dir}: no such base model directory")
+        return load_pretrained(base_dir).eval(), str(base_dir), base_dir
+    named, described, where = _recorded_base(state, path)
+    if named is not None:
+        base_dir = Path(named)
+        if not base_dir.is_dir():
+            raise FileNotFoundError(f"{base_dir}: no such base model directory (named by {where}); "
+                                    "pass the base the run trained on with --base DIR")
+        return load_pretrained(base_dir).eval(), str(base_dir), base_dir
+    if described is not None and isinstance(described.get("path"), str) and Path(described["path"]).is_dir():
+        base_dir = Path(described["path"])
+        model = load_pretrained(base_dir).eval()
+        _check_described(described, model, base_dir, where)
+        return model, str(base_dir), base_dir
+    from explorer.core.resources import base_model_dir
 
-        base_dir = base_model_dir()
-        return load_pretrained(base_dir).eval(), f"the shipped base model ({base_dir})", base_dir
-    base_dir = Path(base)
-    if not base_dir.is_dir():
-        raise FileNotFoundError(f"{base_dir}: no such base model directory")
-    return load_pretrained(base_dir).eval(), str(base_dir), base_dir
+    base_dir = base_model_dir()
+    model = load_pretrained(base_dir).eval()
+    if described is not None:
+        _check_described(described, model, base_dir, where)
+    return model, f"the shipped base model ({base_dir})", base_dir
+
+
+def _check_described(described: dict, model, base_dir: Path, where: str) -> None:
+    """Refuse a base that is not the one the recording describes (other config or training record)."""
+    recorded_cfg = described.get("config")
+    if isinstance(recorded_cfg, dict):
+        ours = model.config.to_hf_dict()
+        differs = sorted(k for k in recorded_cfg if k in ours and recorded_cfg[k] != ours[k])
+        if differs:
+            raise ValueError(f"{base_dir}: is not the base the run trained on ({where} records "
+                             f"{differs[0]}={recorded_cfg[differs[0]]!r}, this base has {ours[differs[0]]!r}); "
+                             "pass that base with --base DIR")
+    recorded_training = described.get("training")
+    info_path = base_dir / "training.json"
+    if isinstance(recorded_training, dict) and info_path.is_file():
+        try:
+            training = json.loads(info_path.read_text())
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            training = None
+        if training != recorded_training:
+            raise ValueError(f"{base_dir}: is not the base the run trained on (its training.json differs from the "
+                             f"one {where} records); pass that base with --base DIR")
 
 
 def build_trained_model(source, base=None):

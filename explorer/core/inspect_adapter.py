@@ -388,7 +388,8 @@ def _check_prompt_base(base, adapter: PeftAdapter) -> None:
 def matrix_snapshot(source: AdapterReport | PeftAdapter, name: str, display_size: int = 128,
                     base_weight: torch.Tensor | None = None):
     """One module as the live views' MatrixSnapshot: ΔW pooled from the factors (never dense, in
-    the base weight's own layout), W0 pooled the same way (zeros without a base), the spectrum."""
+    the base weight's own layout), W0 pooled the same way (read from the report's base directory
+    when there is one and `base_weight` is not given; zeros without a base), the spectrum."""
     import numpy as np
 
     from explorer.core.analysis import effective_rank, pool_matrix, stable_rank
@@ -396,6 +397,8 @@ def matrix_snapshot(source: AdapterReport | PeftAdapter, name: str, display_size
 
     adapter = source.adapter if isinstance(source, AdapterReport) else source
     f = adapter.module(name)
+    if base_weight is None and isinstance(source, AdapterReport) and source.base is not None:
+        base_weight = read_base_weights(source.base, [f])[f.name]
     A, B = f.A.float(), f.B.float()
     if f.weight_layout_transposed:   # ΔW^T = s · A^T B^T: swap the roles of the factors
         A, B = B.T, A.T
