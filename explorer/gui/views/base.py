@@ -74,6 +74,9 @@ class Style:
 
     def font(self, base: float = 9.0, bold: bool = False, mono: bool = False) -> QtGui.QFont:
         f = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont) if mono else QtGui.QFont()
+        if mono:
+            f.setStyleHint(QtGui.QFont.StyleHint.TypeWriter)
+            f.setFixedPitch(True)
         f.setPointSizeF(self.point_size(base))
         f.setBold(bold)
         return f
