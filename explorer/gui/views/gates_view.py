@@ -1,7 +1,8 @@
 """Gate growth of zero-init prefix tuning: gate(g) per layer and head against the step, and a heatmap.
 
 Left: one curve per (layer, head), coloured by layer (Okabe-Ito colours, heads of a layer share the
-colour), starting at exactly 0 because g is initialised to zero. Right: layers x steps heatmap of
+colour and one curve item, joined with NaN breaks, so a frame costs one setData per layer), starting
+at exactly 0 because g is initialised to zero. Right: layers x steps heatmap of
 the mean |gate| over the heads, so many layers read at a glance.
 """
 
@@ -33,7 +34,8 @@ class GatesView(View):
         super().__init__(parent)
         self._key = None
         self._curve_layout = None       # (layers, curves per layer, per_layer_mean)
-        self._curves: list[pg.PlotDataItem] = []
+        self._curves: list[pg.PlotCurveItem] = []     # one per layer
+        self._series: list[tuple[np.ndarray, np.ndarray]] = []
         self._levels = colormaps.MaxLevels()
         self._seq_name = colormaps.SEQUENTIAL
         self._layers: list[int] = []
@@ -82,12 +84,7 @@ class GatesView(View):
     # ---- public ----------------------------------------------------------------------------------
     def curve_data(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(steps, gate values) of every curve drawn now, in (layer, head) order."""
-        out = []
-        for c in self._curves:
-            x, y = c.getOriginalDataset()
-            if x is not None:
-                out.append((np.asarray(x), np.asarray(y)))
-        return out
+        return [(np.asarray(x), np.asarray(y)) for x, y in self._series]
 
     def heatmap_shape(self) -> tuple[int, int]:
         """(layers, recorded steps) of the heatmap; (0, 0) when empty."""
@@ -131,22 +128,28 @@ class GatesView(View):
             else list(range(n_layers))
         per_layer = settings.get("gate_shape") == "layer"
         mean_only = n_layers * n_heads > MAX_CURVES and not per_layer
-        layout = (tuple(layers), 1 if (per_layer or mean_only) else n_heads, mean_only)
+        layout = (tuple(layers), mean_only)
         if layout != self._curve_layout:
-            self._build_curves(layers, layout[1], n_heads)
+            self._build_curves(layers)
             self._curve_layout = layout
             self._layers = layers
-        i = 0
+        # one curve item per layer: its heads joined end to end with NaN breaks (one setData per layer)
+        self._series = []
         for li in range(n_layers):
             if per_layer:
-                series = [gates[:, li, 0]]
+                heads = gates[:, li, :1].T
             elif mean_only:
-                series = [gates[:, li, :].mean(axis=1)]
+                heads = gates[:, li, :].mean(axis=1, keepdims=True).T
             else:
-                series = [gates[:, li, hd] for hd in range(n_heads)]
-            for y in series:
-                self._curves[i].setData(steps, y)
-                i += 1
+                heads = gates[:, li, :].T                     # (heads, points)
+            self._series.extend((steps, y) for y in heads)
+            k = heads.shape[0]
+            xs = np.empty((k, n_points + 1))
+            ys = np.empty((k, n_points + 1))
+            xs[:, :n_points] = steps
+            ys[:, :n_points] = heads
+            xs[:, n_points] = ys[:, n_points] = np.nan
+            self._curves[li].setData(xs.ravel(), ys.ravel(), connect="finite")
         # heatmap: (layers, points) of mean |gate|
         heat = np.ascontiguousarray(np.abs(gates).mean(axis=2).T)
         levels = self._levels.update(heat)
@@ -166,23 +169,17 @@ class GatesView(View):
                              f"step {snapshot.step:,}{note}")
         self.draw_count += 1
 
-    def _build_curves(self, layers: list[int], per_layer: int, n_heads: int) -> None:
+    def _build_curves(self, layers: list[int]) -> None:
         for c in self._curves:
             self.plot.removeItem(c)
         self._curves = []
         self.legend.clear()
         self.legend.setColumnCount(1 if len(layers) <= 2 else 2)
         for li, layer in enumerate(layers):
-            base = layer_color(li)
-            for hd in range(per_layer):
-                color = QtGui.QColor(base)
-                if per_layer > 1:      # heads of a layer: the same hue, lighter to darker
-                    color = base.lighter(100 + int(60 * (per_layer - 1 - hd) / max(1, per_layer - 1)))
-                curve = pg.PlotDataItem(pen=pg.mkPen(color, width=1), clipToView=True, autoDownsample=True)
-                self.plot.addItem(curve)
-                self._curves.append(curve)
-                if hd == 0:
-                    self.legend.addItem(curve, f"L{layer}")
+            curve = pg.PlotCurveItem(pen=pg.mkPen(layer_color(li), width=1), connect="finite")
+            self.plot.addItem(curve)
+            self._curves.append(curve)
+            self.legend.addItem(curve, f"L{layer}")
         self.heat_plot.getAxis("left").setTicks([[(i + 0.5, f"L{layer}") for i, layer in enumerate(layers)]])
         self._style_legend()
 
@@ -194,6 +191,7 @@ class GatesView(View):
         self._levels.reset()
         for c in self._curves:
             c.setData([], [])
+        self._series = []
         self.heat.clear()
         self.caption.setText("")
 

@@ -52,6 +52,7 @@ class LossView(View):
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self._key = None
+        self._eval_key = None
         self._smoothing = DEFAULT_SMOOTHING
         self._train_smoothed = np.zeros(0)
 
@@ -169,7 +170,10 @@ class LossView(View):
             self.train_raw.setData([], [])
             self.train_curve.setData([], [])
         m = min(eval_steps.size, eval_loss.size)
-        if m:
+        eval_key = (snapshot.segment, m, float(eval_steps[m - 1]) if m else -1.0, self._smoothing)
+        if eval_key == self._eval_key:
+            pass                                       # held-out loss is measured now and then: keep it
+        elif m:
             x = eval_steps[:m].astype(np.float64)
             y = eval_loss[:m].astype(np.float64)
             self.eval_raw.setData(x, y)
@@ -177,6 +181,7 @@ class LossView(View):
         else:
             self.eval_raw.setData([], [])
             self.eval_curve.setData([], [])
+        self._eval_key = eval_key
         self.empty_text.setVisible(n == 0 and m == 0)
         parts = [f"step <b>{snapshot.step:,}</b>"]
         if snapshot.loss is not None:
@@ -191,7 +196,7 @@ class LossView(View):
         self.draw_count += 1
 
     def _clear(self) -> None:
-        self._key = None
+        self._key = self._eval_key = None
         for item in (self.train_raw, self.eval_raw, self.train_curve, self.eval_curve):
             item.setData([], [])
         self.empty_text.setVisible(True)
@@ -204,4 +209,4 @@ class LossView(View):
         style_legend(self.legend, s)
         self.empty_text.setColor(s.muted)
         self.empty_text.setFont(s.font(11))
-        self._key = None
+        self._key = self._eval_key = None
