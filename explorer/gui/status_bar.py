@@ -1,0 +1,88 @@
+"""The status bar: a message on the left; state, step, steps per second, device and memory on the right."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QLabel, QStatusBar
+
+STATE_TEXT = {"running": "● running", "paused": "❚❚ paused", "fault": "▲ fault", "starting": "… starting",
+              "stopped": "■ stopped"}
+
+
+def human_bytes(n: int | float | None) -> str:
+    if n is None or n < 0:
+        return "–"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return f"{n:.1f} TB"
+
+
+def human_rate(x: float | None) -> str:
+    if x is None or x != x:
+        return "–"
+    return f"{x:.0f}" if x >= 100 else (f"{x:.1f}" if x >= 10 else f"{x:.2f}")
+
+
+class StatusBar(QStatusBar):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("status_bar")
+        self.state = self._label("state", "State of the training loop", min_width=96)
+        self.step = self._label("step", "Training steps in this segment (a cold change or Reset starts a new one)",
+                                min_width=92)
+        self.rate = self._label("rate", "Training steps per second", min_width=92)
+        self.loss = self._label("loss", "Last training loss", min_width=96)
+        self.device = self._label("device", "Where training runs", min_width=60)
+        self.memory = self._label("memory", "Device memory in use (CUDA), or the process's memory on the CPU",
+                                  min_width=86)
+        self._error_timer = QTimer(self)
+        self._error_timer.setSingleShot(True)
+        self._error_timer.timeout.connect(self._clear_error_style)
+        self.set_state("starting")
+        self.step.setText("step –")
+        self.rate.setText("– steps/s")
+        self.loss.setText("loss –")
+        self.device.setText("–")
+        self.memory.setText("mem –")
+
+    def _label(self, name: str, tip: str, min_width: int = 0) -> QLabel:
+        label = QLabel()
+        label.setObjectName(f"status_{name}")
+        label.setToolTip(tip)
+        label.setMinimumWidth(min_width)
+        label.setAlignment(Qt.AlignCenter)
+        self.addPermanentWidget(label)
+        return label
+
+    def set_state(self, state: str) -> None:
+        from explorer.gui.app import current_theme
+
+        t = current_theme()
+        colour = {"running": t.ok, "fault": t.error, "paused": t.warn}.get(state, t.dim_text)
+        self.state.setText(STATE_TEXT.get(state, state))
+        self.state.setStyleSheet(f"color: {colour}; font-weight: 600;")
+        self.state.setProperty("state", state)
+
+    def update_from(self, snap) -> None:
+        self.set_state(snap.state)
+        self.step.setText(f"step {snap.step:,}")
+        self.rate.setText(f"{human_rate(snap.steps_per_second)} steps/s")
+        self.loss.setText("loss –" if snap.loss is None else f"loss {snap.loss:.4g}")
+        self.device.setText(str(snap.device))
+        self.memory.setText(f"mem {human_bytes(snap.memory_bytes)}")
+
+    def info(self, message: str, ms: int = 6000) -> None:
+        self._clear_error_style()
+        self.showMessage(message, ms)
+
+    def error(self, message: str, ms: int = 20000) -> None:
+        from explorer.gui.app import current_theme
+
+        self.setStyleSheet(f"QStatusBar {{ color: {current_theme().error}; }}")
+        self.showMessage("⚠ " + message, ms)
+        self._error_timer.start(ms)
+
+    def _clear_error_style(self) -> None:
+        self.setStyleSheet("")
