@@ -16,7 +16,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import View, new_layout_widget, style_plot
+from explorer.gui.views.base import View, new_layout_widget, style_colorbar, style_plot
 
 GAP = 1  # transparent cells between maps in the grid mosaic
 
@@ -391,8 +391,10 @@ class AttentionView(View):
         s = self.style_
         for glw in (self.grid_glw, self.detail_glw):
             glw.setBackground(s.background)
-        for plot in (self.grid_plot, self.detail_plot, self.grid_bar, self.detail_bar):
+        for plot in (self.grid_plot, self.detail_plot):
             style_plot(plot, s)
+        for bar in (self.grid_bar, self.detail_bar):
+            style_colorbar(bar, s)
         self.token_axis.setTickFont(s.font(9, mono=True))
         self.query_axis.setTickFont(s.font(9, mono=True))
         line_pen = pg.mkPen(s.separator, width=1)

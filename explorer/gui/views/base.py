@@ -101,6 +101,12 @@ def style_plot(plot: pg.PlotItem, style: Style, base: float = 9.0) -> None:
         plot.setTitle(plot.titleLabel.text, color=style.foreground, size=f"{style.point_size(base + 1):.1f}pt")
 
 
+def style_colorbar(bar: pg.ColorBarItem, style: Style) -> None:
+    """A colour bar in the style, with sparse ticks (labels on the major ticks only)."""
+    style_plot(bar, style)
+    bar.axis.setStyle(maxTextLevel=0)
+
+
 def style_legend(legend: pg.LegendItem, style: Style, base: float = 8.0) -> None:
     """Legend text colour and size (re-rendering existing labels, which pyqtgraph does not) and a
     translucent background."""

@@ -117,15 +117,15 @@ class BudgetView(View):
         self.setting_label = QtWidgets.QLabel(content)
         self.setting_label.setWordWrap(True)
         outer.addWidget(self.setting_label)
-        cards = QtWidgets.QGridLayout()
-        cards.setSpacing(6)
+        self._cards = QtWidgets.QGridLayout()
+        self._cards.setSpacing(6)
         self.trainable = _Card("Trainable parameters", content)
         self.share = _Card("Share of the model", content)
         self.storage = _Card("Storage (fp16)", content)
         self.optimizer = _Card("Optimizer memory (Adam)", content)
-        for i, card in enumerate((self.trainable, self.share, self.storage, self.optimizer)):
-            cards.addWidget(card, i // 2, i % 2)
-        outer.addLayout(cards)
+        self._card_columns = 0
+        self._arrange_cards(2)
+        outer.addLayout(self._cards)
         self.presets_title = QtWidgets.QLabel("The same setting on", content)
         outer.addWidget(self.presets_title)
         self.table = QtWidgets.QGridLayout()
@@ -141,6 +141,24 @@ class BudgetView(View):
         scroll.setWidget(content)
         self.set_content(scroll)
         self._restyle()
+
+    def _arrange_cards(self, columns: int) -> None:
+        """Four cards in one row when the view is wide enough, else two by two."""
+        if columns == self._card_columns:
+            return
+        self._card_columns = columns
+        cards = (self.trainable, self.share, self.storage, self.optimizer)
+        for card in cards:
+            self._cards.removeWidget(card)
+        for i, card in enumerate(cards):
+            self._cards.addWidget(card, i // columns, i % columns)
+        for c in range(4):
+            self._cards.setColumnStretch(c, 1 if c < columns else 0)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        need = sum(card.sizeHint().width() for card in (self.trainable, self.share, self.storage, self.optimizer))
+        self._arrange_cards(4 if event.size().width() >= need + 40 else 2)
 
     # ---- public ----------------------------------------------------------------------------------
     def values(self) -> dict[str, str]:
@@ -234,7 +252,7 @@ class BudgetView(View):
         for card in (self.trainable, self.share, self.storage, self.optimizer):
             card.caption.setFont(s.font(9))
             card.caption.setStyleSheet(f"color: {self._muted()};")
-            card.value.setFont(s.font(20, bold=True))
+            card.value.setFont(s.font(17, bold=True))
             card.detail.setFont(s.font(8.5))
             card.detail.setStyleSheet(f"color: {self._muted()};")
         self.setting_label.setFont(s.font(10))

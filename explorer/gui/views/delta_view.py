@@ -14,7 +14,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, style_plot
+from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, style_colorbar, style_plot
 
 MODES = ("delta", "base", "merged", "target")
 MODE_LABELS = {"delta": "ΔW", "base": "W₀", "merged": "W₀+ΔW", "target": "ΔW*"}
@@ -211,7 +211,7 @@ class DeltaView(View):
         s = self.style_
         self.glw.setBackground(s.background)
         style_plot(self.plot, s)
-        style_plot(self.colorbar, s)
+        style_colorbar(self.colorbar, s)
         name = colormaps.diverging_for(s.high_contrast)
         if name != self._cmap_name:
             self._cmap_name = name

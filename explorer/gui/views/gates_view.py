@@ -13,7 +13,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import View, new_layout_widget, style_legend, style_plot
+from explorer.gui.views.base import View, new_layout_widget, style_colorbar, style_legend, style_plot
 
 MAX_CURVES = 256   # beyond this many (layer, head) curves, draw one mean curve per layer
 
@@ -199,8 +199,9 @@ class GatesView(View):
         s = self.style_
         self.glw.setBackground(s.background)
         style_plot(self.plot, s)
+        self.plot.getAxis("left").setStyle(maxTextLevel=0)
         style_plot(self.heat_plot, s)
-        style_plot(self.heat_bar, s)
+        style_colorbar(self.heat_bar, s)
         self._style_legend()
         self.zero_line.setPen(pg.mkPen(s.muted, width=1, style=QtCore.Qt.PenStyle.DashLine))
         name = colormaps.sequential_for(s.high_contrast)

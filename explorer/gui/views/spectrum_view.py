@@ -18,6 +18,7 @@ from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, style
 
 DECADES = 4.0          # the waterfall's colour spans this many decades below the largest value
 AXIS_WIDTH = 56
+MAX_SYMBOLS = 96       # draw point markers for at most this many singular values
 
 
 class SpectrumView(View):
@@ -33,6 +34,7 @@ class SpectrumView(View):
         self._key = None
         self._wf_key = None
         self._values = np.zeros(0, np.float32)
+        self._symbols = True
         self._seq_name = colormaps.SEQUENTIAL
 
         content = QtWidgets.QWidget(self)
@@ -220,6 +222,10 @@ class SpectrumView(View):
         n_shown = positive.size
         if positive.size:
             x = np.arange(1, positive.size + 1, dtype=np.float64)
+            symbols = positive.size <= MAX_SYMBOLS          # a full 4096-value spectrum: a line only
+            if symbols != self._symbols:
+                self._symbols = symbols
+                self.curve.setSymbol("o" if symbols else None)
             self.curve.setData(x, positive)
             energy = np.cumsum(positive ** 2)
             energy /= energy[-1]
