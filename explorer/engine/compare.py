@@ -997,3 +997,134 @@ class CompareWorker:
     def _put(self, snap: CompareSnapshot) -> None:
         self.snapshots_posted += 1
         self._mailbox.put(snap)
+
+
+# ---- comparisons from elsewhere: one live run, a headless comparison's directory -------------------
+
+def default_label(settings: dict) -> str:
+    """'lora-r8', 'prefix-K10-L2', 'lora+prefix-r8-K10', 'full' from a settings dict."""
+    method = settings.get("method", "lora")
+    parts = [method]
+    if method in ("lora", "lora+prefix"):
+        parts.append(f"r{settings.get('rank')}")
+    if method in ("prefix", "lora+prefix"):
+        parts.append(f"K{settings.get('prefix_len')}")
+        if method == "prefix":
+            parts.append(f"L{settings.get('prefix_layers')}")
+    return "-".join(parts)
+
+
+def _final_from_history(steps: np.ndarray, losses: np.ndarray, step: int) -> float | None:
+    if losses.size == 0 or step <= 0:
+        return None
+    window = max(1, min(FINAL_WINDOW_MAX, int(round(FINAL_WINDOW_SHARE * step))))
+    sel = losses[steps > step - window - 1] if steps.size == losses.size else losses[-1:]
+    return float(np.mean(sel if sel.size else losses[-1:]))
+
+
+def summary_from_snapshot(snap, label: str | None = None, index: int = 0, spec: str = "") -> RunSummary:
+    """A RunSummary of one ordinary training Snapshot (a live run or a recorded one). final_loss is
+    taken from the thinned history, so it is close to, not exactly, the runner's figure."""
+    settings = dict(snap.settings or {})
+    h = snap.history
+    steps = np.asarray(h.steps) if h is not None else np.zeros(0, np.int64)
+    losses = np.asarray(h.loss) if h is not None else np.zeros(0, np.float32)
+    eval_steps = np.asarray(h.eval_steps) if h is not None else np.zeros(0, np.int64)
+    eval_losses = np.asarray(h.eval_loss) if h is not None else np.zeros(0, np.float32)
+    b = snap.budget or {}
+    llama = (b.get("presets") or {}).get(LLAMA_PRESET)
+    if llama is None and settings:
+        try:
+            llama = price_on_llama(TrainSettings.from_dict(settings))
+        except (ValueError, TypeError):
+            llama = None
+    trainable = int(b.get("trainable_params", 0) or 0)
+    return RunSummary(
+        label=label or default_label(settings), spec=spec or default_label(settings).replace("-", " "),
+        method=settings.get("method", ""), colour=index, settings=settings, step=int(snap.step), loss=snap.loss,
+        eval_loss=snap.eval_loss, steps=steps, losses=losses, eval_steps=eval_steps, eval_losses=eval_losses,
+        trainable_params=trainable, share=float(b.get("share", 0.0) or 0.0),
+        storage_bytes=int(b.get("storage_bytes_fp16", 2 * trainable) or 0),
+        steps_per_second=float(snap.steps_per_second or 0.0),
+        llama7b_trainable_params=None if llama is None else int(llama["trainable_params"]),
+        llama7b_storage_bytes=None if llama is None else int(llama["storage_bytes_fp16"]),
+        final_loss=_final_from_history(steps, losses, int(snap.step)), final_eval_loss=snap.eval_loss,
+        measured_trainable_params=int(b.get("measured_trainable_params", trainable) or 0),
+        matrices=list(getattr(snap, "matrices", {}) or {}), fault=snap.fault)
+
+
+def comparison_from_snapshot(snap, label: str | None = None) -> CompareSnapshot:
+    """One ordinary training Snapshot as a one-run comparison (what the compare view shows before
+    a comparison is started)."""
+    settings = snap.settings or {}
+    return CompareSnapshot(step=int(snap.step), segment=int(snap.segment), time=float(snap.time or 0.0),
+                           runs=[summary_from_snapshot(snap, label)], analysis=None,
+                           scenario=settings.get("scenario", "lm"), device=snap.device or "", state=snap.state,
+                           fault=snap.fault)
+
+
+def analysis_from_json(d: dict) -> CompareAnalysis:
+    """The CompareAnalysis that `CompareAnalysis.to_json` wrote (analysis.json of the compare command)."""
+    similarity, control, pairs = {}, {}, []
+    for p in d.get("similarity", []):
+        key = (p["a"], p["b"])
+        pairs.append(key)
+        similarity[key] = {m: np.asarray(v["phi"], np.float32) for m, v in p["modules"].items()}
+        control[key] = {m: np.asarray(v["control_phi"], np.float32) for m, v in p["modules"].items()
+                        if v.get("control_phi") is not None}
+    intrinsic = {}
+    for p in d.get("intrinsic", []):
+        per = {}
+        for m, v in p["modules"].items():
+            v = dict(v)
+            for k in ("lora_values", "full_values"):
+                v[k] = np.asarray(v[k], np.float32)
+            per[m] = v
+        intrinsic[(p["lora"], p["full"])] = per
+    amp = {label: [{k: (math.inf if k == "factor" and v is None else v) for k, v in row.items()} for row in rows]
+           for label, rows in d.get("amplification", {}).items()}
+    return CompareAnalysis(step=int(d.get("step", 0)), modules=list(d.get("modules", [])), pairs=pairs,
+                           similarity=similarity, control=control, amplification=amp, intrinsic=intrinsic)
+
+
+def load_comparison(directory) -> CompareSnapshot:
+    """A headless comparison (the compare command's DIR) as a CompareSnapshot: each run's last recorded
+    snapshot, the final figures from table.csv and the analyses from analysis.json."""
+    import csv
+    import json
+    from pathlib import Path
+
+    from explorer.engine.recording import RecordingReader
+
+    root = Path(directory)
+    manifest_path = root / "compare.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path}: not a comparison directory (no compare.json)")
+    manifest = json.loads(manifest_path.read_text())
+    table = {}
+    if (root / "table.csv").is_file():
+        with open(root / "table.csv", newline="", encoding="utf-8") as fh:
+            table = {row["run"]: row for row in csv.DictReader(fh)}
+    runs = []
+    step = 0
+    scenario, device = manifest.get("base_settings", {}).get("scenario", "lm"), ""
+    for i, entry in enumerate(manifest["runs"]):
+        reader = RecordingReader(root / entry["dir"])
+        if not reader.steps:
+            continue
+        snap = reader.snapshot(reader.steps[-1])
+        s = summary_from_snapshot(snap, entry["label"], i, entry.get("spec", ""))
+        row = table.get(entry["label"])
+        if row:
+            num = {k: (float(v) if v not in ("", None) else None) for k, v in row.items()
+                   if k not in ("run", "method", "spec")}
+            s.final_loss, s.final_eval_loss = num.get("final_loss"), num.get("final_eval_loss")
+            s.steps_per_second = num.get("steps_per_second") or s.steps_per_second
+        runs.append(s)
+        step = max(step, s.step)
+        device = snap.device
+    analysis = None
+    if (root / "analysis.json").is_file():
+        analysis = analysis_from_json(json.loads((root / "analysis.json").read_text()))
+    return CompareSnapshot(step=step, segment=0, time=0.0, runs=runs, analysis=analysis, scenario=scenario,
+                           device=device, state="paused")

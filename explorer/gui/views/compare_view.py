@@ -24,7 +24,6 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from explorer.engine.compare import CompareSnapshot, comparison_from_snapshot
 from explorer.gui import colormaps
 from explorer.gui.views.base import (View, format_bytes, format_count, format_short, new_layout_widget,
                                      split_matrix_name, style_colorbar, style_legend, style_plot)
@@ -263,9 +262,11 @@ class CompareView(View):
     def update_snapshot(self, snapshot) -> None:
         """A CompareSnapshot, or an ordinary Snapshot (drawn as a one-run comparison until the first
         CompareSnapshot arrives; ignored after that until clear())."""
-        if snapshot is not None and not isinstance(snapshot, CompareSnapshot):
+        if snapshot is not None and not hasattr(snapshot, "runs"):
             if self._got_compare:
                 return
+            from explorer.engine.compare import comparison_from_snapshot
+
             snapshot = comparison_from_snapshot(snapshot)
         elif snapshot is not None:
             self._got_compare = True
@@ -275,7 +276,7 @@ class CompareView(View):
         self._got_compare = False
         super().clear()
 
-    def comparison(self) -> CompareSnapshot | None:
+    def comparison(self):
         """The comparison drawn (or to be drawn when shown)."""
         return self._snapshot
 
@@ -367,7 +368,7 @@ class CompareView(View):
         return self
 
     # ---- drawing ---------------------------------------------------------------------------------
-    def _draw(self, snap: CompareSnapshot) -> None:
+    def _draw(self, snap) -> None:
         key = (snap.segment, snap.step, snap.state, tuple((r.label, r.step, r.eval_steps.size, r.fault)
                                                           for r in snap.runs), id(snap.analysis))
         if key == self._key:
@@ -380,7 +381,7 @@ class CompareView(View):
         self._draw_analysis()
         self.draw_count += 1
 
-    def _draw_status(self, snap: CompareSnapshot) -> None:
+    def _draw_status(self, snap) -> None:
         n = len(snap.runs)
         parts = [f"<b>{n}</b> run{'s' if n != 1 else ''}", f"step <b>{snap.step:,}</b>", snap.scenario]
         if snap.device:
@@ -414,7 +415,7 @@ class CompareView(View):
             self._train_items[label], self._eval_items[label] = train, held
         style_legend(self.legend, self.style_)
 
-    def _draw_curves(self, snap: CompareSnapshot) -> None:
+    def _draw_curves(self, snap) -> None:
         self._sync_items([r.label for r in snap.runs])
         any_data = False
         for r in snap.runs:
@@ -440,10 +441,11 @@ class CompareView(View):
         self.empty_text.setText("no runs yet" if not snap.runs else "waiting for the first step")
         self.empty_text.setVisible(not any_data)
 
-    def _draw_table(self, snap: CompareSnapshot) -> None:
+    def _draw_table(self, snap) -> None:
         t = self.table
         if t.rowCount() != len(snap.runs):
             t.setRowCount(len(snap.runs))
+            self._fit_table()
         for row, r in enumerate(snap.runs):
             values = (r.label, r.method, format_count(r.trainable_params), f"{100 * r.share:.3g}%",
                       format_bytes(r.storage_bytes), _fmt(r.final_loss), _fmt(r.final_eval_loss),
@@ -471,8 +473,18 @@ class CompareView(View):
                 font.setStrikeOut(bool(r.fault))
                 first.setFont(font)
 
+    def _fit_table(self) -> None:
+        """Tall enough for every run (up to 8 rows; more scroll), so the table never hides a run."""
+        t = self.table
+        t.resizeRowsToContents()
+        rows = min(t.rowCount(), 8)
+        h = t.horizontalHeader().sizeHint().height() + 2 * t.frameWidth()
+        h += sum(t.rowHeight(i) for i in range(rows)) if rows else t.verticalHeader().defaultSectionSize()
+        h += t.horizontalScrollBar().sizeHint().height()
+        t.setMinimumHeight(h)
+
     # ---- the analyses ------------------------------------------------------------------------------
-    def _fill_pickers(self, snap: CompareSnapshot) -> None:
+    def _fill_pickers(self, snap) -> None:
         a = snap.analysis
         lora = [r.label for r in snap.runs if r.method in ("lora", "lora+prefix")]
         modules: list[str] = []
@@ -514,9 +526,10 @@ class CompareView(View):
                 if na:
                     self.run_a_box.setCurrentText(na)
                     self.run_b_box.setCurrentText(nb)
-            if (na, nb) != self._pair if lora else self._pair != ("", ""):
-                self._pair = (na, nb) if lora else ("", "")
-                self.pairChanged.emit(*self._pair)
+            new_pair = (na, nb) if lora else ("", "")
+            if new_pair != self._pair:
+                self._pair = new_pair
+                self.pairChanged.emit(*new_pair)
 
     def _module_picked(self, _index: int = 0) -> None:
         name = self.module_box.currentData() or ""
@@ -553,20 +566,19 @@ class CompareView(View):
     def _draw_similarity(self, a) -> None:
         ra, rb = self._pair
         module = self._module
-        phi = None if a is None or not ra or ra == rb and False else a.phi(ra, rb, module) if a else None
-        if a is not None and ra and ra == rb:
-            phi = None
-        control = None
-        if a is not None and phi is not None:
-            if (ra, rb) in a.control:
-                control = a.control[(ra, rb)].get(module)
-            elif (rb, ra) in a.control:
-                c = a.control[(rb, ra)].get(module)
-                control = None if c is None else None   # the control belongs to the pair's first run
+        phi = control = None
+        control_of = ra
+        if a is not None and ra and rb and ra != rb:
+            phi = a.phi(ra, rb, module)
+            if phi is not None:
+                if (ra, rb) in a.control:
+                    control = a.control[(ra, rb)].get(module)
+                elif (rb, ra) in a.control:          # computed for the stored pair's first run
+                    control, control_of = a.control[(rb, ra)].get(module), rb
         self._phi = phi
         cmap = colormaps.sequential_for(self.style_.high_contrast)
         for img, data, plot, title in ((self.phi_image, phi, self.phi_plot, f"{ra} vs {rb}"),
-                                       (self.control_image, control, self.control_plot, f"{ra} vs random")):
+                                       (self.control_image, control, self.control_plot, f"{control_of} vs random")):
             img.setLookupTable(colormaps.lut(cmap))
             if data is None or data.size == 0:
                 img.clear()
@@ -577,13 +589,16 @@ class CompareView(View):
             img.setRect(QtCore.QRectF(0.5, 0.5, d.shape[1], d.shape[0]))
             plot.setTitle(title)
             plot.setLabel("bottom", "j")
+            for axis, n in (("bottom", d.shape[1]), ("left", d.shape[0])):
+                step = max(1, math.ceil(n / 8))
+                plot.getAxis(axis).setTicks([[(v, str(v)) for v in range(1, n + 1, step)], []])
             plot.setRange(xRange=(0.5, d.shape[1] + 0.5), yRange=(0.5, d.shape[0] + 0.5), padding=0)
         self.phi_bar.setColorMap(colormaps.colormap(cmap))
         style_plot(self.phi_plot, self.style_)
         style_plot(self.control_plot, self.style_)
         if a is None:
             text = "The analyses appear once the runs have trained (they are computed every few seconds)."
-        elif len(self.run_a_box) < 2 and not a.pairs:
+        elif self.run_a_box.count() < 2 and not a.pairs:
             text = "φ needs two LoRA runs (e.g. lora:r=8 and lora:r=64, or two seeds: lora:r=8,seed=1)."
         elif phi is None:
             text = "Pick two different LoRA runs that share this module."
@@ -592,7 +607,7 @@ class CompareView(View):
             diag = np.diagonal(phi)
             text = (f"φ(1,1) = <b>{phi[0, 0]:.3f}</b>, mean φ(i,i) for i ≤ {k} = <b>{diag.mean():.3f}</b>")
             if control is not None:
-                text += (f"; against a random basis: φ(1,1) = {control[0, 0]:.3f}, mean φ(i,i) = "
+                text += (f"; {control_of} against a random basis: φ(1,1) = {control[0, 0]:.3f}, mean φ(i,i) = "
                          f"{np.diagonal(control).mean():.3f}")
             text += f" · {short_module(module)} · step {a.step:,}"
         self.phi_caption.setText(text)
@@ -712,5 +727,8 @@ class CompareView(View):
         self.empty_text.setFont(s.font(11))
         for w in (self.table, self.amp_table):
             w.setFont(s.font(9))
+            w.horizontalHeader().setFont(s.font(9))
+            w.resizeRowsToContents()
+        self._fit_table()
         self._key = None
         self._analysis_key = None
