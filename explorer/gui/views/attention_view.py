@@ -16,7 +16,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import View, new_layout_widget, style_colorbar, style_plot
+from explorer.gui.views.base import View, new_layout_widget, set_colorbar_levels, style_colorbar, style_plot
 
 GAP = 1  # transparent cells between maps in the grid mosaic
 
@@ -304,7 +304,7 @@ class AttentionView(View):
         mosaic = buf[: n_layers * (t + GAP) - GAP, : n_heads * (w + GAP) - GAP]
         levels = self._levels.update_max(colormaps.abs_max(att))
         self.grid_image.setImage(mosaic, autoLevels=False, levels=levels)
-        self.grid_bar.setLevels(levels, update_items=False)
+        set_colorbar_levels(self.grid_bar, levels)
         gmax = float(np.abs(self._gates).max()) if self._gates is not None and self._gates.size else 0.0
         self.grid_caption.setText(
             f"{n_layers} prefix layer{'s' if n_layers != 1 else ''} × {n_heads} heads · each map: {t} probe tokens "
@@ -355,7 +355,7 @@ class AttentionView(View):
         k = self._prompt_len
         levels = self._levels.levels()
         self.detail_image.setImage(att, autoLevels=False, levels=levels)
-        self.detail_bar.setLevels(levels, update_items=False)
+        set_colorbar_levels(self.detail_bar, levels)
         if new_cell or self._detail_geometry != (t, w, tuple(self._tokens)):
             self._detail_geometry = (t, w, tuple(self._tokens))
             columns = [f"P{i}" for i in range(k)] + [token_label(s) for s in self._tokens]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -102,9 +103,35 @@ def style_plot(plot: pg.PlotItem, style: Style, base: float = 9.0) -> None:
 
 
 def style_colorbar(bar: pg.ColorBarItem, style: Style) -> None:
-    """A colour bar in the style, with sparse ticks (labels on the major ticks only)."""
+    """A colour bar in the style; its ticks come from `set_colorbar_levels`."""
     style_plot(bar, style)
-    bar.axis.setStyle(maxTextLevel=0)
+
+
+def nice_step(span: float, count: int = 3) -> float:
+    """A round step (1, 2, 2.5 or 5 times a power of ten) that cuts `span` into about `count` parts."""
+    if not np.isfinite(span) or span <= 0:
+        return 1.0
+    raw = span / max(1, count)
+    power = 10.0 ** np.floor(np.log10(raw))
+    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if m * power >= raw:
+            return float(m * power)
+    return float(10 * power)
+
+
+def set_colorbar_levels(bar: pg.ColorBarItem, levels: tuple[float, float]) -> None:
+    """Show `levels` on a colour bar with a few round, labelled ticks (0 always, for diverging bars).
+
+    The ticks are recomputed only when their round step changes, not every frame."""
+    lo, hi = float(levels[0]), float(levels[1])
+    bar.setLevels((lo, hi), update_items=False)
+    step = nice_step(hi - lo, 4)
+    first = np.ceil(lo / step - 1e-9)
+    values = [v * step for v in np.arange(first, np.floor(hi / step + 1e-9) + 1)]
+    key = (step, len(values), values[0] if values else None)
+    if getattr(bar, "_tick_key", None) != key:
+        bar._tick_key = key
+        bar.axis.setTicks([[(v, f"{v:.3g}" if v else "0") for v in values], []])
 
 
 def style_legend(legend: pg.LegendItem, style: Style, base: float = 8.0) -> None:

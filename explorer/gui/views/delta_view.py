@@ -14,7 +14,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, style_colorbar, style_plot
+from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, set_colorbar_levels, style_colorbar, style_plot
 
 MODES = ("delta", "base", "merged", "target")
 MODE_LABELS = {"delta": "ΔW", "base": "W₀", "merged": "W₀+ΔW", "target": "ΔW*"}
@@ -184,7 +184,7 @@ class DeltaView(View):
             self._geometry = geometry
             self.image.setRect(QtCore.QRectF(0, 0, in_f, out_f))
             self.plot.setRange(xRange=(0, in_f), yRange=(0, out_f), padding=0.02)
-        self.colorbar.setLevels(levels, update_items=False)
+        set_colorbar_levels(self.colorbar, levels)
         self.caption.setText(self._caption(snapshot, m, mode, data, levels[1]))
         self.draw_count += 1
 

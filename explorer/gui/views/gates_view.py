@@ -13,7 +13,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import View, new_layout_widget, style_colorbar, style_legend, style_plot
+from explorer.gui.views.base import View, new_layout_widget, set_colorbar_levels, style_colorbar, style_legend, style_plot
 
 MAX_CURVES = 256   # beyond this many (layer, head) curves, draw one mean curve per layer
 
@@ -154,7 +154,7 @@ class GatesView(View):
         heat = np.ascontiguousarray(np.abs(gates).mean(axis=2).T)
         levels = self._levels.update(heat)
         self.heat.setImage(heat, autoLevels=False, levels=levels)
-        self.heat_bar.setLevels(levels, update_items=False)
+        set_colorbar_levels(self.heat_bar, levels)
         x0, x1 = float(steps[0]), float(steps[-1])
         span = x1 - x0 if x1 > x0 else 1.0
         self.heat.setRect(QtCore.QRectF(x0, 0.0, span, float(n_layers)))
