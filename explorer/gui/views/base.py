@@ -103,8 +103,11 @@ def style_plot(plot: pg.PlotItem, style: Style, base: float = 9.0) -> None:
 
 
 def style_colorbar(bar: pg.ColorBarItem, style: Style) -> None:
-    """A colour bar in the style; its ticks come from `set_colorbar_levels`."""
+    """A colour bar in the style, its axis wide enough for labels like '-0.025' at this font size;
+    its ticks come from `set_colorbar_levels`."""
     style_plot(bar, style)
+    metrics = QtGui.QFontMetrics(style.font())
+    bar.axis.setWidth(metrics.horizontalAdvance("-0.025") + 12)
 
 
 def nice_step(span: float, count: int = 3) -> float:
