@@ -105,6 +105,27 @@ def test_views_draw_snapshots_with_empty_fields(qtbot, view_id):
     assert colours(pixels(view)) > 16
 
 
+@pytest.mark.parametrize("view_id", list(VIEW_CLASSES))
+def test_views_survive_non_finite_values(qtbot, view_id):
+    """A run that blew up (the engine reports a fault) still draws: NaN and inf become gaps, not errors."""
+    view = make(qtbot, view_id, 420, 320)
+    snap = sf.lora_prefix_snapshot(60)
+    for m in snap.matrices.values():
+        m.delta[:3] = np.nan
+        m.delta[3, 3] = np.inf
+        m.spectrum[-1] = np.nan
+    snap.history.loss[-5:] = np.nan
+    snap.history.gates[-1] = np.nan
+    snap.prefixes[0].attention[0, 0, 0] = np.nan
+    snap.state, snap.fault = "fault", "loss is NaN at step 60"
+    view.update_snapshot(snap)
+    assert colours(pixels(view)) > 16
+    if view_id == "delta":
+        lo, hi = view.levels()
+        data = view.image_data()
+        assert lo == -hi and hi == pytest.approx(np.abs(data[np.isfinite(data)]).max())
+
+
 def test_full_fine_tuning_snapshot_shows_friendly_messages(qtbot):
     snap = sf.full_snapshot(30)
     attention, gates = make(qtbot, "attention"), make(qtbot, "gates")
@@ -542,6 +563,7 @@ def test_symmetric_levels_jump_up_and_fall_slowly():
     levels.hold = True
     assert levels.update(np.array([[0.1]]))[1] == pytest.approx(hi)
     assert levels.update(np.array([[np.nan, 3.0]])) == (-3.0, 3.0)
+    assert levels.update(np.array([[np.inf, 4.0]])) == (-4.0, 4.0)     # inf does not blow the scale up
     levels.reset()
     assert levels.update(np.array([[0.25]])) == (-0.25, 0.25)
     assert colormaps.MaxLevels().update(np.array([[-4.0]])) == (0.0, 4.0)

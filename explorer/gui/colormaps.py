@@ -83,13 +83,16 @@ def sequential_for(high_contrast: bool) -> str:
 
 
 def abs_max(data: np.ndarray | None) -> float:
-    """max |x| ignoring NaN; 0 for empty or all-NaN data."""
+    """max |x| over the finite values (NaN and inf ignored); 0 for empty or all-NaN data."""
     if data is None or data.size == 0:
         return 0.0
     hi = np.nanmax(data) if data.dtype.kind == "f" else data.max()
     lo = np.nanmin(data) if data.dtype.kind == "f" else data.min()
     m = max(abs(float(hi)), abs(float(lo)))
-    return m if math.isfinite(m) else 0.0
+    if not math.isfinite(m):          # inf somewhere (or all NaN): scale by the finite values only
+        finite = data[np.isfinite(data)]
+        m = float(np.abs(finite).max()) if finite.size else 0.0
+    return m
 
 
 class SymmetricLevels:
