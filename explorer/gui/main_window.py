@@ -13,6 +13,7 @@ import csv
 import importlib
 import json
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,13 @@ from explorer.gui.status_bar import StatusBar
 WORKER_MODULE = "explorer.engine.worker"
 SPEEDS = ((0.0, "max"), (1000.0, "1000 /s"), (300.0, "300 /s"), (100.0, "100 /s"), (30.0, "30 /s"),
           (10.0, "10 /s"), (3.0, "3 /s"), (1.0, "1 /s"))
+# The default layout: columns of views (by view_id), each with the share of its column's height.
+DEFAULT_COLUMNS = (
+    (("delta", "loss"), (0.6, 0.4)),
+    (("spectrum", "gates"), (0.6, 0.4)),
+    (("attention", "samples", "budget"), (0.45, 0.25, 0.3)),
+)
+FRAME_BUDGET_S = 0.008               # the longest slice of view drawing before the event loop runs again
 DRAIN_MS = 25                        # 40 Hz: the worker sends at most snapshot_hz (30) anyway
 
 # Features other parts of the app provide. Each is `module:function(window, ...)`; while the module
@@ -103,6 +111,10 @@ class MainWindow(QMainWindow):
         self._loading = False
         self._worker_dead_reported = False
         self._current_view_id: str | None = None
+        self._frame_queue: list[str] = []
+        self._frame_snap = None
+        self._frame_scheduled = False
+        self._frame_rotation = 0
 
         settings = apply_overrides(settings or TrainSettings(), overrides or {})
         self.setDockNestingEnabled(True)
@@ -286,23 +298,40 @@ class MainWindow(QMainWindow):
     def layout_version(self) -> int:
         return layout_version(["controls", *self.view_docks])
 
+    def _columns(self) -> tuple[list[list[QDockWidget]], list[QDockWidget]]:
+        """The view docks in DEFAULT_COLUMNS order, and the docks of views not named there."""
+        cols: list[list[QDockWidget]] = []
+        placed: set[str] = set()
+        for names, _weights in DEFAULT_COLUMNS:
+            cols.append([self.view_docks[n] for n in names if n in self.view_docks])
+            placed.update(names)
+        extra = [d for v, d in self.view_docks.items() if v not in placed]
+        cols = [c for c in cols if c]
+        if not cols and extra:
+            cols, extra = [[extra[0]]], extra[1:]
+        return cols, extra
+
     def _default_layout(self) -> None:
-        """Settings on the left; the views in two rows of columns to the right."""
+        """Settings on the left; the views in columns to the right (DEFAULT_COLUMNS); views not named
+        there are tabbed behind the first column's last view."""
         self.addDockWidget(Qt.LeftDockWidgetArea, self.controls_dock)
-        docks = list(self.view_docks.values())
-        if not docks:
+        self.controls_dock.show()
+        cols, extra = self._columns()
+        if not cols:
             return
-        for d in docks:
+        for d in [*(d for c in cols for d in c), *extra]:
             d.setFloating(False)
             d.show()
-        top = docks[: (len(docks) + 1) // 2]
-        bottom = docks[len(top):]
-        self.addDockWidget(Qt.RightDockWidgetArea, top[0])
-        for prev, d in zip(top, top[1:]):
-            self.splitDockWidget(prev, d, Qt.Horizontal)
-        for upper, lower in zip(top, bottom):
-            self.splitDockWidget(upper, lower, Qt.Vertical)
-        self.controls_dock.show()
+        self.addDockWidget(Qt.RightDockWidgetArea, cols[0][0])
+        for prev, col in zip(cols, cols[1:]):
+            self.splitDockWidget(prev[0], col[0], Qt.Horizontal)
+        for col in cols:
+            for upper, lower in zip(col, col[1:]):
+                self.splitDockWidget(upper, lower, Qt.Vertical)
+        for d in extra:
+            self.tabifyDockWidget(cols[0][-1], d)
+        if extra:
+            cols[0][-1].raise_()
 
     def _default_geometry(self) -> None:
         screen = QApplication.primaryScreen()
@@ -316,13 +345,22 @@ class MainWindow(QMainWindow):
         self._size_docks()
 
     def _size_docks(self) -> None:
-        width = max(self.width(), 800)
-        self.resizeDocks([self.controls_dock], [max(self.controls.minimumWidth(), 320)], Qt.Horizontal)
-        docks = list(self.view_docks.values())
-        if docks:
-            top = docks[: (len(docks) + 1) // 2]
-            each = max(200, (width - 340) // len(top))
-            self.resizeDocks(top, [each] * len(top), Qt.Horizontal)
+        """Controls at their natural width; the view columns share the rest, and each column's docks
+        the height, by DEFAULT_COLUMNS' weights."""
+        controls = max(self.controls.minimumWidth(), 330)
+        self.resizeDocks([self.controls_dock], [controls], Qt.Horizontal)
+        cols, _extra = self._columns()
+        if not cols:
+            return
+        width = max(self.width() - controls - 16, 200 * len(cols))
+        height = max(self.height() - 120, 300)
+        weights = {n: w for names, ws in DEFAULT_COLUMNS for n, w in zip(names, ws)}
+        self.resizeDocks([c[0] for c in cols], [width // len(cols)] * len(cols), Qt.Horizontal)
+        for col in cols:
+            ids = [d.objectName()[len("dock_"):] for d in col]
+            ws = [weights.get(i, 1.0) for i in ids]
+            total = sum(ws)
+            self.resizeDocks(col, [int(height * w / total) for w in ws], Qt.Vertical)
 
     def reset_layout(self) -> None:
         self.restoreState(self._default_state, self.layout_version())
@@ -487,6 +525,7 @@ class MainWindow(QMainWindow):
         self._playing = False
         self._fault_seen = None
         self._close_fault_dialog()
+        self._frame_queue.clear()
         for view in self.views.values():
             self._view_call(view, "clear")
         if self.worker is not None and not self._worker_alive():
@@ -557,14 +596,43 @@ class MainWindow(QMainWindow):
                 self._sync_rejected_settings(snap)
                 self.show_fault(snap.fault)
         self._update_limits(snap)
-        for view_id, view in self.views.items():
-            if self._view_visible(view_id):
-                self._view_call(view, "update_snapshot", snap)
+        self._queue_views([v for v in self.views if self._view_visible(v)], snap)
         self.snapshot_delivered.emit(snap)
 
+    def _queue_views(self, view_ids: list[str], snap) -> None:
+        """Draw `snap` in these views, a few at a time: each slice of the event loop stops after
+        FRAME_BUDGET_S, so seven views never add up to one long freeze. Views still waiting for an
+        older snapshot go first, with the newest one; the starting view rotates so none starves."""
+        self._frame_snap = snap
+        waiting = [v for v in self._frame_queue if v in view_ids]
+        ids = list(view_ids)
+        if ids:
+            k = self._frame_rotation % len(ids)
+            ids = ids[k:] + ids[:k]
+            self._frame_rotation += 1
+        self._frame_queue = waiting + [v for v in ids if v not in waiting]
+        if not self._frame_scheduled:
+            self._draw_queued()
+
+    def _draw_queued(self) -> None:
+        self._frame_scheduled = False
+        t0 = time.perf_counter()
+        while self._frame_queue:
+            view_id = self._frame_queue.pop(0)
+            if self._closed or not self._view_visible(view_id):
+                continue
+            self._view_call(self.views[view_id], "update_snapshot", self._frame_snap)
+            if self._frame_queue and time.perf_counter() - t0 > FRAME_BUDGET_S:
+                self._frame_scheduled = True
+                QTimer.singleShot(0, self._draw_queued)
+                return
+
     def _view_visible(self, view_id: str) -> bool:
+        """Shown on screen: not closed, not a hidden tab, not squeezed to nothing, window not minimised.
+        (visibleRegion() is no test: opaque children, e.g. a scroll area, leave their parent none.)"""
         view = self.views[view_id]
-        return view.isVisible() and not view.visibleRegion().isEmpty()
+        return (view.isVisible() and view.width() > 1 and view.height() > 1
+                and not (self.windowState() & Qt.WindowMinimized))
 
     def visible_view_ids(self) -> list[str]:
         return [v for v in self.views if self._view_visible(v)]
@@ -589,8 +657,11 @@ class MainWindow(QMainWindow):
                 QTimer.singleShot(0, lambda: self._push_last(view_id))
 
     def _push_last(self, view_id: str) -> None:
-        if self.last_snapshot is not None and self._view_visible(view_id):
-            self._view_call(self.views[view_id], "update_snapshot", self.last_snapshot)
+        if self.last_snapshot is not None and self._view_visible(view_id) and view_id not in self._frame_queue:
+            self._frame_queue.append(view_id)
+            if not self._frame_scheduled:
+                self._frame_snap = self.last_snapshot
+                self._draw_queued()
 
     def _update_limits(self, snap) -> None:
         """rank <= min(in, out) of every adapted matrix (LoRA in the lm scenario)."""

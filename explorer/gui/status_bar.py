@@ -33,8 +33,8 @@ class StatusBar(QStatusBar):
         self.step = self._label("step", "Training steps in this segment (a cold change or Reset starts a new one)",
                                 min_width=92)
         self.rate = self._label("rate", "Training steps per second", min_width=92)
-        self.loss = self._label("loss", "Last training loss", min_width=96)
-        self.device = self._label("device", "Where training runs", min_width=60)
+        self.loss = self._label("loss", "Last training loss", min_width=120)
+        self.device = self._label("device", "Where training runs", min_width=90)
         self.memory = self._label("memory", "Device memory in use (CUDA), or the process's memory on the CPU",
                                   min_width=86)
         self._error_timer = QTimer(self)
