@@ -95,7 +95,8 @@ def main(argv=None) -> int:
     grid = QtWidgets.QGridLayout(window)
     grid.setContentsMargins(4, 4, 4, 4)
     grid.setSpacing(4)
-    views = {vid: cls() for vid, cls in VIEW_CLASSES.items()}
+    live = ("delta", "spectrum", "attention", "gates", "loss", "budget", "samples")
+    views = {vid: VIEW_CLASSES[vid]() for vid in live}
     detail = VIEW_CLASSES["attention"]()       # a second attention view, enlarged on one head
     target = VIEW_CLASSES["delta"]()           # the matrix scenario's planted target, pooled from 4096 x 4096
     order = [(views["delta"], ""), (views["spectrum"], ""), (views["attention"], ""),

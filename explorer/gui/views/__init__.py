@@ -2,13 +2,14 @@
 
 `VIEW_CLASSES` lists them in the order the product describes them (and a default layout shows them):
 what the weights do (ΔW, spectrum), what the prefix does (attention, gates), then how training goes
-(loss), what it costs (budget) and what the model says (samples).
+(loss), what it costs (budget) and what the model says (samples); then comparisons of several runs.
 """
 
 from explorer.gui.views import _pyside_guard  # noqa: F401  (first: PySide6 6.12.0 + Python 3.11 crash guard)
 from explorer.gui.views.attention_view import AttentionView
 from explorer.gui.views.base import View
 from explorer.gui.views.budget_view import BudgetView
+from explorer.gui.views.compare_view import CompareView
 from explorer.gui.views.delta_view import DeltaView
 from explorer.gui.views.gates_view import GatesView
 from explorer.gui.views.loss_view import LossView
@@ -17,8 +18,8 @@ from explorer.gui.views.spectrum_view import SpectrumView
 
 VIEW_CLASSES: dict[str, type[View]] = {
     cls.view_id: cls
-    for cls in (DeltaView, SpectrumView, AttentionView, GatesView, LossView, BudgetView, SamplesView)
+    for cls in (DeltaView, SpectrumView, AttentionView, GatesView, LossView, BudgetView, SamplesView, CompareView)
 }
 
 __all__ = ["VIEW_CLASSES", "View", "DeltaView", "SpectrumView", "AttentionView", "GatesView", "LossView",
-           "BudgetView", "SamplesView"]
+           "BudgetView", "SamplesView", "CompareView"]
