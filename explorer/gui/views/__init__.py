@@ -5,7 +5,6 @@ what the weights do (ΔW, spectrum), what the prefix does (attention, gates), th
 (loss), what it costs (budget) and what the model says (samples); then comparisons of several runs.
 """
 
-from explorer.gui.views import _pyside_guard  # noqa: F401  (first: PySide6 6.12.0 + Python 3.11 crash guard)
 from explorer.gui.views.attention_view import AttentionView
 from explorer.gui.views.base import View
 from explorer.gui.views.budget_view import BudgetView
