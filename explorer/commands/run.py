@@ -20,6 +20,8 @@ import time
 from explorer.engine.settings import SETTINGS_SPEC, TrainSettings
 
 MAX_AUTO_RECORDS = 100
+MIN_AUTO_RECORDS = 10
+AUTO_RECORDING_BYTES = 25_000_000   # the automatic --record-every aims at a recording about this size
 _TYPES = {"int": int, "float": float, "str": str}
 
 
@@ -94,10 +96,31 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
     return TrainSettings().with_changes(**changes)
 
 
-def record_every(steps: int, every: int) -> int:
+def record_every(steps: int, every: int, record_bytes: int = 0) -> int:
+    """K: `every` if given, else chosen so that the recording holds at most MAX_AUTO_RECORDS records
+    and about AUTO_RECORDING_BYTES (but at least MIN_AUTO_RECORDS records). `record_bytes` is the size
+    of one record, which depends only on the settings, so the same settings record the same steps."""
     if every < 0:
         raise ValueError(f"record-every={every} is out of range: allowed 0 (automatic) or more")
-    return every or max(1, math.ceil(steps / MAX_AUTO_RECORDS))
+    if every:
+        return every
+    records = MAX_AUTO_RECORDS
+    if record_bytes > 0:
+        records = max(MIN_AUTO_RECORDS, min(MAX_AUTO_RECORDS, AUTO_RECORDING_BYTES // record_bytes))
+    return max(1, math.ceil(steps / records))
+
+
+def record_bytes(snap) -> int:
+    """Bytes of one record that vary from record to record (pooled ΔW, spectra, prefix arrays) plus
+    what a full history can take; pooled W0 and the target are stored once."""
+    n = sum(m.delta.nbytes + m.spectrum.nbytes for m in snap.matrices.values())
+    n += sum(p.gates.nbytes + (0 if p.attention is None else p.attention.nbytes) for p in snap.prefixes)
+    from explorer.engine import trainer as T
+
+    n += 12 * (T.LOSS_HISTORY + T.EVAL_HISTORY)
+    n += 4 * T.GATE_HISTORY * sum(p.gates.size for p in snap.prefixes)
+    n += 4 * T.SPECTRUM_HISTORY * sum(min(m.spectrum.size, T.SPECTRUM_HISTORY_VALUES) for m in snap.matrices.values())
+    return n
 
 
 class Progress:
@@ -109,6 +132,7 @@ class Progress:
         self.start = time.perf_counter()
         self._last_draw = 0.0
         self._last_tenth = -1
+        self._last_step = -1
 
     def update(self, step: int, loss, eval_loss, force: bool = False) -> None:
         if self.quiet:
@@ -116,6 +140,8 @@ class Progress:
         now = time.perf_counter()
         elapsed = now - self.start
         frac = step / self.total if self.total else 1.0
+        if force and step == self._last_step:
+            return
         if self.tty:
             if not force and now - self._last_draw < 0.2:
                 return
@@ -124,7 +150,7 @@ class Progress:
             if not force and tenth == self._last_tenth:
                 return
             self._last_tenth = tenth
-        self._last_draw = now
+        self._last_draw, self._last_step = now, step
         width = 30
         bar = "#" * int(frac * width) + "." * (width - int(frac * width))
         rate = step / elapsed if elapsed > 0 else 0.0
@@ -158,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.steps < 0:
         raise ValueError(f"steps={args.steps} is out of range: allowed 0 or more")
-    every = record_every(args.steps, args.record_every)
+    record_every(args.steps, args.record_every)       # a bad value fails before any work
     if args.sample_every < 0:
         raise ValueError(f"sample-every={args.sample_every} is out of range: allowed 0 or more")
 
@@ -172,6 +198,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     trainer = Trainer(settings)
+    trainer.eval_loss()
+    first = trainer.snapshot(settings.display_size, with_samples=True)
+    every = record_every(args.steps, args.record_every, record_bytes(first))
     config = {"settings": settings.to_dict(), "device": trainer.device_label(), "device_type": trainer.device.type,
               "base": trainer.scenario.info(), "steps": args.steps, "record_every": every,
               "sample_every": args.sample_every, "display_size": settings.display_size,
@@ -185,8 +214,11 @@ def run(args: argparse.Namespace) -> int:
         for k in range(args.steps + 1):
             if k % every == 0 or k == args.steps:
                 samples = k == 0 or k == args.steps or (args.sample_every and k % args.sample_every == 0)
-                trainer.eval_loss()
-                snap = trainer.snapshot(settings.display_size, with_samples=bool(samples))
+                if k == 0:
+                    snap = first
+                else:
+                    trainer.eval_loss()
+                    snap = trainer.snapshot(settings.display_size, with_samples=bool(samples))
                 snap.state = "running" if k < args.steps else "paused"
                 writer.write(snap, fresh_samples=bool(samples))
             if k == args.steps:

@@ -77,7 +77,22 @@ def memory_bytes(device: torch.device) -> int:
     return process_rss()
 
 
+_RSS_CACHE = [0.0, 0]
+RSS_MAX_AGE_S = 0.25
+
+
 def process_rss() -> int:
+    """Resident set size, re-read at most every RSS_MAX_AGE_S seconds (reading /proc costs ~0.1 ms)."""
+    import time
+
+    now = time.monotonic()
+    if now - _RSS_CACHE[0] < RSS_MAX_AGE_S and _RSS_CACHE[1]:
+        return _RSS_CACHE[1]
+    _RSS_CACHE[:] = [now, _read_rss()]
+    return _RSS_CACHE[1]
+
+
+def _read_rss() -> int:
     try:
         with open("/proc/self/statm") as fh:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

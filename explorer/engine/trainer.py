@@ -63,11 +63,16 @@ class InjectedFault(RuntimeError):
 
 
 class SegmentClock:
-    """Seconds of running time in a segment; paused time does not count."""
+    """Seconds of running time in a segment; paused time does not count. Also the CPU seconds the
+    thread that drives it spent while running (`cpu_total`, updated at each pause), which a busy
+    machine does not inflate. Drive it from one thread (the worker's, or a headless run's)."""
 
     def __init__(self, running: bool = True):
         self._total = 0.0
-        self._since = time.perf_counter() if running else None
+        self.cpu_total = 0.0
+        self._since = self._cpu_since = None
+        if running:
+            self.resume()
 
     @property
     def running(self) -> bool:
@@ -76,11 +81,12 @@ class SegmentClock:
     def pause(self) -> None:
         if self._since is not None:
             self._total += time.perf_counter() - self._since
-            self._since = None
+            self.cpu_total += time.thread_time() - self._cpu_since
+            self._since = self._cpu_since = None
 
     def resume(self) -> None:
         if self._since is None:
-            self._since = time.perf_counter()
+            self._since, self._cpu_since = time.perf_counter(), time.thread_time()
 
     def elapsed(self) -> float:
         return self._total + (time.perf_counter() - self._since if self._since is not None else 0.0)
@@ -125,7 +131,8 @@ class _Segment:
         self.eval_loss: float | None = None
         self.initial_loss: float | None = None
         self.clock = SegmentClock(running_clock)
-        self.rate = collections.deque(maxlen=4096)
+        self.rate = collections.deque()
+        self.settings_dict, self.settings_dict_of = settings.to_dict(), settings
         self.budget = _json_clean(scenario.budget(settings, self.model))
         self.sources = scenario.matrix_sources(self.model, settings)
         self.prefixes = scenario.prefix_layers(self.model)
@@ -186,14 +193,12 @@ class Trainer:
 
     @property
     def steps_per_second(self) -> float:
+        """Updates per second over the last RATE_WINDOW_S seconds of stepping."""
         r = self._seg.rate
         if len(r) < 2:
             return 0.0
-        t_end, s_end = r[-1]
-        for t, s in r:
-            if t_end - t <= RATE_WINDOW_S and s < s_end:
-                return (s_end - s) / max(t_end - t, 1e-9)
-        return 0.0
+        (t0, s0), (t1, s1) = r[0], r[-1]
+        return (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
 
     def device_label(self) -> str:
         return devices.device_name(self.device)
@@ -268,7 +273,11 @@ class Trainer:
         seg.loss = value
         if not (s == 0 and len(seg.loss_hist)):   # step 0 may already hold the measured initial loss
             seg.loss_hist.append(s, value)
-        seg.rate.append((time.perf_counter(), s + 1))
+        now = time.perf_counter()
+        rate = seg.rate
+        rate.append((now, s + 1))
+        while len(rate) > 2 and now - rate[1][0] >= RATE_WINDOW_S:
+            rate.popleft()
         return value
 
     @torch.no_grad()
@@ -455,10 +464,16 @@ class Trainer:
         return Snapshot(
             step=seg.step, time=seg.clock.elapsed(), segment=self.segment, loss=loss, eval_loss=seg.eval_loss,
             lr=float(settings.lr), steps_per_second=self.steps_per_second, device=self.device_label(),
-            memory_bytes=devices.memory_bytes(self.device), settings=settings.to_dict(), matrices=matrices,
+            memory_bytes=devices.memory_bytes(self.device), settings=self._settings_dict(), matrices=matrices,
             prefixes=prefixes, history=history, budget=seg.budget, samples=samples,
             probe_tokens=list(getattr(scenario, "probe_tokens", [])) if seg.prefixes else [],
             state="paused", fault=None)
+
+    def _settings_dict(self) -> dict:
+        seg = self._seg
+        if seg.settings_dict.get("lr") != seg.settings.lr or seg.settings_dict_of is not seg.settings:
+            seg.settings_dict, seg.settings_dict_of = seg.settings.to_dict(), seg.settings
+        return dict(seg.settings_dict)
 
     def samples(self) -> dict | None:
         """Text from the adapted and the base model for the scenario's fixed prompt (lm only)."""

@@ -17,10 +17,11 @@ import torch
 from torch import nn
 
 from explorer.core.adapters import count_trainable, mark_all_trainable, mark_only_adapters_trainable
-from explorer.core.llama import generate, lm_loss
+from explorer.core.llama import lm_loss
 from explorer.core.lora import LoraSettings, find_targets, inject_lora, lora_modules
 from explorer.core.prefix import PrefixSettings, inject_prefix, prefix_adapters
 from explorer.core.tokenizer import decode, encode, token_labels
+from explorer.engine.sampling import sample
 from explorer.engine.scenarios import MatrixSource, autocast_ctx, cpu_generator, derive_seed, init_generator
 
 SAMPLE_PROMPT = "# review:"
@@ -172,7 +173,7 @@ class LmScenario:
         try:
             g = cpu_generator(self.seed, "sample")
             with autocast_ctx(self.device, self.autocast):
-                ids = generate(model, self.prompt_ids, SAMPLE_TOKENS, temperature=SAMPLE_TEMPERATURE,
+                ids = sample(model, self.prompt_ids, SAMPLE_TOKENS, temperature=SAMPLE_TEMPERATURE,
                                top_k=SAMPLE_TOP_K, generator=g)
         finally:
             model.train(was)

@@ -1,0 +1,83 @@
+"""Sampling with a key/value cache, for the live samples.
+
+`explorer.core.llama.generate` re-runs the whole sequence for every new token (simple, and the
+reference). The live view samples every few seconds while training runs, so here each new token
+costs one position instead: the layers' own modules (projections with their LoRA wrappers, the
+prefix adapter's `attend`, norms, MLP, rotary table) are called in the same order as
+`LlamaAttention.forward`, with the keys and values of earlier positions kept. Same maths, same
+sampling rule (temperature, top-k, multinomial on the CPU from the given generator); a test holds
+its logits to the full forward's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from explorer.core.llama import LlamaForCausalLM, apply_rope, repeat_kv
+
+
+@torch.inference_mode()
+def _forward_cached(model: LlamaForCausalLM, ids: torch.Tensor, cache: list, pos: int) -> torch.Tensor:
+    """Logits (B, t, V) for `ids` (B, t) at positions pos..pos+t-1, extending `cache` in place."""
+    m = model.model
+    x = m.embed_tokens(ids)
+    b, t, _ = x.shape
+    cos, sin = m.rotary_emb(pos + t, x.dtype)
+    cos, sin = cos[pos:pos + t], sin[pos:pos + t]
+    for i, layer in enumerate(m.layers):
+        attn = layer.self_attn
+        h, hkv, d = attn.num_heads, attn.num_kv_heads, attn.head_dim
+        xn = layer.input_layernorm(x)
+        q = apply_rope(attn.q_proj(xn).view(b, t, h, d).transpose(1, 2), cos, sin)
+        k = apply_rope(attn.k_proj(xn).view(b, t, hkv, d).transpose(1, 2), cos, sin)
+        v = attn.v_proj(xn).view(b, t, hkv, d).transpose(1, 2)
+        if len(cache) <= i:
+            cache.append((k, v))
+        else:
+            k = torch.cat([cache[i][0], k], dim=2)
+            v = torch.cat([cache[i][1], v], dim=2)
+            cache[i] = (k, v)
+        k, v = repeat_kv(k, h // hkv), repeat_kv(v, h // hkv)
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(d)
+        if t > 1:  # causal within the new positions; every cached position is in the past
+            total = k.shape[2]
+            mask = torch.ones(t, total, dtype=torch.bool, device=x.device).triu(total - t + 1)
+            scores = scores.masked_fill(mask, float("-inf"))
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+        out = probs @ v
+        if attn.prefix is not None:
+            gated, prompt_v = attn.prefix.attend(q, attn.k_proj, attn.v_proj, h // hkv)
+            out = out + gated @ prompt_v
+        x = x + attn.o_proj(out.transpose(1, 2).reshape(b, t, h * d))
+        x = x + layer.mlp(layer.post_attention_layernorm(x))
+    return model.lm_head(m.norm(x))
+
+
+@torch.inference_mode()
+def sample(model: LlamaForCausalLM, prompt_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.8,
+           top_k: int | None = 40, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Like `explorer.core.llama.generate` (same arguments, same result up to float round-off), with a
+    key/value cache. Falls back to `generate` when the text would outgrow the model's context."""
+    if prompt_ids.shape[1] + max_new_tokens > model.config.max_position_embeddings:
+        from explorer.core.llama import generate
+
+        return generate(model, prompt_ids, max_new_tokens, temperature, top_k, generator)
+    cache: list = []
+    ids = prompt_ids
+    logits = _forward_cached(model, ids, cache, 0)[:, -1, :].float()
+    for step in range(max_new_tokens):
+        if temperature <= 0:
+            nxt = logits.argmax(-1, keepdim=True)
+        else:
+            scaled = logits / temperature
+            if top_k:
+                kth = torch.topk(scaled, min(top_k, scaled.shape[-1])).values[:, -1:]
+                scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+            probs = torch.softmax(scaled, -1)
+            nxt = torch.multinomial(probs.cpu(), 1, generator=generator).to(ids.device)
+        ids = torch.cat([ids, nxt], dim=1)
+        if step + 1 < max_new_tokens:
+            logits = _forward_cached(model, nxt, cache, ids.shape[1] - 1)[:, -1, :].float()
+    return ids
