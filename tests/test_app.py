@@ -382,3 +382,41 @@ def test_theme_switch_restyles_plots(qtbot, make_window):
     win.set_theme("dark")
     assert QApplication.instance().palette().window().color().lightness() < 60
     assert set(SETTINGS_SPEC)  # the controls were generated from the spec
+
+
+def test_command_line_opens_the_window_and_paints_before_torch(tmp_path):
+    """`python -m explorer` paints its first frame without having imported torch; --talk is accepted."""
+    import os
+    import subprocess
+    import sys
+
+    from explorer.commands.app import talk_mode_available
+
+    code = ("import sys\n"
+            "from explorer.cli import main\n"
+            "rc = main(sys.argv[1:])\n"
+            "print('torch-imported' if 'torch' in sys.modules else 'no-torch')\n"
+            "sys.exit(rc)\n")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, "-c", code, "--first-frame-exit", "--talk", "--scenario", "matrix",
+                          "--settings-path", str(tmp_path / "s.ini")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "first frame" in out.stdout
+    assert "no-torch" in out.stdout                 # the window painted before any model code loaded
+    if not talk_mode_available():
+        assert "talk mode is not built yet" in out.stderr
+    bad = subprocess.run([sys.executable, "-m", "explorer", "--method", "nope"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_command_line_overrides_win_over_remembered_settings():
+    from explorer.gui.main_window import apply_overrides
+
+    remembered = TrainSettings(method="prefix", rank=64)
+    s = apply_overrides(remembered, {"scenario": "matrix"})
+    assert s.scenario == "matrix" and s.method == "lora"
+    s = apply_overrides(remembered, {"device": "cpu", "method": None})
+    assert s.device == "cpu" and s.method == "prefix"
+    assert apply_overrides(remembered, {}) is remembered

@@ -36,10 +36,11 @@ SPEEDS = ((0.0, "max"), (1000.0, "1000 /s"), (300.0, "300 /s"), (100.0, "100 /s"
           (10.0, "10 /s"), (3.0, "3 /s"), (1.0, "1 /s"))
 # The default layout: columns of views (by view_id), each with the share of its column's height.
 DEFAULT_COLUMNS = (
-    (("delta", "loss"), (0.6, 0.4)),
-    (("spectrum", "gates"), (0.6, 0.4)),
-    (("attention", "samples", "budget"), (0.45, 0.25, 0.3)),
+    (("delta", "loss"), (0.58, 0.42)),
+    (("spectrum", "gates"), (0.58, 0.42)),
+    (("attention", "samples", "budget"), (0.42, 0.26, 0.32)),
 )
+COLUMN_WIDTHS = (1.0, 1.0, 1.15)      # the third column holds text (samples, budget): a little wider
 FRAME_BUDGET_S = 0.008               # the longest slice of view drawing before the event loop runs again
 DRAIN_MS = 25                        # 40 Hz: the worker sends at most snapshot_hz (30) anyway
 
@@ -347,7 +348,7 @@ class MainWindow(QMainWindow):
     def _size_docks(self) -> None:
         """Controls at their natural width; the view columns share the rest, and each column's docks
         the height, by DEFAULT_COLUMNS' weights."""
-        controls = max(self.controls.minimumWidth(), 330)
+        controls = max(self.controls.minimumWidth(), 320)
         self.resizeDocks([self.controls_dock], [controls], Qt.Horizontal)
         cols, _extra = self._columns()
         if not cols:
@@ -355,7 +356,8 @@ class MainWindow(QMainWindow):
         width = max(self.width() - controls - 16, 200 * len(cols))
         height = max(self.height() - 120, 300)
         weights = {n: w for names, ws in DEFAULT_COLUMNS for n, w in zip(names, ws)}
-        self.resizeDocks([c[0] for c in cols], [width // len(cols)] * len(cols), Qt.Horizontal)
+        shares = [COLUMN_WIDTHS[i] if i < len(COLUMN_WIDTHS) else 1.0 for i in range(len(cols))]
+        self.resizeDocks([c[0] for c in cols], [int(width * f / sum(shares)) for f in shares], Qt.Horizontal)
         for col in cols:
             ids = [d.objectName()[len("dock_"):] for d in col]
             ws = [weights.get(i, 1.0) for i in ids]
