@@ -97,3 +97,23 @@ def test_bad_flags_exit_2_with_one_line(tmp_path, flags, words):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0] and "Traceback" not in out.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_run_command_on_the_lm_scenario_records_gates_samples_and_the_state(tmp_path):
+    out = tmp_path / "lm"
+    assert main(["run", "--method", "prefix", "--prefix-len", "3", "--prefix-layers", "2", "--seq-len", "16",
+                 "--batch-size", "2", "--steps", "3", "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    reader = RecordingReader(out)
+    assert reader.steps == [0, 1, 2, 3]
+    first, last = reader.metrics[0], reader.metrics[-1]
+    assert first["gates"] == [[0.0] * 4, [0.0] * 4] and last["gates"] != first["gates"]
+    assert first["samples"]["adapted"] == first["samples"]["base"] and "samples" in last
+    assert "samples" not in reader.metrics[1]
+    snap = reader.snapshot(3)
+    assert [p.layer for p in snap.prefixes] == [2, 3] and snap.prefixes[0].attention.shape[-1] == 3 + len(
+        snap.probe_tokens)
+    state = reader.state()
+    assert sorted(state.tensors) == [f"model.layers.{i}.self_attn.prefix.{n}" for i in (2, 3)
+                                     for n in ("gate", "prompt")]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["base"]["kind"] == "lm" and cfg["base"]["params"] == cfg["base"]["training"]["parameters"] and cfg["completed"]
