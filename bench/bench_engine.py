@@ -105,13 +105,15 @@ def costs(settings: TrainSettings, n: int = 30) -> dict:
                      + (0 if m.target is None else m.target.nbytes + m.target_spectrum.nbytes)
                      for m in snap.matrices.values())
     view_bytes += sum(p.gates.nbytes + (0 if p.attention is None else p.attention.nbytes) for p in snap.prefixes)
+    copied = sum(m.delta.nbytes + m.spectrum.nbytes for m in snap.matrices.values())
+    copied += sum(p.gates.nbytes + 4 + (0 if p.attention is None else p.attention.nbytes) for p in snap.prefixes)
     h = snap.history
     hist_bytes = sum(a.nbytes for a in (h.steps, h.loss, h.eval_steps, h.eval_loss, h.gate_steps, h.gates,
                                         h.spectrum_steps)) + sum(a.nbytes for a in h.spectra.values())
     full_bytes = sum(2 * 4 * m.shape[0] * m.shape[1] for m in snap.matrices.values())
     full_bytes += sum(v.numel() * v.element_size() for v in t.trained_tensors().values())
     return {"device": t.device_label(), "step_ms": step_ms, "snapshot_ms": snap_ms, "eval_ms": eval_ms,
-            "sample_ms": sample_ms, "snapshot_bytes": view_bytes, "history_bytes": hist_bytes,
+            "sample_ms": sample_ms, "snapshot_bytes": view_bytes, "copied_bytes": copied, "history_bytes": hist_bytes,
             "full_bytes": full_bytes, "matrices": len(snap.matrices), "prefix_layers": len(snap.prefixes)}
 
 
@@ -131,6 +133,8 @@ def report(name: str, settings: TrainSettings, seconds: float, rounds: int) -> N
     print(f"bytes/snapshot    {_mb(c['snapshot_bytes'])} of arrays (+ {_mb(c['history_bytes'])} of histories) "
           f"vs {_mb(c['full_bytes'])} of full tensors (ΔW and W0 at full size + trained tensors): "
           f"{c['full_bytes'] / max(1, c['snapshot_bytes']):.1f}x smaller")
+    print(f"copied/snapshot   {_mb(c['copied_bytes'])} from the device (pooled ΔW, spectra, gates, attention; "
+          f"pooled W0 and the target are copied once per segment)")
     tp = throughput(settings, seconds, rounds)
     print(f"steps/s           {tp['steps_s_live']:.1f} with live snapshots ({tp['snapshots_s']:.1f}/s posted) vs "
           f"{tp['steps_s_bare']:.1f} without, worker threads {tp['threads']}: ratio {tp['ratio']:.3f} "

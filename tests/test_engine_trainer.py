@@ -204,3 +204,19 @@ def test_state_file_round_trip(tmp_path):
     with pytest.raises(ValueError, match="do not match|shape"):
         m.load_state(tmp_path / "bad.safetensors")
     assert m.step == 2 and m.segment == 0 and _same_tensors(before, m.trained_tensors())
+
+
+def test_the_seed_preset_plants_the_full_rank_update_2I_minus_W0():
+    t = Trainer(tiny_matrix(preset="seed", size_in=16, size_out=16, rank=4, display_size=16))
+    W0 = t.scenario.W0
+    assert torch.allclose(t.scenario.W_true, 2 * torch.eye(16), atol=1e-6)       # target y = 2x
+    snap = t.snapshot()
+    m = snap.matrices["W"]
+    assert m.target_spectrum.shape == (16,) and np.allclose(
+        m.target_spectrum, torch.linalg.svdvals(2 * torch.eye(16) - W0).numpy(), rtol=1e-5)
+    assert np.allclose(m.target, (2 * torch.eye(16) - W0).numpy(), atol=1e-6)
+    first = t.train_step()
+    _losses(t, 60)
+    assert t.eval_loss() < first                        # the rank-4 LoRA catches part of the update
+    with pytest.raises(ValueError, match="preset='seed' needs a square matrix"):
+        Trainer(tiny_matrix(preset="seed"))
