@@ -328,7 +328,7 @@ def test_compare_command_on_a_tiny_language_model(tmp_path, capsys):
     args = build_parser("compare").parse_args(
         ["compare", "--scenario", "lm", "--runs", "lora:r=2", "--runs", "lora:r=4", "--runs", "prefix:K=3,L=1",
          "--runs", "full", "--steps", "6", "--seq-len", "16", "--batch-size", "2", "--lr", "0.01", "--device", "cpu",
-         "--out", str(out)])
+         "--threads", "1", "--out", str(out)])
     assert compare.run(args, base_model=tiny_byte_model()) == 0
     err = capsys.readouterr().err
     assert "6/6" in err and "lora-r2" in err

@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cmp.add_argument("--out", required=True, metavar="DIR", help="directory for the table and recordings (new or empty)")
     cmp.add_argument("--record-every", type=int, default=0, metavar="K",
                      help="record every K steps (default: about 100 records per run); step 0 and the last always")
-    cmp.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
+    cmp.add_argument("--threads", type=int, default=0,
+                     help="CPU threads for torch (default: every core but one; on a busy machine 1 is fastest)")
     cmp.add_argument("--overwrite", action="store_true", help="replace an earlier comparison in --out")
     cmp.add_argument("--quiet", action="store_true", help="no progress lines")
     defaults = TrainSettings()
@@ -304,6 +305,8 @@ def run(args: argparse.Namespace, base_model=None) -> int:
         raise ValueError(f"steps={args.steps} is out of range: allowed 0 or more")
     if args.record_every < 0:
         raise ValueError(f"record-every={args.record_every} is out of range: allowed 0 (automatic) or more")
+    if args.threads < 0:
+        raise ValueError(f"threads={args.threads} is out of range: allowed 0 (automatic) or more")
     specs = unique_labels([parse_run_spec(t) for t in args.runs])
     for s in specs:
         s.settings(base)                       # every spec is checked before any work
@@ -318,8 +321,9 @@ def run(args: argparse.Namespace, base_model=None) -> int:
     from explorer.engine.compare import TABLE_COLUMNS, CompareRunner
     from explorer.engine.recording import RecordingWriter
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from explorer.engine import device as devices
+
+    torch.set_num_threads(args.threads or devices.worker_threads())
     runner = CompareRunner(base, specs, base_model=base_model)
     ds = base.display_size
     for r in runner.runs:
