@@ -188,3 +188,20 @@ def test_a_live_compare_worker_drawn_into_the_view(qtbot):
     assert view.curve_count() == 3 and view.table_rows() == 3
     assert view.phi() is not None and view.phi().shape == (2, 4)
     assert changed(first, pixels(view.glw)) > 0.005
+
+
+def test_typed_run_specs_are_checked_and_requested(qtbot):
+    view = make(qtbot)
+    view.set_specs_text("lora:r=4  lora:r=16; full")
+    with qtbot.waitSignal(view.compareRequested, timeout=2000) as sig:
+        view.compare_button.click()
+    assert sig.args == [["lora:r=4", "lora:r=16", "full"]] and view.spec_error_text() == ""
+    view.set_specs_text("lora:r=4 prefix:r=8")
+    with qtbot.assertNotEmitted(view.compareRequested):
+        assert view.request_compare() is None
+    assert "r=8 does not apply to method 'prefix'" in view.spec_error_text()
+    view.set_specs_text("")
+    assert view.request_compare() is None and "no runs" in view.spec_error_text()
+    # a comparison that arrives shows its own specs in the field
+    view.update_snapshot(cf.compare_snapshot(10, runs=("lora:r=4", "full")))
+    assert view.specs_text() == "lora:r=4  full"

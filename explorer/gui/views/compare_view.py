@@ -48,6 +48,14 @@ TABLE_TIPS = (
     "Its fp16 storage on LLaMA-7B",
 )
 TABS = ("similarity", "amplification", "intrinsic")
+DEFAULT_SPECS = "lora:r=4  lora:r=8  lora:r=16  prefix:K=10  full"
+SPECS_TIP = ("Run specs separated by spaces: METHOD[:KEY=VALUE,...], e.g. lora:r=8, lora:r=16,alpha=32, "
+             "prefix:K=10,L=2, lora+prefix:r=8,K=10, full, lora:r=8,seed=1, lora:r=8,label=mine")
+
+
+def split_specs(text: str) -> list[str]:
+    """'lora:r=4  prefix:K=10; full' -> ['lora:r=4', 'prefix:K=10', 'full'] (spaces or ';' between runs)."""
+    return [t for t in text.replace(";", " ").split() if t]
 AMP_HEADERS = ("run", "module", "r", "‖ΔW‖_F", "‖UᵀW₀V‖_F", "W₀ top-r", "random", "factor")
 
 
@@ -83,6 +91,7 @@ class CompareView(View):
 
     pairChanged = QtCore.Signal(str, str)
     moduleChanged = QtCore.Signal(str)
+    compareRequested = QtCore.Signal(list)   # run specs the user asked to compare (already parsed once)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -102,6 +111,23 @@ class CompareView(View):
         outer = QtWidgets.QVBoxLayout(content)
         outer.setContentsMargins(4, 4, 4, 4)
         outer.setSpacing(3)
+        ask = QtWidgets.QHBoxLayout()
+        ask.addWidget(QtWidgets.QLabel("Runs", content))
+        self.specs_edit = QtWidgets.QLineEdit(DEFAULT_SPECS, content)
+        self.specs_edit.setToolTip(SPECS_TIP)
+        self.specs_edit.setPlaceholderText(DEFAULT_SPECS)
+        self.specs_edit.returnPressed.connect(self.request_compare)
+        ask.addWidget(self.specs_edit, 1)
+        self.compare_button = QtWidgets.QPushButton("Compare", content)
+        self.compare_button.setToolTip("Train these runs on the same data and seed, taking turns, and overlay them")
+        self.compare_button.clicked.connect(self.request_compare)
+        ask.addWidget(self.compare_button)
+        outer.addLayout(ask)
+        self.spec_error = QtWidgets.QLabel(content)
+        self.spec_error.setWordWrap(True)
+        self.spec_error.setVisible(False)
+        self.spec_error.setStyleSheet("color: #D55E00;")
+        outer.addWidget(self.spec_error)
         top = QtWidgets.QHBoxLayout()
         self.status = QtWidgets.QLabel(content)
         self.status.setTextFormat(QtCore.Qt.TextFormat.RichText)
@@ -259,6 +285,38 @@ class CompareView(View):
         self._restyle()
 
     # ---- public ----------------------------------------------------------------------------------
+    def specs_text(self) -> str:
+        return self.specs_edit.text()
+
+    def set_specs_text(self, text: str) -> None:
+        self.specs_edit.setText(text)
+
+    def request_compare(self) -> list[str] | None:
+        """Check the run specs typed in; emit compareRequested(specs) if they parse, else show why.
+        Returns the specs, or None on an error. (Scenario-specific checks happen when the main window
+        builds the CompareWorker: its ValueError belongs in `show_spec_error`.)"""
+        from explorer.engine.compare import parse_run_spec, unique_labels
+
+        specs = split_specs(self.specs_edit.text())
+        try:
+            if not specs:
+                raise ValueError("no runs: type run specs separated by spaces, e.g. " + DEFAULT_SPECS)
+            unique_labels([parse_run_spec(t) for t in specs])
+        except ValueError as exc:
+            self.show_spec_error(str(exc))
+            return None
+        self.show_spec_error("")
+        self.compareRequested.emit(specs)
+        return specs
+
+    def show_spec_error(self, text: str) -> None:
+        """A one-line problem with the run specs under the field ('' hides it)."""
+        self.spec_error.setText(text)
+        self.spec_error.setVisible(bool(text))
+
+    def spec_error_text(self) -> str:
+        return self.spec_error.text() if not self.spec_error.isHidden() else ""
+
     def update_snapshot(self, snapshot) -> None:
         """A CompareSnapshot, or an ordinary Snapshot (drawn as a one-run comparison until the first
         CompareSnapshot arrives; ignored after that until clear())."""
@@ -416,7 +474,10 @@ class CompareView(View):
         style_legend(self.legend, self.style_)
 
     def _draw_curves(self, snap) -> None:
-        self._sync_items([r.label for r in snap.runs])
+        labels = [r.label for r in snap.runs]
+        if labels != list(self._train_items) and self._got_compare and snap.runs and not self.specs_edit.hasFocus():
+            self.specs_edit.setText("  ".join(r.spec for r in snap.runs))   # what runs now
+        self._sync_items(labels)
         any_data = False
         for r in snap.runs:
             train, held = self._train_items[r.label], self._eval_items[r.label]
