@@ -186,8 +186,10 @@ def main(argv=None) -> int:
 
     launches = first_frame_times(args.launches, args.platform)
 
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# bench_gui: {args.scenario} scenario, {args.method}, {device}, Qt platform {args.platform}, "
-          f"{os.cpu_count()} CPUs, window {args.size}, {args.seconds:g} s per phase")
+          f"{os.cpu_count()} CPUs (load average {load:.1f} at the end), window {args.size}, "
+          f"{args.seconds:g} s per phase, GIL switch interval {sys.getswitchinterval() * 1000:g} ms")
     print(f"views visible: {len(visible)}/{len(window.views)} ({', '.join(visible)})")
     print()
     print("| phase | lag p50 (ms) | lag p99 (ms) | lag max (ms) | snapshots drawn / s | training steps / s |")

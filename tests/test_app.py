@@ -112,6 +112,10 @@ SETTINGS_VIEWS = {"budget"}
 
 def test_play_trains_and_every_view_redraws(qtbot, make_window):
     win = make_window(tiny_lm(method="lora+prefix", prefix_layers=2), start=False)
+    for view_id in win.views:                          # views tabbed away by default: bring them out
+        if view_id not in win.visible_view_ids():
+            win.splitDockWidget(win.view_docks["loss"], win.view_docks[view_id], Qt.Horizontal)
+    qtbot.waitUntil(lambda: win.visible_view_ids() == list(win.views), timeout=WAIT_MS)
     blank = {v: win.views[v].grab().toImage() for v in win.views}
     with qtbot.waitSignal(win.worker_attached, timeout=WAIT_MS):
         win.start_worker()
@@ -183,7 +187,7 @@ def test_switching_to_prefix_shows_gates_from_zero_then_moving(qtbot, make_windo
 @pytest.mark.parametrize("kind", ["nan", "exception", "oom"])
 def test_fault_shows_message_and_window_stays_usable(qtbot, make_window, kind):
     win = make_window()
-    win.controls.request({"lr": 0.01})
+    win.controls.request({"lr": 0.02})
     settings_before = win.settings
     win.play()
     wait_snapshot(qtbot, win, lambda s: s.step >= 3)
@@ -207,7 +211,7 @@ def test_fault_shows_message_and_window_stays_usable(qtbot, make_window, kind):
     assert win.fault_dialog is None
     win.play()
     after = wait_snapshot(qtbot, win, lambda s: s.state == "running" and s.step >= 3)
-    assert after.settings["lr"] == 0.01
+    assert after.settings["lr"] == 0.02
 
 
 def test_rank_is_capped_by_the_model_and_engine_rejections_keep_settings(qtbot, make_window):
@@ -420,3 +424,22 @@ def test_command_line_overrides_win_over_remembered_settings():
     s = apply_overrides(remembered, {"device": "cpu", "method": None})
     assert s.device == "cpu" and s.method == "prefix"
     assert apply_overrides(remembered, {}) is remembered
+
+
+def test_only_visible_views_draw_and_a_view_brought_forward_catches_up(qtbot, make_window):
+    win = make_window()
+    loss, spectrum = win.view_docks["loss"], win.view_docks["spectrum"]
+    win.tabifyDockWidget(loss, spectrum)
+    loss.raise_()
+    qtbot.waitUntil(lambda: "spectrum" not in win.visible_view_ids() and "loss" in win.visible_view_ids(),
+                    timeout=WAIT_MS)
+    drawn = win.views["spectrum"].draw_count
+    win.play()
+    wait_snapshot(qtbot, win, lambda s: s.step >= 20)
+    win.pause()
+    last = wait_snapshot(qtbot, win, lambda s: s.state == "paused")
+    assert win.views["spectrum"].draw_count == drawn          # hidden behind a tab: not drawn
+    spectrum.raise_()
+    qtbot.waitUntil(lambda: win.views["spectrum"].snapshot is not None
+                    and win.views["spectrum"].snapshot.step == last.step, timeout=WAIT_MS)
+    assert win.views["spectrum"].draw_count > drawn

@@ -90,11 +90,11 @@ def test_a_change_goes_to_configure_and_reports_its_kind(qtbot, panel):
     seen = []
     panel.applied.connect(lambda changes, kinds: seen.append((changes, kinds)))
     panel.rows["rank"].editor.setValue(4)
-    panel.rows["lr"].editor.setValue(0.01)
+    panel.rows["lr"].editor.setValue(0.02)
     panel.rows["lr"].editor.editingFinished.emit()
-    assert panel.calls == [{"rank": 4}, {"lr": 0.01}]
-    assert seen == [({"rank": 4}, {"rank": "cold"}), ({"lr": 0.01}, {"lr": "hot"})]
-    assert panel.settings.rank == 4 and panel.settings.lr == 0.01
+    assert panel.calls == [{"rank": 4}, {"lr": 0.02}]
+    assert seen == [({"rank": 4}, {"rank": "cold"}), ({"lr": 0.02}, {"lr": "hot"})]
+    assert panel.settings.rank == 4 and panel.settings.lr == 0.02
 
 
 def test_engine_errors_show_next_to_the_named_control_and_nothing_changes(qtbot):

@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow,
                                QMessageBox, QSizePolicy, QStyle, QToolBar, QWidget)
@@ -42,6 +42,7 @@ DEFAULT_COLUMNS = (
 )
 COLUMN_WIDTHS = (1.0, 1.0, 1.15)      # the third column holds text (samples, budget): a little wider
 FRAME_BUDGET_S = 0.008               # the longest slice of view drawing before the event loop runs again
+PAINT_IN_SLICE = True
 DRAIN_MS = 25                        # 40 Hz: the worker sends at most snapshot_hz (30) anyway
 
 # Features other parts of the app provide. Each is `module:function(window, ...)`; while the module
@@ -623,18 +624,26 @@ class MainWindow(QMainWindow):
             view_id = self._frame_queue.pop(0)
             if self._closed or not self._view_visible(view_id):
                 continue
-            self._view_call(self.views[view_id], "update_snapshot", self._frame_snap)
+            view = self.views[view_id]
+            self._view_call(view, "update_snapshot", self._frame_snap)
+            if PAINT_IN_SLICE:
+                view.repaint()         # paint now, inside this slice, not all views in one window repaint
             if self._frame_queue and time.perf_counter() - t0 > FRAME_BUDGET_S:
                 self._frame_scheduled = True
                 QTimer.singleShot(0, self._draw_queued)
                 return
 
     def _view_visible(self, view_id: str) -> bool:
-        """Shown on screen: not closed, not a hidden tab, not squeezed to nothing, window not minimised.
-        (visibleRegion() is no test: opaque children, e.g. a scroll area, leave their parent none.)"""
+        """Shown on screen: not closed, not squeezed to nothing, window not minimised, and not a tab
+        behind another (Qt keeps those 'visible' but moves them outside the window). visibleRegion()
+        is no test: opaque children, e.g. a scroll area, leave their parent none."""
         view = self.views[view_id]
-        return (view.isVisible() and view.width() > 1 and view.height() > 1
-                and not (self.windowState() & Qt.WindowMinimized))
+        if (not view.isVisible() or view.width() <= 1 or view.height() <= 1
+                or self.windowState() & Qt.WindowMinimized):
+            return False
+        if self.view_docks[view_id].isFloating():
+            return True
+        return self.rect().intersects(QRect(view.mapTo(self, QPoint(0, 0)), view.size()))
 
     def visible_view_ids(self) -> list[str]:
         return [v for v in self.views if self._view_visible(v)]
