@@ -118,10 +118,11 @@ def test_speed_caps_steps_per_second_and_close_is_prompt(make_worker):
 
 def test_lm_worker_posts_samples_and_probe_attention(make_worker):
     w = make_worker(tiny_lm(method="prefix", prefix_len=2, prefix_layers=2), base_model=tiny_byte_model())
-    s = w.wait_for(timeout=30)
-    assert s.samples is not None and s.samples["adapted"] == s.samples["base"] and s.samples["step"] == 0
+    first = w.wait_for(timeout=30)
+    assert first.step == 0 and first.samples is None      # posted at once; the samples follow
+    s = w.wait_for(lambda s: s.samples is not None, 30)
+    assert s.samples["adapted"] == s.samples["base"] and s.samples["step"] == 0
     assert len(s.prefixes) == 2 and s.prefixes[0].attention.shape[2] == 2 + len(s.probe_tokens)
     w.step(3)
-    s = w.wait_for(lambda s: s.step == 3, 30)
-    assert s.samples["step"] == 3                      # stepping while paused refreshes the samples
+    s = w.wait_for(lambda s: s.step == 3 and s.samples["step"] == 3, 30)   # stepping refreshes the samples
     assert any(np.any(p.gates != 0) for p in s.prefixes)

@@ -360,32 +360,48 @@ class TrainingWorker:
                 self.instrument_seconds += time.perf_counter() - started
 
     def _post_inner(self, eval_: bool, samples: bool, state: str | None) -> None:
+        """Snapshot (after the held-out loss, if asked) and post it; if fresh samples are asked for,
+        post first without them (generation takes a while: the views should not wait for it), then
+        generate and post again with them."""
         t = self._trainer
         try:
             if eval_:
                 t0 = time.perf_counter()
                 t.eval_loss()
                 self._eval.done(t0, time.perf_counter() - t0)
-            if samples and hasattr(t.scenario, "samples"):
-                if self._samples is None or self._samples.get("step") != t.step or \
-                        self._samples.get("segment") != t.segment:
-                    t0 = time.perf_counter()
-                    self._samples = {**t.samples(), "segment": t.segment}
-                    self._sample.done(t0, time.perf_counter() - t0)
             t0 = time.perf_counter()
             snap = t.snapshot(t.settings.display_size)
             self._snap.done(t0, time.perf_counter() - t0)
         except Exception as exc:
             if state == "fault":
-                snap = t.bare_snapshot("fault", self._fault)
-                self._put(snap)
+                self._put(t.bare_snapshot("fault", self._fault))
                 return
             return self._set_fault(f"snapshot failed at step {t.step}: {type(exc).__name__}: {exc}; paused")
-        if self._samples is not None and self._samples.get("segment") == t.segment:
-            snap.samples = {k: v for k, v in self._samples.items() if k != "segment"}
         snap.state = state or ("running" if self._playing else "paused")
         snap.fault = self._fault if snap.state == "fault" else None
+        fresh = (samples and hasattr(t.scenario, "samples") and
+                 (self._samples is None or self._samples.get("step") != t.step
+                  or self._samples.get("segment") != t.segment))
+        self._attach_samples(snap)
         self._put(snap)
+        if not fresh:
+            return
+        try:
+            t0 = time.perf_counter()
+            self._samples = {**t.samples(), "segment": t.segment}
+            self._sample.done(t0, time.perf_counter() - t0)
+        except Exception as exc:
+            return self._set_fault(f"sampling failed at step {t.step}: {type(exc).__name__}: {exc}; paused")
+        snap = dataclasses.replace(snap)
+        self._attach_samples(snap)
+        self._put(snap)
+
+    def _attach_samples(self, snap: Snapshot) -> None:
+        t = self._trainer
+        if self._samples is not None and self._samples.get("segment") == t.segment:
+            snap.samples = {k: v for k, v in self._samples.items() if k != "segment"}
+        else:
+            snap.samples = None
 
     def _put(self, snap: Snapshot) -> None:
         self.snapshots_posted += 1
