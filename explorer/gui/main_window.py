@@ -15,6 +15,7 @@ import json
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,8 +42,6 @@ DEFAULT_COLUMNS = (
     (("attention", "samples", "budget"), (0.42, 0.26, 0.32)),
 )
 COLUMN_WIDTHS = (1.0, 1.0, 1.15)      # the third column holds text (samples, budget): a little wider
-FRAME_BUDGET_S = 0.008               # the longest slice of view drawing before the event loop runs again
-PAINT_IN_SLICE = True
 DRAIN_MS = 25                        # 40 Hz: the worker sends at most snapshot_hz (30) anyway
 
 # Features other parts of the app provide. Each is `module:function(window, ...)`; while the module
@@ -117,6 +116,7 @@ class MainWindow(QMainWindow):
         self._frame_snap = None
         self._frame_scheduled = False
         self._frame_rotation = 0
+        self.view_costs_ms: dict[str, deque] = {}     # update + paint time of each view's last draws
 
         settings = apply_overrides(settings or TrainSettings(), overrides or {})
         self.setDockNestingEnabled(True)
@@ -603,9 +603,9 @@ class MainWindow(QMainWindow):
         self.snapshot_delivered.emit(snap)
 
     def _queue_views(self, view_ids: list[str], snap) -> None:
-        """Draw `snap` in these views, a few at a time: each slice of the event loop stops after
-        FRAME_BUDGET_S, so seven views never add up to one long freeze. Views still waiting for an
-        older snapshot go first, with the newest one; the starting view rotates so none starves."""
+        """Draw `snap` in these views, one view per event-loop slice, so seven views never add up to
+        one long freeze. Views still waiting for an older snapshot go first, with the newest one; the
+        starting view rotates so none starves."""
         self._frame_snap = snap
         waiting = [v for v in self._frame_queue if v in view_ids]
         ids = list(view_ids)
@@ -618,20 +618,22 @@ class MainWindow(QMainWindow):
             self._draw_queued()
 
     def _draw_queued(self) -> None:
+        """One view per slice: its update now, its paint when the event loop next runs (pyqtgraph
+        scenes repaint from queued calls), then the next view; so a snapshot never becomes one long
+        repaint of every view, and input and timers get their turn between views."""
         self._frame_scheduled = False
-        t0 = time.perf_counter()
         while self._frame_queue:
             view_id = self._frame_queue.pop(0)
             if self._closed or not self._view_visible(view_id):
                 continue
-            view = self.views[view_id]
-            self._view_call(view, "update_snapshot", self._frame_snap)
-            if PAINT_IN_SLICE:
-                view.repaint()         # paint now, inside this slice, not all views in one window repaint
-            if self._frame_queue and time.perf_counter() - t0 > FRAME_BUDGET_S:
+            t_view = time.perf_counter()
+            self._view_call(self.views[view_id], "update_snapshot", self._frame_snap)
+            self.view_costs_ms.setdefault(view_id, deque(maxlen=512)).append(
+                (time.perf_counter() - t_view) * 1000.0)
+            if self._frame_queue:
                 self._frame_scheduled = True
                 QTimer.singleShot(0, self._draw_queued)
-                return
+            return
 
     def _view_visible(self, view_id: str) -> bool:
         """Shown on screen: not closed, not squeezed to nothing, window not minimised, and not a tab
