@@ -7,13 +7,12 @@ own thread, so the first frame never waits on a model.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
-from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
 def guard_none_refcount() -> bool:
@@ -171,7 +170,6 @@ def make_app(argv: list[str] | None = None, theme: str = "dark") -> QApplication
     if font.pointSizeF() < 9.5:
         font.setPointSizeF(9.5)
         app.setFont(font)
-    app.setFont(QFont(font))
     apply_theme(theme, app)
     return app
 
@@ -225,7 +223,4 @@ def main(args) -> int:
 
     _FirstFrame(window, on_first_frame)
     window.show()
-    quit_after = float(os.environ.get("PEFT_EXPLORER_QUIT_AFTER", "0") or 0)
-    if quit_after > 0:
-        QTimer.singleShot(int(quit_after * 1000), window.close)
     return int(app.exec() or 0)
