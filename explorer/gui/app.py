@@ -222,5 +222,24 @@ def main(args) -> int:
             window.enter_talk_mode(None if talk == "default" else talk)
 
     _FirstFrame(window, on_first_frame)
+    _close_on_interrupt(window)
     window.show()
     return int(app.exec() or 0)
+
+
+def _close_on_interrupt(window: QWidget) -> None:
+    """Ctrl+C in the terminal closes the window properly (settings saved, worker joined). Qt's loop
+    runs no Python while idle, so a slow timer gives Python's signal handler a chance to run."""
+    import signal
+
+    def handler(_signum, _frame):
+        QTimer.singleShot(0, window.close)
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return
+    timer = QTimer(window)
+    timer.timeout.connect(lambda: None)
+    timer.start(250)
