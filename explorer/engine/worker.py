@@ -31,7 +31,7 @@ from explorer.engine.snapshot import Snapshot
 from explorer.engine.trainer import FAULT_KINDS, NonFiniteLoss, Trainer
 
 SNAPSHOT_SHARE = 0.02
-EVAL_INTERVAL_S = 1.0
+EVAL_INTERVAL_S = 2.0
 EVAL_SHARE = 0.01
 SAMPLE_INTERVAL_S = 3.0
 SAMPLE_SHARE = 0.015

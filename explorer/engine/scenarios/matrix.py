@@ -4,7 +4,7 @@ W0 (size_out x size_in) is N(0, 1/size_in), so outputs are O(1). ΔW* = U diag(s
 `target_rank` with orthonormal U, V and singular values evenly spaced from 2 down to 0.5, so a
 LoRA of rank r visibly catches the top r of them. `noise` adds N(0, noise²) to the targets.
 Preset "seed" is the seed notebook's experiment: the target is y = 2x, i.e. ΔW* = 2I - W0, a
-full-rank update (square matrices only). Loss: mean squared error. Held-out: 256 fixed vectors.
+full-rank update (square matrices only). Loss: mean squared error. Held-out: 128 fixed vectors.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from explorer.core.analysis import dense_spectrum
 from explorer.core.lora import LoraLinear
 from explorer.engine.scenarios import MatrixSource, autocast_ctx, cpu_generator, derive_seed, init_generator
 
-N_HELDOUT = 256
+N_HELDOUT = 128
 
 
 class MatrixModel(nn.Module):
