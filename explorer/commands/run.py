@@ -20,6 +20,7 @@ import time
 from explorer.engine.settings import SETTINGS_SPEC, TrainSettings
 
 MAX_AUTO_RECORDS = 100
+LIVE_ONLY = ("speed", "snapshot_hz")   # settings of the live app only: a headless run records by step
 MIN_AUTO_RECORDS = 10
 AUTO_RECORDING_BYTES = 25_000_000   # the automatic --record-every aims at a recording about this size
 _TYPES = {"int": int, "float": float, "str": str}
@@ -51,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     field_types = {name: f.type for name, f in TrainSettings.__dataclass_fields__.items()}
     group = parser.add_argument_group("training settings (explorer/engine/settings.py)")
     for name, spec in SETTINGS_SPEC.items():
+        if name in LIVE_ONLY:
+            continue
         flag = "--" + name.replace("_", "-")
         default = getattr(defaults, name)
         note = f" [{spec.kind}; default {default if not isinstance(default, tuple) else ','.join(default)}" \
@@ -85,6 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> TrainSettings:
     changes = {}
     for name in SETTINGS_SPEC:
+        if name in LIVE_ONLY:
+            continue
         value = getattr(args, name, None)
         if value is not None:
             changes[name] = value
