@@ -120,7 +120,7 @@ class _Item(QtWidgets.QTableWidgetItem):
         if tip:
             self.setToolTip(tip)
         if isinstance(key, (int, float)):
-            self.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+            self.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
 
     def __lt__(self, other):  # noqa: D105
         a, b = self._key, getattr(other, "_key", other.text())
