@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog
 
 from explorer.engine.settings import SETTINGS_SPEC, TrainSettings, changed_kinds
 from explorer.gui import shortcuts
+from explorer.gui.compare_host import CompareHost
 from explorer.gui.app import NONE_GUARDED  # noqa: F401 - guards None's refcount (PySide6 6.12, Python 3.11)
 from explorer.gui.controls import ControlsPanel, label_of, setting_named_in
 from explorer.gui.help_overlay import HelpOverlay
@@ -136,6 +137,7 @@ class MainWindow(QMainWindow):
         self.views: dict[str, QWidget] = {}
         self.view_docks: dict[str, QDockWidget] = {}
         self._make_views(view_classes if view_classes is not None else load_view_classes())
+        self.compare_host = CompareHost(self)     # the compare view's runs (a CompareWorker)
         self.actions_by_name: dict[str, QAction] = {}
         self._make_actions()
         self._make_toolbar()
@@ -497,6 +499,7 @@ class MainWindow(QMainWindow):
         self.pause() if self._playing else self.play()
 
     def play(self) -> None:
+        self.compare_host.pause()         # the single run and a comparison never train at once
         self._playing = True
         if self.worker is None:
             self.start_worker(play=True)
@@ -515,6 +518,7 @@ class MainWindow(QMainWindow):
         self._sync_play_action()
 
     def step_once(self) -> None:
+        self.compare_host.pause()
         self._playing = False
         if self.worker is None:
             self._pending_steps += 1
@@ -529,7 +533,7 @@ class MainWindow(QMainWindow):
         self._fault_seen = None
         self._close_fault_dialog()
         self._frame_queue.clear()
-        for view in self.views.values():
+        for view in self._fed_views().values():
             self._view_call(view, "clear")
         if self.worker is not None and not self._worker_alive():
             self._stop_worker()
@@ -582,7 +586,7 @@ class MainWindow(QMainWindow):
         self.delivered += 1
         if snap.segment != self._segment:
             if self._segment is not None:
-                for view in self.views.values():
+                for view in self._fed_views().values():
                     self._view_call(view, "clear")
             self._segment = snap.segment
         self.status.update_from(snap)
@@ -599,8 +603,12 @@ class MainWindow(QMainWindow):
                 self._sync_rejected_settings(snap)
                 self.show_fault(snap.fault)
         self._update_limits(snap)
-        self._queue_views([v for v in self.views if self._view_visible(v)], snap)
+        self._queue_views([v for v in self._fed_views() if self._view_visible(v)], snap)
         self.snapshot_delivered.emit(snap)
+
+    def _fed_views(self) -> dict:
+        """The views the single run draws in: all but those a running comparison owns."""
+        return {v: view for v, view in self.views.items() if not self.compare_host.owns(v)}
 
     def _queue_views(self, view_ids: list[str], snap) -> None:
         """Draw `snap` in these views, one view per event-loop slice, so seven views never add up to
@@ -670,7 +678,8 @@ class MainWindow(QMainWindow):
                 QTimer.singleShot(0, lambda: self._push_last(view_id))
 
     def _push_last(self, view_id: str) -> None:
-        if self.last_snapshot is not None and self._view_visible(view_id) and view_id not in self._frame_queue:
+        if (self.last_snapshot is not None and self._view_visible(view_id) and view_id not in self._frame_queue
+                and not self.compare_host.owns(view_id)):
             self._frame_queue.append(view_id)
             if not self._frame_scheduled:
                 self._frame_snap = self.last_snapshot
@@ -926,6 +935,7 @@ class MainWindow(QMainWindow):
             except Exception:  # noqa: BLE001 - never fail to close
                 traceback.print_exc()
             self._close_fault_dialog()
+            self.compare_host.close()
             self._stop_worker()
             try:
                 QApplication.instance().focusChanged.disconnect(self._on_focus_changed)
