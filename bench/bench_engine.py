@@ -148,8 +148,8 @@ def report(name: str, settings: TrainSettings, seconds: float, rounds: int) -> N
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=2.0, help="seconds per stretch of play (default 2)")
-    ap.add_argument("--rounds", type=int, default=6, help="interleaved rounds per case (default 6)")
+    ap.add_argument("--seconds", type=float, default=3.0, help="seconds per stretch of play (default 3)")
+    ap.add_argument("--rounds", type=int, default=8, help="interleaved rounds per case (default 8)")
     ap.add_argument("--quick", action="store_true", help="1 round of 2 s per case")
     ap.add_argument("--only", default="", help="run only the cases whose name contains this text")
     args = ap.parse_args()

@@ -11,7 +11,7 @@ Instrumentation is bounded by time and by a share of the wall time, measured as 
 - samples (generated text, lm scenario) at most every SAMPLE_INTERVAL_S seconds and SAMPLE_SHARE of
   the time; the newest samples ride along in every snapshot (their "step" says when they were made),
   so a consumer that missed one snapshot misses no samples.
-Together that caps instrumentation at 4.5 % of the training time (bench/bench_engine.py measures it).
+Together that caps instrumentation at 4 % of the training time (bench/bench_engine.py measures it).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from explorer.engine.trainer import FAULT_KINDS, NonFiniteLoss, Trainer
 
 SNAPSHOT_SHARE = 0.02
 EVAL_INTERVAL_S = 2.0
-EVAL_SHARE = 0.01
+EVAL_SHARE = 0.008
 SAMPLE_INTERVAL_S = 3.0
-SAMPLE_SHARE = 0.015
+SAMPLE_SHARE = 0.012
 
 OOM_HINT = "lower batch_size, seq_len or the matrix size, or use dtype bf16 or the cpu"
 
