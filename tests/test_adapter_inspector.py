@@ -161,6 +161,8 @@ def test_open_adapter_grid_table_and_views(qtbot, make_window, adapter_dir):
     v0 = "model.layers.0.self_attn.v_proj"
     assert table.item(rows[v0], inspector.COLUMNS.index("r")).text() == str(R_V)
     assert table.item(rows[v0], inspector.COLUMNS.index("scaling")).text() == "4"
+    assert not table.isColumnHidden(inspector.COLUMNS.index("scaling"))    # 2 for q, 4 for v
+    assert table.isColumnHidden(inspector.COLUMNS.index("α"))              # 8 everywhere: in the header
     assert table.isColumnHidden(inspector.COLUMNS.index("amplification"))    # no base given
 
     # clicking a grid cell selects that module: its ΔW drawn, its spectrum has exactly r values

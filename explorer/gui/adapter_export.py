@@ -18,6 +18,7 @@ nothing was started.
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import tempfile
 import threading
@@ -77,7 +78,7 @@ def _worker_base(worker):
     which the saved state records and export_state finds by itself."""
     for attr in ("base_model", "_base_model"):
         model = getattr(worker, attr, None)
-        if model is not None and not callable(model):
+        if model is not None and not inspect.ismethod(model):     # a model, not an accessor
             return model
     return None
 

@@ -29,7 +29,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Qt
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import (Style, format_bytes, format_count, new_layout_widget, set_colorbar_levels,
+from explorer.gui.views.base import (MODULE_ORDER, Style, format_bytes, format_count, new_layout_widget, set_colorbar_levels,
                                      style_colorbar, style_plot)
 from explorer.gui.views.delta_view import DeltaView
 from explorer.gui.views.spectrum_view import SpectrumView
@@ -375,6 +375,7 @@ class PromptPanel(QtWidgets.QWidget):
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setSortIndicator(0, Qt.AscendingOrder)
         self.table.setSortingEnabled(True)
         self.glw = new_layout_widget(self.style_)
         self.gate_plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
@@ -401,6 +402,7 @@ class PromptPanel(QtWidgets.QWidget):
         split.addWidget(self.glw)
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 2)
+        split.setSizes([440, 1000])
         lay.addWidget(split)
         self._apply_style()
 
@@ -425,9 +427,10 @@ class PromptPanel(QtWidgets.QWidget):
         norms = np.array([p.vector_norms for p in ap.layers], dtype=np.float32)
         top = float(norms.max()) if norms.size and norms.max() > 0 else 1.0
         self.norm_image.setImage(norms, autoLevels=False, levels=(0.0, top))
-        self.norm_image.setRect(QtCore.QRectF(0, min(layers), norms.shape[1], len(layers)))
-        self.norm_plot.setRange(xRange=(0, norms.shape[1]), yRange=(min(layers), min(layers) + len(layers)),
-                                padding=0)
+        # cell centres on whole numbers: row i is layer i, column k is prompt position k
+        self.norm_image.setRect(QtCore.QRectF(-0.5, min(layers) - 0.5, norms.shape[1], len(layers)))
+        self.norm_plot.setRange(xRange=(-0.5, norms.shape[1] - 0.5),
+                                yRange=(min(layers) - 0.5, min(layers) + len(layers) - 0.5), padding=0)
         set_colorbar_levels(self.norm_bar, (0.0, top))
 
     def set_theme(self, dark: bool) -> None:
@@ -486,6 +489,7 @@ class AdapterInspector(QtWidgets.QMainWindow):
         self._build()
         self._apply_theme()
         self.resize(1440, 900)
+        self.lora_page.setSizes([800, 640])
 
     # ---- construction
     def _build(self) -> None:
@@ -825,7 +829,7 @@ class AdapterInspector(QtWidgets.QMainWindow):
         for row, m in enumerate(report.modules):
             s1 = m.singular_values[0] if m.singular_values else 0.0
             cells = [
-                _Item(m.name, (m.layer if m.layer is not None else 1 << 30, m.module, m.name), m.name),
+                _Item(m.name, (m.layer if m.layer is not None else 1 << 30, _module_key(m.module), m.name), m.name),
                 _Item(f"{m.shape[0]}×{m.shape[1]}", m.shape[0] * m.shape[1]),
                 _Item(str(m.rank), m.rank),
                 _Item(f"{m.alpha:g}", m.alpha),
@@ -855,6 +859,9 @@ class AdapterInspector(QtWidgets.QMainWindow):
             for col, item in enumerate(cells):
                 item.setData(Qt.UserRole, m.name)
                 t.setItem(row, col, item)
+        # α and scaling the same everywhere: the header says so, the columns make room
+        t.setColumnHidden(self.COLUMNS.index("α"), len({m.alpha for m in report.modules}) <= 1)
+        t.setColumnHidden(self.COLUMNS.index("scaling"), len({m.scaling for m in report.modules}) <= 1)
         t.setColumnHidden(self.COLUMNS.index("DoRA ‖m‖ mean"), not has_dora)
         t.setColumnHidden(self.COLUMNS.index("amplification"), not has_amp)
         self._fill_energy()
@@ -953,6 +960,11 @@ class AdapterInspector(QtWidgets.QMainWindow):
         if self.error_box is not None:
             self.error_box.close()
         super().closeEvent(event)
+
+
+def _module_key(module: str) -> tuple[int, str]:
+    """q, k, v, o, gate, up, down: the order Llama lists them in (then by name)."""
+    return (MODULE_ORDER.index(module) if module in MODULE_ORDER else len(MODULE_ORDER), module)
 
 
 def _short(value) -> str:
