@@ -48,6 +48,7 @@ def open_adapter(window, path=None):
         if not path:
             return None
     inspector = inspector_of(window, create=True)
+    inspector._sync_theme()
     inspector.show()
     inspector.raise_()
     inspector.activateWindow()
@@ -352,6 +353,10 @@ class _InspectorSpectrumView(SpectrumView):
 
     def _draw_spectrum(self, snapshot, m):
         super()._draw_spectrum(snapshot, m)
+        if self.rank_line.isVisible():
+            # pyqtgraph's InfLineLabel skips updates while hidden, and the base view shows the
+            # line after setting its text: refresh it, or the first module reads "r" alone
+            self.rank_line.label.valueChanged()
         self.caption.setText(f"{m.name} · {m.shape[0]}×{m.shape[1]} · ‖ΔW‖F = {m.fro_norm:.4g} · "
                              "spectrum: exact, from the QR of B and A (no dense ΔW)")
 
@@ -624,6 +629,16 @@ class AdapterInspector(QtWidgets.QMainWindow):
         self._dark = bool(dark)
         self._apply_theme()
 
+    def _sync_theme(self) -> None:
+        """Follow the main window's theme (it may have changed since the last time)."""
+        dark = getattr(self.main_window, "theme", "dark") != "light"
+        if dark != self._dark:
+            self.set_theme(dark)
+
+    def showEvent(self, event):  # noqa: N802 - Qt API
+        self._sync_theme()
+        super().showEvent(event)
+
     # ---- loading
     @property
     def busy(self) -> bool:
@@ -747,7 +762,7 @@ class AdapterInspector(QtWidgets.QMainWindow):
         self.setWindowTitle(f"PEFT adapter · {Path(report.path).name}")
         self.header.setText(self._header_html(report))
         amp = sum(1 for m in report.modules if m.amplification)
-        self.status.setText(f"Analysed {len(report.modules)} modules in {report.seconds:.2f} s (spectra from "
+        self.status.setText(f"Analysed {len(report.modules)} module{'s' if len(report.modules) != 1 else ''} in {report.seconds:.2f} s (spectra from "
                             "the factors, no dense ΔW)" + (f"; amplification against {report.base}" if amp else "")
                             if report.peft_type == "LORA" else
                             f"Read {len(report.adaption_prompt.layers)} prompt layers in {report.seconds:.2f} s")
@@ -755,6 +770,7 @@ class AdapterInspector(QtWidgets.QMainWindow):
         if report.peft_type == "LORA":
             self.pages.setCurrentWidget(self.lora_page)
             self.grid.set_grid(report.grid, report.modules)
+            self.grid.setVisible(report.grid is not None)
             self.grid_title.setText("<b>‖ΔW‖<sub>F</sub> by layer and module</b> · click a cell"
                                     if report.grid is not None else
                                     "<b>‖ΔW‖<sub>F</sub></b>: no modules inside numbered layers")
@@ -788,7 +804,7 @@ class AdapterInspector(QtWidgets.QMainWindow):
             facts.append(("rsLoRA (α/√r)" if cfg.get("use_rslora") else "α/r scaling"))
             if cfg.get("use_dora"):
                 facts.append("<b>DoRA</b>")
-            facts.append(f"{len(r.modules)} modules")
+            facts.append(f"{len(r.modules)} module{'s' if len(r.modules) != 1 else ''}")
         else:
             ap = r.adaption_prompt
             facts.append(f"prompt length K = {ap.adapter_len}")
