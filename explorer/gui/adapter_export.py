@@ -63,7 +63,10 @@ class ExportJob(QtCore.QObject):
             shutil.rmtree(tmp, ignore_errors=True)
         if not ok:
             self.error = text
-        self.finished.emit(ok, text)
+        try:
+            self.finished.emit(ok, text)
+        except RuntimeError:          # the window (and this job with it) was closed meanwhile
+            pass
 
 
 def running_settings(window):
