@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from engine_helpers import one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401 (one_thread: autouse fixture)
+from explorer.engine.settings import TrainSettings
 from explorer.engine.trainer import InjectedFault, NonFiniteLoss, Trainer
 
 
@@ -220,3 +221,11 @@ def test_the_seed_preset_plants_the_full_rank_update_2I_minus_W0():
     assert t.eval_loss() < first                        # the rank-4 LoRA catches part of the update
     with pytest.raises(ValueError, match="preset='seed' needs a square matrix"):
         Trainer(tiny_matrix(preset="seed"))
+
+
+def test_train_step_works_even_when_the_caller_turned_grad_mode_off():
+    trainer = Trainer(TrainSettings(scenario="matrix", size_in=16, size_out=16, target_rank=2, rank=2,
+                                    batch_size=8))
+    with torch.no_grad():
+        losses = [trainer.train_step() for _ in range(3)]
+    assert losses[2] < losses[0]

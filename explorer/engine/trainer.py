@@ -232,6 +232,7 @@ class Trainer:
                 p.copy_(b)
         seg.optimizer = self._make_optimizer(seg.params, seg.settings)
 
+    @torch.enable_grad()  # grad mode is thread-local: callers (scripts, other threads) may have it off
     def train_step(self) -> float:
         """Loss of this step's batch at the current weights, then one update. See the module doc for faults."""
         seg = self._seg
