@@ -6,6 +6,10 @@ changed weights) plus every setting that produced it, in one safetensors file.
               (matrix scenario: "W.lora_A.weight", "W.lora_B.weight", or "W.weight" for full)
     metadata: {"format": "peft-explorer-state", "version": "1", "settings": JSON of TrainSettings,
                "step": "N", "extra": JSON}
+    optional: "resume/..." tensors that let training go on exactly where it stopped (the optimizer's
+              moments "resume/optimizer/<name>/exp_avg|exp_avg_sq|step", the loss histories
+              "resume/history/loss_steps|loss|eval_steps|eval_loss"); `load_state` hands them apart
+              (`TrainedState.resume`), so `tensors` is only what was trained
 
 A recording keeps it as DIR/state.safetensors; the app saves it wherever the user chooses. Written
 atomically, read without pickle, and every damaged or foreign file is refused with one clear line.
@@ -14,7 +18,7 @@ atomically, read without pickle, and every damaged or foreign file is refused wi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,6 +27,7 @@ from explorer.core.files import atomic_replace
 
 FORMAT = "peft-explorer-state"
 VERSION = "1"
+RESUME = "resume/"
 
 
 @dataclass
@@ -31,15 +36,21 @@ class TrainedState:
     settings: dict
     step: int
     extra: dict
+    resume: dict[str, torch.Tensor] = field(default_factory=dict)   # names without the "resume/" prefix
 
 
 def save_state(path: str | Path, tensors: dict[str, torch.Tensor], settings: dict, step: int,
-               extra: dict | None = None) -> None:
+               extra: dict | None = None, resume: dict[str, torch.Tensor] | None = None) -> None:
+    """Write atomically: a failure at any point (a full disk, a kill) leaves the previous file as it was."""
     from safetensors.torch import save_file
 
     meta = {"format": FORMAT, "version": VERSION, "settings": json.dumps(settings),
             "step": str(int(step)), "extra": json.dumps(extra or {})}
+    clash = [k for k in tensors if k.startswith(RESUME)]
+    if clash:
+        raise ValueError(f"tensor name {clash[0]!r} uses the reserved prefix {RESUME!r}")
     host = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    host.update({RESUME + k: v.detach().to("cpu").contiguous() for k, v in (resume or {}).items()})
     with atomic_replace(path) as tmp:
         save_file(host, str(tmp), metadata=meta)
 
@@ -74,4 +85,5 @@ def load_state(path: str | Path) -> TrainedState:
     for name, t in tensors.items():
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise ValueError(f"{path}: tensor {name} contains NaN or infinite values")
-    return TrainedState(tensors, settings, step, extra)
+    resume = {k[len(RESUME):]: tensors.pop(k) for k in [k for k in tensors if k.startswith(RESUME)]}
+    return TrainedState(tensors, settings, step, extra, resume)

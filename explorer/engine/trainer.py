@@ -351,20 +351,41 @@ class Trainer:
         return {name: p.detach() for name, p in self._seg.named}
 
     def save_state(self, path) -> None:
+        """The trained tensors and every setting, plus what resuming needs to go on exactly as if
+        never stopped (the optimizer's moments, the loss histories). Atomic (core/files)."""
         from explorer.core.state_file import save_state
 
         seg = self._seg
         save_state(path, self.trained_tensors(), seg.settings.to_dict(), seg.step,
                    extra={"scenario": seg.settings.scenario, "segment": self.segment,
-                          "loss": seg.loss, "eval_loss": seg.eval_loss})
+                          "loss": seg.loss, "eval_loss": seg.eval_loss},
+                   resume=self._resume_tensors())
+
+    def _resume_tensors(self) -> dict[str, torch.Tensor]:
+        seg = self._seg
+        out: dict[str, torch.Tensor] = {}
+        for name, p in seg.named:
+            for key, value in seg.optimizer.state.get(p, {}).items():
+                if torch.is_tensor(value):
+                    out[f"optimizer/{name}/{key}"] = value.detach()
+        for key, buf in (("loss", seg.loss_hist), ("eval", seg.eval_hist)):
+            steps, values = buf.arrays()
+            out[f"history/{key}_steps"] = torch.from_numpy(steps)
+            out[f"history/{key}_values"] = torch.from_numpy(values)
+        return out
 
     def load_state(self, path) -> None:
         """Start a segment from a trained-state file: its settings (keeping this trainer's device and
-        display settings), its tensors, its step. Refuses a file whose tensors do not fit."""
+        display settings), its tensors, its step, and (when the file has them) the optimizer's moments
+        and the loss histories, so training goes on as it would have. Refuses a file whose tensors do
+        not fit, and then changes nothing."""
         from explorer.core.state_file import load_state
 
         st = load_state(path)
-        settings = TrainSettings.from_dict({**st.settings, **{k: getattr(self.settings, k) for k in PLACEMENT}})
+        try:
+            settings = TrainSettings.from_dict({**st.settings, **{k: getattr(self.settings, k) for k in PLACEMENT}})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: the settings in the file are not valid ({exc})") from None
         rebuild = any(getattr(settings, k) != getattr(self.settings, k) for k in SCENARIO_SETTINGS)
         old = (self._seg, self.segment, self.device, self.autocast)
         self._new_segment(settings, rebuild_scenario=rebuild)
@@ -380,13 +401,67 @@ class Trainer:
                 if tuple(t.shape) != tuple(names[name].shape):
                     raise ValueError(f"{path}: tensor {name} has shape {tuple(t.shape)}, "
                                      f"the model expects {tuple(names[name].shape)}")
+            optimizer = self._resumed_optimizer_state(st.resume, path)
+            histories = self._resumed_histories(st.resume, path)
         except ValueError:
             self._seg, self.segment, self.device, self.autocast = old
             raise
         with torch.no_grad():
             for name, t in st.tensors.items():
                 names[name].copy_(t.to(device=names[name].device, dtype=names[name].dtype))
+        if optimizer is not None:
+            seg.optimizer.load_state_dict(optimizer)
         seg.step = st.step
+        extra = st.extra if isinstance(st.extra, dict) else {}
+        loss, eval_loss = extra.get("loss"), extra.get("eval_loss")
+        seg.loss = float(loss) if isinstance(loss, (int, float)) else None
+        seg.eval_loss = float(eval_loss) if isinstance(eval_loss, (int, float)) else None
+        for key, buf in (("loss", seg.loss_hist), ("eval", seg.eval_hist)):
+            steps, values = histories.get(key, ((), ()))
+            for s_, v in zip(steps, values):
+                buf.append(int(s_), float(v))
+        if len(seg.eval_hist):
+            seg.last_eval_step = int(seg.eval_hist.arrays()[0][-1])
+
+    def _resumed_optimizer_state(self, resume: dict, path) -> dict | None:
+        """The optimizer's state_dict rebuilt from a file's "optimizer/<name>/<key>" tensors (None when
+        the file has none; a parameter without any starts fresh); ValueError when they do not fit."""
+        seg = self._seg
+        entries: dict[str, dict] = {}
+        for k, v in resume.items():
+            if k.startswith("optimizer/"):
+                name, _, key = k[len("optimizer/"):].rpartition("/")
+                entries.setdefault(name, {})[key] = v
+        if not entries:
+            return None
+        params = dict(seg.named)
+        unknown = sorted(set(entries) - set(params))
+        if unknown:
+            raise ValueError(f"{path}: the optimizer state names a parameter the model does not have ({unknown[0]})")
+        state = {}
+        for i, (name, p) in enumerate(seg.named):
+            keys = entries.get(name)
+            if keys is None:
+                continue
+            moments = [v for k, v in keys.items() if k != "step"]
+            if "step" not in keys or not moments or any(tuple(v.shape) != tuple(p.shape) for v in moments):
+                raise ValueError(f"{path}: the optimizer state does not fit parameter {name}")
+            state[i] = keys
+        sd = seg.optimizer.state_dict()
+        sd["state"] = state
+        return sd
+
+    @staticmethod
+    def _resumed_histories(resume: dict, path) -> dict:
+        out = {}
+        for key in ("loss", "eval"):
+            steps, values = resume.get(f"history/{key}_steps"), resume.get(f"history/{key}_values")
+            if steps is None or values is None:
+                continue
+            if steps.dim() != 1 or values.shape != steps.shape:
+                raise ValueError(f"{path}: the {key} history is damaged")
+            out[key] = (steps.tolist(), values.tolist())
+        return out
 
     # --- snapshots --------------------------------------------------------------------------------
     def _constant(self, key, make):

@@ -37,6 +37,46 @@ SAMPLE_INTERVAL_S = 3.0
 SAMPLE_SHARE = 0.012
 
 OOM_HINT = "lower batch_size, seq_len or the matrix size, or use dtype bf16 or the cpu"
+CALL_TIMEOUT_S = 60.0        # save_state / load_state: the worker answers between two steps
+
+
+class _Call:
+    """A function to run in the worker thread between two steps; the caller waits for `done`.
+    A call the caller gave up on before it started is skipped (it never runs late)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.started = self.cancelled = False
+        self.result = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        with self.lock:
+            if self.cancelled:
+                return
+            self.started = True
+        try:
+            self.result = self.fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def abandon(self, message: str) -> None:
+        with self.lock:
+            if not self.started:
+                self.cancelled = True
+                self.error = ValueError(message)
+                self.done.set()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, (ValueError, OSError)) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class _Cadence:
@@ -150,6 +190,65 @@ class TrainingWorker:
             self._wake.set()
         return kinds
 
+    def save_state(self, path, timeout: float = CALL_TIMEOUT_S) -> None:
+        """Write the trained state (every setting, the trained tensors, the optimizer's moments) to
+        `path`, atomically, from the worker thread between two steps; returns when it is written.
+        ValueError (one line) when it cannot be: no engine, no trainer, a disk error."""
+        path = str(path)
+
+        def save():
+            t = self._trainer
+            if t is None:
+                raise ValueError(f"nothing to save: {self._fault or 'the training engine has no model yet'}")
+            t.save_state(path)
+
+        self._call("save the state", save, timeout)
+
+    def load_state(self, path, timeout: float = CALL_TIMEOUT_S) -> TrainSettings:
+        """Restore a saved state in the worker thread: its settings (this machine's device and display
+        settings kept) and tensors; training pauses there and a snapshot follows. Returns the settings
+        now in force. A damaged, foreign or unknown-version file raises ValueError (one line) and
+        changes nothing."""
+        path = str(path)
+
+        def load():
+            t = self._trainer
+            if t is None:
+                raise ValueError(f"cannot open a state: {self._fault or 'the training engine has no model yet'}")
+            t.load_state(path)
+            with self._lock:
+                self._running_settings = self._requested = t.settings
+            self._playing = False
+            self._steps_left = 0
+            self._fault = None
+            t.clock.pause()
+            self._snap.interval = 1.0 / t.settings.snapshot_hz
+            self._post(eval_=True, samples=True)
+            return t.settings
+
+        return self._call("open the state", load, timeout)
+
+    def _call(self, what: str, fn, timeout: float):
+        if self._thread is not None and self._thread is threading.current_thread():
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001
+                raise ValueError(_one_line(exc)) from None
+        if not self.alive or self._closing:
+            raise ValueError(f"cannot {what}: the training engine is not running")
+        call = _Call(fn)
+        self._command("call", call)
+        deadline = time.monotonic() + timeout
+        while not call.done.wait(0.05):
+            if not self.alive:
+                call.abandon(f"cannot {what}: the training engine stopped")
+            elif time.monotonic() >= deadline:
+                call.abandon(f"cannot {what}: the training engine did not answer within {timeout:g} s "
+                             "(nothing was changed)")
+        if call.error is not None:
+            raise ValueError(_one_line(call.error)) from None
+        return call.result
+
     def latest(self) -> Snapshot | None:
         """The newest snapshot not yet taken, or None. Never blocks."""
         return self._mailbox.take()
@@ -223,6 +322,10 @@ class TrainingWorker:
             if self._trainer is not None:
                 self._trainer.clock.pause()
             self._trainer = None
+            with self._lock:
+                left = [c[1] for c in self._commands if c[0] == "call"]
+            for call in left:
+                call.abandon("the training engine stopped")
 
     def _build(self, settings: TrainSettings) -> None:
         try:
@@ -283,6 +386,8 @@ class TrainingWorker:
                 t.inject_fault(cmd[1])
         elif kind == "configure":
             self._configure(cmd[1])
+        elif kind == "call":
+            cmd[1].run()
 
     def _configure(self, changes: dict) -> None:
         t = self._trainer
