@@ -2,6 +2,7 @@
 
     python scripts/screenshot.py                       # lm scenario, LoRA + prefix, ~40 s, docs/screenshot.png
     python scripts/screenshot.py --seconds 10 --scenario matrix --method lora --out /tmp/matrix.png
+    python scripts/screenshot.py --talk --scene 4 --seconds 25 --size 1920x1080 --out docs/screenshot-talk.png
 
 Runs the app under Xvfb (display :99, started with openbox if it is not running) on the xcb platform,
 with its own settings file (your remembered layout and settings are not touched), presses Play,
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--display", default=":99")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--root", action="store_true", help="also save the whole X screen beside --out")
-    ap.add_argument("--talk", default=None, metavar="DECK", help="talk mode (when it exists)")
+    ap.add_argument("--talk", nargs="?", const="default", default=None, metavar="DECK",
+                    help="talk mode with this deck (the default deck if none given)")
+    ap.add_argument("--scene", type=int, default=1, help="talk mode: the scene to show (1 = the first)")
     args = ap.parse_args(argv)
 
     helpers = ensure_xvfb(args.display, args.size)
@@ -98,9 +101,13 @@ def shoot(args) -> int:
 
     def begin():
         window._size_docks()
-        window.start_worker(play=True)
-        if args.talk is not None:
-            window.enter_talk_mode(args.talk)
+        if args.talk is None:
+            window.start_worker(play=True)
+            return
+        window.start_worker()
+        talk = window.enter_talk_mode(None if args.talk == "default" else args.talk)
+        if talk is not None and args.scene != 1:
+            talk.player.enter(args.scene - 1)
 
     def snap():
         snapshot = window.last_snapshot

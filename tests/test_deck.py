@@ -14,7 +14,7 @@ def test_default_deck_tells_the_seed_story():
     assert seed_exp.settings.preset == "seed" and [r.settings.method for r in seed_exp.runs] == ["lora", "full"]
     assert gates.settings.method == "prefix" and "gates" in gates.views and "attention" in gates.views
     assert [r.settings.method for r in paper.runs] == ["lora", "lora", "prefix"]
-    assert "budget" in paper.views
+    assert paper.views == ["compare"]           # its table prices every run on LLaMA-7B
 
 
 def _deck(**scene):
@@ -34,6 +34,8 @@ def _deck(**scene):
     ({"runs": [{"label": "a", "settings": {"rank": 2}}]}, "scene 2 ('t'): runs: runs are shown by the compare view"),
     ({"views": ["compare"], "runs": [{"label": "a", "settings": {"rank": -2}}]},
      "scene 2 ('t'): runs[0].settings: rank=-2 is out of range"),
+    ({"views": ["compare"], "runs": [{"label": "a", "settings": {"size_in": 64}}]},
+     "scene 2 ('t'): runs[0].settings.size_in: is shared by every run"),
 ])
 def test_errors_name_the_scene_and_the_field(scene, message):
     with pytest.raises(ValueError) as info:
@@ -56,3 +58,10 @@ def test_bad_toml_and_missing_file(tmp_path):
         load_deck(tmp_path / "nope.toml")
     with pytest.raises(ValueError, match="at least one"):
         parse_deck({"title": "empty"})
+
+
+def test_shared_run_fields_match_the_compare_engine():
+    from explorer.engine.compare import SHARED
+    from explorer.engine.deck import SHARED_RUN_FIELDS
+
+    assert set(SHARED_RUN_FIELDS) == set(SHARED)

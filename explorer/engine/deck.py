@@ -30,6 +30,10 @@ from explorer.engine.settings import TrainSettings
 VIEW_IDS = ("delta", "spectrum", "attention", "gates", "loss", "budget", "samples", "compare")
 LAYOUTS = ("grid", "row", "column", "focus")
 SCENE_FIELDS = {"title", "caption", "views", "layout", "play", "settings", "runs", "focus"}
+# Settings every run of a comparison shares (explorer.engine.compare.SHARED; kept here so that loading
+# a deck imports no torch): a run may not change them, the scene's settings set them.
+SHARED_RUN_FIELDS = ("scenario", "seq_len", "size_in", "size_out", "target_rank", "noise", "preset", "device",
+                     "dtype", "speed", "snapshot_hz", "display_size")
 
 
 @dataclass
@@ -123,7 +127,14 @@ def _parse_scene(number: int, s: dict, source: str) -> Scene:
     for j, r in enumerate(runs_data):
         if not isinstance(r, dict) or "label" not in r:
             fail(f"runs[{j}]", "needs a label")
-        merged = {**settings.to_dict(), **r.get("settings", {})}
+        run_settings = r.get("settings", {})
+        if not isinstance(run_settings, dict):
+            fail(f"runs[{j}].settings", "must be a table of settings")
+        shared = sorted(set(run_settings) & set(SHARED_RUN_FIELDS))
+        if shared:
+            fail(f"runs[{j}].settings.{shared[0]}", "is shared by every run of a comparison: set it in the "
+                 "scene's settings")
+        merged = {**settings.to_dict(), **run_settings}
         runs.append(Run(str(r["label"]), _settings(merged, f"runs[{j}].settings", fail)))
     if runs and "compare" not in views:
         fail("runs", "runs are shown by the compare view: add \"compare\" to views")

@@ -53,8 +53,9 @@ def spec_text(overrides: dict) -> str:
 
 def specs_from_runs(base, runs) -> list:
     """RunSpec objects for a deck scene's runs (`explorer.engine.deck.Run`: a label and full settings):
-    each run changes, against the scene's settings `base`, its method and whatever per-run setting
-    differs. Imports the compare engine (torch)."""
+    each run sets its method and the method's defining settings (LoRA: the rank; prefix: K and L),
+    and changes whatever other per-run setting differs from the scene's settings `base`. Imports the
+    compare engine (torch)."""
     from explorer.engine.compare import PER_RUN, SHARED, RunSpec
 
     specs = []
@@ -64,6 +65,11 @@ def specs_from_runs(base, runs) -> list:
                 raise ValueError(f"run {run.label!r}: {name} is shared by every run of a comparison; "
                                  "set it in the scene's settings")
         overrides = {"method": run.settings.method}
+        if run.settings.uses_lora():
+            overrides["rank"] = run.settings.rank
+        if run.settings.uses_prefix() and run.settings.scenario == "lm":
+            overrides["prefix_len"] = run.settings.prefix_len
+            overrides["prefix_layers"] = run.settings.prefix_layers
         for name in PER_RUN:
             if getattr(run.settings, name) != getattr(base, name):
                 overrides[name] = getattr(run.settings, name)
@@ -122,8 +128,9 @@ class CompareHost(QObject):
         self.start(self.window.settings, list(specs), play=True)
 
     def start(self, base_settings, specs: list, play: bool = True) -> None:
-        """Replace any comparison by `specs` (strings or RunSpec) on `base_settings`, at step 0;
-        playing at once if `play` (the single run pauses)."""
+        """Replace any comparison by `specs` on `base_settings`, at step 0; playing at once if `play`
+        (the single run pauses). `specs`: run-spec strings, RunSpec objects, or a deck scene's runs
+        (`explorer.engine.deck.Run`)."""
         if self._closed:
             return
         self._generation += 1
@@ -161,6 +168,9 @@ class CompareHost(QObject):
 
     def _create(self, module, base, specs, play: bool) -> None:
         try:
+            if specs and all(hasattr(s, "label") and hasattr(s, "settings") and not callable(s.settings)
+                             for s in specs):
+                specs = specs_from_runs(base, specs)
             worker = module.CompareWorker(base, specs, **self.worker_kwargs)
             worker.start()
         except ValueError as exc:          # a spec that does not fit the scenario, a bad base setting
@@ -194,6 +204,8 @@ class CompareHost(QObject):
     # ------------------------------------------------------------------ commands
     def play(self) -> None:
         if self.worker is None:
+            if self._loading and self._pending is not None:     # play once it has started
+                self._pending = (*self._pending[:2], True)
             return
         pause = getattr(self.window, "pause", None)
         if pause is not None:
@@ -202,6 +214,8 @@ class CompareHost(QObject):
         self._playing = True
 
     def pause(self) -> None:
+        if self._loading and self._pending is not None:
+            self._pending = (*self._pending[:2], False)
         if self.worker is not None and self._playing:
             self.worker.pause()
         self._playing = False

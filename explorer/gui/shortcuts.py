@@ -33,6 +33,18 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("quit", ("Ctrl+Q",), "Quit", "File"),
     Shortcut("full_screen", ("F11",), "Full screen on / off", "Window"),
     Shortcut("help", ("F1",), "This list of shortcuts", "Window"),
+    Shortcut("talk_mode", ("F5",), "Talk mode: full screen, large type, the default deck of scenes", "Window"),
+    # Talk mode only (explorer.gui.deck_player reads these keys; what presenter clickers send)
+    Shortcut("talk_next", ("Space", "PgDown", "Right"), "Next scene", "Talk mode"),
+    Shortcut("talk_previous", ("PgUp", "Left"), "Previous scene", "Talk mode"),
+    Shortcut("talk_first", ("Home",), "First scene", "Talk mode"),
+    Shortcut("talk_last", ("End",), "Last scene", "Talk mode"),
+    Shortcut("talk_blank", ("B", "."), "Blank the screen (B or any key shows it again)", "Talk mode"),
+    Shortcut("talk_play", ("P",), "Play / pause the training of the scene", "Talk mode"),
+    Shortcut("talk_restart", ("R",), "Restart the scene from step 0", "Talk mode"),
+    Shortcut("talk_larger", ("+", "="), "Larger type (remembered)", "Talk mode"),
+    Shortcut("talk_smaller", ("-",), "Smaller type (remembered)", "Talk mode"),
+    Shortcut("talk_leave", ("Esc",), "Leave talk mode (the window comes back as it was)", "Talk mode"),
 )
 
 

@@ -94,6 +94,9 @@ def style_plot(plot: pg.PlotItem, style: Style, base: float = 9.0) -> None:
         axis.setPen(pg.mkPen(style.muted, width=1))
         axis.setTextPen(pg.mkPen(style.foreground))
         axis.setTickFont(font)
+        # No SI prefix anywhere: pyqtgraph 0.14's enableAutoSIPrefix(False) still computes one from
+        # the range of the moment (a plot restyled at range ±0.5 would read its ticks x1000 for good)
+        axis.setSIPrefixEnableRanges(())
         axis.enableAutoSIPrefix(False)
         if axis.labelText or axis.labelUnits:
             axis.setLabel(axis.labelText, units=axis.labelUnits or None,
