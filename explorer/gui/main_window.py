@@ -9,7 +9,6 @@ the worker builds its trainer on its own thread, so the window shows and answers
 
 from __future__ import annotations
 
-import csv
 import importlib
 import json
 import threading
@@ -836,16 +835,18 @@ class MainWindow(QMainWindow):
             return None
         view = self.views[view_id]
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, f"Export {self.view_docks[view_id].windowTitle()}",
-                                                  str(Path.home() / f"{view_id}.png"),
-                                                  "PNG image (*.png);;SVG drawing (*.svg)")
+            from explorer.gui.export import FILTERS, suffix_for
+
+            path, chosen = QFileDialog.getSaveFileName(self, f"Export {self.view_docks[view_id].windowTitle()}",
+                                                       str(Path.home() / f"{view_id}.png"), FILTERS)
             if not path:
                 return None
+            path = suffix_for(path, chosen)
         path = str(path)
         try:
             export_view(view, path)
         except Exception as exc:  # noqa: BLE001
-            self.status.error(f"Could not export {view_id}: {exc}")
+            self.status.error(f"Could not export {view_id}: {' '.join(str(exc).split())}")
             return None
         self.status.info(f"Exported {view_id} to {path}")
         return path
@@ -860,20 +861,14 @@ class MainWindow(QMainWindow):
                                                   "CSV (*.csv)")
             if not path:
                 return None
-        h = snap.history
-        evals = {int(s): float(v) for s, v in zip(h.eval_steps, h.eval_loss)}
+        from explorer.gui.export import write_metrics_csv
+
         try:
-            with open(path, "w", newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(["step", "train_loss", "eval_loss"])
-                steps = sorted(set(int(s) for s in h.steps) | set(evals))
-                train = {int(s): float(v) for s, v in zip(h.steps, h.loss)}
-                for s in steps:
-                    w.writerow([s, train.get(s, ""), evals.get(s, "")])
-        except OSError as exc:
+            rows = write_metrics_csv(snap, path)
+        except (OSError, ValueError) as exc:
             self.status.error(f"Could not write {path}: {exc}")
             return None
-        self.status.info(f"Metrics written to {path}")
+        self.status.info(f"Metrics written to {path} ({rows} steps)")
         return str(path)
 
     # ------------------------------------------------------------------ features of others
@@ -946,36 +941,7 @@ class MainWindow(QMainWindow):
 
 
 def export_view(view, path: str) -> None:
-    """PNG or SVG of a view: pyqtgraph's exporters for plot items, QWidget.grab() otherwise."""
-    import pyqtgraph as pg
-    import pyqtgraph.exporters  # noqa: F401 - registers the exporters
+    """PNG (at 2x the on-screen resolution) or SVG of a view: explorer.gui.export."""
+    from explorer.gui.export import export_view as export
 
-    refresh = getattr(view, "refresh", None)
-    if refresh is not None:
-        refresh()
-    item = view.export_item() if hasattr(view, "export_item") else view
-    if isinstance(item, QWidget):
-        if path.lower().endswith(".svg"):
-            from PySide6.QtSvg import QSvgGenerator  # noqa: F401 - raises if QtSvg is missing
-            _widget_to_svg(item, path)
-            return
-        if not item.grab().save(path):
-            raise OSError(f"could not write {path}")
-        return
-    exporter_cls = pg.exporters.SVGExporter if path.lower().endswith(".svg") else pg.exporters.ImageExporter
-    exporter_cls(item).export(path)
-
-
-def _widget_to_svg(widget: QWidget, path: str) -> None:
-    from PySide6.QtCore import QRect
-    from PySide6.QtGui import QPainter
-    from PySide6.QtSvg import QSvgGenerator
-
-    gen = QSvgGenerator()
-    gen.setFileName(path)
-    gen.setSize(widget.size())
-    gen.setViewBox(QRect(0, 0, widget.width(), widget.height()))
-    painter = QPainter(gen)
-    widget.render(painter)
-    painter.end()
-
+    export(view, path)

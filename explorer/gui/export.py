@@ -1,0 +1,229 @@
+"""Export a view as PNG (at twice its on-screen resolution) or SVG, and the metrics as CSV.
+
+    export_view(view, "loss.png")      # pyqtgraph's ImageExporter at 2x the item's on-screen pixels
+    export_view(view, "loss.svg")      # the item's scene through QSvgGenerator (SVG 1.1, clip paths)
+    write_metrics_csv(snapshot, "metrics.csv")
+
+What is exported is what the view hands out (`view.export_item()`): the pyqtgraph item that holds the
+plots (a GraphicsLayout or PlotItem), or the view widget itself for views that are plain Qt widgets
+(budget, samples), which are rendered at 2x through a QImage with a device pixel ratio of 2.
+
+SVG: pyqtgraph 0.14.0's SVGExporter cannot parse the closed paths ("... Z") that Qt 6 writes
+(pyqtgraph issue 3495), so the scene is painted into a QSvgGenerator instead. Its resolution is set to
+the one QPicture records at, because pyqtgraph's axes replay a QPicture, and QPicture scales by the
+ratio of the two resolutions (at the generator's default 72 dpi the axes came out at 3/4 size).
+
+Every file is written atomically (a temporary file beside it, renamed over it when complete).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from explorer.core.files import atomic_replace, atomic_write_bytes, atomic_write_text
+
+SCALE = 2.0                  # PNG: this many times the on-screen resolution
+FORMATS = {".png": "PNG image", ".svg": "SVG drawing"}
+FILTERS = "PNG image (*.png);;SVG drawing (*.svg)"
+
+
+def suffix_for(path: str, chosen_filter: str = "", default: str = ".png") -> str:
+    """`path` with the suffix of the file-dialog filter the user picked when they typed none."""
+    if Path(path).suffix.lower() in FORMATS or Path(path).suffix.lower() == ".csv":
+        return path
+    low = (chosen_filter or "").lower()
+    for suffix in (".svg", ".png", ".csv"):
+        if f"*{suffix}" in low:
+            return path + suffix
+    return path + default
+
+
+def _export_target(view):
+    """(what to draw, whether it is a pyqtgraph item)."""
+    refresh = getattr(view, "refresh", None)
+    if refresh is not None:
+        refresh()                      # a hidden view draws its last snapshot first
+    item = view.export_item() if hasattr(view, "export_item") else view
+    return item, not isinstance(item, QtWidgets.QWidget)
+
+
+def on_screen_size(view) -> QtCore.QSize:
+    """The size in device-independent pixels of what `export_view` exports, as shown now."""
+    item = view.export_item() if hasattr(view, "export_item") else view
+    if isinstance(item, QtWidgets.QWidget):
+        return item.size()
+    return item.sceneBoundingRect().size().toSize()
+
+
+def _pixel_ratio(view) -> float:
+    widget = view if isinstance(view, QtWidgets.QWidget) else None
+    return float(widget.devicePixelRatioF()) if widget is not None else 1.0
+
+
+def view_image(view, scale: float = SCALE) -> QtGui.QImage:
+    """The view at `scale` times its on-screen resolution (its size x the screen's pixel ratio)."""
+    item, is_item = _export_target(view)
+    factor = scale * _pixel_ratio(view)
+    if is_item:
+        import pyqtgraph.exporters as exporters
+
+        rect = item.sceneBoundingRect()
+        exporter = exporters.ImageExporter(item)
+        exporter.parameters()["width"] = max(1, int(round(rect.width() * factor)))   # the height follows
+        image = exporter.export(toBytes=True)
+    else:
+        size = item.size()
+        image = QtGui.QImage(max(1, round(size.width() * factor)), max(1, round(size.height() * factor)),
+                             QtGui.QImage.Format.Format_ARGB32_Premultiplied)
+        image.setDevicePixelRatio(factor)
+        image.fill(item.palette().color(item.backgroundRole()))
+        painter = QtGui.QPainter(image)
+        try:
+            item.render(painter, QtCore.QPoint(0, 0), QtGui.QRegion(),
+                        QtWidgets.QWidget.RenderFlag.DrawChildren | QtWidgets.QWidget.RenderFlag.DrawWindowBackground)
+        finally:
+            painter.end()
+    if image is None or image.isNull():
+        raise ValueError("the view rendered an empty image")
+    image.setDevicePixelRatio(1.0)
+    return image
+
+
+def _background(item) -> QtGui.QColor | None:
+    scene = item.scene()
+    for gv in scene.views() if scene is not None else ():
+        brush = gv.backgroundBrush()
+        if brush.style() != QtCore.Qt.BrushStyle.NoBrush:
+            return brush.color()
+    return None
+
+
+def view_svg(view, title: str = "") -> bytes:
+    """The view as an SVG 1.1 document (vector curves, axes and text; images embedded as PNG)."""
+    from PySide6.QtSvg import QSvgGenerator
+
+    item, is_item = _export_target(view)
+    if is_item:
+        source = item.sceneBoundingRect()
+    else:
+        source = QtCore.QRectF(QtCore.QPointF(0, 0), QtCore.QSizeF(item.size()))
+    w, h = max(1.0, source.width()), max(1.0, source.height())
+    buf = QtCore.QBuffer()
+    buf.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
+    gen = QSvgGenerator(QSvgGenerator.SvgVersion.Svg11)
+    gen.setResolution(QtGui.QPicture().logicalDpiX())
+    gen.setOutputDevice(buf)
+    gen.setSize(QtCore.QSize(math.ceil(w), math.ceil(h)))
+    gen.setViewBox(QtCore.QRectF(0, 0, w, h))
+    gen.setTitle(title or "peft-explorer view")
+    gen.setDescription("Exported by peft-explorer")
+    painter = QtGui.QPainter(gen)
+    try:
+        if is_item:
+            bg = _background(item)
+            if bg is not None:
+                painter.fillRect(QtCore.QRectF(0, 0, w, h), bg)
+            item.scene().render(painter, QtCore.QRectF(0, 0, w, h), source)
+        else:
+            painter.fillRect(QtCore.QRectF(0, 0, w, h), item.palette().color(item.backgroundRole()))
+            item.render(painter, QtCore.QPoint(0, 0), QtGui.QRegion(),
+                        QtWidgets.QWidget.RenderFlag.DrawChildren)
+    finally:
+        painter.end()
+    data = bytes(buf.data())
+    buf.close()
+    if b"<svg" not in data[:1000]:
+        raise ValueError("the SVG generator wrote no document")
+    return data
+
+
+def export_view(view, path, scale: float = SCALE) -> Path:
+    """Write `view` to `path` (.png at `scale` x its on-screen resolution, or .svg); atomic."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        image = view_image(view, scale)
+        with atomic_replace(path) as tmp:
+            if not image.save(str(tmp), "PNG"):
+                raise OSError(f"could not write {path}")
+    elif suffix == ".svg":
+        title = getattr(view, "title", "") or ""
+        atomic_write_bytes(path, view_svg(view, title))
+    else:
+        raise ValueError(f"{path.name}: unknown image type {suffix or '(none)'!r}: allowed .png or .svg")
+    return path
+
+
+# ---------------------------------------------------------------------------------------- metrics
+def _short(name: str) -> str:
+    """'model.layers.0.self_attn.q_proj' -> 'L0.q_proj'; 'W' -> 'W'."""
+    from explorer.gui.views.base import split_matrix_name
+
+    layer, module = split_matrix_name(name)
+    return module if layer is None else f"L{layer}.{module}"
+
+
+def _effective_rank(values: np.ndarray) -> float:
+    s = np.abs(np.asarray(values, np.float64))
+    total = s.sum()
+    if not np.isfinite(total) or total <= 0:
+        return 0.0
+    p = s[s > 0] / total
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def metrics_table(snapshot) -> tuple[list[str], list[list]]:
+    """(header, rows) of the snapshot's histories, one row per step that has any value:
+    step, loss, eval_loss, gate per prefix layer (and head, for per-head gates), and the effective
+    rank of ΔW per adapted matrix (from the spectrum history)."""
+    h = snapshot.history
+    columns: dict[str, dict[int, float]] = {"loss": {}, "eval_loss": {}}
+    for s, v in zip(np.asarray(h.steps), np.asarray(h.loss)):
+        columns["loss"][int(s)] = float(v)
+    for s, v in zip(np.asarray(h.eval_steps), np.asarray(h.eval_loss)):
+        columns["eval_loss"][int(s)] = float(v)
+    gates = np.asarray(h.gates)
+    if gates.ndim == 3 and gates.shape[0] and gates.shape[1]:
+        layers = [p.layer for p in snapshot.prefixes] if len(snapshot.prefixes) == gates.shape[1] \
+            else list(range(gates.shape[1]))
+        per_layer = (snapshot.settings or {}).get("gate_shape") == "layer" or gates.shape[2] == 1
+        steps = [int(s) for s in np.asarray(h.gate_steps)]
+        for li, layer in enumerate(layers):
+            heads = [0] if per_layer else range(gates.shape[2])
+            for hd in heads:
+                name = f"gate_L{layer}" if per_layer else f"gate_L{layer}_h{hd}"
+                columns[name] = {s: float(gates[i, li, hd]) for i, s in enumerate(steps)}
+    spectrum_steps = [int(s) for s in np.asarray(h.spectrum_steps)]
+    for name, values in (h.spectra or {}).items():
+        values = np.asarray(values)
+        if values.ndim != 2 or values.shape[0] != len(spectrum_steps):
+            continue
+        columns[f"effective_rank_{_short(name)}"] = {s: _effective_rank(values[i])
+                                                     for i, s in enumerate(spectrum_steps)}
+    steps = sorted(set().union(*(c.keys() for c in columns.values())))
+    header = ["step", *columns]
+    rows = [[s, *(_cell(c.get(s)) for c in columns.values())] for s in steps]
+    return header, rows
+
+
+def _cell(v):
+    if v is None:
+        return ""
+    return "" if not math.isfinite(v) else repr(float(v))
+
+
+def write_metrics_csv(snapshot, path) -> int:
+    """Write the snapshot's histories as CSV (atomic); returns the number of rows."""
+    header, rows = metrics_table(snapshot)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_text(path, out.getvalue())
+    return len(rows)

@@ -1,0 +1,149 @@
+"""Exporting views and metrics (explorer.gui.export): PNG at twice the on-screen size, SVG that is
+valid XML with real drawing elements, CSV with the histories; and the window's Ctrl+E / CSV actions."""
+
+from __future__ import annotations
+
+import csv
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6 import QtWidgets
+
+import snapshot_factory as sf
+from explorer.gui.export import export_view, metrics_table, on_screen_size, suffix_for, write_metrics_csv
+from explorer.gui.views import VIEW_CLASSES
+
+SVG = "{http://www.w3.org/2000/svg}"
+SCENES = {
+    "delta": sf.lora_snapshot(120),
+    "spectrum": sf.lora_snapshot(120),
+    "attention": sf.prefix_snapshot(60),
+    "gates": sf.prefix_snapshot(60),
+    "loss": sf.lora_snapshot(200),
+    "budget": sf.lora_snapshot(10),
+    "samples": sf.lora_snapshot(10),
+}
+
+
+def shown(qtbot, view_id, w=520, h=380):
+    view = VIEW_CLASSES[view_id]()
+    qtbot.addWidget(view)
+    view.resize(w, h)
+    view.show()
+    qtbot.waitExposed(view)
+    view.update_snapshot(SCENES[view_id])
+    QtWidgets.QApplication.processEvents()
+    return view
+
+
+@pytest.mark.parametrize("view_id", list(SCENES))
+def test_png_is_valid_and_twice_the_on_screen_size(qtbot, tmp_path, view_id):
+    view = shown(qtbot, view_id)
+    size = on_screen_size(view)
+    assert size.width() > 100 and size.height() > 100
+    path = export_view(view, tmp_path / f"{view_id}.png")
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        assert abs(im.width - 2 * size.width()) <= 1 and abs(im.height - 2 * size.height()) <= 1, (im.size, size)
+        px = np.asarray(im.convert("RGB"))
+    assert len(np.unique(px.reshape(-1, 3), axis=0)) > 8           # a picture, not a blank rectangle
+    assert [p.name for p in tmp_path.iterdir()] == [f"{view_id}.png"]
+
+
+@pytest.mark.parametrize("view_id", ["loss", "delta", "spectrum", "budget"])
+def test_svg_is_valid_xml_with_drawing_elements(qtbot, tmp_path, view_id):
+    view = shown(qtbot, view_id)
+    path = export_view(view, tmp_path / f"{view_id}.svg")
+    root = ET.parse(path).getroot()
+    assert root.tag == f"{SVG}svg"
+    size = on_screen_size(view)
+    box = [float(x) for x in root.get("viewBox").split()]
+    assert box[2:] == pytest.approx([size.width(), size.height()], abs=1)
+    tags = [el.tag[len(SVG):] for el in root.iter() if el.tag.startswith(SVG)]
+    assert tags.count("text") >= 3                                  # axis ticks, labels, numbers
+    if view_id != "budget":
+        assert tags.count("path") + tags.count("polyline") >= 5   # curves, axes, frames as vectors
+    if view_id in ("delta", "spectrum"):
+        assert "image" in tags                                      # the heatmap, embedded
+    texts = " ".join("".join(el.itertext()) for el in root.iter(f"{SVG}text"))
+    expected = {"loss": "step", "delta": "input", "spectrum": "index", "budget": "LLaMA"}[view_id]
+    assert expected in texts
+
+
+def test_unknown_type_and_a_failed_write_leave_nothing(qtbot, tmp_path, monkeypatch):
+    view = shown(qtbot, "loss")
+    with pytest.raises(ValueError, match="allowed .png or .svg"):
+        export_view(view, tmp_path / "loss.jpg")
+    old = tmp_path / "loss.png"
+    old.write_bytes(b"previous")
+    monkeypatch.setattr("PySide6.QtGui.QImage.save", lambda *a, **k: False)
+    with pytest.raises(OSError):
+        export_view(view, old)
+    assert old.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["loss.png"]
+
+
+def test_suffix_follows_the_chosen_filter():
+    assert suffix_for("/x/plot", "SVG drawing (*.svg)") == "/x/plot.svg"
+    assert suffix_for("/x/plot", "PNG image (*.png)") == "/x/plot.png"
+    assert suffix_for("/x/plot.svg", "PNG image (*.png)") == "/x/plot.svg"
+    assert suffix_for("/x/m", "CSV (*.csv)") == "/x/m.csv"
+
+
+def test_metrics_csv_has_the_histories(tmp_path):
+    snap = sf.lora_prefix_snapshot(80)
+    header, rows = metrics_table(snap)
+    h = snap.history
+    assert header[:3] == ["step", "loss", "eval_loss"]
+    gates = [c for c in header if c.startswith("gate_L")]
+    n_layers, n_heads = np.asarray(h.gates).shape[1:]
+    assert len(gates) in (n_layers, n_layers * n_heads)
+    ranks = [c for c in header if c.startswith("effective_rank_")]
+    assert len(ranks) == len(h.spectra)
+    path = tmp_path / "metrics.csv"
+    assert write_metrics_csv(snap, path) == len(rows)
+    with open(path, newline="") as fh:
+        table = list(csv.DictReader(fh))
+    steps = [int(r["step"]) for r in table]
+    assert steps == sorted(set(steps)) and set(int(s) for s in h.steps) <= set(steps)
+    by_step = {int(r["step"]): r for r in table}
+    for s, v in zip(h.steps, h.loss):
+        assert float(by_step[int(s)]["loss"]) == pytest.approx(float(v))
+    for s, v in zip(h.eval_steps, h.eval_loss):
+        assert float(by_step[int(s)]["eval_loss"]) == pytest.approx(float(v))
+    last_gate_step = int(h.gate_steps[-1])
+    first_gate = gates[0]
+    assert float(by_step[last_gate_step][first_gate]) == pytest.approx(float(np.asarray(h.gates)[-1, 0, 0]))
+    # a step with a loss but no held-out value leaves that cell empty
+    only_train = sorted(set(int(s) for s in h.steps) - set(int(s) for s in h.eval_steps))
+    assert only_train and by_step[only_train[0]]["eval_loss"] == ""
+
+
+def test_window_exports_the_current_view_and_the_metrics(qtbot, tmp_path, monkeypatch):
+    from explorer.gui.main_window import MainWindow
+    from explorer.gui.persistence import Persistence
+
+    win = MainWindow(store=Persistence(path=str(tmp_path / "s.ini")), restore=False)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    win.deliver(sf.lora_snapshot(150))
+    qtbot.waitUntil(lambda: win.views["loss"].snapshot is not None, timeout=10_000)
+    win._current_view_id = "loss"
+    target = tmp_path / "chosen"
+    monkeypatch.setattr("explorer.gui.main_window.QFileDialog.getSaveFileName",
+                        lambda *a, **k: (str(target), "SVG drawing (*.svg)"))
+    win.actions_by_name["export_view"].trigger()                  # Ctrl+E
+    assert (tmp_path / "chosen.svg").is_file(), win.status.currentMessage()
+    ET.parse(tmp_path / "chosen.svg")
+    assert "Exported loss" in win.status.currentMessage()
+    assert win.export_current_view(str(tmp_path / "loss.png")) == str(tmp_path / "loss.png")
+    with Image.open(tmp_path / "loss.png") as im:
+        size = on_screen_size(win.views["loss"])
+        assert abs(im.width - 2 * size.width()) <= 1
+    out = win.export_metrics(str(tmp_path / "m.csv"))
+    assert out and open(out).readline().startswith("step,loss,eval_loss")
+    win.close()
