@@ -977,6 +977,9 @@ class CompareWorker:
                 t0 = time.perf_counter()
                 r.evaluate()
                 self._eval.done(t0, time.perf_counter() - t0)
+            for run in r.runs:      # the step-0 loss (a forward pass per run, once per segment) is not
+                if run.fault is None:   # a snapshot's cost: counted in, it put the next one 40x further off
+                    r._initial(run)
             t0 = time.perf_counter()
             snap = r.snapshot(analysis=False)
             self._snap.done(t0, time.perf_counter() - t0)
