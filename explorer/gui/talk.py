@@ -5,11 +5,12 @@
 
 On entering: full screen; menus, toolbar, status bar and every dock (the settings too) hidden; a
 black stage holds the scene's views, arranged by the scene's layout (grid, row, column, or focus:
-the first view large, the others small beside it), each under a large title; a caption strip at the
-bottom carries the scene's title and caption, with a small scene counter ("2 / 5") in its corner.
-The look: a high-contrast theme (black, white type), type scaled by the talk font scale (a setting,
-1.8x by default, + and - change it and it is remembered), and in every view the colour-blind-safe
-diverging map with levels that are held (symmetric, never shrinking within a run).
+the first view large, 3/5 of the width, the others stacked beside it), each under a large title; a
+caption strip at the bottom carries the scene's title and caption, with a small scene counter
+("2 / 5") in its corner. The look: a high-contrast theme (black, white type), type scaled by the
+talk font scale (a setting, 1.8x by default; + and - change it, and it is remembered) in every view
+and on the stage, and in every view the colour-blind-safe diverging map with levels that are held
+(symmetric, never shrinking within a run).
 
 On leaving: the views go back into their docks, and the dock layout, window geometry and state,
 theme, fonts, each view's style and the training settings are restored (the run restarts from
@@ -232,7 +233,7 @@ class Stage(QWidget):
             row = QHBoxLayout(self.area)
             row.setContentsMargins(0, 0, 0, 0)
             row.setSpacing(8)
-            row.addWidget(panels[0], 2)
+            row.addWidget(panels[0], 3)          # 3 : 2 - a square heatmap uses the height anyway
             col = QVBoxLayout()
             col.setSpacing(8)
             for p in panels[1:]:
