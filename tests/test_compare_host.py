@@ -122,3 +122,20 @@ def test_deck_runs_become_run_specs():
         "lora:r=4,alpha=8,targets=q_proj+v_proj"
     with pytest.raises(ValueError, match="size_in is shared"):
         specs_from_runs(base, [Run("big", base.with_changes(size_in=64))])
+
+
+def test_the_pair_is_two_runs_again_after_a_comparison_with_one_lora_run(qtbot):
+    """One LoRA run (a pair of it with itself), then three: φ shows two different runs, not 'pick two'."""
+    import compare_factory as cf
+    from explorer.gui.views.compare_view import CompareView
+
+    view = CompareView()
+    qtbot.addWidget(view)
+    view.resize(700, 700)
+    view.show()
+    view.update_snapshot(cf.compare_snapshot(20, runs=("lora:r=4", "full")))
+    assert view.pair() == ("lora-r4", "lora-r4")
+    view.clear()
+    view.update_snapshot(cf.compare_snapshot(20, runs=("lora:r=1", "lora:r=4", "lora:r=16")))
+    a, b = view.pair()
+    assert a != b and {a, b} <= {"lora-r1", "lora-r4", "lora-r16"}

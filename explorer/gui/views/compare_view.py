@@ -578,7 +578,7 @@ class CompareView(View):
                 self.run_b_box.clear()
                 self.run_a_box.addItems(lora)
                 self.run_b_box.addItems(lora)
-                if a0 in lora and b0 in lora:
+                if a0 in lora and b0 in lora and (a0 != b0 or len(lora) < 2):   # a pair, not one run twice
                     na, nb = a0, b0
                 elif len(lora) >= 2:
                     na, nb = lora[0], lora[1]
