@@ -138,3 +138,30 @@ class MaxLevels(SymmetricLevels):
 
     def levels(self) -> tuple[float, float]:
         return (0.0, self.value)
+
+
+def label_room(font) -> int:
+    """Pixels a colour bar's end label ('1', '-0.5') spills past the end of the bar: half a line, and a bit."""
+    from PySide6 import QtGui
+
+    return QtGui.QFontMetrics(font).height() // 2 + 3
+
+
+def align_colorbar(bar: pg.ColorBarItem, plot: pg.PlotItem) -> None:
+    """Make a vertical colour bar beside `plot` (same layout row) span exactly the plot's view box.
+
+    The gradient then starts and ends where the image does, not at the plot's title or axis, and
+    its end labels spill into the room the plot's axes and title leave. Cheap and idempotent: call
+    it when the plot's view box is resized, not per frame."""
+    want = plot.vb.sceneBoundingRect()
+    have = bar.vb.sceneBoundingRect()
+    if want.height() <= 0 or have.height() <= 0:
+        return
+    left, top, right, bottom = getattr(bar, "_aligned_margins", (1.0, 1.0, 1.0, 1.0))
+    top = max(0.0, round(top + want.top() - have.top()))
+    bottom = max(0.0, round(bottom + have.bottom() - want.bottom()))
+    margins = (left, top, right, bottom)
+    if getattr(bar, "_aligned_margins", None) != margins:
+        bar._aligned_margins = margins
+        bar.layout.setContentsMargins(*margins)
+        bar.layout.activate()                         # geometry now, so the next call measures the new bar

@@ -159,6 +159,7 @@ class AttentionView(View):
         self.grid_bar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=colormaps.colormap(self._cmap_name),
                                         interactive=False, width=12, colorMapMenu=False)
         self.grid_glw.addItem(self.grid_bar, row=0, col=1)
+        self.grid_plot.vb.sigResized.connect(lambda: colormaps.align_colorbar(self.grid_bar, self.grid_plot))
         gl.addWidget(self.grid_glw, 1)
         self.grid_caption = QtWidgets.QLabel(grid_page)
         self.grid_caption.setWordWrap(True)
@@ -208,6 +209,7 @@ class AttentionView(View):
         self.detail_bar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=colormaps.colormap(self._cmap_name),
                                           interactive=False, width=12, colorMapMenu=False)
         self.detail_glw.addItem(self.detail_bar, row=0, col=1)
+        self.detail_plot.vb.sigResized.connect(lambda: colormaps.align_colorbar(self.detail_bar, self.detail_plot))
         dl.addWidget(self.detail_glw, 1)
         self._pages.addWidget(detail_page)
         self._escape = QtGui.QShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_Escape), detail_page)
@@ -328,7 +330,7 @@ class AttentionView(View):
         self.grid_plot.getAxis("left").setTicks(
             [[(i * (t + GAP) + t / 2, f"L{layer}") for i, layer in enumerate(self._layers)]])
         self.grid_plot.getAxis("top").setTicks([[(h * (w + GAP) + w / 2, f"h{h}") for h in range(n_heads)]])
-        self.grid_plot.setRange(xRange=(0, width), yRange=(0, height), padding=0.01)
+        self.grid_plot.setRange(xRange=(0, width), yRange=(0, height), padding=0)
 
     def _grid_clicked(self, x: float, y: float) -> None:
         if self._attention is None:
@@ -395,6 +397,12 @@ class AttentionView(View):
             style_plot(plot, s)
         for bar in (self.grid_bar, self.detail_bar):
             style_colorbar(bar, s)
+        # room for the colour bar's end labels where no axis leaves it: below the grid, above the map
+        room = colormaps.label_room(s.font())
+        self.grid_glw.ci.setContentsMargins(2, 2, 2, room)
+        self.detail_glw.ci.setContentsMargins(2, room, 2, 2)
+        colormaps.align_colorbar(self.grid_bar, self.grid_plot)
+        colormaps.align_colorbar(self.detail_bar, self.detail_plot)
         self.token_axis.setTickFont(s.font(9, mono=True))
         self.query_axis.setTickFont(s.font(9, mono=True))
         line_pen = pg.mkPen(s.separator, width=1)

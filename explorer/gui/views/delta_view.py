@@ -73,9 +73,12 @@ class DeltaView(View):
         self.glw = new_layout_widget(self.style_)
         self.glw.ci.setToolTip(self.formula_tooltip)
         self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
-        self.plot.setAspectLocked(True)
+        # The axes fit the image exactly; its aspect is kept by sizing the plot (see _fit_layout), not by
+        # a locked view box, which would pad the range to fill a wide or tall dock (-10 ... 140 rows).
         self.plot.invertY(True)
         self.plot.hideButtons()
+        self.plot.vb.setDefaultPadding(0.0)
+        self.plot.vb.sigResized.connect(self._fit_layout)
         self.plot.setLabel("bottom", "input (column)")
         self.plot.setLabel("left", "output (row)")
         self.image = pg.ImageItem(axisOrder="row-major")
@@ -183,10 +186,52 @@ class DeltaView(View):
         if geometry != self._geometry:
             self._geometry = geometry
             self.image.setRect(QtCore.QRectF(0, 0, in_f, out_f))
-            self.plot.setRange(xRange=(0, in_f), yRange=(0, out_f), padding=0.02)
+            # zoom and pan stay inside the matrix
+            self.plot.vb.setLimits(xMin=0, xMax=in_f, yMin=0, yMax=out_f)
+            self.plot.setRange(xRange=(0, in_f), yRange=(0, out_f), padding=0)
+            self._fit_layout()
         set_colorbar_levels(self.colorbar, levels)
         self.caption.setText(self._caption(snapshot, m, mode, data, levels[1]))
         self.draw_count += 1
+
+    def image_aspect(self) -> float:
+        """Width / height the heatmap is drawn with: the matrix's columns / rows, kept within 1:4 and 4:1
+        so a 11008 x 4096 matrix is still a readable block."""
+        if not self._geometry:
+            return 1.0
+        _, out_f, in_f = self._geometry
+        return float(np.clip(in_f / max(out_f, 1), 0.25, 4.0))
+
+    def _fit_layout(self) -> None:
+        """Give the plot the margins that make its view box the image's shape, centred in the view, with
+        room above and below for the colour bar's end labels; then line the colour bar up with it.
+
+        Runs on resizes and new matrix shapes only: the margins are computed from the layout's size and
+        the room the axes take, so calling it again changes nothing."""
+        ci, vb = self.glw.ci, self.plot.vb
+        total = ci.geometry()
+        plot_rect, vb_rect = self.plot.geometry(), vb.geometry()
+        if total.width() <= 0 or vb_rect.width() <= 0 or vb_rect.height() <= 0:
+            return
+        room = colormaps.label_room(self.style_.font())
+        axes_w = plot_rect.width() - vb_rect.width()
+        axes_h = plot_rect.height() - vb_rect.height()
+        bar_w = self.colorbar.geometry().width() + ci.layout.horizontalSpacing()
+        avail_w = total.width() - 4 - bar_w - axes_w
+        avail_h = total.height() - 2 * room - axes_h
+        if avail_w <= 8 or avail_h <= 8:
+            margins = (2, room, 2, room)
+        else:
+            aspect = self.image_aspect()
+            scale = min(avail_w / aspect, avail_h)
+            extra_w = max(0.0, avail_w - scale * aspect) / 2
+            extra_h = max(0.0, avail_h - scale) / 2
+            margins = (2 + extra_w, room + extra_h, 2 + extra_w, room + extra_h)
+        old = getattr(self, "_margins", None)
+        if old is None or max(abs(a - b) for a, b in zip(margins, old)) >= 0.5:
+            self._margins = margins
+            ci.setContentsMargins(*margins)
+        colormaps.align_colorbar(self.colorbar, self.plot)
 
     def _caption(self, snapshot, m, mode: str, data: np.ndarray, level: float) -> str:
         out_f, in_f = (int(m.shape[0]), int(m.shape[1])) if len(m.shape) == 2 else data.shape
@@ -212,6 +257,8 @@ class DeltaView(View):
         self.glw.setBackground(s.background)
         style_plot(self.plot, s)
         style_colorbar(self.colorbar, s)
+        self._margins = None
+        self._fit_layout()
         name = colormaps.diverging_for(s.high_contrast)
         if name != self._cmap_name:
             self._cmap_name = name

@@ -16,12 +16,20 @@ from explorer.gui import colormaps
 from explorer.gui.views.base import View, new_layout_widget, set_colorbar_levels, style_colorbar, style_legend, style_plot
 
 MAX_CURVES = 256   # beyond this many (layer, head) curves, draw one mean curve per layer
+STACKED_PLOT_SHARE = 0.6    # of the height, for the curves when they sit above the heatmap
+QWIDGETSIZE_MAX = 16777215
+HEAT_TITLE, HEAT_TITLE_SHORT = "mean |gate| over heads", "mean |gate|"
 
 
-def layer_color(i: int) -> QtGui.QColor:
-    if i < len(colormaps.QUALITATIVE) - 1:          # the last Okabe-Ito colour (grey) is kept for notes
-        return pg.mkColor(colormaps.QUALITATIVE[i])
-    return pg.intColor(i, hues=max(9, i + 1))
+MAX_NAMED_LAYERS = len(colormaps.QUALITATIVE) - 1    # the last Okabe-Ito colour (grey) is kept for notes
+
+
+def layer_color(i: int, n: int = 0) -> QtGui.QColor:
+    """Colour of the i-th of n layers: an Okabe-Ito colour each while they last, else a colour by depth
+    (a sequential map from the first layer to the last: 30 layers read as a gradient, not 30 hues)."""
+    if n <= MAX_NAMED_LAYERS:
+        return pg.mkColor(colormaps.QUALITATIVE[i % MAX_NAMED_LAYERS])
+    return colormaps.colormap(colormaps.SEQUENTIAL).map(0.15 + 0.85 * i / max(1, n - 1), mode="qcolor")
 
 
 class GatesView(View):
@@ -39,6 +47,8 @@ class GatesView(View):
         self._levels = colormaps.MaxLevels()
         self._seq_name = colormaps.SEQUENTIAL
         self._layers: list[int] = []
+        self._range = None
+        self._tick_every = None
 
         content = QtWidgets.QWidget(self)
         lay = QtWidgets.QVBoxLayout(content)
@@ -64,7 +74,7 @@ class GatesView(View):
         self.heat_plot.setMouseEnabled(x=False, y=False)
         self.heat_plot.invertY(True)
         self.heat_plot.setLabel("bottom", "step")
-        self.heat_plot.setTitle("mean |gate| over heads")
+        self.heat_plot.setTitle(HEAT_TITLE)
         self.heat_plot.getAxis("left").setStyle(tickLength=0)
         self.heat = pg.ImageItem(axisOrder="row-major")
         self.heat.setLookupTable(colormaps.lut(self._seq_name))
@@ -72,8 +82,10 @@ class GatesView(View):
         self.heat_bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=colormaps.colormap(self._seq_name),
                                         interactive=False, width=12, colorMapMenu=False)
         self.glw.addItem(self.heat_bar, row=0, col=2)
-        self.glw.ci.layout.setColumnStretchFactor(0, 3)
-        self.glw.ci.layout.setColumnStretchFactor(1, 2)
+        self.heat_plot.vb.sigResized.connect(self._heat_resized)
+        self._arrangement = "side"
+        self._arrange("stacked")
+        self.glw.installEventFilter(self)
         lay.addWidget(self.glw, 1)
         self.caption = QtWidgets.QLabel(content)
         self.caption.setWordWrap(True)
@@ -93,6 +105,97 @@ class GatesView(View):
 
     def export_item(self):
         return self.glw.ci
+
+    def arrangement(self) -> str:
+        """'side' (curves left of the heatmap, a wide view) or 'stacked' (curves above it, a narrow one)."""
+        return self._arrangement
+
+    # ---- layout ----------------------------------------------------------------------------------
+    @staticmethod
+    def arrangement_for(width: int, height: int) -> str:
+        """Side by side only when the view is wide enough for both to keep a useful width."""
+        return "side" if width >= 480 and width >= 1.2 * height else "stacked"
+
+    def _arrange(self, arrangement: str) -> None:
+        """Move the plot, the heatmap and its colour bar in the layout (on resizes only, never per frame)."""
+        if arrangement == self._arrangement:
+            return
+        self._arrangement = arrangement
+        grid = self.glw.ci.layout
+        for item in (self.plot, self.heat_plot, self.heat_bar):
+            grid.removeItem(item)
+        for i in range(3):
+            grid.setRowStretchFactor(i, 0)
+            grid.setColumnStretchFactor(i, 0)
+        if arrangement == "side":      # curves | heatmap | bar, the curves a little wider
+            grid.addItem(self.plot, 0, 0)
+            grid.addItem(self.heat_plot, 0, 1)
+            grid.addItem(self.heat_bar, 0, 2)
+            grid.setColumnStretchFactor(0, 3)
+            grid.setColumnStretchFactor(1, 2)
+            grid.setRowStretchFactor(0, 1)
+        else:                          # curves above the heatmap, the same width: one step axis for both
+            grid.addItem(self.plot, 0, 0)
+            grid.addItem(self.heat_plot, 1, 0)
+            grid.addItem(self.heat_bar, 1, 1)
+            grid.setColumnStretchFactor(0, 1)
+        # stacked, the heatmap's step axis right below says "step" for both
+        self.plot.getAxis("bottom").showLabel(arrangement == "side")
+        self._set_axis_widths()
+        self._set_row_heights()
+        self._set_title()
+        grid.activate()
+
+    def _set_row_heights(self, height: int | None = None) -> None:
+        """Stacked, the curves get 60 % of the height and the heatmap the rest, whatever their minimum
+        sizes would make of a short view; side by side, one row takes it all. `height`: the drawing's."""
+        grid = self.glw.ci.layout
+        if self._arrangement == "side":
+            for row in (0, 1):
+                grid.setRowMinimumHeight(row, 0)
+                grid.setRowMaximumHeight(row, QWIDGETSIZE_MAX)
+            return
+        if height is None:
+            height = self.glw.viewport().height()
+        _, top_margin, _, bottom_margin = grid.getContentsMargins()
+        avail = max(60.0, height - top_margin - bottom_margin - grid.verticalSpacing())
+        top = round(avail * STACKED_PLOT_SHARE)
+        for row, height in ((0, top), (1, avail - top)):
+            grid.setRowMinimumHeight(row, height)
+            grid.setRowMaximumHeight(row, height)
+
+    def _set_axis_widths(self) -> None:
+        """Stacked, both left axes get the same width, so the two step axes line up."""
+        metrics = QtGui.QFontMetrics(self.style_.font())
+        width = metrics.horizontalAdvance("-0.25") + metrics.height() + 16
+        self.plot.getAxis("left").setWidth(width)
+        self.heat_plot.getAxis("left").setWidth(width if self._arrangement == "stacked" else None)
+
+    def _heat_resized(self) -> None:
+        colormaps.align_colorbar(self.heat_bar, self.heat_plot)
+        self._set_layer_ticks()
+
+    def _set_title(self, width: int | None = None) -> None:
+        """The heatmap's title, shortened when the heatmap is narrow (a title sets its plot's minimum width)."""
+        width = self.glw.width() if width is None else width
+        if self._arrangement == "side":
+            width = width * 2 // 5
+        full = QtGui.QFontMetrics(self.style_.font(10)).horizontalAdvance(HEAT_TITLE) + 90
+        text = HEAT_TITLE if width >= full else HEAT_TITLE_SHORT
+        if text != self.heat_plot.titleLabel.text:
+            s = self.style_
+            self.heat_plot.setTitle(text, color=s.foreground, size=f"{s.point_size(10):.1f}pt")
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        size = event.size()
+        self._arrange(self.arrangement_for(size.width(), size.height()))
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.glw and event.type() == QtCore.QEvent.Type.Resize:
+            self._set_row_heights(event.size().height())
+            self._set_title(event.size().width())
+        return super().eventFilter(watched, event)
 
     # ---- drawing ---------------------------------------------------------------------------------
     def _draw(self, snapshot) -> None:
@@ -130,9 +233,9 @@ class GatesView(View):
         mean_only = n_layers * n_heads > MAX_CURVES and not per_layer
         layout = (tuple(layers), mean_only)
         if layout != self._curve_layout:
+            self._layers = layers
             self._build_curves(layers)
             self._curve_layout = layout
-            self._layers = layers
         # one curve item per layer: its heads joined end to end with NaN breaks (one setData per layer)
         self._series = []
         for li in range(n_layers):
@@ -158,7 +261,10 @@ class GatesView(View):
         x0, x1 = float(steps[0]), float(steps[-1])
         span = x1 - x0 if x1 > x0 else 1.0
         self.heat.setRect(QtCore.QRectF(x0, 0.0, span, float(n_layers)))
-        self.heat_plot.setRange(xRange=(x0, x0 + span), yRange=(0, n_layers), padding=0)
+        if (x0, span, n_layers) != self._range:        # the curves span the same steps as the heatmap
+            self._range = (x0, span, n_layers)
+            self.heat_plot.setRange(xRange=(x0, x0 + span), yRange=(0, n_layers), padding=0)
+            self.plot.setXRange(x0, x0 + span, padding=0)
         now = gates[-1]
         fn = settings.get("gate_fn", "")
         fn_text = {"tanh": "gate = tanh(g)", "identity": "gate = g"}.get(fn, "gate(g)")
@@ -174,20 +280,39 @@ class GatesView(View):
             self.plot.removeItem(c)
         self._curves = []
         self.legend.clear()
-        self.legend.setColumnCount(1 if len(layers) <= 2 else 2)
+        n = len(layers)
+        self.legend.setColumnCount(1 if n <= 2 or n > MAX_NAMED_LAYERS else 2)
         for li, layer in enumerate(layers):
-            curve = pg.PlotCurveItem(pen=pg.mkPen(layer_color(li), width=1), connect="finite")
+            curve = pg.PlotCurveItem(pen=pg.mkPen(layer_color(li, n), width=1), connect="finite")
             self.plot.addItem(curve)
             self._curves.append(curve)
-            self.legend.addItem(curve, f"L{layer}")
-        self.heat_plot.getAxis("left").setTicks([[(i + 0.5, f"L{layer}") for i, layer in enumerate(layers)]])
+            # many layers: the legend names the first and the last (the colours run between them)
+            if n <= MAX_NAMED_LAYERS or li in (0, n - 1):
+                self.legend.addItem(curve, f"L{layer}")
+        self._tick_every = None
+        self._set_layer_ticks()
         self._style_legend()
+
+    def _set_layer_ticks(self) -> None:
+        """One label per layer row of the heatmap, or every 2nd, 3rd... when the rows are too thin for
+        their labels (30 layers in a short dock); on resizes and new layers only."""
+        layers = self._layers
+        if not layers:
+            return
+        line = QtGui.QFontMetrics(self.style_.font()).height()
+        pitch = self.heat_plot.vb.height() / len(layers)
+        every = max(1, int(np.ceil(line * 1.05 / max(pitch, 1e-6))))
+        if every != self._tick_every:
+            self._tick_every = every
+            self.heat_plot.getAxis("left").setTicks(
+                [[(i + 0.5, f"L{layer}") for i, layer in enumerate(layers) if i % every == 0], []])
 
     def _style_legend(self) -> None:
         style_legend(self.legend, self.style_)
 
     def _clear(self) -> None:
         self._key = None
+        self._range = None
         self._levels.reset()
         for c in self._curves:
             c.setData([], [])
@@ -200,8 +325,12 @@ class GatesView(View):
         self.glw.setBackground(s.background)
         style_plot(self.plot, s)
         self.plot.getAxis("left").setStyle(maxTextLevel=0)
+        self.plot.getAxis("bottom").showLabel(self._arrangement == "side")
         style_plot(self.heat_plot, s)
         style_colorbar(self.heat_bar, s)
+        self._set_axis_widths()
+        self._tick_every = None
+        self._set_layer_ticks()
         self._style_legend()
         self.zero_line.setPen(pg.mkPen(s.muted, width=1, style=QtCore.Qt.PenStyle.DashLine))
         name = colormaps.sequential_for(s.high_contrast)
