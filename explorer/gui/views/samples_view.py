@@ -1,7 +1,12 @@
 """Text generated from a fixed prompt by the adapted model, beside the frozen base model's, as it learns.
 
-Monospace, the prompt highlighted, the step it was generated at; redrawn only when `snapshot.samples`
-changes (generation is occasional, snapshots are 30 Hz).
+Code as code: monospace, whitespace kept, no wrapping (long lines scroll sideways), diff lines coloured
+the way a code-review tool colours them (+ green, - red, @@ cyan, `# review:` comments highlighted),
+the prompt marked, the two columns scrolling together so line n of one sits beside line n of the
+other. A clear "step N" says when the sample was generated, and a "no change yet" hint shows only
+while the adapted model still writes exactly what the base model writes.
+
+Redrawn only when `snapshot.samples` changes (generation is occasional, snapshots are 30 Hz).
 """
 
 from __future__ import annotations
@@ -12,10 +17,45 @@ from explorer.gui.views.base import View
 
 PROMPT_BACKGROUND = QtGui.QColor(230, 159, 0, 90)     # Okabe-Ito orange, translucent: readable on light and dark
 
+# Line kinds of a unified diff (and the review comments of the lm corpus) -> (foreground, line tint) per theme.
+# Dark colours follow GitHub's dark diff, light ones its light diff; the tints are translucent.
+DIFF_COLOURS = {
+    True: {   # dark
+        "added": ("#7ee787", QtGui.QColor(46, 160, 67, 46)),
+        "removed": ("#ff7b72", QtGui.QColor(248, 81, 73, 46)),
+        "hunk": ("#56d4dd", QtGui.QColor(56, 139, 253, 26)),
+        "review": ("#f2cc60", QtGui.QColor(187, 128, 9, 46)),
+        "file": (None, None),
+    },
+    False: {  # light
+        "added": ("#116329", QtGui.QColor(46, 160, 67, 40)),
+        "removed": ("#a40e26", QtGui.QColor(248, 81, 73, 40)),
+        "hunk": ("#0b7285", QtGui.QColor(84, 174, 255, 40)),
+        "review": ("#7d4e00", QtGui.QColor(212, 167, 44, 60)),
+        "file": (None, None),
+    },
+}
+
+
+def line_kind(line: str) -> str:
+    """'file' (--- a/x, +++ b/x), 'added' (+), 'removed' (-), 'hunk' (@@), 'review' (# review:) or ''."""
+    if line.startswith(("+++ ", "--- ")) or line in ("+++", "---"):
+        return "file"
+    if line.startswith("+"):
+        return "added"
+    if line.startswith("-"):
+        return "removed"
+    if line.startswith("@@"):
+        return "hunk"
+    if line.lstrip().startswith("# review:"):
+        return "review"
+    return ""
+
 
 class _TextPanel(QtWidgets.QWidget):
     def __init__(self, title: str, parent=None):
         super().__init__(parent)
+        self._dark = True
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
@@ -23,10 +63,24 @@ class _TextPanel(QtWidgets.QWidget):
         self.title.setTextFormat(QtCore.Qt.TextFormat.RichText)
         self.text = QtWidgets.QPlainTextEdit(self)
         self.text.setReadOnly(True)
-        self.text.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.text.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)   # code keeps its lines
+        self.text.setWordWrapMode(QtGui.QTextOption.WrapMode.NoWrap)
         self.text.setUndoRedoEnabled(False)
+        self.text.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.text.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse
+                                          | QtCore.Qt.TextInteractionFlag.TextSelectableByKeyboard)
         lay.addWidget(self.title)
         lay.addWidget(self.text, 1)
+        self._prompt = ""
+        self._full = ""
+
+    def set_dark(self, dark: bool) -> None:
+        self._dark = bool(dark)
+
+    def set_font(self, font: QtGui.QFont) -> None:
+        self.text.setFont(font)
+        self.text.document().setDefaultFont(font)
+        self.text.setTabStopDistance(4 * QtGui.QFontMetricsF(font).horizontalAdvance(" "))
 
     def show_text(self, prompt: str, full: str) -> None:
         """`full` may or may not start with the prompt; the prompt is shown highlighted either way."""
@@ -34,16 +88,46 @@ class _TextPanel(QtWidgets.QWidget):
         if prompt and not full.startswith(prompt) and continuation and not continuation[:1].isspace() \
                 and not prompt[-1:].isspace():
             continuation = " " + continuation
+        self._prompt, self._full = prompt, prompt + continuation
+        self._render()
+
+    def _render(self) -> None:
+        text = self._full.replace("\r\n", "\n")
+        prompt_end = len(self._prompt)
+        colours = DIFF_COLOURS[self._dark]
         doc = self.text.document()
         self.text.clear()
         cursor = QtGui.QTextCursor(doc)
-        plain = QtGui.QTextCharFormat()
-        if prompt:
-            marked = QtGui.QTextCharFormat()
-            marked.setBackground(PROMPT_BACKGROUND)
-            marked.setFontWeight(QtGui.QFont.Weight.Bold)
-            cursor.insertText(prompt, marked)
-        cursor.insertText(continuation, plain)
+        cursor.beginEditBlock()
+        pos = 0
+        for i, line in enumerate(text.split("\n")):
+            kind = line_kind(line)
+            fg, tint = colours.get(kind, (None, None))
+            block = QtGui.QTextBlockFormat()
+            if tint is not None:
+                block.setBackground(tint)               # the whole line, as a review tool tints it
+            plain = QtGui.QTextCharFormat()
+            if fg is not None:
+                plain.setForeground(QtGui.QColor(fg))
+            if kind in ("file", "review"):
+                plain.setFontWeight(QtGui.QFont.Weight.Bold)
+            if i == 0:
+                cursor.setBlockFormat(block)
+            else:
+                cursor.insertBlock(block)
+                pos += 1
+            # the prompt's part of this line, marked
+            cut = min(len(line), max(0, prompt_end - pos))
+            if cut:
+                marked = QtGui.QTextCharFormat(plain)
+                marked.setBackground(PROMPT_BACKGROUND)
+                marked.setFontWeight(QtGui.QFont.Weight.Bold)
+                cursor.insertText(line[:cut], marked)
+            if cut < len(line):
+                cursor.insertText(line[cut:], plain)
+            pos += len(line)
+        cursor.endEditBlock()
+        self.text.moveCursor(QtGui.QTextCursor.MoveOperation.Start)
 
     def plain_text(self) -> str:
         return self.text.toPlainText()
@@ -61,17 +145,34 @@ class SamplesView(View):
         lay = QtWidgets.QVBoxLayout(content)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.setSpacing(4)
+        top = QtWidgets.QHBoxLayout()
+        top.setSpacing(8)
+        self.step_label = QtWidgets.QLabel(content)
+        self.step_label.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.step_label.setToolTip("The training step the samples were generated at")
+        top.addWidget(self.step_label)
         self.header = QtWidgets.QLabel(content)
         self.header.setTextFormat(QtCore.Qt.TextFormat.RichText)
-        self.header.setWordWrap(True)
-        lay.addWidget(self.header)
-        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal, content)
-        split.setChildrenCollapsible(False)
-        self.adapted = _TextPanel("<b>Adapted</b>", split)
-        self.base = _TextPanel("<b>Base model</b> (frozen)", split)
-        split.addWidget(self.adapted)
-        split.addWidget(self.base)
-        lay.addWidget(split, 1)
+        self.header.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        top.addWidget(self.header, 1)
+        self.same_hint = QtWidgets.QLabel("no change yet", content)
+        self.same_hint.setToolTip("The adapted model still writes exactly what the frozen base model writes")
+        self.same_hint.hide()
+        top.addWidget(self.same_hint)
+        lay.addLayout(top)
+        self.split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal, content)
+        self.split.setChildrenCollapsible(False)
+        self.adapted = _TextPanel("<b>Adapted</b>", self.split)
+        self.base = _TextPanel("<b>Base model</b> · frozen", self.split)
+        self.split.addWidget(self.adapted)
+        self.split.addWidget(self.base)
+        self.split.setStretchFactor(0, 1)
+        self.split.setStretchFactor(1, 1)
+        lay.addWidget(self.split, 1)
+        # the columns scroll together: line n of the adapted text stays beside line n of the base text
+        for a, b in ((self.adapted.text, self.base.text), (self.base.text, self.adapted.text)):
+            a.verticalScrollBar().valueChanged.connect(b.verticalScrollBar().setValue)
+            a.horizontalScrollBar().valueChanged.connect(b.horizontalScrollBar().setValue)
         self.set_content(content)
         self._restyle()
 
@@ -82,6 +183,10 @@ class SamplesView(View):
 
     def sample_step(self) -> int | None:
         return None if self._key is None else self._key[1]
+
+    def identical(self) -> bool:
+        """True while the "no change yet" hint shows (the adapted text is the base text)."""
+        return self.same_hint.isVisibleTo(self)
 
     # ---- drawing ---------------------------------------------------------------------------------
     def _draw(self, snapshot) -> None:
@@ -104,13 +209,14 @@ class SamplesView(View):
         self.hide_message()
         method = (snapshot.settings or {}).get("method", "")
         name = {"lora": "LoRA", "prefix": "prefix", "lora+prefix": "LoRA + prefix", "full": "full FT"}.get(method, method)
-        self.adapted.title.setText(f"<b>Adapted</b> ({name}, step {int(step):,})" if name else
-                                   f"<b>Adapted</b> (step {int(step):,})")
+        self.adapted.title.setText(f"<b>Adapted</b> · {name}" if name else "<b>Adapted</b>")
         self.adapted.show_text(prompt, adapted)
         self.base.show_text(prompt, base)
-        same = adapted == base
-        self.header.setText(f"Generated at step <b>{int(step):,}</b> from the highlighted prompt"
-                            + (" · <i>identical to the base model so far</i>" if same else ""))
+        self.step_label.setText(f"step <b>{int(step):,}</b>")
+        shown_prompt = prompt.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        self.header.setText(f"from the marked prompt <code>{shown_prompt}</code>" if prompt
+                            else "generated text")
+        self.same_hint.setVisible(adapted == base)
         self.draw_count += 1
 
     def _clear(self) -> None:
@@ -118,12 +224,21 @@ class SamplesView(View):
         self.adapted.text.clear()
         self.base.text.clear()
         self.header.setText("")
+        self.step_label.setText("")
+        self.same_hint.hide()
 
     def _apply_style(self) -> None:
         s = self.style_
         mono = s.font(10, mono=True)
         for panel in (self.adapted, self.base):
-            panel.text.setFont(mono)
+            panel.set_dark(s.dark)
+            panel.set_font(mono)
             panel.title.setFont(s.font(9.5))
         self.header.setFont(s.font(9.5))
+        self.header.setStyleSheet(f"color: {s.muted};")
+        self.step_label.setFont(s.font(11))
+        hint_bg = "#3a3f47" if s.dark else "#e8eaee"
+        self.same_hint.setFont(s.font(9, bold=True))
+        self.same_hint.setStyleSheet(f"color: {s.foreground}; background: {hint_bg}; border-radius: 3px; "
+                                     "padding: 1px 6px;")
         self._key = None
