@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to train (default auto: cuda, then mps, then cpu)")
     parser.add_argument("--theme", choices=("dark", "light"), default=None, help="colour theme (remembered)")
     parser.add_argument("--reset-layout", action="store_true", help="forget the remembered window layout")
+    parser.add_argument("--in-process", action="store_true",
+                        help="train on a thread of this process instead of a child process (debugging; "
+                             "the window then competes with training for Python's GIL)")
     parser.add_argument("--talk", nargs="?", const="default", default=None, metavar="DECK",
                         help="talk mode: full screen, large fonts, a deck of scenes (default deck if none given)")
     # For scripts and benchmarks: a separate settings file, and exit once the first frame is painted.

@@ -194,7 +194,7 @@ class _FirstFrame(QObject):
 
 def main(args) -> int:
     """Open the window. `args` comes from `explorer.commands.app.add_arguments`."""
-    from explorer.gui.main_window import MainWindow
+    from explorer.gui.main_window import THREAD_WORKER, MainWindow
     from explorer.gui.persistence import Persistence
 
     store = Persistence(path=getattr(args, "settings_path", None))
@@ -204,7 +204,8 @@ def main(args) -> int:
     app = make_app(theme=theme)
     settings = store.load_settings()
     overrides = {k: getattr(args, k) for k in ("scenario", "method", "device") if getattr(args, k, None)}
-    window = MainWindow(settings, store=store, theme=theme, overrides=overrides)
+    worker = THREAD_WORKER if getattr(args, "in_process", False) else None     # None: the child process
+    window = MainWindow(settings, store=store, theme=theme, overrides=overrides, worker_factory=worker)
     if getattr(args, "theme", None):
         store.set_theme(args.theme)
 

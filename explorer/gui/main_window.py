@@ -3,8 +3,10 @@ a status bar and the F1 overlay.
 
 Data flow (one way): controls -> worker.configure / play / pause / step / reset; a timer on the GUI
 thread takes the worker's newest snapshot (never waiting) and hands it to every visible view. The
-worker module (and with it torch) is imported on a helper thread after the window has painted, and
-the worker builds its trainer on its own thread, so the window shows and answers at once.
+worker module is imported on a helper thread after the window has painted, and the worker builds its
+trainer elsewhere, so the window shows and answers at once. By default training runs in a child
+process (engine/process_worker.py), so it never holds this process's GIL; `worker_factory` picks
+another worker (THREAD_WORKER: `--in-process`, and the GUI tests, for speed).
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ from explorer.gui.help_overlay import HelpOverlay
 from explorer.gui.persistence import Persistence, layout_version
 from explorer.gui.status_bar import StatusBar
 
-WORKER_MODULE = "explorer.engine.worker"
+# Workers by "module:attribute", imported on a helper thread when the window first needs one.
+PROCESS_WORKER = "explorer.engine.process_worker:ProcessTrainingWorker"
+THREAD_WORKER = "explorer.engine.worker:TrainingWorker"
+DEFAULT_WORKER = PROCESS_WORKER
 SPEEDS = ((0.0, "max"), (1000.0, "1000 /s"), (300.0, "300 /s"), (100.0, "100 /s"), (30.0, "30 /s"),
           (10.0, "10 /s"), (3.0, "3 /s"), (1.0, "1 /s"))
 # The default layout: columns of views (by view_id), each with the share of its column's height.
@@ -89,14 +94,14 @@ class MainWindow(QMainWindow):
 
     def __init__(self, settings: TrainSettings | None = None, *, store: Persistence | None = None,
                  theme: str | None = None, overrides: dict | None = None,
-                 worker_factory: Callable[[TrainSettings], object] | None = None,
+                 worker_factory: Callable[[TrainSettings], object] | str | None = None,
                  view_classes: list[type] | None = None, restore: bool = True):
         super().__init__()
         self.setObjectName("main_window")
         self.setWindowTitle("PEFT Explorer")
         self.store = store or Persistence()
         self.theme = theme or self.store.theme()
-        self.worker_factory = worker_factory
+        self.worker_factory = worker_factory if worker_factory is not None else DEFAULT_WORKER
         self.worker = None
         self.last_snapshot = None
         self.delivered = 0
@@ -438,29 +443,30 @@ class MainWindow(QMainWindow):
         if self.worker is not None or self._loading or self._closed:
             return
         self.status.set_state("starting")
-        if self.worker_factory is not None:
+        if not isinstance(self.worker_factory, str):
             self._create_worker(self.worker_factory)
             return
         self._loading = True
         self.status.info("Loading the training engine…")
+        module_name, _, attr = self.worker_factory.partition(":")
 
         def load():
             try:
-                module = importlib.import_module(WORKER_MODULE)
-                self._worker_module_loaded.emit(module, "")
+                factory = getattr(importlib.import_module(module_name), attr)
+                self._worker_module_loaded.emit(factory, "")
             except BaseException as exc:  # noqa: BLE001 - reported in the window
                 self._worker_module_loaded.emit(None, f"{type(exc).__name__}: {exc}")
 
         threading.Thread(target=load, name="explorer-import-engine", daemon=True).start()
 
-    def _on_worker_module_loaded(self, module, error: str) -> None:
+    def _on_worker_module_loaded(self, factory, error: str) -> None:
         self._loading = False
         if self._closed:
             return
-        if module is None:
+        if factory is None:
             self.show_fault(f"The training engine could not be loaded: {error}")
             return
-        self.worker_factory = module.TrainingWorker
+        self.worker_factory = factory
         self._create_worker(self.worker_factory)
 
     def _create_worker(self, factory) -> None:
@@ -503,7 +509,7 @@ class MainWindow(QMainWindow):
         if self.worker is None:
             self.start_worker(play=True)
         elif not self._worker_alive():
-            self.show_fault("The training thread has stopped. Press Reset (R) to start a new one.")
+            self.show_fault("The training engine has stopped. Press Reset (R) to start a new one.")
             self._playing = False
         else:
             self.worker.play()
@@ -575,7 +581,7 @@ class MainWindow(QMainWindow):
                 self._playing = False
                 self._sync_play_action()
                 self.status.set_state("stopped")
-                self.show_fault("The training thread has stopped. Press Reset (R) to start a new one.")
+                self.show_fault("The training engine has stopped. Press Reset (R) to start a new one.")
             return
         self.deliver(snap)
 
@@ -601,6 +607,8 @@ class MainWindow(QMainWindow):
                 self._fault_seen = key
                 self._sync_rejected_settings(snap)
                 self.show_fault(snap.fault)
+            if not self._worker_alive():
+                self._worker_dead_reported = True     # the worker said why it stopped: no second message
         self._update_limits(snap)
         self._queue_views([v for v in self._fed_views() if self._view_visible(v)], snap)
         self.snapshot_delivered.emit(snap)

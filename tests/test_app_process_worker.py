@@ -1,0 +1,74 @@
+"""The window with its default worker, training in a child process, end to end (pytest-qt, offscreen):
+Play, every visible view redraws, the child killed shows a message and the window lives on, Reset
+brings training back, closing leaves no process and no thread. (The other GUI tests use the thread
+worker through `worker_factory`, for speed.)"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import signal
+import threading
+
+from engine_helpers import tiny_matrix
+from explorer.commands.app import add_arguments
+from explorer.engine.process_worker import ProcessTrainingWorker
+from explorer.gui.main_window import DEFAULT_WORKER, THREAD_WORKER, MainWindow
+from explorer.gui.persistence import Persistence
+
+WAIT_MS = 60_000
+
+
+def test_in_process_flag_picks_the_thread_worker():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(["--in-process"]).in_process and not parser.parse_args([]).in_process
+    assert DEFAULT_WORKER.endswith(":ProcessTrainingWorker") and THREAD_WORKER.endswith(":TrainingWorker")
+
+
+def test_window_trains_in_a_child_process_survives_its_death_and_leaves_nothing(qtbot, tmp_path):
+    baseline = {t.ident for t in threading.enumerate()}
+    win = MainWindow(tiny_matrix(), store=Persistence(path=str(tmp_path / "s.ini")), restore=False)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    with qtbot.waitSignal(win.worker_attached, timeout=WAIT_MS):
+        win.start_worker()
+    assert isinstance(win.worker, ProcessTrainingWorker)
+    qtbot.waitUntil(lambda: win.last_snapshot is not None and win.last_snapshot.step == 0, timeout=WAIT_MS)
+    shown = [v for v in win.visible_view_ids() if v != "budget"]        # budget: drawn from the settings
+    assert shown
+    before = {v: win.views[v].grab().toImage() for v in shown}
+
+    win.play()
+    qtbot.waitUntil(lambda: win.last_snapshot.step >= 30 and win.last_snapshot.state == "running",
+                    timeout=WAIT_MS)
+
+    def redrawn():
+        assert all(win.views[v].grab().toImage() != before[v] for v in shown)
+
+    qtbot.waitUntil(redrawn, timeout=WAIT_MS)
+
+    # the training process dies: a message, the window lives on, Reset starts a new one
+    first = win.worker
+    os.kill(first.pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: win.fault_dialog is not None and "exit code -9" in win.fault_dialog.text(),
+                    timeout=WAIT_MS)
+    assert "stopped unexpectedly" in win.status.currentMessage()
+    for _ in range(3):
+        win.drain()                                  # later drains find nothing: no second, vaguer message
+    assert "exit code -9" in win.fault_dialog.text() and not win._playing
+    win.reset()
+    qtbot.waitUntil(lambda: win.worker is not None and win.worker.alive and win.last_snapshot.state == "paused"
+                    and win.last_snapshot.step == 0, timeout=WAIT_MS)
+    assert win.fault_dialog is None
+    win.play()
+    qtbot.waitUntil(lambda: win.last_snapshot.step >= 10 and win.last_snapshot.state == "running",
+                    timeout=WAIT_MS)
+
+    win.close()
+    assert win.worker is None and not first.alive
+    assert not multiprocessing.active_children()
+    leftover = [t for t in threading.enumerate() if t.ident not in baseline and t.is_alive()]
+    assert not leftover, f"threads left running: {leftover}"
