@@ -52,6 +52,20 @@ def drawing(view: View) -> QtWidgets.QWidget:
     return view
 
 
+def sized(qtbot, view_id: str, w: int, h: int) -> View:
+    """A view at exactly w x h (resized after it is shown, as a dock resizes it), laid out."""
+    view = make(qtbot, view_id, w, h)
+    view.resize(w, h)
+    pixels(view)
+    assert (view.width(), view.height()) == (w, h)
+    return view
+
+
+def in_widget(item, widget: QtWidgets.QWidget) -> QtCore.QRectF:
+    """Where a pyqtgraph item lies in its GraphicsView, in widget pixels."""
+    return widget.mapFromScene(item.sceneBoundingRect()).boundingRect().toRectF()
+
+
 # The live views of a single run (the compare view has its own tests).
 LIVE_VIEWS = ["delta", "spectrum", "attention", "gates", "loss", "budget", "samples"]
 
@@ -296,6 +310,46 @@ def test_heatmap_of_a_pooled_4096_matrix_and_its_target(qtbot):
     assert "ΔW*" in view.caption_text()
 
 
+@pytest.mark.parametrize("w,h", [(380, 600), (560, 420), (900, 400)])
+def test_heatmap_axes_fit_the_image_exactly_and_it_is_centred(qtbot, w, h):
+    view = sized(qtbot, "delta", w, h)
+    view.update_snapshot(sf.lora_snapshot(100))                  # 64 x 64
+    pixels(view)
+    (x0, x1), (y0, y1) = view.plot.vb.viewRange()
+    assert (x0, x1, y0, y1) == (0, 64, 0, 64)                     # no padding: not -10 ... 80
+    box = in_widget(view.plot.vb, view.glw)
+    assert box.width() == pytest.approx(box.height(), abs=2)     # square pixels for a square matrix
+    assert min(box.width(), box.height()) > 0.5 * min(view.glw.width(), view.glw.height())
+    bar = in_widget(view.colorbar, view.glw)
+    plot = in_widget(view.plot, view.glw)
+    left, right = plot.left(), view.glw.width() - bar.right()
+    assert left == pytest.approx(right, abs=3)                    # centred, the colour bar beside it
+    gradient = in_widget(view.colorbar.vb, view.glw)
+    assert gradient.top() == pytest.approx(box.top(), abs=1)     # the bar spans the image, no more
+    assert gradient.bottom() == pytest.approx(box.bottom(), abs=1)
+    assert view.width() == w                                      # nothing forces the dock wider
+
+
+def test_heatmap_of_a_tall_matrix_keeps_its_shape(qtbot):
+    view = sized(qtbot, "delta", 700, 420)
+    snap = sf.matrix_snapshot(40, shape=(256, 128))
+    view.update_snapshot(snap)
+    pixels(view)
+    (x0, x1), (y0, y1) = view.plot.vb.viewRange()
+    assert (x0, x1, y0, y1) == (0, 128, 0, 256)
+    box = in_widget(view.plot.vb, view.glw)
+    assert box.height() / box.width() == pytest.approx(2.0, rel=0.03)
+
+
+def test_heatmap_buttons_wrap_below_the_pickers_in_a_narrow_dock(qtbot):
+    view = sized(qtbot, "delta", 340, 500)
+    bar = view._mode_bar.geometry()
+    assert bar.right() <= view.width() and bar.top() > view.picker.geometry().top()
+    view.resize(900, 500)
+    pixels(view)
+    assert view._mode_bar.geometry().top() == pytest.approx(view.picker.geometry().top(), abs=4)
+
+
 # ---- spectrum ------------------------------------------------------------------------------------
 
 
@@ -309,6 +363,38 @@ def test_spectrum_shows_exactly_r_values(qtbot, rank):
     assert f"of r = {rank}" in view.ranks_text()
     assert view.waterfall_shape()[1] == rank
     assert view.waterfall_shape()[0] == len(sf.lora_snapshot(100, rank=rank).history.spectrum_steps)
+
+
+def test_spectrum_rank_label_reads_r_equals_rank_on_the_first_frame(qtbot):
+    view = make(qtbot, "spectrum")
+    view.update_snapshot(sf.lora_snapshot(100, rank=8))
+    assert view.rank_line.isVisible()
+    assert view.rank_line.label.toPlainText() == "r = 8"
+    view.update_snapshot(sf.lora_snapshot(120, rank=4, segment=1))
+    assert view.rank_line.label.toPlainText() == "r = 4"
+
+
+def _left_labels(view) -> list[str]:
+    pixels(view)
+    axis = view.plot.getAxis("left")
+    lo, hi = axis.range
+    levels = axis.tickValues(lo, hi, axis.height())
+    shown = levels[: axis.style["maxTextLevel"] + 1]
+    return [t for _, values in shown for t in axis.tickStrings(values, 1.0, None)]
+
+
+def test_spectrum_log_axis_labels_few_round_values(qtbot):
+    from explorer.gui.views.spectrum_view import log_ticks
+
+    view = make(qtbot, "spectrum", 560, 420)
+    view.update_snapshot(sf.lora_snapshot(200, rank=8))          # less than a decade of values
+    labels = _left_labels(view)
+    assert 2 <= len(labels) <= 5, labels                           # not 0.2 0.3 0.4 0.5 0.6 0.7 0.8
+    assert all(float(t) * 10 ** -np.floor(np.log10(float(t))) in (1, 2, 3, 5) for t in labels)
+    labelled, minor = log_ticks(-6.0, 1.0, 5)                       # seven decades: powers of ten
+    assert len(labelled) <= 5 and all(v == int(v) for v in labelled) and not minor
+    labelled, _ = log_ticks(np.log10(0.75), np.log10(0.86), 4)      # a sliver: round linear values
+    assert [round(10 ** v, 3) for v in labelled] == [0.75, 0.8, 0.85]
 
 
 def test_spectrum_of_full_fine_tuning_is_full_and_has_no_rank_line(qtbot):
@@ -427,6 +513,38 @@ def test_per_layer_gates_draw_one_curve_per_layer(qtbot):
     assert "one gate per layer" in view.caption.text()
 
 
+def test_gates_layout_gives_the_curves_a_useful_share(qtbot):
+    snap = sf.prefix_snapshot(200, layers=(4, 5, 6, 7), heads=4)
+    view = sized(qtbot, "gates", 380, 600)                         # a narrow dock: curves above the heatmap
+    view.update_snapshot(snap)
+    pixels(view)
+    assert view.arrangement() == "stacked"
+    curves, heat = in_widget(view.plot.vb, view.glw), in_widget(view.heat_plot.vb, view.glw)
+    assert curves.width() >= 0.6 * view.width() and curves.height() >= 0.4 * view.height()
+    assert curves.bottom() < heat.top()
+    # one step axis for both: the curves span the heatmap's steps over the same pixels
+    assert curves.left() == pytest.approx(heat.left(), abs=2) and curves.right() == pytest.approx(heat.right(), abs=2)
+    assert view.plot.vb.viewRange()[0] == pytest.approx(view.heat_plot.vb.viewRange()[0])
+    view.resize(900, 400)                                           # wide: side by side
+    pixels(view)
+    assert view.arrangement() == "side"
+    curves, heat = in_widget(view.plot.vb, view.glw), in_widget(view.heat_plot.vb, view.glw)
+    assert curves.width() >= 0.45 * view.width() and curves.height() >= 0.7 * view.height()
+    assert curves.right() < heat.left()
+    bar = in_widget(view.heat_bar.vb, view.glw)
+    assert bar.top() == pytest.approx(heat.top(), abs=1) and bar.bottom() == pytest.approx(heat.bottom(), abs=1)
+
+
+def test_gates_heatmap_labels_thin_out_and_many_layers_share_a_short_legend(qtbot):
+    view = sized(qtbot, "gates", 380, 500)
+    view.update_snapshot(sf.prefix_snapshot(100, layers=tuple(range(30)), heads=2))
+    pixels(view)
+    ticks = view.heat_plot.getAxis("left")._tickLevels[0]
+    line = QtGui.QFontMetrics(view.style_.font()).height()
+    assert len(ticks) < 30 and len(ticks) * line <= view.heat_plot.vb.height() * 1.1   # labels don't overlap
+    assert [label for _, label in view.legend.items][0].text == "L0" and len(view.legend.items) == 2
+
+
 # ---- loss ----------------------------------------------------------------------------------------
 
 
@@ -511,6 +629,37 @@ def test_budget_without_presets_or_keys(qtbot):
     assert "budget" in view.message()
 
 
+def test_budget_fits_a_narrow_dock_without_scrolling_sideways(qtbot):
+    view = sized(qtbot, "budget", 380, 420)
+    view.update_snapshot(sf.lora_prefix_snapshot(100))
+    pixels(view)
+    viewport = view.scroll.viewport()
+    assert not view.scroll.horizontalScrollBar().isVisible()
+    assert view.scroll.widget().width() <= viewport.width()
+    assert view.scroll.widget().minimumSizeHint().width() <= viewport.width()
+    for row in view._table_labels:                                   # every table cell shows whole
+        for label in row:
+            if label.isVisibleTo(view):
+                assert label.geometry().right() <= viewport.width()
+                assert label.width() >= label.fontMetrics().horizontalAdvance(label.text())
+    assert view.card_columns() == 2
+    assert view.preset_cells()[0][:2] == ["Model", "Params"]         # short headers
+    assert view.preset_rows()[0][1] == "2,129,984"                    # the full count stays in the data
+    view.resize(1000, 420)                                            # wide: four cards, full numbers
+    pixels(view)
+    assert view.card_columns() == 4 and view.table_form() == 0
+    assert view.preset_cells()[1][1] == "2,129,984"
+
+
+def test_budget_in_talk_mode_still_never_scrolls_sideways(qtbot):
+    view = sized(qtbot, "budget", 380, 420)
+    view.set_talk_mode(1.5, True)
+    view.update_snapshot(sf.lora_prefix_snapshot(100))
+    pixels(view)
+    assert view.scroll.widget().minimumSizeHint().width() <= view.scroll.viewport().width()
+    assert view.table_form() > 0
+
+
 # ---- samples -------------------------------------------------------------------------------------
 
 
@@ -545,6 +694,106 @@ def test_samples_accept_continuations_without_the_prompt(qtbot):
     assert view.texts() == ("# review: use is None", "# review: xx")
     view.update_snapshot(sf.matrix_snapshot(10))
     assert "matrix scenario" in view.message()
+
+
+REVIEW_SAMPLE = ("# review: nit: `index` says more than `i`\n--- a/nntplib.py\n+++ b/nntplib.py\n"
+                 "@@ -213,5 +213,5 @@ def _parse_overview(lines, fmt):\n"
+                 "         article_number = int(article_number)\n"
+                 "-        for i, token in enumerate(tokens):\n"
+                 "+        for index, token in enumerate(tokens):\n"
+                 "             if index >= len(fmt):")
+
+
+def _line_format(view, line_no: int) -> tuple[QtGui.QColor, QtGui.QColor]:
+    """(text colour, line tint; transparent for none) of a line of the adapted text."""
+    block = view.adapted.text.document().findBlockByNumber(line_no)
+    cursor = QtGui.QTextCursor(block)
+    cursor.movePosition(QtGui.QTextCursor.MoveOperation.Right)
+    tint = block.blockFormat().background()
+    none = tint.style() == QtCore.Qt.BrushStyle.NoBrush
+    return cursor.charFormat().foreground().color(), QtGui.QColor(0, 0, 0, 0) if none else tint.color()
+
+
+def test_samples_read_like_a_code_review(qtbot):
+    view = sized(qtbot, "samples", 380, 300)
+    snap = sf.lora_prefix_snapshot(240)
+    snap.samples = {"prompt": "# review:", "adapted": REVIEW_SAMPLE, "step": 240,
+                    "base": "# review:\n        else:\n            break"}
+    view.update_snapshot(snap)
+    text = view.adapted.text
+    assert text.lineWrapMode() == QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap
+    assert text.font().fixedPitch()
+    assert view.texts()[0] == REVIEW_SAMPLE                           # whitespace kept as it is
+    lines = REVIEW_SAMPLE.split("\n")
+    added, removed, hunk, review = (lines.index(next(l for l in lines if l.startswith(p)))
+                                    for p in ("+ ", "-  ", "@@", "# review"))
+    fg, tint = _line_format(view, added)
+    assert fg.green() > fg.red() + 60 and tint.alpha() > 0 and tint.green() > tint.red()   # + green
+    fg, tint = _line_format(view, removed)
+    assert fg.red() > fg.green() + 60 and tint.alpha() > 0 and tint.red() > tint.green()   # - red
+    fg, _ = _line_format(view, hunk)
+    assert fg.blue() > fg.red() + 60 and fg.green() > fg.red() + 60                         # @@ cyan
+    _, tint = _line_format(view, review)
+    assert tint.alpha() > 0                                                                  # highlighted
+    fg, tint = _line_format(view, lines.index("--- a/nntplib.py"))
+    assert tint.alpha() == 0 and not (fg.red() > fg.green() + 60)    # a file header is not a removed line
+    # long lines scroll sideways, and both columns scroll together (line n beside line n)
+    assert text.horizontalScrollBar().maximum() > 0
+    text.verticalScrollBar().setValue(1)
+    text.horizontalScrollBar().setValue(20)
+    assert view.base.text.horizontalScrollBar().value() == min(20, view.base.text.horizontalScrollBar().maximum())
+    assert "step <b>240</b>" in view.step_label.text()
+    assert not view.identical()
+
+
+def test_samples_say_no_change_yet_only_while_the_texts_are_identical(qtbot):
+    view = make(qtbot, "samples")
+    snap = sf.lora_prefix_snapshot(10)
+    snap.samples = {"prompt": "# review:", "adapted": "# review: x", "base": "# review: x", "step": 10}
+    view.update_snapshot(snap)
+    assert view.identical() and view.same_hint.isVisible() and "no change yet" in view.same_hint.text()
+    later = sf.lora_prefix_snapshot(50)
+    later.samples = {"prompt": "# review:", "adapted": "# review: y", "base": "# review: x", "step": 50}
+    view.update_snapshot(later)
+    assert not view.identical() and not view.same_hint.isVisible()
+    view.set_theme(dark=False)                                        # light theme: still coloured, redrawn
+    assert view.texts()[0] == "# review: y"
+
+
+def test_samples_colours_follow_the_theme(qtbot):
+    view = make(qtbot, "samples")
+    snap = sf.lora_prefix_snapshot(240)
+    snap.samples = {"prompt": "# review:", "adapted": REVIEW_SAMPLE, "base": "# review:", "step": 240}
+    view.update_snapshot(snap)
+    added = next(i for i, line in enumerate(REVIEW_SAMPLE.split("\n")) if line.startswith("+ "))
+    dark = _line_format(view, added)[0]
+    view.set_theme(dark=False)
+    light = _line_format(view, added)[0]
+    assert light.lightness() < dark.lightness()                       # dark green on white, light on black
+
+
+# ---- colour bars ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("talk", [False, True])
+def test_attention_colour_bar_end_labels_are_not_clipped(qtbot, talk):
+    view = sized(qtbot, "attention", 560, 420)
+    if talk:
+        view.set_talk_mode(1.5, True)
+    view.update_snapshot(sf.prefix_snapshot(80))
+    pixels(view)
+    for glw, plot, bar in ((view.grid_glw, view.grid_plot, view.grid_bar),):
+        gradient, image = in_widget(bar.vb, glw), in_widget(plot.vb, glw)
+        half_line = QtGui.QFontMetrics(bar.axis.style["tickFont"]).height() / 2
+        assert gradient.top() - half_line >= 0                         # the top label ("1") is whole
+        assert gradient.bottom() + half_line <= glw.height()          # and so is the bottom one ("-1")
+        assert gradient.top() == pytest.approx(image.top(), abs=1)     # the bar spans the maps, no more
+        assert gradient.bottom() == pytest.approx(image.bottom(), abs=1)
+    view.enlarge(0, 0)
+    pixels(view)
+    gradient = in_widget(view.detail_bar.vb, view.detail_glw)
+    half_line = QtGui.QFontMetrics(view.detail_bar.axis.style["tickFont"]).height() / 2
+    assert gradient.top() - half_line >= 0 and gradient.bottom() + half_line <= view.detail_glw.height()
 
 
 # ---- colour maps ---------------------------------------------------------------------------------

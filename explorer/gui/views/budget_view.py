@@ -196,6 +196,11 @@ class BudgetView(View):
         for c in range(4):
             self._cards.setColumnStretch(c, 1 if c < columns else 0)
 
+    def sizeHint(self) -> QtCore.QSize:
+        # what a dock would like to give it: two by two cards and the table (the scroll area's own hint
+        # follows the narrowest, one-column arrangement of the word-wrapped cards)
+        return QtCore.QSize(360, 200).expandedTo(self.minimumSizeHint())
+
     def card_columns(self) -> int:
         return self._card_columns
 

@@ -11,10 +11,11 @@ import html
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, set_colorbar_levels, style_colorbar, style_plot
+from explorer.gui.views.base import (MatrixPicker, View, new_layout_widget, nice_step, set_colorbar_levels, style_colorbar,
+                                     style_plot)
 
 MODES = ("delta", "base", "merged", "target")
 MODE_LABELS = {"delta": "ΔW", "base": "W₀", "merged": "W₀+ΔW", "target": "ΔW*"}
@@ -24,6 +25,23 @@ MODE_TIPS = {
     "merged": "W₀ + ΔW: the weight the adapted model uses (what a merge writes)",
     "target": "ΔW*: the planted update the matrix scenario trains towards",
 }
+
+
+class IndexAxis(pg.AxisItem):
+    """Row or column indices, with as many round ticks as their labels have room for (a 4096-wide
+    matrix in a small dock reads 0, 2000, 4000, not 1000 2000 3000 run together)."""
+
+    def tickSpacing(self, minVal, maxVal, size):
+        span = abs(float(maxVal) - float(minVal))
+        if not np.isfinite(span) or span <= 0 or size <= 0:
+            return super().tickSpacing(minVal, maxVal, size)
+        metrics = QtGui.QFontMetrics(self.style.get("tickFont") or QtGui.QFont())
+        if self.orientation in ("bottom", "top"):
+            room = metrics.horizontalAdvance(str(int(max(abs(minVal), abs(maxVal))))) + metrics.height()
+        else:
+            room = metrics.height() * 2.0
+        step = max(1.0, nice_step(span, max(1, int(size / room))))
+        return [(step, 0.0)]
 
 
 class DeltaView(View):
@@ -47,32 +65,42 @@ class DeltaView(View):
         lay = QtWidgets.QVBoxLayout(content)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.setSpacing(3)
-        top = QtWidgets.QHBoxLayout()
-        top.setSpacing(4)
+        # pickers left, mode buttons right; in a narrow dock the buttons go on a second line
+        self._top = QtWidgets.QGridLayout()
+        self._top.setHorizontalSpacing(4)
+        self._top.setVerticalSpacing(3)
         self.picker = MatrixPicker(content)
         self.picker.matrixChanged.connect(self._matrix_picked)
-        top.addWidget(self.picker)
-        top.addStretch(1)
+        self._mode_bar = QtWidgets.QWidget(content)
+        self._mode_bar.setMinimumWidth(1)     # beside the pickers it never makes the dock wider: it moves below
+        modes = QtWidgets.QHBoxLayout(self._mode_bar)
+        modes.setContentsMargins(0, 0, 0, 0)
+        modes.setSpacing(4)
         self._buttons: dict[str, QtWidgets.QToolButton] = {}
         group = QtWidgets.QButtonGroup(content)
         group.setExclusive(True)
         for mode in MODES:
-            b = QtWidgets.QToolButton(content)
+            b = QtWidgets.QToolButton(self._mode_bar)
             b.setText(MODE_LABELS[mode])
             b.setToolTip(MODE_TIPS[mode])
             b.setCheckable(True)
             b.setAutoRaise(False)
             b.clicked.connect(lambda _=False, m=mode: self.set_mode(m))
             group.addButton(b)
-            top.addWidget(b)
+            modes.addWidget(b)
             self._buttons[mode] = b
         self._buttons["delta"].setChecked(True)
         self._buttons["target"].setEnabled(False)
-        lay.addLayout(top)
+        self._top.addWidget(self.picker, 0, 0)
+        self._top.setColumnStretch(1, 1)
+        self._buttons_below = None
+        self._place_mode_bar(False)
+        lay.addLayout(self._top)
 
         self.glw = new_layout_widget(self.style_)
         self.glw.ci.setToolTip(self.formula_tooltip)
-        self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
+        self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0, axisItems={"bottom": IndexAxis("bottom"),
+                                                                           "left": IndexAxis("left")})
         # The axes fit the image exactly; its aspect is kept by sizing the plot (see _fit_layout), not by
         # a locked view box, which would pad the range to fill a wide or tall dock (-10 ... 140 rows).
         self.plot.invertY(True)
@@ -193,6 +221,21 @@ class DeltaView(View):
         set_colorbar_levels(self.colorbar, levels)
         self.caption.setText(self._caption(snapshot, m, mode, data, levels[1]))
         self.draw_count += 1
+
+    def _place_mode_bar(self, below: bool) -> None:
+        if below == self._buttons_below:
+            return
+        self._buttons_below = below
+        self._top.removeWidget(self._mode_bar)
+        if below:
+            self._top.addWidget(self._mode_bar, 1, 0, 1, 3, QtCore.Qt.AlignmentFlag.AlignLeft)
+        else:
+            self._top.addWidget(self._mode_bar, 0, 2)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        need = self.picker.sizeHint().width() + self._mode_bar.sizeHint().width() + 16
+        self._place_mode_bar(event.size().width() < need)
 
     def image_aspect(self) -> float:
         """Width / height the heatmap is drawn with: the matrix's columns / rows, kept within 1:4 and 4:1

@@ -153,7 +153,7 @@ class SamplesView(View):
         top.addWidget(self.step_label)
         self.header = QtWidgets.QLabel(content)
         self.header.setTextFormat(QtCore.Qt.TextFormat.RichText)
-        self.header.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        self.header.setWordWrap(True)
         top.addWidget(self.header, 1)
         self.same_hint = QtWidgets.QLabel("no change yet", content)
         self.same_hint.setToolTip("The adapted model still writes exactly what the frozen base model writes")
