@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-process", action="store_true",
                         help="train on a thread of this process instead of a child process (debugging; "
                              "the window then competes with training for Python's GIL)")
+    parser.add_argument("--replay", default=None, metavar="DIR",
+                        help="open a recording (from `python -m explorer run` or the app) in replay mode")
     parser.add_argument("--talk", nargs="?", const="default", default=None, metavar="DECK",
                         help="talk mode: full screen, large fonts, a deck of scenes (default deck if none given)")
     # For scripts and benchmarks: a separate settings file, and exit once the first frame is painted.

@@ -56,6 +56,8 @@ FEATURE_HOOKS = {
     "export_adapter": ("explorer.gui.adapter_export", "export_adapter", "Export as PEFT adapter"),
     "talk_mode": ("explorer.gui.talk", "enter_talk_mode", "Talk mode"),
     "record": ("explorer.gui.recording", "toggle_recording", "Recording"),
+    "open_recording": ("explorer.gui.replay", "open_recording", "Replay"),
+    "record_run": ("explorer.gui.replay", "toggle_run_recording", "Recording the run"),
 }
 
 
@@ -117,6 +119,7 @@ class MainWindow(QMainWindow):
         self._loading = False
         self._worker_dead_reported = False
         self._current_view_id: str | None = None
+        self.replay = None                    # explorer.gui.replay's controller while a recording is shown
         self._frame_queue: list[str] = []
         self._frame_snap = None
         self._frame_scheduled = False
@@ -227,6 +230,10 @@ class MainWindow(QMainWindow):
         a("export_adapter", "Export as PEFT adapter…", lambda: self.run_feature("export_adapter"),
           "Write what was trained as a PEFT adapter directory")
         a("record", "Record…", lambda: self.run_feature("record"), "Record a view or the window (GIF, MP4)")
+        a("open_recording", "Open recording…", lambda: self.run_feature("open_recording"),
+          "Replay a recording (python -m explorer run, or Record run) with a step slider")
+        a("record_run", "Record run to directory…", lambda: self.run_feature("record_run"),
+          "Write the live run's snapshots to a directory, to replay later")
         a("quit", "Quit", self.close, "Quit")
         a("full_screen", "Full screen", self.toggle_full_screen, "Full screen on / off", checkable=True)
         a("talk_mode", "Talk mode", lambda: self.enter_talk_mode(None),
@@ -271,8 +278,8 @@ class MainWindow(QMainWindow):
     def _make_menus(self) -> None:
         acts = self.actions_by_name
         m = self.menuBar().addMenu("&File")
-        for name in ("open", "save_state", None, "export_view", "export_metrics", None, "open_adapter",
-                     "export_adapter", "record", None, "quit"):
+        for name in ("open", "save_state", None, "open_recording", "record_run", None, "export_view",
+                     "export_metrics", "record", None, "open_adapter", "export_adapter", None, "quit"):
             m.addSeparator() if name is None else m.addAction(acts[name])
         m = self.menuBar().addMenu("&Training")
         for name in ("play_pause", "step", "reset", None, "faster", "slower"):
@@ -568,7 +575,7 @@ class MainWindow(QMainWindow):
     def drain(self) -> None:
         """Timer slot: take the newest snapshot (never waits) and draw it."""
         worker = self.worker
-        if worker is None:
+        if worker is None or self.replay is not None:     # replaying: the live run waits in its mailbox
             return
         try:
             snap = worker.latest()

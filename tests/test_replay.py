@@ -1,0 +1,281 @@
+"""Replay (explorer.gui.replay): a recording drawn in the window as the live run drew it, scrubbed with
+the slider, played at a speed; a recording cut off mid-write still opens; the live run recorded from
+the app replays too; `python -m explorer --replay DIR`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QEvent
+from PySide6.QtWidgets import QApplication
+
+from engine_helpers import assert_snapshots_equal, one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401
+from explorer.engine.recording import RecordingReader, RecordingWriter
+from explorer.engine.trainer import Trainer
+from explorer.gui import replay
+from explorer.gui.main_window import MainWindow
+from explorer.gui.persistence import Persistence
+
+WAIT_MS = 30_000
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def record(directory: Path, settings, steps: int, base_model=None) -> dict:
+    """A headless run recorded at every step, as `python -m explorer run` does; {step: live snapshot}."""
+    trainer = Trainer(settings, base_model=base_model)
+    writer = RecordingWriter(directory, {"settings": settings.to_dict(), "device": trainer.device_label()})
+    live = {}
+    for k in range(steps + 1):
+        trainer.eval_loss()
+        snap = trainer.snapshot(settings.display_size, with_samples=k in (0, steps))
+        snap.state = "running" if k < steps else "paused"
+        writer.write(snap, fresh_samples=k in (0, steps))
+        live[k] = snap
+        if k < steps:
+            trainer.train_step()
+    trainer.save_state(directory / "state.safetensors")
+    writer.finish(final_step=trainer.step, completed=True)
+    return live
+
+
+@pytest.fixture(scope="module")
+def matrix_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rec") / "matrix"
+    return d, record(d, tiny_matrix(rank=3, display_size=24), 12)
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rec") / "lm"
+    return d, record(d, tiny_lm(method="lora+prefix", prefix_layers=2), 4, base_model=tiny_byte_model())
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    made = []
+    baseline = {t.ident for t in threading.enumerate()}
+
+    def make(factory=None, start=False):
+        win = MainWindow(tiny_matrix(), store=Persistence(path=str(tmp_path / f"s{len(made)}.ini")), restore=False,
+                         worker_factory=factory)
+        qtbot.addWidget(win)
+        win.resize(1600, 1000)
+        win.show()
+        qtbot.waitExposed(win)
+        if start:
+            with qtbot.waitSignal(win.worker_attached, timeout=WAIT_MS):
+                win.start_worker()
+        made.append(win)
+        return win
+
+    yield make
+    for win in made:
+        worker = win.worker
+        win.close()
+        assert worker is None or not worker.alive
+        win.deleteLater()
+    QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    assert not [t for t in threading.enumerate() if t.ident not in baseline and t.is_alive()]
+
+
+def drawn(qtbot, win, ctl, view_ids):
+    """Wait until these views took the snapshot the replay shows now."""
+    qtbot.waitUntil(lambda: all(win.views[v].snapshot is ctl.shown for v in view_ids), timeout=WAIT_MS)
+
+
+def positive(values):
+    v = np.asarray(values, np.float64)
+    return v[v > 0]
+
+
+def test_replay_at_step_s_draws_what_the_live_run_had_at_step_s(qtbot, window, matrix_run):
+    directory, live = matrix_run
+    win = window()
+    ctl = replay.open_recording(win, directory)
+    assert ctl is not None and win.replay is ctl and ctl.steps == list(range(13))
+    assert "Replaying matrix: 13 recorded steps" in win.status.currentMessage()
+    for s in (0, 5, 12, 3):
+        assert ctl.show_step(s)
+        drawn(qtbot, win, ctl, ["delta", "spectrum", "loss"])
+        m_live = live[s].matrices["W"]
+        assert np.array_equal(win.views["delta"].image.image, m_live.delta)          # the heatmap's data
+        y = win.views["spectrum"].curve.yData                                        # (log-scale axis: the data)
+        y = np.zeros(0) if y is None else y                                         # step 0: ΔW = 0, no values
+        assert np.allclose(y, positive(m_live.spectrum)) and len(y) == np.count_nonzero(m_live.spectrum)
+        hx, hy = win.views["loss"].train_raw.getData()
+        h = live[s].history
+        assert np.array_equal(hx, h.steps) and np.allclose(hy, h.loss)
+        assert win.status.step.text() == f"step {s:,}" and "replay" in win.status.state.text()
+        assert ctl.bar.step_label.text().startswith(f"step {s} of 12")
+        # field for field, array for array: the snapshot drawn is the live one (state aside)
+        assert_snapshots_equal(dataclasses.replace(ctl.shown, state=live[s].state), live[s])
+    assert s == 3 and ctl.bar.slider.value() == 3
+
+
+def test_prefix_views_replay_gates_and_attention(qtbot, window, lm_run):
+    directory, live = lm_run
+    win = window()
+    ctl = replay.open_recording(win, directory)
+    qtbot.waitUntil(lambda: {"attention", "gates", "samples"} <= set(win.visible_view_ids()), timeout=WAIT_MS)
+    assert ctl.show_step(4)
+    drawn(qtbot, win, ctl, ["attention", "gates", "samples"])
+    got = win.views["attention"].snapshot
+    for p_live, p_got in zip(live[4].prefixes, got.prefixes):
+        assert np.array_equal(p_live.attention, p_got.attention) and np.array_equal(p_live.gates, p_got.gates)
+    assert np.array_equal(got.history.gates, live[4].history.gates)
+    assert win.views["samples"].snapshot.samples == live[4].samples
+
+
+def test_slider_keys_and_playback_move_the_views(qtbot, window, matrix_run):
+    directory, live = matrix_run
+    win = window()
+    ctl = replay.open_recording(win, directory)
+    delta = win.views["delta"]
+    ctl.bar.slider.setValue(7)                                  # the user drags the slider
+    qtbot.waitUntil(lambda: ctl.shown_step == 7 and delta.snapshot is ctl.shown, timeout=WAIT_MS)
+    assert np.array_equal(delta.image.image, live[7].matrices["W"].delta)
+    win.findChild(replay.QtGui.QAction, "action_replay_right").trigger()           # Right: one record on
+    assert ctl.shown_step == 8
+    win.findChild(replay.QtGui.QAction, "action_replay_home").trigger()
+    assert ctl.shown_step == 0 and ctl.bar.slider.value() == 0
+    ctl.set_speed(8.0)
+    assert ctl.steps_per_second() == pytest.approx(8 * ctl.rate) and "8x" in ctl.bar.speed_box.currentText()
+    seen = []
+    ctl.position_changed.connect(seen.append)
+    ctl.bar.play_button.click()                                  # play: on to the end, then stop
+    assert ctl.playing and "Pause" in ctl.bar.play_button.text()
+    qtbot.waitUntil(lambda: not ctl.playing, timeout=WAIT_MS)
+    assert ctl.shown_step == 12 and seen == sorted(seen) and seen[-1] == 12
+    drawn(qtbot, win, ctl, ["delta"])
+    assert np.array_equal(delta.image.image, live[12].matrices["W"].delta)
+
+
+def test_live_controls_are_disabled_and_back_to_live_restores_them(qtbot, window, matrix_run):
+    from explorer.engine.worker import TrainingWorker
+
+    directory, live = matrix_run
+    win = window(lambda s: TrainingWorker(s, threads=1), start=True)
+    win.worker.step(2)
+    qtbot.waitUntil(lambda: win.last_snapshot is not None and win.last_snapshot.step == 2, timeout=WAIT_MS)
+    ctl = replay.open_recording(win, directory)
+    assert not win.controls.isEnabled() and not win.speed_box.isEnabled()
+    for name in ("play_pause", "step", "reset", "save_state", "open", "talk_mode"):
+        assert not win.actions_by_name[name].isEnabled(), name
+    assert win.actions_by_name["export_view"].isEnabled() and win.actions_by_name["record"].isEnabled()
+    ctl.show_step(9)
+    win.worker.step(3)                          # the live run goes on meanwhile; the window shows the replay
+    win.worker.request_snapshot()
+    qtbot.waitUntil(lambda: win.worker._mailbox.peek() is not None and win.worker._mailbox.peek().step == 5,
+                    timeout=WAIT_MS)
+    win.drain()                                 # the drain timer's slot: it leaves the live snapshot waiting
+    assert win.last_snapshot is ctl.shown and win.last_snapshot.step == 9
+    ctl.bar.live_button.click()                                  # Back to live
+    bar = win.findChild(replay.QtWidgets.QToolBar, "replay_bar")
+    assert win.replay is None and (bar is None or not bar.isVisible())
+    assert win.controls.isEnabled() and win.actions_by_name["play_pause"].isEnabled()
+    qtbot.waitUntil(lambda: win.last_snapshot is not None and win.last_snapshot.state != "replay"
+                    and win.last_snapshot.step == 5, timeout=WAIT_MS)
+    assert "Back to live" in win.status.currentMessage()
+
+
+def test_a_recording_cut_off_mid_write_still_opens(qtbot, window, matrix_run, tmp_path):
+    directory, live = matrix_run
+    cut = tmp_path / "cut"
+    shutil.copytree(directory, cut)
+    cfg = json.loads((cut / "config.json").read_text())
+    for key in ("final_step", "completed"):
+        cfg.pop(key, None)
+    (cut / "config.json").write_text(json.dumps(cfg))
+    (cut / "state.safetensors").unlink()
+    (cut / "snapshots" / "000012.safetensors").unlink()          # killed before its metrics line
+    raw = (cut / "metrics.jsonl").read_bytes()
+    lines = raw.split(b"\n")
+    (cut / "metrics.jsonl").write_bytes(b"\n".join(lines[:-3]) + b"\n" + lines[-3][: len(lines[-3]) // 2])
+    win = window()
+    ctl = replay.open_recording(win, cut)
+    assert ctl is not None and ctl.steps == list(range(11))        # 11 torn, 12 never written
+    assert "cut off" in win.status.currentMessage() and "torn line" in win.status.currentMessage()
+    assert ctl.show_step(10)
+    drawn(qtbot, win, ctl, ["delta"])
+    assert np.array_equal(win.views["delta"].image.image, live[10].matrices["W"].delta)
+    # a damaged snapshot file: a message, and the replay stays where it was
+    (cut / "snapshots" / "000004.safetensors").write_bytes(b"garbage")
+    assert not ctl.show_step(4)
+    assert "step 4 cannot be read" in win.status.currentMessage() and ctl.shown_step == 10
+
+
+def test_what_is_not_a_recording_is_refused(qtbot, window, tmp_path):
+    win = window()
+    (tmp_path / "empty").mkdir()
+    assert replay.open_recording(win, tmp_path / "empty") is None
+    assert "Could not open the recording" in win.status.currentMessage() and "no config.json" in \
+        win.status.currentMessage()
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "config.json").write_text('{"format": "something-else"}')
+    assert replay.open_recording(win, tmp_path / "foreign") is None
+    assert "not a peft-explorer recording" in win.status.currentMessage()
+    assert win.replay is None and win.controls.isEnabled()
+
+
+def test_the_live_run_recorded_from_the_app_replays(qtbot, window, tmp_path):
+    from explorer.engine.worker import TrainingWorker
+
+    win = window(lambda s: TrainingWorker(s, threads=1), start=True)
+    qtbot.waitUntil(lambda: win.last_snapshot is not None, timeout=WAIT_MS)
+    out = tmp_path / "app-run"
+    rec = replay.toggle_run_recording(win, out)
+    assert rec is not None and win.actions_by_name["record_run"].text() == "Stop recording the run"
+    delivered = {}
+    win.snapshot_delivered.connect(lambda s: delivered.__setitem__(s.step, s))
+    win.worker.step(6)
+    qtbot.waitUntil(lambda: 6 in delivered and delivered[6].state == "paused", timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: rec.last_step == 6, timeout=WAIT_MS)
+    with qtbot.waitSignal(rec.ended, timeout=WAIT_MS):
+        win.actions_by_name["record_run"].trigger()                # File > Stop recording the run
+    assert "Run recorded to" in win.status.currentMessage()
+    reader = RecordingReader(out)
+    assert reader.finished and 6 in reader.steps and (out / "state.safetensors").is_file()
+    assert_snapshots_equal(reader.snapshot(6), dataclasses.replace(delivered[6]))
+    ctl = replay.open_recording(win, out)
+    assert ctl.show_step(6)
+    drawn(qtbot, win, ctl, ["spectrum"])
+    assert np.allclose(win.views["spectrum"].curve.yData, positive(delivered[6].matrices["W"].spectrum))
+    replay.back_to_live(win)
+
+    # a cold change ends the run's recording (one recording, one run)
+    qtbot.waitUntil(lambda: win.last_snapshot is not None and win.last_snapshot.state != "replay", timeout=WAIT_MS)
+    rec = replay.toggle_run_recording(win, tmp_path / "second")
+    with qtbot.waitSignal(rec.ended, timeout=WAIT_MS) as ended:
+        win.apply_settings(win.settings.with_changes(rank=2))
+    assert "a recording holds one run" in ended.args[0] and RecordingReader(tmp_path / "second").steps
+    assert replay.toggle_run_recording(win, out) is None and "not empty" in win.status.currentMessage()
+
+
+def test_command_line_replay_opens_the_recording_without_the_engine(matrix_run, tmp_path):
+    directory, _live = matrix_run
+    code = ("import sys\n"
+            "from PySide6.QtCore import QTimer\n"
+            "import explorer.gui.replay as r\n"
+            "opened = r.open_recording\n"
+            "def wrapped(window, path):\n"
+            "    ctl = opened(window, path)\n"
+            "    print('replaying', len(ctl.steps), 'worker', window.worker, 'torch' in sys.modules, flush=True)\n"
+            "    QTimer.singleShot(0, window.close)\n"
+            "    return ctl\n"
+            "r.open_recording = wrapped\n"
+            "from explorer.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, "-c", code, "--replay", str(directory), "--settings-path",
+                          str(tmp_path / "s.ini")], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "replaying 13 worker None False" in out.stdout           # no training engine, no torch
