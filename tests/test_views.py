@@ -397,6 +397,31 @@ def test_spectrum_log_axis_labels_few_round_values(qtbot):
     assert [round(10 ** v, 3) for v in labelled] == [0.75, 0.8, 0.85]
 
 
+def test_spectrum_legend_sits_above_the_plot_and_a_short_view_drops_the_waterfall(qtbot):
+    view = sized(qtbot, "spectrum", 560, 460)
+    view.update_snapshot(sf.lora_snapshot(100, rank=8))
+    pixels(view)
+    legend, plot = in_widget(view.legend, view.glw), in_widget(view.plot.vb, view.glw)
+    assert legend.bottom() <= plot.top() + 1                          # never over the curves
+    assert view.has_waterfall() and view.waterfall_plot.isVisible()
+    view.resize(560, 300)                                             # too short for both plots
+    pixels(view)
+    assert not view.has_waterfall() and not view.waterfall_plot.isVisible()
+    plot = in_widget(view.plot.vb, view.glw)
+    assert plot.height() >= 100                                       # the spectrum keeps the room
+    assert view.plot.getAxis("bottom").style["showValues"]            # and gets the index axis
+    assert "waterfall" not in view.caption.text()
+
+
+def test_gate_colours_stay_readable_on_a_light_background(qtbot):
+    view = make(qtbot, "gates")
+    view.update_snapshot(sf.prefix_snapshot(100, layers=(4, 5, 6, 7), heads=2))
+    view.set_theme(dark=False)
+    for curve in view._curves:
+        assert curve.opts["pen"].color().lightness() < 200             # no pale yellow on white
+    assert len({c.opts["pen"].color().name() for c in view._curves}) == 4
+
+
 def test_spectrum_of_full_fine_tuning_is_full_and_has_no_rank_line(qtbot):
     view = make(qtbot, "spectrum")
     view.update_snapshot(sf.full_snapshot(60))

@@ -43,6 +43,16 @@ class IndexAxis(pg.AxisItem):
         step = max(1.0, nice_step(span, max(1, int(size / room))))
         return [(step, 0.0)]
 
+    def tickValues(self, minVal, maxVal, size):
+        levels = super().tickValues(minVal, maxVal, size)
+        if sum(len(values) for _, values in levels[:1]) >= 2:
+            return levels
+        # room for one round label or none: label the two ends instead (0 and 4096)
+        return [(None, [float(np.ceil(min(minVal, maxVal))), float(np.floor(max(minVal, maxVal)))])]
+
+    def tickStrings(self, values, scale, spacing):
+        return [f"{v * scale:.0f}" if float(v).is_integer() else f"{v * scale:g}" for v in values]
+
 
 class DeltaView(View):
     view_id = "delta"
@@ -106,6 +116,7 @@ class DeltaView(View):
         self.plot.invertY(True)
         self.plot.hideButtons()
         self.plot.vb.setDefaultPadding(0.0)
+        self.plot.getAxis("bottom").setStyle(hideOverlappingLabels=12)   # "0" at the left end is drawn
         self.plot.vb.sigResized.connect(self._fit_layout)
         self.plot.setLabel("bottom", "input (column)")
         self.plot.setLabel("left", "output (row)")

@@ -24,12 +24,17 @@ HEAT_TITLE, HEAT_TITLE_SHORT = "mean |gate| over heads", "mean |gate|"
 MAX_NAMED_LAYERS = len(colormaps.QUALITATIVE) - 1    # the last Okabe-Ito colour (grey) is kept for notes
 
 
-def layer_color(i: int, n: int = 0) -> QtGui.QColor:
-    """Colour of the i-th of n layers: an Okabe-Ito colour each while they last, else a colour by depth
-    (a sequential map from the first layer to the last: 30 layers read as a gradient, not 30 hues)."""
+def layer_color(i: int, n: int = 0, dark: bool = True) -> QtGui.QColor:
+    """Colour of the i-th of n layers: an Okabe-Ito colour each while they last (on white, without the
+    yellow, which is too pale to read there), else a colour by depth (a sequential map from the first
+    layer to the last: 30 layers read as a gradient, not 30 hues)."""
+    names = colormaps.QUALITATIVE[:MAX_NAMED_LAYERS]
+    if not dark:
+        names = tuple(c for c in names if c != "#F0E442") + ("#000000",)
     if n <= MAX_NAMED_LAYERS:
-        return pg.mkColor(colormaps.QUALITATIVE[i % MAX_NAMED_LAYERS])
-    return colormaps.colormap(colormaps.SEQUENTIAL).map(0.15 + 0.85 * i / max(1, n - 1), mode="qcolor")
+        return pg.mkColor(names[i % MAX_NAMED_LAYERS])
+    t = 0.15 + 0.85 * i / max(1, n - 1)
+    return colormaps.colormap(colormaps.SEQUENTIAL).map(t if dark else 0.9 - 0.8 * (t - 0.15) / 0.85, mode="qcolor")
 
 
 class GatesView(View):
@@ -283,7 +288,7 @@ class GatesView(View):
         n = len(layers)
         self.legend.setColumnCount(1 if n <= 2 or n > MAX_NAMED_LAYERS else 2)
         for li, layer in enumerate(layers):
-            curve = pg.PlotCurveItem(pen=pg.mkPen(layer_color(li, n), width=1), connect="finite")
+            curve = pg.PlotCurveItem(pen=pg.mkPen(layer_color(li, n, self.style_.dark), width=1), connect="finite")
             self.plot.addItem(curve)
             self._curves.append(curve)
             # many layers: the legend names the first and the last (the colours run between them)
@@ -333,6 +338,8 @@ class GatesView(View):
         self._set_layer_ticks()
         self._style_legend()
         self.zero_line.setPen(pg.mkPen(s.muted, width=1, style=QtCore.Qt.PenStyle.DashLine))
+        for li, curve in enumerate(self._curves):            # the layer colours for this background
+            curve.setPen(pg.mkPen(layer_color(li, len(self._curves), s.dark), width=1))
         name = colormaps.sequential_for(s.high_contrast)
         if name != self._seq_name:
             self._seq_name = name

@@ -19,6 +19,7 @@ from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, nice_
 DECADES = 4.0          # the waterfall's colour spans this many decades below the largest value
 AXIS_WIDTH = 56
 MAX_SYMBOLS = 96       # draw point markers for at most this many singular values
+QWIDGETSIZE_MAX = 16777215
 
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -131,7 +132,7 @@ class SpectrumView(View):
         self.glw.ci.setToolTip(self.formula_tooltip)
         # -- the spectrum, log y
         self.value_axis = LogValueAxis("left")
-        self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0, axisItems={"left": self.value_axis})
+        self.plot: pg.PlotItem = self.glw.addPlot(row=1, col=0, axisItems={"left": self.value_axis})
         self.plot.setLogMode(x=False, y=True)
         self.value_axis.setStyle(maxTextLevel=0)         # the minor ticks are drawn, not labelled
         self.plot.hideButtons()
@@ -172,13 +173,15 @@ class SpectrumView(View):
         self.empty_text = pg.TextItem(anchor=(0.5, 0.5))
         self.empty_text.setParentItem(self.plot.vb)
         self.empty_text.hide()
-        self.legend = pg.LegendItem(offset=(-8, 4), labelTextSize="8pt")
-        self.legend.setParentItem(self.plot.vb)
-        self.legend.anchor((1, 0), (1, 0), offset=(-4, 4))
+        # the legend on a line of its own above the plot: inside it, it would cover the σ curve (top left)
+        # or the energy curve (top right), whichever corner it took
+        self.legend = pg.LegendItem(labelTextSize="8pt", colCount=3)
+        self.legend.setFlag(self.legend.GraphicsItemFlag.ItemIsMovable, False)
+        self.glw.addItem(self.legend, row=0, col=0)
         self._legend_has_target = None
         self._set_legend(False)
         # -- waterfall
-        self.waterfall_plot: pg.PlotItem = self.glw.addPlot(row=1, col=0)
+        self.waterfall_plot: pg.PlotItem = self.glw.addPlot(row=2, col=0)
         self.waterfall_plot.hideButtons()
         self.waterfall_plot.setMenuEnabled(False)
         self.waterfall_plot.setMouseEnabled(x=False, y=False)
@@ -192,9 +195,12 @@ class SpectrumView(View):
         self.waterfall = pg.ImageItem(axisOrder="row-major")
         self.waterfall.setLookupTable(colormaps.lut(self._seq_name))
         self.waterfall_plot.addItem(self.waterfall)
-        self.glw.ci.layout.setRowStretchFactor(0, 3)
-        self.glw.ci.layout.setRowStretchFactor(1, 2)
-        self.glw.ci.layout.setRowMinimumHeight(0, 150)
+        self.glw.ci.layout.setRowStretchFactor(1, 3)
+        self.glw.ci.layout.setRowStretchFactor(2, 2)
+        self.glw.ci.layout.setSpacing(2)
+        self._with_waterfall = None
+        self._fit_rows(480)
+        self.glw.installEventFilter(self)
         lay.addWidget(self.glw, 1)
         self.caption = QtWidgets.QLabel(content)
         self.caption.setWordWrap(True)
@@ -226,6 +232,40 @@ class SpectrumView(View):
 
     def export_item(self):
         return self.glw.ci
+
+    def has_waterfall(self) -> bool:
+        """False while the view is too short for both plots (the spectrum keeps the room then)."""
+        return bool(self._with_waterfall)
+
+    # ---- layout ----------------------------------------------------------------------------------
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.glw and event.type() == QtCore.QEvent.Type.Resize:
+            self._fit_rows(event.size().height())
+        return super().eventFilter(watched, event)
+
+    def _fit_rows(self, height: int | None = None) -> None:
+        """The spectrum gets at least 150 px (scaled in talk mode) and the waterfall the rest; a view
+        too short for a readable waterfall drops it and puts the index axis under the spectrum."""
+        height = self.glw.height() if height is None else height
+        scale = max(1.0, self.style_.font_scale)
+        line = QtGui.QFontMetrics(self.style_.font()).height()
+        spectrum_min = 150 * scale
+        waterfall_min = 40 * scale + 2.5 * line          # a few rows of colour and its index axis
+        room = height - max(self.legend.height(), line) - 10         # below the legend, within the margins
+        with_waterfall = room >= spectrum_min + waterfall_min
+        grid = self.glw.ci.layout
+        grid.setRowMinimumHeight(1, max(40.0, min(spectrum_min, room)))
+        if with_waterfall != self._with_waterfall:
+            self._with_waterfall = with_waterfall
+            self.waterfall_plot.setVisible(with_waterfall)
+            grid.setRowMaximumHeight(2, QWIDGETSIZE_MAX if with_waterfall else 0)
+            grid.setRowMinimumHeight(2, 0)
+            bottom = self.plot.getAxis("bottom")
+            bottom.setStyle(showValues=not with_waterfall)
+            bottom.setLabel("" if with_waterfall else "index i")
+            bottom.showLabel(not with_waterfall)
+            style_plot(self.plot, self.style_)
+            self._set_caption()                               # it says whether a waterfall shows
 
     # ---- drawing ---------------------------------------------------------------------------------
     def _sync_energy_box(self) -> None:
@@ -357,9 +397,17 @@ class SpectrumView(View):
         self.ranks.setText(head)
         method = {"qr": "exact, from the QR of B and A", "exact": "exact", "svdvals": "dense SVD"}.get(
             m.spectrum_method, m.spectrum_method)
-        self.caption.setText(f"{m.name} · {m.shape[0]}×{m.shape[1]} · ‖ΔW‖F = {m.fro_norm:.4g} · "
-                             f"spectrum: {method} · step {snapshot.step:,} · waterfall colour: log₁₀ σᵢ, "
-                             f"{DECADES:.0f} decades")
+        self._caption_text = (f"{m.name} · {m.shape[0]}×{m.shape[1]} · ‖ΔW‖F = {m.fro_norm:.4g} · "
+                              f"spectrum: {method} · step {snapshot.step:,}")
+        self._set_caption()
+
+    def _set_caption(self) -> None:
+        if not hasattr(self, "caption"):            # still building the view
+            return
+        text = getattr(self, "_caption_text", "")
+        if text and self._with_waterfall:
+            text += f" · waterfall colour: log₁₀ σᵢ, {DECADES:.0f} decades"
+        self.caption.setText(text)
 
     def _draw_waterfall(self, snapshot, name: str) -> None:
         h = snapshot.history
@@ -400,6 +448,7 @@ class SpectrumView(View):
         self.waterfall.clear()
         self.empty_text.hide()
         self.ranks.setText("")
+        self._caption_text = ""
         self.caption.setText("")
 
     def _apply_style(self) -> None:
@@ -414,7 +463,9 @@ class SpectrumView(View):
         self.empty_text.setColor(s.foreground)
         self.empty_text.setFont(s.font(11))
         self.rank_line.label.setColor(s.muted)
-        self.glw.ci.layout.setRowMinimumHeight(0, 150 * max(1.0, s.font_scale))
+        self.rank_line.label.setFont(s.font(8.5))
+        self._with_waterfall = None
+        self._fit_rows()
         name = colormaps.sequential_for(s.high_contrast)
         if name != self._seq_name:
             self._seq_name = name
