@@ -9,6 +9,8 @@ import argparse
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 
 from engine_helpers import tiny_matrix
@@ -25,6 +27,19 @@ def test_in_process_flag_picks_the_thread_worker():
     add_arguments(parser)
     assert parser.parse_args(["--in-process"]).in_process and not parser.parse_args([]).in_process
     assert DEFAULT_WORKER.endswith(":ProcessTrainingWorker") and THREAD_WORKER.endswith(":TrainingWorker")
+
+
+def test_the_gui_side_needs_no_torch():
+    """Importing torch takes seconds, mostly holding the GIL: the GUI process must never need it when
+    training runs in a child (the budget view prices LLaMA presets from a torch-free config)."""
+    code = ("import sys; import explorer.gui.main_window, explorer.engine.process_worker, explorer.gui.views; "
+            "from explorer.gui.views.budget_view import price_presets; "
+            "from explorer.engine.settings import TrainSettings; "
+            "assert price_presets(TrainSettings().to_dict()); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
 
 
 def test_window_trains_in_a_child_process_survives_its_death_and_leaves_nothing(qtbot, tmp_path):
