@@ -133,6 +133,10 @@ def test_prefix_views_replay_gates_and_attention(qtbot, window, lm_run):
         assert np.array_equal(p_live.attention, p_got.attention) and np.array_equal(p_live.gates, p_got.gates)
     assert np.array_equal(got.history.gates, live[4].history.gates)
     assert win.views["samples"].snapshot.samples == live[4].samples
+    # samples are recorded when fresh (steps 0 and 4 here); as live, the newest so far ride along
+    assert live[2].samples is None and ctl.show_step(2)
+    drawn(qtbot, win, ctl, ["samples"])
+    assert win.views["samples"].snapshot.samples == live[0].samples and live[0].samples["step"] == 0
 
 
 def test_slider_keys_and_playback_move_the_views(qtbot, window, matrix_run):
@@ -166,8 +170,10 @@ def test_live_controls_are_disabled_and_back_to_live_restores_them(qtbot, window
     win = window(lambda s: TrainingWorker(s, threads=1), start=True)
     win.worker.step(2)
     qtbot.waitUntil(lambda: win.last_snapshot is not None and win.last_snapshot.step == 2, timeout=WAIT_MS)
+    assert win.settings == tiny_matrix()
     ctl = replay.open_recording(win, directory)
     assert not win.controls.isEnabled() and not win.speed_box.isEnabled()
+    assert win.controls.settings == ctl.reader.settings and win.settings.rank == 3    # what it was made with
     for name in ("play_pause", "step", "reset", "save_state", "open", "talk_mode"):
         assert not win.actions_by_name[name].isEnabled(), name
     assert win.actions_by_name["export_view"].isEnabled() and win.actions_by_name["record"].isEnabled()
@@ -182,9 +188,19 @@ def test_live_controls_are_disabled_and_back_to_live_restores_them(qtbot, window
     bar = win.findChild(replay.QtWidgets.QToolBar, "replay_bar")
     assert win.replay is None and (bar is None or not bar.isVisible())
     assert win.controls.isEnabled() and win.actions_by_name["play_pause"].isEnabled()
+    assert win.settings == tiny_matrix() and win.worker.settings == tiny_matrix()
     qtbot.waitUntil(lambda: win.last_snapshot is not None and win.last_snapshot.state != "replay"
                     and win.last_snapshot.step == 5, timeout=WAIT_MS)
     assert "Back to live" in win.status.currentMessage()
+
+
+def test_closing_in_replay_remembers_the_live_settings(qtbot, window, matrix_run, tmp_path):
+    directory, _live = matrix_run
+    win = window()
+    replay.open_recording(win, directory)
+    assert win.settings.rank == 3
+    win.close()
+    assert Persistence(path=str(tmp_path / "s0.ini")).load_settings() == tiny_matrix()
 
 
 def test_a_recording_cut_off_mid_write_still_opens(qtbot, window, matrix_run, tmp_path):

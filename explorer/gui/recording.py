@@ -337,7 +337,7 @@ def start_recording(window, target: str, path, fps: int = DEFAULT_FPS, **limits)
     indicator.refresh()
     _sync_action(window)
     window.status.info(f"Recording {title.lower() if target == 'window' else title} to {rec.path.name} "
-                       f"at {rec.fps} fps… (File > Stop recording, or the Stop button below)")
+                       f"at {rec.fps} fps… (Stop: the toolbar's Stop button or File > Stop recording)")
     return rec
 
 

@@ -12,8 +12,11 @@ A recording is a directory written by `python -m explorer run` or by the app its
 - a replay bar at the bottom: play / pause, a slider over the recorded steps, the step, the speed
   (0.5x to 8x the recording's own pace: the steps per second it was trained at, from its time stamps),
   and Back to live. Keys: Space plays / pauses, Left / Right go one record back / on, Home / End;
-- the training controls and the actions that act on the live run (play, step, reset, speed, save and
-  open state, export as adapter, talk mode) are disabled; exports and recording a GIF work as usual.
+- the settings panel shows (disabled) the settings the recording was made with; the actions that act
+  on the live run (play, step, reset, speed, save and open state, export as adapter, talk mode) are
+  disabled; exports and recording a GIF work as usual;
+- generated samples are recorded only when fresh; as live, the newest ones so far ride along with
+  every step shown.
 A recording cut off mid-write (a killed run) opens with the records that are complete.
 
 Recording the live run: every snapshot the window receives from the worker is written with
@@ -65,6 +68,9 @@ class ReplayController(QtCore.QObject):
         self._disabled: dict = {}
         self._actions: list[QtGui.QAction] = []
         self.rate = recorded_rate(reader)               # training steps per second at 1x
+        # generated samples are recorded when fresh; live, the newest ones ride along in every snapshot
+        self._samples = [(m["step"], m["samples"]) for m in reader.metrics if isinstance(m.get("samples"), dict)]
+        self._live_settings = None
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.setInterval(FRAME_MS)
@@ -87,6 +93,12 @@ class ReplayController(QtCore.QObject):
                 self._disabled[widget_name] = widget.isEnabled()
                 widget.setEnabled(False)
         self._add_keys()
+        controls = getattr(w, "controls", None)
+        if controls is not None:        # the panel shows (greyed) the settings the recording was made with
+            self._live_settings = controls.settings
+            controls.set_settings(self.reader.settings)
+            w._update_scenario_label()
+        w.installEventFilter(self)
         w.addToolBar(Qt.ToolBarArea.BottomToolBarArea, self.bar)
         self.bar.show()
         self._clear_views()
@@ -106,9 +118,26 @@ class ReplayController(QtCore.QObject):
             if target is not None:
                 target.setEnabled(enabled)
         self._disabled.clear()
+        w.removeEventFilter(self)
+        self._restore_live_settings()
         w.removeToolBar(self.bar)
         self.bar.deleteLater()
         self._clear_views()
+
+    def _restore_live_settings(self) -> None:
+        controls = getattr(self.window, "controls", None)
+        if controls is not None and self._live_settings is not None:
+            controls.set_settings(self._live_settings)
+            controls.set_model_limit("rank", None)      # the live run's next snapshot sets its own
+            self.window._update_scenario_label()
+            self._live_settings = None
+
+    def eventFilter(self, obj, event):  # noqa: N802 - Qt API
+        """A window closed in replay remembers the live run's settings, not the recording's."""
+        if obj is self.window and event.type() == QtCore.QEvent.Type.Close:
+            self.pause()
+            self._restore_live_settings()
+        return False
 
     def _clear_views(self) -> None:
         w = self.window
@@ -149,7 +178,11 @@ class ReplayController(QtCore.QObject):
         if not self.playing or self._pos < step or self._pos >= self._next_step(index):
             self._pos = float(step)
         fault = snap.fault if snap.state == "fault" else None
-        self.shown = dataclasses.replace(snap, state="replay", fault=None)
+        samples = snap.samples
+        if samples is None and self._samples:
+            i = bisect.bisect_right([s for s, _ in self._samples], step) - 1
+            samples = dict(self._samples[i][1]) if i >= 0 else None
+        self.shown = dataclasses.replace(snap, state="replay", fault=None, samples=samples)
         self.window.deliver(self.shown)
         self.bar.sync(fault)
         self.position_changed.emit(step)
@@ -216,8 +249,8 @@ class ReplayController(QtCore.QObject):
             self.show_index(last)
             self.pause()
             return
-        if i > self.index:
-            self.show_index(i)
+        if i > self.index and not self.show_index(i):
+            self.index = i                              # an unreadable record: play on past it
 
 
 def recorded_rate(reader) -> float:

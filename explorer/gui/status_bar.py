@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QLabel, QStatusBar
 
 STATE_TEXT = {"running": "● running", "paused": "❚❚ paused", "fault": "▲ fault", "starting": "… starting",
-              "stopped": "■ stopped", "replay": "⏵ replay"}
+              "stopped": "■ stopped", "replay": "▶ replay"}
 
 
 def human_bytes(n: int | float | None) -> str:
