@@ -411,6 +411,12 @@ def test_spectrum_legend_sits_above_the_plot_and_a_short_view_drops_the_waterfal
     assert plot.height() >= 100                                       # the spectrum keeps the room
     assert view.plot.getAxis("bottom").style["showValues"]            # and gets the index axis
     assert "waterfall" not in view.caption.text()
+    view.set_theme(dark=False)                                        # restyled while it is dropped
+    view.resize(560, 520)                                             # tall again: back, aligned
+    pixels(view)
+    assert view.has_waterfall()
+    plot, waterfall = in_widget(view.plot.vb, view.glw), in_widget(view.waterfall_plot.vb, view.glw)
+    assert waterfall.left() == pytest.approx(plot.left(), abs=1) and waterfall.right() == pytest.approx(plot.right(), abs=1)
 
 
 def test_gate_colours_stay_readable_on_a_light_background(qtbot):

@@ -19,7 +19,6 @@ from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, nice_
 DECADES = 4.0          # the waterfall's colour spans this many decades below the largest value
 AXIS_WIDTH = 56
 MAX_SYMBOLS = 96       # draw point markers for at most this many singular values
-QWIDGETSIZE_MAX = 16777215
 
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -257,9 +256,20 @@ class SpectrumView(View):
         grid.setRowMinimumHeight(1, max(40.0, min(spectrum_min, room)))
         if with_waterfall != self._with_waterfall:
             self._with_waterfall = with_waterfall
+            # out of the layout, not squeezed to nothing (a plot squeezed to 0 px comes back with
+            # axes of 0 px)
+            in_layout = any(grid.itemAt(i) is self.waterfall_plot for i in range(grid.count()))
+            if with_waterfall and not in_layout:
+                grid.addItem(self.waterfall_plot, 2, 0)
+            elif not with_waterfall and in_layout:
+                grid.removeItem(self.waterfall_plot)
             self.waterfall_plot.setVisible(with_waterfall)
-            grid.setRowMaximumHeight(2, QWIDGETSIZE_MAX if with_waterfall else 0)
-            grid.setRowMinimumHeight(2, 0)
+            if with_waterfall:      # pyqtgraph sizes a hidden axis to 0 px and keeps it so: size them again
+                for name in ("left", "right"):
+                    axis = self.waterfall_plot.getAxis(name)
+                    axis.setWidth(axis.fixedWidth)
+                axis = self.waterfall_plot.getAxis("bottom")
+                axis.setHeight(axis.fixedHeight)
             bottom = self.plot.getAxis("bottom")
             bottom.setStyle(showValues=not with_waterfall)
             bottom.setLabel("" if with_waterfall else "index i")
