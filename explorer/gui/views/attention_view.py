@@ -153,6 +153,11 @@ class AttentionView(View):
         self.grid_image = _ClickableImage(axisOrder="row-major")
         self.grid_image.setLookupTable(colormaps.lut(self._cmap_name))
         self.grid_image.clicked.connect(self._grid_clicked)
+        # behind the mosaic: the colour its transparent gaps show, so the maps stay apart on a white page too
+        self.grid_backdrop = QtWidgets.QGraphicsRectItem()
+        self.grid_backdrop.setPen(QtGui.QPen(QtCore.Qt.PenStyle.NoPen))
+        self.grid_backdrop.setZValue(-1)
+        self.grid_plot.addItem(self.grid_backdrop, ignoreBounds=True)
         self.grid_plot.addItem(self.grid_image)
         self.grid_lines = pg.PlotCurveItem(connect="pairs", pen=pg.mkPen("#20242a", width=1))
         self.grid_plot.addItem(self.grid_lines)
@@ -331,6 +336,7 @@ class AttentionView(View):
             [[(i * (t + GAP) + t / 2, f"L{layer}") for i, layer in enumerate(self._layers)]])
         self.grid_plot.getAxis("top").setTicks([[(h * (w + GAP) + w / 2, f"h{h}") for h in range(n_heads)]])
         self.grid_plot.setRange(xRange=(0, width), yRange=(0, height), padding=0)
+        self.grid_backdrop.setRect(QtCore.QRectF(0, 0, width, height))
 
     def _grid_clicked(self, x: float, y: float) -> None:
         if self._attention is None:
@@ -386,6 +392,7 @@ class AttentionView(View):
         self.grid_image.clear()
         self.detail_image.clear()
         self.grid_lines.setData([], [])
+        self.grid_backdrop.setRect(QtCore.QRectF())
         self.grid_caption.setText("")
         self.show_grid()
 
@@ -405,6 +412,7 @@ class AttentionView(View):
         colormaps.align_colorbar(self.detail_bar, self.detail_plot)
         self.token_axis.setTickFont(s.font(9, mono=True))
         self.query_axis.setTickFont(s.font(9, mono=True))
+        self.grid_backdrop.setBrush(pg.mkBrush(s.background if s.dark else "#8f959d"))
         line_pen = pg.mkPen(s.separator, width=1)
         self.grid_lines.setPen(line_pen)
         self.detail_line.setPen(line_pen)
