@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from engine_helpers import no_engine_threads, one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401
-from explorer.engine.process_worker import FAULT_KINDS, ProcessTrainingWorker
+from explorer.engine.process_worker import CHILD_NICE, FAULT_KINDS, ProcessTrainingWorker
 
 WAIT_S = 60
 
@@ -70,6 +70,8 @@ def test_first_snapshot_step_play_pause(shared):
     w = shared()
     first = fresh(w)
     assert first.loss is not None and first.eval_loss is not None and w.alive and not w.running
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, w.pid) == min(19, mine + CHILD_NICE)   # the window goes first
     assert w.latest() is None                              # nothing new: None, at once
     w.step(3)
     s = w.wait_for(lambda s: s.step == 3, WAIT_S)

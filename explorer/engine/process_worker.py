@@ -23,6 +23,9 @@ Snapshots are our own plain dataclasses of numpy arrays, pickled between our own
 parent never imports torch for this (a `base_model` given as an nn.Module is serialised with
 torch.save, which the caller has imported already).
 
+The child runs at a lower priority (nice +10): on a machine whose cores are busy, the window wins
+the CPU when both want it; on an idle machine training still has its core to itself.
+
 If the child dies (an exception that escapes, a crash, a kill), the reader posts a fault snapshot
 (state "fault", with the exit code) and `alive` turns False; `reset()` starts a new child with the
 same settings. `close()` asks the child to stop, waits, then terminates and at last kills it, and
@@ -55,6 +58,8 @@ REPLY_MARGIN_S = 10.0          # on top of a call's timeout: the child answers b
 REAP_S = 10.0                  # after the pipe closes, how long the child may take to exit before a kill
 POLL_S = 0.5                   # the child checks its training thread this often
 THREAD_NAME = "peft-explorer-training"      # the reader thread: what tests look for as "an engine thread"
+CHILD_NICE = 10               # the child's niceness: on a busy machine (other work on the cores) the GUI
+                              # wins the CPU when both want it; an idle core still trains at full speed
 EXIT_THREAD_DIED = 70          # the child's exit code when its training thread stopped on its own
 DIED = "the training process stopped unexpectedly (exit code {code}); Reset starts it again"
 
@@ -423,6 +428,10 @@ def _child_main(conn, settings: TrainSettings, model_blob: bytes | None, threads
     from explorer.engine import device as devices
     from explorer.engine.worker import TrainingWorker
 
+    try:
+        os.nice(CHILD_NICE)                        # when the machine is busy, the window goes first
+    except (AttributeError, OSError):              # pragma: no cover - no nice on this platform
+        pass
     n = threads or devices.worker_threads()        # leave the GUI a core
     torch.set_num_threads(n)
     base_model = torch.load(io.BytesIO(model_blob), weights_only=False) if model_blob is not None else None
