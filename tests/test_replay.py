@@ -147,10 +147,21 @@ def test_slider_keys_and_playback_move_the_views(qtbot, window, matrix_run):
     ctl.bar.slider.setValue(7)                                  # the user drags the slider
     qtbot.waitUntil(lambda: ctl.shown_step == 7 and delta.snapshot is ctl.shown, timeout=WAIT_MS)
     assert np.array_equal(delta.image.image, live[7].matrices["W"].delta)
-    win.findChild(replay.QtGui.QAction, "action_replay_right").trigger()           # Right: one record on
+    win.findChild(replay.QtGui.QAction, "action_replay_step_1").trigger()           # Right: one record on
     assert ctl.shown_step == 8
-    win.findChild(replay.QtGui.QAction, "action_replay_home").trigger()
+    win.findChild(replay.QtGui.QAction, "action_replay_ends_0").trigger()
     assert ctl.shown_step == 0 and ctl.bar.slider.value() == 0
+    win.activateWindow()                                         # the keys themselves (window shortcuts)
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=WAIT_MS)
+    qtbot.keyClick(win, replay.Qt.Key.Key_End)
+    assert ctl.shown_step == 12
+    qtbot.keyClick(win, replay.Qt.Key.Key_Left)
+    assert ctl.shown_step == 11
+    qtbot.keyClick(win, replay.Qt.Key.Key_Space)                 # the live Play is disabled: Space plays this
+    assert ctl.playing and not win._playing
+    qtbot.keyClick(win, replay.Qt.Key.Key_Space)
+    assert not ctl.playing
+    ctl.show_index(0)
     ctl.set_speed(8.0)
     assert ctl.steps_per_second() == pytest.approx(8 * ctl.rate) and "8x" in ctl.bar.speed_box.currentText()
     seen = []

@@ -148,18 +148,24 @@ class ReplayController(QtCore.QObject):
         w.last_snapshot = None
 
     def _add_keys(self) -> None:
-        """Space, Left / Right, Home / End drive the replay (the live actions with those keys are
-        disabled meanwhile, so nothing is ambiguous)."""
-        keys = (("Space", self.toggle_play), ("Right", lambda: self.step_by(1)), ("Left", lambda: self.step_by(-1)),
-                ("Home", lambda: self.show_index(0)), ("End", lambda: self.show_index(len(self.steps) - 1)))
-        for key, slot in keys:
-            act = QtGui.QAction(self.window)
-            act.setObjectName(f"action_replay_{key.lower()}")
-            act.setShortcut(QtGui.QKeySequence(key))
-            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-            act.triggered.connect(lambda *_a, s=slot: s())
-            self.window.addAction(act)
-            self._actions.append(act)
+        """The Replay group of shortcuts.SHORTCUTS: Space plays / pauses; Left / Right and Home / End
+        go back / on (their first key back, their second on). The live actions with those keys are
+        disabled meanwhile, so nothing is ambiguous."""
+        from explorer.gui.shortcuts import SHORTCUTS
+
+        last = len(self.steps) - 1
+        slots = {"replay_play": (self.toggle_play,),
+                 "replay_step": (lambda: self.step_by(-1), lambda: self.step_by(1)),
+                 "replay_ends": (lambda: self.show_index(0), lambda: self.show_index(last))}
+        for sc in SHORTCUTS:
+            for i, (key, slot) in enumerate(zip(sc.keys, slots.get(sc.action, ()))):
+                act = QtGui.QAction(sc.text, self.window)
+                act.setObjectName(f"action_{sc.action}_{i}")
+                act.setShortcut(QtGui.QKeySequence(key))
+                act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+                act.triggered.connect(lambda *_a, s=slot: s())
+                self.window.addAction(act)
+                self._actions.append(act)
 
     # ---- position ------------------------------------------------------------------------------
     def show_index(self, index: int) -> bool:

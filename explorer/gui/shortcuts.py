@@ -45,6 +45,11 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("talk_larger", ("+", "="), "Larger type (remembered)", "Talk mode"),
     Shortcut("talk_smaller", ("-",), "Smaller type (remembered)", "Talk mode"),
     Shortcut("talk_leave", ("Esc",), "Leave talk mode (the window comes back as it was)", "Talk mode"),
+    # Replay mode only (explorer.gui.replay binds these while a recording is shown)
+    # (two keys: back, on)
+    Shortcut("replay_play", ("Space",), "Play / pause the replay", "Replay"),
+    Shortcut("replay_step", ("Left", "Right"), "Previous / next recorded step", "Replay"),
+    Shortcut("replay_ends", ("Home", "End"), "First / last recorded step", "Replay"),
 )
 
 
