@@ -777,6 +777,25 @@ def test_samples_read_like_a_code_review(qtbot):
     assert not view.identical()
 
 
+def test_samples_columns_line_up_side_by_side_or_stacked(qtbot):
+    view = sized(qtbot, "samples", 1000, 300)
+    snap = sf.lora_prefix_snapshot(240)
+    snap.samples = {"prompt": "# review:", "adapted": REVIEW_SAMPLE, "base": REVIEW_SAMPLE, "step": 240}
+    view.update_snapshot(snap)
+    pixels(view)
+    a, b = view.adapted.text, view.base.text
+    pos_a, pos_b = a.mapTo(view, QtCore.QPoint(0, 0)), b.mapTo(view, QtCore.QPoint(0, 0))
+    assert view.orientation() == QtCore.Qt.Orientation.Horizontal
+    assert pos_a.y() == pos_b.y() and a.height() == b.height()           # line n beside line n
+    assert a.width() == pytest.approx(b.width(), abs=2)
+    view.resize(380, 420)                                                # too narrow for two columns of code
+    pixels(view)
+    pos_a, pos_b = a.mapTo(view, QtCore.QPoint(0, 0)), b.mapTo(view, QtCore.QPoint(0, 0))
+    assert view.orientation() == QtCore.Qt.Orientation.Vertical
+    assert pos_a.x() == pos_b.x() and a.width() == b.width() and pos_a.y() < pos_b.y()
+    assert a.width() > 0.9 * view.width()
+
+
 def test_samples_say_no_change_yet_only_while_the_texts_are_identical(qtbot):
     view = make(qtbot, "samples")
     snap = sf.lora_prefix_snapshot(10)

@@ -3,7 +3,8 @@
 Code as code: monospace, whitespace kept, no wrapping (long lines scroll sideways), diff lines coloured
 the way a code-review tool colours them (+ green, - red, @@ cyan, `# review:` comments highlighted),
 the prompt marked, the two columns scrolling together so line n of one sits beside line n of the
-other. A clear "step N" says when the sample was generated, and a "no change yet" hint shows only
+other; a dock too narrow for two columns of code stacks them (adapted above base, still scrolling
+together, so a column of one sits above the same column of the other). A clear "step N" says when the sample was generated, and a "no change yet" hint shows only
 while the adapted model still writes exactly what the base model writes.
 
 Redrawn only when `snapshot.samples` changes (generation is occasional, snapshots are 30 Hz).
@@ -15,6 +16,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui.views.base import View
 
+SIDE_BY_SIDE_CHARS = 40     # each column shows this many characters of code, or the columns stack
 PROMPT_BACKGROUND = QtGui.QColor(230, 159, 0, 90)     # Okabe-Ito orange, translucent: readable on light and dark
 
 # Line kinds of a unified diff (and the review comments of the lm corpus) -> (foreground, line tint) per theme.
@@ -184,6 +186,23 @@ class SamplesView(View):
     def sample_step(self) -> int | None:
         return None if self._key is None else self._key[1]
 
+    def orientation(self) -> QtCore.Qt.Orientation:
+        """Horizontal: the columns side by side; vertical: adapted above base (a dock too narrow for two
+        columns of code)."""
+        return self.split.orientation()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._orient(event.size().width())
+
+    def _orient(self, width: int) -> None:
+        chars = QtGui.QFontMetricsF(self.adapted.text.font()).horizontalAdvance("x" * SIDE_BY_SIDE_CHARS)
+        wanted = QtCore.Qt.Orientation.Horizontal if width >= 2 * chars + 40 else QtCore.Qt.Orientation.Vertical
+        if wanted != self.split.orientation():
+            self.split.setOrientation(wanted)
+            half = (width if wanted == QtCore.Qt.Orientation.Horizontal else self.split.height()) // 2
+            self.split.setSizes([max(1, half), max(1, half)])
+
     def identical(self) -> bool:
         """True while the "no change yet" hint shows (the adapted text is the base text)."""
         return self.same_hint.isVisibleTo(self)
@@ -234,6 +253,7 @@ class SamplesView(View):
             panel.set_dark(s.dark)
             panel.set_font(mono)
             panel.title.setFont(s.font(9.5))
+        self._orient(self.width())
         self.header.setFont(s.font(9.5))
         self.header.setStyleSheet(f"color: {s.muted};")
         self.step_label.setFont(s.font(11))
