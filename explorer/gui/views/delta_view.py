@@ -109,7 +109,11 @@ class DeltaView(View):
 
         self.glw = new_layout_widget(self.style_)
         self.glw.ci.setToolTip(self.formula_tooltip)
-        self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0, axisItems={"bottom": IndexAxis("bottom"),
+        # plot and colour bar in a layout of their own, centred by the margins around it (and exported
+        # without them)
+        self.frame = self.glw.ci.addLayout(row=0, col=0)
+        self.frame.setContentsMargins(0, 0, 0, 0)
+        self.plot: pg.PlotItem = self.frame.addPlot(row=0, col=0, axisItems={"bottom": IndexAxis("bottom"),
                                                                            "left": IndexAxis("left")})
         # The axes fit the image exactly; its aspect is kept by sizing the plot (see _fit_layout), not by
         # a locked view box, which would pad the range to fill a wide or tall dock (-10 ... 140 rows).
@@ -125,7 +129,8 @@ class DeltaView(View):
         self.plot.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=colormaps.colormap(self._cmap_name),
                                         interactive=False, width=14, colorMapMenu=False)
-        self.glw.addItem(self.colorbar, row=0, col=1)
+        self.frame.addItem(self.colorbar, row=0, col=1)
+        self.colorbar.geometryChanged.connect(self._fit_layout)     # its labels widen it as the levels change
         lay.addWidget(self.glw, 1)
         self.caption = QtWidgets.QLabel(content)
         self.caption.setTextFormat(QtCore.Qt.TextFormat.RichText)
@@ -174,7 +179,7 @@ class DeltaView(View):
         return self.caption.text()
 
     def export_item(self):
-        return self.glw.ci
+        return self.frame
 
     # ---- drawing ---------------------------------------------------------------------------------
     def _matrix_picked(self, name: str) -> None:
@@ -270,21 +275,25 @@ class DeltaView(View):
         room = colormaps.label_room(self.style_.font())
         axes_w = plot_rect.width() - vb_rect.width()
         axes_h = plot_rect.height() - vb_rect.height()
-        bar_w = self.colorbar.geometry().width() + ci.layout.horizontalSpacing()
+        bar_w = self.colorbar.geometry().width() + self.frame.layout.horizontalSpacing()
         avail_w = total.width() - 4 - bar_w - axes_w
         avail_h = total.height() - 2 * room - axes_h
         if avail_w <= 8 or avail_h <= 8:
-            margins = (2, room, 2, room)
+            margins = (2, 0, 2, 0)
         else:
             aspect = self.image_aspect()
             scale = min(avail_w / aspect, avail_h)
             extra_w = max(0.0, avail_w - scale * aspect) / 2
             extra_h = max(0.0, avail_h - scale) / 2
-            margins = (2 + extra_w, room + extra_h, 2 + extra_w, room + extra_h)
+            margins = (2 + extra_w, extra_h, 2 + extra_w, extra_h)
         old = getattr(self, "_margins", None)
         if old is None or max(abs(a - b) for a, b in zip(margins, old)) >= 0.5:
             self._margins = margins
             ci.setContentsMargins(*margins)
+            ci.layout.activate()         # now, not on the next turn of the event loop: no frame drawn off-shape
+        if getattr(self, "_room", None) != room:
+            self._room = room                # inside the frame, so an export keeps the bar's end labels
+            self.frame.setContentsMargins(0, room, 0, room)
         colormaps.align_colorbar(self.colorbar, self.plot)
 
     def _caption(self, snapshot, m, mode: str, data: np.ndarray, level: float) -> str:
