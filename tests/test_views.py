@@ -328,6 +328,10 @@ def test_heatmap_axes_fit_the_image_exactly_and_it_is_centred(qtbot, w, h):
     assert gradient.top() == pytest.approx(box.top(), abs=1)     # the bar spans the image, no more
     assert gradient.bottom() == pytest.approx(box.bottom(), abs=1)
     assert view.width() == w                                      # nothing forces the dock wider
+    import pyqtgraph.exporters as exporters
+
+    image = exporters.ImageExporter(view.export_item()).export(toBytes=True)
+    assert image.width() <= bar.right() - plot.left() + 4           # an export leaves the centring margins out
 
 
 def test_heatmap_of_a_tall_matrix_keeps_its_shape(qtbot):
