@@ -123,6 +123,11 @@ class Panel(QWidget):
     def set_scale(self, scale: float) -> None:
         _style_label(self.title, 10 * scale, "#d8d8d8", bold=True)
 
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt API
+        """No: a view's word-wrapped caption would make its panel's height-for-width the whole column's
+        height (the stretch factors, not the content, share the stage)."""
+        return False
+
 
 def _colour(widget: QWidget, colour: str, role=QPalette.WindowText) -> None:
     pal = widget.palette()
@@ -266,6 +271,9 @@ class Stage(QWidget):
             for r in range(rows):
                 grid.setRowStretch(r, 1)
         self.area.show()
+        for panel in panels:
+            panel.show()
+        self.area.layout().activate()         # sizes now: the cut is one frame, not two
 
     def eventFilter(self, obj, event):  # noqa: N802 - Qt API
         if obj is self.parentWidget() and event.type() == QEvent.Resize:
@@ -290,6 +298,7 @@ class TalkMode(QObject):
         self.player.fontStep.connect(self.step_font_scale)
         self.player.sceneEntered.connect(self._on_scene)
         self._saved: dict = {}
+        self._styled: dict[str, float] = {}     # views restyled for the stage, at which font scale
 
     # ------------------------------------------------------------------ enter
     def enter(self, index: int = 0) -> None:
@@ -351,9 +360,8 @@ class TalkMode(QObject):
         app.setStyleSheet("")
         pg.setConfigOptions(background=t.plot_bg, foreground=t.plot_fg)
         restyle_plots(self.window, t)
-        for view in self.window.views.values():
-            self.window._view_call(view, "set_theme", True)
-            self.window._view_call(view, "set_talk_mode", self.font_scale, True)
+        for view_id in self.visible_views():     # the others when they come on stage (_arrange)
+            self._style_view(view_id)
         if self.stage is not None:
             # The stage's type (not the application's: Qt hands a changed application font to hidden
             # widgets late, so the settings panel would come back with talk-sized type)
@@ -362,6 +370,20 @@ class TalkMode(QObject):
                 font.setPointSizeF(font.pointSizeF() * self.font_scale)
             self.stage.setFont(font)
             self.stage.set_scale(self.font_scale)
+
+    def _style_view(self, view_id: str) -> None:
+        """Dark, high contrast, the talk font scale: one restyle per view and scale (restyling every
+        view at once made entering talk mode take a second)."""
+        if self._styled.get(view_id) == self.font_scale:
+            return
+        view = self.window.views[view_id]
+        style = getattr(view, "style_", None)
+        if style is not None:
+            style.dark = True                 # set_talk_mode restyles (set_theme would do it once more)
+        else:
+            self.window._view_call(view, "set_theme", True)
+        self.window._view_call(view, "set_talk_mode", self.font_scale, True)
+        self._styled[view_id] = self.font_scale
 
     def step_font_scale(self, direction: int) -> None:
         """+1: the next larger talk font scale, -1: smaller (remembered)."""
@@ -382,17 +404,10 @@ class TalkMode(QObject):
         w = self.window
         for view in self.stage.take_views():
             self._return_view(view)
-        items = []
-        for view_id in scene.views:
-            view = w.views.get(view_id)
-            if view is None:
-                continue
-            items.append((w.view_docks[view_id].windowTitle(), view))
-        self.stage.show_views(items, scene.layout)
-        for _title, view in items:
-            # again after the move: leaving the dock unpolishes the view's style-sheet font (the app's
-            # `QDockWidget > QWidget` rule), which puts back the font it had before talk mode
-            w._view_call(view, "set_talk_mode", self.font_scale, True)
+        placed = [v for v in scene.views if v in w.views]
+        self.stage.show_views([(w.view_docks[v].windowTitle(), w.views[v]) for v in placed], scene.layout)
+        for view_id in placed:
+            self._style_view(view_id)
 
     def _return_view(self, view: QWidget) -> None:
         for view_id, v in self.window.views.items():
@@ -439,11 +454,17 @@ class TalkMode(QObject):
         app.setPalette(s["palette"])
         app.setProperty("explorer_theme", s["theme_property"])
         pg.setConfigOptions(**s["pg"])
-        for view_id, (scale, contrast, dark) in s["styles"].items():
+        for view_id in self._styled:   # their fonts reach their labels while no style sheet is set
             view = w.views.get(view_id)
-            if view is not None:      # their fonts reach their labels while no style sheet is set
+            if view is None or view_id not in s["styles"]:
+                continue
+            scale, contrast, dark = s["styles"][view_id]
+            if getattr(view, "style_", None) is not None:
+                view.style_.dark = dark
+            else:
                 w._view_call(view, "set_theme", dark)
-                w._view_call(view, "set_talk_mode", scale, contrast)
+            w._view_call(view, "set_talk_mode", scale, contrast)
+        self._styled = {}
         app.setStyleSheet(s["style_sheet"])
         restyle_plots(w, theme_by_name(getattr(w, "theme", None)))
         compare = w.views.get("compare")
