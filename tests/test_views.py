@@ -345,6 +345,18 @@ def test_heatmap_of_a_tall_matrix_keeps_its_shape(qtbot):
     assert box.height() / box.width() == pytest.approx(2.0, rel=0.03)
 
 
+def test_heatmap_axes_label_round_indices_or_the_two_ends(qtbot):
+    from explorer.gui.views.delta_view import IndexAxis
+
+    axis = IndexAxis("bottom")
+    (_, values), = axis.tickValues(0, 4096, 400)
+    assert values == [0, 1000, 2000, 3000, 4000]
+    (_, values), = axis.tickValues(0, 4096, 90)                    # no room for three: the ends
+    assert values == [0, 4096] and axis.tickStrings(values, 1.0, None) == ["0", "4096"]
+    (_, values), = axis.tickValues(0, 64, 300)
+    assert values == [0, 10, 20, 30, 40, 50, 60]
+
+
 def test_heatmap_buttons_wrap_below_the_pickers_in_a_narrow_dock(qtbot):
     view = sized(qtbot, "delta", 340, 500)
     bar = view._mode_bar.geometry()

@@ -14,7 +14,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import (MatrixPicker, View, new_layout_widget, nice_step, set_colorbar_levels, style_colorbar,
+from explorer.gui.views.base import (MatrixPicker, View, new_layout_widget, set_colorbar_levels, style_colorbar,
                                      style_plot)
 
 MODES = ("delta", "base", "merged", "target")
@@ -28,27 +28,31 @@ MODE_TIPS = {
 
 
 class IndexAxis(pg.AxisItem):
-    """Row or column indices, with as many round ticks as their labels have room for (a 4096-wide
-    matrix in a small dock reads 0, 2000, 4000, not 1000 2000 3000 run together)."""
+    """Row or column indices with as many round ticks (1, 2, 5 x 10^k) as their labels have room for;
+    where fewer than three fit, the two ends (0 and 4096): a 4096-wide matrix in a small dock reads
+    0 ... 4096, not 1000 2000 3000 run together."""
 
-    def tickSpacing(self, minVal, maxVal, size):
-        span = abs(float(maxVal) - float(minVal))
-        if not np.isfinite(span) or span <= 0 or size <= 0:
-            return super().tickSpacing(minVal, maxVal, size)
+    def _room(self, lo: float, hi: float) -> float:
         metrics = QtGui.QFontMetrics(self.style.get("tickFont") or QtGui.QFont())
         if self.orientation in ("bottom", "top"):
-            room = metrics.horizontalAdvance(str(int(max(abs(minVal), abs(maxVal))))) + metrics.height()
-        else:
-            room = metrics.height() * 2.0
-        step = max(1.0, nice_step(span, max(1, int(size / room))))
-        return [(step, 0.0)]
+            return metrics.horizontalAdvance(str(int(max(abs(lo), abs(hi))))) + metrics.height()
+        return metrics.height() * 2.0
 
     def tickValues(self, minVal, maxVal, size):
-        levels = super().tickValues(minVal, maxVal, size)
-        if sum(len(values) for _, values in levels[:1]) >= 2:
-            return levels
-        # room for one round label or none: label the two ends instead (0 and 4096)
-        return [(None, [float(np.ceil(min(minVal, maxVal))), float(np.floor(max(minVal, maxVal)))])]
+        lo, hi = sorted((float(minVal), float(maxVal)))
+        if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo or size <= 0:
+            return []
+        fit = int(size / self._room(lo, hi))
+        step = 1.0
+        while True:
+            for m in (1.0, 2.0, 5.0):
+                count = int(np.floor(hi / (m * step) + 1e-9) - np.ceil(lo / (m * step) - 1e-9)) + 1
+                if count <= max(fit, 1):
+                    if count >= 3:
+                        first = np.ceil(lo / (m * step) - 1e-9) * m * step
+                        return [(m * step, [float(first + i * m * step) + 0.0 for i in range(count)])]
+                    return [(None, [float(np.ceil(lo - 1e-9)) + 0.0, float(np.floor(hi + 1e-9)) + 0.0])]
+            step *= 10.0
 
     def tickStrings(self, values, scale, spacing):
         return [f"{v * scale:.0f}" if float(v).is_integer() else f"{v * scale:g}" for v in values]
