@@ -636,6 +636,14 @@ def test_loss_log_axis_toggle(qtbot):
     assert not view.log_box.isChecked() and not view.plot.getAxis("left").logMode
 
 
+def test_loss_axes_carry_no_made_up_ticks_before_the_first_step(qtbot):
+    view = make(qtbot, "loss")
+    view.update_snapshot(sf.blank_snapshot())
+    assert view.empty_text.isVisible() and not view.plot.getAxis("left").style["showValues"]
+    view.update_snapshot(sf.lora_snapshot(50))
+    assert not view.empty_text.isVisible() and view.plot.getAxis("left").style["showValues"]
+
+
 def test_ema_edge_cases():
     assert ema_debiased([], 0.6).size == 0
     np.testing.assert_array_equal(ema_debiased([2.0, 2.0, 2.0], 0.6), [2.0, 2.0, 2.0])

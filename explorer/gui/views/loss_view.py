@@ -55,6 +55,7 @@ class LossView(View):
         self._eval_key = None
         self._smoothing = DEFAULT_SMOOTHING
         self._train_smoothed = np.zeros(0)
+        self._empty = None
 
         content = QtWidgets.QWidget(self)
         lay = QtWidgets.QVBoxLayout(content)
@@ -105,6 +106,7 @@ class LossView(View):
         self.empty_text = pg.TextItem("waiting for the first step", anchor=(0.5, 0.5))
         self.empty_text.setParentItem(self.plot.vb)
         self.plot.vb.sigResized.connect(lambda: self.empty_text.setPos(self.plot.vb.boundingRect().center()))
+        self._set_empty(True)
         lay.addWidget(self.glw, 1)
         self.caption = QtWidgets.QLabel(content)
         self.caption.setTextFormat(QtCore.Qt.TextFormat.RichText)
@@ -182,7 +184,7 @@ class LossView(View):
             self.eval_raw.setData([], [])
             self.eval_curve.setData([], [])
         self._eval_key = eval_key
-        self.empty_text.setVisible(n == 0 and m == 0)
+        self._set_empty(n == 0 and m == 0)
         parts = [f"step <b>{snapshot.step:,}</b>"]
         if snapshot.loss is not None:
             parts.append(f"train <b>{snapshot.loss:.4g}</b>")
@@ -195,11 +197,20 @@ class LossView(View):
         self.caption.setText(" · ".join(parts))
         self.draw_count += 1
 
+    def _set_empty(self, empty: bool) -> None:
+        """Before the first step: the note, and no made-up 0 ... 1 tick values on the axes."""
+        if empty == self._empty:
+            return
+        self._empty = empty
+        self.empty_text.setVisible(empty)
+        for name in ("left", "bottom"):
+            self.plot.getAxis(name).setStyle(showValues=not empty)
+
     def _clear(self) -> None:
         self._key = self._eval_key = None
         for item in (self.train_raw, self.eval_raw, self.train_curve, self.eval_curve):
             item.setData([], [])
-        self.empty_text.setVisible(True)
+        self._set_empty(True)
         self.caption.setText("")
 
     def _apply_style(self) -> None:
