@@ -13,6 +13,17 @@ from explorer.gui import colormaps
 from explorer.gui.views import VIEW_CLASSES, View
 from explorer.gui.views.loss_view import ema_debiased
 
+
+@pytest.fixture(autouse=True)
+def _no_app_style_sheet(qapp):
+    """The views are tested on their own: without the window's application style sheet, which an
+    earlier window test may have left set (with one set, Qt does not pass a widget's font to its labels;
+    talk mode lifts it for the same reason)."""
+    sheet = qapp.styleSheet()
+    qapp.setStyleSheet("")
+    yield
+    qapp.setStyleSheet(sheet)
+
 # ---- helpers -------------------------------------------------------------------------------------
 
 

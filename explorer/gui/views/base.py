@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
+import shiboken6
 from PySide6 import QtCore, QtGui, QtWidgets
 
 # The order in which Llama modules are listed in pickers.
@@ -155,8 +156,17 @@ def new_layout_widget(style: Style) -> pg.GraphicsLayoutWidget:
     glw = pg.GraphicsLayoutWidget()
     glw.setBackground(style.background)
     glw.ci.setContentsMargins(2, 2, 2, 2)
+    fix_layout_spacing(glw.ci.layout)
     glw.setMinimumSize(120, 90)
     return glw
+
+
+def fix_layout_spacing(grid, spacing: float = 6.0) -> None:
+    """Give a pyqtgraph grid explicit spacing. Left unset, Qt asks the widget's style for it, and after
+    the application style sheet changes (a theme switch) that style object is gone: the query crashes
+    the process (seen with PySide6 6.11 on a second theme switch)."""
+    grid.setHorizontalSpacing(spacing)
+    grid.setVerticalSpacing(spacing)
 
 
 class View(QtWidgets.QWidget):
@@ -421,3 +431,9 @@ def format_bytes(n) -> str:
             v = n / div
             return f"{v:.1f} {unit}" if v < 100 else f"{v:,.0f} {unit}"
     return f"{n:.0f} B"
+
+
+def qt_alive(*objects) -> bool:
+    """True while every object's C++ side still exists. Event filters can be called while a window is
+    being torn down, after Qt deleted part of a view: touching those parts would crash the process."""
+    return all(o is not None and shiboken6.isValid(o) for o in objects)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from explorer.gui.views.base import View, format_bytes, format_count, format_short
+from explorer.gui.views.base import qt_alive, View, format_bytes, format_count, format_short
 
 PRESET_NAMES = {"llama-7b": "LLaMA-7B", "llama-13b": "LLaMA-13B", "llama-2-70b": "LLaMA-2-70B",
                 "llama-70b": "LLaMA-70B"}
@@ -205,7 +205,8 @@ class BudgetView(View):
         return self._card_columns
 
     def eventFilter(self, watched, event) -> bool:
-        if watched is self.scroll.viewport() and event.type() == QtCore.QEvent.Type.Resize:
+        if (event.type() == QtCore.QEvent.Type.Resize and qt_alive(self, self.scroll)
+                and watched is self.scroll.viewport()):
             self._fit(event.size().width())
         return super().eventFilter(watched, event)
 

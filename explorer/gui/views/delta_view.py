@@ -14,7 +14,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import (MatrixPicker, View, new_layout_widget, set_colorbar_levels, style_colorbar,
+from explorer.gui.views.base import (MatrixPicker, View, fix_layout_spacing, new_layout_widget, set_colorbar_levels, style_colorbar,
                                      style_plot)
 
 MODES = ("delta", "base", "merged", "target")
@@ -117,6 +117,7 @@ class DeltaView(View):
         # without them)
         self.frame = self.glw.ci.addLayout(row=0, col=0)
         self.frame.setContentsMargins(0, 0, 0, 0)
+        fix_layout_spacing(self.frame.layout)
         self.plot: pg.PlotItem = self.frame.addPlot(row=0, col=0, axisItems={"bottom": IndexAxis("bottom"),
                                                                            "left": IndexAxis("left")})
         # The axes fit the image exactly; its aspect is kept by sizing the plot (see _fit_layout), not by

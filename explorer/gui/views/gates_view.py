@@ -90,7 +90,6 @@ class GatesView(View):
         self.heat_plot.vb.sigResized.connect(self._heat_resized)
         self._arrangement = "side"
         self._arrange("stacked")
-        self.glw.installEventFilter(self)
         lay.addWidget(self.glw, 1)
         self.caption = QtWidgets.QLabel(content)
         self.caption.setWordWrap(True)
@@ -195,12 +194,12 @@ class GatesView(View):
         super().resizeEvent(event)
         size = event.size()
         self._arrange(self.arrangement_for(size.width(), size.height()))
+        # The drawing's share follows the view's own resizes (an event filter on the drawing could
+        # fire while a closing window tears the drawing's layout down, and crash the process).
+        self._set_row_heights(max(0, self.glw.height() + size.height() - event.oldSize().height())
+                              if event.oldSize().isValid() else None)
+        self._set_title(self.glw.width())
 
-    def eventFilter(self, watched, event) -> bool:
-        if watched is self.glw and event.type() == QtCore.QEvent.Type.Resize:
-            self._set_row_heights(event.size().height())
-            self._set_title(event.size().width())
-        return super().eventFilter(watched, event)
 
     # ---- drawing ---------------------------------------------------------------------------------
     def _draw(self, snapshot) -> None:

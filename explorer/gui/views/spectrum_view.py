@@ -14,7 +14,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, nice_step, style_legend, style_plot
+from explorer.gui.views.base import qt_alive, MatrixPicker, View, new_layout_widget, nice_step, style_legend, style_plot
 
 DECADES = 4.0          # the waterfall's colour spans this many decades below the largest value
 AXIS_WIDTH = 56
@@ -198,7 +198,8 @@ class SpectrumView(View):
         self.glw.ci.layout.setRowStretchFactor(2, 2)
         self.glw.ci.layout.setSpacing(2)
         self._with_waterfall = None
-        self._fit_rows(480)
+        self._dropped = False           # the waterfall is out of the layout because the view is short
+        self._sized = False             # the drawing has had its first resize
         self.glw.installEventFilter(self)
         lay.addWidget(self.glw, 1)
         self.caption = QtWidgets.QLabel(content)
@@ -238,31 +239,39 @@ class SpectrumView(View):
 
     # ---- layout ----------------------------------------------------------------------------------
     def eventFilter(self, watched, event) -> bool:
-        if watched is self.glw and event.type() == QtCore.QEvent.Type.Resize:
+        if (watched is self.glw and event.type() == QtCore.QEvent.Type.Resize
+                and qt_alive(self, self.glw, self.glw.ci, self.glw.ci.layout)):
             self._fit_rows(event.size().height())
         return super().eventFilter(watched, event)
 
     def _fit_rows(self, height: int | None = None) -> None:
         """The spectrum gets at least 150 px (scaled in talk mode) and the waterfall the rest; a view
         too short for a readable waterfall drops it and puts the index axis under the spectrum."""
-        height = self.glw.height() if height is None else height
+        if height is None:
+            if not self._sized:
+                return      # not laid out yet: its first resize (when shown) fits it
+            height = self.glw.height()
+        self._sized = True
         scale = max(1.0, self.style_.font_scale)
         line = QtGui.QFontMetrics(self.style_.font()).height()
         spectrum_min = 150 * scale
         waterfall_min = 40 * scale + 2.5 * line          # a few rows of colour and its index axis
         room = height - max(self.legend.height(), line) - 10         # below the legend, within the margins
-        with_waterfall = room >= spectrum_min + waterfall_min
         grid = self.glw.ci.layout
+        in_layout = any(grid.itemAt(i) is self.waterfall_plot for i in range(grid.count()))
+        if not in_layout and not self._dropped:
+            return          # a subclass took the waterfall out for good (the adapter inspector): leave it so
+        with_waterfall = room >= spectrum_min + waterfall_min
         grid.setRowMinimumHeight(1, max(40.0, min(spectrum_min, room)))
         if with_waterfall != self._with_waterfall:
             self._with_waterfall = with_waterfall
             # out of the layout, not squeezed to nothing (a plot squeezed to 0 px comes back with
             # axes of 0 px)
-            in_layout = any(grid.itemAt(i) is self.waterfall_plot for i in range(grid.count()))
             if with_waterfall and not in_layout:
                 grid.addItem(self.waterfall_plot, 2, 0)
             elif not with_waterfall and in_layout:
                 grid.removeItem(self.waterfall_plot)
+            self._dropped = not with_waterfall
             self.waterfall_plot.setVisible(with_waterfall)
             if with_waterfall:      # pyqtgraph sizes a hidden axis to 0 px and keeps it so: size them again
                 for name in ("left", "right"):
