@@ -26,6 +26,9 @@ torch.save, which the caller has imported already).
 The child runs at a lower priority (nice +10): on a machine whose cores are busy, the window wins
 the CPU when both want it; on an idle machine training still has its core to itself.
 
+Spawning re-imports the main script in the child, so a script that starts a worker must do so under
+`if __name__ == "__main__":` (otherwise the child stops at once and the parent reports exit code 1).
+
 If the child dies (an exception that escapes, a crash, a kill), the reader posts a fault snapshot
 (state "fault", with the exit code) and `alive` turns False; `reset()` starts a new child with the
 same settings. `close()` asks the child to stop, waits, then terminates and at last kills it, and
