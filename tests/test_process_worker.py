@@ -179,9 +179,56 @@ def test_latest_never_blocks_while_the_child_trains(shared):
     assert nbytes > 150_000
     assert len(got) >= 3 and got[-1].step > got[0].step           # it did train and deliver meanwhile
     calls.sort()
-    # a call is a lock and an assignment; the worst case is waiting for the GIL while the reader
-    # thread unpickles a snapshot (well under a switch interval); generous for a shared machine
-    assert calls[len(calls) // 2] < 0.001 and calls[-1] < 0.05, (calls[len(calls) // 2], calls[-1])
+    # a call is a lock and an assignment (at worst a wait for the GIL while the reader thread
+    # unpickles); the bound on the slowest call only allows for a busy shared machine's preemptions
+    assert calls[len(calls) // 2] < 0.001 and calls[-1] < 0.2, (calls[len(calls) // 2], calls[-1])
+
+
+class _FakeProcess:
+    pid, exitcode = 0, 0
+
+    def join(self, timeout=None):
+        pass
+
+
+def test_latest_does_not_wait_for_a_half_written_snapshot():
+    """Deterministic: half of a 1 MB snapshot message is in the pipe; latest() answers None at once,
+    and the snapshot arrives when the rest does (the reader thread, not the caller, waits for it)."""
+    import struct
+    import threading
+    from multiprocessing.reduction import ForkingPickler
+
+    from explorer.engine import process_worker as pw
+    from explorer.engine.snapshot import MatrixSnapshot, Snapshot
+
+    ours, theirs = multiprocessing.Pipe()
+    w = ProcessTrainingWorker(tiny_matrix())
+    child = w._child = pw._Child(_FakeProcess(), ours)
+    child.reader = threading.Thread(target=w._read, args=(child,), daemon=True)
+    child.reader.start()
+    big = np.ones((512, 512), np.float32)
+    snap = Snapshot(step=7, time=0.0, segment=0, loss=1.0, eval_loss=None, lr=0.01, steps_per_second=0.0,
+                    device="cpu", memory_bytes=0, settings=tiny_matrix().to_dict(),
+                    matrices={"W": MatrixSnapshot("W", (512, 512), big, big, np.ones(4, np.float32), 1.0, 1.0, 1.0)})
+    info = {"settings": tiny_matrix(), "requested": tiny_matrix(), "seq": 0, "running": True, "posted": 1,
+            "instrument_seconds": 0.0}
+    payload = bytes(ForkingPickler.dumps(("snap", snap, info)))
+    message = struct.pack("!i", len(payload)) + payload
+    half = len(message) // 2
+    os.write(theirs.fileno(), message[:half])     # Connection.send's framing: a 4-byte length, then the pickle
+    answers = []
+    caller = threading.Thread(target=lambda: answers.append(w.latest()), daemon=True)
+    caller.start()
+    caller.join(5.0)                                        # a latest() that read the pipe would hang here
+    assert not caller.is_alive() and answers == [None]
+    os.write(theirs.fileno(), message[half:])
+    got = w.wait_for(timeout=WAIT_S)
+    assert got.step == 7 and np.array_equal(got.matrices["W"].delta, big) and w.running
+    assert theirs.recv() == ("credit",)                     # taking it gave the credit back
+    w._closing = True
+    theirs.close()
+    child.reader.join(WAIT_S)
+    assert not child.reader.is_alive() and not w.alive
 
 
 def test_save_and_load_state_in_the_child(shared, tmp_path):
