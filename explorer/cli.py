@@ -45,7 +45,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help"):
+    if argv[:1] in (["-h"], ["--help"]):
+        # Both halves of the command line: the window's options, then the headless subcommands.
+        from explorer.commands import app
+
+        parser = OneLineParser(prog="peft-explorer", description="Open the peft-explorer window.")
+        app.add_arguments(parser)
+        parser.print_help()
+        print()
+        build_parser().print_help()
+        return 0
+    if not argv or argv[0] not in SUBCOMMANDS:
         from explorer.commands import app
 
         parser = OneLineParser(prog="peft-explorer", description="Open the peft-explorer window.")
