@@ -1,0 +1,25 @@
+"""The command line: one entry point for the window and the headless subcommands."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _explorer(*args):
+    return subprocess.run([sys.executable, "-m", "explorer", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+def test_help_lists_the_window_options_and_the_subcommands():
+    out = _explorer("--help")
+    assert out.returncode == 0
+    for word in ("--play", "--talk", "--in-process", "--replay", "budget", "run", "inspect", "export", "compare"):
+        assert word in out.stdout, word
+
+
+def test_an_unknown_option_is_one_line_and_exit_2():
+    out = _explorer("--no-such-option")
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
