@@ -153,6 +153,12 @@ def align_colorbar(bar: pg.ColorBarItem, plot: pg.PlotItem) -> None:
     The gradient then starts and ends where the image does, not at the plot's title or axis, and
     its end labels spill into the room the plot's axes and title leave. Cheap and idempotent: call
     it when the plot's view box is resized, not per frame."""
+    try:
+        import shiboken6
+        if not all(shiboken6.isValid(o) for o in (bar, bar.vb, bar.layout, plot, plot.vb)):
+            return                                    # a closing window is tearing the items down
+    except ImportError:                               # pragma: no cover - PySide6 ships shiboken6
+        pass
     want = plot.vb.sceneBoundingRect()
     have = bar.vb.sceneBoundingRect()
     if want.height() <= 0 or have.height() <= 0:

@@ -14,8 +14,8 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import (MatrixPicker, View, fix_layout_spacing, new_layout_widget, set_colorbar_levels, style_colorbar,
-                                     style_plot)
+from explorer.gui.views.base import (MatrixPicker, View, fix_layout_spacing, new_layout_widget, qt_alive,
+                                     set_colorbar_levels, style_colorbar, style_plot)
 
 MODES = ("delta", "base", "merged", "target")
 MODE_LABELS = {"delta": "ΔW", "base": "W₀", "merged": "W₀+ΔW", "target": "ΔW*"}
@@ -272,6 +272,8 @@ class DeltaView(View):
 
         Runs on resizes and new matrix shapes only: the margins are computed from the layout's size and
         the room the axes take, so calling it again changes nothing."""
+        if not qt_alive(self, self.glw, self.glw.ci, self.frame, self.plot, self.colorbar):
+            return                     # called from a resize while a closing window tears the items down
         ci, vb = self.glw.ci, self.plot.vb
         total = ci.geometry()
         plot_rect, vb_rect = self.plot.geometry(), vb.geometry()

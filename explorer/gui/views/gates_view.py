@@ -13,7 +13,8 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import View, new_layout_widget, set_colorbar_levels, style_colorbar, style_legend, style_plot
+from explorer.gui.views.base import (View, new_layout_widget, qt_alive, set_colorbar_levels, style_colorbar, style_legend,
+                                     style_plot)
 
 MAX_CURVES = 256   # beyond this many (layer, head) curves, draw one mean curve per layer
 STACKED_PLOT_SHARE = 0.6    # of the height, for the curves when they sit above the heatmap
@@ -176,6 +177,8 @@ class GatesView(View):
         self.heat_plot.getAxis("left").setWidth(width if self._arrangement == "stacked" else None)
 
     def _heat_resized(self) -> None:
+        if not qt_alive(self, self.heat_plot, self.heat_bar):
+            return
         colormaps.align_colorbar(self.heat_bar, self.heat_plot)
         self._set_layer_ticks()
 
