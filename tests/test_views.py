@@ -593,6 +593,28 @@ def test_gates_layout_gives_the_curves_a_useful_share(qtbot):
     assert bar.top() == pytest.approx(heat.top(), abs=1) and bar.bottom() == pytest.approx(heat.bottom(), abs=1)
 
 
+def test_gates_drawing_follows_its_dock_up_and_down(qtbot):
+    """In a dock (a parent that resizes the view), the drawing fills the new size every time, the
+    curves keep the larger share, and nothing holds the drawing at an earlier size."""
+    dock = QtWidgets.QWidget()
+    qtbot.addWidget(dock)
+    lay = QtWidgets.QVBoxLayout(dock)
+    view = VIEW_CLASSES["gates"]()
+    lay.addWidget(view)
+    view.set_theme(dark=True)                                       # styled before it is ever shown
+    dock.resize(300, 420)
+    dock.show()
+    qtbot.waitExposed(dock)
+    view.update_snapshot(sf.lora_prefix_snapshot(200))
+    for w, h in ((300, 420), (300, 760), (300, 380), (380, 600)):
+        dock.resize(w, h)
+        pixels(dock)
+        assert view.glw.ci.geometry().height() == pytest.approx(view.glw.viewport().height(), abs=1)
+        curves, heat = in_widget(view.plot.vb, view.glw), in_widget(view.heat_plot.vb, view.glw)
+        assert curves.height() > heat.height() > 20
+    assert curves.height() >= 0.4 * view.height()
+
+
 def test_gates_heatmap_labels_thin_out_and_many_layers_share_a_short_legend(qtbot):
     view = sized(qtbot, "gates", 380, 500)
     view.update_snapshot(sf.prefix_snapshot(100, layers=tuple(range(30)), heads=2))

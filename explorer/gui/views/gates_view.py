@@ -17,8 +17,6 @@ from explorer.gui.views.base import (View, new_layout_widget, qt_alive, set_colo
                                      style_plot)
 
 MAX_CURVES = 256   # beyond this many (layer, head) curves, draw one mean curve per layer
-STACKED_PLOT_SHARE = 0.6    # of the height, for the curves when they sit above the heatmap
-QWIDGETSIZE_MAX = 16777215
 HEAT_TITLE, HEAT_TITLE_SHORT = "mean |gate| over heads", "mean |gate|"
 
 
@@ -91,6 +89,9 @@ class GatesView(View):
         self.heat_plot.vb.sigResized.connect(self._heat_resized)
         self._arrangement = "side"
         self._arrange("stacked")
+        self.glw.ci.geometryChanged.connect(self._drawing_resized)
+        for plot in (self.plot, self.heat_plot):
+            plot.setPreferredHeight(1)
         lay.addWidget(self.glw, 1)
         self.caption = QtWidgets.QLabel(content)
         self.caption.setWordWrap(True)
@@ -144,30 +145,15 @@ class GatesView(View):
             grid.addItem(self.heat_plot, 1, 0)
             grid.addItem(self.heat_bar, 1, 1)
             grid.setColumnStretchFactor(0, 1)
+            # the height beyond the plots' minimum sizes goes 3 : 2 to the curves (their preferred
+            # sizes are made minimal, or Qt would share a short dock by those instead)
+            grid.setRowStretchFactor(0, 3)
+            grid.setRowStretchFactor(1, 2)
         # stacked, the heatmap's step axis right below says "step" for both
         self.plot.getAxis("bottom").showLabel(arrangement == "side")
         self._set_axis_widths()
-        self._set_row_heights()
         self._set_title()
         grid.activate()
-
-    def _set_row_heights(self, height: int | None = None) -> None:
-        """Stacked, the curves get 60 % of the height and the heatmap the rest, whatever their minimum
-        sizes would make of a short view; side by side, one row takes it all. `height`: the drawing's."""
-        grid = self.glw.ci.layout
-        if self._arrangement == "side":
-            for row in (0, 1):
-                grid.setRowMinimumHeight(row, 0)
-                grid.setRowMaximumHeight(row, QWIDGETSIZE_MAX)
-            return
-        if height is None:
-            height = self.glw.viewport().height()
-        _, top_margin, _, bottom_margin = grid.getContentsMargins()
-        avail = max(60.0, height - top_margin - bottom_margin - grid.verticalSpacing())
-        top = round(avail * STACKED_PLOT_SHARE)
-        for row, height in ((0, top), (1, avail - top)):
-            grid.setRowMinimumHeight(row, height)
-            grid.setRowMaximumHeight(row, height)
 
     def _set_axis_widths(self) -> None:
         """Stacked, both left axes get the same width, so the two step axes line up."""
@@ -197,12 +183,15 @@ class GatesView(View):
         super().resizeEvent(event)
         size = event.size()
         self._arrange(self.arrangement_for(size.width(), size.height()))
-        # The drawing's share follows the view's own resizes (an event filter on the drawing could
-        # fire while a closing window tears the drawing's layout down, and crash the process).
-        self._set_row_heights(max(0, self.glw.height() + size.height() - event.oldSize().height())
-                              if event.oldSize().isValid() else None)
-        self._set_title(self.glw.width())
 
+    def _drawing_resized(self) -> None:
+        """The drawing's layout got its new size (the view's own resizeEvent comes before the drawing
+        is resized, so its size is not known there): fit the title. A signal of the layout item, not
+        an event filter on the drawing, which could fire while a closing window tears the drawing's
+        layout down."""
+        if not qt_alive(self, self.glw, self.glw.ci, self.glw.ci.layout):
+            return
+        self._set_title(self.glw.ci.geometry().width())
 
     # ---- drawing ---------------------------------------------------------------------------------
     def _draw(self, snapshot) -> None:
