@@ -33,24 +33,12 @@ import time
 from pathlib import Path
 
 # Import only the settings table here (no torch), so `--help` stays instant.
+from explorer.commands.run import _TYPES, _layers
+from explorer.commands.run import _csv as _csv_list
 from explorer.engine.settings import SETTINGS_SPEC, TrainSettings
 
-_TYPES = {"int": int, "float": float, "str": str}
 MANIFEST = "compare.json"
 FORMAT = "peft-explorer-compare"
-
-
-def _csv_list(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
-
-
-def _layers(text: str):
-    if text.strip().lower() in ("", "all"):
-        return None
-    try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not 'all' or a comma-separated list of layer indices") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
