@@ -17,6 +17,7 @@ Together that caps instrumentation at 4.5 % of the training time (bench/bench_en
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 import weakref
@@ -100,6 +101,16 @@ class _Cadence:
         self.next = max(self.next, started + cost + max(self.interval, self.cost / self.share))
 
 
+@functools.lru_cache(maxsize=None)
+def _warm_lazy_imports() -> None:
+    """One optimizer step on a throwaway parameter, once, in the caller's thread. torch finishes some
+    imports lazily on the first step; done first inside the training thread while the GUI thread runs
+    Qt's event loop, that was seen to stall (a window test hung in that import). It costs milliseconds."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    p.grad = torch.ones(1)
+    torch.optim.AdamW([p]).step()
+
+
 class TrainingWorker:
     def __init__(self, settings: TrainSettings | None = None, *, base_model=None, threads: int | None = None,
                  instrument: bool = True):
@@ -144,6 +155,7 @@ class TrainingWorker:
         """Start the thread (paused). It builds the trainer and posts a first snapshot at step 0."""
         if self._thread is not None:
             return
+        _warm_lazy_imports()
         self._thread = threading.Thread(target=self._run, name="peft-explorer-training", daemon=False)
         self._thread.start()
         ref = weakref.ref(self)
