@@ -171,6 +171,19 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
 
 
+def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """Next token ids (B, 1) from last-position logits (B, V): greedy at temperature 0, else top-k sampling."""
+    if temperature <= 0:
+        return logits.argmax(-1, keepdim=True)
+    scaled = logits / temperature
+    if top_k:
+        kth = torch.topk(scaled, min(top_k, scaled.shape[-1])).values[:, -1:]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    probs = torch.softmax(scaled, -1)
+    return torch.multinomial(probs.cpu(), 1, generator=generator).to(logits.device)
+
+
 @torch.no_grad()
 def generate(model: LlamaForCausalLM, prompt_ids: torch.Tensor, max_new_tokens: int,
              temperature: float = 0.8, top_k: int | None = 40,
@@ -180,16 +193,7 @@ def generate(model: LlamaForCausalLM, prompt_ids: torch.Tensor, max_new_tokens: 
     window = model.config.max_position_embeddings
     for _ in range(max_new_tokens):
         logits = model(ids[:, -window:])[:, -1, :].float()
-        if temperature <= 0:
-            nxt = logits.argmax(-1, keepdim=True)
-        else:
-            logits = logits / temperature
-            if top_k:
-                kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            probs = torch.softmax(logits, -1)
-            nxt = torch.multinomial(probs.cpu(), 1, generator=generator).to(ids.device)
-        ids = torch.cat([ids, nxt], dim=1)
+        ids = torch.cat([ids, sample_next(logits, temperature, top_k, generator)], dim=1)
     return ids
 
 

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from explorer.core.llama import LlamaForCausalLM, apply_rope, repeat_kv
+from explorer.core.llama import LlamaForCausalLM, apply_rope, repeat_kv, sample_next
 
 
 @torch.inference_mode()
@@ -68,15 +68,7 @@ def sample(model: LlamaForCausalLM, prompt_ids: torch.Tensor, max_new_tokens: in
     ids = prompt_ids
     logits = _forward_cached(model, ids, cache, 0)[:, -1, :].float()
     for step in range(max_new_tokens):
-        if temperature <= 0:
-            nxt = logits.argmax(-1, keepdim=True)
-        else:
-            scaled = logits / temperature
-            if top_k:
-                kth = torch.topk(scaled, min(top_k, scaled.shape[-1])).values[:, -1:]
-                scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-            probs = torch.softmax(scaled, -1)
-            nxt = torch.multinomial(probs.cpu(), 1, generator=generator).to(ids.device)
+        nxt = sample_next(logits, temperature, top_k, generator)
         ids = torch.cat([ids, nxt], dim=1)
         if step + 1 < max_new_tokens:
             logits = _forward_cached(model, nxt, cache, ids.shape[1] - 1)[:, -1, :].float()
