@@ -37,12 +37,12 @@ def _play_for(worker: TrainingWorker, seconds: float, last: tuple) -> tuple[tupl
     are not counted; CPU seconds are what other processes on a busy machine cannot inflate."""
     worker.play()
     worker.wait_for(lambda s: s.state == "running", 60)
-    time.sleep(seconds)                 # a benchmark, not a test: it just lets the thread train
+    time.sleep(seconds)  # a benchmark, not a test: it just lets the thread train
     worker.pause()
     end = worker.wait_for(lambda s: s.state in ("paused", "fault"), 120)
     if end.state == "fault":
         raise RuntimeError(end.fault)
-    cpu = worker._trainer.clock.cpu_total   # frozen while paused; read after the paused snapshot
+    cpu = worker._trainer.clock.cpu_total  # frozen while paused; read after the paused snapshot
     now = (end.step, end.time, cpu)
     return tuple(b - a for a, b in zip(last, now)), now
 
@@ -67,17 +67,24 @@ def throughput(settings: TrainSettings, seconds: float, rounds: int) -> dict:
                 delta, last[name] = _play_for(w, seconds, last[name])
                 for i in range(3):
                     totals[name][i] += delta[i]
-        live_posts = live.snapshots_posted - posted_before - 2 * rounds   # minus the play / pause posts
+        live_posts = live.snapshots_posted - posted_before - 2 * rounds  # minus the play / pause posts
         instrument = live.instrument_seconds - instrument_before
     finally:
         live.close()
         bare.close()
     wall = {k: v[0] / v[1] for k, v in totals.items()}
     cpu = {k: v[0] / v[2] for k, v in totals.items()}
-    return {"threads": threads, "steps_s_live": wall["live"], "steps_s_bare": wall["bare"],
-            "ratio": wall["live"] / wall["bare"], "cpu_live": cpu["live"], "cpu_bare": cpu["bare"],
-            "cpu_ratio": cpu["live"] / cpu["bare"], "snapshots_s": live_posts / totals["live"][1],
-            "share": instrument / totals["live"][1]}
+    return {
+        "threads": threads,
+        "steps_s_live": wall["live"],
+        "steps_s_bare": wall["bare"],
+        "ratio": wall["live"] / wall["bare"],
+        "cpu_live": cpu["live"],
+        "cpu_bare": cpu["bare"],
+        "cpu_ratio": cpu["live"] / cpu["bare"],
+        "snapshots_s": live_posts / totals["live"][1],
+        "share": instrument / totals["live"][1],
+    }
 
 
 def costs(settings: TrainSettings, n: int = 30) -> dict:
@@ -101,20 +108,35 @@ def costs(settings: TrainSettings, n: int = 30) -> dict:
     eval_ms = timed(t.eval_loss, max(3, n // 5))
     sample_ms = timed(t.samples, 3) if hasattr(t.scenario, "samples") else None
     snap = t.snapshot(settings.display_size)
-    view_bytes = sum(m.delta.nbytes + m.base.nbytes + m.spectrum.nbytes
-                     + (0 if m.target is None else m.target.nbytes + m.target_spectrum.nbytes)
-                     for m in snap.matrices.values())
+    view_bytes = sum(
+        m.delta.nbytes
+        + m.base.nbytes
+        + m.spectrum.nbytes
+        + (0 if m.target is None else m.target.nbytes + m.target_spectrum.nbytes)
+        for m in snap.matrices.values()
+    )
     view_bytes += sum(p.gates.nbytes + (0 if p.attention is None else p.attention.nbytes) for p in snap.prefixes)
     copied = sum(m.delta.nbytes + m.spectrum.nbytes for m in snap.matrices.values())
     copied += sum(p.gates.nbytes + 4 + (0 if p.attention is None else p.attention.nbytes) for p in snap.prefixes)
     h = snap.history
-    hist_bytes = sum(a.nbytes for a in (h.steps, h.loss, h.eval_steps, h.eval_loss, h.gate_steps, h.gates,
-                                        h.spectrum_steps)) + sum(a.nbytes for a in h.spectra.values())
+    hist_bytes = sum(
+        a.nbytes for a in (h.steps, h.loss, h.eval_steps, h.eval_loss, h.gate_steps, h.gates, h.spectrum_steps)
+    ) + sum(a.nbytes for a in h.spectra.values())
     full_bytes = sum(2 * 4 * m.shape[0] * m.shape[1] for m in snap.matrices.values())
     full_bytes += sum(v.numel() * v.element_size() for v in t.trained_tensors().values())
-    return {"device": t.device_label(), "step_ms": step_ms, "snapshot_ms": snap_ms, "eval_ms": eval_ms,
-            "sample_ms": sample_ms, "snapshot_bytes": view_bytes, "copied_bytes": copied, "history_bytes": hist_bytes,
-            "full_bytes": full_bytes, "matrices": len(snap.matrices), "prefix_layers": len(snap.prefixes)}
+    return {
+        "device": t.device_label(),
+        "step_ms": step_ms,
+        "snapshot_ms": snap_ms,
+        "eval_ms": eval_ms,
+        "sample_ms": sample_ms,
+        "snapshot_bytes": view_bytes,
+        "copied_bytes": copied,
+        "history_bytes": hist_bytes,
+        "full_bytes": full_bytes,
+        "matrices": len(snap.matrices),
+        "prefix_layers": len(snap.prefixes),
+    }
 
 
 def _mb(n: int) -> str:
@@ -130,20 +152,30 @@ def report(name: str, settings: TrainSettings, seconds: float, rounds: int) -> N
     print(f"held-out loss     {c['eval_ms']:.2f} ms")
     if c["sample_ms"] is not None:
         print(f"samples           {c['sample_ms']:.0f} ms (adapted model, {96} bytes; the base sample is cached)")
-    print(f"bytes/snapshot    {_mb(c['snapshot_bytes'])} of arrays (+ {_mb(c['history_bytes'])} of histories) "
-          f"vs {_mb(c['full_bytes'])} of full tensors (ΔW and W0 at full size + trained tensors): "
-          f"{c['full_bytes'] / max(1, c['snapshot_bytes']):.1f}x smaller")
-    print(f"copied/snapshot   {_mb(c['copied_bytes'])} from the device (pooled ΔW, spectra, gates, attention; "
-          f"pooled W0 and the target are copied once per segment)")
+    print(
+        f"bytes/snapshot    {_mb(c['snapshot_bytes'])} of arrays (+ {_mb(c['history_bytes'])} of histories) "
+        f"vs {_mb(c['full_bytes'])} of full tensors (ΔW and W0 at full size + trained tensors): "
+        f"{c['full_bytes'] / max(1, c['snapshot_bytes']):.1f}x smaller"
+    )
+    print(
+        f"copied/snapshot   {_mb(c['copied_bytes'])} from the device (pooled ΔW, spectra, gates, attention; "
+        f"pooled W0 and the target are copied once per segment)"
+    )
     tp = throughput(settings, seconds, rounds)
-    print(f"steps/s           {tp['steps_s_live']:.1f} with live snapshots ({tp['snapshots_s']:.1f}/s posted) vs "
-          f"{tp['steps_s_bare']:.1f} without, worker threads {tp['threads']}: ratio {tp['ratio']:.3f} "
-          f"(target >= 0.95) {'OK' if tp['ratio'] >= 0.95 else 'BELOW TARGET'}")
-    print(f"instrumentation   {100 * tp['share']:.2f}% of the running time (snapshots, held-out loss, samples; "
-          f"measured inside the worker)")
-    print(f"steps/CPU-s       {tp['cpu_live']:.1f} with vs {tp['cpu_bare']:.1f} without (worker-thread CPU time, "
-          f"which other processes cannot inflate): ratio {tp['cpu_ratio']:.3f} "
-          f"{'OK' if tp['cpu_ratio'] >= 0.95 else 'BELOW TARGET'}")
+    print(
+        f"steps/s           {tp['steps_s_live']:.1f} with live snapshots ({tp['snapshots_s']:.1f}/s posted) vs "
+        f"{tp['steps_s_bare']:.1f} without, worker threads {tp['threads']}: ratio {tp['ratio']:.3f} "
+        f"(target >= 0.95) {'OK' if tp['ratio'] >= 0.95 else 'BELOW TARGET'}"
+    )
+    print(
+        f"instrumentation   {100 * tp['share']:.2f}% of the running time (snapshots, held-out loss, samples; "
+        f"measured inside the worker)"
+    )
+    print(
+        f"steps/CPU-s       {tp['cpu_live']:.1f} with vs {tp['cpu_bare']:.1f} without (worker-thread CPU time, "
+        f"which other processes cannot inflate): ratio {tp['cpu_ratio']:.3f} "
+        f"{'OK' if tp['cpu_ratio'] >= 0.95 else 'BELOW TARGET'}"
+    )
 
 
 def main() -> int:
@@ -153,27 +185,36 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="1 round of 2 s per case")
     ap.add_argument("--only", default="", help="run only the cases whose name contains this text")
     args = ap.parse_args()
-    torch.set_num_threads(devices.worker_threads())   # the costs below, measured as the worker runs
+    torch.set_num_threads(devices.worker_threads())  # the costs below, measured as the worker runs
     if args.quick:
         args.seconds, args.rounds = 2.0, 1
-    print(f"torch {torch.__version__}; {devices.worker_threads()} worker thread(s) of "
-          f"{len(__import__('os').sched_getaffinity(0))} cores; cuda: {torch.cuda.is_available()}")
+    print(
+        f"torch {torch.__version__}; {devices.worker_threads()} worker thread(s) of "
+        f"{len(__import__('os').sched_getaffinity(0))} cores; cuda: {torch.cuda.is_available()}"
+    )
     cases = [
         ("lm scenario, defaults (LoRA r=8 on q_proj, v_proj)", TrainSettings(device="cpu")),
         ("lm scenario, lora+prefix", TrainSettings(device="cpu", method="lora+prefix")),
         ("matrix 128 x 128, LoRA r=8", TrainSettings(scenario="matrix", device="cpu")),
         ("matrix 1024 x 1024, LoRA r=8", TrainSettings(scenario="matrix", size_in=1024, size_out=1024, device="cpu")),
-        ("matrix 1024 x 1024, full fine-tuning", TrainSettings(scenario="matrix", method="full", size_in=1024,
-                                                               size_out=1024, device="cpu")),
+        (
+            "matrix 1024 x 1024, full fine-tuning",
+            TrainSettings(scenario="matrix", method="full", size_in=1024, size_out=1024, device="cpu"),
+        ),
     ]
     if torch.cuda.is_available():
         cases += [
             ("CUDA lm scenario, defaults", TrainSettings(device="cuda")),
-            ("CUDA matrix 4096 x 4096, LoRA r=8", TrainSettings(scenario="matrix", size_in=4096, size_out=4096,
-                                                                 device="cuda", batch_size=256)),
-            ("CUDA matrix 4096 x 4096, full fine-tuning", TrainSettings(scenario="matrix", method="full",
-                                                                        size_in=4096, size_out=4096, device="cuda",
-                                                                        batch_size=256)),
+            (
+                "CUDA matrix 4096 x 4096, LoRA r=8",
+                TrainSettings(scenario="matrix", size_in=4096, size_out=4096, device="cuda", batch_size=256),
+            ),
+            (
+                "CUDA matrix 4096 x 4096, full fine-tuning",
+                TrainSettings(
+                    scenario="matrix", method="full", size_in=4096, size_out=4096, device="cuda", batch_size=256
+                ),
+            ),
         ]
     for name, settings in cases:
         if args.only and args.only not in name:

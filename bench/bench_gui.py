@@ -49,9 +49,14 @@ def first_frame_times(runs: int, platform: str) -> list[float]:
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            p = subprocess.Popen([sys.executable, "-m", "explorer", "--first-frame-exit",
-                                  "--settings-path", os.path.join(tmp, "s.ini")],
-                                 cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            p = subprocess.Popen(
+                [sys.executable, "-m", "explorer", "--first-frame-exit", "--settings-path", os.path.join(tmp, "s.ini")],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             line = p.stdout.readline()
             t1 = time.perf_counter()
             p.wait(60)
@@ -98,12 +103,15 @@ def measure(app, window, seconds: float, request_hz: float = 0.0) -> dict:
     elapsed = time.perf_counter() - t0
     snap = window.last_snapshot
     return {
-        "lag_p50": pct(lags, 50), "lag_p99": pct(lags, 99), "lag_max": max(lags) if lags else float("nan"),
+        "lag_p50": pct(lags, 50),
+        "lag_p99": pct(lags, 99),
+        "lag_max": max(lags) if lags else float("nan"),
         "ticks": len(lags),
         "snapshots_per_s": (window.delivered - delivered0) / elapsed,
         "posted_per_s": (getattr(window.worker, "snapshots_posted", 0) - posted0) / elapsed,
-        "view_draws_per_s": {v: (getattr(view, "draw_count", 0) - draws0[v]) / elapsed
-                             for v, view in window.views.items()},
+        "view_draws_per_s": {
+            v: (getattr(view, "draw_count", 0) - draws0[v]) / elapsed for v, view in window.views.items()
+        },
         "steps_per_s": ((snap.step if snap is not None else 0) - step0) / elapsed,
     }
 
@@ -130,8 +138,14 @@ def measure_bare(seconds: float) -> dict:
     timer.start()
     loop.exec()
     timer.stop()
-    return {"lag_p50": pct(lags, 50), "lag_p99": pct(lags, 99), "lag_max": max(lags) if lags else float("nan"),
-            "snapshots_per_s": 0.0, "posted_per_s": 0.0, "steps_per_s": 0.0}
+    return {
+        "lag_p50": pct(lags, 50),
+        "lag_p99": pct(lags, 99),
+        "lag_max": max(lags) if lags else float("nan"),
+        "snapshots_per_s": 0.0,
+        "posted_per_s": 0.0,
+        "steps_per_s": 0.0,
+    }
 
 
 def time_views(window) -> dict[str, list[float]]:
@@ -149,8 +163,10 @@ def time_views(window) -> dict[str, list[float]]:
     return costs
 
 
-WORKERS = {"thread": "explorer.engine.worker:TrainingWorker",
-           "process": "explorer.engine.process_worker:ProcessTrainingWorker"}
+WORKERS = {
+    "thread": "explorer.engine.worker:TrainingWorker",
+    "process": "explorer.engine.process_worker:ProcessTrainingWorker",
+}
 
 
 def bench_window(app, args, worker: str) -> dict | None:
@@ -185,8 +201,10 @@ def bench_window(app, args, worker: str) -> dict | None:
     first.exec()
     snap = window.last_snapshot
     if snap is None or snap.state == "fault":
-        print(f"bench_gui: no usable first snapshot from the {worker} worker: {snap.fault if snap else 'none'}",
-              file=sys.stderr)
+        print(
+            f"bench_gui: no usable first snapshot from the {worker} worker: {snap.fault if snap else 'none'}",
+            file=sys.stderr,
+        )
         window.close()
         return None
     visible = window.visible_view_ids()
@@ -197,7 +215,7 @@ def bench_window(app, args, worker: str) -> dict | None:
     for c in costs.values():
         c.clear()
     window.play()
-    measure(app, window, min(2.0, args.seconds))             # warm-up: first steps, first samples
+    measure(app, window, min(2.0, args.seconds))  # warm-up: first steps, first samples
     for c in costs.values():
         c.clear()
     running = measure(app, window, args.seconds)
@@ -205,8 +223,15 @@ def bench_window(app, args, worker: str) -> dict | None:
     device = window.status.device.text()
     views = list(window.views)
     window.close()
-    return {"paused": paused, "running": running, "paused_costs": paused_costs, "running_costs": running_costs,
-            "device": device, "visible": visible, "views": views}
+    return {
+        "paused": paused,
+        "running": running,
+        "paused_costs": paused_costs,
+        "running_costs": running_costs,
+        "device": device,
+        "visible": visible,
+        "views": views,
+    }
 
 
 def main(argv=None) -> int:
@@ -215,13 +240,23 @@ def main(argv=None) -> int:
     ap.add_argument("--method", default="lora+prefix", choices=("lora", "prefix", "lora+prefix", "full"))
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seconds", type=float, default=10.0, help="per phase (default 10)")
-    ap.add_argument("--platform", default=os.environ.get("QT_QPA_PLATFORM", "offscreen"),
-                    help="Qt platform: offscreen (default) or xcb (under Xvfb)")
+    ap.add_argument(
+        "--platform",
+        default=os.environ.get("QT_QPA_PLATFORM", "offscreen"),
+        help="Qt platform: offscreen (default) or xcb (under Xvfb)",
+    )
     ap.add_argument("--size", default="1600x1000")
-    ap.add_argument("--workers", default="thread,process",
-                    help="which training workers, one window each, in this order (default thread,process)")
-    ap.add_argument("--switch-interval", type=float, default=None,
-                    help="override the app's GIL switch interval (seconds), for experiments")
+    ap.add_argument(
+        "--workers",
+        default="thread,process",
+        help="which training workers, one window each, in this order (default thread,process)",
+    )
+    ap.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="override the app's GIL switch interval (seconds), for experiments",
+    )
     ap.add_argument("--launches", type=int, default=3, help="launch-to-first-frame runs (default 3)")
     args = ap.parse_args(argv)
     workers = [x.strip() for x in args.workers.split(",") if x.strip()]
@@ -248,39 +283,53 @@ def main(argv=None) -> int:
 
     any_r = next(iter(results.values()))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"# bench_gui: {args.scenario} scenario, {args.method}, {any_r['device']}, Qt platform {args.platform}, "
-          f"{os.cpu_count()} CPUs (load average {load:.1f} at the end), window {args.size}, "
-          f"{args.seconds:g} s per phase, GIL switch interval {sys.getswitchinterval() * 1000:g} ms")
+    print(
+        f"# bench_gui: {args.scenario} scenario, {args.method}, {any_r['device']}, Qt platform {args.platform}, "
+        f"{os.cpu_count()} CPUs (load average {load:.1f} at the end), window {args.size}, "
+        f"{args.seconds:g} s per phase, GIL switch interval {sys.getswitchinterval() * 1000:g} ms"
+    )
     print(f"views visible: {len(any_r['visible'])}/{len(any_r['views'])} ({', '.join(any_r['visible'])})")
-    print("workers: thread = training on a thread of the GUI process (--in-process); "
-          "process = training in a child process (the default)")
+    print(
+        "workers: thread = training on a thread of the GUI process (--in-process); "
+        "process = training in a child process (the default)"
+    )
     print()
-    print("| worker | phase | lag p50 (ms) | lag p99 (ms) | lag max (ms) | snapshots drawn / s "
-          "| snapshots posted / s | training steps / s |")
+    print(
+        "| worker | phase | lag p50 (ms) | lag p99 (ms) | lag max (ms) | snapshots drawn / s "
+        "| snapshots posted / s | training steps / s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     rows = [("-", "empty event loop, no window (the machine's noise)", baseline)]
     for worker, r in results.items():
         rows += [(worker, "paused (30 snapshot requests / s)", r["paused"]), (worker, "training", r["running"])]
     for worker, name, r in rows:
-        print(f"| {worker} | {name} | {r['lag_p50']:.1f} | {r['lag_p99']:.1f} | {r['lag_max']:.1f} | "
-              f"{r['snapshots_per_s']:.1f} | {r['posted_per_s']:.1f} | {r['steps_per_s']:.1f} |")
+        print(
+            f"| {worker} | {name} | {r['lag_p50']:.1f} | {r['lag_p99']:.1f} | {r['lag_max']:.1f} | "
+            f"{r['snapshots_per_s']:.1f} | {r['posted_per_s']:.1f} | {r['steps_per_s']:.1f} |"
+        )
     print()
     head = " | ".join(f"redraws / s training ({w}) | update ms p50 / p99 training ({w})" for w in results)
     print(f"| view | {head} |")
     print("|---|" + "---|---|" * len(results))
     for v in any_r["views"]:
-        cells = " | ".join(f"{r['running']['view_draws_per_s'][v]:.1f} | "
-                           f"{pct(r['running_costs'][v], 50):.1f} / {pct(r['running_costs'][v], 99):.1f}"
-                           for r in results.values())
+        cells = " | ".join(
+            f"{r['running']['view_draws_per_s'][v]:.1f} | "
+            f"{pct(r['running_costs'][v], 50):.1f} / {pct(r['running_costs'][v], 99):.1f}"
+            for r in results.values()
+        )
         print(f"| {v} | {cells} |")
     print()
     if launches:
-        print(f"launch to first frame (python -m explorer, {len(launches)} runs): median "
-              f"{statistics.median(launches):.2f} s, max {max(launches):.2f} s")
+        print(
+            f"launch to first frame (python -m explorer, {len(launches)} runs): median "
+            f"{statistics.median(launches):.2f} s, max {max(launches):.2f} s"
+        )
     for worker, r in results.items():
         ok = r["running"]["lag_p99"] < 30.0
-        print(f"target p99 lag < 30 ms while training ({worker} worker): {'met' if ok else 'NOT met'} "
-              f"({r['running']['lag_p99']:.1f} ms)")
+        print(
+            f"target p99 lag < 30 ms while training ({worker} worker): {'met' if ok else 'NOT met'} "
+            f"({r['running']['lag_p99']:.1f} ms)"
+        )
     return 0
 
 

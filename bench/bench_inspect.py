@@ -44,7 +44,7 @@ def generate(directory: Path, dtype: torch.dtype) -> None:
     modules = {}
     for layer in range(LAYERS):
         for target in TARGETS:
-            A = torch.randn(RANK, HIDDEN, generator=g) / HIDDEN ** 0.5
+            A = torch.randn(RANK, HIDDEN, generator=g) / HIDDEN**0.5
             B = torch.randn(HIDDEN, RANK, generator=g) * decay * 0.05
             modules[f"model.layers.{layer}.self_attn.{target}"] = {"A": A.to(dtype), "B": B.to(dtype)}
     write_lora_adapter(directory, modules, r=RANK, lora_alpha=ALPHA, target_modules=list(TARGETS))
@@ -52,8 +52,9 @@ def generate(directory: Path, dtype: torch.dtype) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dense-modules", type=int, default=1,
-                        help="modules measured with the dense SVD (then extrapolated to all 64)")
+    parser.add_argument(
+        "--dense-modules", type=int, default=1, help="modules measured with the dense SVD (then extrapolated to all 64)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs of our end-to-end inspection")
     parser.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16")
     args = parser.parse_args()
@@ -66,9 +67,11 @@ def main() -> None:
         generate(directory, dtype)
         size = (directory / "adapter_model.safetensors").stat().st_size
         n_modules = LAYERS * len(TARGETS)
-        print(f"adapter: {LAYERS} layers x {','.join(TARGETS)}, {HIDDEN}x{HIDDEN}, r={RANK}, {args.dtype}, "
-              f"{n_modules} modules, {n_modules * 2 * HIDDEN * RANK:,} parameters, {size / 1e6:.1f} MB "
-              f"(generated in {time.perf_counter() - t0:.1f} s)")
+        print(
+            f"adapter: {LAYERS} layers x {','.join(TARGETS)}, {HIDDEN}x{HIDDEN}, r={RANK}, {args.dtype}, "
+            f"{n_modules} modules, {n_modules * 2 * HIDDEN * RANK:,} parameters, {size / 1e6:.1f} MB "
+            f"(generated in {time.perf_counter() - t0:.1f} s)"
+        )
 
         inspect_adapter(directory)  # warm-up (imports, allocator)
         times, read_times = [], []
@@ -96,18 +99,26 @@ def main() -> None:
             del delta
         per_dense = statistics.mean(dense_times)
         dense_total = per_dense * n_modules
-        measured = "measured" if k == n_modules else f"measured on {k} of {n_modules} modules, extrapolated x{n_modules / k:g}"
+        measured = (
+            "measured" if k == n_modules else f"measured on {k} of {n_modules} modules, extrapolated x{n_modules / k:g}"
+        )
 
     print()
     print("| path | per module | all 64 modules |")
     print("|---|---|---|")
-    print(f"| ours, end to end (read + validate + spectra + figures + JSON), median of {args.repeats} "
-          f"| {ours / n_modules * 1e3:.1f} ms | {ours:.2f} s (of which reading and validating {read:.2f} s) |")
-    print(f"| dense: form ΔW (fp32) + torch.linalg.svdvals | {per_dense * 1e3:,.0f} ms | {dense_total:,.0f} s "
-          f"({measured}) |")
+    print(
+        f"| ours, end to end (read + validate + spectra + figures + JSON), median of {args.repeats} "
+        f"| {ours / n_modules * 1e3:.1f} ms | {ours:.2f} s (of which reading and validating {read:.2f} s) |"
+    )
+    print(
+        f"| dense: form ΔW (fp32) + torch.linalg.svdvals | {per_dense * 1e3:,.0f} ms | {dense_total:,.0f} s "
+        f"({measured}) |"
+    )
     print()
-    print(f"speed-up {dense_total / ours:,.0f}x; largest difference of the top {RANK} singular values, relative to "
-          f"the largest: {worst:.1e}")
+    print(
+        f"speed-up {dense_total / ours:,.0f}x; largest difference of the top {RANK} singular values, relative to "
+        f"the largest: {worst:.1e}"
+    )
 
 
 if __name__ == "__main__":

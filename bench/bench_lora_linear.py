@@ -44,7 +44,9 @@ def _time(fn, repeats: int) -> list[float]:
 def main(repeats: int = 25) -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device cpu")
-    print("| tokens x in -> out, r | ours fwd+bwd, min / median (ms) | PEFT fwd+bwd, min / median (ms) | ours / PEFT (min) |")
+    print(
+        "| tokens x in -> out, r | ours fwd+bwd, min / median (ms) | PEFT fwd+bwd, min / median (ms) | ours / PEFT (min) |"
+    )
     print("|---|---|---|---|")
     for tokens, d_in, d_out, r in SHAPES:
         base = torch.nn.Linear(d_in, d_out)
@@ -58,10 +60,11 @@ def main(repeats: int = 25) -> None:
         x = torch.randn(tokens, d_in)
         assert torch.allclose(ours(x), peft(x), atol=1e-4)
 
-        def step(layer):
+        def step(layer, x=x):
             def run():
                 layer.zero_grad(set_to_none=True)
                 layer(x).square().mean().backward()
+
             return run
 
         ours_step, peft_step = step(ours), step(peft)

@@ -44,18 +44,19 @@ def bench(size: int, device: torch.device, repeats: int) -> list[str]:
     rows = []
     g = torch.Generator(device=device).manual_seed(0)
     for r in RANKS:
-        A = torch.randn(r, size, generator=g, device=device) / size ** 0.5
+        A = torch.randn(r, size, generator=g, device=device) / size**0.5
         B = torch.randn(size, r, generator=g, device=device)
-        dense_ms = _median_ms(lambda: torch.linalg.svdvals(SCALING * B @ A), device, repeats)
+        dense_ms = _median_ms(lambda A=A, B=B: torch.linalg.svdvals(SCALING * B @ A), device, repeats)
         # The fast path is cheap, so it gets more repeats: its median is then robust to the odd
         # scheduler hiccup on a shared machine that would otherwise dominate a 0.1 ms figure.
-        factor_ms = _median_ms(lambda: spectrum_from_factors(A, B, SCALING).values, device,
-                               10 * repeats)
+        factor_ms = _median_ms(lambda A=A, B=B: spectrum_from_factors(A, B, SCALING).values, device, 10 * repeats)
         dense = torch.linalg.svdvals(SCALING * B @ A)[:r]
         ours = spectrum_from_factors(A, B, SCALING).values
         rel = ((ours - dense).abs().max() / dense[0]).item()
-        rows.append(f"| {size}x{size} | {device.type} | {r} | {dense_ms:,.2f} | {factor_ms:,.3f} "
-                    f"| {dense_ms / factor_ms:,.0f}x | {rel:.1e} |")
+        rows.append(
+            f"| {size}x{size} | {device.type} | {r} | {dense_ms:,.2f} | {factor_ms:,.3f} "
+            f"| {dense_ms / factor_ms:,.0f}x | {rel:.1e} |"
+        )
     return rows
 
 
@@ -66,9 +67,12 @@ def main() -> None:
 
     cpu = f"{torch.get_num_threads()} CPU threads"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    print(f"torch {torch.__version__}, {cpu}" + (f", {gpu}" if gpu else "") +
-          f"; median of {args.repeats} (dense) / {10 * args.repeats} (factors) runs, float32; "
-          f"load average {os.getloadavg()[0]:.1f} at start\n")
+    print(
+        f"torch {torch.__version__}, {cpu}"
+        + (f", {gpu}" if gpu else "")
+        + f"; median of {args.repeats} (dense) / {10 * args.repeats} (factors) runs, float32; "
+        f"load average {os.getloadavg()[0]:.1f} at start\n"
+    )
     print("| ΔW | device | r | dense svdvals (ms) | from factors (ms) | speed-up | max rel. diff |")
     print("|---|---|---|---|---|---|---|")
     for row in bench(1024, torch.device("cpu"), args.repeats):

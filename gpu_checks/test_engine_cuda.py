@@ -13,8 +13,18 @@ from explorer.engine.worker import TrainingWorker
 
 
 def test_matrix_4096_on_cuda_reduces_on_the_device_and_copies_small_arrays():
-    t = Trainer(TrainSettings(scenario="matrix", size_in=4096, size_out=4096, rank=8, target_rank=16,
-                              batch_size=256, device="cuda", display_size=128))
+    t = Trainer(
+        TrainSettings(
+            scenario="matrix",
+            size_in=4096,
+            size_out=4096,
+            rank=8,
+            target_rank=16,
+            batch_size=256,
+            device="cuda",
+            display_size=128,
+        )
+    )
     assert t.device.type == "cuda" and t.device_label().startswith("cuda:")
     assert t.model.W.lora_A.weight.is_cuda and t.scenario.W0.is_cuda
     for _ in range(20):
@@ -23,9 +33,12 @@ def test_matrix_4096_on_cuda_reduces_on_the_device_and_copies_small_arrays():
     m = snap.matrices["W"]
     assert m.delta.shape == (128, 128) and m.base.shape == (128, 128) and m.target.shape == (128, 128)
     assert m.spectrum.shape == (8,) and m.target_spectrum.shape == (16,)
-    assert snap.memory_bytes > 4096 * 4096 * 4          # CUDA allocated bytes, not the host's RSS
-    full = Trainer(TrainSettings(scenario="matrix", method="full", size_in=4096, size_out=4096, batch_size=256,
-                                 device="cuda", lr=1e-3))
+    assert snap.memory_bytes > 4096 * 4096 * 4  # CUDA allocated bytes, not the host's RSS
+    full = Trainer(
+        TrainSettings(
+            scenario="matrix", method="full", size_in=4096, size_out=4096, batch_size=256, device="cuda", lr=1e-3
+        )
+    )
     full.train_step()
     fm = full.snapshot(64).matrices["W"]
     assert fm.delta.shape == (64, 64) and fm.spectrum.shape == (64,) and "randomized" in fm.spectrum_method
@@ -37,7 +50,7 @@ def test_bf16_mixed_precision_trains():
     for _ in range(200):
         last = t.train_step()
     assert np.isfinite(last) and last < first
-    assert t.model.W.lora_A.weight.dtype == torch.float32        # fp32 weights, bf16 autocast
+    assert t.model.W.lora_A.weight.dtype == torch.float32  # fp32 weights, bf16 autocast
 
 
 def test_zero_init_on_cuda_with_the_shipped_model():
@@ -50,8 +63,7 @@ def test_zero_init_on_cuda_with_the_shipped_model():
 
 
 def test_worker_on_cuda_trains_snapshots_and_reports_oom():
-    w = TrainingWorker(TrainSettings(scenario="matrix", size_in=2048, size_out=2048, device="cuda",
-                                     batch_size=256))
+    w = TrainingWorker(TrainSettings(scenario="matrix", size_in=2048, size_out=2048, device="cuda", batch_size=256))
     try:
         w.start()
         assert w.wait_for(timeout=120).state == "paused"

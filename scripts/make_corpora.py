@@ -34,12 +34,28 @@ from pathlib import Path
 
 SEED = 0
 HELDOUT_FRACTION = 0.05
-BASE_BUDGET = 1_400_000     # bytes of text; ~1.4 MB keeps the wheel small and an epoch ~minutes
+BASE_BUDGET = 1_400_000  # bytes of text; ~1.4 MB keeps the wheel small and an epoch ~minutes
 DOMAIN_BUDGET = 380_000
 # Parts of the stdlib that are tests, tools, vendored or generated data rather than typical code.
-EXCLUDED_DIRS = {"test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages", "ensurepip",
-                 "turtledemo", "pydoc_data", "encodings", "__phello__", "__pycache__", "lib-dynload",
-                 "tkinter", "distutils", "venv", "curses"}
+EXCLUDED_DIRS = {
+    "test",
+    "tests",
+    "idlelib",
+    "lib2to3",
+    "site-packages",
+    "dist-packages",
+    "ensurepip",
+    "turtledemo",
+    "pydoc_data",
+    "encodings",
+    "__phello__",
+    "__pycache__",
+    "lib-dynload",
+    "tkinter",
+    "distutils",
+    "venv",
+    "curses",
+}
 EXCLUDED_FILES = {"this.py", "antigravity.py", "_pydecimal.py", "_pyio.py", "pickletools.py"}
 
 
@@ -81,6 +97,7 @@ def split_heldout(pieces: list[str]) -> tuple[str, str]:
 
 # --- base: whole stdlib files ------------------------------------------------------------------
 
+
 def make_base(files: list[tuple[str, str]]) -> tuple[str, str]:
     # Mid-sized files: small ones are mostly boilerplate, huge ones would dominate the budget.
     candidates = [(rel, text) for rel, text in files if 2_000 <= len(text) <= 60_000]
@@ -101,77 +118,214 @@ def make_base(files: list[tuple[str, str]]) -> tuple[str, str]:
 # replacement) on the file's 1-based lines; functions are ASCII-only so ast byte offsets equal
 # character offsets.
 TEMPLATES = {
-    "fstring": ["prefer f-strings over % formatting",
-                "an f-string reads better than %-interpolation here",
-                "use an f-string instead of the % operator",
-                "this is a good candidate for an f-string"],
-    "rename": ["`{old}` is too terse; call it `{new}`",
-               "rename `{old}` to `{new}` so the intent is clear",
-               "please use a descriptive name: `{new}` instead of `{old}`",
-               "nit: `{new}` says more than `{old}`"],
-    "return_hint": ["add a return type hint (`-> {hint}`)",
-                    "annotate the return type: `{name}` returns {hint}",
-                    "missing return annotation; this returns {hint}"],
-    "docstring": ["missing docstring; add a one-line summary",
-                  "`{name}` needs a docstring",
-                  "please document what `{name}` does",
-                  "add a short docstring here"],
-    "bare_except": ["avoid a bare `except:`; it also catches KeyboardInterrupt and SystemExit",
-                    "catch `Exception` rather than everything",
-                    "a bare except hides bugs; narrow it to `Exception` at least"],
-    "isinstance": ["use isinstance() instead of comparing types",
-                   "`type(x) == T` ignores subclasses; use isinstance()",
-                   "prefer isinstance() for type checks"],
-    "len_check": ["empty sequences are falsy; no need for len() here",
-                  "simplify: test the container's truthiness instead of len()",
-                  "`if not {name}` is the idiomatic emptiness check"],
-    "not_in": ["`x not in y` reads better than `not x in y`",
-               "use the `not in` operator",
-               "nit: write this as `not in`"],
-    "literal": ["use a literal `{lit}` instead of `{call}`",
-                "`{lit}` is faster and clearer than `{call}`",
-                "nit: prefer the `{lit}` literal"],
-    "augmented": ["use augmented assignment (`{op}=`)",
-                  "`{name} {op}= ...` is shorter",
-                  "nit: this can be `{op}=`"],
-    "enumerate": ["use enumerate() instead of indexing with range(len(...))",
-                  "iterate with enumerate(); `{seq}[{idx}]` is noise",
-                  "prefer `for {idx}, {item} in enumerate({seq})`"],
-    "keys": ["iterate over the dict directly; `.keys()` is redundant",
-             "no need to call `.keys()` here",
-             "`in {name}` already looks at the keys"],
-    "super": ["in Python 3, `super()` needs no arguments",
-              "use the zero-argument form of `super()`",
-              "simplify to `super()`"],
+    "fstring": [
+        "prefer f-strings over % formatting",
+        "an f-string reads better than %-interpolation here",
+        "use an f-string instead of the % operator",
+        "this is a good candidate for an f-string",
+    ],
+    "rename": [
+        "`{old}` is too terse; call it `{new}`",
+        "rename `{old}` to `{new}` so the intent is clear",
+        "please use a descriptive name: `{new}` instead of `{old}`",
+        "nit: `{new}` says more than `{old}`",
+    ],
+    "return_hint": [
+        "add a return type hint (`-> {hint}`)",
+        "annotate the return type: `{name}` returns {hint}",
+        "missing return annotation; this returns {hint}",
+    ],
+    "docstring": [
+        "missing docstring; add a one-line summary",
+        "`{name}` needs a docstring",
+        "please document what `{name}` does",
+        "add a short docstring here",
+    ],
+    "bare_except": [
+        "avoid a bare `except:`; it also catches KeyboardInterrupt and SystemExit",
+        "catch `Exception` rather than everything",
+        "a bare except hides bugs; narrow it to `Exception` at least",
+    ],
+    "isinstance": [
+        "use isinstance() instead of comparing types",
+        "`type(x) == T` ignores subclasses; use isinstance()",
+        "prefer isinstance() for type checks",
+    ],
+    "len_check": [
+        "empty sequences are falsy; no need for len() here",
+        "simplify: test the container's truthiness instead of len()",
+        "`if not {name}` is the idiomatic emptiness check",
+    ],
+    "not_in": [
+        "`x not in y` reads better than `not x in y`",
+        "use the `not in` operator",
+        "nit: write this as `not in`",
+    ],
+    "literal": [
+        "use a literal `{lit}` instead of `{call}`",
+        "`{lit}` is faster and clearer than `{call}`",
+        "nit: prefer the `{lit}` literal",
+    ],
+    "augmented": ["use augmented assignment (`{op}=`)", "`{name} {op}= ...` is shorter", "nit: this can be `{op}=`"],
+    "enumerate": [
+        "use enumerate() instead of indexing with range(len(...))",
+        "iterate with enumerate(); `{seq}[{idx}]` is noise",
+        "prefer `for {idx}, {item} in enumerate({seq})`",
+    ],
+    "keys": [
+        "iterate over the dict directly; `.keys()` is redundant",
+        "no need to call `.keys()` here",
+        "`in {name}` already looks at the keys",
+    ],
+    "super": [
+        "in Python 3, `super()` needs no arguments",
+        "use the zero-argument form of `super()`",
+        "simplify to `super()`",
+    ],
 }
 
-RENAMES = {"s": "text", "f": "fileobj", "fp": "fileobj", "fh": "fileobj", "n": "count",
-           "l": "items", "lst": "items", "res": "result", "ret": "result", "rv": "result",
-           "r": "result", "tmp": "temp", "d": "mapping", "dct": "mapping", "err": "error",
-           "msg": "message", "buf": "buffer", "idx": "index", "cnt": "count", "num": "number",
-           "val": "value", "p": "path", "fn": "filename", "fname": "filename", "ln": "line",
-           "c": "char", "ch": "char", "m": "match", "mo": "match", "k": "key", "v": "value",
-           "i": "index", "pos": "position", "addr": "address", "sz": "size", "cfg": "config",
-           "conf": "config", "rc": "returncode", "cb": "callback", "req": "request",
-           "resp": "response", "hdr": "header", "hdrs": "headers", "prev": "previous",
-           "cur": "current", "src": "source", "dst": "destination", "dest": "destination",
-           "st": "stat_result", "ts": "timestamp", "nm": "name", "lo": "low", "hi": "high"}
+RENAMES = {
+    "s": "text",
+    "f": "fileobj",
+    "fp": "fileobj",
+    "fh": "fileobj",
+    "n": "count",
+    "l": "items",
+    "lst": "items",
+    "res": "result",
+    "ret": "result",
+    "rv": "result",
+    "r": "result",
+    "tmp": "temp",
+    "d": "mapping",
+    "dct": "mapping",
+    "err": "error",
+    "msg": "message",
+    "buf": "buffer",
+    "idx": "index",
+    "cnt": "count",
+    "num": "number",
+    "val": "value",
+    "p": "path",
+    "fn": "filename",
+    "fname": "filename",
+    "ln": "line",
+    "c": "char",
+    "ch": "char",
+    "m": "match",
+    "mo": "match",
+    "k": "key",
+    "v": "value",
+    "i": "index",
+    "pos": "position",
+    "addr": "address",
+    "sz": "size",
+    "cfg": "config",
+    "conf": "config",
+    "rc": "returncode",
+    "cb": "callback",
+    "req": "request",
+    "resp": "response",
+    "hdr": "header",
+    "hdrs": "headers",
+    "prev": "previous",
+    "cur": "current",
+    "src": "source",
+    "dst": "destination",
+    "dest": "destination",
+    "st": "stat_result",
+    "ts": "timestamp",
+    "nm": "name",
+    "lo": "low",
+    "hi": "high",
+}
 
-VERBS = {"parse", "read", "write", "load", "dump", "find", "add", "remove", "update", "check",
-         "handle", "close", "open", "run", "start", "stop", "send", "format", "convert", "compute",
-         "split", "join", "reset", "clear", "copy", "process", "validate", "register", "print",
-         "emit", "encode", "decode", "escape", "quote", "unquote", "normalize", "resolve", "build",
-         "make", "create", "append", "extend", "insert", "delete", "pop", "push", "put", "fetch",
-         "visit", "walk", "match", "search", "compile", "save", "flush", "wait", "install", "setup",
-         "apply", "call", "dispatch", "execute", "collect", "count", "render", "strip", "filter",
-         "sort", "select", "scan", "skip", "expand", "fix", "translate", "test", "set", "get"}
+VERBS = {
+    "parse",
+    "read",
+    "write",
+    "load",
+    "dump",
+    "find",
+    "add",
+    "remove",
+    "update",
+    "check",
+    "handle",
+    "close",
+    "open",
+    "run",
+    "start",
+    "stop",
+    "send",
+    "format",
+    "convert",
+    "compute",
+    "split",
+    "join",
+    "reset",
+    "clear",
+    "copy",
+    "process",
+    "validate",
+    "register",
+    "print",
+    "emit",
+    "encode",
+    "decode",
+    "escape",
+    "quote",
+    "unquote",
+    "normalize",
+    "resolve",
+    "build",
+    "make",
+    "create",
+    "append",
+    "extend",
+    "insert",
+    "delete",
+    "pop",
+    "push",
+    "put",
+    "fetch",
+    "visit",
+    "walk",
+    "match",
+    "search",
+    "compile",
+    "save",
+    "flush",
+    "wait",
+    "install",
+    "setup",
+    "apply",
+    "call",
+    "dispatch",
+    "execute",
+    "collect",
+    "count",
+    "render",
+    "strip",
+    "filter",
+    "sort",
+    "select",
+    "scan",
+    "skip",
+    "expand",
+    "fix",
+    "translate",
+    "test",
+    "set",
+    "get",
+}
 
 
 def seg(lines: list[str], node: ast.AST) -> str | None:
     """Source text of a single-line node, or None if it spans lines."""
     if node.lineno != node.end_lineno:
         return None
-    return lines[node.lineno - 1][node.col_offset:node.end_col_offset]
+    return lines[node.lineno - 1][node.col_offset : node.end_col_offset]
 
 
 class Skip(Exception):
@@ -198,12 +352,15 @@ def own_nodes(fn: ast.AST):
 
 def r_fstring(fn, lines, toks):
     for node in own_nodes(fn):
-        if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod)
-                and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)):
+        if not (
+            isinstance(node, ast.BinOp)
+            and isinstance(node.op, ast.Mod)
+            and isinstance(node.left, ast.Constant)
+            and isinstance(node.left.value, str)
+        ):
             continue
         lit = seg(lines, node.left)
-        if lit is None or lit[:1] not in "'\"" or lit[:3] in ("'''", '"""') or "{" in lit or "}" in lit \
-                or "\\" in lit:
+        if lit is None or lit[:1] not in "'\"" or lit[:3] in ("'''", '"""') or "{" in lit or "}" in lit or "\\" in lit:
             continue
         specs = re.findall(r"%(.)", lit)
         if not specs or any(s not in "srd%" for s in specs):
@@ -217,11 +374,12 @@ def r_fstring(fn, lines, toks):
             continue
         it = iter(zip(fills, texts))
 
-        def sub(m):
+        def sub(m, it=it):
             if m.group(1) == "%":
                 return "%"
             spec, text = next(it)
             return "{" + text + ("!r" if spec == "r" else "") + "}"
+
         return [replace(node, "f" + re.sub(r"%(.)", sub, lit))], {}
     return None
 
@@ -281,11 +439,20 @@ def r_return_hint(fn, lines, toks):
     values = [n.value for n in nodes if isinstance(n, ast.Return)]
     if not any(v is not None for v in values):
         hint = "None"
-    elif all(v is not None and (isinstance(v, (ast.Compare)) or (isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.Not))
-                                or (isinstance(v, ast.Constant) and isinstance(v.value, bool))) for v in values):
+    elif all(
+        v is not None
+        and (
+            isinstance(v, (ast.Compare))
+            or (isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.Not))
+            or (isinstance(v, ast.Constant) and isinstance(v.value, bool))
+        )
+        for v in values
+    ):
         hint = "bool"
-    elif all(v is not None and (isinstance(v, ast.JoinedStr) or (isinstance(v, ast.Constant) and isinstance(v.value, str)))
-             for v in values):
+    elif all(
+        v is not None and (isinstance(v, ast.JoinedStr) or (isinstance(v, ast.Constant) and isinstance(v.value, str)))
+        for v in values
+    ):
         hint = "str"
     else:
         return None
@@ -313,7 +480,7 @@ def _summary(name: str) -> str | None:
         return f"Return True if this {head} {rest}."
     if "to" in words[1:-1]:
         i = words.index("to", 1)
-        return f"Convert {' '.join(words[:i])} to {' '.join(words[i + 1:])}."
+        return f"Convert {' '.join(words[:i])} to {' '.join(words[i + 1 :])}."
     if head in VERBS and rest and rest not in ("up", "down", "in", "out", "off"):
         return f"{head.capitalize()} the {rest}."
     return " ".join(words).capitalize() + "."
@@ -327,8 +494,8 @@ def r_docstring(fn, lines, toks):
     if summary is None or first.lineno == fn.lineno:
         return None
     line = lines[first.lineno - 1]
-    indent = line[:len(line) - len(line.lstrip())]
-    if line[len(indent):len(indent) + 1] == "@" or first.col_offset != len(indent):
+    indent = line[: len(line) - len(line.lstrip())]
+    if line[len(indent) : len(indent) + 1] == "@" or first.col_offset != len(indent):
         return None
     return [(first.lineno, 0, 0, f'{indent}"""{summary}"""\n')], {}
 
@@ -337,7 +504,7 @@ def r_bare_except(fn, lines, toks):
     for node in own_nodes(fn):
         if isinstance(node, ast.ExceptHandler) and node.type is None:
             line = lines[node.lineno - 1]
-            if line[node.col_offset:].startswith("except:"):
+            if line[node.col_offset :].startswith("except:"):
                 c = node.col_offset + len("except")
                 return [(node.lineno, c, c, " Exception")], {}
     return None
@@ -345,9 +512,15 @@ def r_bare_except(fn, lines, toks):
 
 def r_isinstance(fn, lines, toks):
     for node in own_nodes(fn):
-        if (isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.Eq, ast.Is))
-                and isinstance(node.left, ast.Call) and isinstance(node.left.func, ast.Name)
-                and node.left.func.id == "type" and len(node.left.args) == 1):
+        if (
+            isinstance(node, ast.Compare)
+            and len(node.ops) == 1
+            and isinstance(node.ops[0], (ast.Eq, ast.Is))
+            and isinstance(node.left, ast.Call)
+            and isinstance(node.left.func, ast.Name)
+            and node.left.func.id == "type"
+            and len(node.left.args) == 1
+        ):
             obj, typ = seg(lines, node.left.args[0]), seg(lines, node.comparators[0])
             if isinstance(node.comparators[0], ast.Call):
                 continue  # `type(x) == type(y)` compares two types; not a simple type check
@@ -361,9 +534,16 @@ def r_len_check(fn, lines, toks):
         if not isinstance(node, (ast.If, ast.While)):
             continue
         t = node.test
-        if (isinstance(t, ast.Compare) and len(t.ops) == 1 and isinstance(t.left, ast.Call)
-                and isinstance(t.left.func, ast.Name) and t.left.func.id == "len" and len(t.left.args) == 1
-                and isinstance(t.comparators[0], ast.Constant) and t.comparators[0].value == 0):
+        if (
+            isinstance(t, ast.Compare)
+            and len(t.ops) == 1
+            and isinstance(t.left, ast.Call)
+            and isinstance(t.left.func, ast.Name)
+            and t.left.func.id == "len"
+            and len(t.left.args) == 1
+            and isinstance(t.comparators[0], ast.Constant)
+            and t.comparators[0].value == 0
+        ):
             obj = seg(lines, t.left.args[0])
             if obj is None or seg(lines, t) is None:
                 continue
@@ -376,8 +556,13 @@ def r_len_check(fn, lines, toks):
 
 def r_not_in(fn, lines, toks):
     for node in own_nodes(fn):
-        if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not) and isinstance(node.operand, ast.Compare)
-                and len(node.operand.ops) == 1 and isinstance(node.operand.ops[0], ast.In)):
+        if (
+            isinstance(node, ast.UnaryOp)
+            and isinstance(node.op, ast.Not)
+            and isinstance(node.operand, ast.Compare)
+            and len(node.operand.ops) == 1
+            and isinstance(node.operand.ops[0], ast.In)
+        ):
             a, b = seg(lines, node.operand.left), seg(lines, node.operand.comparators[0])
             if a and b and seg(lines, node):
                 return [replace(node, f"{a} not in {b}")], {}
@@ -386,8 +571,13 @@ def r_not_in(fn, lines, toks):
 
 def r_literal(fn, lines, toks):
     for node in own_nodes(fn):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("dict", "list")
-                and not node.args and not node.keywords):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("dict", "list")
+            and not node.args
+            and not node.keywords
+        ):
             lit = "{}" if node.func.id == "dict" else "[]"
             return [replace(node, lit)], {"lit": lit, "call": node.func.id + "()"}
     return None
@@ -396,9 +586,15 @@ def r_literal(fn, lines, toks):
 def r_augmented(fn, lines, toks):
     ops = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.BitOr: "|"}
     for node in own_nodes(fn):
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-                and isinstance(node.value, ast.BinOp) and type(node.value.op) in ops
-                and isinstance(node.value.left, ast.Name) and node.value.left.id == node.targets[0].id):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, ast.BinOp)
+            and type(node.value.op) in ops
+            and isinstance(node.value.left, ast.Name)
+            and node.value.left.id == node.targets[0].id
+        ):
             right = seg(lines, node.value.right)
             if right is None or seg(lines, node) is None:
                 continue
@@ -411,20 +607,34 @@ def r_augmented(fn, lines, toks):
 def r_enumerate(fn, lines, toks):
     names = {t.string for t in toks if t.type == tokenize.NAME}
     for node in own_nodes(fn):
-        if not (isinstance(node, ast.For) and isinstance(node.target, ast.Name)
-                and isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Name)
-                and node.iter.func.id == "range" and len(node.iter.args) == 1
-                and isinstance(node.iter.args[0], ast.Call) and isinstance(node.iter.args[0].func, ast.Name)
-                and node.iter.args[0].func.id == "len" and len(node.iter.args[0].args) == 1
-                and isinstance(node.iter.args[0].args[0], ast.Name)):
+        if not (
+            isinstance(node, ast.For)
+            and isinstance(node.target, ast.Name)
+            and isinstance(node.iter, ast.Call)
+            and isinstance(node.iter.func, ast.Name)
+            and node.iter.func.id == "range"
+            and len(node.iter.args) == 1
+            and isinstance(node.iter.args[0], ast.Call)
+            and isinstance(node.iter.args[0].func, ast.Name)
+            and node.iter.args[0].func.id == "len"
+            and len(node.iter.args[0].args) == 1
+            and isinstance(node.iter.args[0].args[0], ast.Name)
+        ):
             continue
         idx, seq = node.target.id, node.iter.args[0].args[0].id
         item = next((c for c in ("item", "element", "entry", "value") if c not in names), None)
         if item is None or node.target.lineno != node.iter.lineno:
             continue
-        uses = [n for b in node.body for n in ast.walk(b)
-                if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name) and n.value.id == seq
-                and isinstance(n.slice, ast.Name) and n.slice.id == idx]
+        uses = [
+            n
+            for b in node.body
+            for n in ast.walk(b)
+            if isinstance(n, ast.Subscript)
+            and isinstance(n.value, ast.Name)
+            and n.value.id == seq
+            and isinstance(n.slice, ast.Name)
+            and n.slice.id == idx
+        ]
         if not uses or any(not isinstance(u.ctx, ast.Load) for u in uses):
             continue
         edits = [replace(node.target, f"{idx}, {item}"), replace(node.iter, f"enumerate({seq})")]
@@ -440,8 +650,13 @@ def r_keys(fn, lines, toks):
             target = node.iter
         elif isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn)):
             target = node.comparators[0]
-        if (isinstance(target, ast.Call) and isinstance(target.func, ast.Attribute) and target.func.attr == "keys"
-                and not target.args and not target.keywords):
+        if (
+            isinstance(target, ast.Call)
+            and isinstance(target.func, ast.Attribute)
+            and target.func.attr == "keys"
+            and not target.args
+            and not target.keywords
+        ):
             base = seg(lines, target.func.value)
             if base and seg(lines, target):
                 return [replace(target, base)], {"name": base}
@@ -450,18 +665,34 @@ def r_keys(fn, lines, toks):
 
 def r_super(fn, lines, toks):
     for node in own_nodes(fn):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
-                and len(node.args) == 2 and isinstance(node.args[1], ast.Name) and node.args[1].id == "self"
-                and seg(lines, node)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "super"
+            and len(node.args) == 2
+            and isinstance(node.args[1], ast.Name)
+            and node.args[1].id == "self"
+            and seg(lines, node)
+        ):
             return [replace(node, "super()")], {}
     return None
 
 
-REFACTORINGS = {"fstring": r_fstring, "rename": r_rename,
-                "return_hint": r_return_hint, "docstring": r_docstring, "bare_except": r_bare_except,
-                "isinstance": r_isinstance, "len_check": r_len_check, "not_in": r_not_in,
-                "literal": r_literal, "augmented": r_augmented, "enumerate": r_enumerate,
-                "keys": r_keys, "super": r_super}
+REFACTORINGS = {
+    "fstring": r_fstring,
+    "rename": r_rename,
+    "return_hint": r_return_hint,
+    "docstring": r_docstring,
+    "bare_except": r_bare_except,
+    "isinstance": r_isinstance,
+    "len_check": r_len_check,
+    "not_in": r_not_in,
+    "literal": r_literal,
+    "augmented": r_augmented,
+    "enumerate": r_enumerate,
+    "keys": r_keys,
+    "super": r_super,
+}
 
 
 def apply_edits(lines: list[str], edits) -> list[str]:
@@ -474,8 +705,8 @@ def apply_edits(lines: list[str], edits) -> list[str]:
 
 def render_diff(rel, fn, lines, edits, comment) -> str | None:
     lo, hi = fn.lineno, fn.end_lineno
-    before = lines[lo - 1:hi]
-    after = apply_edits(lines, edits)[lo - 1:hi]
+    before = lines[lo - 1 : hi]
+    after = apply_edits(lines, edits)[lo - 1 : hi]
     after = "".join(after).splitlines(keepends=True)  # docstring insertions add a line
     body = list(difflib.unified_diff(before, after, f"a/{rel}", f"b/{rel}", n=2))
     if not body or len(body) > 30:
@@ -499,9 +730,10 @@ def function_samples(rel: str, text: str):
     except (SyntaxError, tokenize.TokenError, ValueError):
         return
     lines = text.splitlines(keepends=True)
-    for fn in sorted((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))),
-                     key=lambda n: n.lineno):
-        src = "".join(lines[fn.lineno - 1:fn.end_lineno])
+    for fn in sorted(
+        (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), key=lambda n: n.lineno
+    ):
+        src = "".join(lines[fn.lineno - 1 : fn.end_lineno])
         if not src.isascii() or fn.decorator_list and fn.lineno != fn.decorator_list[0].end_lineno + 1:
             continue
         toks = [t for t in tokens if fn.lineno <= t.start[0] <= fn.end_lineno]
@@ -563,8 +795,13 @@ def main(argv=None) -> None:
     files = stdlib_files()
     corpora = {"base": make_base(files), "domain": make_domain(files)}
     args.out.mkdir(parents=True, exist_ok=True)
-    manifest = {"python": sys.version.split()[0], "stdlib": "sysconfig stdlib of the generating interpreter",
-                "command": "python scripts/make_corpora.py", "heldout_fraction": HELDOUT_FRACTION, "files": {}}
+    manifest = {
+        "python": sys.version.split()[0],
+        "stdlib": "sysconfig stdlib of the generating interpreter",
+        "command": "python scripts/make_corpora.py",
+        "heldout_fraction": HELDOUT_FRACTION,
+        "files": {},
+    }
     for name, (train, heldout) in corpora.items():
         for split, text in (("train", train), ("heldout", heldout)):
             fname = f"{name}.{split}.txt.gz"

@@ -31,8 +31,11 @@ def ensure_xvfb(display: str, size: str) -> list[subprocess.Popen]:
         return started
     if shutil.which("Xvfb") is None:
         raise SystemExit("screenshot: Xvfb is not installed (apt-get install xvfb)")
-    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{size}x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    xvfb = subprocess.Popen(
+        ["Xvfb", display, "-screen", "0", f"{size}x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     started.append(xvfb)
     for _ in range(100):
         if Path(f"/tmp/.X11-unix/X{num}").exists():
@@ -42,8 +45,7 @@ def ensure_xvfb(display: str, size: str) -> list[subprocess.Popen]:
         raise SystemExit(f"screenshot: Xvfb did not start on {display}")
     if shutil.which("openbox"):
         env = dict(os.environ, DISPLAY=display)
-        started.append(subprocess.Popen(["openbox"], env=env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL))
+        started.append(subprocess.Popen(["openbox"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(0.5)
     return started
 
@@ -59,8 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--display", default=":99")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--root", action="store_true", help="also save the whole X screen beside --out")
-    ap.add_argument("--talk", nargs="?", const="default", default=None, metavar="DECK",
-                    help="talk mode with this deck (the default deck if none given)")
+    ap.add_argument(
+        "--talk",
+        nargs="?",
+        const="default",
+        default=None,
+        metavar="DECK",
+        help="talk mode with this deck (the default deck if none given)",
+    )
     ap.add_argument("--scene", type=int, default=1, help="talk mode: the scene to show (1 = the first)")
     args = ap.parse_args(argv)
 
@@ -117,8 +125,10 @@ def shoot(args) -> int:
         if not image.save(str(out)):
             print(f"screenshot: could not write {out}", file=sys.stderr)
         else:
-            print(f"screenshot: {out} ({image.width()}x{image.height()}), step "
-                  f"{snapshot.step if snapshot else '-'}, {window.status.rate.text()}, {window.status.device.text()}")
+            print(
+                f"screenshot: {out} ({image.width()}x{image.height()}), step "
+                f"{snapshot.step if snapshot else '-'}, {window.status.rate.text()}, {window.status.device.text()}"
+            )
             result["rc"] = 0
         if args.root and shutil.which("import"):
             root = out.with_name(out.stem + "-screen" + out.suffix)

@@ -42,8 +42,9 @@ def unigram_bits_per_byte(train: torch.Tensor, heldout: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: LlamaForCausalLM, ids: torch.Tensor, seq_len: int, max_windows: int | None = None,
-             batch_size: int = 32) -> float:
+def evaluate(
+    model: LlamaForCausalLM, ids: torch.Tensor, seq_len: int, max_windows: int | None = None, batch_size: int = 32
+) -> float:
     """Mean next-byte loss (nats) over non-overlapping windows, evenly spread when capped."""
     n = (len(ids) - 1) // seq_len
     starts = torch.arange(n) * seq_len
@@ -52,8 +53,8 @@ def evaluate(model: LlamaForCausalLM, ids: torch.Tensor, seq_len: int, max_windo
     model.eval()
     total = 0.0
     for chunk in starts.split(batch_size):
-        x = torch.stack([ids[s:s + seq_len] for s in chunk.tolist()])
-        y = torch.stack([ids[s + 1:s + seq_len + 1] for s in chunk.tolist()])
+        x = torch.stack([ids[s : s + seq_len] for s in chunk.tolist()])
+        y = torch.stack([ids[s + 1 : s + seq_len + 1] for s in chunk.tolist()])
         total += float(lm_loss(model(x), y)) * len(chunk)
     model.train()
     return total / len(starts)
@@ -95,12 +96,19 @@ def main(argv=None) -> None:
     torch.manual_seed(args.seed)
     train, heldout = as_ids(load_corpus("base", "train")), as_ids(load_corpus("base", "heldout"))
     unigram = unigram_bits_per_byte(train, heldout)
-    print(f"corpus: {len(train):,} train bytes, {len(heldout):,} held-out bytes; "
-          f"unigram baseline {unigram:.3f} bits/byte")
+    print(
+        f"corpus: {len(train):,} train bytes, {len(heldout):,} held-out bytes; unigram baseline {unigram:.3f} bits/byte"
+    )
 
-    config = LlamaConfig(vocab_size=256, hidden_size=args.hidden, intermediate_size=args.intermediate,
-                         num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                         num_key_value_heads=args.kv_heads, max_position_embeddings=args.seq_len)
+    config = LlamaConfig(
+        vocab_size=256,
+        hidden_size=args.hidden,
+        intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.kv_heads,
+        max_position_embeddings=args.seq_len,
+    )
     model = LlamaForCausalLM(config)
     gen = torch.Generator().manual_seed(args.seed)
     model.init_weights(gen)
@@ -110,9 +118,12 @@ def main(argv=None) -> None:
     # Decay the matrices (embeddings included) but not the RMSNorm gains, as GPT-style recipes do.
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr,
+        betas=(0.9, 0.95),
+        eps=1e-8,
+    )
 
     budget_s = args.max_minutes * 60
     t0 = time.perf_counter()
@@ -126,8 +137,8 @@ def main(argv=None) -> None:
         for group in opt.param_groups:
             group["lr"] = lr
         starts = torch.randint(0, len(train) - args.seq_len - 1, (args.batch_size,), generator=gen)
-        x = torch.stack([train[s:s + args.seq_len] for s in starts.tolist()])
-        y = torch.stack([train[s + 1:s + args.seq_len + 1] for s in starts.tolist()])
+        x = torch.stack([train[s : s + args.seq_len] for s in starts.tolist()])
+        y = torch.stack([train[s + 1 : s + args.seq_len + 1] for s in starts.tolist()])
         loss = lm_loss(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -146,31 +157,45 @@ def main(argv=None) -> None:
     train_loss = evaluate(model, train, args.seq_len, max_windows=256)
     prompt = as_ids("def ")[None]
     greedy = decode(generate(model, prompt, 200, temperature=0)[0].tolist())
-    sampled = decode(generate(model, prompt, 200, temperature=0.8, top_k=40,
-                              generator=torch.Generator().manual_seed(args.seed))[0].tolist())
-    print(f"done: {step} steps in {seconds:.0f}s; train {train_loss:.3f}, held-out {heldout_loss:.3f} nats "
-          f"= {heldout_loss / LN2:.3f} bits/byte (unigram {unigram:.3f})")
+    sampled = decode(
+        generate(model, prompt, 200, temperature=0.8, top_k=40, generator=torch.Generator().manual_seed(args.seed))[
+            0
+        ].tolist()
+    )
+    print(
+        f"done: {step} steps in {seconds:.0f}s; train {train_loss:.3f}, held-out {heldout_loss:.3f} nats "
+        f"= {heldout_loss / LN2:.3f} bits/byte (unigram {unigram:.3f})"
+    )
     print("greedy:\n" + greedy + "\nsampled:\n" + sampled)
 
     save_pretrained(model, args.out)
     for f in args.out.iterdir():  # atomic writes create 0600 files; shipped files must be world-readable
         f.chmod(0o644)
     info = {
-        "steps": step, "stopped_early": stopped_early, "seconds": round(seconds, 1),
-        "threads": args.threads, "seed": args.seed,
+        "steps": step,
+        "stopped_early": stopped_early,
+        "seconds": round(seconds, 1),
+        "threads": args.threads,
+        "seed": args.seed,
         "corpus": "base (resources/corpora/base.*.txt.gz: Python standard-library source)",
-        "train_bytes": len(train), "heldout_bytes": len(heldout),
-        "batch_size": args.batch_size, "seq_len": args.seq_len, "tokens_seen": step * args.batch_size * args.seq_len,
+        "train_bytes": len(train),
+        "heldout_bytes": len(heldout),
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
+        "tokens_seen": step * args.batch_size * args.seq_len,
         "optimizer": f"AdamW(betas=(0.9, 0.95), weight_decay={args.weight_decay}), peak lr {args.lr}, "
-                     f"warmup {args.warmup:.0%}, cosine to {args.min_lr_frac} x peak, grad clip 1.0",
+        f"warmup {args.warmup:.0%}, cosine to {args.min_lr_frac} x peak, grad clip 1.0",
         "parameters": n_params,
-        "train_loss": round(train_loss, 4), "heldout_loss": round(heldout_loss, 4),
+        "train_loss": round(train_loss, 4),
+        "heldout_loss": round(heldout_loss, 4),
         "heldout_bits_per_byte": round(heldout_loss / LN2, 4),
         "unigram_heldout_bits_per_byte": round(unigram, 4),
         "loss_eval": f"mean next-byte cross-entropy (nats) over non-overlapping {args.seq_len}-byte windows; "
-                     "train over 256 evenly spaced windows, held-out over all",
-        "sample_greedy": greedy, "sample_t0.8": sampled,
-        "torch": torch.__version__, "command": command,
+        "train over 256 evenly spaced windows, held-out over all",
+        "sample_greedy": greedy,
+        "sample_t0.8": sampled,
+        "torch": torch.__version__,
+        "command": command,
     }
     (args.out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"saved {args.out}")

@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 if not os.environ.get("DISPLAY") and not os.environ.get("QT_QPA_PLATFORM"):
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
+import snapshot_factory as sf  # noqa: E402
 from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
 
-import snapshot_factory as sf  # noqa: E402
 from explorer.gui.views import VIEW_CLASSES  # noqa: E402
 
 
@@ -33,11 +33,22 @@ def dark_palette() -> QtGui.QPalette:
     p = QtGui.QPalette()
     window, base, text = QtGui.QColor(37, 40, 45), QtGui.QColor(24, 26, 30), QtGui.QColor(222, 225, 230)
     role = QtGui.QPalette.ColorRole
-    for r, c in ((role.Window, window), (role.WindowText, text), (role.Base, base), (role.AlternateBase, window),
-                 (role.Text, text), (role.Button, QtGui.QColor(50, 54, 60)), (role.ButtonText, text),
-                 (role.ToolTipBase, base), (role.ToolTipText, text), (role.Highlight, QtGui.QColor(42, 130, 218)),
-                 (role.HighlightedText, QtGui.QColor(255, 255, 255)), (role.PlaceholderText, QtGui.QColor(130, 135, 140)),
-                 (role.Mid, QtGui.QColor(70, 74, 80)), (role.Light, QtGui.QColor(70, 74, 80))):
+    for r, c in (
+        (role.Window, window),
+        (role.WindowText, text),
+        (role.Base, base),
+        (role.AlternateBase, window),
+        (role.Text, text),
+        (role.Button, QtGui.QColor(50, 54, 60)),
+        (role.ButtonText, text),
+        (role.ToolTipBase, base),
+        (role.ToolTipText, text),
+        (role.Highlight, QtGui.QColor(42, 130, 218)),
+        (role.HighlightedText, QtGui.QColor(255, 255, 255)),
+        (role.PlaceholderText, QtGui.QColor(130, 135, 140)),
+        (role.Mid, QtGui.QColor(70, 74, 80)),
+        (role.Light, QtGui.QColor(70, 74, 80)),
+    ):
         p.setColor(r, c)
     p.setColor(QtGui.QPalette.ColorGroup.Disabled, role.ButtonText, QtGui.QColor(110, 114, 120))
     p.setColor(QtGui.QPalette.ColorGroup.Disabled, role.WindowText, QtGui.QColor(110, 114, 120))
@@ -49,8 +60,10 @@ def run(scenario: str, last: int):
     if steps[-1] != last:
         steps.append(last)
     if scenario == "lm":
-        return [sf.lora_prefix_snapshot(s, rank=8, layers=(4, 5, 6, 7), heads=4, prompt_len=10,
-                                        tokens=sf.BYTE_PROBE_TOKENS) for s in steps]
+        return [
+            sf.lora_prefix_snapshot(s, rank=8, layers=(4, 5, 6, 7), heads=4, prompt_len=10, tokens=sf.BYTE_PROBE_TOKENS)
+            for s in steps
+        ]
     if scenario == "matrix":
         return [sf.matrix_snapshot(s, rank=2, target_rank=4, shape=(4096, 4096)) for s in steps]
     if scenario == "full":
@@ -97,11 +110,19 @@ def main(argv=None) -> int:
     grid.setSpacing(4)
     live = ("delta", "spectrum", "attention", "gates", "loss", "budget", "samples")
     views = {vid: VIEW_CLASSES[vid]() for vid in live}
-    detail = VIEW_CLASSES["attention"]()       # a second attention view, enlarged on one head
-    target = VIEW_CLASSES["delta"]()           # the matrix scenario's planted target, pooled from 4096 x 4096
-    order = [(views["delta"], ""), (views["spectrum"], ""), (views["attention"], ""),
-             (views["gates"], ""), (views["loss"], ""), (detail, " · enlarged"),
-             (views["budget"], ""), (views["samples"], ""), (target, " · matrix scenario, target ΔW*")]
+    detail = VIEW_CLASSES["attention"]()  # a second attention view, enlarged on one head
+    target = VIEW_CLASSES["delta"]()  # the matrix scenario's planted target, pooled from 4096 x 4096
+    order = [
+        (views["delta"], ""),
+        (views["spectrum"], ""),
+        (views["attention"], ""),
+        (views["gates"], ""),
+        (views["loss"], ""),
+        (detail, " · enlarged"),
+        (views["budget"], ""),
+        (views["samples"], ""),
+        (target, " · matrix scenario, target ΔW*"),
+    ]
     for i, (view, suffix) in enumerate(order):
         grid.addWidget(Panel(view, view.title + suffix), i // 3, i % 3)
     for c in range(3):

@@ -15,15 +15,33 @@ from explorer.engine.settings import TrainSettings
 
 
 def tiny_matrix(**changes) -> TrainSettings:
-    base = dict(scenario="matrix", method="lora", rank=4, size_in=32, size_out=24, target_rank=3,
-                batch_size=8, lr=1e-2, device="cpu")
+    base = dict(
+        scenario="matrix",
+        method="lora",
+        rank=4,
+        size_in=32,
+        size_out=24,
+        target_rank=3,
+        batch_size=8,
+        lr=1e-2,
+        device="cpu",
+    )
     base.update(changes)
     return TrainSettings(**base)
 
 
 def tiny_lm(**changes) -> TrainSettings:
-    base = dict(scenario="lm", method="lora", rank=2, seq_len=16, batch_size=2, prefix_len=3, prefix_layers=1,
-                device="cpu", lr=1e-2)
+    base = dict(
+        scenario="lm",
+        method="lora",
+        rank=2,
+        seq_len=16,
+        batch_size=2,
+        prefix_len=3,
+        prefix_layers=1,
+        device="cpu",
+        lr=1e-2,
+    )
     base.update(changes)
     return TrainSettings(**base)
 
@@ -34,8 +52,15 @@ _TINY = {}
 def tiny_byte_model() -> LlamaForCausalLM:
     """A random 2-layer byte-level Llama (vocab 256), for engine tests that need speed, not skill."""
     if "m" not in _TINY:
-        cfg = LlamaConfig(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+        cfg = LlamaConfig(
+            vocab_size=256,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+        )
         m = LlamaForCausalLM(cfg)
         m.init_weights(torch.Generator().manual_seed(0))
         _TINY["m"] = m.eval()

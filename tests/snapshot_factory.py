@@ -33,8 +33,15 @@ _PRESETS = {
 
 def _shapes(hidden: int, heads: int, kv_heads: int, inter: int) -> dict[str, tuple[int, int]]:
     kv = hidden // heads * kv_heads
-    return {"q_proj": (hidden, hidden), "k_proj": (kv, hidden), "v_proj": (kv, hidden), "o_proj": (hidden, hidden),
-            "gate_proj": (inter, hidden), "up_proj": (inter, hidden), "down_proj": (hidden, inter)}
+    return {
+        "q_proj": (hidden, hidden),
+        "k_proj": (kv, hidden),
+        "v_proj": (kv, hidden),
+        "o_proj": (hidden, hidden),
+        "gate_proj": (inter, hidden),
+        "up_proj": (inter, hidden),
+        "down_proj": (hidden, inter),
+    }
 
 
 def price(settings: dict, layers: int, hidden: int, heads: int, kv_heads: int, inter: int, total: int) -> dict:
@@ -52,9 +59,15 @@ def price(settings: dict, layers: int, hidden: int, heads: int, kv_heads: int, i
         trainable += min(settings["prefix_layers"], layers) * (settings["prefix_len"] * hidden + gates)
     if method == "full":
         trainable = total
-    return {"trainable_params": trainable, "total_params": total if method == "full" else total + trainable,
-            "base_params": total, "share": trainable / total, "storage_bytes_fp16": 2 * trainable,
-            "storage_bytes_fp32": 4 * trainable, "optimizer_bytes": 12 * trainable}
+    return {
+        "trainable_params": trainable,
+        "total_params": total if method == "full" else total + trainable,
+        "base_params": total,
+        "share": trainable / total,
+        "storage_bytes_fp16": 2 * trainable,
+        "storage_bytes_fp32": 4 * trainable,
+        "optimizer_bytes": 12 * trainable,
+    }
 
 
 def budget_for(settings: dict, small=(2, 64, 4, 4, 160, 120_000)) -> dict:
@@ -69,19 +82,27 @@ def _history(step: int, rng: np.random.Generator, points: int = 60) -> History:
     steps = np.unique(np.linspace(0, step, min(points, step + 1)).round().astype(np.int64))
     loss = (2.2 * np.exp(-steps / 60.0) + 1.4 + 0.25 * rng.standard_normal(steps.size)).astype(np.float32)
     eval_steps = steps[::5]
-    eval_loss = (2.2 * np.exp(-eval_steps / 60.0) + 1.55 + 0.03 * rng.standard_normal(eval_steps.size)).astype(np.float32)
+    eval_loss = (2.2 * np.exp(-eval_steps / 60.0) + 1.55 + 0.03 * rng.standard_normal(eval_steps.size)).astype(
+        np.float32
+    )
     return History(steps=steps, loss=loss, eval_steps=eval_steps, eval_loss=eval_loss)
 
 
 def _low_rank(out_f: int, in_f: int, rank: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     b = rng.standard_normal((out_f, rank)) / np.sqrt(out_f)
     a = rng.standard_normal((rank, in_f)) / np.sqrt(in_f)
-    b *= np.geomspace(1.0, 0.15, rank)          # a decaying spectrum, as trained LoRA updates have
+    b *= np.geomspace(1.0, 0.15, rank)  # a decaying spectrum, as trained LoRA updates have
     return b, a
 
 
-def _matrix(name: str, delta: np.ndarray, base: np.ndarray, shape: tuple[int, int], rank: int | None,
-            target: np.ndarray | None = None) -> MatrixSnapshot:
+def _matrix(
+    name: str,
+    delta: np.ndarray,
+    base: np.ndarray,
+    shape: tuple[int, int],
+    rank: int | None,
+    target: np.ndarray | None = None,
+) -> MatrixSnapshot:
     s = np.linalg.svd(delta.astype(np.float64), compute_uv=False)
     if rank is not None:
         s = s[:rank]
@@ -95,11 +116,19 @@ def _matrix(name: str, delta: np.ndarray, base: np.ndarray, shape: tuple[int, in
     else:
         eff = stable = 0.0
     tspec = None if target is None else np.linalg.svd(target, compute_uv=False).astype(np.float32)
-    return MatrixSnapshot(name=name, shape=shape, delta=delta.astype(np.float32), base=base.astype(np.float32),
-                          spectrum=s, fro_norm=float(np.sqrt((s.astype(np.float64) ** 2).sum())),
-                          effective_rank=eff, stable_rank=stable,
-                          target=None if target is None else target.astype(np.float32), target_spectrum=tspec,
-                          spectrum_method="qr" if rank is not None else "svdvals")
+    return MatrixSnapshot(
+        name=name,
+        shape=shape,
+        delta=delta.astype(np.float32),
+        base=base.astype(np.float32),
+        spectrum=s,
+        fro_norm=float(np.sqrt((s.astype(np.float64) ** 2).sum())),
+        effective_rank=eff,
+        stable_rank=stable,
+        target=None if target is None else target.astype(np.float32),
+        target_spectrum=tspec,
+        spectrum_method="qr" if rank is not None else "svdvals",
+    )
 
 
 def _growth(step: int) -> float:
@@ -118,9 +147,22 @@ def _base_snapshot(settings: TrainSettings, step: int, segment: int, history: Hi
     loss = float(history.loss[-1]) if history.loss.size else None
     eval_loss = float(history.eval_loss[-1]) if history.eval_loss.size else None
     d = settings.to_dict()
-    return Snapshot(step=step, time=step / 25.0, segment=segment, loss=loss, eval_loss=eval_loss, lr=settings.lr,
-                    steps_per_second=25.0 if step else 0.0, device="cpu", memory_bytes=512 * 2**20, settings=d,
-                    history=history, budget=budget_for(d), state="running" if step else "paused", **kw)
+    return Snapshot(
+        step=step,
+        time=step / 25.0,
+        segment=segment,
+        loss=loss,
+        eval_loss=eval_loss,
+        lr=settings.lr,
+        steps_per_second=25.0 if step else 0.0,
+        device="cpu",
+        memory_bytes=512 * 2**20,
+        settings=d,
+        history=history,
+        budget=budget_for(d),
+        state="running" if step else "paused",
+        **kw,
+    )
 
 
 def _samples(step: int, prompt: str = "Once upon a time") -> dict | None:
@@ -128,12 +170,25 @@ def _samples(step: int, prompt: str = "Once upon a time") -> dict | None:
         return None
     words = ["there", "was", "a", "little", "model", "that", "learned", "to", "speak", "in", "low", "rank"]
     n = min(len(words), 2 + step // 10)
-    return {"prompt": prompt, "adapted": prompt + " " + " ".join(words[:n]) + ".",
-            "base": prompt + " the the of and a in", "step": step}
+    return {
+        "prompt": prompt,
+        "adapted": prompt + " " + " ".join(words[:n]) + ".",
+        "base": prompt + " the the of and a in",
+        "step": step,
+    }
 
 
-def lora_snapshot(step: int = 40, *, rank: int = 4, layers=(0, 1), targets=("q_proj", "v_proj"), size: int = 64,
-                  seed: int = 0, segment: int = 0, alpha: float = 8.0) -> Snapshot:
+def lora_snapshot(
+    step: int = 40,
+    *,
+    rank: int = 4,
+    layers=(0, 1),
+    targets=("q_proj", "v_proj"),
+    size: int = 64,
+    seed: int = 0,
+    segment: int = 0,
+    alpha: float = 8.0,
+) -> Snapshot:
     """LoRA on a tiny 64-wide model: ΔW = (alpha/r)·B·A, exactly zero at step 0."""
     rng = np.random.default_rng(seed)
     # the small model has layers 0 and 1: adapting both is "all layers" (so presets price every layer)
@@ -152,20 +207,29 @@ def lora_snapshot(step: int = 40, *, rank: int = 4, layers=(0, 1), targets=("q_p
             final[name] = m.spectrum
     history = _history(step, rng)
     _spectra_history(history, final, step)
-    return _base_snapshot(settings, step, segment, history, matrices=matrices, samples=_samples(step),
-                          probe_tokens=list(PROBE_TOKENS))
+    return _base_snapshot(
+        settings, step, segment, history, matrices=matrices, samples=_samples(step), probe_tokens=list(PROBE_TOKENS)
+    )
 
 
-def _prefixes(step: int, layers, heads: int, k: int, t: int, rng: np.random.Generator, gate_fn: str,
-              gate_shape: str) -> tuple[list[PrefixSnapshot], np.ndarray, np.ndarray]:
+def _prefixes(
+    step: int, layers, heads: int, k: int, t: int, rng: np.random.Generator, gate_fn: str, gate_shape: str
+) -> tuple[list[PrefixSnapshot], np.ndarray, np.ndarray]:
     n_layers = len(layers)
     rates = rng.uniform(0.2, 1.0, (n_layers, heads)) * rng.choice([-1.0, 1.0], (n_layers, heads), p=[0.2, 0.8])
     if gate_shape == "layer":
         rates = np.repeat(rates[:, :1], heads, axis=1)
-    points = np.unique(np.linspace(0, step, min(40, step + 1)).round().astype(np.int64)) if step > 0 else np.zeros(0, np.int64)
+    points = (
+        np.unique(np.linspace(0, step, min(40, step + 1)).round().astype(np.int64))
+        if step > 0
+        else np.zeros(0, np.int64)
+    )
     fn = np.tanh if gate_fn == "tanh" else (lambda x: x)
-    gate_hist = np.stack([fn(rates * 1.5 * _growth(int(s))) for s in points]).astype(np.float32) if points.size \
+    gate_hist = (
+        np.stack([fn(rates * 1.5 * _growth(int(s))) for s in points]).astype(np.float32)
+        if points.size
         else np.zeros((0, n_layers, heads), np.float32)
+    )
     gates_now = fn(rates * 1.5 * _growth(step)).astype(np.float32)
     prefixes = []
     causal = np.tril(np.ones((t, t), bool))
@@ -179,25 +243,43 @@ def _prefixes(step: int, layers, heads: int, k: int, t: int, rng: np.random.Gene
             st = np.where(causal, st, -np.inf)
             st = np.exp(st - st.max(1, keepdims=True))
             att[h, :, k:] = st / st.sum(1, keepdims=True)
-        prefixes.append(PrefixSnapshot(layer=layer, gates=gates_now[i].copy(), attention=att,
-                                       prompt_norm=float(np.sqrt(k * 64) * (1 + 0.1 * _growth(step)))))
+        prefixes.append(
+            PrefixSnapshot(
+                layer=layer,
+                gates=gates_now[i].copy(),
+                attention=att,
+                prompt_norm=float(np.sqrt(k * 64) * (1 + 0.1 * _growth(step))),
+            )
+        )
     return prefixes, points, gate_hist
 
 
-def prefix_snapshot(step: int = 40, *, layers=(6, 7), heads: int = 4, prompt_len: int = 4, tokens=None,
-                    gate_fn: str = "tanh", gate_shape: str = "head", seed: int = 0, segment: int = 0,
-                    method: str = "prefix") -> Snapshot:
+def prefix_snapshot(
+    step: int = 40,
+    *,
+    layers=(6, 7),
+    heads: int = 4,
+    prompt_len: int = 4,
+    tokens=None,
+    gate_fn: str = "tanh",
+    gate_shape: str = "head",
+    seed: int = 0,
+    segment: int = 0,
+    method: str = "prefix",
+) -> Snapshot:
     """Zero-init prefix tuning: gates exactly 0 at step 0 and growing; probe attention [gated prompt | tokens]."""
     rng = np.random.default_rng(seed + 100)
     tokens = list(PROBE_TOKENS if tokens is None else tokens)
-    settings = TrainSettings(method=method, prefix_len=prompt_len, prefix_layers=len(layers),
-                             gate_fn=gate_fn, gate_shape=gate_shape)
+    settings = TrainSettings(
+        method=method, prefix_len=prompt_len, prefix_layers=len(layers), gate_fn=gate_fn, gate_shape=gate_shape
+    )
     prefixes, points, gate_hist = _prefixes(step, layers, heads, prompt_len, len(tokens), rng, gate_fn, gate_shape)
     history = _history(step, rng)
     history.gate_steps = points
     history.gates = gate_hist
-    return _base_snapshot(settings, step, segment, history, prefixes=prefixes, samples=_samples(step),
-                          probe_tokens=tokens)
+    return _base_snapshot(
+        settings, step, segment, history, prefixes=prefixes, samples=_samples(step), probe_tokens=tokens
+    )
 
 
 def lora_prefix_snapshot(step: int = 40, *, seed: int = 0, segment: int = 0, rank: int = 4, **prefix_kw) -> Snapshot:
@@ -208,8 +290,12 @@ def lora_prefix_snapshot(step: int = 40, *, seed: int = 0, segment: int = 0, ran
     pre.history.spectrum_steps = lora.history.spectrum_steps
     pre.history.spectra = lora.history.spectra
     settings = dict(pre.settings)
-    settings.update(rank=lora.settings["rank"], alpha=lora.settings["alpha"], targets=lora.settings["targets"],
-                    layers=lora.settings["layers"])
+    settings.update(
+        rank=lora.settings["rank"],
+        alpha=lora.settings["alpha"],
+        targets=lora.settings["targets"],
+        layers=lora.settings["layers"],
+    )
     pre.settings = settings
     pre.budget = budget_for(settings)
     return pre
@@ -221,8 +307,17 @@ def _pool(x: np.ndarray, size: int) -> np.ndarray:
     return x[: out_f // fo * fo, : in_f // fi * fi].reshape(out_f // fo, fo, in_f // fi, fi).mean(axis=(1, 3))
 
 
-def matrix_snapshot(step: int = 40, *, rank: int = 4, target_rank: int = 4, size: int = 128, shape=None,
-                    seed: int = 0, segment: int = 0, display_size: int = 128) -> Snapshot:
+def matrix_snapshot(
+    step: int = 40,
+    *,
+    rank: int = 4,
+    target_rank: int = 4,
+    size: int = 128,
+    shape=None,
+    seed: int = 0,
+    segment: int = 0,
+    display_size: int = 128,
+) -> Snapshot:
     """The matrix scenario: LoRA's ΔW on 'W' approaching a planted rank-`target_rank` ΔW*.
 
     With `shape=(4096, 4096)` the arrays are those a 4096x4096 matrix sends after pooling to
@@ -230,8 +325,15 @@ def matrix_snapshot(step: int = 40, *, rank: int = 4, target_rank: int = 4, size
     rng = np.random.default_rng(seed + 7)
     shape = (size, size) if shape is None else tuple(shape)
     n = min(size, display_size)
-    settings = TrainSettings(scenario="matrix", method="lora", rank=rank, size_in=shape[1], size_out=shape[0],
-                             target_rank=min(target_rank, min(shape)), display_size=display_size)
+    settings = TrainSettings(
+        scenario="matrix",
+        method="lora",
+        rank=rank,
+        size_in=shape[1],
+        size_out=shape[0],
+        target_rank=min(target_rank, min(shape)),
+        display_size=display_size,
+    )
     tb, ta = _low_rank(n, n, target_rank, rng)
     target = 3.0 * tb @ ta
     u, s, vh = np.linalg.svd(target)
@@ -245,9 +347,14 @@ def matrix_snapshot(step: int = 40, *, rank: int = 4, target_rank: int = 4, size
     _spectra_history(history, {"W": m.spectrum}, step)
     d = settings.to_dict()
     snap = _base_snapshot(settings, step, segment, history, matrices={"W": m})
-    snap.budget = {"trainable_params": rank * sum(shape), "total_params": shape[0] * shape[1] + rank * sum(shape),
-                   "share": rank * sum(shape) / (shape[0] * shape[1]), "storage_bytes_fp16": 2 * rank * sum(shape),
-                   "storage_bytes_fp32": 4 * rank * sum(shape), "optimizer_bytes": 12 * rank * sum(shape)}
+    snap.budget = {
+        "trainable_params": rank * sum(shape),
+        "total_params": shape[0] * shape[1] + rank * sum(shape),
+        "share": rank * sum(shape) / (shape[0] * shape[1]),
+        "storage_bytes_fp16": 2 * rank * sum(shape),
+        "storage_bytes_fp32": 4 * rank * sum(shape),
+        "optimizer_bytes": 12 * rank * sum(shape),
+    }
     snap.settings = d
     return snap
 
@@ -267,15 +374,26 @@ def full_snapshot(step: int = 40, *, size: int = 32, seed: int = 0, segment: int
             final[name] = m.spectrum
     history = _history(step, rng)
     _spectra_history(history, final, step)
-    return _base_snapshot(settings, step, segment, history, matrices=matrices, samples=_samples(step),
-                          probe_tokens=list(PROBE_TOKENS))
+    return _base_snapshot(
+        settings, step, segment, history, matrices=matrices, samples=_samples(step), probe_tokens=list(PROBE_TOKENS)
+    )
 
 
 def blank_snapshot(method: str = "lora") -> Snapshot:
     """Before the first step, with nothing measured yet: no matrices, prefixes, history, budget or samples."""
     settings = TrainSettings(method=method)
-    return Snapshot(step=0, time=0.0, segment=0, loss=None, eval_loss=None, lr=settings.lr, steps_per_second=0.0,
-                    device="cpu", memory_bytes=0, settings=settings.to_dict())
+    return Snapshot(
+        step=0,
+        time=0.0,
+        segment=0,
+        loss=None,
+        eval_loss=None,
+        lr=settings.lr,
+        steps_per_second=0.0,
+        device="cpu",
+        memory_bytes=0,
+        settings=settings.to_dict(),
+    )
 
 
 def training_run(factory=lora_snapshot, steps=(0, 10, 20, 40, 80), **kw) -> list[Snapshot]:

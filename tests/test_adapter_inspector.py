@@ -16,11 +16,10 @@ import threading
 import numpy as np
 import pytest
 import torch
-from PySide6.QtCore import QEvent, Qt
-from PySide6.QtWidgets import QApplication, QMessageBox
-
 from engine_helpers import tiny_byte_model, tiny_lm
 from helpers import tiny_llama
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from explorer.core.peft_files import read_adapter, write_adaption_prompt_adapter, write_lora_adapter
 from explorer.gui.main_window import MainWindow
@@ -28,7 +27,7 @@ from explorer.gui.persistence import Persistence
 
 WAIT_MS = 60_000
 LAYERS = 3
-R_Q, R_V, ALPHA = 4, 2, 8.0          # v_proj gets rank 2 through rank_pattern
+R_Q, R_V, ALPHA = 4, 2, 8.0  # v_proj gets rank 2 through rank_pattern
 
 
 # ---------------------------------------------------------------------------------------- adapters
@@ -38,12 +37,18 @@ def _factors(seed: int):
     g = torch.Generator().manual_seed(seed)
     mods = {}
     for i in range(LAYERS):
-        mods[f"model.layers.{i}.self_attn.q_proj"] = {"A": torch.randn(R_Q, 64, generator=g) * 0.2,
-                                                      "B": torch.randn(64, R_Q, generator=g) * 0.05 * (i + 1)}
-        mods[f"model.layers.{i}.self_attn.v_proj"] = {"A": torch.randn(R_V, 64, generator=g) * 0.2,
-                                                      "B": torch.randn(32, R_V, generator=g) * 0.2 / (i + 1)}
-    mods[f"model.layers.{LAYERS - 1}.self_attn.o_proj"] = {"A": torch.randn(R_Q, 64, generator=g) * 0.2,
-                                                           "B": torch.randn(64, R_Q, generator=g) * 0.1}
+        mods[f"model.layers.{i}.self_attn.q_proj"] = {
+            "A": torch.randn(R_Q, 64, generator=g) * 0.2,
+            "B": torch.randn(64, R_Q, generator=g) * 0.05 * (i + 1),
+        }
+        mods[f"model.layers.{i}.self_attn.v_proj"] = {
+            "A": torch.randn(R_V, 64, generator=g) * 0.2,
+            "B": torch.randn(32, R_V, generator=g) * 0.2 / (i + 1),
+        }
+    mods[f"model.layers.{LAYERS - 1}.self_attn.o_proj"] = {
+        "A": torch.randn(R_Q, 64, generator=g) * 0.2,
+        "B": torch.randn(64, R_Q, generator=g) * 0.1,
+    }
     return mods
 
 
@@ -55,8 +60,9 @@ def _scaling(name: str) -> float:
 def adapter_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("adapters") / "tiny-lora"
     mods = _factors(1)
-    write_lora_adapter(d, mods, r=R_Q, lora_alpha=ALPHA, rank_pattern={"v_proj": R_V},
-                       target_modules=["q_proj", "v_proj", "o_proj"])
+    write_lora_adapter(
+        d, mods, r=R_Q, lora_alpha=ALPHA, rank_pattern={"v_proj": R_V}, target_modules=["q_proj", "v_proj", "o_proj"]
+    )
     return d, mods
 
 
@@ -64,8 +70,9 @@ def adapter_dir(tmp_path_factory):
 def other_adapter_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("adapters") / "other-lora"
     mods = _factors(2)
-    write_lora_adapter(d, mods, r=R_Q, lora_alpha=ALPHA, rank_pattern={"v_proj": R_V},
-                       target_modules=["q_proj", "v_proj", "o_proj"])
+    write_lora_adapter(
+        d, mods, r=R_Q, lora_alpha=ALPHA, rank_pattern={"v_proj": R_V}, target_modules=["q_proj", "v_proj", "o_proj"]
+    )
     return d, mods
 
 
@@ -82,8 +89,12 @@ def make_window(qtbot, tmp_path):
     baseline = {t.ident for t in threading.enumerate()}
 
     def make(settings=None, start=False):
-        win = MainWindow(settings or tiny_lm(), store=Persistence(path=str(tmp_path / "settings.ini")),
-                         worker_factory=real_worker, restore=False)
+        win = MainWindow(
+            settings or tiny_lm(),
+            store=Persistence(path=str(tmp_path / "settings.ini")),
+            worker_factory=real_worker,
+            restore=False,
+        )
         qtbot.addWidget(win)
         win.show()
         qtbot.waitExposed(win)
@@ -101,7 +112,7 @@ def make_window(qtbot, tmp_path):
         win.close()
         win.deleteLater()
     QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
-    for t in threading.enumerate():             # helper threads end once their signal is out
+    for t in threading.enumerate():  # helper threads end once their signal is out
         if t.ident not in baseline and t.name.startswith("explorer-"):
             t.join(WAIT_MS / 1000)
     leftover = [t for t in threading.enumerate() if t.ident not in baseline and t.is_alive()]
@@ -152,7 +163,7 @@ def test_open_adapter_grid_table_and_views(qtbot, make_window, adapter_dir):
         layer, kind = int(name.split(".")[2]), name.rsplit(".", 1)[1]
         expected = float(torch.linalg.norm(_scaling(name) * f["B"] @ f["A"]))
         assert values[layer, grid.modules().index(kind)] == pytest.approx(expected, rel=1e-4), name
-    assert np.isnan(values[:LAYERS - 1, 2]).all()             # o_proj only in the last layer
+    assert np.isnan(values[: LAYERS - 1, 2]).all()  # o_proj only in the last layer
 
     # the table: one row per module, rank and scaling honour rank_pattern
     table = inspector.table
@@ -161,9 +172,9 @@ def test_open_adapter_grid_table_and_views(qtbot, make_window, adapter_dir):
     v0 = "model.layers.0.self_attn.v_proj"
     assert table.item(rows[v0], inspector.COLUMNS.index("r")).text() == str(R_V)
     assert table.item(rows[v0], inspector.COLUMNS.index("scaling")).text() == "4"
-    assert not table.isColumnHidden(inspector.COLUMNS.index("scaling"))    # 2 for q, 4 for v
-    assert table.isColumnHidden(inspector.COLUMNS.index("α"))              # 8 everywhere: in the header
-    assert table.isColumnHidden(inspector.COLUMNS.index("amplification"))    # no base given
+    assert not table.isColumnHidden(inspector.COLUMNS.index("scaling"))  # 2 for q, 4 for v
+    assert table.isColumnHidden(inspector.COLUMNS.index("α"))  # 8 everywhere: in the header
+    assert table.isColumnHidden(inspector.COLUMNS.index("amplification"))  # no base given
 
     # clicking a grid cell selects that module: its ΔW drawn, its spectrum has exactly r values
     q2, v1 = f"model.layers.{LAYERS - 1}.self_attn.q_proj", "model.layers.1.self_attn.v_proj"
@@ -175,15 +186,17 @@ def test_open_adapter_grid_table_and_views(qtbot, make_window, adapter_dir):
     assert np.unique(first.reshape(-1, 3), axis=0).shape[0] > 50, "the ΔW heatmap is blank"
     assert inspector.spectrum_view.spectrum_values().size == R_Q
     dense = _scaling(q2) * mods[q2]["B"] @ mods[q2]["A"]
-    np.testing.assert_allclose(inspector.spectrum_view.spectrum_values(),
-                               torch.linalg.svdvals(dense)[:R_Q].numpy(), rtol=1e-4)
+    np.testing.assert_allclose(
+        inspector.spectrum_view.spectrum_values(), torch.linalg.svdvals(dense)[:R_Q].numpy(), rtol=1e-4
+    )
 
     _click_cell(qtbot, inspector, v1)
     assert inspector.selected_module() == v1
     assert inspector.spectrum_view.spectrum_values().size == R_V
     second = _image(inspector.delta_view.glw)
-    assert first.shape == second.shape and (first != second).any(axis=2).mean() > 0.05, \
+    assert first.shape == second.shape and (first != second).any(axis=2).mean() > 0.05, (
         "selecting another module did not redraw the heatmap"
+    )
     assert inspector.delta_view.image_data().shape == (32, 64)
 
     # the table picks too
@@ -208,14 +221,19 @@ def _bad_json(d):
     (d / "adapter_config.json").write_text('{"peft_type": "LORA", "r": ')
 
 
-@pytest.mark.parametrize("breaker,expected", [
-    (_bad_pickle, "adapter_model.bin"),
-    (_bad_truncated, "adapter_model.safetensors"),
-    (_bad_json, "adapter_config.json"),
-    (None, "no such adapter directory"),
-], ids=["pickle", "truncated", "invalid-json", "missing"])
-def test_bad_directory_shows_a_message_and_keeps_the_inspection(qtbot, make_window, adapter_dir,
-                                                                other_adapter_dir, tmp_path, breaker, expected):
+@pytest.mark.parametrize(
+    "breaker,expected",
+    [
+        (_bad_pickle, "adapter_model.bin"),
+        (_bad_truncated, "adapter_model.safetensors"),
+        (_bad_json, "adapter_config.json"),
+        (None, "no such adapter directory"),
+    ],
+    ids=["pickle", "truncated", "invalid-json", "missing"],
+)
+def test_bad_directory_shows_a_message_and_keeps_the_inspection(
+    qtbot, make_window, adapter_dir, other_adapter_dir, tmp_path, breaker, expected
+):
     good, _ = adapter_dir
     win = make_window()
     inspector, report = _open(qtbot, win, good)
@@ -260,7 +278,7 @@ def test_compare_with_base_adds_amplification(qtbot, make_window, adapter_dir, t
     col = inspector.COLUMNS.index("amplification")
     assert not inspector.table.isColumnHidden(col)
     assert inspector.table.item(0, col).text() not in ("", "–")
-    inspector.delta_view.set_mode("base")                      # W0 from the base, pooled
+    inspector.delta_view.set_mode("base")  # W0 from the base, pooled
     assert np.abs(inspector.delta_view.image_data()).max() > 0
     # a base that does not fit: a message, the comparison stays
     wrong = tmp_path / "wrong"
@@ -305,7 +323,7 @@ def test_export_running_lora_writes_a_peft_adapter(qtbot, make_window, tmp_path,
     adapter = read_adapter(out / "adapter")
     assert adapter.peft_type == "LORA" and len(adapter.lora) == 2 * 2
     assert all(f.rank == 2 for f in adapter.lora)
-    assert any(float(f.B.abs().max()) > 0 for f in adapter.lora)          # trained, not the zero init
+    assert any(float(f.B.abs().max()) > 0 for f in adapter.lora)  # trained, not the zero init
     assert (out / "base" / "config.json").is_file() and (out / "base" / "model.safetensors").is_file()
     box = win.adapter_export_message
     assert box.isVisible() and "Exported" in box.text() and str(out / "adapter") in box.informativeText()

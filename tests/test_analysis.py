@@ -8,9 +8,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from explorer.core import analysis
-from explorer.core.analysis import (amplification, cumulative_energy, dense_spectrum, effective_rank,
-                                    energy_top_k, pool_matrix, pooled_delta, spectrum_from_factors,
-                                    spectrum_summary, stable_rank, subspace_similarity)
+from explorer.core.analysis import (
+    amplification,
+    cumulative_energy,
+    dense_spectrum,
+    effective_rank,
+    energy_top_k,
+    pool_matrix,
+    pooled_delta,
+    spectrum_from_factors,
+    spectrum_summary,
+    stable_rank,
+    subspace_similarity,
+)
 
 
 def factors(out_f, in_f, r, seed=0, dtype=torch.float32):
@@ -27,6 +37,7 @@ def dense_values(A, B, scaling):
 
 # --- spectrum from factors ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("out_f,in_f", [(64, 64), (48, 96), (120, 40)])
 @pytest.mark.parametrize("r", [1, 2, 5, 8, 16])
 def test_factor_spectrum_matches_dense(out_f, in_f, r):
@@ -42,8 +53,13 @@ def test_factor_spectrum_matches_dense(out_f, in_f, r):
 
 
 @settings(max_examples=25, deadline=None)
-@given(out_f=st.integers(1, 40), in_f=st.integers(1, 40), r=st.integers(1, 16),
-       scaling=st.floats(-4, 4).filter(lambda s: abs(s) > 1e-2), seed=st.integers(0, 10_000))
+@given(
+    out_f=st.integers(1, 40),
+    in_f=st.integers(1, 40),
+    r=st.integers(1, 16),
+    scaling=st.floats(-4, 4).filter(lambda s: abs(s) > 1e-2),
+    seed=st.integers(0, 10_000),
+)
 def test_factor_spectrum_any_shape(out_f, in_f, r, scaling, seed):
     """Any shape, including r > min(in, out): length r, the extra values zero, vectors rebuild ΔW."""
     A, B = factors(out_f, in_f, r, seed=seed)
@@ -67,8 +83,7 @@ def test_singular_vectors_are_orthonormal_and_rebuild_delta():
     eye = torch.eye(8)
     torch.testing.assert_close(spec.U.T @ spec.U, eye, atol=1e-5, rtol=0)
     torch.testing.assert_close(spec.V.T @ spec.V, eye, atol=1e-5, rtol=0)
-    torch.testing.assert_close(spec.U @ torch.diag(spec.values) @ spec.V.T, 0.5 * B @ A,
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(spec.U @ torch.diag(spec.values) @ spec.V.T, 0.5 * B @ A, atol=1e-5, rtol=1e-4)
 
 
 def test_zero_b_at_step_zero_gives_zero_values_without_nan():
@@ -87,8 +102,7 @@ def test_bf16_factors_are_computed_in_float32():
     A, B = factors(64, 64, 8, dtype=torch.bfloat16)
     spec = spectrum_from_factors(A, B, 1.0)
     assert spec.values.dtype == torch.float32
-    torch.testing.assert_close(spec.values.double(), dense_values(A.float(), B.float(), 1.0)[:8],
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(spec.values.double(), dense_values(A.float(), B.float(), 1.0)[:8], rtol=1e-4, atol=1e-5)
 
 
 def test_mismatched_factors_raise():
@@ -97,6 +111,7 @@ def test_mismatched_factors_raise():
 
 
 # --- dense spectrum -----------------------------------------------------------------------------
+
 
 def test_dense_spectrum_exact_when_small():
     W = torch.randn(70, 50)
@@ -110,8 +125,9 @@ def test_dense_spectrum_lowrank_when_large(monkeypatch):
     monkeypatch.setattr(analysis, "DENSE_EXACT_MAX", 100)
     g = torch.Generator().manual_seed(1)
     # A decaying spectrum, like a trained update: rank-12 signal plus small noise.
-    W = torch.randn(300, 12, generator=g) @ torch.randn(12, 200, generator=g) \
-        + 0.01 * torch.randn(300, 200, generator=g)
+    W = torch.randn(300, 12, generator=g) @ torch.randn(12, 200, generator=g) + 0.01 * torch.randn(
+        300, 200, generator=g
+    )
     state = torch.get_rng_state()
     values, how = dense_spectrum(W, q=20)
     assert torch.equal(torch.get_rng_state(), state)
@@ -128,6 +144,7 @@ def test_dense_spectrum_rejects_unknown_method():
 
 
 # --- summary figures ----------------------------------------------------------------------------
+
 
 def test_effective_and_stable_rank_on_known_spectra():
     assert effective_rank(torch.ones(4)).item() == pytest.approx(4.0)
@@ -161,6 +178,7 @@ def test_summary_is_python_floats_matching_the_matrix():
 
 # --- pooling ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("shape", [(37, 53), (64, 64), (5, 300)])
 @pytest.mark.parametrize("request_size", [(1, 1), (7, 10), (16, 16), (64, 64), (1000, 1000)])
 @pytest.mark.parametrize("mode", ["mean", "maxabs"])
@@ -178,15 +196,16 @@ def test_mean_pool_of_divisible_blocks_is_the_block_mean():
 
 def test_maxabs_keeps_the_signed_extreme():
     M = torch.zeros(4, 4)
-    M[0, 1], M[1, 0] = -5.0, 3.0   # block (0, 0): -5 wins over 3 by magnitude
-    M[2, 3] = 2.0                  # block (1, 1)
-    M[3, 0] = -0.5                 # block (1, 0)
+    M[0, 1], M[1, 0] = -5.0, 3.0  # block (0, 0): -5 wins over 3 by magnitude
+    M[2, 3] = 2.0  # block (1, 1)
+    M[3, 0] = -0.5  # block (1, 0)
     expected = torch.tensor([[-5.0, 0.0], [-0.5, 2.0]])
     assert torch.equal(pool_matrix(M, 2, 2, mode="maxabs"), expected)
 
 
-@pytest.mark.parametrize("out_f,in_f,rows,cols", [(37, 53, 10, 7), (64, 64, 8, 8), (100, 30, 33, 29),
-                                                  (20, 20, 64, 64), (513, 257, 128, 96)])
+@pytest.mark.parametrize(
+    "out_f,in_f,rows,cols", [(37, 53, 10, 7), (64, 64, 8, 8), (100, 30, 33, 29), (20, 20, 64, 64), (513, 257, 128, 96)]
+)
 def test_pooled_delta_from_factors_equals_pooling_the_dense_product(out_f, in_f, rows, cols):
     A, B = factors(out_f, in_f, 6)
     dense = 1.5 * (B @ A)
@@ -203,6 +222,7 @@ def test_pool_rejects_bad_requests():
 
 
 # --- subspace similarity ------------------------------------------------------------------------
+
 
 def test_subspace_similarity_of_a_matrix_with_itself():
     A, _ = factors(8, 64, 8)
@@ -228,13 +248,14 @@ def test_subspace_similarity_matches_the_definition():
 
 def test_subspace_similarity_of_same_and_orthogonal_row_spaces():
     A, _ = factors(4, 32, 4)
-    mixed = torch.randn(4, 4) @ A                     # same row space, different basis
+    mixed = torch.randn(4, 4) @ A  # same row space, different basis
     assert subspace_similarity(A, mixed)[3, 3].item() == pytest.approx(1.0, abs=1e-5)
     e = torch.eye(32)
     assert subspace_similarity(e[:4], e[4:8]).max().item() == pytest.approx(0.0, abs=1e-7)
 
 
 # --- amplification ------------------------------------------------------------------------------
+
 
 def test_amplification_against_a_dense_computation():
     out_f, in_f, r = 48, 64, 4
@@ -248,7 +269,7 @@ def test_amplification_against_a_dense_computation():
     proj = torch.linalg.matrix_norm(U[:, :r].T @ W0 @ Vh[:r].T).item()
     U0, S0, Vh0 = torch.linalg.svd(W0)
     proj_top = torch.linalg.matrix_norm(U0[:, :r].T @ W0 @ Vh0[:r].T).item()
-    rg = torch.Generator().manual_seed(7)   # the same draws in the same order
+    rg = torch.Generator().manual_seed(7)  # the same draws in the same order
     Ur = torch.linalg.qr(torch.randn(out_f, r, generator=rg))[0].double()
     Vr = torch.linalg.qr(torch.randn(in_f, r, generator=rg))[0].double()
     proj_random = torch.linalg.matrix_norm(Ur.T @ W0 @ Vr).item()

@@ -10,10 +10,9 @@ import threading
 
 import numpy as np
 import pytest
+from engine_helpers import tiny_byte_model, tiny_lm, tiny_matrix
 from PySide6.QtCore import QEvent, QSettings, Qt
 from PySide6.QtWidgets import QApplication, QDockWidget, QMessageBox
-
-from engine_helpers import tiny_byte_model, tiny_lm, tiny_matrix
 
 from explorer.engine.settings import SETTINGS_SPEC, TrainSettings
 from explorer.gui.app import apply_theme
@@ -45,8 +44,12 @@ def make_window(qtbot, store):
     baseline = {t.ident for t in threading.enumerate()}
 
     def make(settings="tiny", factory=None, start=True, shown=True, **kw):
-        win = MainWindow(tiny_matrix() if settings == "tiny" else settings, store=kw.pop("store", store),
-                         worker_factory=factory or real_worker, **kw)
+        win = MainWindow(
+            tiny_matrix() if settings == "tiny" else settings,
+            store=kw.pop("store", store),
+            worker_factory=factory or real_worker,
+            **kw,
+        )
         qtbot.addWidget(win)
         if shown:
             win.show()
@@ -99,8 +102,17 @@ def test_window_starts_with_every_part(make_window):
         assert dock.toolTip(), f"{view_id} has no formula tooltip"
     assert win.statusBar().isVisible()
     names = {a.objectName() for a in win.actions()}
-    for needed in ("action_play_pause", "action_step", "action_reset", "action_save_state", "action_open",
-                   "action_export_view", "action_quit", "action_full_screen", "action_help"):
+    for needed in (
+        "action_play_pause",
+        "action_step",
+        "action_reset",
+        "action_save_state",
+        "action_open",
+        "action_export_view",
+        "action_quit",
+        "action_full_screen",
+        "action_help",
+    ):
         assert needed in names
     assert not win.view_errors, win.view_errors
 
@@ -112,7 +124,7 @@ SETTINGS_VIEWS = {"budget"}
 
 def test_play_trains_and_every_view_redraws(qtbot, make_window):
     win = make_window(tiny_lm(method="lora+prefix", prefix_layers=2), start=False)
-    for view_id in win.views:                          # views tabbed away by default: bring them out
+    for view_id in win.views:  # views tabbed away by default: bring them out
         if view_id not in win.visible_view_ids():
             win.splitDockWidget(win.view_docks["loss"], win.view_docks[view_id], Qt.Horizontal)
     qtbot.waitUntil(lambda: win.visible_view_ids() == list(win.views), timeout=WAIT_MS)
@@ -120,12 +132,13 @@ def test_play_trains_and_every_view_redraws(qtbot, make_window):
     with qtbot.waitSignal(win.worker_attached, timeout=WAIT_MS):
         win.start_worker()
     first = wait_snapshot(qtbot, win, lambda s: s.step == 0)
-    qtbot.waitUntil(lambda: all(win.views[v].grab().toImage() != blank[v] for v in SETTINGS_VIEWS & set(win.views)),
-                    timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: all(win.views[v].grab().toImage() != blank[v] for v in SETTINGS_VIEWS & set(win.views)), timeout=WAIT_MS
+    )
     before = {v: win.views[v].grab().toImage() for v in win.views}
     win.play()
     wait_snapshot(qtbot, win, lambda s: s.step >= 20 and s.state == "running")
-    win.pause()                  # a pause posts a full snapshot: held-out loss and a fresh sample
+    win.pause()  # a pause posts a full snapshot: held-out loss and a fresh sample
     paused = wait_snapshot(qtbot, win, lambda s: s.state == "paused")
     changed = {}
 
@@ -136,7 +149,7 @@ def test_play_trains_and_every_view_redraws(qtbot, make_window):
         assert all(changed.values()), changed
 
     qtbot.waitUntil(all_changed, timeout=WAIT_MS)
-    assert paused.step < 1000                     # a bounded number of steps
+    assert paused.step < 1000  # a bounded number of steps
     assert win.status.step.text() == f"step {paused.step:,}"
     assert first.segment == paused.segment
     assert not win.view_errors, win.view_errors
@@ -148,16 +161,20 @@ def test_rank_change_restarts_adapters_and_spectrum_has_rank_values(qtbot, make_
     old = wait_snapshot(qtbot, win, lambda s: s.step >= 5)
     row = win.controls.rows["rank"]
     assert row.tag.text() == "cold"
-    row.editor.setValue(3)                          # what the spin box does on Enter or an arrow click
+    row.editor.setValue(3)  # what the spin box does on Enter or an arrow click
     assert win.settings.rank == 3
     snap = wait_snapshot(qtbot, win, lambda s: s.segment > old.segment and s.step >= 3)
     assert snap.settings["rank"] == 3
     for m in snap.matrices.values():
         assert len(m.spectrum) == 3
     if "spectrum" in win.views:
-        qtbot.waitUntil(lambda: win.views["spectrum"].snapshot is not None
-                        and all(len(m.spectrum) == 3 for m in win.views["spectrum"].snapshot.matrices.values()),
-                        timeout=WAIT_MS)
+        qtbot.waitUntil(
+            lambda: (
+                win.views["spectrum"].snapshot is not None
+                and all(len(m.spectrum) == 3 for m in win.views["spectrum"].snapshot.matrices.values())
+            ),
+            timeout=WAIT_MS,
+        )
     assert "cold" in win.status.currentMessage() or "restarted" in win.status.currentMessage()
 
 
@@ -167,7 +184,7 @@ def test_switching_to_prefix_shows_gates_from_zero_then_moving(qtbot, make_windo
     old = wait_snapshot(qtbot, win, lambda s: s.step >= 2)
     combo = win.controls.rows["method"].editor
     combo.setCurrentIndex(combo.findData("prefix"))
-    combo.activated.emit(combo.currentIndex())      # what a user's pick emits
+    combo.activated.emit(combo.currentIndex())  # what a user's pick emits
     assert win.settings.method == "prefix"
     assert win.controls.rows["prefix_len"].isVisibleTo(win.controls)
     assert not win.controls.rows["rank"].isVisibleTo(win.controls)
@@ -176,11 +193,18 @@ def test_switching_to_prefix_shows_gates_from_zero_then_moving(qtbot, make_windo
         assert all(np.all(p.gates == 0) for p in first.prefixes)
     else:  # the first snapshot of the segment came after some steps: its history starts at 0
         assert np.all(first.history.gates[0] == 0)
-    wait_snapshot(qtbot, win, lambda s: s.segment == first.segment and s.prefixes
-                  and max(float(np.abs(p.gates).max()) for p in s.prefixes) > 0)
+    wait_snapshot(
+        qtbot,
+        win,
+        lambda s: (
+            s.segment == first.segment and s.prefixes and max(float(np.abs(p.gates).max()) for p in s.prefixes) > 0
+        ),
+    )
     if "gates" in win.views:
-        qtbot.waitUntil(lambda: win.views["gates"].snapshot is not None
-                        and win.views["gates"].snapshot.segment == first.segment, timeout=WAIT_MS)
+        qtbot.waitUntil(
+            lambda: win.views["gates"].snapshot is not None and win.views["gates"].snapshot.segment == first.segment,
+            timeout=WAIT_MS,
+        )
 
 
 @pytest.mark.parametrize("kind", ["nan", "exception", "oom"])
@@ -199,7 +223,7 @@ def test_fault_shows_message_and_window_stays_usable(qtbot, make_window, kind):
     assert snap.fault in dialog.text()
     assert snap.fault in win.status.currentMessage()
     assert win.status.state.property("state") == "fault"
-    assert win.drain_timer.isActive()                 # the window keeps draining while the dialog is open
+    assert win.drain_timer.isActive()  # the window keeps draining while the dialog is open
     assert win.settings == settings_before
     assert win.worker.settings == settings_before
     assert win.controls.isEnabled()
@@ -219,7 +243,7 @@ def test_rank_is_capped_by_the_model_and_engine_rejections_keep_settings(qtbot, 
     cap = min(min(m.shape) for m in win.last_snapshot.matrices.values())
     row = win.controls.rows["rank"]
     assert row.editor.maximum() == cap
-    row.editor.setValue(cap + 50)                     # a spin box cannot go past the model's min(in, out)
+    row.editor.setValue(cap + 50)  # a spin box cannot go past the model's min(in, out)
     assert win.settings.rank == cap
     wait_snapshot(qtbot, win, lambda s: s.settings["rank"] == cap)
     before = win.settings
@@ -288,13 +312,15 @@ def test_shortcuts_trigger_their_actions(qtbot, make_window, tmp_path, monkeypat
     # Ctrl+S / Ctrl+O / Ctrl+E through their dialogs (answered by the test)
     saved_lr = win.settings.lr
     settings_file = tmp_path / "settings.json"
-    monkeypatch.setattr("explorer.gui.main_window.QFileDialog.getSaveFileName",
-                        lambda *a, **k: (str(settings_file), ""))
+    monkeypatch.setattr(
+        "explorer.gui.main_window.QFileDialog.getSaveFileName", lambda *a, **k: (str(settings_file), "")
+    )
     qtbot.keyClick(win, Qt.Key_S, Qt.ControlModifier)
     assert settings_file.is_file()
     win.controls.request({"lr": 0.05})
-    monkeypatch.setattr("explorer.gui.main_window.QFileDialog.getOpenFileName",
-                        lambda *a, **k: (str(settings_file), ""))
+    monkeypatch.setattr(
+        "explorer.gui.main_window.QFileDialog.getOpenFileName", lambda *a, **k: (str(settings_file), "")
+    )
     qtbot.keyClick(win, Qt.Key_O, Qt.ControlModifier)
     assert win.settings.lr == saved_lr
     wait_snapshot(qtbot, win, lambda s: s.settings["lr"] == saved_lr)
@@ -329,7 +355,7 @@ def test_layout_theme_and_settings_persist_across_two_windows(qtbot, make_window
     win.addDockWidget(Qt.RightDockWidgetArea, win.controls_dock)
     if some is not None:
         some.hide()
-    win.resize(win.width(), 505)   # the offscreen screen is 800 px wide: change the height
+    win.resize(win.width(), 505)  # the offscreen screen is 800 px wide: change the height
     size = win.size()
     win.close()
     del store
@@ -340,8 +366,8 @@ def test_layout_theme_and_settings_persist_across_two_windows(qtbot, make_window
     assert win2.settings.rank == 5 and win2.settings.lr == 0.02
     assert win2.dockWidgetArea(win2.controls_dock) == Qt.RightDockWidgetArea
     if some is not None:
-        assert not win2.view_docks[some.objectName()[len("dock_"):]].isVisible()
-    assert win2.height() == size.height()      # (the width is clamped to the 800 px offscreen screen)
+        assert not win2.view_docks[some.objectName()[len("dock_") :]].isVisible()
+    assert win2.height() == size.height()  # (the width is clamped to the 800 px offscreen screen)
     assert win2.theme == "light"
     win2.reset_layout()
     assert win2.dockWidgetArea(win2.controls_dock) == Qt.LeftDockWidgetArea
@@ -362,7 +388,7 @@ def test_corrupt_stored_values_are_ignored(qtbot, make_window, tmp_path):
     assert store.load_settings() is None
     q.setValue("training/settings", '{"rank": -3}')
     assert store.load_settings() is None
-    q.setValue("training/settings", '[1, 2]')
+    q.setValue("training/settings", "[1, 2]")
     assert store.load_settings() is None
     win = make_window(store.load_settings(), store=store, start=False)
     assert win.settings == TrainSettings()
@@ -395,22 +421,39 @@ def test_command_line_opens_the_window_and_paints_before_torch(tmp_path):
 
     from explorer.commands.app import talk_mode_available
 
-    code = ("import sys\n"
-            "from explorer.cli import main\n"
-            "rc = main(sys.argv[1:])\n"
-            "print('torch-imported' if 'torch' in sys.modules else 'no-torch')\n"
-            "sys.exit(rc)\n")
+    code = (
+        "import sys\n"
+        "from explorer.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print('torch-imported' if 'torch' in sys.modules else 'no-torch')\n"
+        "sys.exit(rc)\n"
+    )
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    out = subprocess.run([sys.executable, "-c", code, "--first-frame-exit", "--talk", "--scenario", "matrix",
-                          "--settings-path", str(tmp_path / "s.ini")],
-                         capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--first-frame-exit",
+            "--talk",
+            "--scenario",
+            "matrix",
+            "--settings-path",
+            str(tmp_path / "s.ini"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "first frame" in out.stdout
-    assert "no-torch" in out.stdout                 # the window painted before any model code loaded
+    assert "no-torch" in out.stdout  # the window painted before any model code loaded
     if not talk_mode_available():
         assert "talk mode is not built yet" in out.stderr
-    bad = subprocess.run([sys.executable, "-m", "explorer", "--method", "nope"], capture_output=True, text=True,
-                         env=env, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "explorer", "--method", "nope"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert bad.returncode == 2 and "invalid choice" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -430,15 +473,18 @@ def test_only_visible_views_draw_and_a_view_brought_forward_catches_up(qtbot, ma
     loss, spectrum = win.view_docks["loss"], win.view_docks["spectrum"]
     win.tabifyDockWidget(loss, spectrum)
     loss.raise_()
-    qtbot.waitUntil(lambda: "spectrum" not in win.visible_view_ids() and "loss" in win.visible_view_ids(),
-                    timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: "spectrum" not in win.visible_view_ids() and "loss" in win.visible_view_ids(), timeout=WAIT_MS
+    )
     drawn = win.views["spectrum"].draw_count
     win.play()
     wait_snapshot(qtbot, win, lambda s: s.step >= 20)
     win.pause()
     last = wait_snapshot(qtbot, win, lambda s: s.state == "paused")
-    assert win.views["spectrum"].draw_count == drawn          # hidden behind a tab: not drawn
+    assert win.views["spectrum"].draw_count == drawn  # hidden behind a tab: not drawn
     spectrum.raise_()
-    qtbot.waitUntil(lambda: win.views["spectrum"].snapshot is not None
-                    and win.views["spectrum"].snapshot.step == last.step, timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: win.views["spectrum"].snapshot is not None and win.views["spectrum"].snapshot.step == last.step,
+        timeout=WAIT_MS,
+    )
     assert win.views["spectrum"].draw_count > drawn

@@ -21,12 +21,23 @@ from hypothesis import strategies as st
 from explorer.core.inspect_adapter import inspect_adapter
 
 PREFIX = "base_model.model.model.layers"
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True)
-                    | st.text(max_size=12),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=8)
-LORA_FIELDS = ["peft_type", "r", "lora_alpha", "use_rslora", "use_dora", "fan_in_fan_out", "rank_pattern",
-               "alpha_pattern", "target_modules", "layers_to_transform"]
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=8,
+)
+LORA_FIELDS = [
+    "peft_type",
+    "r",
+    "lora_alpha",
+    "use_rslora",
+    "use_dora",
+    "fan_in_fan_out",
+    "rank_pattern",
+    "alpha_pattern",
+    "target_modules",
+    "layers_to_transform",
+]
 AP_FIELDS = ["peft_type", "adapter_len", "adapter_layers", "target_modules"]
 DTYPES = {"F32": np.float32, "F16": np.float16}
 
@@ -34,8 +45,16 @@ DTYPES = {"F32": np.float32, "F16": np.float16}
 def _valid(kind: str, rng: np.random.Generator):
     """(config dict, {name: numpy array}) of a small valid adapter."""
     if kind == "lora":
-        config = {"peft_type": "LORA", "r": 2, "lora_alpha": 4, "use_rslora": False, "use_dora": True,
-                  "target_modules": ["q_proj", "v_proj"], "rank_pattern": {"v_proj": 1}, "alpha_pattern": {}}
+        config = {
+            "peft_type": "LORA",
+            "r": 2,
+            "lora_alpha": 4,
+            "use_rslora": False,
+            "use_dora": True,
+            "target_modules": ["q_proj", "v_proj"],
+            "rank_pattern": {"v_proj": 1},
+            "alpha_pattern": {},
+        }
         tensors = {}
         for layer in (0, 1):
             for mod, r in (("q_proj", 2), ("v_proj", 1)):
@@ -75,25 +94,44 @@ config_bytes = st.tuples(st.just("config_bytes"), st.binary(max_size=64))
 config_json = st.tuples(st.just("config_json"), JSON)
 config_nested = st.tuples(st.just("config_nested"), st.integers(1, 100_000))
 truncate = st.tuples(st.just("truncate"), st.floats(0, 1, exclude_max=True))
-flip = st.tuples(st.just("flip"), st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)),
-                                           min_size=1, max_size=8))
+flip = st.tuples(
+    st.just("flip"), st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8)
+)
 header_len = st.tuples(st.just("header_len"), st.integers(0, 2**64 - 1))
-header_entry = st.tuples(st.just("header_entry"), st.integers(0, 20), st.sampled_from(["dtype", "shape",
-                                                                                       "data_offsets", "all"]), JSON)
+header_entry = st.tuples(
+    st.just("header_entry"), st.integers(0, 20), st.sampled_from(["dtype", "shape", "data_offsets", "all"]), JSON
+)
 header_json = st.tuples(st.just("header_json"), JSON)
 append = st.tuples(st.just("append"), st.binary(min_size=1, max_size=32))
-reshape = st.tuples(st.just("reshape"), st.integers(0, 20),
-                    st.lists(st.integers(0, 9), min_size=0, max_size=4))
+reshape = st.tuples(st.just("reshape"), st.integers(0, 20), st.lists(st.integers(0, 9), min_size=0, max_size=4))
 drop_tensor = st.tuples(st.just("drop_tensor"), st.integers(0, 20))
 rename_tensor = st.tuples(st.just("rename_tensor"), st.integers(0, 20), st.text(max_size=30))
-bad_value = st.tuples(st.just("bad_value"), st.integers(0, 20), st.sampled_from([math.nan, math.inf, -math.inf,
-                                                                                3e38, 6e4]))
+bad_value = st.tuples(
+    st.just("bad_value"), st.integers(0, 20), st.sampled_from([math.nan, math.inf, -math.inf, 3e38, 6e4])
+)
 to_f16 = st.tuples(st.just("to_f16"), st.integers(0, 20))
 pickle_only = st.tuples(st.just("pickle_only"), st.binary(max_size=32))
 delete = st.tuples(st.just("delete"), st.sampled_from(["adapter_config.json", "adapter_model.safetensors"]))
-MUTATION = st.one_of(config_field, config_drop, config_bytes, config_json, config_nested, truncate, flip,
-                     header_len, header_entry, header_json, append, reshape, drop_tensor, rename_tensor,
-                     bad_value, to_f16, pickle_only, delete)
+MUTATION = st.one_of(
+    config_field,
+    config_drop,
+    config_bytes,
+    config_json,
+    config_nested,
+    truncate,
+    flip,
+    header_len,
+    header_entry,
+    header_json,
+    append,
+    reshape,
+    drop_tensor,
+    rename_tensor,
+    bad_value,
+    to_f16,
+    pickle_only,
+    delete,
+)
 
 
 def _nth(d: dict, i: int):
@@ -104,10 +142,10 @@ def _nth(d: dict, i: int):
 def _build(directory: Path, kind: str, mutations, seed: int) -> None:
     config, tensors = _valid(kind, np.random.default_rng(seed))
     config_text: bytes | None = None
-    raw_header = None          # replaces the header JSON entirely
-    entry_edits = []           # (tensor index, field, value) applied to the computed header
+    raw_header = None  # replaces the header JSON entirely
+    entry_edits = []  # (tensor index, field, value) applied to the computed header
     header_length = None
-    byte_edits = []            # applied to the final weights file, in order
+    byte_edits = []  # applied to the final weights file, in order
     removed = set()
     for m in mutations:
         op = m[0]
@@ -184,10 +222,14 @@ def _build(directory: Path, kind: str, mutations, seed: int) -> None:
         (directory / "adapter_model.safetensors").write_bytes(blob)
 
 
-@settings(max_examples=250, deadline=timedelta(seconds=3), suppress_health_check=[HealthCheck.too_slow],
-          derandomize=True)
-@given(kind=st.sampled_from(["lora", "prompt"]), mutations=st.lists(MUTATION, min_size=1, max_size=3),
-       seed=st.integers(0, 3))
+@settings(
+    max_examples=250, deadline=timedelta(seconds=3), suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+@given(
+    kind=st.sampled_from(["lora", "prompt"]),
+    mutations=st.lists(MUTATION, min_size=1, max_size=3),
+    seed=st.integers(0, 3),
+)
 def test_malformed_directories_give_one_line_errors(kind, mutations, seed):
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "adapter"

@@ -8,14 +8,14 @@ import pytest
 
 from explorer import cli
 from explorer.commands import budget as budget_cmd
-from explorer.core.budget import (PRESETS, compute_budget, count_model_params, format_budget,
-                                  module_shapes)
+from explorer.core.budget import PRESETS, compute_budget, count_model_params, format_budget, module_shapes
 from explorer.core.llama import LlamaConfig, LlamaForCausalLM
 
 LLAMA_7B = PRESETS["llama-7b"]
 
 
 # --- model shapes and sizes ---------------------------------------------------------------------
+
 
 def test_presets_have_the_published_parameter_counts():
     # Parameter counts of meta-llama/Llama-2-{7b,13b,70b}-hf (untied embeddings).
@@ -32,13 +32,20 @@ def test_module_shapes_are_gqa_aware():
     assert shapes["gate_proj"] == (28672, 8192) and shapes["down_proj"] == (8192, 28672)
 
 
-@pytest.mark.parametrize("kw", [
-    {}, {"num_key_value_heads": 2}, {"tie_word_embeddings": True},
-    {"attention_bias": True, "mlp_bias": True}, {"head_dim": 24},
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"num_key_value_heads": 2},
+        {"tie_word_embeddings": True},
+        {"attention_bias": True, "mlp_bias": True},
+        {"head_dim": 24},
+    ],
+)
 def test_count_matches_the_model_we_build(kw):
-    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=72, num_hidden_layers=2,
-                         num_attention_heads=4, **kw)
+    config = LlamaConfig(
+        vocab_size=50, hidden_size=32, intermediate_size=72, num_hidden_layers=2, num_attention_heads=4, **kw
+    )
     model = LlamaForCausalLM(config)
     assert count_model_params(config) == sum(p.numel() for p in model.parameters())
     for name, (out_f, in_f) in module_shapes(config).items():
@@ -48,6 +55,7 @@ def test_count_matches_the_model_we_build(kw):
 
 
 # --- the seed's numbers (docs/reference.md) -----------------------------------------------------
+
 
 def test_lora_r8_on_q_and_v():
     b = compute_budget(LLAMA_7B, "lora", rank=8, targets=("q_proj", "v_proj"))
@@ -106,41 +114,55 @@ def test_counts_agree_with_peft_on_a_tiny_llama():
     from transformers import LlamaConfig as HFConfig
     from transformers import LlamaForCausalLM as HFLlama
 
-    hf_config = HFConfig(vocab_size=97, hidden_size=64, intermediate_size=160, num_hidden_layers=3,
-                         num_attention_heads=4, num_key_value_heads=2)
+    hf_config = HFConfig(
+        vocab_size=97,
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     config = LlamaConfig.from_hf_dict(hf_config.to_dict())
     assert count_model_params(config) == sum(p.numel() for p in HFLlama(hf_config).parameters())
 
-    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"], layers_to_transform=[0, 2],
-                      rank_pattern={"down_proj": 2})
+    lora = LoraConfig(
+        r=4, target_modules=["q_proj", "v_proj", "down_proj"], layers_to_transform=[0, 2], rank_pattern={"down_proj": 2}
+    )
     trainable, _ = get_peft_model(HFLlama(hf_config), lora).get_nb_trainable_parameters()
-    ours = compute_budget(config, "lora", rank=4, targets=["q_proj", "v_proj", "down_proj"],
-                          layers=[0, 2], rank_pattern={"down_proj": 2})
+    ours = compute_budget(
+        config, "lora", rank=4, targets=["q_proj", "v_proj", "down_proj"], layers=[0, 2], rank_pattern={"down_proj": 2}
+    )
     assert ours.trainable_params == trainable
 
     prompt = AdaptionPromptConfig(adapter_len=5, adapter_layers=2, task_type="CAUSAL_LM")
     trainable, _ = get_peft_model(HFLlama(hf_config), prompt).get_nb_trainable_parameters()
     # PEFT's AdaptionPrompt has one gate per layer.
-    assert compute_budget(config, "prefix", prefix_len=5, prefix_layers=2,
-                          gate_shape="layer").trainable_params == trainable
+    assert (
+        compute_budget(config, "prefix", prefix_len=5, prefix_layers=2, gate_shape="layer").trainable_params
+        == trainable
+    )
 
 
 # --- validation ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method,kw,words", [
-    ("lora", {"rank": 0}, ["rank=0", "1..4096"]),
-    ("lora", {"rank": 4097}, ["rank=4097", "1..4096"]),
-    ("lora", {"rank_pattern": {"v_proj": 0}}, ["rank_pattern['v_proj']=0", "1..4096"]),
-    ("lora", {"targets": ("q_proj", "qkv")}, ["targets", "'qkv'", "q_proj"]),
-    ("lora", {"targets": ()}, ["targets", "q_proj"]),
-    ("lora", {"layers": [0, 32]}, ["layers=32", "0..31"]),
-    ("lora", {"layers": [-1]}, ["layers=-1", "0..31"]),
-    ("prefix", {"prefix_len": 0}, ["prefix_len=0", "1 or more"]),
-    ("prefix", {"prefix_layers": 33}, ["prefix_layers=33", "1..32"]),
-    ("prefix", {"prefix_layers": 0}, ["prefix_layers=0", "1..32"]),
-    ("prefix", {"gate_shape": "token"}, ["gate_shape='token'", "head, layer"]),
-    ("adapter", {}, ["method='adapter'", "lora, prefix, lora+prefix, full"]),
-])
+
+@pytest.mark.parametrize(
+    "method,kw,words",
+    [
+        ("lora", {"rank": 0}, ["rank=0", "1..4096"]),
+        ("lora", {"rank": 4097}, ["rank=4097", "1..4096"]),
+        ("lora", {"rank_pattern": {"v_proj": 0}}, ["rank_pattern['v_proj']=0", "1..4096"]),
+        ("lora", {"targets": ("q_proj", "qkv")}, ["targets", "'qkv'", "q_proj"]),
+        ("lora", {"targets": ()}, ["targets", "q_proj"]),
+        ("lora", {"layers": [0, 32]}, ["layers=32", "0..31"]),
+        ("lora", {"layers": [-1]}, ["layers=-1", "0..31"]),
+        ("prefix", {"prefix_len": 0}, ["prefix_len=0", "1 or more"]),
+        ("prefix", {"prefix_layers": 33}, ["prefix_layers=33", "1..32"]),
+        ("prefix", {"prefix_layers": 0}, ["prefix_layers=0", "1..32"]),
+        ("prefix", {"gate_shape": "token"}, ["gate_shape='token'", "head, layer"]),
+        ("adapter", {}, ["method='adapter'", "lora, prefix, lora+prefix, full"]),
+    ],
+)
 def test_bad_values_name_setting_value_and_range(method, kw, words):
     with pytest.raises(ValueError) as info:
         compute_budget(LLAMA_7B, method, **kw)
@@ -156,6 +178,7 @@ def test_rank_limit_follows_the_smaller_side():
 
 
 # --- the command --------------------------------------------------------------------------------
+
 
 def _command(argv):
     """Parse and run in this process, through cli's guard (one line, exit 2 on a bad value)."""
@@ -184,16 +207,22 @@ def test_command_reads_an_hf_config_directory(tmp_path, capsys):
 # `python -m explorer` builds a parser from every subcommand module; until all exist (other work in
 # progress) the subprocess checks drive the budget command through the same guard directly.
 def _subprocess(*args):
-    return subprocess.run([sys.executable, "-m", "explorer", "budget", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "explorer", "budget", *args], capture_output=True, text=True, timeout=120
+    )
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["--method", "lora", "--rank", "8", "--targets", "q_proj,v_proj"], ["4,194,304", "8.4 MB"]),
-    (["--method", "lora", "--rank", "16", "--targets", "q_proj,v_proj"], ["8,388,608", "16.8 MB"]),
-    (["--method", "prefix", "--prefix-len", "10", "--prefix-layers", "30", "--gate-shape", "head"],
-     ["1,229,760", "2.5 MB"]),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--method", "lora", "--rank", "8", "--targets", "q_proj,v_proj"], ["4,194,304", "8.4 MB"]),
+        (["--method", "lora", "--rank", "16", "--targets", "q_proj,v_proj"], ["8,388,608", "16.8 MB"]),
+        (
+            ["--method", "prefix", "--prefix-len", "10", "--prefix-layers", "30", "--gate-shape", "head"],
+            ["1,229,760", "2.5 MB"],
+        ),
+    ],
+)
 def test_command_prints_the_seed_numbers(args, expected):
     proc = _subprocess("--model", "llama-7b", *args)
     assert proc.returncode == 0, proc.stderr
@@ -209,13 +238,16 @@ def test_command_bad_value_is_one_line_exit_2():
 
 
 def test_python_dash_m_explorer_budget_dispatches():
-    proc = subprocess.run([sys.executable, "-m", "explorer", "budget", "--rank", "bad"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "explorer", "budget", "--rank", "bad"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
 
 
 def test_help_does_not_import_torch():
-    code = ("import sys, argparse; from explorer.commands import budget; "
-            "budget.add_arguments(argparse.ArgumentParser()); print('torch' in sys.modules)")
+    code = (
+        "import sys, argparse; from explorer.commands import budget; "
+        "budget.add_arguments(argparse.ArgumentParser()); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False"

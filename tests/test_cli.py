@@ -8,8 +8,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _explorer(*args):
-    return subprocess.run([sys.executable, "-m", "explorer", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "explorer", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
 
 
 def test_help_lists_the_window_options_and_the_subcommands():

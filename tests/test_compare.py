@@ -12,14 +12,23 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from engine_helpers import no_engine_threads, one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401
+
 from explorer.cli import build_parser, main
 from explorer.core.adapters import count_trainable
 from explorer.core.budget import PRESETS, compute_budget
-from explorer.engine.compare import (TABLE_COLUMNS, CompareRunner, CompareWorker, amplification_table,
-                                     intrinsic_rank, load_comparison, parse_run_spec, random_control,
-                                     seed_similarity, subspace_similarity_between)
+from explorer.engine.compare import (
+    TABLE_COLUMNS,
+    CompareRunner,
+    CompareWorker,
+    amplification_table,
+    intrinsic_rank,
+    load_comparison,
+    parse_run_spec,
+    random_control,
+    seed_similarity,
+    subspace_similarity_between,
+)
 from explorer.engine.recording import RecordingReader
 
 Q0 = "model.layers.0.self_attn.q_proj"
@@ -31,20 +40,36 @@ def lm_runner(*specs, **changes) -> CompareRunner:
 
 # ---- run specs ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, label, overrides", [
-    ("lora:r=8", "lora-r8", {"method": "lora", "rank": 8}),
-    ("lora:r=16,alpha=32", "lora-r16-alpha32", {"method": "lora", "rank": 16, "alpha": 32.0}),
-    ("prefix:K=10,L=2", "prefix-K10-L2", {"method": "prefix", "prefix_len": 10, "prefix_layers": 2}),
-    ("lora+prefix:r=8,K=10", "lora+prefix-r8-K10", {"method": "lora+prefix", "rank": 8, "prefix_len": 10}),
-    ("full", "full", {"method": "full"}),
-    (" LoRA:r=8,label=mine ", "mine", {"method": "lora", "rank": 8}),
-    ("lora:r=4,targets=q_proj+o_proj,layers=0+1,use_rslora=yes,seed=3",
-     "lora-r4-targetsq_proj+o_proj-layers0+1-use_rslorayes-seed3",
-     {"method": "lora", "rank": 4, "targets": ("q_proj", "o_proj"), "layers": (0, 1), "use_rslora": True, "seed": 3}),
-    ("lora:rank=4,layers=all,lr=1e-3", "lora-rank4-layersall-lr1e-3",
-     {"method": "lora", "rank": 4, "layers": None, "lr": 1e-3}),
-    ("full:targets=v_proj", "full-targetsv_proj", {"method": "full", "targets": ("v_proj",)}),
-])
+
+@pytest.mark.parametrize(
+    "text, label, overrides",
+    [
+        ("lora:r=8", "lora-r8", {"method": "lora", "rank": 8}),
+        ("lora:r=16,alpha=32", "lora-r16-alpha32", {"method": "lora", "rank": 16, "alpha": 32.0}),
+        ("prefix:K=10,L=2", "prefix-K10-L2", {"method": "prefix", "prefix_len": 10, "prefix_layers": 2}),
+        ("lora+prefix:r=8,K=10", "lora+prefix-r8-K10", {"method": "lora+prefix", "rank": 8, "prefix_len": 10}),
+        ("full", "full", {"method": "full"}),
+        (" LoRA:r=8,label=mine ", "mine", {"method": "lora", "rank": 8}),
+        (
+            "lora:r=4,targets=q_proj+o_proj,layers=0+1,use_rslora=yes,seed=3",
+            "lora-r4-targetsq_proj+o_proj-layers0+1-use_rslorayes-seed3",
+            {
+                "method": "lora",
+                "rank": 4,
+                "targets": ("q_proj", "o_proj"),
+                "layers": (0, 1),
+                "use_rslora": True,
+                "seed": 3,
+            },
+        ),
+        (
+            "lora:rank=4,layers=all,lr=1e-3",
+            "lora-rank4-layersall-lr1e-3",
+            {"method": "lora", "rank": 4, "layers": None, "lr": 1e-3},
+        ),
+        ("full:targets=v_proj", "full-targetsv_proj", {"method": "full", "targets": ("v_proj",)}),
+    ],
+)
 def test_run_specs_parse(text, label, overrides):
     spec = parse_run_spec(text)
     assert spec.label == label
@@ -52,29 +77,32 @@ def test_run_specs_parse(text, label, overrides):
     assert spec.explicit_label == ("label=" in text)
 
 
-@pytest.mark.parametrize("text, words", [
-    ("", ["empty", "lora, prefix, lora+prefix, full"]),
-    ("lorax:r=8", ["'lorax'", "unknown", "lora, prefix"]),
-    ("lora:rnk=8", ["unknown key 'rnk'", "allowed r, K, L, label"]),
-    ("lora:r=eight", ["r='eight'", "whole number"]),
-    ("lora:alpha=big", ["alpha='big'", "not a number"]),
-    ("lora:alpha=nan", ["alpha='nan'", "finite"]),
-    ("lora:r=0", ["rank=0", "out of range", "1 to 4096"]),
-    ("lora:r=8,r=4", ["rank is given twice"]),
-    ("lora:r", ["'r'", "KEY=VALUE"]),
-    ("lora:r=", ["no value"]),
-    ("lora:", ["nothing after ':'"]),
-    ("lora:r=8,,alpha=4", ["empty item"]),
-    ("prefix:r=8", ["r=8 does not apply to method 'prefix'", "lora, lora+prefix"]),
-    ("lora:K=10", ["K=10 does not apply to method 'lora'", "prefix, lora+prefix"]),
-    ("lora:seq_len=32", ["seq_len is shared by every run", "--seq-len"]),
-    ("lora:device=cpu", ["device is shared"]),
-    ("lora:method=full", ["method is given before ':'"]),
-    ("lora:label=a/b", ["label='a/b'", "letters, digits"]),
-    ("lora:use_dora=maybe", ["use_dora='maybe'", "true or false"]),
-    ("lora:targets=q_proj+x_proj", ["x_proj", "allowed q_proj"]),
-    ("lora:init=svd", ["init='svd'", "kaiming, gaussian, pissa"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("", ["empty", "lora, prefix, lora+prefix, full"]),
+        ("lorax:r=8", ["'lorax'", "unknown", "lora, prefix"]),
+        ("lora:rnk=8", ["unknown key 'rnk'", "allowed r, K, L, label"]),
+        ("lora:r=eight", ["r='eight'", "whole number"]),
+        ("lora:alpha=big", ["alpha='big'", "not a number"]),
+        ("lora:alpha=nan", ["alpha='nan'", "finite"]),
+        ("lora:r=0", ["rank=0", "out of range", "1 to 4096"]),
+        ("lora:r=8,r=4", ["rank is given twice"]),
+        ("lora:r", ["'r'", "KEY=VALUE"]),
+        ("lora:r=", ["no value"]),
+        ("lora:", ["nothing after ':'"]),
+        ("lora:r=8,,alpha=4", ["empty item"]),
+        ("prefix:r=8", ["r=8 does not apply to method 'prefix'", "lora, lora+prefix"]),
+        ("lora:K=10", ["K=10 does not apply to method 'lora'", "prefix, lora+prefix"]),
+        ("lora:seq_len=32", ["seq_len is shared by every run", "--seq-len"]),
+        ("lora:device=cpu", ["device is shared"]),
+        ("lora:method=full", ["method is given before ':'"]),
+        ("lora:label=a/b", ["label='a/b'", "letters, digits"]),
+        ("lora:use_dora=maybe", ["use_dora='maybe'", "true or false"]),
+        ("lora:targets=q_proj+x_proj", ["x_proj", "allowed q_proj"]),
+        ("lora:init=svd", ["init='svd'", "kaiming, gaussian, pissa"]),
+    ],
+)
 def test_bad_run_specs_name_the_problem(text, words):
     with pytest.raises(ValueError) as err:
         parse_run_spec(text)
@@ -97,6 +125,7 @@ def test_labels_are_made_unique_and_explicit_duplicates_refused():
 
 # ---- the same data, the same seed ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("scenario", ["matrix", "lm"])
 def test_identical_settings_and_seed_give_identical_curves_bit_for_bit(scenario):
     specs = ["lora:r=2", "lora:r=2"]
@@ -112,8 +141,9 @@ def test_identical_settings_and_seed_give_identical_curves_bit_for_bit(scenario)
     ta, tb = r.runs[0].trainer.trained_tensors(), r.runs[1].trainer.trained_tensors()
     assert list(ta) == list(tb)
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
-    assert not torch.equal(ta[next(iter(ta))], r.runs[0].trainer.scenario.build(r.runs[0].settings)
-                           .get_parameter(next(iter(ta))))  # they did train
+    assert not torch.equal(
+        ta[next(iter(ta))], r.runs[0].trainer.scenario.build(r.runs[0].settings).get_parameter(next(iter(ta)))
+    )  # they did train
 
 
 def test_different_methods_see_identical_batches():
@@ -155,17 +185,30 @@ def test_a_run_that_diverges_stops_and_the_others_go_on():
 
 # ---- the table against the budget function ------------------------------------------------------------
 
+
 def test_table_trainable_parameters_agree_with_the_budget_function():
-    r = lm_runner("lora:r=2", "lora:r=4,targets=q_proj+k_proj+o_proj,layers=1", "prefix:K=3,L=1",
-                  "prefix:K=2,L=2,gate_shape=layer", "lora+prefix:r=2,K=3", "full")
+    r = lm_runner(
+        "lora:r=2",
+        "lora:r=4,targets=q_proj+k_proj+o_proj,layers=1",
+        "prefix:K=3,L=1",
+        "prefix:K=2,L=2,gate_shape=layer",
+        "lora+prefix:r=2,K=3",
+        "full",
+    )
     r.step_round()
     rows = r.snapshot().table_rows()
     assert [row["run"] for row in rows] == r.labels
     config = tiny_byte_model().config
     for run, row in zip(r.runs, rows):
         s = run.trainer.settings
-        kw = dict(rank=s.rank, targets=s.targets, layers=None if s.layers is None else list(s.layers),
-                  prefix_len=s.prefix_len, prefix_layers=s.prefix_layers, gate_shape=s.gate_shape)
+        kw = dict(
+            rank=s.rank,
+            targets=s.targets,
+            layers=None if s.layers is None else list(s.layers),
+            prefix_len=s.prefix_len,
+            prefix_layers=s.prefix_layers,
+            gate_shape=s.gate_shape,
+        )
         expected = compute_budget(config, s.method, **kw)
         assert row["trainable_params"] == expected.trainable_params == count_trainable(run.trainer.model), run.label
         assert row["storage_bytes"] == expected.storage_bytes_fp16
@@ -185,6 +228,7 @@ def test_the_paper_settings_price_as_the_reference_says_on_llama_7b():
 
 
 # ---- the LoRA paper's analyses ------------------------------------------------------------------------
+
 
 def test_phi_of_a_matrix_with_itself_is_one_along_the_diagonal():
     r = lm_runner("lora:r=4", "lora:r=4", "lora:r=2,seed=1", "lora:r=4,seed=1")
@@ -221,9 +265,13 @@ def _dense_amplification(W0, A, B, scaling):
     U, S, Vh = torch.linalg.svd(delta)
     p = torch.linalg.matrix_norm(U[:, :r].T @ W0 @ Vh[:r].T)
     w0 = torch.linalg.svdvals(W0)
-    return {"delta_fro": float(torch.linalg.matrix_norm(delta)), "proj_delta": float(p),
-            "proj_w0_top": float(w0[:r].square().sum().sqrt()), "w0_fro": float(torch.linalg.matrix_norm(W0)),
-            "factor": float(torch.linalg.matrix_norm(delta) / p)}
+    return {
+        "delta_fro": float(torch.linalg.matrix_norm(delta)),
+        "proj_delta": float(p),
+        "proj_w0_top": float(w0[:r].square().sum().sqrt()),
+        "w0_fro": float(torch.linalg.matrix_norm(W0)),
+        "factor": float(torch.linalg.matrix_norm(delta) / p),
+    }
 
 
 def test_amplification_matches_a_direct_dense_computation():
@@ -231,7 +279,7 @@ def test_amplification_matches_a_direct_dense_computation():
     for _ in range(4):
         r.step_round()
     cached = r.analyses().amplification
-    again = r.analyses().amplification          # the cache gives the same figures the second time
+    again = r.analyses().amplification  # the cache gives the same figures the second time
     for run in r.runs:
         rows = amplification_table(run.trainer)
         assert [x["module"] for x in rows] == [x["module"] for x in cached[run.label]]
@@ -263,13 +311,14 @@ def _check_intrinsic(r):
     full_dense = torch.linalg.svdvals(delta).numpy()
     np.testing.assert_allclose(d["full_values"], full_dense, rtol=1e-4, atol=1e-7)
     assert d["full_method"] == f"exact svd, all {min(delta.shape)} values"
-    s2 = full_dense ** 2
+    s2 = full_dense**2
     assert d["full_energy_top_r"] == pytest.approx(s2[:2].sum() / s2.sum(), rel=1e-4)
     assert 0 <= d["overlap_left"] <= 1 and 0 <= d["overlap_right"] <= 1
     assert ("lora-r2", "full") in r.analyses().intrinsic
 
 
 # ---- the command -------------------------------------------------------------------------------------
+
 
 def _check_outputs(out, labels, steps):
     with open(out / "table.csv", newline="") as fh:
@@ -298,9 +347,38 @@ def _check_outputs(out, labels, steps):
 
 def test_compare_command_on_the_matrix_scenario(tmp_path):
     out = tmp_path / "cmp"
-    cmd = [sys.executable, "-m", "explorer", "compare", "--scenario", "matrix", "--size", "24", "--target-rank", "3",
-           "--runs", "lora:r=2", "--runs", "lora:r=4,label=four", "--runs", "full", "--steps", "12", "--seed", "3",
-           "--record-every", "4", "--lr", "0.01", "--threads", "1", "--device", "cpu", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "explorer",
+        "compare",
+        "--scenario",
+        "matrix",
+        "--size",
+        "24",
+        "--target-rank",
+        "3",
+        "--runs",
+        "lora:r=2",
+        "--runs",
+        "lora:r=4,label=four",
+        "--runs",
+        "full",
+        "--steps",
+        "12",
+        "--seed",
+        "3",
+        "--record-every",
+        "4",
+        "--lr",
+        "0.01",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "12/12" in done.stderr and "wrote" in done.stderr
@@ -326,26 +404,55 @@ def test_compare_command_on_a_tiny_language_model(tmp_path, capsys):
 
     out = tmp_path / "lm"
     args = build_parser("compare").parse_args(
-        ["compare", "--scenario", "lm", "--runs", "lora:r=2", "--runs", "lora:r=4", "--runs", "prefix:K=3,L=1",
-         "--runs", "full", "--steps", "6", "--seq-len", "16", "--batch-size", "2", "--lr", "0.01", "--device", "cpu",
-         "--threads", "1", "--out", str(out)])
+        [
+            "compare",
+            "--scenario",
+            "lm",
+            "--runs",
+            "lora:r=2",
+            "--runs",
+            "lora:r=4",
+            "--runs",
+            "prefix:K=3,L=1",
+            "--runs",
+            "full",
+            "--steps",
+            "6",
+            "--seq-len",
+            "16",
+            "--batch-size",
+            "2",
+            "--lr",
+            "0.01",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert compare.run(args, base_model=tiny_byte_model()) == 0
     err = capsys.readouterr().err
     assert "6/6" in err and "lora-r2" in err
     rows, md, analysis, loaded = _check_outputs(out, ["lora-r2", "lora-r4", "prefix-K3-L1", "full"], 6)
     assert [p["a"] + "|" + p["b"] for p in analysis["similarity"]] == ["lora-r2|lora-r4"]
-    assert set(analysis["similarity"][0]["modules"]) == {f"model.layers.{i}.self_attn.{t}" for i in (0, 1)
-                                                         for t in ("q_proj", "v_proj")}
+    assert set(analysis["similarity"][0]["modules"]) == {
+        f"model.layers.{i}.self_attn.{t}" for i in (0, 1) for t in ("q_proj", "v_proj")
+    }
     assert analysis["methods"]["amplification"].startswith("factor = ||ΔW||_F / ||U^T W0 V||_F")
     assert "prefix-K3-L1" not in analysis["amplification"]
     assert RecordingReader(out / "runs" / "prefix-K3-L1").snapshot(6).prefixes
 
 
-@pytest.mark.parametrize("flags, words", [
-    (["--runs", "lora:r=eight"], ["r='eight'"]),
-    (["--runs", "lora:r=2", "--runs", "prefix:K=3"], ["prefix-K3", "not available in the matrix scenario"]),
-    (["--runs", "lora:r=2", "--steps", "-1"], ["steps=-1"]),
-])
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--runs", "lora:r=eight"], ["r='eight'"]),
+        (["--runs", "lora:r=2", "--runs", "prefix:K=3"], ["prefix-K3", "not available in the matrix scenario"]),
+        (["--runs", "lora:r=2", "--steps", "-1"], ["steps=-1"]),
+    ],
+)
 def test_compare_command_errors_are_one_line_and_exit_2(tmp_path, capsys, flags, words):
     code = main(["compare", "--scenario", "matrix", "--size", "16", "--out", str(tmp_path / "x"), *flags])
     err = capsys.readouterr().err.strip()
@@ -356,6 +463,7 @@ def test_compare_command_errors_are_one_line_and_exit_2(tmp_path, capsys, flags,
 
 
 # ---- the worker ------------------------------------------------------------------------------------------
+
 
 def test_compare_worker_plays_pauses_steps_resets_and_stops():
     worker = CompareWorker(tiny_matrix(), ["lora:r=2", "full"], threads=1)
@@ -393,7 +501,7 @@ def test_compare_worker_reports_runs_it_cannot_build():
     with pytest.raises(ValueError, match="not available in the matrix scenario"):
         CompareWorker(tiny_matrix(), ["prefix:K=3"])
     worker = CompareWorker(tiny_lm(), ["lora:r=2"], base_model=tiny_byte_model(), threads=1)
-    worker._base = tiny_lm(seq_len=200)          # longer than the tiny model's context: fails in the thread
+    worker._base = tiny_lm(seq_len=200)  # longer than the tiny model's context: fails in the thread
     with worker:
         snap = worker.wait_for(lambda s: s.state == "fault", 60)
         assert "could not start the comparison" in snap.fault and "seq_len=200" in snap.fault

@@ -7,10 +7,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from engine_helpers import tiny_byte_model, tiny_matrix
 from PySide6.QtCore import QEvent
 from PySide6.QtWidgets import QApplication
-
-from engine_helpers import tiny_byte_model, tiny_matrix
 
 from explorer.engine.deck import Run
 from explorer.gui.compare_host import spec_text, specs_from_runs
@@ -29,8 +28,9 @@ def real_worker(settings):
 @pytest.fixture
 def window(qtbot, tmp_path):
     baseline = {t.ident for t in threading.enumerate()}
-    win = MainWindow(tiny_matrix(), store=Persistence(path=str(tmp_path / "s.ini")), worker_factory=real_worker,
-                     restore=False)
+    win = MainWindow(
+        tiny_matrix(), store=Persistence(path=str(tmp_path / "s.ini")), worker_factory=real_worker, restore=False
+    )
     win.compare_host.worker_kwargs = {"threads": 1, "base_model": tiny_byte_model()}
     qtbot.addWidget(win)
     win.show()
@@ -42,8 +42,11 @@ def window(qtbot, tmp_path):
     assert win.worker is None and win.compare_host.worker is None
     win.deleteLater()
     QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
-    leftover = [t for t in threading.enumerate() if t.ident not in baseline and t.is_alive()
-                and not t.name.startswith("explorer-import")]
+    leftover = [
+        t
+        for t in threading.enumerate()
+        if t.ident not in baseline and t.is_alive() and not t.name.startswith("explorer-import")
+    ]
     assert not leftover, f"threads left running: {leftover}"
 
 
@@ -64,10 +67,11 @@ def test_compare_button_runs_a_comparison_and_pauses_the_single_run(qtbot, windo
     with qtbot.waitSignal(win.compare_host.started, timeout=WAIT_MS):
         view.compare_button.click()
     host = win.compare_host
-    assert host.playing and not win._playing           # the single run paused for the comparison
+    assert host.playing and not win._playing  # the single run paused for the comparison
     assert host.owns("compare")
-    qtbot.waitUntil(lambda: host.last is not None and host.last.step >= 5 and host.last.state == "running",
-                    timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: host.last is not None and host.last.step >= 5 and host.last.state == "running", timeout=WAIT_MS
+    )
     qtbot.waitUntil(lambda: view.curve_count() == 2 and view.labels() == ["lora-r1", "lora-r4"], timeout=WAIT_MS)
     assert view.table_rows() == 2
     # the single run goes on: the comparison pauses, and the view keeps the comparison
@@ -84,14 +88,14 @@ def test_compare_button_runs_a_comparison_and_pauses_the_single_run(qtbot, windo
 def test_a_spec_that_does_not_fit_is_shown_under_the_field_and_the_window_lives_on(qtbot, window):
     win = window
     view = show_compare(qtbot, win)
-    view.set_specs_text("lora:r=4  prefix:K=10")       # no prefix in the matrix scenario
+    view.set_specs_text("lora:r=4  prefix:K=10")  # no prefix in the matrix scenario
     view.compare_button.click()
     qtbot.waitUntil(lambda: view.spec_error_text() != "", timeout=WAIT_MS)
     assert "prefix" in view.spec_error_text() and "matrix" in view.spec_error_text()
     assert win.compare_host.worker is None and not win.compare_host.owns("compare")
     qtbot.waitUntil(lambda: win.last_snapshot is not None, timeout=WAIT_MS)
     step = win.last_snapshot.step
-    win.step_once()                                      # the window still trains
+    win.step_once()  # the window still trains
     qtbot.waitUntil(lambda: win.last_snapshot.step == step + 1, timeout=WAIT_MS)
 
 
@@ -104,22 +108,27 @@ def test_a_new_comparison_replaces_the_old_one(qtbot, window):
     qtbot.waitUntil(lambda: host.last is not None, timeout=WAIT_MS)
     host.start(win.settings, ["lora:r=1", "full"], play=True)
     assert host.worker is not first
-    qtbot.waitUntil(lambda: host.last is not None and [r.label for r in host.last.runs] == ["lora-r1", "full"],
-                    timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: host.last is not None and [r.label for r in host.last.runs] == ["lora-r1", "full"], timeout=WAIT_MS
+    )
     qtbot.waitUntil(lambda: not first.alive, timeout=WAIT_MS)
 
 
 def test_deck_runs_become_run_specs():
     base = tiny_matrix(rank=8, alpha=4.0)
-    runs = [Run("LoRA r=1", base.with_changes(rank=1)), Run("full fine-tuning", base.with_changes(method="full",
-                                                                                                   lr=0.003))]
+    runs = [
+        Run("LoRA r=1", base.with_changes(rank=1)),
+        Run("full fine-tuning", base.with_changes(method="full", lr=0.003)),
+    ]
     specs = specs_from_runs(base, runs)
     assert [s.label for s in specs] == ["LoRA r=1", "full fine-tuning"]
     assert specs[0].overrides == {"method": "lora", "rank": 1}
     assert specs[1].overrides == {"method": "full", "lr": 0.003}
     assert [s.settings(base) for s in specs] == [r.settings for r in runs]
-    assert spec_text({"method": "lora", "rank": 4, "alpha": 8.0, "targets": ("q_proj", "v_proj")}) == \
-        "lora:r=4,alpha=8,targets=q_proj+v_proj"
+    assert (
+        spec_text({"method": "lora", "rank": 4, "alpha": 8.0, "targets": ("q_proj", "v_proj")})
+        == "lora:r=4,alpha=8,targets=q_proj+v_proj"
+    )
     with pytest.raises(ValueError, match="size_in is shared"):
         specs_from_runs(base, [Run("big", base.with_changes(size_in=64))])
 
@@ -127,6 +136,7 @@ def test_deck_runs_become_run_specs():
 def test_the_pair_is_two_runs_again_after_a_comparison_with_one_lora_run(qtbot):
     """One LoRA run (a pair of it with itself), then three: φ shows two different runs, not 'pick two'."""
     import compare_factory as cf
+
     from explorer.gui.views.compare_view import CompareView
 
     view = CompareView()

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import threading
 
+import compare_factory as cf
 import numpy as np
 import pytest
-from PySide6 import QtGui, QtWidgets
-
-import compare_factory as cf
 import snapshot_factory as sf
 from engine_helpers import tiny_matrix
+from PySide6 import QtGui, QtWidgets
+
 from explorer.engine.compare import CompareWorker
 from explorer.gui.views.compare_view import RUN_COLOURS, CompareView
 
@@ -71,9 +71,24 @@ def test_the_view_is_drawn_and_changes_with_the_data(qtbot):
         assert (np.abs(b.astype(int) - rgb).sum(axis=2) < 30).any(), colour
 
 
-@pytest.mark.parametrize("runs", [("lora:r=8",), ("lora:r=4", "lora:r=8", "full"),
-                                  ("lora:r=2", "lora:r=4", "lora:r=8", "lora:r=16", "prefix:K=10", "full",
-                                   "lora+prefix:r=8", "lora:r=32", "lora:r=64")])
+@pytest.mark.parametrize(
+    "runs",
+    [
+        ("lora:r=8",),
+        ("lora:r=4", "lora:r=8", "full"),
+        (
+            "lora:r=2",
+            "lora:r=4",
+            "lora:r=8",
+            "lora:r=16",
+            "prefix:K=10",
+            "full",
+            "lora+prefix:r=8",
+            "lora:r=32",
+            "lora:r=64",
+        ),
+    ],
+)
 def test_one_curve_and_one_table_row_per_run(qtbot, runs):
     view = make(qtbot)
     snap = cf.compare_snapshot(60, runs=runs)
@@ -126,7 +141,7 @@ def test_amplification_and_intrinsic_rank_tabs(qtbot):
     assert view.amp_table.item(0, 7).text() == f"{snap.analysis.amplification['lora-r4'][0]['factor']:.3g}"
     assert len(view._amp_bars) == 2 and colours(before) > 8
     view.set_tab("intrinsic")
-    assert len(view._intr_items) == 3          # the full update and two LoRA runs
+    assert len(view._intr_items) == 3  # the full update and two LoRA runs
     assert "exact svd, all 64 values" in view.intr_caption.text()
     assert colours(pixels(view.intr_glw)) > 8
     # without a full run the tab says what to add
@@ -141,12 +156,18 @@ def test_an_ordinary_snapshot_is_a_one_run_comparison_until_a_comparison_arrives
     assert view.table_text(0, "LLaMA-7B params") != "–"
     view.update_snapshot(cf.compare_snapshot(40))
     assert view.table_rows() == 4
-    view.update_snapshot(sf.lora_snapshot(80))          # a live run's snapshot no longer replaces it
+    view.update_snapshot(sf.lora_snapshot(80))  # a live run's snapshot no longer replaces it
     assert view.table_rows() == 4
     view.clear()
     assert view.table_rows() == 0
-    for snap in (sf.blank_snapshot(), sf.prefix_snapshot(0), sf.full_snapshot(30), sf.matrix_snapshot(30),
-                 cf.compare_snapshot(0), cf.compare_snapshot(30, analysis=False)):
+    for snap in (
+        sf.blank_snapshot(),
+        sf.prefix_snapshot(0),
+        sf.full_snapshot(30),
+        sf.matrix_snapshot(30),
+        cf.compare_snapshot(0),
+        cf.compare_snapshot(30, analysis=False),
+    ):
         view.clear()
         view.update_snapshot(snap)
         assert pixels(view).size

@@ -8,8 +8,16 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox
 
 from explorer.engine.settings import COLD, HOT, SETTINGS_SPEC, TrainSettings, changed_kinds
-from explorer.gui.controls import (ELSEWHERE, INT_MAX, ControlsPanel, LogSpinBox, format_layers, is_relevant,
-                                   parse_layers, setting_named_in)
+from explorer.gui.controls import (
+    ELSEWHERE,
+    INT_MAX,
+    ControlsPanel,
+    LogSpinBox,
+    format_layers,
+    is_relevant,
+    parse_layers,
+    setting_named_in,
+)
 
 
 @pytest.fixture
@@ -138,7 +146,7 @@ def test_matrix_scenario_offers_lora_or_full_and_caps_ranks_by_the_matrix(panel)
     combo.setCurrentIndex(combo.findData("matrix"))
     combo.activated.emit(combo.currentIndex())
     assert panel.settings.scenario == "matrix"
-    assert panel.settings.method == "lora"           # prefix is not offered in the matrix scenario
+    assert panel.settings.method == "lora"  # prefix is not offered in the matrix scenario
     method = panel.rows["method"].editor
     model = method.model()
     assert not model.item(method.findData("prefix")).isEnabled()
@@ -147,7 +155,7 @@ def test_matrix_scenario_offers_lora_or_full_and_caps_ranks_by_the_matrix(panel)
     cap = min(panel.settings.size_in, panel.settings.size_out)
     assert panel.rows["rank"].editor.maximum() == cap
     panel.request({"rank": 16, "target_rank": 16})
-    panel.rows["size_out"].editor.setValue(8)         # a smaller matrix brings the ranks down with it
+    panel.rows["size_out"].editor.setValue(8)  # a smaller matrix brings the ranks down with it
     assert panel.settings.size_out == 8 and panel.settings.rank == 8 and panel.settings.target_rank == 8
     assert panel.rows["rank"].editor.maximum() == 8
 

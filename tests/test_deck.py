@@ -14,7 +14,7 @@ def test_default_deck_tells_the_seed_story():
     assert seed_exp.settings.preset == "seed" and [r.settings.method for r in seed_exp.runs] == ["lora", "full"]
     assert gates.settings.method == "prefix" and "gates" in gates.views and "attention" in gates.views
     assert [r.settings.method for r in paper.runs] == ["lora", "lora", "prefix"]
-    assert paper.views == ["compare"]           # its table prices every run on LLaMA-7B
+    assert paper.views == ["compare"]  # its table prices every run on LLaMA-7B
 
 
 def _deck(**scene):
@@ -23,20 +23,30 @@ def _deck(**scene):
     return {"scene": [{"title": "ok", "caption": "c", "views": ["loss"]}, base]}
 
 
-@pytest.mark.parametrize("scene, message", [
-    ({"views": ["loss", "heatmap"]}, "scene 2 ('t'): views: unknown view 'heatmap'"),
-    ({"settings": {"rank": 0}}, "scene 2 ('t'): settings: rank=0 is out of range"),
-    ({"settings": {"lr": -1.0}}, "scene 2 ('t'): settings: lr=-1.0 is out of range"),
-    ({"settings": {"colour": 1}}, "scene 2 ('t'): settings: unknown setting 'colour'"),
-    ({"layout": "spiral"}, "scene 2 ('t'): layout: unknown layout 'spiral'"),
-    ({"play": "yes"}, "scene 2 ('t'): play: must be true or false"),
-    ({"wobble": 1}, "scene 2 ('t'): wobble: unknown field"),
-    ({"runs": [{"label": "a", "settings": {"rank": 2}}]}, "scene 2 ('t'): runs: runs are shown by the compare view"),
-    ({"views": ["compare"], "runs": [{"label": "a", "settings": {"rank": -2}}]},
-     "scene 2 ('t'): runs[0].settings: rank=-2 is out of range"),
-    ({"views": ["compare"], "runs": [{"label": "a", "settings": {"size_in": 64}}]},
-     "scene 2 ('t'): runs[0].settings.size_in: is shared by every run"),
-])
+@pytest.mark.parametrize(
+    "scene, message",
+    [
+        ({"views": ["loss", "heatmap"]}, "scene 2 ('t'): views: unknown view 'heatmap'"),
+        ({"settings": {"rank": 0}}, "scene 2 ('t'): settings: rank=0 is out of range"),
+        ({"settings": {"lr": -1.0}}, "scene 2 ('t'): settings: lr=-1.0 is out of range"),
+        ({"settings": {"colour": 1}}, "scene 2 ('t'): settings: unknown setting 'colour'"),
+        ({"layout": "spiral"}, "scene 2 ('t'): layout: unknown layout 'spiral'"),
+        ({"play": "yes"}, "scene 2 ('t'): play: must be true or false"),
+        ({"wobble": 1}, "scene 2 ('t'): wobble: unknown field"),
+        (
+            {"runs": [{"label": "a", "settings": {"rank": 2}}]},
+            "scene 2 ('t'): runs: runs are shown by the compare view",
+        ),
+        (
+            {"views": ["compare"], "runs": [{"label": "a", "settings": {"rank": -2}}]},
+            "scene 2 ('t'): runs[0].settings: rank=-2 is out of range",
+        ),
+        (
+            {"views": ["compare"], "runs": [{"label": "a", "settings": {"size_in": 64}}]},
+            "scene 2 ('t'): runs[0].settings.size_in: is shared by every run",
+        ),
+    ],
+)
 def test_errors_name_the_scene_and_the_field(scene, message):
     with pytest.raises(ValueError) as info:
         parse_deck(_deck(**scene), "my.toml")

@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 import pytest
-
 from engine_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 from explorer.engine.history import SpectrumHistory, ThinningBuffer
@@ -19,12 +18,12 @@ def test_thinning_buffer_stays_bounded_and_spans_the_whole_run():
     for step in range(n):
         buf.append(step, (step, 2 * step, 0))
         assert len(buf) <= 65
-    assert buf.nbytes() == nbytes                      # memory flat
+    assert buf.nbytes() == nbytes  # memory flat
     steps, values = buf.arrays()
-    assert steps[0] == 0 and steps[-1] == n - 1         # first point kept, newest point shown
+    assert steps[0] == 0 and steps[-1] == n - 1  # first point kept, newest point shown
     assert np.all(np.diff(steps) > 0)
     kept = steps[:-1]
-    assert len(set(np.diff(kept))) == 1                 # evenly thinned: every stride-th point
+    assert len(set(np.diff(kept))) == 1  # evenly thinned: every stride-th point
     assert np.array_equal(values[:, 0], steps) and np.array_equal(values[:, 1], 2 * steps)
 
 
@@ -56,7 +55,7 @@ def test_mailbox_latest_wins_and_take_never_blocks():
     box = Mailbox()
     assert box.take() is None
     for i in range(1000):
-        box.put(i)                 # nobody takes: the producer is never held up
+        box.put(i)  # nobody takes: the producer is never held up
     assert box.take() == 999 and box.take() is None
     assert box.dropped == 999 and box.peek() == 999
     t0 = time.perf_counter()
@@ -90,5 +89,5 @@ def test_mailbox_under_a_fast_producer_and_a_slow_consumer():
         t.join(5)
     assert not t.is_alive()
     assert len(seen) == 50
-    assert all(b > a for a, b in zip(seen, seen[1:]))    # always newer, never a backlog
+    assert all(b > a for a, b in zip(seen, seen[1:]))  # always newer, never a backlog
     assert produced[0] > seen[-1]

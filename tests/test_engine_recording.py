@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from engine_helpers import assert_snapshots_equal, one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401 (one_thread: autouse fixture)
 
-from engine_helpers import one_thread, assert_snapshots_equal, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401 (one_thread: autouse fixture)
 from explorer.cli import main
 from explorer.engine.recording import RecordingReader, RecordingWriter
 from explorer.engine.trainer import Trainer
@@ -43,7 +43,7 @@ def test_a_recording_gives_back_the_snapshots_the_trainer_made(tmp_path, setting
     if settings.scenario == "lm":
         assert len(lines[0]["gates"]) == 1 and "adapted" in lines[0]["samples"]
     consts = sorted(p.name for p in (tmp_path / "rec" / "snapshots").glob("const-*"))
-    assert consts == ["const-000.safetensors"]          # pooled W0 / target written once
+    assert consts == ["const-000.safetensors"]  # pooled W0 / target written once
 
 
 def test_a_recording_cut_off_mid_write_still_loads(tmp_path):
@@ -51,8 +51,8 @@ def test_a_recording_cut_off_mid_write_still_loads(tmp_path):
     written = _record(trainer, tmp_path / "rec", 4, 1)
     metrics = tmp_path / "rec" / "metrics.jsonl"
     data = metrics.read_bytes()
-    metrics.write_bytes(data[: len(data) - 25])          # the last line torn by a kill
-    (tmp_path / "rec" / "snapshots" / "000003.safetensors").unlink()   # and a record never finished
+    metrics.write_bytes(data[: len(data) - 25])  # the last line torn by a kill
+    (tmp_path / "rec" / "snapshots" / "000003.safetensors").unlink()  # and a record never finished
     reader = RecordingReader(tmp_path / "rec")
     assert reader.steps == [0, 1, 2] and reader.skipped_lines == 1
     assert reader.state() is None and not reader.finished
@@ -62,14 +62,34 @@ def test_a_recording_cut_off_mid_write_still_loads(tmp_path):
 
 
 def test_run_command_records_by_step_and_the_recording_replays(tmp_path, capsys):
-    args = ["run", "--scenario", "matrix", "--method", "lora", "--rank", "3", "--size", "24", "--target-rank", "5",
-            "--steps", "10", "--record-every", "4", "--seed", "2", "--device", "cpu", "--quiet"]
+    args = [
+        "run",
+        "--scenario",
+        "matrix",
+        "--method",
+        "lora",
+        "--rank",
+        "3",
+        "--size",
+        "24",
+        "--target-rank",
+        "5",
+        "--steps",
+        "10",
+        "--record-every",
+        "4",
+        "--seed",
+        "2",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     assert main(args + ["--out", str(tmp_path / "a")]) == 0
     assert main(args + ["--out", str(tmp_path / "b")]) == 0
     a, b = RecordingReader(tmp_path / "a"), RecordingReader(tmp_path / "b")
     assert a.steps == b.steps == [0, 4, 8, 10] and a.finished
-    assert [m["loss"] for m in a.metrics] == [m["loss"] for m in b.metrics]      # same settings, same run
-    assert all(len(m["spectra"]["W"]) == 3 for m in a.metrics)                 # rank 3: exactly 3 values
+    assert [m["loss"] for m in a.metrics] == [m["loss"] for m in b.metrics]  # same settings, same run
+    assert all(len(m["spectra"]["W"]) == 3 for m in a.metrics)  # rank 3: exactly 3 values
     assert a.metrics[0]["spectra"]["W"] == [0.0, 0.0, 0.0] and "eval_loss" in a.metrics[0]
     cfg = json.loads((tmp_path / "a" / "config.json").read_text())
     assert cfg["format"] == "peft-explorer-recording" and cfg["settings"]["size_in"] == 24
@@ -83,16 +103,24 @@ def test_run_command_records_by_step_and_the_recording_replays(tmp_path, capsys)
     assert t.step == 10
 
 
-@pytest.mark.parametrize("flags, words", [
-    (["--rank", "0"], "rank=0 is out of range"),
-    (["--lr", "abc"], "--lr: invalid float value"),
-    (["--method", "prefix", "--scenario", "matrix"], "method='prefix' is not available in the matrix scenario"),
-    (["--targets", "q_proj,x_proj"], "targets='x_proj' is unknown"),
-    (["--size", "8", "--size-in", "9", "--scenario", "matrix"], "--size 8 contradicts --size-in 9"),
-])
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--rank", "0"], "rank=0 is out of range"),
+        (["--lr", "abc"], "--lr: invalid float value"),
+        (["--method", "prefix", "--scenario", "matrix"], "method='prefix' is not available in the matrix scenario"),
+        (["--targets", "q_proj,x_proj"], "targets='x_proj' is unknown"),
+        (["--size", "8", "--size-in", "9", "--scenario", "matrix"], "--size 8 contradicts --size-in 9"),
+    ],
+)
 def test_bad_flags_exit_2_with_one_line(tmp_path, flags, words):
-    out = subprocess.run([sys.executable, "-m", "explorer", "run", "--out", str(tmp_path / "x"), *flags],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "explorer", "run", "--out", str(tmp_path / "x"), *flags],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0] and "Traceback" not in out.stderr
@@ -101,8 +129,31 @@ def test_bad_flags_exit_2_with_one_line(tmp_path, flags, words):
 
 def test_run_command_on_the_lm_scenario_records_gates_samples_and_the_state(tmp_path):
     out = tmp_path / "lm"
-    assert main(["run", "--method", "prefix", "--prefix-len", "3", "--prefix-layers", "2", "--seq-len", "16",
-                 "--batch-size", "2", "--steps", "3", "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--method",
+                "prefix",
+                "--prefix-len",
+                "3",
+                "--prefix-layers",
+                "2",
+                "--seq-len",
+                "16",
+                "--batch-size",
+                "2",
+                "--steps",
+                "3",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     reader = RecordingReader(out)
     assert reader.steps == [0, 1, 2, 3]
     first, last = reader.metrics[0], reader.metrics[-1]
@@ -111,9 +162,15 @@ def test_run_command_on_the_lm_scenario_records_gates_samples_and_the_state(tmp_
     assert "samples" not in reader.metrics[1]
     snap = reader.snapshot(3)
     assert [p.layer for p in snap.prefixes] == [2, 3] and snap.prefixes[0].attention.shape[-1] == 3 + len(
-        snap.probe_tokens)
+        snap.probe_tokens
+    )
     state = reader.state()
-    assert sorted(state.tensors) == [f"model.layers.{i}.self_attn.prefix.{n}" for i in (2, 3)
-                                     for n in ("gate", "prompt")]
+    assert sorted(state.tensors) == [
+        f"model.layers.{i}.self_attn.prefix.{n}" for i in (2, 3) for n in ("gate", "prompt")
+    ]
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["base"]["kind"] == "lm" and cfg["base"]["params"] == cfg["base"]["training"]["parameters"] and cfg["completed"]
+    assert (
+        cfg["base"]["kind"] == "lm"
+        and cfg["base"]["params"] == cfg["base"]["training"]["parameters"]
+        and cfg["completed"]
+    )

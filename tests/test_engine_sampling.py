@@ -1,16 +1,18 @@
 """The cached sampler of the live samples agrees with the model's full forward and with core.generate."""
 
 import torch
-
 from engine_helpers import one_thread, tiny_byte_model, tiny_lm  # noqa: F401 (one_thread: autouse fixture)
+
 from explorer.core.llama import generate
 from explorer.engine.sampling import _forward_cached, sample
 from explorer.engine.trainer import Trainer
 
 
 def _adapted_model():
-    t = Trainer(tiny_lm(method="lora+prefix", targets=("q_proj", "k_proj", "v_proj", "o_proj", "up_proj"),
-                        prefix_layers=2), base_model=tiny_byte_model())
+    t = Trainer(
+        tiny_lm(method="lora+prefix", targets=("q_proj", "k_proj", "v_proj", "o_proj", "up_proj"), prefix_layers=2),
+        base_model=tiny_byte_model(),
+    )
     for _ in range(3):
         t.train_step()
     return t.model.eval()
@@ -23,8 +25,8 @@ def test_cached_forward_equals_the_full_forward_in_pieces():
         full = model(ids)
         cache = []
         pieces = [_forward_cached(model, ids[:, :7], cache, 0)]
-        for pos in range(7, 21):                       # then one position at a time
-            pieces.append(_forward_cached(model, ids[:, pos:pos + 1], cache, pos))
+        for pos in range(7, 21):  # then one position at a time
+            pieces.append(_forward_cached(model, ids[:, pos : pos + 1], cache, pos))
     assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
@@ -35,5 +37,5 @@ def test_sample_matches_generate():
         a = generate(model, prompt, 24, temperature, 40, torch.Generator().manual_seed(1))
         b = sample(model, prompt, 24, temperature, 40, torch.Generator().manual_seed(1))
         assert torch.equal(a, b)
-    long = sample(model, prompt, 60, 0.0)              # beyond the context: falls back to generate
+    long = sample(model, prompt, 60, 0.0)  # beyond the context: falls back to generate
     assert torch.equal(long, generate(model, prompt, 60, 0.0))

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from engine_helpers import one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401 (one_thread: autouse fixture)
+
 from explorer.engine.settings import TrainSettings
 from explorer.engine.trainer import InjectedFault, NonFiniteLoss, Trainer
 
@@ -21,13 +21,15 @@ def _same_tensors(a, b):
     return list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("settings, base", [(tiny_matrix(), None), (tiny_matrix(method="full"), None),
-                                            (tiny_lm(method="lora+prefix"), "tiny")])
+@pytest.mark.parametrize(
+    "settings, base",
+    [(tiny_matrix(), None), (tiny_matrix(method="full"), None), (tiny_lm(method="lora+prefix"), "tiny")],
+)
 def test_same_settings_and_seed_give_bit_identical_losses(settings, base):
     model = tiny_byte_model() if base else None
     a, b = Trainer(settings, base_model=model), Trainer(settings, base_model=model)
     la, lb = _losses(a, 8), _losses(b, 8)
-    assert la == lb                                        # bit for bit
+    assert la == lb  # bit for bit
     assert _same_tensors(a.trained_tensors(), b.trained_tensors())
     c = Trainer(settings.with_changes(seed=1), base_model=model)
     assert _losses(c, 8) != la
@@ -49,8 +51,10 @@ def _batches(trainer, n):
 
 def test_data_order_depends_on_the_seed_alone():
     model = tiny_byte_model()
-    runs = [_batches(Trainer(tiny_lm(method=m, rank=r), base_model=model), 4)
-            for m, r in (("lora", 2), ("prefix", 2), ("full", 2), ("lora", 4))]
+    runs = [
+        _batches(Trainer(tiny_lm(method=m, rank=r), base_model=model), 4)
+        for m, r in (("lora", 2), ("prefix", 2), ("full", 2), ("lora", 4))
+    ]
     for other in runs[1:]:
         assert all(torch.equal(x, y) for x, y in zip(runs[0], other))
     m_runs = [_batches(Trainer(tiny_matrix(method=m, rank=r)), 3) for m, r in (("lora", 2), ("full", 1), ("lora", 8))]
@@ -71,10 +75,10 @@ def test_zero_init_step0_loss_is_the_base_models_loss_exactly_on_the_shipped_mod
         losses[method] = t.train_step()
         assert snap0.loss == losses[method] == base_losses[method], method
         if t.settings.uses_prefix():
-            assert all(np.all(p.gates == 0.0) for p in snap0.prefixes)          # gates start at exactly 0
+            assert all(np.all(p.gates == 0.0) for p in snap0.prefixes)  # gates start at exactly 0
             _losses(t, 3)
             moved = t.snapshot(16)
-            assert all(np.any(p.gates != 0.0) for p in moved.prefixes)       # ... and move
+            assert all(np.any(p.gates != 0.0) for p in moved.prefixes)  # ... and move
             assert moved.history.gates.shape[0] == 2 and np.all(moved.history.gates[0] == 0)
     assert len(set(losses.values())) == 1
 
@@ -86,7 +90,7 @@ def test_snapshot_arrays_never_exceed_the_display_size():
         m = t.snapshot(ds).matrices["W"]
         for arr in (m.delta, m.base, m.target):
             assert arr.dtype == np.float32 and arr.shape == (min(ds, 90), min(ds, 150))
-        assert m.spectrum.shape == (3,) and m.target_spectrum.shape == (5,)   # rank-r LoRA: exactly r values
+        assert m.spectrum.shape == (3,) and m.target_spectrum.shape == (5,)  # rank-r LoRA: exactly r values
         assert m.shape == (90, 150)
     full = Trainer(tiny_matrix(method="full", size_in=40, size_out=30))
     _losses(full, 2)
@@ -99,21 +103,25 @@ def test_snapshot_arrays_never_exceed_the_display_size():
 
 
 def test_lm_snapshot_holds_probe_attention_gates_samples_and_budget():
-    t = Trainer(tiny_lm(method="lora+prefix", prefix_len=3, prefix_layers=2, display_size=8),
-                base_model=tiny_byte_model())
+    t = Trainer(
+        tiny_lm(method="lora+prefix", prefix_len=3, prefix_layers=2, display_size=8), base_model=tiny_byte_model()
+    )
     snap = t.snapshot(with_samples=True)
-    assert snap.samples["adapted"] == snap.samples["base"]          # zero-init: the same text at step 0
+    assert snap.samples["adapted"] == snap.samples["base"]  # zero-init: the same text at step 0
     assert snap.samples["prompt"] == "# review:" and snap.samples["step"] == 0
     n_tokens = len(snap.probe_tokens)
     assert snap.probe_tokens[:3] == ["#", "␣", "r"]
     assert [p.layer for p in snap.prefixes] == [0, 1]
     for p in snap.prefixes:
         assert p.attention.shape == (4, n_tokens, 3 + n_tokens) and p.gates.shape == (4,)
-        assert np.all(p.attention[:, :, :3] == 0)                      # gated prompt, gate 0
-    for name, m in snap.matrices.items():
+        assert np.all(p.attention[:, :, :3] == 0)  # gated prompt, gate 0
+    for _name, m in snap.matrices.items():
         assert m.delta.shape == (8, 8) and m.spectrum.shape == (2,)
-    assert snap.budget["trainable_params"] == snap.budget["measured_trainable_params"] == sum(
-        v.numel() for v in t.trained_tensors().values())
+    assert (
+        snap.budget["trainable_params"]
+        == snap.budget["measured_trainable_params"]
+        == sum(v.numel() for v in t.trained_tensors().values())
+    )
 
 
 def test_hot_changes_apply_at_once_and_cold_changes_start_a_new_segment():
@@ -136,7 +144,7 @@ def test_a_failing_cold_change_leaves_the_running_segment_untouched():
     _losses(t, 3)
     before = _tensors(t)
     with pytest.raises(ValueError, match="rank=64 is out of range"):
-        t.apply(rank=64)                    # passes the settings check; too large for this model
+        t.apply(rank=64)  # passes the settings check; too large for this model
     assert t.settings.rank == 2 and t.step == 3 and t.segment == 0
     assert _same_tensors(before, t.trained_tensors())
     _losses(t, 1)
@@ -154,7 +162,7 @@ def test_reset_replays_the_same_run():
 def test_non_finite_loss_restores_the_last_good_weights():
     t = Trainer(tiny_matrix())
     _losses(t, 4)
-    good = _tensors(t)                 # the weights after 4 updates
+    good = _tensors(t)  # the weights after 4 updates
     _losses(t, 1)
     t.inject_fault("nan")
     with pytest.raises(NonFiniteLoss, match=r"non-finite loss at step 5 \(lr=0.01\)"):
@@ -179,7 +187,7 @@ def test_an_exception_in_a_step_keeps_the_weights_of_that_step():
     def broken_step(*a, **k):
         raise RuntimeError("optimizer exploded")
 
-    t._seg.optimizer.step = broken_step      # fails half-way through an update
+    t._seg.optimizer.step = broken_step  # fails half-way through an update
     with pytest.raises(RuntimeError, match="exploded"):
         t.train_step()
     assert t.step == 2 and _same_tensors(before, t.trained_tensors())
@@ -210,22 +218,22 @@ def test_state_file_round_trip(tmp_path):
 def test_the_seed_preset_plants_the_full_rank_update_2I_minus_W0():
     t = Trainer(tiny_matrix(preset="seed", size_in=16, size_out=16, rank=4, display_size=16))
     W0 = t.scenario.W0
-    assert torch.allclose(t.scenario.W_true, 2 * torch.eye(16), atol=1e-6)       # target y = 2x
+    assert torch.allclose(t.scenario.W_true, 2 * torch.eye(16), atol=1e-6)  # target y = 2x
     snap = t.snapshot()
     m = snap.matrices["W"]
     assert m.target_spectrum.shape == (16,) and np.allclose(
-        m.target_spectrum, torch.linalg.svdvals(2 * torch.eye(16) - W0).numpy(), rtol=1e-5)
+        m.target_spectrum, torch.linalg.svdvals(2 * torch.eye(16) - W0).numpy(), rtol=1e-5
+    )
     assert np.allclose(m.target, (2 * torch.eye(16) - W0).numpy(), atol=1e-6)
     first = t.train_step()
     _losses(t, 60)
-    assert t.eval_loss() < first                        # the rank-4 LoRA catches part of the update
+    assert t.eval_loss() < first  # the rank-4 LoRA catches part of the update
     with pytest.raises(ValueError, match="preset='seed' needs a square matrix"):
         Trainer(tiny_matrix(preset="seed"))
 
 
 def test_train_step_works_even_when_the_caller_turned_grad_mode_off():
-    trainer = Trainer(TrainSettings(scenario="matrix", size_in=16, size_out=16, target_rank=2, rank=2,
-                                    batch_size=8))
+    trainer = Trainer(TrainSettings(scenario="matrix", size_in=16, size_out=16, target_rank=2, rank=2, batch_size=8))
     with torch.no_grad():
         losses = [trainer.train_step() for _ in range(3)]
     assert losses[2] < losses[0]

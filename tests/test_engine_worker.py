@@ -4,8 +4,8 @@ import time
 
 import numpy as np
 import pytest
+from engine_helpers import no_engine_threads, one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401 (one_thread: autouse fixture)
 
-from engine_helpers import one_thread, no_engine_threads, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401 (one_thread: autouse fixture)
 from explorer.engine.worker import TrainingWorker
 
 
@@ -30,7 +30,7 @@ def test_start_step_play_pause_close(make_worker):
     w = make_worker(tiny_matrix())
     first = w.wait_for(timeout=30)
     assert first.step == 0 and first.state == "paused" and first.loss is not None and first.eval_loss is not None
-    assert w.latest() is None                              # nothing new: None, at once
+    assert w.latest() is None  # nothing new: None, at once
     w.step(3)
     s = w.wait_for(lambda s: s.step == 3, 30)
     assert s.state == "paused" and not w.running
@@ -41,10 +41,10 @@ def test_start_step_play_pause_close(make_worker):
     paused = w.wait_for(lambda s: s.state == "paused", 30)
     w.request_snapshot()
     again = w.wait_for(timeout=30)
-    assert again.step == paused.step                       # paused means paused
-    assert len(paused.history.steps) == paused.step        # a loss point per step so far
+    assert again.step == paused.step  # paused means paused
+    assert len(paused.history.steps) == paused.step  # a loss point per step so far
     w.close()
-    w.close()                                              # idempotent
+    w.close()  # idempotent
     assert not w.alive
 
 
@@ -66,12 +66,13 @@ def test_configure_validates_in_the_caller_and_applies_in_the_worker(make_worker
     s = w.wait_for(lambda s: s.state == "fault", 30)
     assert "rank=64" in s.fault and "previous settings stay in force" in s.fault
     assert w.settings.rank == 3 and s.settings["rank"] == 3 and s.segment == 1
-    assert w.configure(rank=2) == {"rank": "cold"}       # validated against the running settings again
+    assert w.configure(rank=2) == {"rank": "cold"}  # validated against the running settings again
     w.wait_for(lambda s: s.settings["rank"] == 2 and s.state == "paused", 30)
 
 
-@pytest.mark.parametrize("kind, words", [("nan", "non-finite loss at step"), ("exception", "InjectedFault"),
-                                         ("oom", "out of memory")])
+@pytest.mark.parametrize(
+    "kind, words", [("nan", "non-finite loss at step"), ("exception", "InjectedFault"), ("oom", "out of memory")]
+)
 def test_faults_pause_with_a_message_and_training_goes_on_after_reset(make_worker, kind, words):
     w = make_worker(tiny_matrix())
     w.wait_for(timeout=30)
@@ -94,7 +95,7 @@ def test_faults_pause_with_a_message_and_training_goes_on_after_reset(make_worke
 
 
 def test_a_failed_start_reports_and_recovers(make_worker):
-    w = make_worker(tiny_lm(seq_len=200), base_model=tiny_byte_model())   # longer than the model's context
+    w = make_worker(tiny_lm(seq_len=200), base_model=tiny_byte_model())  # longer than the model's context
     s = w.wait_for(timeout=30)
     assert s.state == "fault" and "seq_len=200" in s.fault
     w.configure(seq_len=16)
@@ -109,7 +110,7 @@ def test_speed_caps_steps_per_second_and_close_is_prompt(make_worker):
     w.play()
     w.wait_for(lambda s: s.step >= 12, 30)
     assert time.perf_counter() - t0 >= 11 / 40 * 0.9
-    w.configure(speed=0.1)                   # one step per 10 s: close must not wait for it
+    w.configure(speed=0.1)  # one step per 10 s: close must not wait for it
     w.wait_for(lambda s: s.settings["speed"] == 0.1, 30)
     t0 = time.perf_counter()
     w.close()
@@ -119,10 +120,10 @@ def test_speed_caps_steps_per_second_and_close_is_prompt(make_worker):
 def test_lm_worker_posts_samples_and_probe_attention(make_worker):
     w = make_worker(tiny_lm(method="prefix", prefix_len=2, prefix_layers=2), base_model=tiny_byte_model())
     first = w.wait_for(timeout=30)
-    assert first.step == 0 and first.samples is None      # posted at once; the samples follow
+    assert first.step == 0 and first.samples is None  # posted at once; the samples follow
     s = w.wait_for(lambda s: s.samples is not None, 30)
     assert s.samples["adapted"] == s.samples["base"] and s.samples["step"] == 0
     assert len(s.prefixes) == 2 and s.prefixes[0].attention.shape[2] == 2 + len(s.probe_tokens)
     w.step(3)
-    s = w.wait_for(lambda s: s.step == 3 and s.samples["step"] == 3, 30)   # stepping refreshes the samples
+    s = w.wait_for(lambda s: s.step == 3 and s.samples["step"] == 3, 30)  # stepping refreshes the samples
     assert any(np.any(p.gates != 0) for p in s.prefixes)

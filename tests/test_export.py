@@ -26,15 +26,33 @@ def _trained(base, settings: TrainSettings, seed=1):
     model = copy.deepcopy(base)
     g = torch.Generator().manual_seed(seed)
     if settings.uses_lora():
-        inject_lora(model, LoraSettings(rank=settings.rank, alpha=settings.alpha, targets=settings.targets,
-                                        layers=settings.layers, use_rslora=settings.use_rslora,
-                                        init=settings.init, use_dora=settings.use_dora), g)
+        inject_lora(
+            model,
+            LoraSettings(
+                rank=settings.rank,
+                alpha=settings.alpha,
+                targets=settings.targets,
+                layers=settings.layers,
+                use_rslora=settings.use_rslora,
+                init=settings.init,
+                use_dora=settings.use_dora,
+            ),
+            g,
+        )
     if settings.uses_prefix():
-        inject_prefix(model, PrefixSettings(length=settings.prefix_len, layers=settings.prefix_layers,
-                                            gate_shape=settings.gate_shape, gate_fn=settings.gate_fn), g)
+        inject_prefix(
+            model,
+            PrefixSettings(
+                length=settings.prefix_len,
+                layers=settings.prefix_layers,
+                gate_shape=settings.gate_shape,
+                gate_fn=settings.gate_fn,
+            ),
+            g,
+        )
     trainable = mark_only_adapters_trainable(model)
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for _name, p in model.named_parameters():
             if p.requires_grad:
                 p.add_(0.1 * torch.randn(p.shape, generator=g))
     return model.eval(), {n: p.detach() for n, p in model.named_parameters() if n in trainable}
@@ -55,13 +73,16 @@ def base():
     return tiny_llama(kv_heads=2, layers=3)
 
 
-@pytest.mark.parametrize("name,changes", [
-    ("lora", dict(rank=4, targets=("q_proj", "v_proj"))),
-    ("rslora", dict(rank=4, use_rslora=True, targets=("q_proj", "k_proj", "o_proj", "down_proj"), layers=(0, 2))),
-    ("dora", dict(rank=2, use_dora=True, targets=("q_proj", "v_proj", "up_proj"))),
-    ("pissa", dict(rank=4, init="pissa", targets=("q_proj", "v_proj"))),
-    ("prefix", dict(method="prefix", prefix_len=5, prefix_layers=2, gate_shape="layer", gate_fn="identity")),
-])
+@pytest.mark.parametrize(
+    "name,changes",
+    [
+        ("lora", dict(rank=4, targets=("q_proj", "v_proj"))),
+        ("rslora", dict(rank=4, use_rslora=True, targets=("q_proj", "k_proj", "o_proj", "down_proj"), layers=(0, 2))),
+        ("dora", dict(rank=2, use_dora=True, targets=("q_proj", "v_proj", "up_proj"))),
+        ("pissa", dict(rank=4, init="pissa", targets=("q_proj", "v_proj"))),
+        ("prefix", dict(method="prefix", prefix_len=5, prefix_layers=2, gate_shape="layer", gate_fn="identity")),
+    ],
+)
 def test_peft_reproduces_our_logits(tmp_path, base, name, changes):
     settings = TrainSettings(**changes)
     ours, tensors = _trained(base, settings)
@@ -82,8 +103,13 @@ def test_recording_directory_with_its_recorded_base(tmp_path, base):
     ours, tensors = _trained(base, settings)
     save_pretrained(base, tmp_path / "basedir")
     rec = tmp_path / "rec"
-    save_state(rec / "state.safetensors", tensors, settings.to_dict(), step=5,
-               extra={"base_model_dir": str(tmp_path / "basedir")})
+    save_state(
+        rec / "state.safetensors",
+        tensors,
+        settings.to_dict(),
+        step=5,
+        extra={"base_model_dir": str(tmp_path / "basedir")},
+    )
     export_state(rec, tmp_path / "out")
     with torch.no_grad():
         assert (_peft_logits(tmp_path / "out") - ours(IDS)).abs().max().item() < 1e-5
@@ -117,13 +143,16 @@ def test_recording_config_names_the_base_and_a_different_base_is_refused(tmp_pat
         export_state(rec, tmp_path / "out3")
 
 
-@pytest.mark.parametrize("changes,words", [
-    (dict(method="prefix", gate_shape="head", gate_fn="identity"), ["per head", "one gate per layer"]),
-    (dict(method="prefix", gate_shape="layer", gate_fn="tanh"), ["tanh"]),
-    (dict(method="lora+prefix"), ["one method"]),
-    (dict(method="full"), ["not an adapter"]),
-    (dict(scenario="matrix", size_in=16, size_out=16, rank=2, target_rank=2), ["single matrix"]),
-])
+@pytest.mark.parametrize(
+    "changes,words",
+    [
+        (dict(method="prefix", gate_shape="head", gate_fn="identity"), ["per head", "one gate per layer"]),
+        (dict(method="prefix", gate_shape="layer", gate_fn="tanh"), ["tanh"]),
+        (dict(method="lora+prefix"), ["one method"]),
+        (dict(method="full"), ["not an adapter"]),
+        (dict(scenario="matrix", size_in=16, size_out=16, rank=2, target_rank=2), ["single matrix"]),
+    ],
+)
 def test_refusals_say_why_and_what_exports(tmp_path, changes, words):
     settings = TrainSettings(**changes)
     problem = export_problem(settings)
@@ -139,8 +168,12 @@ def test_refusal_on_the_command_line_is_one_line_exit_2(tmp_path):
     words = ["per head"]
     settings = TrainSettings(method="prefix")
     save_state(tmp_path / "s.safetensors", {"x": torch.zeros(1)}, settings.to_dict(), step=1)
-    proc = subprocess.run([sys.executable, "-m", "explorer", "export", str(tmp_path / "s.safetensors"),
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "explorer", "export", str(tmp_path / "s.safetensors"), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and words[0] in proc.stderr
     assert not (tmp_path / "out" / "adapter").exists()
@@ -161,14 +194,15 @@ def test_export_on_the_shipped_base(tmp_path):
     settings = TrainSettings(rank=2)
     ours, tensors = _trained(load_base_model(), settings)
     save_state(tmp_path / "state.safetensors", tensors, settings.to_dict(), step=3)
-    export_state(tmp_path / "state.safetensors", tmp_path / "out")   # no base given: the shipped one
+    export_state(tmp_path / "state.safetensors", tmp_path / "out")  # no base given: the shipped one
     model, *_ = build_trained_model(tmp_path / "state.safetensors")
     ids = IDS % ours.config.vocab_size
     from peft import PeftModel
     from transformers import LlamaForCausalLM
 
-    hf = PeftModel.from_pretrained(LlamaForCausalLM.from_pretrained(tmp_path / "out" / "base"),
-                                   tmp_path / "out" / "adapter").eval()
+    hf = PeftModel.from_pretrained(
+        LlamaForCausalLM.from_pretrained(tmp_path / "out" / "base"), tmp_path / "out" / "adapter"
+    ).eval()
     with torch.no_grad():
         expected = ours(ids)
         assert (model(ids) - expected).abs().max().item() < 1e-5

@@ -18,10 +18,9 @@ def test_write_replaces_whole_file(tmp_path):
 def test_crash_before_rename_keeps_the_old_file(tmp_path):
     target = tmp_path / "f.txt"
     atomic_write_text(target, "old")
-    with pytest.raises(RuntimeError):
-        with atomic_replace(target) as tmp:
-            tmp.write_text("half a new fi")
-            raise RuntimeError("power cut")
+    with pytest.raises(RuntimeError), atomic_replace(target) as tmp:
+        tmp.write_text("half a new fi")
+        raise RuntimeError("power cut")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
 

@@ -14,8 +14,17 @@ from explorer.core.llama import save_pretrained
 from explorer.core.peft_files import write_adaption_prompt_adapter, write_lora_adapter
 from tests.helpers import tiny_hf_llama, tiny_llama
 
-FIXED_MODULE_FIELDS = {"name": str, "shape": list, "rank": int, "alpha": float, "scaling": float,
-                       "fro_norm": float, "singular_values": list, "effective_rank": float, "stable_rank": float}
+FIXED_MODULE_FIELDS = {
+    "name": str,
+    "shape": list,
+    "rank": int,
+    "alpha": float,
+    "scaling": float,
+    "fro_norm": float,
+    "singular_values": list,
+    "effective_rank": float,
+    "stable_rank": float,
+}
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +35,17 @@ def peft_adapter(tmp_path_factory):
     hf, _ = tiny_hf_llama(layers=3)
     base_dir = tmp_path_factory.mktemp("base")
     hf.save_pretrained(base_dir)
-    model = get_peft_model(hf, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
-                                          use_dora=True, rank_pattern={"down_proj": 2},
-                                          alpha_pattern={"v_proj": 2}))
+    model = get_peft_model(
+        hf,
+        LoraConfig(
+            r=4,
+            lora_alpha=8,
+            target_modules=["q_proj", "v_proj", "down_proj"],
+            use_dora=True,
+            rank_pattern={"down_proj": 2},
+            alpha_pattern={"v_proj": 2},
+        ),
+    )
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -76,12 +93,17 @@ def test_amplification_and_dora_row_scale_with_the_base(peft_adapter):
     for m in report.modules:
         layer = model.base_model.model.get_submodule(m.name)
         W0 = layer.base_layer.weight.detach()
-        expected = amplification(W0, layer.lora_A["default"].weight.detach(),
-                                 layer.lora_B["default"].weight.detach(), layer.scaling["default"])
+        expected = amplification(
+            W0,
+            layer.lora_A["default"].weight.detach(),
+            layer.lora_B["default"].weight.detach(),
+            layer.scaling["default"],
+        )
         assert m.amplification["factor"] == pytest.approx(expected["factor"], rel=1e-4)
         # DoRA's row factor m / ||W0 + ΔW||: PEFT initialised m to ||W0|| (B was 0), then B moved.
-        dense = (layer.lora_magnitude_vector["default"].weight.detach()
-                 / torch.linalg.norm(W0 + layer.get_delta_weight("default").detach(), dim=1))
+        dense = layer.lora_magnitude_vector["default"].weight.detach() / torch.linalg.norm(
+            W0 + layer.get_delta_weight("default").detach(), dim=1
+        )
         assert m.dora.row_scale_mean == pytest.approx(dense.mean().item(), rel=1e-4)
         assert m.dora.row_scale_min == pytest.approx(dense.min().item(), rel=1e-4)
 
@@ -102,7 +124,7 @@ def test_fan_in_fan_out_uses_the_transposed_base(tmp_path):
     assert m.shape == (8, 12) and m.fan_in_fan_out and m.layer is None
     assert m.amplification["factor"] == pytest.approx(amplification(W0, A, B, 1.0)["factor"], rel=1e-5)
     snap = matrix_snapshot(report, m.name, display_size=4)
-    assert snap.delta.shape == (4, 4)   # (in, out) layout, as the Conv1D weight is stored
+    assert snap.delta.shape == (4, 4)  # (in, out) layout, as the Conv1D weight is stored
     np.testing.assert_allclose(snap.delta, pool_matrix((B @ A).T, 4, 4).numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(snap.base, pool_matrix(W0.T, 4, 4).numpy(), rtol=1e-6)  # W0 from the report's base
 
@@ -137,8 +159,9 @@ def test_adaption_prompt_report(tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "explorer", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "explorer", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_json_has_the_fixed_fields(peft_adapter):

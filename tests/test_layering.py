@@ -12,8 +12,9 @@ QT_MODULES = ("PySide6", "pyqtgraph", "shiboken6", "PyQt5", "PyQt6")
 
 def _modules_under(package: str) -> list[str]:
     base = ROOT / package.replace(".", "/")
-    return sorted(".".join(p.relative_to(ROOT).with_suffix("").parts)
-                  for p in base.rglob("*.py") if p.name != "__main__.py")
+    return sorted(
+        ".".join(p.relative_to(ROOT).with_suffix("").parts) for p in base.rglob("*.py") if p.name != "__main__.py"
+    )
 
 
 @pytest.mark.parametrize("package", ["explorer.core", "explorer.engine"])
@@ -38,4 +39,3 @@ def test_no_qt_import_statement_in_core_sources():
                 stripped = line.strip()
                 if stripped.startswith(("import ", "from ")):
                     assert not any(q in stripped.split()[1] for q in QT_MODULES), f"{path}: {stripped}"
-

@@ -7,8 +7,15 @@ import torch
 from helpers import tiny_hf_llama, tiny_llama
 
 from explorer.core.adapters import count_trainable, mark_only_adapters_trainable
-from explorer.core.lora import (LoraLinear, LoraSettings, inject_lora, lora_modules, merge_lora,
-                                remove_lora, unmerge_lora)
+from explorer.core.lora import (
+    LoraLinear,
+    LoraSettings,
+    inject_lora,
+    lora_modules,
+    merge_lora,
+    remove_lora,
+    unmerge_lora,
+)
 
 IDS = torch.randint(0, 97, (2, 20), generator=torch.Generator().manual_seed(1))
 
@@ -17,11 +24,11 @@ def _peft_pair(use_rslora=False, use_dora=False, targets=("q_proj", "v_proj")):
     from peft import LoraConfig, get_peft_model
 
     hf, ours = tiny_hf_llama(kv_heads=2)
-    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=list(targets), lora_dropout=0.0,
-                     use_rslora=use_rslora, use_dora=use_dora)
+    cfg = LoraConfig(
+        r=4, lora_alpha=8, target_modules=list(targets), lora_dropout=0.0, use_rslora=use_rslora, use_dora=use_dora
+    )
     peft_model = get_peft_model(hf, cfg).eval()
-    inject_lora(ours, LoraSettings(rank=4, alpha=8, targets=targets, use_rslora=use_rslora,
-                                   use_dora=use_dora))
+    inject_lora(ours, LoraSettings(rank=4, alpha=8, targets=targets, use_rslora=use_rslora, use_dora=use_dora))
     g = torch.Generator().manual_seed(2)
     with torch.no_grad():
         for name, module in lora_modules(ours).items():
@@ -37,8 +44,9 @@ def _peft_pair(use_rslora=False, use_dora=False, targets=("q_proj", "v_proj")):
 
 @pytest.mark.parametrize("variant", ["plain", "rslora", "dora"])
 def test_logits_equal_peft_merged_and_unmerged(variant):
-    peft_model, ours = _peft_pair(use_rslora=variant == "rslora", use_dora=variant == "dora",
-                                  targets=("q_proj", "v_proj", "down_proj"))
+    peft_model, ours = _peft_pair(
+        use_rslora=variant == "rslora", use_dora=variant == "dora", targets=("q_proj", "v_proj", "down_proj")
+    )
     with torch.no_grad():
         expected = peft_model(IDS).logits
         got = ours(IDS)
@@ -57,9 +65,13 @@ def test_default_init_gives_base_logits_exactly():
         base = model(IDS)
     for init in ("kaiming", "gaussian"):
         m = copy.deepcopy(model)
-        inject_lora(m, LoraSettings(rank=8, targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                      "up_proj", "down_proj"), init=init),
-                    torch.Generator().manual_seed(0))
+        inject_lora(
+            m,
+            LoraSettings(
+                rank=8, targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), init=init
+            ),
+            torch.Generator().manual_seed(0),
+        )
         with torch.no_grad():
             assert torch.equal(m(IDS), base)
 
@@ -70,14 +82,14 @@ def test_pissa_init_matches_peft_and_keeps_the_function():
     hf, ours = tiny_hf_llama(kv_heads=2)
     with torch.no_grad():
         base = ours(IDS)
-    peft_model = get_peft_model(copy.deepcopy(hf), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"],
-                                                              init_lora_weights="pissa")).eval()
+    peft_model = get_peft_model(
+        copy.deepcopy(hf), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], init_lora_weights="pissa")
+    ).eval()
     inject_lora(ours, LoraSettings(rank=4, alpha=8, targets=("q_proj",), init="pissa"))
     for name, module in lora_modules(ours).items():
         peft_layer = peft_model.base_model.model.get_submodule(name)
         # Singular vectors are defined up to sign: compare the products, which are not.
-        assert torch.allclose(module.delta_weight(),
-                              peft_layer.get_delta_weight("default"), atol=1e-5)
+        assert torch.allclose(module.delta_weight(), peft_layer.get_delta_weight("default"), atol=1e-5)
         assert torch.allclose(module.base_layer.weight, peft_layer.base_layer.weight, atol=1e-5)
     with torch.no_grad():
         assert (ours(IDS) - base).abs().max() < 1e-4
@@ -128,15 +140,18 @@ def test_dropout_acts_on_the_lora_branch_only():
     assert torch.equal(layer(x), lin(x))
 
 
-@pytest.mark.parametrize("settings, message", [
-    (LoraSettings(rank=0), "rank=0 is out of range: allowed 1 to"),
-    (LoraSettings(rank=65), "rank=65 is out of range"),
-    (LoraSettings(alpha=0), "alpha=0 is out of range"),
-    (LoraSettings(targets=("qkv",)), "targets='qkv' is unknown"),
-    (LoraSettings(layers=(5,)), "layers=5 is out of range: allowed 0 to 2"),
-    (LoraSettings(init="xavier"), "init='xavier' is unknown"),
-    (LoraSettings(dropout=1.0), "dropout=1.0 is out of range"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (LoraSettings(rank=0), "rank=0 is out of range: allowed 1 to"),
+        (LoraSettings(rank=65), "rank=65 is out of range"),
+        (LoraSettings(alpha=0), "alpha=0 is out of range"),
+        (LoraSettings(targets=("qkv",)), "targets='qkv' is unknown"),
+        (LoraSettings(layers=(5,)), "layers=5 is out of range: allowed 0 to 2"),
+        (LoraSettings(init="xavier"), "init='xavier' is unknown"),
+        (LoraSettings(dropout=1.0), "dropout=1.0 is out of range"),
+    ],
+)
 def test_bad_settings_name_the_setting_and_leave_the_model_untouched(settings, message):
     model = tiny_llama()
     before = {k: v.clone() for k, v in model.state_dict().items()}

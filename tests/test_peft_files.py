@@ -8,9 +8,17 @@ import struct
 import pytest
 import torch
 
-from explorer.core.peft_files import (AdapterFileError, PICKLE_NAME, WEIGHTS_NAME, pattern_key, read_adapter,
-                                      read_safetensors_header, target_matches, write_adaption_prompt_adapter,
-                                      write_lora_adapter)
+from explorer.core.peft_files import (
+    PICKLE_NAME,
+    WEIGHTS_NAME,
+    AdapterFileError,
+    pattern_key,
+    read_adapter,
+    read_safetensors_header,
+    target_matches,
+    write_adaption_prompt_adapter,
+    write_lora_adapter,
+)
 from tests.helpers import tiny_hf_llama
 
 
@@ -29,10 +37,16 @@ def _peft_lora_dir(tmp_path, **config):
 
 
 def test_reads_what_peft_writes_with_patterns_rslora_and_layers(tmp_path):
-    path, model = _peft_lora_dir(tmp_path, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"],
-                                 use_rslora=True, layers_to_transform=[0, 2],
-                                 rank_pattern={"v_proj": 2, "layers.2.self_attn.q_proj": 6},
-                                 alpha_pattern={"o_proj": 3})
+    path, model = _peft_lora_dir(
+        tmp_path,
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "v_proj", "o_proj"],
+        use_rslora=True,
+        layers_to_transform=[0, 2],
+        rank_pattern={"v_proj": 2, "layers.2.self_attn.q_proj": 6},
+        alpha_pattern={"o_proj": 3},
+    )
     adapter = read_adapter(path)
     assert adapter.peft_type == "LORA"
     assert {m.layer for m in adapter.lora} == {0, 2}
@@ -73,14 +87,17 @@ def test_reads_peft_adaption_prompt(tmp_path):
         assert p.prompt.shape == (5, 64)
 
 
-@pytest.mark.parametrize("key,name,expected", [
-    ("q_proj", "model.layers.0.self_attn.q_proj", True),
-    ("self_attn.q_proj", "model.layers.0.self_attn.q_proj", True),
-    ("proj", "model.layers.0.self_attn.q_proj", False),             # must end at a dot boundary
-    (r"model\.layers\.[01]\..*q_proj", "model.layers.1.self_attn.q_proj", True),
-    (r"model\.layers\.[01]\..*q_proj", "model.layers.2.self_attn.q_proj", False),
-    ("layers.0.self_attn.q_proj", "model.layers.10.self_attn.q_proj", False),
-])
+@pytest.mark.parametrize(
+    "key,name,expected",
+    [
+        ("q_proj", "model.layers.0.self_attn.q_proj", True),
+        ("self_attn.q_proj", "model.layers.0.self_attn.q_proj", True),
+        ("proj", "model.layers.0.self_attn.q_proj", False),  # must end at a dot boundary
+        (r"model\.layers\.[01]\..*q_proj", "model.layers.1.self_attn.q_proj", True),
+        (r"model\.layers\.[01]\..*q_proj", "model.layers.2.self_attn.q_proj", False),
+        ("layers.0.self_attn.q_proj", "model.layers.10.self_attn.q_proj", False),
+    ],
+)
 def test_pattern_matching_is_peft_s(key, name, expected):
     from peft.utils.other import get_pattern_key
 
@@ -97,10 +114,14 @@ def test_target_matching():
 
 def test_write_then_read_round_trip(tmp_path):
     g = torch.Generator().manual_seed(0)
-    modules = {f"model.layers.{i}.self_attn.q_proj": {"A": torch.randn(3, 16, generator=g),
-                                                      "B": torch.randn(8, 3, generator=g),
-                                                      "magnitude": torch.rand(8, generator=g) + 1}
-               for i in range(2)}
+    modules = {
+        f"model.layers.{i}.self_attn.q_proj": {
+            "A": torch.randn(3, 16, generator=g),
+            "B": torch.randn(8, 3, generator=g),
+            "magnitude": torch.rand(8, generator=g) + 1,
+        }
+        for i in range(2)
+    }
     write_lora_adapter(tmp_path / "a", modules, r=3, lora_alpha=6, use_dora=True)
     adapter = read_adapter(tmp_path / "a")
     assert [m.name for m in adapter.lora] == list(modules)
@@ -116,9 +137,12 @@ def test_write_then_read_round_trip(tmp_path):
 
 def _small(tmp_path, **cfg):
     g = torch.Generator().manual_seed(0)
-    write_lora_adapter(tmp_path, {"model.layers.0.self_attn.q_proj": {"A": torch.randn(2, 8, generator=g),
-                                                                      "B": torch.randn(8, 2, generator=g)}},
-                       r=2, lora_alpha=4)
+    write_lora_adapter(
+        tmp_path,
+        {"model.layers.0.self_attn.q_proj": {"A": torch.randn(2, 8, generator=g), "B": torch.randn(8, 2, generator=g)}},
+        r=2,
+        lora_alpha=4,
+    )
     if cfg:
         c = json.loads((tmp_path / "adapter_config.json").read_text())
         c.update(cfg)
@@ -147,16 +171,25 @@ def test_pickle_is_refused_and_never_unpickled(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("header,data,message", [
-    ({"x": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8, "claims bytes up to 16"),
-    ({"x": {"dtype": "F32", "shape": [4], "data_offsets": [0, 12]}}, b"\0" * 12, "data_offsets span 12"),
-    ({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-      "y": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12, "overlaps"),
-    ({"x": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12, "unaccounted bytes"),
-    ({"x": {"dtype": "Q7", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, "unknown dtype"),
-    ({"x": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 8]}}, b"\0" * 8, "invalid shape"),
-    ({"x": {"dtype": "F32", "shape": [2 ** 62, 2 ** 62], "data_offsets": [0, 8]}}, b"\0" * 8, "span 8"),
-])
+@pytest.mark.parametrize(
+    "header,data,message",
+    [
+        ({"x": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8, "claims bytes up to 16"),
+        ({"x": {"dtype": "F32", "shape": [4], "data_offsets": [0, 12]}}, b"\0" * 12, "data_offsets span 12"),
+        (
+            {
+                "x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "y": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+            },
+            b"\0" * 12,
+            "overlaps",
+        ),
+        ({"x": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12, "unaccounted bytes"),
+        ({"x": {"dtype": "Q7", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, "unknown dtype"),
+        ({"x": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 8]}}, b"\0" * 8, "invalid shape"),
+        ({"x": {"dtype": "F32", "shape": [2**62, 2**62], "data_offsets": [0, 8]}}, b"\0" * 8, "span 8"),
+    ],
+)
 def test_hostile_headers_are_refused_before_safetensors_sees_them(tmp_path, header, data, message):
     path = tmp_path / "w.safetensors"
     _raw_safetensors(path, header, data)
@@ -167,7 +200,7 @@ def test_hostile_headers_are_refused_before_safetensors_sees_them(tmp_path, head
 
 def test_header_length_beyond_the_file(tmp_path):
     path = tmp_path / "w.safetensors"
-    path.write_bytes(struct.pack("<Q", 2 ** 40) + b"{}")
+    path.write_bytes(struct.pack("<Q", 2**40) + b"{}")
     with pytest.raises(AdapterFileError, match="limit"):
         read_safetensors_header(path)
     path.write_bytes(struct.pack("<Q", 1000) + b"{}")
@@ -178,21 +211,24 @@ def test_header_length_beyond_the_file(tmp_path):
         read_safetensors_header(path)
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("r", "8", "wrong type: r"),
-    ("r", 3, "says r=3"),
-    ("lora_alpha", None, None),                      # PEFT's default applies
-    ("lora_alpha", [1], "wrong type: lora_alpha"),
-    ("use_rslora", "yes", "wrong type: use_rslora"),
-    ("peft_type", "IA3", "does not read"),
-    ("peft_type", "FOO", "unknown peft_type"),
-    ("rank_pattern", {"q_proj": 0}, "wrong type"),
-    ("rank_pattern", {"(": 2}, "not a valid pattern"),
-    ("rank_pattern", {"(a+)+": 2}, "nested repetition"),
-    ("target_modules", ["k_proj"], "not among target_modules"),
-    ("layers_to_transform", [1], "outside layers_to_transform"),
-    ("use_dora", True, "no lora_magnitude_vector"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("r", "8", "wrong type: r"),
+        ("r", 3, "says r=3"),
+        ("lora_alpha", None, None),  # PEFT's default applies
+        ("lora_alpha", [1], "wrong type: lora_alpha"),
+        ("use_rslora", "yes", "wrong type: use_rslora"),
+        ("peft_type", "IA3", "does not read"),
+        ("peft_type", "FOO", "unknown peft_type"),
+        ("rank_pattern", {"q_proj": 0}, "wrong type"),
+        ("rank_pattern", {"(": 2}, "not a valid pattern"),
+        ("rank_pattern", {"(a+)+": 2}, "nested repetition"),
+        ("target_modules", ["k_proj"], "not among target_modules"),
+        ("layers_to_transform", [1], "outside layers_to_transform"),
+        ("use_dora", True, "no lora_magnitude_vector"),
+    ],
+)
 def test_config_problems_name_the_file_and_field(tmp_path, field, value, message):
     d = _small(tmp_path, **{field: value})
     if message is None:
@@ -207,14 +243,22 @@ def test_shape_disagreement_nan_and_missing_files(tmp_path):
     from safetensors.torch import save_file
 
     d = _small(tmp_path / "a")
-    save_file({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.ones(2, 8),
-               "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.ones(8, 3)},
-              str(d / WEIGHTS_NAME))
+    save_file(
+        {
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.ones(2, 8),
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.ones(8, 3),
+        },
+        str(d / WEIGHTS_NAME),
+    )
     with pytest.raises(AdapterFileError, match="disagree on the rank"):
         read_adapter(d)
-    save_file({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.full((2, 8), math.nan),
-               "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.ones(8, 2)},
-              str(d / WEIGHTS_NAME))
+    save_file(
+        {
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.full((2, 8), math.nan),
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.ones(8, 2),
+        },
+        str(d / WEIGHTS_NAME),
+    )
     with pytest.raises(AdapterFileError, match="NaN"):
         read_adapter(d)
     (d / WEIGHTS_NAME).unlink()

@@ -1,6 +1,5 @@
 """Zero-init gated prefix attention against PEFT's AdaptionPrompt, and its zero-init invariants."""
 
-
 import pytest
 import torch
 from helpers import tiny_hf_llama, tiny_llama
@@ -17,8 +16,7 @@ def test_per_layer_identity_gate_equals_peft_adaption_prompt(kv_heads):
     from peft import AdaptionPromptConfig, get_peft_model
 
     hf, ours = tiny_hf_llama(kv_heads=kv_heads)
-    peft_model = get_peft_model(hf, AdaptionPromptConfig(adapter_len=5, adapter_layers=2,
-                                                         task_type="CAUSAL_LM")).eval()
+    peft_model = get_peft_model(hf, AdaptionPromptConfig(adapter_len=5, adapter_layers=2, task_type="CAUSAL_LM")).eval()
     inject_prefix(ours, PrefixSettings(length=5, layers=2, gate_shape="layer", gate_fn="identity"))
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
@@ -44,8 +42,11 @@ def test_zero_gates_give_base_logits_exactly(gate_shape, gate_fn):
     model = tiny_llama()
     with torch.no_grad():
         base = model(IDS)
-    inject_prefix(model, PrefixSettings(length=4, layers=3, gate_shape=gate_shape, gate_fn=gate_fn),
-                  torch.Generator().manual_seed(0))
+    inject_prefix(
+        model,
+        PrefixSettings(length=4, layers=3, gate_shape=gate_shape, gate_fn=gate_fn),
+        torch.Generator().manual_seed(0),
+    )
     with torch.no_grad():
         assert torch.equal(model(IDS), base)
     remove_prefix(model)
@@ -80,12 +81,15 @@ def test_prefix_and_lora_together_start_at_the_base():
         assert torch.equal(model(IDS), base)
 
 
-@pytest.mark.parametrize("settings, message", [
-    (PrefixSettings(length=0), "prefix length K=0 is out of range: allowed 1 or more"),
-    (PrefixSettings(layers=4), "prefix layers L=4 is out of range: allowed 1 to 3"),
-    (PrefixSettings(gate_shape="token"), "gate shape='token' is unknown"),
-    (PrefixSettings(gate_fn="sigmoid"), "gate function='sigmoid' is unknown"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (PrefixSettings(length=0), "prefix length K=0 is out of range: allowed 1 or more"),
+        (PrefixSettings(layers=4), "prefix layers L=4 is out of range: allowed 1 to 3"),
+        (PrefixSettings(gate_shape="token"), "gate shape='token' is unknown"),
+        (PrefixSettings(gate_fn="sigmoid"), "gate function='sigmoid' is unknown"),
+    ],
+)
 def test_bad_settings_are_refused_and_nothing_is_attached(settings, message):
     model = tiny_llama()
     with pytest.raises(ValueError, match=message):

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 import pytest
-
 from engine_helpers import no_engine_threads, one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401
+
 from explorer.engine.process_worker import CHILD_NICE, FAULT_KINDS, ProcessTrainingWorker
 
 WAIT_S = 60
@@ -56,8 +56,7 @@ def fresh(w: ProcessTrainingWorker):
     w.pause()
     w.configure(**{k: getattr(tiny_matrix(), k) for k in ("lr", "rank", "speed", "size_in", "size_out")})
     w.reset()
-    return w.wait_for(lambda s: s.state == "paused" and s.step == 0 and s.settings == tiny_matrix().to_dict(),
-                      WAIT_S)
+    return w.wait_for(lambda s: s.state == "paused" and s.step == 0 and s.settings == tiny_matrix().to_dict(), WAIT_S)
 
 
 def test_fault_kinds_match_the_trainer():
@@ -71,8 +70,8 @@ def test_first_snapshot_step_play_pause(shared):
     first = fresh(w)
     assert first.loss is not None and first.eval_loss is not None and w.alive and not w.running
     mine = os.getpriority(os.PRIO_PROCESS, 0)
-    assert os.getpriority(os.PRIO_PROCESS, w.pid) == min(19, mine + CHILD_NICE)   # the window goes first
-    assert w.latest() is None                              # nothing new: None, at once
+    assert os.getpriority(os.PRIO_PROCESS, w.pid) == min(19, mine + CHILD_NICE)  # the window goes first
+    assert w.latest() is None  # nothing new: None, at once
     w.step(3)
     s = w.wait_for(lambda s: s.step == 3, WAIT_S)
     assert s.state == "paused" and not w.running
@@ -85,8 +84,8 @@ def test_first_snapshot_step_play_pause(shared):
     paused = w.wait_for(lambda s: s.state == "paused", WAIT_S)
     w.request_snapshot()
     again = w.wait_for(timeout=WAIT_S)
-    assert again.step == paused.step                       # paused means paused
-    assert len(paused.history.steps) == paused.step        # a loss point per step so far
+    assert again.step == paused.step  # paused means paused
+    assert len(paused.history.steps) == paused.step  # a loss point per step so far
     assert w.snapshots_posted > 0
 
 
@@ -94,11 +93,11 @@ def test_configure_validates_in_the_caller_and_applies_in_the_child(shared):
     w = shared()
     fresh(w)
     with pytest.raises(ValueError, match="lr"):
-        w.configure(lr=-1.0)                               # raised here, at once, naming the setting
+        w.configure(lr=-1.0)  # raised here, at once, naming the setting
     with pytest.raises(ValueError, match="rank=99"):
-        w.configure(rank=99)                               # above the 24 x 32 matrix
+        w.configure(rank=99)  # above the 24 x 32 matrix
     assert w.configure(lr=0.005) == {"lr": "hot"}
-    assert w.configure(lr=0.005) == {}                     # already asked for
+    assert w.configure(lr=0.005) == {}  # already asked for
     s = w.wait_for(lambda s: s.lr == 0.005, WAIT_S)
     assert w.settings.lr == 0.005 and s.segment >= 0
     segment = s.segment
@@ -143,12 +142,12 @@ def test_a_killed_child_is_a_fault_and_reset_starts_a_new_one(shared):
     s = w.wait_for(lambda s: s.state == "fault", WAIT_S)
     assert s.fault == ("the training process stopped unexpectedly (exit code -9); Reset starts it again")
     assert not w.alive and not w.running and reaped(old)
-    assert s.step >= 5 and s.matrices                      # the last picture stays, marked as a fault
-    w.play()                                               # nothing to play: the fault is said again
+    assert s.step >= 5 and s.matrices  # the last picture stays, marked as a fault
+    w.play()  # nothing to play: the fault is said again
     assert "exit code -9" in w.wait_for(timeout=WAIT_S).fault
     with pytest.raises(ValueError, match="not running"):
         w.save_state("never-written.safetensors")
-    w.reset()                                              # a new child, the same settings
+    w.reset()  # a new child, the same settings
     s = w.wait_for(lambda s: s.state == "paused", WAIT_S)
     assert s.step == 0 and s.fault is None and s.lr == 0.003 and w.alive and w.pid != old
     w.play()
@@ -174,10 +173,12 @@ def test_latest_never_blocks_while_the_child_trains(shared):
         if snap is not None:
             got.append(snap)
     w.pause()
-    nbytes = sum(m.delta.nbytes + m.base.nbytes + (m.target.nbytes if m.target is not None else 0)
-                 for m in got[-1].matrices.values())
+    nbytes = sum(
+        m.delta.nbytes + m.base.nbytes + (m.target.nbytes if m.target is not None else 0)
+        for m in got[-1].matrices.values()
+    )
     assert nbytes > 150_000
-    assert len(got) >= 3 and got[-1].step > got[0].step           # it did train and deliver meanwhile
+    assert len(got) >= 3 and got[-1].step > got[0].step  # it did train and deliver meanwhile
     calls.sort()
     # a call is a lock and an assignment (at worst a wait for the GIL while the reader thread
     # unpickles); the bound on the slowest call only allows for a busy shared machine's preemptions
@@ -207,24 +208,40 @@ def test_latest_does_not_wait_for_a_half_written_snapshot():
     child.reader = threading.Thread(target=w._read, args=(child,), daemon=True)
     child.reader.start()
     big = np.ones((512, 512), np.float32)
-    snap = Snapshot(step=7, time=0.0, segment=0, loss=1.0, eval_loss=None, lr=0.01, steps_per_second=0.0,
-                    device="cpu", memory_bytes=0, settings=tiny_matrix().to_dict(),
-                    matrices={"W": MatrixSnapshot("W", (512, 512), big, big, np.ones(4, np.float32), 1.0, 1.0, 1.0)})
-    info = {"settings": tiny_matrix(), "requested": tiny_matrix(), "seq": 0, "running": True, "posted": 1,
-            "instrument_seconds": 0.0}
+    snap = Snapshot(
+        step=7,
+        time=0.0,
+        segment=0,
+        loss=1.0,
+        eval_loss=None,
+        lr=0.01,
+        steps_per_second=0.0,
+        device="cpu",
+        memory_bytes=0,
+        settings=tiny_matrix().to_dict(),
+        matrices={"W": MatrixSnapshot("W", (512, 512), big, big, np.ones(4, np.float32), 1.0, 1.0, 1.0)},
+    )
+    info = {
+        "settings": tiny_matrix(),
+        "requested": tiny_matrix(),
+        "seq": 0,
+        "running": True,
+        "posted": 1,
+        "instrument_seconds": 0.0,
+    }
     payload = bytes(ForkingPickler.dumps(("snap", snap, info)))
     message = struct.pack("!i", len(payload)) + payload
     half = len(message) // 2
-    os.write(theirs.fileno(), message[:half])     # Connection.send's framing: a 4-byte length, then the pickle
+    os.write(theirs.fileno(), message[:half])  # Connection.send's framing: a 4-byte length, then the pickle
     answers = []
     caller = threading.Thread(target=lambda: answers.append(w.latest()), daemon=True)
     caller.start()
-    caller.join(5.0)                                        # a latest() that read the pipe would hang here
+    caller.join(5.0)  # a latest() that read the pipe would hang here
     assert not caller.is_alive() and answers == [None]
     os.write(theirs.fileno(), message[half:])
     got = w.wait_for(timeout=WAIT_S)
     assert got.step == 7 and np.array_equal(got.matrices["W"].delta, big) and w.running
-    assert theirs.recv() == ("credit",)                     # taking it gave the credit back
+    assert theirs.recv() == ("credit",)  # taking it gave the credit back
     w._closing = True
     theirs.close()
     child.reader.join(WAIT_S)
@@ -249,29 +266,30 @@ def test_save_and_load_state_in_the_child(shared, tmp_path):
     with pytest.raises(ValueError, match="no such trained-state file") as err:
         w.load_state(tmp_path / "missing.safetensors")
     assert "\n" not in str(err.value)
-    assert w.configure(lr=0.002) == {"lr": "hot"}           # the loaded settings are what configure starts from
+    assert w.configure(lr=0.002) == {"lr": "hot"}  # the loaded settings are what configure starts from
 
 
 def test_close_is_prompt_and_leaves_no_process(shared):
     w = shared()
     fresh(w)
-    w.configure(speed=0.1)                                  # one step per 10 s: close must not wait for it
+    w.configure(speed=0.1)  # one step per 10 s: close must not wait for it
     w.play()
     w.wait_for(lambda s: s.settings["speed"] == 0.1, WAIT_S)
     pid = w.pid
     t0 = time.perf_counter()
     w.close()
     assert time.perf_counter() - t0 < 3.0
-    w.close()                                               # idempotent
+    w.close()  # idempotent
     assert not w.alive and reaped(pid) and not multiprocessing.active_children() and no_engine_threads()
-    w.latest()                                              # a closed worker still answers, at once
+    w.latest()  # a closed worker still answers, at once
     w.pause()
 
 
 def test_lm_with_a_given_base_model_failed_start_samples_and_failed_apply():
-    with ProcessTrainingWorker(tiny_lm(method="prefix", prefix_len=2, prefix_layers=2, seq_len=200),
-                               base_model=tiny_byte_model(), threads=1) as w:
-        s = w.wait_for(timeout=WAIT_S)                      # longer than the model's context
+    with ProcessTrainingWorker(
+        tiny_lm(method="prefix", prefix_len=2, prefix_layers=2, seq_len=200), base_model=tiny_byte_model(), threads=1
+    ) as w:
+        s = w.wait_for(timeout=WAIT_S)  # longer than the model's context
         assert s.state == "fault" and "seq_len=200" in s.fault and w.alive
         w.configure(seq_len=16)
         s = w.wait_for(lambda s: s.state == "paused" and s.samples is not None, WAIT_S)
@@ -289,7 +307,7 @@ def test_lm_with_a_given_base_model_failed_start_samples_and_failed_apply():
         assert "rank=64" in s.fault and "previous settings stay in force" in s.fault
         assert w.settings.rank == 2
         w.request_snapshot()
-        w.wait_for(timeout=WAIT_S)                           # the child's view of what is asked comes back
-        assert w.configure(rank=64) == {"rank": "cold"}      # so asking again is a change again
+        w.wait_for(timeout=WAIT_S)  # the child's view of what is asked comes back
+        assert w.configure(rank=64) == {"rank": "cold"}  # so asking again is a change again
         w.wait_for(lambda s: s.state == "fault", WAIT_S)
     assert not w.alive and not multiprocessing.active_children()

@@ -8,11 +8,11 @@ import sys
 import threading
 
 import pytest
+import snapshot_factory as sf
 from PIL import Image
 from PySide6.QtCore import QEvent
-from PySide6.QtWidgets import QApplication, QDialogButtonBox, QWidget
+from PySide6.QtWidgets import QApplication, QWidget
 
-import snapshot_factory as sf
 from explorer.gui import recording
 from explorer.gui.main_window import MainWindow
 from explorer.gui.persistence import Persistence
@@ -66,7 +66,7 @@ def test_gif_of_a_view_has_the_frames_and_timing_of_what_was_recorded(qtbot, win
     qtbot.waitUntil(lambda: rec.frames >= 18, timeout=WAIT_MS)
     assert "REC 0:0" in indicator(win).text()
     with qtbot.waitSignal(rec.finished, timeout=WAIT_MS) as done:
-        recording.toggle_recording(win)                       # the action again: stop
+        recording.toggle_recording(win)  # the action again: stop
     assert done.args[0], done.args[1]
     elapsed = rec.elapsed()
     # every frame slot since the start is filled: missed timer ticks repeat the frame before
@@ -80,23 +80,25 @@ def test_gif_of_a_view_has_the_frames_and_timing_of_what_was_recorded(qtbot, win
     with Image.open(path) as im:
         assert im.format == "GIF" and im.is_animated
         view = win.views["loss"]
-        assert im.size == (round(view.width() * view.devicePixelRatioF()),
-                           round(view.height() * view.devicePixelRatioF()))
+        assert im.size == (
+            round(view.width() * view.devicePixelRatioF()),
+            round(view.height() * view.devicePixelRatioF()),
+        )
         n = im.n_frames
         durations = []
         for i in range(n):
             im.seek(i)
             durations.append(im.info["duration"])
     assert n >= 10 and n <= rec.frames, (n, rec.frames, rec.grabs, durations)
-    assert abs(sum(durations) - rec.frames * 1000 / fps) <= 10            # it plays as long as it was recorded
-    assert [p.name for p in tmp_path.iterdir() if p.suffix != ".ini"] == ["loss.gif"]     # no temporary left
+    assert abs(sum(durations) - rec.frames * 1000 / fps) <= 10  # it plays as long as it was recorded
+    assert [p.name for p in tmp_path.iterdir() if p.suffix != ".ini"] == ["loss.gif"]  # no temporary left
 
 
 def test_the_whole_window_and_the_limits(qtbot, window, tmp_path):
     win = window
     rec = recording.start_recording(win, "window", tmp_path / "win.gif", fps=10, max_seconds=0.6)
     with qtbot.waitSignal(rec.finished, timeout=WAIT_MS):
-        pass                                                   # stops by itself at the time limit
+        pass  # stops by itself at the time limit
     assert rec.stop_reason.startswith("stopped at the 0.6 s limit") and rec.state == "done"
     assert 5 <= rec.frames <= 8
     with Image.open(tmp_path / "win.gif") as im:
@@ -104,7 +106,7 @@ def test_the_whole_window_and_the_limits(qtbot, window, tmp_path):
 
     rec = recording.start_recording(win, "delta", tmp_path / "mem.gif", fps=30, max_bytes=1)
     with qtbot.waitSignal(rec.finished, timeout=WAIT_MS) as done:
-        pass                                                   # not even one frame fits: nothing written
+        pass  # not even one frame fits: nothing written
     assert "memory limit" in rec.stop_reason and not done.args[0] and "nothing was recorded" in done.args[1]
     assert not (tmp_path / "mem.gif").exists()
     frame = win.views["delta"].grab().toImage().sizeInBytes()
@@ -133,7 +135,7 @@ def test_bad_requests_say_why(qtbot, window, tmp_path):
 
 
 def test_mp4_without_imageio_ffmpeg_says_how_to_get_it(qtbot, window, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)       # import imageio_ffmpeg -> ImportError
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # import imageio_ffmpeg -> ImportError
     problem = recording.mp4_problem()
     assert problem == recording.MP4_MISSING and 'pip install "peft-explorer[video]"' in problem
     with pytest.raises(ValueError) as err:
@@ -143,7 +145,7 @@ def test_mp4_without_imageio_ffmpeg_says_how_to_get_it(qtbot, window, tmp_path, 
     assert 'pip install "peft-explorer[video]"' in window.status.currentMessage()
     assert recording.active_recorder(window) is None and not (tmp_path / "x.mp4").exists()
 
-    dialog = recording.RecordDialog(window)                   # the dialog says it where MP4 is chosen
+    dialog = recording.RecordDialog(window)  # the dialog says it where MP4 is chosen
     qtbot.addWidget(dialog)
     assert dialog.start_button.isEnabled()
     dialog.format_box.setCurrentIndex(dialog.format_box.findData(".mp4"))
@@ -165,12 +167,12 @@ def test_the_dialog_starts_what_was_chosen(qtbot, window, tmp_path, monkeypatch)
         return recording.QtWidgets.QDialog.DialogCode.Accepted
 
     monkeypatch.setattr(recording.RecordDialog, "exec", run_dialog)
-    win.actions_by_name["record"].trigger()                    # File > Record…
+    win.actions_by_name["record"].trigger()  # File > Record…
     rec = recording.active_recorder(win)
     assert chosen["choice"] == ("gates", str(tmp_path / "gates.gif"), 30)
     assert rec is not None and rec.widget is win.views["gates"] and rec.fps == 30
     with qtbot.waitSignal(rec.finished, timeout=WAIT_MS):
-        indicator(win).stop_button.click()                     # the indicator's Stop button
+        indicator(win).stop_button.click()  # the indicator's Stop button
     assert (tmp_path / "gates.gif").is_file()
 
 

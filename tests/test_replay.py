@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from engine_helpers import assert_snapshots_equal, one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401
 from PySide6.QtCore import QEvent
 from PySide6.QtWidgets import QApplication
 
-from engine_helpers import assert_snapshots_equal, one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401
 from explorer.engine.recording import RecordingReader, RecordingWriter
 from explorer.engine.trainer import Trainer
 from explorer.gui import replay
@@ -65,8 +65,12 @@ def window(qtbot, tmp_path):
     baseline = {t.ident for t in threading.enumerate()}
 
     def make(factory=None, start=False):
-        win = MainWindow(tiny_matrix(), store=Persistence(path=str(tmp_path / f"s{len(made)}.ini")), restore=False,
-                         worker_factory=factory)
+        win = MainWindow(
+            tiny_matrix(),
+            store=Persistence(path=str(tmp_path / f"s{len(made)}.ini")),
+            restore=False,
+            worker_factory=factory,
+        )
         qtbot.addWidget(win)
         win.resize(1600, 1000)
         win.show()
@@ -107,9 +111,9 @@ def test_replay_at_step_s_draws_what_the_live_run_had_at_step_s(qtbot, window, m
         assert ctl.show_step(s)
         drawn(qtbot, win, ctl, ["delta", "spectrum", "loss"])
         m_live = live[s].matrices["W"]
-        assert np.array_equal(win.views["delta"].image.image, m_live.delta)          # the heatmap's data
-        y = win.views["spectrum"].curve.yData                                        # (log-scale axis: the data)
-        y = np.zeros(0) if y is None else y                                         # step 0: ΔW = 0, no values
+        assert np.array_equal(win.views["delta"].image.image, m_live.delta)  # the heatmap's data
+        y = win.views["spectrum"].curve.yData  # (log-scale axis: the data)
+        y = np.zeros(0) if y is None else y  # step 0: ΔW = 0, no values
         assert np.allclose(y, positive(m_live.spectrum)) and len(y) == np.count_nonzero(m_live.spectrum)
         hx, hy = win.views["loss"].train_raw.getData()
         h = live[s].history
@@ -144,20 +148,20 @@ def test_slider_keys_and_playback_move_the_views(qtbot, window, matrix_run):
     win = window()
     ctl = replay.open_recording(win, directory)
     delta = win.views["delta"]
-    ctl.bar.slider.setValue(7)                                  # the user drags the slider
+    ctl.bar.slider.setValue(7)  # the user drags the slider
     qtbot.waitUntil(lambda: ctl.shown_step == 7 and delta.snapshot is ctl.shown, timeout=WAIT_MS)
     assert np.array_equal(delta.image.image, live[7].matrices["W"].delta)
-    win.findChild(replay.QtGui.QAction, "action_replay_step_1").trigger()           # Right: one record on
+    win.findChild(replay.QtGui.QAction, "action_replay_step_1").trigger()  # Right: one record on
     assert ctl.shown_step == 8
     win.findChild(replay.QtGui.QAction, "action_replay_ends_0").trigger()
     assert ctl.shown_step == 0 and ctl.bar.slider.value() == 0
-    win.activateWindow()                                         # the keys themselves (window shortcuts)
+    win.activateWindow()  # the keys themselves (window shortcuts)
     qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=WAIT_MS)
     qtbot.keyClick(win, replay.Qt.Key.Key_End)
     assert ctl.shown_step == 12
     qtbot.keyClick(win, replay.Qt.Key.Key_Left)
     assert ctl.shown_step == 11
-    qtbot.keyClick(win, replay.Qt.Key.Key_Space)                 # the live Play is disabled: Space plays this
+    qtbot.keyClick(win, replay.Qt.Key.Key_Space)  # the live Play is disabled: Space plays this
     assert ctl.playing and not win._playing
     qtbot.keyClick(win, replay.Qt.Key.Key_Space)
     assert not ctl.playing
@@ -166,7 +170,7 @@ def test_slider_keys_and_playback_move_the_views(qtbot, window, matrix_run):
     assert ctl.steps_per_second() == pytest.approx(8 * ctl.rate) and "8x" in ctl.bar.speed_box.currentText()
     seen = []
     ctl.position_changed.connect(seen.append)
-    ctl.bar.play_button.click()                                  # play: on to the end, then stop
+    ctl.bar.play_button.click()  # play: on to the end, then stop
     assert ctl.playing and "Pause" in ctl.bar.play_button.text()
     qtbot.waitUntil(lambda: not ctl.playing, timeout=WAIT_MS)
     assert ctl.shown_step == 12 and seen == sorted(seen) and seen[-1] == 12
@@ -184,24 +188,27 @@ def test_live_controls_are_disabled_and_back_to_live_restores_them(qtbot, window
     assert win.settings == tiny_matrix()
     ctl = replay.open_recording(win, directory)
     assert not win.controls.isEnabled() and not win.speed_box.isEnabled()
-    assert win.controls.settings == ctl.reader.settings and win.settings.rank == 3    # what it was made with
+    assert win.controls.settings == ctl.reader.settings and win.settings.rank == 3  # what it was made with
     for name in ("play_pause", "step", "reset", "save_state", "open", "talk_mode"):
         assert not win.actions_by_name[name].isEnabled(), name
     assert win.actions_by_name["export_view"].isEnabled() and win.actions_by_name["record"].isEnabled()
     ctl.show_step(9)
-    win.worker.step(3)                          # the live run goes on meanwhile; the window shows the replay
+    win.worker.step(3)  # the live run goes on meanwhile; the window shows the replay
     win.worker.request_snapshot()
-    qtbot.waitUntil(lambda: win.worker._mailbox.peek() is not None and win.worker._mailbox.peek().step == 5,
-                    timeout=WAIT_MS)
-    win.drain()                                 # the drain timer's slot: it leaves the live snapshot waiting
+    qtbot.waitUntil(
+        lambda: win.worker._mailbox.peek() is not None and win.worker._mailbox.peek().step == 5, timeout=WAIT_MS
+    )
+    win.drain()  # the drain timer's slot: it leaves the live snapshot waiting
     assert win.last_snapshot is ctl.shown and win.last_snapshot.step == 9
-    ctl.bar.live_button.click()                                  # Back to live
+    ctl.bar.live_button.click()  # Back to live
     bar = win.findChild(replay.QtWidgets.QToolBar, "replay_bar")
     assert win.replay is None and (bar is None or not bar.isVisible())
     assert win.controls.isEnabled() and win.actions_by_name["play_pause"].isEnabled()
     assert win.settings == tiny_matrix() and win.worker.settings == tiny_matrix()
-    qtbot.waitUntil(lambda: win.last_snapshot is not None and win.last_snapshot.state != "replay"
-                    and win.last_snapshot.step == 5, timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: win.last_snapshot is not None and win.last_snapshot.state != "replay" and win.last_snapshot.step == 5,
+        timeout=WAIT_MS,
+    )
     assert "Back to live" in win.status.currentMessage()
 
 
@@ -223,13 +230,13 @@ def test_a_recording_cut_off_mid_write_still_opens(qtbot, window, matrix_run, tm
         cfg.pop(key, None)
     (cut / "config.json").write_text(json.dumps(cfg))
     (cut / "state.safetensors").unlink()
-    (cut / "snapshots" / "000012.safetensors").unlink()          # killed before its metrics line
+    (cut / "snapshots" / "000012.safetensors").unlink()  # killed before its metrics line
     raw = (cut / "metrics.jsonl").read_bytes()
     lines = raw.split(b"\n")
     (cut / "metrics.jsonl").write_bytes(b"\n".join(lines[:-3]) + b"\n" + lines[-3][: len(lines[-3]) // 2])
     win = window()
     ctl = replay.open_recording(win, cut)
-    assert ctl is not None and ctl.steps == list(range(11))        # 11 torn, 12 never written
+    assert ctl is not None and ctl.steps == list(range(11))  # 11 torn, 12 never written
     assert "cut off" in win.status.currentMessage() and "torn line" in win.status.currentMessage()
     assert ctl.show_step(10)
     drawn(qtbot, win, ctl, ["delta"])
@@ -244,8 +251,10 @@ def test_what_is_not_a_recording_is_refused(qtbot, window, tmp_path):
     win = window()
     (tmp_path / "empty").mkdir()
     assert replay.open_recording(win, tmp_path / "empty") is None
-    assert "Could not open the recording" in win.status.currentMessage() and "no config.json" in \
-        win.status.currentMessage()
+    assert (
+        "Could not open the recording" in win.status.currentMessage()
+        and "no config.json" in win.status.currentMessage()
+    )
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "config.json").write_text('{"format": "something-else"}')
     assert replay.open_recording(win, tmp_path / "foreign") is None
@@ -267,7 +276,7 @@ def test_the_live_run_recorded_from_the_app_replays(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: 6 in delivered and delivered[6].state == "paused", timeout=WAIT_MS)
     qtbot.waitUntil(lambda: rec.last_step == 6, timeout=WAIT_MS)
     with qtbot.waitSignal(rec.ended, timeout=WAIT_MS):
-        win.actions_by_name["record_run"].trigger()                # File > Stop recording the run
+        win.actions_by_name["record_run"].trigger()  # File > Stop recording the run
     assert "Run recorded to" in win.status.currentMessage()
     reader = RecordingReader(out)
     assert reader.finished and 6 in reader.steps and (out / "state.safetensors").is_file()
@@ -289,20 +298,28 @@ def test_the_live_run_recorded_from_the_app_replays(qtbot, window, tmp_path):
 
 def test_command_line_replay_opens_the_recording_without_the_engine(matrix_run, tmp_path):
     directory, _live = matrix_run
-    code = ("import sys\n"
-            "from PySide6.QtCore import QTimer\n"
-            "import explorer.gui.replay as r\n"
-            "opened = r.open_recording\n"
-            "def wrapped(window, path):\n"
-            "    ctl = opened(window, path)\n"
-            "    print('replaying', len(ctl.steps), 'worker', window.worker, 'torch' in sys.modules, flush=True)\n"
-            "    QTimer.singleShot(0, window.close)\n"
-            "    return ctl\n"
-            "r.open_recording = wrapped\n"
-            "from explorer.cli import main\n"
-            "sys.exit(main(sys.argv[1:]))\n")
+    code = (
+        "import sys\n"
+        "from PySide6.QtCore import QTimer\n"
+        "import explorer.gui.replay as r\n"
+        "opened = r.open_recording\n"
+        "def wrapped(window, path):\n"
+        "    ctl = opened(window, path)\n"
+        "    print('replaying', len(ctl.steps), 'worker', window.worker, 'torch' in sys.modules, flush=True)\n"
+        "    QTimer.singleShot(0, window.close)\n"
+        "    return ctl\n"
+        "r.open_recording = wrapped\n"
+        "from explorer.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    out = subprocess.run([sys.executable, "-c", code, "--replay", str(directory), "--settings-path",
-                          str(tmp_path / "s.ini")], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", code, "--replay", str(directory), "--settings-path", str(tmp_path / "s.ini")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr
-    assert "replaying 13 worker None False" in out.stdout           # no training engine, no torch
+    assert "replaying 13 worker None False" in out.stdout  # no training engine, no torch

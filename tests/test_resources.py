@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # --- tokenizer -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("text", ["", "def f(x):\n\treturn x  # ok", "naïve café ✓ 日本", "\x00\x07\x7f"])
 def test_tokenizer_round_trips(text):
     ids = encode(text)
@@ -40,6 +41,7 @@ def test_tokenizer_decodes_broken_utf8_and_labels_every_byte():
 
 # --- corpora ---------------------------------------------------------------------------------
 
+
 def test_corpora_are_shipped_with_both_splits():
     assert resources.corpus_names() == ["base", "domain"]
     for name in ("base", "domain"):
@@ -52,12 +54,12 @@ def test_base_corpus_is_python_and_domain_corpus_is_code_review():
     base = resources.load_corpus("base", "train")
     assert base.startswith("# file: ") and base.count("\ndef ") > 100
     lines = resources.load_corpus("domain", "train").splitlines()
-    review = [l for l in lines if l.startswith("# review: ")]
+    review = [line for line in lines if line.startswith("# review: ")]
     assert len(review) > 200
-    assert sum(l.startswith("@@ -") for l in lines) >= len(review)
-    assert sum(l.startswith("-") and not l.startswith("---") for l in lines) > 200
-    assert sum(l.startswith("+") and not l.startswith("+++") for l in lines) > 200
-    assert any("f'" in l or 'f"' in l for l in lines if l.startswith("+"))
+    assert sum(line.startswith("@@ -") for line in lines) >= len(review)
+    assert sum(line.startswith("-") and not line.startswith("---") for line in lines) > 200
+    assert sum(line.startswith("+") and not line.startswith("+++") for line in lines) > 200
+    assert any("f'" in line or 'f"' in line for line in lines if line.startswith("+"))
 
 
 def test_missing_corpus_and_bad_split_are_clear_errors():
@@ -69,6 +71,7 @@ def test_missing_corpus_and_bad_split_are_clear_errors():
 
 # --- base model ------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def base():
     return resources.load_base_model()
@@ -79,8 +82,10 @@ def _windows(text: str, seq_len: int, count: int) -> tuple[torch.Tensor, torch.T
     ids = torch.tensor(encode(text))
     n = (len(ids) - 1) // seq_len
     starts = (torch.arange(n) * seq_len)[torch.linspace(0, n - 1, count).long()].tolist()
-    return (torch.stack([ids[s:s + seq_len] for s in starts]),
-            torch.stack([ids[s + 1:s + seq_len + 1] for s in starts]))
+    return (
+        torch.stack([ids[s : s + seq_len] for s in starts]),
+        torch.stack([ids[s + 1 : s + seq_len + 1] for s in starts]),
+    )
 
 
 def test_base_model_is_small_gqa_llama_and_matches_its_training_record(base):
@@ -104,8 +109,9 @@ def test_base_model_writes_python(base):
 def test_transformers_loads_the_base_model_with_equal_logits(base):
     transformers = pytest.importorskip("transformers")
     # Both sides use torch's SDPA kernel; eager attention differs by float rounding (~1e-5 on logits ~20).
-    hf = transformers.LlamaForCausalLM.from_pretrained(resources.base_model_dir(), dtype=torch.float32,
-                                                       attn_implementation="sdpa").eval()
+    hf = transformers.LlamaForCausalLM.from_pretrained(
+        resources.base_model_dir(), dtype=torch.float32, attn_implementation="sdpa"
+    ).eval()
     ids = torch.tensor([encode("    def __init__(self, name):\n        self.name = name\n")])
     with torch.no_grad():
         ours, theirs = base(ids), hf(ids).logits
@@ -120,24 +126,46 @@ def test_missing_base_model_names_the_path(monkeypatch, tmp_path):
 
 # --- installed wheel -------------------------------------------------------------------------
 
+
 def test_installed_wheel_finds_its_resources(tmp_path):
     """Build the wheel, install it (not editable) into a folder, and load everything from there."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), str(REPO)], check=True, cwd=REPO)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        cwd=REPO,
+    )
     (wheel,) = tmp_path.glob("peft_explorer-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for shipped in ("explorer/resources/base/model.safetensors", "explorer/resources/base/config.json",
-                    "explorer/resources/corpora/domain.train.txt.gz"):
+    for shipped in (
+        "explorer/resources/base/model.safetensors",
+        "explorer/resources/base/config.json",
+        "explorer/resources/corpora/domain.train.txt.gz",
+    ):
         assert shipped in names
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
-                   check=True)
-    probe = ("import explorer; from explorer.core import resources as r\n"
-             "m = r.load_base_model(); d = r.load_corpus('domain', 'train')\n"
-             "assert '# review:' in d and m.config.vocab_size == 256\n"
-             "print(explorer.__file__); print(r.resources_dir())\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)], check=True
+    )
+    probe = (
+        "import explorer; from explorer.core import resources as r\n"
+        "m = r.load_base_model(); d = r.load_corpus('domain', 'train')\n"
+        "assert '# review:' in d and m.config.vocab_size == 256\n"
+        "print(explorer.__file__); print(r.resources_dir())\n"
+    )
     env = dict(os.environ, PYTHONPATH=str(site))
-    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, check=True,
-                         capture_output=True, text=True).stdout.split("\n")
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, check=True, capture_output=True, text=True
+    ).stdout.split("\n")
     assert Path(out[0]).resolve().is_relative_to(site.resolve())
     assert Path(out[1]).resolve() == (site / "explorer" / "resources").resolve()

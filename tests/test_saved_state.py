@@ -11,10 +11,10 @@ import threading
 import numpy as np
 import pytest
 import torch
+from engine_helpers import no_engine_threads, one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401
 from PySide6.QtCore import QEvent
 from PySide6.QtWidgets import QApplication
 
-from engine_helpers import no_engine_threads, one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401
 from explorer.core.state_file import load_state
 from explorer.engine.worker import TrainingWorker
 from explorer.gui.main_window import MainWindow
@@ -65,8 +65,9 @@ def same(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("settings", [tiny_matrix(rank=3), tiny_lm(method="lora+prefix")],
-                         ids=["matrix-lora", "lm-lora+prefix"])
+@pytest.mark.parametrize(
+    "settings", [tiny_matrix(rank=3), tiny_lm(method="lora+prefix")], ids=["matrix-lora", "lm-lora+prefix"]
+)
 def test_round_trip_through_the_worker_and_the_losses_go_on_identically(make_worker, tmp_path, settings):
     path = tmp_path / "state.safetensors"
     a = make_worker(settings)
@@ -76,15 +77,15 @@ def test_round_trip_through_the_worker_and_the_losses_go_on_identically(make_wor
     expected = losses_from(after, 6)
     assert sorted(expected) == list(range(6, 12))
 
-    b = make_worker(settings.with_changes(rank=2, seed=7, lr=3e-3))     # other settings, other weights
+    b = make_worker(settings.with_changes(rank=2, seed=7, lr=3e-3))  # other settings, other weights
     got = b.load_state(path)
-    assert got == settings and b.settings == settings                  # every setting came back
+    assert got == settings and b.settings == settings  # every setting came back
     snap = b.wait_for(lambda s: s.step == 6, WAIT_S)
     assert snap.state == "paused" and snap.settings["rank"] == settings.rank and snap.settings["seed"] == 0
     # the loss curve came back with it
     assert losses_from(snap, 0) == {k: v for k, v in losses_from(after, 0).items() if k < 6}
     resumed = run_to(b, 12)
-    assert losses_from(resumed, 6) == expected                          # the optimizer's moments came too
+    assert losses_from(resumed, 6) == expected  # the optimizer's moments came too
 
 
 def test_an_interrupted_save_leaves_the_previous_file_readable(make_worker, tmp_path, monkeypatch):
@@ -106,9 +107,9 @@ def test_an_interrupted_save_leaves_the_previous_file_readable(make_worker, tmp_
         w.save_state(path)
     assert "\n" not in str(err.value)
     monkeypatch.undo()
-    again = load_state(path)                                  # the old file, whole and readable
+    again = load_state(path)  # the old file, whole and readable
     assert again.step == 3 and same(again.tensors, old.tensors)
-    assert [p.name for p in tmp_path.iterdir()] == ["state.safetensors"]      # no temporary left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["state.safetensors"]  # no temporary left behind
 
     # killed halfway through writing the new file: the same
     import safetensors.torch as st
@@ -123,7 +124,7 @@ def test_an_interrupted_save_leaves_the_previous_file_readable(make_worker, tmp_
         w.save_state(path)
     monkeypatch.undo()
     assert load_state(path).step == 3 and [p.name for p in tmp_path.iterdir()] == ["state.safetensors"]
-    w.save_state(path)                                        # and a save that completes replaces it
+    w.save_state(path)  # and a save that completes replaces it
     assert load_state(path).step == 8
 
 
@@ -137,7 +138,7 @@ def _damaged_files(tmp_path, good):
     files["truncated"].write_bytes(raw[: len(raw) // 2])
     header_len = struct.unpack("<Q", raw[:8])[0]
     garbled = bytearray(raw)
-    garbled[8:8 + header_len] = bytes(b ^ 0x5A for b in garbled[8:8 + header_len])
+    garbled[8 : 8 + header_len] = bytes(b ^ 0x5A for b in garbled[8 : 8 + header_len])
     files["corrupted"] = tmp_path / "corrupted.safetensors"
     files["corrupted"].write_bytes(bytes(garbled))
     files["text"] = tmp_path / "notes.safetensors"
@@ -145,29 +146,45 @@ def _damaged_files(tmp_path, good):
     files["empty"] = tmp_path / "empty.safetensors"
     files["empty"].write_bytes(b"")
     state = load_state(good)
-    files["foreign"] = tmp_path / "adapter_model.safetensors"      # e.g. a PEFT adapter's weights
-    save_file({"base_model.model.W.lora_A.weight": torch.zeros(3, 32)}, str(files["foreign"]),
-              metadata={"format": "pt"})
+    files["foreign"] = tmp_path / "adapter_model.safetensors"  # e.g. a PEFT adapter's weights
+    save_file(
+        {"base_model.model.W.lora_A.weight": torch.zeros(3, 32)}, str(files["foreign"]), metadata={"format": "pt"}
+    )
     files["unknown-version"] = tmp_path / "future.safetensors"
-    meta = {"format": "peft-explorer-state", "version": "99", "settings": json.dumps(state.settings),
-            "step": "3", "extra": "{}"}
+    meta = {
+        "format": "peft-explorer-state",
+        "version": "99",
+        "settings": json.dumps(state.settings),
+        "step": "3",
+        "extra": "{}",
+    }
     save_file(dict(state.tensors), str(files["unknown-version"]), metadata=meta)
     files["wrong-shapes"] = tmp_path / "rank9.safetensors"
-    bigger = {k: torch.zeros(9, v.shape[1]) if "lora_A" in k else torch.zeros(v.shape[0], 9)
-              for k, v in state.tensors.items()}
+    bigger = {
+        k: torch.zeros(9, v.shape[1]) if "lora_A" in k else torch.zeros(v.shape[0], 9) for k, v in state.tensors.items()
+    }
     save_file(bigger, str(files["wrong-shapes"]), metadata={**meta, "version": "1"})
     files["bad-settings"] = tmp_path / "bad-settings.safetensors"
-    save_file(dict(state.tensors), str(files["bad-settings"]),
-              metadata={**meta, "version": "1", "settings": json.dumps({**state.settings, "rank": -4})})
+    save_file(
+        dict(state.tensors),
+        str(files["bad-settings"]),
+        metadata={**meta, "version": "1", "settings": json.dumps({**state.settings, "rank": -4})},
+    )
     files["missing"] = tmp_path / "no-such-file.safetensors"
     return files
 
 
-REFUSED = {"truncated": "not a readable safetensors file", "corrupted": "not a readable safetensors file",
-           "text": "not a readable safetensors file", "empty": "not a readable safetensors file",
-           "foreign": "not a peft-explorer state file", "unknown-version": "version '99' is not supported",
-           "wrong-shapes": "has shape", "bad-settings": "settings in the file are not valid",
-           "missing": "no such trained-state file"}
+REFUSED = {
+    "truncated": "not a readable safetensors file",
+    "corrupted": "not a readable safetensors file",
+    "text": "not a readable safetensors file",
+    "empty": "not a readable safetensors file",
+    "foreign": "not a peft-explorer state file",
+    "unknown-version": "version '99' is not supported",
+    "wrong-shapes": "has shape",
+    "bad-settings": "settings in the file are not valid",
+    "missing": "no such trained-state file",
+}
 
 
 def test_damaged_or_foreign_files_are_refused_and_change_nothing(make_worker, tmp_path):
@@ -186,7 +203,7 @@ def test_damaged_or_foreign_files_are_refused_and_change_nothing(make_worker, tm
     w.save_state(after)
     assert same(tensors_of(good), tensors_of(after)) and load_state(after).step == before.step
     w.step(1)
-    assert w.wait_for(lambda s: s.step == 5, WAIT_S).segment == before.segment    # the same run went on
+    assert w.wait_for(lambda s: s.step == 5, WAIT_S).segment == before.segment  # the same run went on
 
 
 def test_the_worker_refuses_politely_when_it_is_not_running(tmp_path):
@@ -203,8 +220,12 @@ def test_the_worker_refuses_politely_when_it_is_not_running(tmp_path):
 def window(qtbot, tmp_path):
     baseline = {t.ident for t in threading.enumerate()}
     store = Persistence(path=str(tmp_path / "settings.ini"))
-    win = MainWindow(tiny_matrix(), store=store, restore=False,
-                     worker_factory=lambda s: TrainingWorker(s, base_model=tiny_byte_model(), threads=1))
+    win = MainWindow(
+        tiny_matrix(),
+        store=store,
+        restore=False,
+        worker_factory=lambda s: TrainingWorker(s, base_model=tiny_byte_model(), threads=1),
+    )
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)
@@ -230,16 +251,16 @@ def test_ctrl_s_and_ctrl_o_restore_settings_and_weights_in_the_window(qtbot, win
     win.worker.step(5)
     saved = wait_delivered(qtbot, win, lambda s: s.step == 5 and s.state == "paused")
     monkeypatch.setattr("explorer.gui.main_window.QFileDialog.getSaveFileName", lambda *a, **k: (str(path), ""))
-    win.actions_by_name["save_state"].trigger()                   # Ctrl+S
+    win.actions_by_name["save_state"].trigger()  # Ctrl+S
     assert path.is_file() and "State saved" in win.status.currentMessage()
     assert load_state(path).settings["rank"] == 4
 
-    assert win.apply_settings(win.settings.with_changes(rank=2, lr=0.05))       # move away: rank 2, step 0
+    assert win.apply_settings(win.settings.with_changes(rank=2, lr=0.05))  # move away: rank 2, step 0
     wait_delivered(qtbot, win, lambda s: s.settings["rank"] == 2)
     assert win.settings.rank == 2
 
     monkeypatch.setattr("explorer.gui.main_window.QFileDialog.getOpenFileName", lambda *a, **k: (str(path), ""))
-    win.actions_by_name["open"].trigger()                          # Ctrl+O
+    win.actions_by_name["open"].trigger()  # Ctrl+O
     assert "State opened" in win.status.currentMessage()
     assert win.settings == tiny_matrix() and win.worker.settings == tiny_matrix()
     back = wait_delivered(qtbot, win, lambda s: s.step == 5 and s.settings["rank"] == 4)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from engine_helpers import tiny_byte_model
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
-
-from engine_helpers import tiny_byte_model
 
 from explorer.engine.deck import load_deck
 from explorer.gui import talk as talk_module
@@ -23,9 +22,11 @@ from explorer.gui.persistence import Persistence
 
 WAIT_MS = 60_000
 
-MATRIX = 'scenario = "matrix"\nmethod = "lora"\nsize_in = 32\nsize_out = 24\ntarget_rank = 3\nbatch_size = 8\n' \
-         'device = "cpu"\n'
-TEST_DECK = f'''
+MATRIX = (
+    'scenario = "matrix"\nmethod = "lora"\nsize_in = 32\nsize_out = 24\ntarget_rank = 3\nbatch_size = 8\n'
+    'device = "cpu"\n'
+)
+TEST_DECK = f"""
 title = "test deck"
 
 [[scene]]
@@ -81,7 +82,7 @@ prefix_len = 3
 prefix_layers = 1
 device = "cpu"
 speed = 50.0
-'''
+"""
 
 
 def tiny_worker(settings):
@@ -104,10 +105,15 @@ def make_window(qtbot, tmp_path):
     def make(factory=tiny_worker, compare_kwargs=None, settings=None):
         from engine_helpers import tiny_matrix
 
-        win = MainWindow(settings or tiny_matrix(rank=3, lr=0.05), store=Persistence(path=str(tmp_path / "s.ini")),
-                         worker_factory=factory, restore=False)
-        win.compare_host.worker_kwargs = compare_kwargs if compare_kwargs is not None else {
-            "threads": 1, "base_model": tiny_byte_model()}
+        win = MainWindow(
+            settings or tiny_matrix(rank=3, lr=0.05),
+            store=Persistence(path=str(tmp_path / "s.ini")),
+            worker_factory=factory,
+            restore=False,
+        )
+        win.compare_host.worker_kwargs = (
+            compare_kwargs if compare_kwargs is not None else {"threads": 1, "base_model": tiny_byte_model()}
+        )
         qtbot.addWidget(win)
         win.resize(1400, 900)
         win.show()
@@ -126,8 +132,11 @@ def make_window(qtbot, tmp_path):
             assert not worker.alive, "the worker thread outlived its window"
         win.deleteLater()
     QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
-    leftover = [t for t in threading.enumerate() if t.ident not in baseline and t.is_alive()
-                and not t.name.startswith("explorer-import")]
+    leftover = [
+        t
+        for t in threading.enumerate()
+        if t.ident not in baseline and t.is_alive() and not t.name.startswith("explorer-import")
+    ]
     assert not leftover, f"threads left running: {leftover}"
 
 
@@ -139,9 +148,16 @@ def test_deck(tmp_path):
 
 
 def dock_layout(win) -> dict:
-    return {d.objectName(): (d.isVisible(), d.isFloating(), win.dockWidgetArea(d), d.geometry().getRect(),
-                             sorted(t.objectName() for t in win.tabifiedDockWidgets(d)))
-            for d in [win.controls_dock, *win.view_docks.values()]}
+    return {
+        d.objectName(): (
+            d.isVisible(),
+            d.isFloating(),
+            win.dockWidgetArea(d),
+            d.geometry().getRect(),
+            sorted(t.objectName() for t in win.tabifiedDockWidgets(d)),
+        )
+        for d in [win.controls_dock, *win.view_docks.values()]
+    }
 
 
 def activate(qtbot, win):
@@ -195,26 +211,25 @@ def test_keys_step_through_the_scenes_and_each_reaches_its_settings_and_views(qt
     assert talk is not None and talk.active and win.isFullScreen()
     one = wait_scene(qtbot, win, talk, 0, seg, playing=False)
     assert one.step == 0 and win.views["delta"].current_matrix() == "W"
-    panels = talk.stage.panels                                    # row: side by side, the same height
+    panels = talk.stage.panels  # row: side by side, the same height
     assert panels[0].geometry().top() == panels[1].geometry().top() and panels[0].x() < panels[1].x()
     # keys reach talk mode whatever has the focus: a view's picker, a text field
     picker = win.views["delta"].picker.module_box
     picker.setFocus()
     press(qtbot, win, talk, picker, Qt.Key_Space, 1, playing=True)
-    big, *small = talk.stage.panels                               # focus: the first view large
+    big, *small = talk.stage.panels  # focus: the first view large
     assert big.width() > 1.3 * small[0].width() and all(big.height() > p.height() for p in small)
     press(qtbot, win, talk, win.views["loss"], Qt.Key_PageDown, 2, playing=True)
-    assert win.views["compare"].tab() == "intrinsic"               # LoRA against full fine-tuning
-    assert not win._playing and win.compare_host.playing           # the single run waits meanwhile
+    assert win.views["compare"].tab() == "intrinsic"  # LoRA against full fine-tuning
+    assert not win._playing and win.compare_host.playing  # the single run waits meanwhile
     spec_field = win.views["compare"].specs_edit
     spec_field.setFocus()
     text = spec_field.text()
     press(qtbot, win, talk, spec_field, Qt.Key_Right, 3, playing=True)
-    assert spec_field.text() == text                              # Right moved the deck, not the cursor
-    assert win.compare_host.worker is None                        # the comparison ended with its scene
-    qtbot.waitUntil(lambda: win.views["delta"].current_matrix() == "model.layers.1.self_attn.v_proj",
-                    timeout=WAIT_MS)
-    grid = talk.stage.panels                                      # grid: 2 x 2
+    assert spec_field.text() == text  # Right moved the deck, not the cursor
+    assert win.compare_host.worker is None  # the comparison ended with its scene
+    qtbot.waitUntil(lambda: win.views["delta"].current_matrix() == "model.layers.1.self_attn.v_proj", timeout=WAIT_MS)
+    grid = talk.stage.panels  # grid: 2 x 2
     assert grid[0].y() == grid[1].y() and grid[2].y() == grid[3].y() > grid[0].y()
     # past the end nothing happens; back with Left and PageUp; Home; End
     qtbot.keyClick(win.views["loss"], Qt.Key_Space)
@@ -252,34 +267,37 @@ def test_esc_gives_the_window_back_as_it_was(qtbot, make_window):
     win.play()
     qtbot.waitUntil(lambda: win.last_snapshot is not None and win.last_snapshot.state == "running", timeout=WAIT_MS)
     before = {
-        "settings": win.settings, "geometry": win.geometry(), "full": win.isFullScreen(),
+        "settings": win.settings,
+        "geometry": win.geometry(),
+        "full": win.isFullScreen(),
         "layout": dock_layout(win),
         "docks": {d.objectName(): d.isVisible() for d in [win.controls_dock, *win.view_docks.values()]},
         "window_colour": QApplication.instance().palette().window().color().name(),
-        "style_sheet": QApplication.instance().styleSheet(), "font": QApplication.instance().font().pointSizeF(),
+        "style_sheet": QApplication.instance().styleSheet(),
+        "font": QApplication.instance().font().pointSizeF(),
         "styles": {v: (view.style_.font_scale, view.style_.high_contrast) for v, view in win.views.items()},
         "label_font": win.views["loss"].caption.font().pointSizeF(),
         "control_font": win.controls.rows["rank"].font().pointSizeF(),
     }
     seg = win.last_snapshot.segment
-    qtbot.keyClick(win, Qt.Key_F5)                                # F5: talk mode with the default deck
+    qtbot.keyClick(win, Qt.Key_F5)  # F5: talk mode with the default deck
     talk = talk_module.active_talk(win)
     assert talk is not None and talk.deck.path.name == "default.toml"
     wait_scene(qtbot, win, talk, 0, seg)
     app = QApplication.instance()
-    assert app.palette().window().color().name() == "#000000"           # high contrast: black ...
-    assert app.palette().windowText().color().name() == "#ffffff"       # ... and white
+    assert app.palette().window().color().name() == "#000000"  # high contrast: black ...
+    assert app.palette().windowText().color().name() == "#ffffff"  # ... and white
     loss = win.views["loss"]
     assert loss.style_.high_contrast and loss.style_.font_scale == pytest.approx(talk.font_scale)
-    assert loss.caption.font().pointSizeF() > 1.5 * before["label_font"]   # the views' own labels grow too
-    assert win.views["delta"]._cmap_name == "PuOr"                        # the colour-blind-safe map
+    assert loss.caption.font().pointSizeF() > 1.5 * before["label_font"]  # the views' own labels grow too
+    assert win.views["delta"]._cmap_name == "PuOr"  # the colour-blind-safe map
     assert win.views["delta"].plot.getAxis("bottom").autoSIPrefixScale == 1.0
     qtbot.keyClick(win.views["delta"], Qt.Key_Escape)
     assert talk_module.active_talk(win) is None
     qtbot.waitUntil(lambda: not win.isFullScreen() and win.controls_dock.isVisible(), timeout=WAIT_MS)
     assert win.menuBar().isVisible() and win.toolbar.isVisible() and win.statusBar().isVisible()
     assert {d.objectName(): d.isVisible() for d in [win.controls_dock, *win.view_docks.values()]} == before["docks"]
-    for view_id, view in win.views.items():                       # every view back in its dock
+    for view_id, view in win.views.items():  # every view back in its dock
         assert win.view_docks[view_id].widget() is view
     qtbot.waitUntil(lambda: win.geometry() == before["geometry"], timeout=WAIT_MS)
     # every dock where it was, as large as it was (saveState's bytes also hold the docks' minimum sizes,
@@ -290,9 +308,15 @@ def test_esc_gives_the_window_back_as_it_was(qtbot, make_window):
     assert {v: (view.style_.font_scale, view.style_.high_contrast) for v, view in win.views.items()} == before["styles"]
     assert win.views["loss"].caption.font().pointSizeF() == before["label_font"]
     assert win.controls.rows["rank"].font().pointSizeF() == before["control_font"]
-    assert win.settings == before["settings"]                     # the settings it had, running again
-    qtbot.waitUntil(lambda: win.worker.settings == before["settings"] and win.last_snapshot.settings
-                    == before["settings"].to_dict() and win.last_snapshot.state == "running", timeout=WAIT_MS)
+    assert win.settings == before["settings"]  # the settings it had, running again
+    qtbot.waitUntil(
+        lambda: (
+            win.worker.settings == before["settings"]
+            and win.last_snapshot.settings == before["settings"].to_dict()
+            and win.last_snapshot.state == "running"
+        ),
+        timeout=WAIT_MS,
+    )
 
 
 def test_the_default_deck_plays_through_end_to_end(qtbot, make_window):
@@ -311,23 +335,31 @@ def test_the_default_deck_plays_through_end_to_end(qtbot, make_window):
         snap = wait_scene(qtbot, win, talk, index, seg)
         first = win.views[scene.views[0]]
         if scene.runs:
-            qtbot.waitUntil(lambda: first.comparison() is win.compare_host.last and first.draw_count > 0,
-                            timeout=WAIT_MS)
+            qtbot.waitUntil(
+                lambda first=first: first.comparison() is win.compare_host.last and first.draw_count > 0,
+                timeout=WAIT_MS,
+            )
         else:
-            qtbot.waitUntil(lambda: first.snapshot is not None and first.snapshot.segment == snap.segment
-                            and first.draw_count > 0, timeout=WAIT_MS)
+            qtbot.waitUntil(
+                lambda first=first, snap=snap: (
+                    first.snapshot is not None and first.snapshot.segment == snap.segment and first.draw_count > 0
+                ),
+                timeout=WAIT_MS,
+            )
         if scene.focus:
             assert win.views["delta"].current_matrix() == scene.focus
         drawn[index] = first.draw_count
     assert len(drawn) == len(deck.scenes) == 5
-    assert not win.views["gates"].isVisible()                   # scene 4's views stay behind on scene 5
+    assert not win.views["gates"].isVisible()  # scene 4's views stay behind on scene 5
     talk.leave()
 
 
 def test_a_deck_with_a_mistake_is_reported_and_the_window_stays(qtbot, make_window, tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[[scene]]\ntitle = "ok"\ncaption = "c"\nviews = ["loss"]\n'
-                   '[[scene]]\ntitle = "Ranks"\ncaption = "c"\nviews = ["loss"]\n[scene.settings]\nrank = 0\n')
+    bad.write_text(
+        '[[scene]]\ntitle = "ok"\ncaption = "c"\nviews = ["loss"]\n'
+        '[[scene]]\ntitle = "Ranks"\ncaption = "c"\nviews = ["loss"]\n[scene.settings]\nrank = 0\n'
+    )
     win = make_window()
     assert win.enter_talk_mode(str(bad)) is None
     message = "scene 2 ('Ranks'): settings: rank=0 is out of range"
@@ -384,9 +416,25 @@ def test_talk_from_the_command_line_with_a_bad_deck_opens_the_normal_window(tmp_
     bad = tmp_path / "bad.toml"
     bad.write_text('[[scene]]\ntitle = "Views"\ncaption = "c"\nviews = ["loss", "heatmap"]\n')
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    out = subprocess.run([sys.executable, "-c", CHECK_APP, "--talk", str(bad), "--scenario", "matrix", "--device",
-                          "cpu", "--settings-path", str(tmp_path / "s.ini")],
-                         capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CHECK_APP,
+            "--talk",
+            str(bad),
+            "--scenario",
+            "matrix",
+            "--device",
+            "cpu",
+            "--settings-path",
+            str(tmp_path / "s.ini"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout.split("RESULT ", 1)[1])
     message = "scene 1 ('Views'): views: unknown view 'heatmap'"
@@ -414,8 +462,15 @@ def test_talk_keys_are_in_the_shortcut_table():
     from explorer.gui.shortcuts import SHORTCUTS
 
     keys = talk_key_map()
-    for key, action in ((Qt.Key_Space, "talk_next"), (Qt.Key_PageDown, "talk_next"), (Qt.Key_Right, "talk_next"),
-                        (Qt.Key_PageUp, "talk_previous"), (Qt.Key_Left, "talk_previous"), (Qt.Key_Home, "talk_first"),
-                        (Qt.Key_B, "talk_blank"), (Qt.Key_Escape, "talk_leave")):
+    for key, action in (
+        (Qt.Key_Space, "talk_next"),
+        (Qt.Key_PageDown, "talk_next"),
+        (Qt.Key_Right, "talk_next"),
+        (Qt.Key_PageUp, "talk_previous"),
+        (Qt.Key_Left, "talk_previous"),
+        (Qt.Key_Home, "talk_first"),
+        (Qt.Key_B, "talk_blank"),
+        (Qt.Key_Escape, "talk_leave"),
+    ):
         assert keys[(int(key), 0)] == action
     assert any(s.action == "talk_mode" and s.keys == ("F5",) for s in SHORTCUTS)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
+import snapshot_factory as sf
 from PIL import Image
 from PySide6 import QtWidgets
 
-import snapshot_factory as sf
 from explorer.gui.export import export_view, metrics_table, on_screen_size, suffix_for, write_metrics_csv
 from explorer.gui.views import VIEW_CLASSES
 
@@ -50,7 +51,7 @@ def test_png_is_valid_and_twice_the_on_screen_size(qtbot, tmp_path, view_id):
         assert im.format == "PNG"
         assert abs(im.width - 2 * size.width()) <= 1 and abs(im.height - 2 * size.height()) <= 1, (im.size, size)
         px = np.asarray(im.convert("RGB"))
-    assert len(np.unique(px.reshape(-1, 3), axis=0)) > 8           # a picture, not a blank rectangle
+    assert len(np.unique(px.reshape(-1, 3), axis=0)) > 8  # a picture, not a blank rectangle
     assert [p.name for p in tmp_path.iterdir()] == [f"{view_id}.png"]
 
 
@@ -63,12 +64,12 @@ def test_svg_is_valid_xml_with_drawing_elements(qtbot, tmp_path, view_id):
     size = on_screen_size(view)
     box = [float(x) for x in root.get("viewBox").split()]
     assert box[2:] == pytest.approx([size.width(), size.height()], abs=1)
-    tags = [el.tag[len(SVG):] for el in root.iter() if el.tag.startswith(SVG)]
-    assert tags.count("text") >= 3                                  # axis ticks, labels, numbers
+    tags = [el.tag[len(SVG) :] for el in root.iter() if el.tag.startswith(SVG)]
+    assert tags.count("text") >= 3  # axis ticks, labels, numbers
     if view_id != "budget":
-        assert tags.count("path") + tags.count("polyline") >= 5   # curves, axes, frames as vectors
+        assert tags.count("path") + tags.count("polyline") >= 5  # curves, axes, frames as vectors
     if view_id in ("delta", "spectrum"):
-        assert "image" in tags                                      # the heatmap, embedded
+        assert "image" in tags  # the heatmap, embedded
     texts = " ".join("".join(el.itertext()) for el in root.iter(f"{SVG}text"))
     expected = {"loss": "step", "delta": "input", "spectrum": "index", "budget": "LLaMA"}[view_id]
     assert expected in texts
@@ -134,9 +135,10 @@ def test_window_exports_the_current_view_and_the_metrics(qtbot, tmp_path, monkey
     qtbot.waitUntil(lambda: win.views["loss"].snapshot is not None, timeout=10_000)
     win._current_view_id = "loss"
     target = tmp_path / "chosen"
-    monkeypatch.setattr("explorer.gui.main_window.QFileDialog.getSaveFileName",
-                        lambda *a, **k: (str(target), "SVG drawing (*.svg)"))
-    win.actions_by_name["export_view"].trigger()                  # Ctrl+E
+    monkeypatch.setattr(
+        "explorer.gui.main_window.QFileDialog.getSaveFileName", lambda *a, **k: (str(target), "SVG drawing (*.svg)")
+    )
+    win.actions_by_name["export_view"].trigger()  # Ctrl+E
     assert (tmp_path / "chosen.svg").is_file(), win.status.currentMessage()
     ET.parse(tmp_path / "chosen.svg")
     assert "Exported loss" in win.status.currentMessage()
@@ -145,5 +147,5 @@ def test_window_exports_the_current_view_and_the_metrics(qtbot, tmp_path, monkey
         size = on_screen_size(win.views["loss"])
         assert abs(im.width - 2 * size.width()) <= 1
     out = win.export_metrics(str(tmp_path / "m.csv"))
-    assert out and open(out).readline().startswith("step,loss,eval_loss")
+    assert out and Path(out).read_text().startswith("step,loss,eval_loss")
     win.close()

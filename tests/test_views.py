@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import snapshot_factory as sf
 from PySide6 import QtCore, QtGui, QtWidgets
 
-import snapshot_factory as sf
 from explorer.gui import colormaps
 from explorer.gui.views import VIEW_CLASSES, View
 from explorer.gui.views.loss_view import ema_debiased
@@ -23,6 +23,7 @@ def _no_app_style_sheet(qapp):
     qapp.setStyleSheet("")
     yield
     qapp.setStyleSheet(sheet)
+
 
 # ---- helpers -------------------------------------------------------------------------------------
 
@@ -122,9 +123,18 @@ def test_view_is_drawn_and_changes_with_the_data(qtbot, view_id):
 @pytest.mark.parametrize("view_id", LIVE_VIEWS)
 def test_views_draw_snapshots_with_empty_fields(qtbot, view_id):
     view = make(qtbot, view_id, 420, 320)
-    for snap in (sf.blank_snapshot(), sf.blank_snapshot("prefix"), sf.lora_snapshot(0), sf.prefix_snapshot(0),
-                 sf.full_snapshot(0), sf.full_snapshot(30), sf.matrix_snapshot(0), sf.matrix_snapshot(30),
-                 sf.lora_prefix_snapshot(0), sf.lora_prefix_snapshot(30)):
+    for snap in (
+        sf.blank_snapshot(),
+        sf.blank_snapshot("prefix"),
+        sf.lora_snapshot(0),
+        sf.prefix_snapshot(0),
+        sf.full_snapshot(0),
+        sf.full_snapshot(30),
+        sf.matrix_snapshot(0),
+        sf.matrix_snapshot(30),
+        sf.lora_prefix_snapshot(0),
+        sf.lora_prefix_snapshot(30),
+    ):
         view.update_snapshot(snap)
         assert pixels(view).size
     view.clear()
@@ -173,15 +183,15 @@ def test_hidden_views_skip_work_and_catch_up_when_shown(qtbot):
     snap = sf.lora_snapshot(40)
     view.update_snapshot(snap)
     assert view.draw_count == 1
-    view.update_snapshot(snap)                     # the same data again: nothing to redraw
+    view.update_snapshot(snap)  # the same data again: nothing to redraw
     assert view.draw_count == 1
     view.hide()
     view.update_snapshot(sf.lora_snapshot(80))
     view.update_snapshot(sf.lora_snapshot(90))
-    assert view.draw_count == 1                    # hidden: no work
+    assert view.draw_count == 1  # hidden: no work
     view.show()
     qtbot.waitExposed(view)
-    assert view.draw_count == 2                    # shown: only the newest is drawn
+    assert view.draw_count == 2  # shown: only the newest is drawn
     assert "step 90" in view.caption_text()
 
 
@@ -236,7 +246,7 @@ def test_talk_mode_uses_colour_blind_safe_maps_and_bigger_fonts(qtbot):
     assert np.array_equal(view.image.lut, colormaps.lut(colormaps.DIVERGING_SAFE))
     assert view.caption.font().pointSizeF() > size * 1.5
     lo, hi = view.levels()
-    view.update_snapshot(sf.lora_snapshot(5))      # much smaller ΔW: talk mode holds the levels
+    view.update_snapshot(sf.lora_snapshot(5))  # much smaller ΔW: talk mode holds the levels
     assert view.levels() == (lo, hi)
     view.set_talk_mode(1.0, False)
     assert np.array_equal(view.image.lut, colormaps.lut(colormaps.DIVERGING))
@@ -267,8 +277,8 @@ def test_heatmap_levels_fall_back_slowly_so_colours_do_not_flicker(qtbot):
     view.update_snapshot(sf.lora_snapshot(5))
     small_max = float(np.abs(view.image_data()).max())
     _, after = view.levels()
-    assert small_max < after < big                 # moving down, not jumping
-    view.clear()                                   # a new segment starts from its own scale
+    assert small_max < after < big  # moving down, not jumping
+    view.clear()  # a new segment starts from its own scale
     view.update_snapshot(sf.lora_snapshot(5))
     assert view.levels()[1] == pytest.approx(small_max)
 
@@ -294,7 +304,7 @@ def test_heatmap_pickers_and_modes(qtbot):
         assert view.set_matrix(name)
     assert sig.args == [name] and view.current_matrix() == name
     np.testing.assert_array_equal(view.image_data(), snap.matrices[name].delta)
-    view.picker.layer_box.setCurrentText("0")      # the user picks another layer: module is kept
+    view.picker.layer_box.setCurrentText("0")  # the user picks another layer: module is kept
     assert view.current_matrix() == "model.layers.0.self_attn.v_proj"
     assert not view.set_matrix("model.layers.9.mlp.up_proj")
     view.set_mode("base")
@@ -314,7 +324,7 @@ def test_heatmap_of_a_pooled_4096_matrix_and_its_target(qtbot):
     assert "pooled from 4096×4096 to 128×128" in view.caption_text()
     assert view.image_data().shape == (128, 128)
     rect = view.image.mapRectToParent(view.image.boundingRect())
-    assert (rect.width(), rect.height()) == (4096, 4096)        # axes read in the matrix's own indices
+    assert (rect.width(), rect.height()) == (4096, 4096)  # axes read in the matrix's own indices
     assert view._buttons["target"].isEnabled()
     view.set_mode("target")
     np.testing.assert_array_equal(view.image_data(), snap.matrices["W"].target)
@@ -324,25 +334,25 @@ def test_heatmap_of_a_pooled_4096_matrix_and_its_target(qtbot):
 @pytest.mark.parametrize("w,h", [(380, 600), (560, 420), (900, 400)])
 def test_heatmap_axes_fit_the_image_exactly_and_it_is_centred(qtbot, w, h):
     view = sized(qtbot, "delta", w, h)
-    view.update_snapshot(sf.lora_snapshot(100))                  # 64 x 64
+    view.update_snapshot(sf.lora_snapshot(100))  # 64 x 64
     pixels(view)
     (x0, x1), (y0, y1) = view.plot.vb.viewRange()
-    assert (x0, x1, y0, y1) == (0, 64, 0, 64)                     # no padding: not -10 ... 80
+    assert (x0, x1, y0, y1) == (0, 64, 0, 64)  # no padding: not -10 ... 80
     box = in_widget(view.plot.vb, view.glw)
-    assert box.width() == pytest.approx(box.height(), abs=2)     # square pixels for a square matrix
+    assert box.width() == pytest.approx(box.height(), abs=2)  # square pixels for a square matrix
     assert min(box.width(), box.height()) > 0.5 * min(view.glw.width(), view.glw.height())
     bar = in_widget(view.colorbar, view.glw)
     plot = in_widget(view.plot, view.glw)
     left, right = plot.left(), view.glw.width() - bar.right()
-    assert left == pytest.approx(right, abs=3)                    # centred, the colour bar beside it
+    assert left == pytest.approx(right, abs=3)  # centred, the colour bar beside it
     gradient = in_widget(view.colorbar.vb, view.glw)
-    assert gradient.top() == pytest.approx(box.top(), abs=1)     # the bar spans the image, no more
+    assert gradient.top() == pytest.approx(box.top(), abs=1)  # the bar spans the image, no more
     assert gradient.bottom() == pytest.approx(box.bottom(), abs=1)
-    assert view.width() == w                                      # nothing forces the dock wider
+    assert view.width() == w  # nothing forces the dock wider
     import pyqtgraph.exporters as exporters
 
     image = exporters.ImageExporter(view.export_item()).export(toBytes=True)
-    assert image.width() <= bar.right() - plot.left() + 4           # an export leaves the centring margins out
+    assert image.width() <= bar.right() - plot.left() + 4  # an export leaves the centring margins out
 
 
 def test_heatmap_of_a_tall_matrix_keeps_its_shape(qtbot):
@@ -360,11 +370,11 @@ def test_heatmap_axes_label_round_indices_or_the_two_ends(qtbot):
     from explorer.gui.views.delta_view import IndexAxis
 
     axis = IndexAxis("bottom")
-    (_, values), = axis.tickValues(0, 4096, 400)
+    ((_, values),) = axis.tickValues(0, 4096, 400)
     assert values == [0, 1000, 2000, 3000, 4000]
-    (_, values), = axis.tickValues(0, 4096, 90)                    # no room for three: the ends
+    ((_, values),) = axis.tickValues(0, 4096, 90)  # no room for three: the ends
     assert values == [0, 4096] and axis.tickStrings(values, 1.0, None) == ["0", "4096"]
-    (_, values), = axis.tickValues(0, 64, 300)
+    ((_, values),) = axis.tickValues(0, 64, 300)
     assert values == [0, 10, 20, 30, 40, 50, 60]
 
 
@@ -414,14 +424,14 @@ def test_spectrum_log_axis_labels_few_round_values(qtbot):
     from explorer.gui.views.spectrum_view import log_ticks
 
     view = make(qtbot, "spectrum", 560, 420)
-    view.update_snapshot(sf.lora_snapshot(200, rank=8))          # less than a decade of values
+    view.update_snapshot(sf.lora_snapshot(200, rank=8))  # less than a decade of values
     labels = _left_labels(view)
-    assert 2 <= len(labels) <= 5, labels                           # not 0.2 0.3 0.4 0.5 0.6 0.7 0.8
+    assert 2 <= len(labels) <= 5, labels  # not 0.2 0.3 0.4 0.5 0.6 0.7 0.8
     assert all(float(t) * 10 ** -np.floor(np.log10(float(t))) in (1, 2, 3, 5) for t in labels)
-    labelled, minor = log_ticks(-6.0, 1.0, 5)                       # seven decades: powers of ten
+    labelled, minor = log_ticks(-6.0, 1.0, 5)  # seven decades: powers of ten
     assert len(labelled) <= 5 and all(v == int(v) for v in labelled) and not minor
-    labelled, _ = log_ticks(np.log10(0.75), np.log10(0.86), 4)      # a sliver: round linear values
-    assert [round(10 ** v, 3) for v in labelled] == [0.75, 0.8, 0.85]
+    labelled, _ = log_ticks(np.log10(0.75), np.log10(0.86), 4)  # a sliver: round linear values
+    assert [round(10**v, 3) for v in labelled] == [0.75, 0.8, 0.85]
 
 
 def test_spectrum_legend_sits_above_the_plot_and_a_short_view_drops_the_waterfall(qtbot):
@@ -429,21 +439,23 @@ def test_spectrum_legend_sits_above_the_plot_and_a_short_view_drops_the_waterfal
     view.update_snapshot(sf.lora_snapshot(100, rank=8))
     pixels(view)
     legend, plot = in_widget(view.legend, view.glw), in_widget(view.plot.vb, view.glw)
-    assert legend.bottom() <= plot.top() + 1                          # never over the curves
+    assert legend.bottom() <= plot.top() + 1  # never over the curves
     assert view.has_waterfall() and view.waterfall_plot.isVisible()
-    view.resize(560, 300)                                             # too short for both plots
+    view.resize(560, 300)  # too short for both plots
     pixels(view)
     assert not view.has_waterfall() and not view.waterfall_plot.isVisible()
     plot = in_widget(view.plot.vb, view.glw)
-    assert plot.height() >= 100                                       # the spectrum keeps the room
-    assert view.plot.getAxis("bottom").style["showValues"]            # and gets the index axis
+    assert plot.height() >= 100  # the spectrum keeps the room
+    assert view.plot.getAxis("bottom").style["showValues"]  # and gets the index axis
     assert "waterfall" not in view.caption.text()
-    view.set_theme(dark=False)                                        # restyled while it is dropped
-    view.resize(560, 520)                                             # tall again: back, aligned
+    view.set_theme(dark=False)  # restyled while it is dropped
+    view.resize(560, 520)  # tall again: back, aligned
     pixels(view)
     assert view.has_waterfall()
     plot, waterfall = in_widget(view.plot.vb, view.glw), in_widget(view.waterfall_plot.vb, view.glw)
-    assert waterfall.left() == pytest.approx(plot.left(), abs=1) and waterfall.right() == pytest.approx(plot.right(), abs=1)
+    assert waterfall.left() == pytest.approx(plot.left(), abs=1) and waterfall.right() == pytest.approx(
+        plot.right(), abs=1
+    )
 
 
 def test_gate_colours_stay_readable_on_a_light_background(qtbot):
@@ -451,7 +463,7 @@ def test_gate_colours_stay_readable_on_a_light_background(qtbot):
     view.update_snapshot(sf.prefix_snapshot(100, layers=(4, 5, 6, 7), heads=2))
     view.set_theme(dark=False)
     for curve in view._curves:
-        assert curve.opts["pen"].color().lightness() < 200             # no pale yellow on white
+        assert curve.opts["pen"].color().lightness() < 200  # no pale yellow on white
     assert len({c.opts["pen"].color().name() for c in view._curves}) == 4
 
 
@@ -497,7 +509,7 @@ def test_spectrum_follows_the_heatmap_selection(qtbot):
 
 
 def _click(qtbot, glw, item, point: QtCore.QPointF) -> None:
-    pixels(glw)                                    # lay out and paint first: positions are final
+    pixels(glw)  # lay out and paint first: positions are final
     pos = glw.mapFromScene(item.mapToScene(point))
     qtbot.mouseMove(glw.viewport(), pos)
     qtbot.mouseClick(glw.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=pos)
@@ -523,7 +535,7 @@ def test_attention_grid_has_layers_by_heads_cells_and_enlarges_with_labels(qtbot
     assert columns[:3] == ["P0", "P1", "P2"] and columns[3:] == ["The", "·cat", "·sat", "·on", "·the", "·mat"]
     assert rows == columns[3:]
     np.testing.assert_array_equal(view.detail_image.image, snap.prefixes[2].attention[1])
-    assert view.detail_line.value() == 3                    # the prompt | tokens separator
+    assert view.detail_line.value() == 3  # the prompt | tokens separator
     assert "layer <b>7</b>" in view.detail_title.text() and "head <b>1</b>" in view.detail_title.text()
     enlarged = pixels(view.detail_glw)
     assert colours(enlarged) > 16
@@ -531,7 +543,7 @@ def test_attention_grid_has_layers_by_heads_cells_and_enlarges_with_labels(qtbot
     assert view.enlarged() == (2, 2)
     qtbot.mouseClick(view.back_button, QtCore.Qt.MouseButton.LeftButton)
     assert view.enlarged() is None
-    _click(qtbot, view.grid_glw, view.grid_image, QtCore.QPointF(w + 0.5, 1))   # a gap between cells
+    _click(qtbot, view.grid_glw, view.grid_image, QtCore.QPointF(w + 0.5, 1))  # a gap between cells
     assert view.enlarged() is None
 
 
@@ -573,7 +585,7 @@ def test_per_layer_gates_draw_one_curve_per_layer(qtbot):
 
 def test_gates_layout_gives_the_curves_a_useful_share(qtbot):
     snap = sf.prefix_snapshot(200, layers=(4, 5, 6, 7), heads=4)
-    view = sized(qtbot, "gates", 380, 600)                         # a narrow dock: curves above the heatmap
+    view = sized(qtbot, "gates", 380, 600)  # a narrow dock: curves above the heatmap
     view.update_snapshot(snap)
     pixels(view)
     assert view.arrangement() == "stacked"
@@ -583,7 +595,7 @@ def test_gates_layout_gives_the_curves_a_useful_share(qtbot):
     # one step axis for both: the curves span the heatmap's steps over the same pixels
     assert curves.left() == pytest.approx(heat.left(), abs=2) and curves.right() == pytest.approx(heat.right(), abs=2)
     assert view.plot.vb.viewRange()[0] == pytest.approx(view.heat_plot.vb.viewRange()[0])
-    view.resize(900, 400)                                           # wide: side by side
+    view.resize(900, 400)  # wide: side by side
     pixels(view)
     assert view.arrangement() == "side"
     curves, heat = in_widget(view.plot.vb, view.glw), in_widget(view.heat_plot.vb, view.glw)
@@ -601,7 +613,7 @@ def test_gates_drawing_follows_its_dock_up_and_down(qtbot):
     lay = QtWidgets.QVBoxLayout(dock)
     view = VIEW_CLASSES["gates"]()
     lay.addWidget(view)
-    view.set_theme(dark=True)                                       # styled before it is ever shown
+    view.set_theme(dark=True)  # styled before it is ever shown
     dock.resize(300, 420)
     dock.show()
     qtbot.waitExposed(dock)
@@ -621,7 +633,7 @@ def test_gates_heatmap_labels_thin_out_and_many_layers_share_a_short_legend(qtbo
     pixels(view)
     ticks = view.heat_plot.getAxis("left")._tickLevels[0]
     line = QtGui.QFontMetrics(view.style_.font()).height()
-    assert len(ticks) < 30 and len(ticks) * line <= view.heat_plot.vb.height() * 1.1   # labels don't overlap
+    assert len(ticks) < 30 and len(ticks) * line <= view.heat_plot.vb.height() * 1.1  # labels don't overlap
     assert [label for _, label in view.legend.items][0].text == "L0" and len(view.legend.items) == 2
 
 
@@ -629,11 +641,10 @@ def test_gates_heatmap_labels_thin_out_and_many_layers_share_a_short_legend(qtbo
 
 
 def _reference_ema(values, weight):
-    last, n, out = 0.0, 0, []
-    for v in values:
+    last, out = 0.0, []
+    for n, v in enumerate(values, start=1):
         last = last * weight + (1 - weight) * v
-        n += 1
-        out.append(last / (1 - weight ** n))
+        out.append(last / (1 - weight**n))
     return np.array(out)
 
 
@@ -645,9 +656,9 @@ def test_loss_smoothing_defaults_to_tensorboards_debiased_ema(qtbot):
     x, y = view.smoothed_train()
     np.testing.assert_array_equal(x, snap.history.steps)
     np.testing.assert_allclose(y, _reference_ema(snap.history.loss.astype(np.float64), 0.6), rtol=1e-12)
-    assert y[0] == pytest.approx(float(snap.history.loss[0]))      # debiased: the first point is the raw one
+    assert y[0] == pytest.approx(float(snap.history.loss[0]))  # debiased: the first point is the raw one
     rx, ry = view.train_raw.getData()
-    assert len(ry) == len(y) and view.train_raw.isVisible()          # the raw curve stays, faint, behind
+    assert len(ry) == len(y) and view.train_raw.isVisible()  # the raw curve stays, faint, behind
     with qtbot.waitSignal(view.smoothingChanged):
         view.slider.setValue(90)
     assert view.smoothing() == pytest.approx(0.9)
@@ -692,23 +703,23 @@ def test_budget_prices_the_setting_on_llama_presets(qtbot):
     view = make(qtbot, "budget")
     view.update_snapshot(sf.lora_snapshot(10, rank=8))
     values = view.values()
-    assert values["trainable"] == "4,096"                      # 2 layers x 2 targets x 8 x (64 + 64)
+    assert values["trainable"] == "4,096"  # 2 layers x 2 targets x 8 x (64 + 64)
     assert values["storage"] == "8.2 kB"
     rows = {r[0]: r for r in view.preset_rows()}
     assert rows["LLaMA-7B"][1] == "4,194,304" and rows["LLaMA-7B"][3] == "8.4 MB"
     assert set(rows) == {"LLaMA-7B", "LLaMA-13B", "LLaMA-2-70B"}
     view.update_snapshot(sf.prefix_snapshot(10, prompt_len=10, layers=tuple(range(30)), heads=4, segment=1))
     rows = {r[0]: r for r in view.preset_rows()}
-    assert rows["LLaMA-7B"][1] == "1,229,760"                  # K=10 on the top L=30 layers, per-head gates
+    assert rows["LLaMA-7B"][1] == "1,229,760"  # K=10 on the top L=30 layers, per-head gates
 
 
 def test_budget_without_presets_or_keys(qtbot):
     view = make(qtbot, "budget")
     snap = sf.lora_snapshot(10, rank=16)
-    snap.budget = {k: v for k, v in snap.budget.items() if k != "presets"}   # as the engine may send it
+    snap.budget = {k: v for k, v in snap.budget.items() if k != "presets"}  # as the engine may send it
     view.update_snapshot(snap)
     rows = {r[0]: r for r in view.preset_rows()}
-    assert rows["LLaMA-7B"][1] == "8,388,608"                  # priced from the snapshot's settings
+    assert rows["LLaMA-7B"][1] == "8,388,608"  # priced from the snapshot's settings
     snap = sf.lora_snapshot(11)
     snap.budget = {"trainable_params": 123456}
     view.update_snapshot(snap)
@@ -725,15 +736,15 @@ def test_budget_fits_a_narrow_dock_without_scrolling_sideways(qtbot):
     assert not view.scroll.horizontalScrollBar().isVisible()
     assert view.scroll.widget().width() <= viewport.width()
     assert view.scroll.widget().minimumSizeHint().width() <= viewport.width()
-    for row in view._table_labels:                                   # every table cell shows whole
+    for row in view._table_labels:  # every table cell shows whole
         for label in row:
             if label.isVisibleTo(view):
                 assert label.geometry().right() <= viewport.width()
                 assert label.width() >= label.fontMetrics().horizontalAdvance(label.text())
     assert view.card_columns() == 2
-    assert view.preset_cells()[0][:2] == ["Model", "Params"]         # short headers
-    assert view.preset_rows()[0][1] == "2,129,984"                    # the full count stays in the data
-    view.resize(1000, 420)                                            # wide: four cards, full numbers
+    assert view.preset_cells()[0][:2] == ["Model", "Params"]  # short headers
+    assert view.preset_rows()[0][1] == "2,129,984"  # the full count stays in the data
+    view.resize(1000, 420)  # wide: four cards, full numbers
     pixels(view)
     assert view.card_columns() == 4 and view.table_form() == 0
     assert view.preset_cells()[1][1] == "2,129,984"
@@ -761,13 +772,13 @@ def test_samples_side_by_side_with_the_prompt_highlighted(qtbot):
     doc = view.adapted.text.document()
     cursor = QtGui.QTextCursor(doc)
     cursor.setPosition(1)
-    assert cursor.charFormat().background().color().alpha() > 0          # the prompt is highlighted
+    assert cursor.charFormat().background().color().alpha() > 0  # the prompt is highlighted
     cursor.setPosition(len(snap.samples["prompt"]) + 3)
     assert cursor.charFormat().background().style() == QtCore.Qt.BrushStyle.NoBrush
-    assert view.adapted.text.font().fixedPitch()                      # monospace
+    assert view.adapted.text.font().fixedPitch()  # monospace
     count = view.draw_count
     later = sf.lora_snapshot(41)
-    later.samples = dict(snap.samples)                          # same samples riding along: no redraw
+    later.samples = dict(snap.samples)  # same samples riding along: no redraw
     view.update_snapshot(later)
     assert view.draw_count == count
     view.update_snapshot(sf.lora_snapshot(90))
@@ -784,12 +795,14 @@ def test_samples_accept_continuations_without_the_prompt(qtbot):
     assert "matrix scenario" in view.message()
 
 
-REVIEW_SAMPLE = ("# review: nit: `index` says more than `i`\n--- a/nntplib.py\n+++ b/nntplib.py\n"
-                 "@@ -213,5 +213,5 @@ def _parse_overview(lines, fmt):\n"
-                 "         article_number = int(article_number)\n"
-                 "-        for i, token in enumerate(tokens):\n"
-                 "+        for index, token in enumerate(tokens):\n"
-                 "             if index >= len(fmt):")
+REVIEW_SAMPLE = (
+    "# review: nit: `index` says more than `i`\n--- a/nntplib.py\n+++ b/nntplib.py\n"
+    "@@ -213,5 +213,5 @@ def _parse_overview(lines, fmt):\n"
+    "         article_number = int(article_number)\n"
+    "-        for i, token in enumerate(tokens):\n"
+    "+        for index, token in enumerate(tokens):\n"
+    "             if index >= len(fmt):"
+)
 
 
 def _line_format(view, line_no: int) -> tuple[QtGui.QColor, QtGui.QColor]:
@@ -805,26 +818,31 @@ def _line_format(view, line_no: int) -> tuple[QtGui.QColor, QtGui.QColor]:
 def test_samples_read_like_a_code_review(qtbot):
     view = sized(qtbot, "samples", 380, 300)
     snap = sf.lora_prefix_snapshot(240)
-    snap.samples = {"prompt": "# review:", "adapted": REVIEW_SAMPLE, "step": 240,
-                    "base": "# review:\n        else:\n            break"}
+    snap.samples = {
+        "prompt": "# review:",
+        "adapted": REVIEW_SAMPLE,
+        "step": 240,
+        "base": "# review:\n        else:\n            break",
+    }
     view.update_snapshot(snap)
     text = view.adapted.text
     assert text.lineWrapMode() == QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap
     assert text.font().fixedPitch()
-    assert view.texts()[0] == REVIEW_SAMPLE                           # whitespace kept as it is
+    assert view.texts()[0] == REVIEW_SAMPLE  # whitespace kept as it is
     lines = REVIEW_SAMPLE.split("\n")
-    added, removed, hunk, review = (lines.index(next(l for l in lines if l.startswith(p)))
-                                    for p in ("+ ", "-  ", "@@", "# review"))
+    added, removed, hunk, review = (
+        lines.index(next(line for line in lines if line.startswith(p))) for p in ("+ ", "-  ", "@@", "# review")
+    )
     fg, tint = _line_format(view, added)
-    assert fg.green() > fg.red() + 60 and tint.alpha() > 0 and tint.green() > tint.red()   # + green
+    assert fg.green() > fg.red() + 60 and tint.alpha() > 0 and tint.green() > tint.red()  # + green
     fg, tint = _line_format(view, removed)
-    assert fg.red() > fg.green() + 60 and tint.alpha() > 0 and tint.red() > tint.green()   # - red
+    assert fg.red() > fg.green() + 60 and tint.alpha() > 0 and tint.red() > tint.green()  # - red
     fg, _ = _line_format(view, hunk)
-    assert fg.blue() > fg.red() + 60 and fg.green() > fg.red() + 60                         # @@ cyan
+    assert fg.blue() > fg.red() + 60 and fg.green() > fg.red() + 60  # @@ cyan
     _, tint = _line_format(view, review)
-    assert tint.alpha() > 0                                                                  # highlighted
+    assert tint.alpha() > 0  # highlighted
     fg, tint = _line_format(view, lines.index("--- a/nntplib.py"))
-    assert tint.alpha() == 0 and not (fg.red() > fg.green() + 60)    # a file header is not a removed line
+    assert tint.alpha() == 0 and not (fg.red() > fg.green() + 60)  # a file header is not a removed line
     # long lines scroll sideways, and both columns scroll together (line n beside line n)
     assert text.horizontalScrollBar().maximum() > 0
     text.verticalScrollBar().setValue(1)
@@ -843,9 +861,9 @@ def test_samples_columns_line_up_side_by_side_or_stacked(qtbot):
     a, b = view.adapted.text, view.base.text
     pos_a, pos_b = a.mapTo(view, QtCore.QPoint(0, 0)), b.mapTo(view, QtCore.QPoint(0, 0))
     assert view.orientation() == QtCore.Qt.Orientation.Horizontal
-    assert pos_a.y() == pos_b.y() and a.height() == b.height()           # line n beside line n
+    assert pos_a.y() == pos_b.y() and a.height() == b.height()  # line n beside line n
     assert a.width() == pytest.approx(b.width(), abs=2)
-    view.resize(380, 420)                                                # too narrow for two columns of code
+    view.resize(380, 420)  # too narrow for two columns of code
     pixels(view)
     pos_a, pos_b = a.mapTo(view, QtCore.QPoint(0, 0)), b.mapTo(view, QtCore.QPoint(0, 0))
     assert view.orientation() == QtCore.Qt.Orientation.Vertical
@@ -863,7 +881,7 @@ def test_samples_say_no_change_yet_only_while_the_texts_are_identical(qtbot):
     later.samples = {"prompt": "# review:", "adapted": "# review: y", "base": "# review: x", "step": 50}
     view.update_snapshot(later)
     assert not view.identical() and not view.same_hint.isVisible()
-    view.set_theme(dark=False)                                        # light theme: still coloured, redrawn
+    view.set_theme(dark=False)  # light theme: still coloured, redrawn
     assert view.texts()[0] == "# review: y"
 
 
@@ -876,7 +894,7 @@ def test_samples_colours_follow_the_theme(qtbot):
     dark = _line_format(view, added)[0]
     view.set_theme(dark=False)
     light = _line_format(view, added)[0]
-    assert light.lightness() < dark.lightness()                       # dark green on white, light on black
+    assert light.lightness() < dark.lightness()  # dark green on white, light on black
 
 
 # ---- colour bars ---------------------------------------------------------------------------------
@@ -892,9 +910,9 @@ def test_attention_colour_bar_end_labels_are_not_clipped(qtbot, talk):
     for glw, plot, bar in ((view.grid_glw, view.grid_plot, view.grid_bar),):
         gradient, image = in_widget(bar.vb, glw), in_widget(plot.vb, glw)
         half_line = QtGui.QFontMetrics(bar.axis.style["tickFont"]).height() / 2
-        assert gradient.top() - half_line >= 0                         # the top label ("1") is whole
-        assert gradient.bottom() + half_line <= glw.height()          # and so is the bottom one ("-1")
-        assert gradient.top() == pytest.approx(image.top(), abs=1)     # the bar spans the maps, no more
+        assert gradient.top() - half_line >= 0  # the top label ("1") is whole
+        assert gradient.bottom() + half_line <= glw.height()  # and so is the bottom one ("-1")
+        assert gradient.top() == pytest.approx(image.top(), abs=1)  # the bar spans the maps, no more
         assert gradient.bottom() == pytest.approx(image.bottom(), abs=1)
     view.enlarge(0, 0)
     pixels(view)
@@ -910,7 +928,7 @@ def test_colormaps_are_256_entry_luts_centred_on_white():
     for name in colormaps.diverging_names():
         lut = colormaps.lut(name)
         assert lut.shape == (256, 4) and lut.dtype == np.uint8 and not lut.flags.writeable
-        assert lut[127:129, :3].min() > 225                       # zero is (nearly) white
+        assert lut[127:129, :3].min() > 225  # zero is (nearly) white
         assert np.abs(lut[0, :3].astype(int) - lut[-1, :3].astype(int)).sum() > 100  # ends differ
     assert colormaps.lut("viridis").shape == (256, 4)
     assert colormaps.diverging_for(True) == "PuOr" and colormaps.sequential_for(True) == "cividis"
@@ -925,7 +943,7 @@ def test_symmetric_levels_jump_up_and_fall_slowly():
     levels.hold = True
     assert levels.update(np.array([[0.1]]))[1] == pytest.approx(hi)
     assert levels.update(np.array([[np.nan, 3.0]])) == (-3.0, 3.0)
-    assert levels.update(np.array([[np.inf, 4.0]])) == (-4.0, 4.0)     # inf does not blow the scale up
+    assert levels.update(np.array([[np.inf, 4.0]])) == (-4.0, 4.0)  # inf does not blow the scale up
     levels.reset()
     assert levels.update(np.array([[0.25]])) == (-0.25, 0.25)
     assert colormaps.MaxLevels().update(np.array([[-4.0]])) == (0.0, 4.0)

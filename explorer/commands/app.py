@@ -16,20 +16,43 @@ from explorer.engine.settings import METHODS, SCENARIOS, SETTINGS_SPEC
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--play", action="store_true", help="start training at once")
-    parser.add_argument("--scenario", choices=SCENARIOS, default=None,
-                        help="lm: the small language model (default); matrix: one matrix against a planted update")
-    parser.add_argument("--method", choices=METHODS, default=None, help="PEFT method (default: the last used, else lora)")
-    parser.add_argument("--device", choices=SETTINGS_SPEC["device"].choices, default=None,
-                        help="where to train (default auto: cuda, then mps, then cpu)")
+    parser.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default=None,
+        help="lm: the small language model (default); matrix: one matrix against a planted update",
+    )
+    parser.add_argument(
+        "--method", choices=METHODS, default=None, help="PEFT method (default: the last used, else lora)"
+    )
+    parser.add_argument(
+        "--device",
+        choices=SETTINGS_SPEC["device"].choices,
+        default=None,
+        help="where to train (default auto: cuda, then mps, then cpu)",
+    )
     parser.add_argument("--theme", choices=("dark", "light"), default=None, help="colour theme (remembered)")
     parser.add_argument("--reset-layout", action="store_true", help="forget the remembered window layout")
-    parser.add_argument("--in-process", action="store_true",
-                        help="train on a thread of this process instead of a child process (debugging; "
-                             "the window then competes with training for Python's GIL)")
-    parser.add_argument("--replay", default=None, metavar="DIR",
-                        help="open a recording (from `python -m explorer run` or the app) in replay mode")
-    parser.add_argument("--talk", nargs="?", const="default", default=None, metavar="DECK",
-                        help="talk mode: full screen, large fonts, a deck of scenes (default deck if none given)")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="train on a thread of this process instead of a child process (debugging; "
+        "the window then competes with training for Python's GIL)",
+    )
+    parser.add_argument(
+        "--replay",
+        default=None,
+        metavar="DIR",
+        help="open a recording (from `python -m explorer run` or the app) in replay mode",
+    )
+    parser.add_argument(
+        "--talk",
+        nargs="?",
+        const="default",
+        default=None,
+        metavar="DECK",
+        help="talk mode: full screen, large fonts, a deck of scenes (default deck if none given)",
+    )
     # For scripts and benchmarks: a separate settings file, and exit once the first frame is painted.
     parser.add_argument("--settings-path", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--first-frame-exit", action="store_true", help=argparse.SUPPRESS)

@@ -20,21 +20,30 @@ def _int_list(text: str) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="llama-7b",
-                        help=f"a preset ({', '.join(PRESET_NAMES)}) or an HF model directory "
-                             "holding config.json (default llama-7b)")
+    parser.add_argument(
+        "--model",
+        default="llama-7b",
+        help=f"a preset ({', '.join(PRESET_NAMES)}) or an HF model directory holding config.json (default llama-7b)",
+    )
     parser.add_argument("--method", default="lora", choices=("lora", "prefix", "lora+prefix", "full"))
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank r (default 8)")
-    parser.add_argument("--targets", default="q_proj,v_proj",
-                        help="comma-separated LoRA targets among q_proj,k_proj,v_proj,o_proj,"
-                             "gate_proj,up_proj,down_proj (default q_proj,v_proj)")
-    parser.add_argument("--layers", type=_int_list, default=None,
-                        help="comma-separated layer indices for LoRA (default: all layers)")
+    parser.add_argument(
+        "--targets",
+        default="q_proj,v_proj",
+        help="comma-separated LoRA targets among q_proj,k_proj,v_proj,o_proj,"
+        "gate_proj,up_proj,down_proj (default q_proj,v_proj)",
+    )
+    parser.add_argument(
+        "--layers", type=_int_list, default=None, help="comma-separated layer indices for LoRA (default: all layers)"
+    )
     parser.add_argument("--prefix-len", type=int, default=10, help="prompt vectors K per layer (default 10)")
-    parser.add_argument("--prefix-layers", type=int, default=30,
-                        help="prefix on the top L layers (default 30)")
-    parser.add_argument("--gate-shape", default="head", choices=("head", "layer"),
-                        help="one gate per head (paper) or per layer (PEFT AdaptionPrompt)")
+    parser.add_argument("--prefix-layers", type=int, default=30, help="prefix on the top L layers (default 30)")
+    parser.add_argument(
+        "--gate-shape",
+        default="head",
+        choices=("head", "layer"),
+        help="one gate per head (paper) or per layer (PEFT AdaptionPrompt)",
+    )
     parser.add_argument("--json", action="store_true", help="print the budget as JSON")
 
 
@@ -52,8 +61,9 @@ def _load_config(model: str):
     if path.is_dir():
         path = path / "config.json"
     if not path.is_file():
-        raise ValueError(f"model={model!r} is neither a preset ({', '.join(PRESETS)}) "
-                         "nor a model directory with config.json")
+        raise ValueError(
+            f"model={model!r} is neither a preset ({', '.join(PRESETS)}) nor a model directory with config.json"
+        )
     try:
         return LlamaConfig.from_hf_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as exc:
@@ -66,9 +76,16 @@ def run(args: argparse.Namespace) -> int:
     from explorer.core.budget import compute_budget, format_budget
 
     config = _load_config(args.model)
-    budget = compute_budget(config, args.method, rank=args.rank, targets=args.targets,
-                            layers=args.layers, prefix_len=args.prefix_len,
-                            prefix_layers=args.prefix_layers, gate_shape=args.gate_shape)
+    budget = compute_budget(
+        config,
+        args.method,
+        rank=args.rank,
+        targets=args.targets,
+        layers=args.layers,
+        prefix_len=args.prefix_len,
+        prefix_layers=args.prefix_layers,
+        gate_shape=args.gate_shape,
+    )
     if args.json:
         print(json.dumps({"model": args.model, **budget.to_dict()}, indent=2))
     else:

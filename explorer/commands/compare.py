@@ -43,16 +43,32 @@ FORMAT = "peft-explorer-compare"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     cmp = parser.add_argument_group("the comparison")
-    cmp.add_argument("--runs", action="append", required=True, metavar="SPEC",
-                     help="a run: METHOD[:KEY=VALUE,...], e.g. lora:r=8, lora:r=16,alpha=32, prefix:K=10,L=2, "
-                          "lora+prefix:r=8,K=10, full, lora:r=8,label=mine (keys: r, K, L, label, or any "
-                          "per-run setting); repeat --runs for each run")
+    cmp.add_argument(
+        "--runs",
+        action="append",
+        required=True,
+        metavar="SPEC",
+        help="a run: METHOD[:KEY=VALUE,...], e.g. lora:r=8, lora:r=16,alpha=32, prefix:K=10,L=2, "
+        "lora+prefix:r=8,K=10, full, lora:r=8,label=mine (keys: r, K, L, label, or any "
+        "per-run setting); repeat --runs for each run",
+    )
     cmp.add_argument("--steps", type=int, default=300, help="updates per run (default 300)")
-    cmp.add_argument("--out", required=True, metavar="DIR", help="directory for the table and recordings (new or empty)")
-    cmp.add_argument("--record-every", type=int, default=0, metavar="K",
-                     help="record every K steps (default: about 100 records per run); step 0 and the last always")
-    cmp.add_argument("--threads", type=int, default=0,
-                     help="CPU threads for torch (default: every core but one; on a busy machine 1 is fastest)")
+    cmp.add_argument(
+        "--out", required=True, metavar="DIR", help="directory for the table and recordings (new or empty)"
+    )
+    cmp.add_argument(
+        "--record-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="record every K steps (default: about 100 records per run); step 0 and the last always",
+    )
+    cmp.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads for torch (default: every core but one; on a busy machine 1 is fastest)",
+    )
     cmp.add_argument("--overwrite", action="store_true", help="replace an earlier comparison in --out")
     cmp.add_argument("--quiet", action="store_true", help="no progress lines")
     defaults = TrainSettings()
@@ -74,13 +90,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         elif spec.choices is not None:
             group.add_argument(flag, choices=spec.choices, default=None, help=spec.help + note)
         else:
-            group.add_argument(flag, type=_TYPES[types[name]], default=None, metavar=name.upper(), help=spec.help + note)
-    group.add_argument("--size", type=int, default=None, metavar="D", help="matrix scenario: both --size-in and --size-out")
+            group.add_argument(
+                flag, type=_TYPES[types[name]], default=None, metavar=name.upper(), help=spec.help + note
+            )
+    group.add_argument(
+        "--size", type=int, default=None, metavar="D", help="matrix scenario: both --size-in and --size-out"
+    )
 
 
 def base_settings_from_args(args: argparse.Namespace) -> TrainSettings:
-    changes = {name: getattr(args, name) for name in SETTINGS_SPEC
-               if name != "method" and getattr(args, name, None) is not None}
+    changes = {
+        name: getattr(args, name)
+        for name in SETTINGS_SPEC
+        if name != "method" and getattr(args, name, None) is not None
+    }
     if getattr(args, "size", None) is not None:
         for name in ("size_in", "size_out"):
             if name in changes and changes[name] != args.size:
@@ -90,6 +113,7 @@ def base_settings_from_args(args: argparse.Namespace) -> TrainSettings:
 
 
 # ---- formatting --------------------------------------------------------------------------------------
+
 
 def fmt_bytes(n) -> str:
     """Decimal units: 896 B, 1.8 kB, 8.4 MB, 13.5 GB."""
@@ -129,33 +153,65 @@ def table_csv(rows: list[dict], columns) -> str:
 def table_markdown(snap, header: dict) -> str:
     """Table IX in spirit: method, what trains, what it costs here and on LLaMA-7B, how well it fits."""
     lines = [f"# Comparison: {header['scenario']} scenario, {header['steps']} steps, seed {header['seed']}", ""]
-    lines.append(f"Base: {header['base']}. Device: {header['device']}. Every run saw the same batches in the same "
-                 "order (unless its spec sets another seed or batch size).")
+    lines.append(
+        f"Base: {header['base']}. Device: {header['device']}. Every run saw the same batches in the same "
+        "order (unless its spec sets another seed or batch size)."
+    )
     lines.append("")
-    cols = ["run", "method", "trainable params", "share of the model", "storage (fp16)", "final train loss",
-            "final held-out loss", "steps/s", "LLaMA-7B params", "LLaMA-7B storage (fp16)"]
+    cols = [
+        "run",
+        "method",
+        "trainable params",
+        "share of the model",
+        "storage (fp16)",
+        "final train loss",
+        "final held-out loss",
+        "steps/s",
+        "LLaMA-7B params",
+        "LLaMA-7B storage (fp16)",
+    ]
     lines.append("| " + " | ".join(cols) + " |")
     lines.append("|" + "|".join(["---", "---"] + ["---:"] * (len(cols) - 2)) + "|")
     for r in snap.runs:
         held = _f(r.final_eval_loss)
         if r.fault:
             held += " (stopped)"
-        lines.append("| " + " | ".join([
-            f"`{r.label}`", r.method, f"{r.trainable_params:,}", f"{100 * r.share:.3g}%", fmt_bytes(r.storage_bytes),
-            _f(r.final_loss), held, f"{r.steps_per_second:.1f}", fmt_params(r.llama7b_trainable_params),
-            fmt_bytes(r.llama7b_storage_bytes)]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f"`{r.label}`",
+                    r.method,
+                    f"{r.trainable_params:,}",
+                    f"{100 * r.share:.3g}%",
+                    fmt_bytes(r.storage_bytes),
+                    _f(r.final_loss),
+                    held,
+                    f"{r.steps_per_second:.1f}",
+                    fmt_params(r.llama7b_trainable_params),
+                    fmt_bytes(r.llama7b_storage_bytes),
+                ]
+            )
+            + " |"
+        )
     lines.append("")
-    ranked = sorted((r for r in snap.runs if r.final_eval_loss is not None and not r.fault),
-                    key=lambda r: r.final_eval_loss)
+    ranked = sorted(
+        (r for r in snap.runs if r.final_eval_loss is not None and not r.fault), key=lambda r: r.final_eval_loss
+    )
     if ranked:
-        lines.append("Ranked by final held-out loss (lower is better): "
-                     + " < ".join(f"`{r.label}` ({r.final_eval_loss:.4f})" for r in ranked) + ".")
+        lines.append(
+            "Ranked by final held-out loss (lower is better): "
+            + " < ".join(f"`{r.label}` ({r.final_eval_loss:.4f})" for r in ranked)
+            + "."
+        )
         lines.append("")
     a = snap.analysis
     if a is not None and a.pairs:
         x, y = a.pairs[0]
-        lines.append(f"Subspace similarity (LoRA paper Fig. 3) of `{x}` and `{y}`, mean over modules of phi(1, 1) and "
-                     "of phi(i, i) at the smaller rank, against a random basis of the same size:")
+        lines.append(
+            f"Subspace similarity (LoRA paper Fig. 3) of `{x}` and `{y}`, mean over modules of phi(1, 1) and "
+            "of phi(i, i) at the smaller rank, against a random basis of the same size:"
+        )
         lines.append("")
         import numpy as np
 
@@ -166,43 +222,66 @@ def table_markdown(snap, header: dict) -> str:
         last = np.mean([m[k - 1, k - 1] for m in sims.values()])
         ctop = np.mean([m[0, 0] for m in ctrl.values()])
         clast = np.mean([m[k - 1, k - 1] for m in ctrl.values()])
-        lines.append(f"| pair | phi(1,1) | phi({k},{k}) |\n|---|---:|---:|\n| `{x}` vs `{y}` | {top:.3f} | {last:.3f} |\n"
-                     f"| `{x}` vs random | {ctop:.3f} | {clast:.3f} |")
+        lines.append(
+            f"| pair | phi(1,1) | phi({k},{k}) |\n|---|---:|---:|\n| `{x}` vs `{y}` | {top:.3f} | {last:.3f} |\n"
+            f"| `{x}` vs random | {ctop:.3f} | {clast:.3f} |"
+        )
         lines.append("")
     if a is not None and a.amplification:
-        lines.append("Amplification (LoRA paper Table 7), mean over modules: ||ΔW||_F / ||U^T W0 V||_F, and W0 "
-                     "projected onto ΔW's top-r directions, onto W0's own top-r and onto a random r-dim basis:")
+        lines.append(
+            "Amplification (LoRA paper Table 7), mean over modules: ||ΔW||_F / ||U^T W0 V||_F, and W0 "
+            "projected onto ΔW's top-r directions, onto W0's own top-r and onto a random r-dim basis:"
+        )
         lines.append("")
-        lines.append("| run | factor | ‖ΔW‖_F | ‖UᵀW0V‖_F (ΔW's) | W0's top-r | random |\n|---|---:|---:|---:|---:|---:|")
+        lines.append(
+            "| run | factor | ‖ΔW‖_F | ‖UᵀW0V‖_F (ΔW's) | W0's top-r | random |\n|---|---:|---:|---:|---:|---:|"
+        )
         import numpy as np
 
         for label, rows in a.amplification.items():
             if not rows:
                 continue
-            m = {k: float(np.mean([r[k] for r in rows])) for k in ("factor", "delta_fro", "proj_delta",
-                                                                   "proj_w0_top", "proj_random")}
-            lines.append(f"| `{label}` | {m['factor']:.2f} | {m['delta_fro']:.4g} | {m['proj_delta']:.4g} | "
-                         f"{m['proj_w0_top']:.4g} | {m['proj_random']:.4g} |")
+            m = {
+                k: float(np.mean([r[k] for r in rows]))
+                for k in ("factor", "delta_fro", "proj_delta", "proj_w0_top", "proj_random")
+            }
+            lines.append(
+                f"| `{label}` | {m['factor']:.2f} | {m['delta_fro']:.4g} | {m['proj_delta']:.4g} | "
+                f"{m['proj_w0_top']:.4g} | {m['proj_random']:.4g} |"
+            )
         lines.append("")
     if a is not None and a.intrinsic:
-        lines.append("LoRA against full fine-tuning on the same modules (the \"intrinsic rank\" picture), means over "
-                     "modules: the share of the full update's energy in its top r directions, its effective rank, "
-                     "and how much of LoRA's top-r subspace lies in the full update's top-r one:")
+        lines.append(
+            'LoRA against full fine-tuning on the same modules (the "intrinsic rank" picture), means over '
+            "modules: the share of the full update's energy in its top r directions, its effective rank, "
+            "and how much of LoRA's top-r subspace lies in the full update's top-r one:"
+        )
         lines.append("")
-        lines.append("| LoRA run | full run | r | full energy in top r | full effective rank | LoRA effective rank "
-                     "| overlap (out / in) |\n|---|---|---:|---:|---:|---:|---:|")
+        lines.append(
+            "| LoRA run | full run | r | full energy in top r | full effective rank | LoRA effective rank "
+            "| overlap (out / in) |\n|---|---|---:|---:|---:|---:|---:|"
+        )
         import numpy as np
 
         method = ""
         for (lo, fu), per in a.intrinsic.items():
             vals = list(per.values())
             method = vals[0]["full_method"]
-            mean = {k: float(np.mean([v[k] for v in vals])) for k in ("full_energy_top_r", "full_effective_rank",
-                                                                       "lora_effective_rank", "overlap_left",
-                                                                       "overlap_right")}
-            lines.append(f"| `{lo}` | `{fu}` | {vals[0]['rank']} | {100 * mean['full_energy_top_r']:.1f}% | "
-                         f"{mean['full_effective_rank']:.1f} | {mean['lora_effective_rank']:.2f} | "
-                         f"{mean['overlap_left']:.2f} / {mean['overlap_right']:.2f} |")
+            mean = {
+                k: float(np.mean([v[k] for v in vals]))
+                for k in (
+                    "full_energy_top_r",
+                    "full_effective_rank",
+                    "lora_effective_rank",
+                    "overlap_left",
+                    "overlap_right",
+                )
+            }
+            lines.append(
+                f"| `{lo}` | `{fu}` | {vals[0]['rank']} | {100 * mean['full_energy_top_r']:.1f}% | "
+                f"{mean['full_effective_rank']:.1f} | {mean['lora_effective_rank']:.2f} | "
+                f"{mean['overlap_left']:.2f} / {mean['overlap_right']:.2f} |"
+            )
         lines.append("")
         lines.append(f"Spectra: LoRA's exact from its factors; the full update's by {method}.")
         lines.append("")
@@ -221,6 +300,7 @@ def table_markdown(snap, header: dict) -> str:
 
 
 # ---- the command -----------------------------------------------------------------------------------
+
 
 class _Progress:
     """A progress line on stderr: redrawn in place on a terminal, one line per 10% otherwise."""
@@ -272,11 +352,15 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
         raise ValueError(f"out={str(out)!r} is a file: allowed a new or empty directory")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise ValueError(f"out={str(out)!r} is not empty: choose a new directory "
-                             "(or pass --overwrite to replace a comparison there)")
+            raise ValueError(
+                f"out={str(out)!r} is not empty: choose a new directory "
+                "(or pass --overwrite to replace a comparison there)"
+            )
         if not (out / MANIFEST).is_file():
-            raise ValueError(f"out={str(out)!r} holds no earlier comparison ({MANIFEST} is missing): "
-                             "--overwrite only replaces a comparison")
+            raise ValueError(
+                f"out={str(out)!r} holds no earlier comparison ({MANIFEST} is missing): "
+                "--overwrite only replaces a comparison"
+            )
         for name in ("table.csv", "table.md", "analysis.json", MANIFEST):
             (out / name).unlink(missing_ok=True)
         if (out / "runs").is_dir():
@@ -297,7 +381,7 @@ def run(args: argparse.Namespace, base_model=None) -> int:
         raise ValueError(f"threads={args.threads} is out of range: allowed 0 (automatic) or more")
     specs = unique_labels([parse_run_spec(t) for t in args.runs])
     for s in specs:
-        s.settings(base)                       # every spec is checked before any work
+        s.settings(base)  # every spec is checked before any work
     out = Path(args.out)
     _prepare_out(out, args.overwrite)
 
@@ -306,10 +390,9 @@ def run(args: argparse.Namespace, base_model=None) -> int:
     import torch
 
     from explorer.commands.run import record_bytes, record_every
+    from explorer.engine import device as devices
     from explorer.engine.compare import TABLE_COLUMNS, CompareRunner
     from explorer.engine.recording import RecordingWriter
-
-    from explorer.engine import device as devices
 
     torch.set_num_threads(args.threads or devices.worker_threads())
     runner = CompareRunner(base, specs, base_model=base_model)
@@ -318,24 +401,42 @@ def run(args: argparse.Namespace, base_model=None) -> int:
         r.trainer.eval_loss()
     firsts = [r.trainer.snapshot(ds, with_samples=True) for r in runner.runs]
     every = record_every(args.steps, args.record_every, max(record_bytes(s) for s in firsts))
-    command = "python -m explorer " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else \
-        "python -m explorer compare " + " ".join(f"--runs {t}" for t in args.runs)
+    command = (
+        "python -m explorer " + " ".join(sys.argv[1:])
+        if sys.argv[1:2] == ["compare"]
+        else "python -m explorer compare " + " ".join(f"--runs {t}" for t in args.runs)
+    )
     writers = []
-    for r, first in zip(runner.runs, firsts):
+    for r in runner.runs:
         t = r.trainer
-        config = {"settings": t.settings.to_dict(), "device": t.device_label(), "device_type": t.device.type,
-                  "base": t.scenario.info(), "steps": args.steps, "record_every": every, "sample_every": 0,
-                  "display_size": ds, "torch": torch.__version__, "python": platform.python_version(),
-                  "command": command,
-                  "compare": {"label": r.label, "spec": r.spec.text, "index": r.index, "runs": runner.labels}}
+        config = {
+            "settings": t.settings.to_dict(),
+            "device": t.device_label(),
+            "device_type": t.device.type,
+            "base": t.scenario.info(),
+            "steps": args.steps,
+            "record_every": every,
+            "sample_every": 0,
+            "display_size": ds,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "command": command,
+            "compare": {"label": r.label, "spec": r.spec.text, "index": r.index, "runs": runner.labels},
+        }
         writers.append(RecordingWriter(out / "runs" / r.label, config))
-    manifest = {"format": FORMAT, "version": 1, "base_settings": base.to_dict(), "steps": args.steps, "seed": base.seed,
-                "runs": [{"label": s.label, "spec": s.text, "dir": f"runs/{s.label}"} for s in specs],
-                "command": command, "record_every": every}
+    manifest = {
+        "format": FORMAT,
+        "version": 1,
+        "base_settings": base.to_dict(),
+        "steps": args.steps,
+        "seed": base.seed,
+        "runs": [{"label": s.label, "spec": s.text, "dir": f"runs/{s.label}"} for s in specs],
+        "command": command,
+        "record_every": every,
+    }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
     progress = _Progress(args.steps, args.quiet)
-    started = time.perf_counter()
     recorded_fault = set()
     status = 0
     try:
@@ -354,7 +455,7 @@ def run(args: argparse.Namespace, base_model=None) -> int:
             if k == args.steps:
                 break
             runner.step_round()
-            for i, (r, w) in enumerate(zip(runner.runs, writers)):
+            for r, w in zip(runner.runs, writers):
                 if r.fault is not None and r.label not in recorded_fault:
                     recorded_fault.add(r.label)
                     r.trainer.eval_loss()
@@ -372,8 +473,11 @@ def run(args: argparse.Namespace, base_model=None) -> int:
     finally:
         for r, w in zip(runner.runs, writers):
             r.trainer.save_state(w.dir / "state.safetensors")
-            w.finish(final_step=r.trainer.step, wall_seconds=r.trainer.clock.elapsed(),
-                     completed=r.fault is None and r.trainer.step == args.steps)
+            w.finish(
+                final_step=r.trainer.step,
+                wall_seconds=r.trainer.clock.elapsed(),
+                completed=r.fault is None and r.trainer.step == args.steps,
+            )
 
     runner.evaluate()
     snap = runner.snapshot(analysis=True)
@@ -381,24 +485,42 @@ def run(args: argparse.Namespace, base_model=None) -> int:
     (out / "table.csv").write_text(table_csv(rows, TABLE_COLUMNS))
     first = runner.runs[0].trainer
     info = first.scenario.info()
-    base_text = (f"the shipped byte-level Llama ({info.get('params', 0):,} parameters)" if info.get("kind") == "lm"
-                 else f"one {info.get('shape', ['?', '?'])[0]}x{info.get('shape', ['?', '?'])[1]} matrix, "
-                      f"target {info.get('target', '')}")
-    header = {"scenario": base.scenario, "steps": args.steps, "seed": base.seed, "base": base_text,
-              "device": first.device_label()}
+    base_text = (
+        f"the shipped byte-level Llama ({info.get('params', 0):,} parameters)"
+        if info.get("kind") == "lm"
+        else f"one {info.get('shape', ['?', '?'])[0]}x{info.get('shape', ['?', '?'])[1]} matrix, "
+        f"target {info.get('target', '')}"
+    )
+    header = {
+        "scenario": base.scenario,
+        "steps": args.steps,
+        "seed": base.seed,
+        "base": base_text,
+        "device": first.device_label(),
+    }
     (out / "table.md").write_text(table_markdown(snap, header))
     analysis = snap.analysis.to_json() if snap.analysis is not None else {}
-    analysis["runs"] = [{"label": r.label, "method": r.method, "rank": r.settings.get("rank") if "lora" in r.method
-                         else None, "seed": r.settings.get("seed")} for r in snap.runs]
+    analysis["runs"] = [
+        {
+            "label": r.label,
+            "method": r.method,
+            "rank": r.settings.get("rank") if "lora" in r.method else None,
+            "seed": r.settings.get("seed"),
+        }
+        for r in snap.runs
+    ]
     analysis["methods"] = {
         "similarity": "phi(i, j) = ||U_a[:, :i]^T U_b[:, :j]||_F^2 / min(i, j), U = right singular vectors of A "
-                      "(LoRA paper Sec. 7.2); control: run a's A against a random Gaussian matrix of run b's shape",
+        "(LoRA paper Sec. 7.2); control: run a's A against a random Gaussian matrix of run b's shape",
         "amplification": "factor = ||ΔW||_F / ||U^T W0 V||_F, U, V = ΔW's top-r singular vectors (Sec. 7.3); "
-                         "proj_w0_top: W0 onto its own top-r; proj_random: onto a random r-dim basis (seed 0)",
+        "proj_w0_top: W0 onto its own top-r; proj_random: onto a random r-dim basis (seed 0)",
         "intrinsic": "LoRA ΔW spectrum exact from the factors; the full update ΔW = W - W0 by the method in "
-                     "full_method"}
+        "full_method",
+    }
     (out / "analysis.json").write_text(json.dumps(analysis, indent=1))
     if not args.quiet:
-        sys.stderr.write(f"wrote {out / 'table.csv'}, {out / 'table.md'}, {out / 'analysis.json'} and "
-                         f"{len(writers)} recordings under {out / 'runs'}\n")
+        sys.stderr.write(
+            f"wrote {out / 'table.csv'}, {out / 'table.md'}, {out / 'analysis.json'} and "
+            f"{len(writers)} recordings under {out / 'runs'}\n"
+        )
     return status

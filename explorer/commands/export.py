@@ -12,12 +12,19 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", metavar="RECORDING_OR_SAVED_STATE",
-                        help="a recording directory (holding state.safetensors) or a saved state file")
+    parser.add_argument(
+        "source",
+        metavar="RECORDING_OR_SAVED_STATE",
+        help="a recording directory (holding state.safetensors) or a saved state file",
+    )
     parser.add_argument("--out", metavar="DIR", required=True, help="output directory for adapter/ and base/")
-    parser.add_argument("--base", metavar="DIR", default=None,
-                        help="the HF Llama base the run trained on (default: the one recorded with the run, "
-                             "else the shipped base model)")
+    parser.add_argument(
+        "--base",
+        metavar="DIR",
+        default=None,
+        help="the HF Llama base the run trained on (default: the one recorded with the run, "
+        "else the shipped base model)",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing DIR/adapter and DIR/base")
 
 

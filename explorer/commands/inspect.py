@@ -13,11 +13,13 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("adapter", metavar="DIR",
-                        help="a PEFT adapter directory (adapter_config.json + adapter_model.safetensors)")
+    parser.add_argument(
+        "adapter", metavar="DIR", help="a PEFT adapter directory (adapter_config.json + adapter_model.safetensors)"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    parser.add_argument("--base", metavar="DIR", default=None,
-                        help="the HF Llama base model directory, for amplification factors")
+    parser.add_argument(
+        "--base", metavar="DIR", default=None, help="the HF Llama base model directory, for amplification factors"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

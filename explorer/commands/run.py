@@ -20,9 +20,9 @@ import time
 from explorer.engine.settings import SETTINGS_SPEC, TrainSettings
 
 MAX_AUTO_RECORDS = 100
-LIVE_ONLY = ("speed", "snapshot_hz")   # settings of the live app only: a headless run records by step
+LIVE_ONLY = ("speed", "snapshot_hz")  # settings of the live app only: a headless run records by step
 MIN_AUTO_RECORDS = 10
-AUTO_RECORDING_BYTES = 25_000_000   # the automatic --record-every aims at a recording about this size
+AUTO_RECORDING_BYTES = 25_000_000  # the automatic --record-every aims at a recording about this size
 _TYPES = {"int": int, "float": float, "str": str}
 
 
@@ -56,11 +56,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + name.replace("_", "-")
         default = getattr(defaults, name)
-        note = f" [{spec.kind}; default {default if not isinstance(default, tuple) else ','.join(default)}" \
-               f"{_allowed(spec) if name != 'targets' else ''}]"
+        note = (
+            f" [{spec.kind}; default {default if not isinstance(default, tuple) else ','.join(default)}"
+            f"{_allowed(spec) if name != 'targets' else ''}]"
+        )
         if name == "targets":
-            group.add_argument(flag, type=_csv, default=None, metavar="T1,T2",
-                               help=spec.help + " (comma-separated: " + ",".join(spec.choices) + ")" + note)
+            group.add_argument(
+                flag,
+                type=_csv,
+                default=None,
+                metavar="T1,T2",
+                help=spec.help + " (comma-separated: " + ",".join(spec.choices) + ")" + note,
+            )
         elif name == "layers":
             group.add_argument(flag, type=_layers, default=None, metavar="I,J|all", help=spec.help + note)
         elif field_types[name] == "bool":
@@ -68,18 +75,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         elif spec.choices is not None:
             group.add_argument(flag, choices=spec.choices, default=None, help=spec.help + note)
         else:
-            group.add_argument(flag, type=_TYPES[field_types[name]], default=None, metavar=name.upper(),
-                               help=spec.help + note)
-    group.add_argument("--size", type=int, default=None, metavar="D",
-                       help="matrix scenario: sets both --size-in and --size-out")
+            group.add_argument(
+                flag, type=_TYPES[field_types[name]], default=None, metavar=name.upper(), help=spec.help + note
+            )
+    group.add_argument(
+        "--size", type=int, default=None, metavar="D", help="matrix scenario: sets both --size-in and --size-out"
+    )
     run = parser.add_argument_group("the run")
     run.add_argument("--steps", type=int, default=300, help="updates to train (default 300)")
     run.add_argument("--out", required=True, metavar="DIR", help="directory for the recording (new or empty)")
-    run.add_argument("--record-every", type=int, default=0, metavar="K",
-                     help=f"record every K steps (default: about {MAX_AUTO_RECORDS} records per run); "
-                          "step 0 and the last step are always recorded")
-    run.add_argument("--sample-every", type=int, default=0, metavar="K",
-                     help="lm scenario: also generate samples every K steps (default: at step 0 and the last step only)")
+    run.add_argument(
+        "--record-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help=f"record every K steps (default: about {MAX_AUTO_RECORDS} records per run); "
+        "step 0 and the last step are always recorded",
+    )
+    run.add_argument(
+        "--sample-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="lm scenario: also generate samples every K steps (default: at step 0 and the last step only)",
+    )
     run.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: all cores)")
     run.add_argument("--overwrite", action="store_true", help="replace a recording already in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -160,8 +179,10 @@ class Progress:
         bar = "#" * int(frac * width) + "." * (width - int(frac * width))
         rate = step / elapsed if elapsed > 0 else 0.0
         eta = (self.total - step) / rate if rate > 0 else float("nan")
-        text = (f"[{bar}] {step}/{self.total}  loss {_fmt(loss)}  held-out {_fmt(eval_loss)}  "
-                f"{rate:.1f} steps/s  {_clock(elapsed)} elapsed, {_clock(eta)} left")
+        text = (
+            f"[{bar}] {step}/{self.total}  loss {_fmt(loss)}  held-out {_fmt(eval_loss)}  "
+            f"{rate:.1f} steps/s  {_clock(elapsed)} elapsed, {_clock(eta)} left"
+        )
         if self.tty:
             self.stream.write("\r" + text)
         else:
@@ -189,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.steps < 0:
         raise ValueError(f"steps={args.steps} is out of range: allowed 0 or more")
-    record_every(args.steps, args.record_every)       # a bad value fails before any work
+    record_every(args.steps, args.record_every)  # a bad value fails before any work
     if args.sample_every < 0:
         raise ValueError(f"sample-every={args.sample_every} is out of range: allowed 0 or more")
 
@@ -206,11 +227,19 @@ def run(args: argparse.Namespace) -> int:
     trainer.eval_loss()
     first = trainer.snapshot(settings.display_size, with_samples=True)
     every = record_every(args.steps, args.record_every, record_bytes(first))
-    config = {"settings": settings.to_dict(), "device": trainer.device_label(), "device_type": trainer.device.type,
-              "base": trainer.scenario.info(), "steps": args.steps, "record_every": every,
-              "sample_every": args.sample_every, "display_size": settings.display_size,
-              "torch": torch.__version__, "python": platform.python_version(),
-              "command": "python -m explorer " + " ".join(sys.argv[1:])}
+    config = {
+        "settings": settings.to_dict(),
+        "device": trainer.device_label(),
+        "device_type": trainer.device.type,
+        "base": trainer.scenario.info(),
+        "steps": args.steps,
+        "record_every": every,
+        "sample_every": args.sample_every,
+        "display_size": settings.display_size,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "command": "python -m explorer " + " ".join(sys.argv[1:]),
+    }
     writer = RecordingWriter(args.out, config, overwrite=args.overwrite)
     progress = Progress(args.steps, quiet=args.quiet)
     started = time.perf_counter()
@@ -244,9 +273,11 @@ def run(args: argparse.Namespace) -> int:
         progress.done()
     finally:
         trainer.save_state(writer.dir / "state.safetensors")
-        writer.finish(final_step=trainer.step, wall_seconds=time.perf_counter() - started,
-                      completed=status == 0 and trainer.step == args.steps)
+        writer.finish(
+            final_step=trainer.step,
+            wall_seconds=time.perf_counter() - started,
+            completed=status == 0 and trainer.step == args.steps,
+        )
     if not args.quiet:
-        sys.stderr.write(f"recorded {writer.records} steps to {writer.dir} "
-                         f"({writer.bytes_written / 1e6:.1f} MB)\n")
+        sys.stderr.write(f"recorded {writer.records} steps to {writer.dir} ({writer.bytes_written / 1e6:.1f} MB)\n")
     return status

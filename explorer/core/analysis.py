@@ -42,9 +42,9 @@ def _f32(x: torch.Tensor) -> torch.Tensor:
 
 # --- spectra ------------------------------------------------------------------------------------
 
+
 @torch.no_grad()
-def spectrum_from_factors(A: torch.Tensor, B: torch.Tensor, scaling: float = 1.0,
-                          vectors: bool = False) -> Spectrum:
+def spectrum_from_factors(A: torch.Tensor, B: torch.Tensor, scaling: float = 1.0, vectors: bool = False) -> Spectrum:
     """Spectrum of ΔW = scaling · B @ A without forming ΔW (A: (r, in), B: (out, r)).
 
     With B = Qb Rb and A^T = Qa Ra (reduced QR), ΔW = Qb (scaling · Rb Ra^T) Qa^T, and Qb, Qa have
@@ -57,12 +57,13 @@ def spectrum_from_factors(A: torch.Tensor, B: torch.Tensor, scaling: float = 1.0
     columns (the most a rank-r product of that shape can use) and satisfy ΔW = U diag(values[:k]) V^T.
     """
     if A.ndim != 2 or B.ndim != 2 or A.shape[0] != B.shape[1]:
-        raise ValueError(f"factor shapes A={tuple(A.shape)} (r, in) and B={tuple(B.shape)} (out, r) "
-                         "do not fit together")
+        raise ValueError(
+            f"factor shapes A={tuple(A.shape)} (r, in) and B={tuple(B.shape)} (out, r) do not fit together"
+        )
     r = A.shape[0]
     A32, B32 = _f32(A), _f32(B)
-    Qb, Rb = torch.linalg.qr(B32)        # Qb (out, kb), Rb (kb, r), kb = min(out, r)
-    Qa, Ra = torch.linalg.qr(A32.T)      # Qa (in, ka),  Ra (ka, r), ka = min(in, r)
+    Qb, Rb = torch.linalg.qr(B32)  # Qb (out, kb), Rb (kb, r), kb = min(out, r)
+    Qa, Ra = torch.linalg.qr(A32.T)  # Qa (in, ka),  Ra (ka, r), ka = min(in, r)
     core = float(scaling) * (Rb @ Ra.T)  # (kb, ka)
     if vectors:
         Uc, s, Vhc = torch.linalg.svd(core, full_matrices=False)
@@ -92,8 +93,9 @@ def _lowrank_svdvals(W: torch.Tensor, q: int, niter: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def dense_spectrum(W: torch.Tensor, method: str = "auto", q: int = LOWRANK_Q,
-                   niter: int = LOWRANK_NITER) -> tuple[torch.Tensor, str]:
+def dense_spectrum(
+    W: torch.Tensor, method: str = "auto", q: int = LOWRANK_Q, niter: int = LOWRANK_NITER
+) -> tuple[torch.Tensor, str]:
     """Singular values of a dense update (full fine-tuning), and a description of how they were got.
 
     method: "exact" (`torch.linalg.svdvals`, all min(out, in) values), "lowrank" (randomized
@@ -111,18 +113,20 @@ def dense_spectrum(W: torch.Tensor, method: str = "auto", q: int = LOWRANK_Q,
     if method == "exact" or q >= n:
         return torch.linalg.svdvals(W32), f"exact svdvals, all {n} values"
     s = _lowrank_svdvals(W32, q, niter)
-    return s, (f"randomized svd_lowrank, top {q} of {n} values "
-               f"(q={q}+{LOWRANK_OVERSAMPLE} oversampling, {niter} power iterations)")
+    return s, (
+        f"randomized svd_lowrank, top {q} of {n} values "
+        f"(q={q}+{LOWRANK_OVERSAMPLE} oversampling, {niter} power iterations)"
+    )
 
 
 # --- summary figures of a spectrum --------------------------------------------------------------
+
 
 def cumulative_energy(values: torch.Tensor) -> torch.Tensor:
     """cumsum(s^2) / sum(s^2); all zeros for an all-zero spectrum (no NaN)."""
     e = _f32(values).square()
     total = e.sum()
-    return torch.where(total > 0, e.cumsum(0) / total.clamp_min(torch.finfo(e.dtype).tiny),
-                       torch.zeros_like(e))
+    return torch.where(total > 0, e.cumsum(0) / total.clamp_min(torch.finfo(e.dtype).tiny), torch.zeros_like(e))
 
 
 def energy_top_k(values: torch.Tensor, k: int) -> torch.Tensor:
@@ -150,8 +154,7 @@ def stable_rank(values: torch.Tensor) -> torch.Tensor:
     """||M||_F^2 / ||M||_2^2 = sum(s^2) / max(s)^2; 0 for an all-zero spectrum."""
     s2 = _f32(values).square()
     top = s2.max() if s2.numel() else s2.new_zeros(())
-    return torch.where(top > 0, s2.sum() / top.clamp_min(torch.finfo(s2.dtype).tiny),
-                       torch.zeros_like(top))
+    return torch.where(top > 0, s2.sum() / top.clamp_min(torch.finfo(s2.dtype).tiny), torch.zeros_like(top))
 
 
 def spectrum_summary(values: torch.Tensor) -> dict[str, float]:
@@ -170,13 +173,26 @@ def spectrum_summary(values: torch.Tensor) -> dict[str, float]:
     tol = top * n * torch.finfo(torch.float32).eps
     cum = cumulative_energy(s)
     ks = (1, 2, 4, 8, 16)
-    figures = torch.stack([
-        s.square().sum().sqrt(), top, s.abs().sum(), effective_rank(s), stable_rank(s),
-        ((s > tol) & (top > 0)).sum().to(torch.float32),
-        *[cum[min(k, n) - 1] for k in ks],
-    ]).tolist()
-    names = ["fro_norm", "spectral_norm", "nuclear_norm", "effective_rank", "stable_rank",
-             "numerical_rank", *[f"energy_top{k}" for k in ks]]
+    figures = torch.stack(
+        [
+            s.square().sum().sqrt(),
+            top,
+            s.abs().sum(),
+            effective_rank(s),
+            stable_rank(s),
+            ((s > tol) & (top > 0)).sum().to(torch.float32),
+            *[cum[min(k, n) - 1] for k in ks],
+        ]
+    ).tolist()
+    names = [
+        "fro_norm",
+        "spectral_norm",
+        "nuclear_norm",
+        "effective_rank",
+        "stable_rank",
+        "numerical_rank",
+        *[f"energy_top{k}" for k in ks],
+    ]
     out = dict(zip(names, figures))
     out["numerical_rank"] = int(out["numerical_rank"])
     out["count"] = n
@@ -184,6 +200,7 @@ def spectrum_summary(values: torch.Tensor) -> dict[str, float]:
 
 
 # --- pooling for heatmaps -----------------------------------------------------------------------
+
 
 def _pool_size(shape: tuple[int, int], rows: int, cols: int) -> tuple[int, int]:
     if rows < 1 or cols < 1:
@@ -213,8 +230,9 @@ def pool_matrix(M: torch.Tensor, rows: int, cols: int, mode: str = "mean") -> to
 
 
 @torch.no_grad()
-def pooled_delta(A: torch.Tensor, B: torch.Tensor, scaling: float, rows: int, cols: int,
-                 mode: str = "mean") -> torch.Tensor:
+def pooled_delta(
+    A: torch.Tensor, B: torch.Tensor, scaling: float, rows: int, cols: int, mode: str = "mean"
+) -> torch.Tensor:
     """pool_matrix(scaling · B @ A, rows, cols, mode), without forming ΔW for mode "mean".
 
     A block mean of a product factorises: for a row block I and a column block J,
@@ -224,19 +242,21 @@ def pooled_delta(A: torch.Tensor, B: torch.Tensor, scaling: float, rows: int, co
     instead of O(out·in·r). "maxabs" has no such identity and forms ΔW densely.
     """
     if A.ndim != 2 or B.ndim != 2 or A.shape[0] != B.shape[1]:
-        raise ValueError(f"factor shapes A={tuple(A.shape)} (r, in) and B={tuple(B.shape)} (out, r) "
-                         "do not fit together")
+        raise ValueError(
+            f"factor shapes A={tuple(A.shape)} (r, in) and B={tuple(B.shape)} (out, r) do not fit together"
+        )
     if mode == "maxabs":
         return pool_matrix(float(scaling) * (_f32(B) @ _f32(A)), rows, cols, "maxabs")
     if mode != "mean":
         raise ValueError(f"mode={mode!r} is not one of mean, maxabs")
     r_out, c_out = _pool_size((B.shape[0], A.shape[1]), rows, cols)
     Bp = F.adaptive_avg_pool1d(_f32(B).T[None], r_out)[0].T  # (r_out, r): row-block means of B
-    Ap = F.adaptive_avg_pool1d(_f32(A)[None], c_out)[0]      # (r, c_out): column-block means of A
+    Ap = F.adaptive_avg_pool1d(_f32(A)[None], c_out)[0]  # (r, c_out): column-block means of A
     return float(scaling) * (Bp @ Ap)
 
 
 # --- analyses from the LoRA paper (Hu et al. 2021, Section 7) -------------------------------------
+
 
 @torch.no_grad()
 def subspace_similarity(A1: torch.Tensor, A2: torch.Tensor) -> torch.Tensor:
@@ -248,11 +268,10 @@ def subspace_similarity(A1: torch.Tensor, A2: torch.Tensor) -> torch.Tensor:
     prefix sum of M**2.
     """
     if A1.ndim != 2 or A2.ndim != 2 or A1.shape[1] != A2.shape[1]:
-        raise ValueError(f"A1 {tuple(A1.shape)} and A2 {tuple(A2.shape)} must be (r, in) "
-                         "with the same in")
+        raise ValueError(f"A1 {tuple(A1.shape)} and A2 {tuple(A2.shape)} must be (r, in) with the same in")
     _, _, Vh1 = torch.linalg.svd(_f32(A1), full_matrices=False)
     _, _, Vh2 = torch.linalg.svd(_f32(A2), full_matrices=False)
-    M2 = (Vh1 @ Vh2.T).square()                 # (k1, k2), k = min(r, in)
+    M2 = (Vh1 @ Vh2.T).square()  # (k1, k2), k = min(r, in)
     block = M2.cumsum(0).cumsum(1)
     i = torch.arange(1, M2.shape[0] + 1, device=M2.device, dtype=M2.dtype)
     j = torch.arange(1, M2.shape[1] + 1, device=M2.device, dtype=M2.dtype)
@@ -267,8 +286,9 @@ def _random_orthonormal(n: int, r: int, generator: torch.Generator, device) -> t
 
 
 @torch.no_grad()
-def amplification(W0: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scaling: float,
-                  generator: torch.Generator | None = None) -> dict[str, float]:
+def amplification(
+    W0: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scaling: float, generator: torch.Generator | None = None
+) -> dict[str, float]:
     """How much ΔW amplifies directions of W0 (LoRA paper Sec. 7.3, Table 7). Python floats.
 
     U, V are ΔW's top-r singular vectors (r = the factors' rank, from the factors). Returns
@@ -294,8 +314,14 @@ def amplification(W0: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scaling: f
     Ur = _random_orthonormal(W.shape[0], k, generator, W.device)
     Vr = _random_orthonormal(W.shape[1], k, generator, W.device)
     proj_random = torch.linalg.matrix_norm(Ur.T @ W @ Vr)
-    d, p, t, rnd, w = torch.stack([delta_fro, proj_delta, proj_top, proj_random,
-                                   torch.linalg.matrix_norm(W)]).tolist()
+    d, p, t, rnd, w = torch.stack([delta_fro, proj_delta, proj_top, proj_random, torch.linalg.matrix_norm(W)]).tolist()
     factor = d / p if p > 0 else (0.0 if d == 0 else math.inf)
-    return {"rank": k, "delta_fro": d, "w0_fro": w, "proj_delta": p, "proj_w0_top": t,
-            "proj_random": rnd, "factor": factor}
+    return {
+        "rank": k,
+        "delta_fro": d,
+        "w0_fro": w,
+        "proj_delta": p,
+        "proj_w0_top": t,
+        "proj_random": rnd,
+        "factor": factor,
+    }

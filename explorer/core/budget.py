@@ -16,15 +16,36 @@ MB = 1_000_000  # storage is quoted in decimal megabytes, as in the papers (8.4 
 
 # Published Hugging Face configs (meta-llama/Llama-2-7b-hf etc.; LLaMA-1 7B/13B share the shapes).
 PRESETS: dict[str, LlamaConfig] = {
-    "llama-7b": LlamaConfig(vocab_size=32000, hidden_size=4096, intermediate_size=11008,
-                            num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
-                            max_position_embeddings=4096, rms_norm_eps=1e-5),
-    "llama-13b": LlamaConfig(vocab_size=32000, hidden_size=5120, intermediate_size=13824,
-                             num_hidden_layers=40, num_attention_heads=40, num_key_value_heads=40,
-                             max_position_embeddings=4096, rms_norm_eps=1e-5),
-    "llama-2-70b": LlamaConfig(vocab_size=32000, hidden_size=8192, intermediate_size=28672,
-                               num_hidden_layers=80, num_attention_heads=64, num_key_value_heads=8,
-                               max_position_embeddings=4096, rms_norm_eps=1e-5),
+    "llama-7b": LlamaConfig(
+        vocab_size=32000,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+    ),
+    "llama-13b": LlamaConfig(
+        vocab_size=32000,
+        hidden_size=5120,
+        intermediate_size=13824,
+        num_hidden_layers=40,
+        num_attention_heads=40,
+        num_key_value_heads=40,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+    ),
+    "llama-2-70b": LlamaConfig(
+        vocab_size=32000,
+        hidden_size=8192,
+        intermediate_size=28672,
+        num_hidden_layers=80,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+    ),
 }
 
 ATTENTION_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -42,8 +63,15 @@ def module_shapes(config: LlamaConfig) -> dict[str, tuple[int, int]]:
     c, i = config.hidden_size, config.intermediate_size
     q = config.num_attention_heads * config.head_dim
     kv = config.num_key_value_heads * config.head_dim
-    return {"q_proj": (q, c), "k_proj": (kv, c), "v_proj": (kv, c), "o_proj": (c, q),
-            "gate_proj": (i, c), "up_proj": (i, c), "down_proj": (c, i)}
+    return {
+        "q_proj": (q, c),
+        "k_proj": (kv, c),
+        "v_proj": (kv, c),
+        "o_proj": (c, q),
+        "gate_proj": (i, c),
+        "up_proj": (i, c),
+        "down_proj": (c, i),
+    }
 
 
 def module_path(target: str, layer: int) -> str:
@@ -74,11 +102,11 @@ class Budget:
     method: str
     trainable_params: int
     base_params: int
-    total_params: int            # base + adapter parameters (the base itself for "full")
-    share: float                 # trainable / base
-    storage_bytes_fp16: int      # the trainable weights as saved in fp16 / bf16
+    total_params: int  # base + adapter parameters (the base itself for "full")
+    share: float  # trainable / base
+    storage_bytes_fp16: int  # the trainable weights as saved in fp16 / bf16
     storage_bytes_fp32: int
-    optimizer_bytes: int         # Adam: 2 fp32 moments + 1 fp32 gradient = 12 bytes per trainable param
+    optimizer_bytes: int  # Adam: 2 fp32 moments + 1 fp32 gradient = 12 bytes per trainable param
     breakdown: dict[str, dict] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
 
@@ -100,10 +128,17 @@ def _rank_for(name: str, rank: int, rank_pattern: dict | None) -> tuple[int, str
     return rank, "rank"
 
 
-def compute_budget(config: LlamaConfig, method: str, rank: int = 8,
-                   targets: tuple[str, ...] | list[str] | str = ("q_proj", "v_proj"),
-                   layers: list[int] | None = None, prefix_len: int = 10, prefix_layers: int = 30,
-                   gate_shape: str = "head", rank_pattern: dict[str, int] | None = None) -> Budget:
+def compute_budget(
+    config: LlamaConfig,
+    method: str,
+    rank: int = 8,
+    targets: tuple[str, ...] | list[str] | str = ("q_proj", "v_proj"),
+    layers: list[int] | None = None,
+    prefix_len: int = 10,
+    prefix_layers: int = 30,
+    gate_shape: str = "head",
+    rank_pattern: dict[str, int] | None = None,
+) -> Budget:
     """Price a PEFT setting on `config`.
 
     method: "lora" (rank, targets, layers = layers_to_transform or None for all, rank_pattern as in
@@ -148,11 +183,15 @@ def compute_budget(config: LlamaConfig, method: str, rank: int = 8,
                 _check_range(setting, r, 1, min(in_f, out_f), f" for {t} ({out_f}x{in_f})")
                 params += r * (in_f + out_f)
                 ranks.add(r)
-            breakdown[t] = {"shape": [out_f, in_f], "layers": len(layer_ids),
-                            "rank": ranks.pop() if len(ranks) == 1 else sorted(ranks),
-                            "params": params}
-        settings.update(rank=rank, targets=targets, layers=None if layers is None else layer_ids,
-                        rank_pattern=rank_pattern or None)
+            breakdown[t] = {
+                "shape": [out_f, in_f],
+                "layers": len(layer_ids),
+                "rank": ranks.pop() if len(ranks) == 1 else sorted(ranks),
+                "params": params,
+            }
+        settings.update(
+            rank=rank, targets=targets, layers=None if layers is None else layer_ids, rank_pattern=rank_pattern or None
+        )
 
     if method in ("prefix", "lora+prefix"):
         if prefix_len < 1:
@@ -162,10 +201,14 @@ def compute_budget(config: LlamaConfig, method: str, rank: int = 8,
             raise ValueError(f"gate_shape={gate_shape!r} is unknown: allowed {', '.join(GATE_SHAPES)}")
         gates = config.num_attention_heads if gate_shape == "head" else 1
         prompt = prefix_layers * prefix_len * config.hidden_size
-        breakdown["prefix"] = {"layers": prefix_layers, "prefix_len": prefix_len,
-                               "hidden": config.hidden_size,
-                               "prompt_params": prompt, "gate_params": prefix_layers * gates,
-                               "params": prompt + prefix_layers * gates}
+        breakdown["prefix"] = {
+            "layers": prefix_layers,
+            "prefix_len": prefix_len,
+            "hidden": config.hidden_size,
+            "prompt_params": prompt,
+            "gate_params": prefix_layers * gates,
+            "params": prompt + prefix_layers * gates,
+        }
         settings.update(prefix_len=prefix_len, prefix_layers=prefix_layers, gate_shape=gate_shape)
 
     if method == "full":
@@ -175,11 +218,18 @@ def compute_budget(config: LlamaConfig, method: str, rank: int = 8,
     else:
         trainable = sum(part["params"] for part in breakdown.values())
         total = base + trainable
-    return Budget(method=method, trainable_params=trainable, base_params=base, total_params=total,
-                  share=trainable / base, storage_bytes_fp16=2 * trainable,
-                  storage_bytes_fp32=4 * trainable,
-                  optimizer_bytes=OPTIMIZER_BYTES_PER_PARAM * trainable,
-                  breakdown=breakdown, settings=settings)
+    return Budget(
+        method=method,
+        trainable_params=trainable,
+        base_params=base,
+        total_params=total,
+        share=trainable / base,
+        storage_bytes_fp16=2 * trainable,
+        storage_bytes_fp32=4 * trainable,
+        optimizer_bytes=OPTIMIZER_BYTES_PER_PARAM * trainable,
+        breakdown=breakdown,
+        settings=settings,
+    )
 
 
 def format_bytes(n: int) -> str:
@@ -199,28 +249,28 @@ def format_budget(budget: Budget, model_name: str | None = None) -> str:
         if s["rank_pattern"]:
             what += f", rank_pattern {s['rank_pattern']}"
     if "prefix_len" in s:
-        what += (f", K={s['prefix_len']} prompt vectors on the top {s['prefix_layers']} layers, "
-                 f"gates per {s['gate_shape']}")
+        what += (
+            f", K={s['prefix_len']} prompt vectors on the top {s['prefix_layers']} layers, gates per {s['gate_shape']}"
+        )
     lines = []
     if model_name:
         lines.append(f"model       {model_name} ({budget.base_params:,} parameters)")
     lines += [
         f"method      {what}",
-        f"trainable   {budget.trainable_params:,} parameters "
-        f"({100 * budget.share:.4g}% of {budget.base_params:,})",
+        f"trainable   {budget.trainable_params:,} parameters ({100 * budget.share:.4g}% of {budget.base_params:,})",
         f"total       {budget.total_params:,} parameters (base + adapters)",
-        f"storage     {format_bytes(budget.storage_bytes_fp16)} fp16, "
-        f"{format_bytes(budget.storage_bytes_fp32)} fp32",
+        f"storage     {format_bytes(budget.storage_bytes_fp16)} fp16, {format_bytes(budget.storage_bytes_fp32)} fp32",
         f"optimizer   {format_bytes(budget.optimizer_bytes)} "
         f"(Adam: 2 fp32 moments + fp32 gradient per trainable parameter)",
     ]
     for name, part in budget.breakdown.items():
         if name == "prefix":
-            lines.append(f"  prefix     {part['layers']} layers x {part['prefix_len']} x {part['hidden']} "
-                         f"= {part['prompt_params']:,} + {part['gate_params']:,} gates "
-                         f"= {part['params']:,}")
+            lines.append(
+                f"  prefix     {part['layers']} layers x {part['prefix_len']} x {part['hidden']} "
+                f"= {part['prompt_params']:,} + {part['gate_params']:,} gates "
+                f"= {part['params']:,}"
+            )
         elif name != "full":
             out_f, in_f = part["shape"]
-            lines.append(f"  {name:<10} {out_f}x{in_f} x {part['layers']} layers, r={part['rank']}: "
-                         f"{part['params']:,}")
+            lines.append(f"  {name:<10} {out_f}x{in_f} x {part['layers']} layers, r={part['rank']}: {part['params']:,}")
     return "\n".join(lines)

@@ -32,10 +32,19 @@ import torch
 
 from explorer.core.state_file import TrainedState, load_state
 
-EXPORTABLE = ("LoRA (plain, rsLoRA or DoRA, any init including PiSSA) in the lm scenario, or prefix "
-              "tuning with gate shape 'layer' and gate function 'identity' (PEFT AdaptionPrompt)")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                   "vocab.json", "merges.txt", "generation_config.json")
+EXPORTABLE = (
+    "LoRA (plain, rsLoRA or DoRA, any init including PiSSA) in the lm scenario, or prefix "
+    "tuning with gate shape 'layer' and gate function 'identity' (PEFT AdaptionPrompt)"
+)
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "generation_config.json",
+)
 BASE_KEYS = ("base_model_dir", "base_model", "base")
 
 
@@ -44,15 +53,17 @@ class ExportResult:
     out: Path
     adapter_dir: Path
     base_dir: Path
-    peft_type: str          # "LORA" or "ADAPTION_PROMPT"
-    modules: list[str]      # LoRA module paths, or the prompt layers' attention paths
+    peft_type: str  # "LORA" or "ADAPTION_PROMPT"
+    modules: list[str]  # LoRA module paths, or the prompt layers' attention paths
     step: int
-    base_source: str        # where the base came from
+    base_source: str  # where the base came from
 
     def summary(self) -> str:
         what = f"{len(self.modules)} LoRA modules" if self.peft_type == "LORA" else f"{len(self.modules)} prompt layers"
-        return (f"exported step {self.step} as a PEFT {self.peft_type} adapter ({what}) to {self.adapter_dir}\n"
-                f"base model (trained on: {self.base_source}) to {self.base_dir}")
+        return (
+            f"exported step {self.step} as a PEFT {self.peft_type} adapter ({what}) to {self.adapter_dir}\n"
+            f"base model (trained on: {self.base_source}) to {self.base_dir}"
+        )
 
 
 def _settings_dict(settings) -> dict:
@@ -65,14 +76,20 @@ def export_problem(settings) -> str | None:
     s = _settings_dict(settings)
     scenario, method = s.get("scenario", "lm"), s.get("method", "lora")
     if scenario != "lm":
-        return (f"the {scenario!r} scenario trains a single matrix, not a language model, so there is nothing "
-                f"PEFT could load it into; what exports: {EXPORTABLE}")
+        return (
+            f"the {scenario!r} scenario trains a single matrix, not a language model, so there is nothing "
+            f"PEFT could load it into; what exports: {EXPORTABLE}"
+        )
     if method == "full":
-        return ("full fine-tuning changes every weight and is not an adapter, so PEFT cannot hold it; "
-                f"what exports: {EXPORTABLE}")
+        return (
+            "full fine-tuning changes every weight and is not an adapter, so PEFT cannot hold it; "
+            f"what exports: {EXPORTABLE}"
+        )
     if method == "lora+prefix":
-        return ("a PEFT adapter holds one method, and this run trained LoRA and a prefix together; "
-                f"what exports: {EXPORTABLE}")
+        return (
+            "a PEFT adapter holds one method, and this run trained LoRA and a prefix together; "
+            f"what exports: {EXPORTABLE}"
+        )
     if method == "prefix":
         why = []
         if s.get("gate_shape", "head") != "layer":
@@ -80,8 +97,9 @@ def export_problem(settings) -> str | None:
         if s.get("gate_fn", "tanh") != "identity":
             why.append("its gate goes through tanh and AdaptionPrompt applies its gate as is")
         if why:
-            return (f"this prefix run cannot be expressed as a PEFT adapter: {'; '.join(why)}; what exports: "
-                    f"{EXPORTABLE}")
+            return (
+                f"this prefix run cannot be expressed as a PEFT adapter: {'; '.join(why)}; what exports: {EXPORTABLE}"
+            )
         return None
     if method == "lora":
         return None
@@ -95,6 +113,7 @@ def check_exportable(settings) -> None:
 
 
 # --- rebuilding the trained model ----------------------------------------------------------
+
 
 def _load_source(source) -> tuple[TrainedState, Path | None]:
     if isinstance(source, TrainedState):
@@ -127,7 +146,7 @@ def _recorded_base(state: TrainedState, path: Path | None) -> tuple[str | None, 
                 value = cfg.get(key)
                 if isinstance(value, str) and value:
                     return value, None, str(cfg_path)
-                if isinstance(value, dict):   # the run command's {"kind", "path", "config", "training", ...}
+                if isinstance(value, dict):  # the run command's {"kind", "path", "config", "training", ...}
                     return None, value, str(cfg_path)
     return None, None, ""
 
@@ -150,8 +169,10 @@ def _resolve_base(base, state: TrainedState, path: Path | None):
     if named is not None:
         base_dir = Path(named)
         if not base_dir.is_dir():
-            raise FileNotFoundError(f"{base_dir}: no such base model directory (named by {where}); "
-                                    "pass the base the run trained on with --base DIR")
+            raise FileNotFoundError(
+                f"{base_dir}: no such base model directory (named by {where}); "
+                "pass the base the run trained on with --base DIR"
+            )
         return load_pretrained(base_dir).eval(), str(base_dir), base_dir
     if described is not None and isinstance(described.get("path"), str) and Path(described["path"]).is_dir():
         base_dir = Path(described["path"])
@@ -174,9 +195,11 @@ def _check_described(described: dict, model, base_dir: Path, where: str) -> None
         ours = model.config.to_hf_dict()
         differs = sorted(k for k in recorded_cfg if k in ours and recorded_cfg[k] != ours[k])
         if differs:
-            raise ValueError(f"{base_dir}: is not the base the run trained on ({where} records "
-                             f"{differs[0]}={recorded_cfg[differs[0]]!r}, this base has {ours[differs[0]]!r}); "
-                             "pass that base with --base DIR")
+            raise ValueError(
+                f"{base_dir}: is not the base the run trained on ({where} records "
+                f"{differs[0]}={recorded_cfg[differs[0]]!r}, this base has {ours[differs[0]]!r}); "
+                "pass that base with --base DIR"
+            )
     recorded_training = described.get("training")
     info_path = base_dir / "training.json"
     if isinstance(recorded_training, dict) and info_path.is_file():
@@ -185,8 +208,10 @@ def _check_described(described: dict, model, base_dir: Path, where: str) -> None
         except (ValueError, UnicodeDecodeError, RecursionError):
             training = None
         if training != recorded_training:
-            raise ValueError(f"{base_dir}: is not the base the run trained on (its training.json differs from the "
-                             f"one {where} records); pass that base with --base DIR")
+            raise ValueError(
+                f"{base_dir}: is not the base the run trained on (its training.json differs from the "
+                f"one {where} records); pass that base with --base DIR"
+            )
 
 
 def build_trained_model(source, base=None):
@@ -210,14 +235,32 @@ def build_trained_model(source, base=None):
     # deterministic and needs none).
     gen = torch.Generator().manual_seed(int(settings.seed))
     if settings.uses_lora():
-        inject_lora(model, LoraSettings(rank=settings.rank, alpha=settings.alpha, targets=tuple(settings.targets),
-                                        layers=None if settings.layers is None else tuple(settings.layers),
-                                        dropout=settings.dropout, use_rslora=settings.use_rslora,
-                                        init=settings.init, use_dora=settings.use_dora), gen)
+        inject_lora(
+            model,
+            LoraSettings(
+                rank=settings.rank,
+                alpha=settings.alpha,
+                targets=tuple(settings.targets),
+                layers=None if settings.layers is None else tuple(settings.layers),
+                dropout=settings.dropout,
+                use_rslora=settings.use_rslora,
+                init=settings.init,
+                use_dora=settings.use_dora,
+            ),
+            gen,
+        )
     if settings.uses_prefix():
-        inject_prefix(model, PrefixSettings(length=settings.prefix_len, layers=settings.prefix_layers,
-                                            gate_shape=settings.gate_shape, gate_fn=settings.gate_fn,
-                                            init=settings.prompt_init), gen)
+        inject_prefix(
+            model,
+            PrefixSettings(
+                length=settings.prefix_len,
+                layers=settings.prefix_layers,
+                gate_shape=settings.gate_shape,
+                gate_fn=settings.gate_fn,
+                init=settings.prompt_init,
+            ),
+            gen,
+        )
     _load_trained(model, state.tensors, where)
     return model.eval(), settings.to_dict(), state, base_desc, base_dir
 
@@ -228,21 +271,28 @@ def _load_trained(model, tensors: dict[str, torch.Tensor], where: str) -> None:
     own = model.state_dict()
     for name, t in tensors.items():
         if name not in own:
-            raise ValueError(f"{where}: tensor {name} does not belong to the model these settings build "
-                             "(was it trained on a different base?)")
+            raise ValueError(
+                f"{where}: tensor {name} does not belong to the model these settings build "
+                "(was it trained on a different base?)"
+            )
         if tuple(t.shape) != tuple(own[name].shape):
-            raise ValueError(f"{where}: tensor {name} has shape {list(t.shape)} but the model built from these "
-                             f"settings has {list(own[name].shape)} (was it trained on a different base?)")
+            raise ValueError(
+                f"{where}: tensor {name} has shape {list(t.shape)} but the model built from these "
+                f"settings has {list(own[name].shape)} (was it trained on a different base?)"
+            )
     missing = [n for n, _ in model.named_parameters() if is_adapter_parameter(n) and n not in tensors]
     if missing:
-        raise ValueError(f"{where}: the state lacks trained tensor {missing[0]}"
-                         + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+        raise ValueError(
+            f"{where}: the state lacks trained tensor {missing[0]}"
+            + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+        )
     with torch.no_grad():
         for name, t in tensors.items():
             own[name].copy_(t.to(own[name].dtype))
 
 
 # --- writing -------------------------------------------------------------------------------
+
 
 def _adapter_tensors(model, settings: dict):
     from explorer.core.lora import lora_modules
@@ -277,33 +327,47 @@ def export_state(source, out: str | Path, *, base=None, overwrite: bool = False)
     if not overwrite:
         for d in (adapter_dir, base_dir):
             if d.exists():
-                raise ValueError(f"{d}: already exists; choose another output directory or overwrite it "
-                                 "(--force)")
+                raise ValueError(f"{d}: already exists; choose another output directory or overwrite it (--force)")
     model, settings, state, base_desc, source_base_dir = build_trained_model(source, base)
     peft_type, payload = _adapter_tensors(model, settings)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
     try:
         if peft_type == "LORA":
-            write_lora_adapter(tmp / "adapter", payload, r=settings["rank"], lora_alpha=settings["alpha"],
-                               use_rslora=settings["use_rslora"], use_dora=settings["use_dora"],
-                               target_modules=list(settings["targets"]),
-                               layers_to_transform=settings["layers"], lora_dropout=settings["dropout"])
+            write_lora_adapter(
+                tmp / "adapter",
+                payload,
+                r=settings["rank"],
+                lora_alpha=settings["alpha"],
+                use_rslora=settings["use_rslora"],
+                use_dora=settings["use_dora"],
+                target_modules=list(settings["targets"]),
+                layers_to_transform=settings["layers"],
+                lora_dropout=settings["dropout"],
+            )
             names = list(payload)
         else:
             write_adaption_prompt_adapter(tmp / "adapter", payload)
             names = [f"model.layers.{i}.self_attn" for i in sorted(payload)]
         # Our own output goes through the same strict reader as any adapter.
         read_adapter(tmp / "adapter")
-        save_pretrained(model, tmp / "base")   # base weights only: for PiSSA the residual base
+        save_pretrained(model, tmp / "base")  # base weights only: for PiSSA the residual base
         if source_base_dir is not None:
             for fname in TOKENIZER_FILES:
                 if (source_base_dir / fname).is_file():
                     shutil.copy2(source_base_dir / fname, tmp / "base" / fname)
-        info = {"format": "peft-explorer-export", "version": 1, "step": state.step, "peft_type": peft_type,
-                "base": base_desc, "settings": settings,
-                "load": ("model = transformers.LlamaForCausalLM.from_pretrained(OUT/base); "
-                         "model = peft.PeftModel.from_pretrained(model, OUT/adapter)")}
+        info = {
+            "format": "peft-explorer-export",
+            "version": 1,
+            "step": state.step,
+            "peft_type": peft_type,
+            "base": base_desc,
+            "settings": settings,
+            "load": (
+                "model = transformers.LlamaForCausalLM.from_pretrained(OUT/base); "
+                "model = peft.PeftModel.from_pretrained(model, OUT/adapter)"
+            ),
+        }
         (tmp / "export.json").write_text(json.dumps(info, indent=2) + "\n")
         for name in ("adapter", "base", "export.json"):
             dest = out / name
@@ -314,5 +378,12 @@ def export_state(source, out: str | Path, *, base=None, overwrite: bool = False)
             (tmp / name).replace(dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return ExportResult(out=out, adapter_dir=adapter_dir, base_dir=base_dir, peft_type=peft_type,
-                        modules=names, step=state.step, base_source=base_desc)
+    return ExportResult(
+        out=out,
+        adapter_dir=adapter_dir,
+        base_dir=base_dir,
+        peft_type=peft_type,
+        modules=names,
+        step=state.step,
+        base_source=base_desc,
+    )

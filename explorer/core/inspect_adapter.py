@@ -14,16 +14,27 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from explorer.core.analysis import (amplification, cumulative_energy, pooled_delta, spectrum_from_factors,
-                                    spectrum_summary)
-from explorer.core.peft_files import (AdapterFileError, LoraFactors, PeftAdapter, load_safetensors,
-                                      read_adapter, read_safetensors_header)
+from explorer.core.analysis import (
+    amplification,
+    cumulative_energy,
+    pooled_delta,
+    spectrum_from_factors,
+    spectrum_summary,
+)
+from explorer.core.peft_files import (
+    AdapterFileError,
+    LoraFactors,
+    PeftAdapter,
+    load_safetensors,
+    read_adapter,
+    read_safetensors_header,
+)
 
 JSON_FORMAT = "peft-explorer-inspect"
 JSON_VERSION = 1
@@ -32,10 +43,12 @@ K_VALUES = (1, 2, 4, 8, 16)
 
 # --- report data ---------------------------------------------------------------------------
 
+
 @dataclass
 class DoraStats:
     """Statistics of a DoRA magnitude vector m (out,). With a base model, also of the per-row factor
     m / ||W0 + ΔW||_row that DoRA multiplies each output row by (1 everywhere at initialisation)."""
+
     count: int
     min: float
     max: float
@@ -49,17 +62,17 @@ class DoraStats:
 
 @dataclass
 class ModuleReport:
-    name: str                       # module path, e.g. "model.layers.0.self_attn.q_proj"
-    shape: tuple[int, int]          # (out, in) of ΔW
+    name: str  # module path, e.g. "model.layers.0.self_attn.q_proj"
+    shape: tuple[int, int]  # (out, in) of ΔW
     rank: int
     alpha: float
     scaling: float
-    fro_norm: float                 # ||ΔW||_F
-    singular_values: list[float]    # of ΔW, descending, r values
+    fro_norm: float  # ||ΔW||_F
+    singular_values: list[float]  # of ΔW, descending, r values
     effective_rank: float
     stable_rank: float
     layer: int | None = None
-    module: str = ""                # last path component, e.g. "q_proj"
+    module: str = ""  # last path component, e.g. "q_proj"
     spectral_norm: float = 0.0
     nuclear_norm: float = 0.0
     numerical_rank: int = 0
@@ -77,6 +90,7 @@ class ModuleReport:
 @dataclass
 class NormGrid:
     """||ΔW||_F per (layer, module kind); None where that module carries no adapter."""
+
     layers: list[int]
     modules: list[str]
     fro_norm: list[list[float | None]]
@@ -86,9 +100,9 @@ class NormGrid:
 class PromptLayerReport:
     layer: int
     name: str
-    gate: float                     # PEFT's gate, applied as is (identity)
-    prompt_norm: float              # ||P||_F of the (K, C) prompt
-    vector_norms: list[float]       # ||p_k|| per prompt vector
+    gate: float  # PEFT's gate, applied as is (identity)
+    prompt_norm: float  # ||P||_F of the (K, C) prompt
+    vector_norms: list[float]  # ||p_k|| per prompt vector
 
 
 @dataclass
@@ -125,13 +139,21 @@ class AdapterReport:
         """The `inspect --json` object. Fixed fields (README): peft_type, modules[].{name, shape,
         rank, alpha, scaling, fro_norm, singular_values, effective_rank, stable_rank}. Non-finite
         floats (an infinite amplification factor) become null, so the output is strict JSON."""
-        d = {"format": JSON_FORMAT, "version": JSON_VERSION, "path": self.path, "peft_type": self.peft_type,
-             "config": self.config, "dtypes": list(self.dtypes), "file_bytes": self.file_bytes,
-             "trainable_parameters": self.trainable_parameters, "base": self.base,
-             "modules": [_module_json(m) for m in self.modules],
-             "grid": asdict(self.grid) if self.grid is not None else None,
-             "adaption_prompt": asdict(self.adaption_prompt) if self.adaption_prompt is not None else None,
-             "other_tensors": {k: list(v) for k, v in self.other_tensors.items()}}
+        d = {
+            "format": JSON_FORMAT,
+            "version": JSON_VERSION,
+            "path": self.path,
+            "peft_type": self.peft_type,
+            "config": self.config,
+            "dtypes": list(self.dtypes),
+            "file_bytes": self.file_bytes,
+            "trainable_parameters": self.trainable_parameters,
+            "base": self.base,
+            "modules": [_module_json(m) for m in self.modules],
+            "grid": asdict(self.grid) if self.grid is not None else None,
+            "adaption_prompt": asdict(self.adaption_prompt) if self.adaption_prompt is not None else None,
+            "other_tensors": {k: list(v) for k, v in self.other_tensors.items()},
+        }
         return _finite(d)
 
 
@@ -154,9 +176,9 @@ def _finite(x):
 
 # --- analysis ------------------------------------------------------------------------------
 
+
 @torch.no_grad()
-def module_report(f: LoraFactors, base_weight: torch.Tensor | None = None,
-                  k_values=K_VALUES) -> ModuleReport:
+def module_report(f: LoraFactors, base_weight: torch.Tensor | None = None, k_values=K_VALUES) -> ModuleReport:
     """Everything about one LoRA module, from its factors. `base_weight` (as stored in the base
     model: (out, in), or (in, out) for fan_in_fan_out / embeddings) adds amplification and DoRA row
     scales."""
@@ -168,14 +190,28 @@ def module_report(f: LoraFactors, base_weight: torch.Tensor | None = None,
     n = cum.shape[0]
     energies = torch.stack([cum[min(k, n) - 1] for k in k_values]).tolist()
     report = ModuleReport(
-        name=f.name, shape=f.shape, rank=f.rank, alpha=f.alpha, scaling=f.scaling,
-        fro_norm=summary["fro_norm"], singular_values=values.tolist(),
-        effective_rank=summary["effective_rank"], stable_rank=summary["stable_rank"],
-        layer=f.layer, module=f.kind, spectral_norm=summary["spectral_norm"],
-        nuclear_norm=summary["nuclear_norm"], numerical_rank=summary["numerical_rank"],
-        energy_top_k=dict(zip(k_values, energies)), cumulative_energy=cum.tolist(),
-        parameters=f.parameters(), lora_A_norm=float(torch.linalg.norm(A)),
-        lora_B_norm=float(torch.linalg.norm(B)), fan_in_fan_out=f.fan_in_fan_out, embedding=f.embedding)
+        name=f.name,
+        shape=f.shape,
+        rank=f.rank,
+        alpha=f.alpha,
+        scaling=f.scaling,
+        fro_norm=summary["fro_norm"],
+        singular_values=values.tolist(),
+        effective_rank=summary["effective_rank"],
+        stable_rank=summary["stable_rank"],
+        layer=f.layer,
+        module=f.kind,
+        spectral_norm=summary["spectral_norm"],
+        nuclear_norm=summary["nuclear_norm"],
+        numerical_rank=summary["numerical_rank"],
+        energy_top_k=dict(zip(k_values, energies)),
+        cumulative_energy=cum.tolist(),
+        parameters=f.parameters(),
+        lora_A_norm=float(torch.linalg.norm(A)),
+        lora_B_norm=float(torch.linalg.norm(B)),
+        fan_in_fan_out=f.fan_in_fan_out,
+        embedding=f.embedding,
+    )
     W0 = None
     if base_weight is not None:
         W0 = base_weight.float()
@@ -184,8 +220,14 @@ def module_report(f: LoraFactors, base_weight: torch.Tensor | None = None,
         report.amplification = amplification(W0, A, B, f.scaling)
     if f.magnitude is not None:
         m = f.magnitude.float()
-        report.dora = DoraStats(count=m.numel(), min=float(m.min()), max=float(m.max()), mean=float(m.mean()),
-                                std=float(m.std()) if m.numel() > 1 else 0.0, norm=float(torch.linalg.norm(m)))
+        report.dora = DoraStats(
+            count=m.numel(),
+            min=float(m.min()),
+            max=float(m.max()),
+            mean=float(m.mean()),
+            std=float(m.std()) if m.numel() > 1 else 0.0,
+            norm=float(torch.linalg.norm(m)),
+        )
         if W0 is not None:
             scale = m / _row_norms(W0, A, B, f.scaling).clamp_min(torch.finfo(torch.float32).tiny)
             report.dora.row_scale_min = float(scale.min())
@@ -204,18 +246,20 @@ def _checked_report(adapter: PeftAdapter, f: LoraFactors, base_weight, k_values)
         report = module_report(f, base_weight, k_values)
     except (RuntimeError, OverflowError, ZeroDivisionError) as exc:
         raise AdapterFileError(where, f"module {f.name} cannot be analysed ({type(exc).__name__}: {exc})") from None
-    if not all(math.isfinite(v) for v in (report.fro_norm, *report.singular_values, report.lora_A_norm,
-                                          report.lora_B_norm)):
-        raise AdapterFileError(where, f"module {f.name}: ΔW overflows float32 (its factors hold values too "
-                                      "large to analyse)")
+    if not all(
+        math.isfinite(v) for v in (report.fro_norm, *report.singular_values, report.lora_A_norm, report.lora_B_norm)
+    ):
+        raise AdapterFileError(
+            where, f"module {f.name}: ΔW overflows float32 (its factors hold values too large to analyse)"
+        )
     return report
 
 
 def _row_norms(W0, A, B, s):
     """||W0 + s B A||_row without forming B A:
     ||w_i||^2 + 2 s <w_i A^T, b_i> + s^2 b_i (A A^T) b_i^T."""
-    WA = W0 @ A.T                      # (out, r)
-    G = A @ A.T                        # (r, r)
+    WA = W0 @ A.T  # (out, r)
+    G = A @ A.T  # (r, r)
     sq = W0.square().sum(1) + 2 * s * (WA * B).sum(1) + s * s * ((B @ G) * B).sum(1)
     return sq.clamp_min(0).sqrt()
 
@@ -245,25 +289,53 @@ def _kind_order(kind: str):
 def prompt_report(adapter: PeftAdapter) -> AdaptionPromptReport | None:
     if not adapter.prompts:
         return None
-    layers = [PromptLayerReport(layer=p.layer, name=p.name, gate=float(p.gate.float()[0]),
-                                prompt_norm=float(torch.linalg.norm(p.prompt.float())),
-                                vector_norms=torch.linalg.norm(p.prompt.float(), dim=1).tolist())
-              for p in adapter.prompts]
+    layers = [
+        PromptLayerReport(
+            layer=p.layer,
+            name=p.name,
+            gate=float(p.gate.float()[0]),
+            prompt_norm=float(torch.linalg.norm(p.prompt.float())),
+            vector_norms=torch.linalg.norm(p.prompt.float(), dim=1).tolist(),
+        )
+        for p in adapter.prompts
+    ]
     cfg = adapter.config
-    return AdaptionPromptReport(adapter_len=cfg["adapter_len"], adapter_layers=cfg["adapter_layers"],
-                                hidden_size=int(adapter.prompts[0].prompt.shape[1]), layers=layers)
+    return AdaptionPromptReport(
+        adapter_len=cfg["adapter_len"],
+        adapter_layers=cfg["adapter_layers"],
+        hidden_size=int(adapter.prompts[0].prompt.shape[1]),
+        layers=layers,
+    )
 
 
 _CONFIG_FIELDS = {
-    "LORA": ("r", "lora_alpha", "use_rslora", "use_dora", "fan_in_fan_out", "target_modules",
-             "layers_to_transform", "rank_pattern", "alpha_pattern", "base_model_name_or_path",
-             "init_lora_weights", "lora_dropout", "bias", "modules_to_save"),
+    "LORA": (
+        "r",
+        "lora_alpha",
+        "use_rslora",
+        "use_dora",
+        "fan_in_fan_out",
+        "target_modules",
+        "layers_to_transform",
+        "rank_pattern",
+        "alpha_pattern",
+        "base_model_name_or_path",
+        "init_lora_weights",
+        "lora_dropout",
+        "bias",
+        "modules_to_save",
+    ),
     "ADAPTION_PROMPT": ("adapter_len", "adapter_layers", "target_modules", "base_model_name_or_path"),
 }
 
 
-def inspect_adapter(source: str | Path | PeftAdapter, base: str | Path | None = None, *,
-                    k_values=K_VALUES, progress: Callable[[int, int], None] | None = None) -> AdapterReport:
+def inspect_adapter(
+    source: str | Path | PeftAdapter,
+    base: str | Path | None = None,
+    *,
+    k_values=K_VALUES,
+    progress: Callable[[int, int], None] | None = None,
+) -> AdapterReport:
     """Read (if given a path) and analyse a PEFT adapter. `base`: an HF Llama directory whose
     weights give amplification factors (and DoRA row scales). `progress(done, total)` is called
     after each module, for a progress bar. Raises AdapterFileError / FileNotFoundError (one line)."""
@@ -287,14 +359,24 @@ def inspect_adapter(source: str | Path | PeftAdapter, base: str | Path | None = 
     trainable += sum(p.prompt.numel() + p.gate.numel() for p in adapter.prompts)
     config = {k: adapter.config.get(k) for k in _CONFIG_FIELDS[adapter.peft_type]}
     return AdapterReport(
-        path=str(adapter.path), peft_type=adapter.peft_type, config=config, modules=modules,
-        grid=norm_grid(modules), adaption_prompt=prompts, trainable_parameters=trainable,
-        file_bytes=adapter.file_bytes, dtypes=list(adapter.dtypes),
+        path=str(adapter.path),
+        peft_type=adapter.peft_type,
+        config=config,
+        modules=modules,
+        grid=norm_grid(modules),
+        adaption_prompt=prompts,
+        trainable_parameters=trainable,
+        file_bytes=adapter.file_bytes,
+        dtypes=list(adapter.dtypes),
         other_tensors={k: list(v.shape) for k, v in adapter.other_tensors.items()},
-        base=None if base is None else str(base), seconds=time.perf_counter() - t0, adapter=adapter)
+        base=None if base is None else str(base),
+        seconds=time.perf_counter() - t0,
+        adapter=adapter,
+    )
 
 
 # --- base model weights --------------------------------------------------------------------
+
 
 def _base_files(base: str | Path) -> tuple[Path, dict]:
     """(directory, {tensor name: safetensors file}) of an HF model directory; refuses pickles."""
@@ -313,14 +395,17 @@ def _base_files(base: str | Path) -> tuple[Path, dict]:
             weight_map = json.loads(index.read_text()).get("weight_map")
         except (ValueError, RecursionError, UnicodeDecodeError, AttributeError) as exc:
             raise ValueError(f"{index}: invalid JSON ({exc})") from None
-        if not isinstance(weight_map, dict) or not all(isinstance(v, str) and "/" not in v and "\\" not in v
-                                                       for v in weight_map.values()):
+        if not isinstance(weight_map, dict) or not all(
+            isinstance(v, str) and "/" not in v and "\\" not in v for v in weight_map.values()
+        ):
             raise ValueError(f"{index}: weight_map must map tensor names to shard file names in this directory")
         return base, {k: base / v for k, v in weight_map.items()}
     for pickle_name in ("pytorch_model.bin", "pytorch_model.bin.index.json"):
         if (base / pickle_name).exists():
-            raise ValueError(f"{base / pickle_name}: refused: pickled weights can run arbitrary code when "
-                             "loaded; convert the model to safetensors")
+            raise ValueError(
+                f"{base / pickle_name}: refused: pickled weights can run arbitrary code when "
+                "loaded; convert the model to safetensors"
+            )
     raise FileNotFoundError(f"{single}: missing: the base model directory holds no safetensors weights")
 
 
@@ -335,10 +420,12 @@ def read_base_weights(base: str | Path, modules: list[LoraFactors]) -> dict[str,
                 break
         else:
             if f.name.endswith("lm_head") and "model.embed_tokens.weight" in where:
-                wanted[f.name] = "model.embed_tokens.weight"   # tied output embedding
+                wanted[f.name] = "model.embed_tokens.weight"  # tied output embedding
             else:
-                raise ValueError(f"{base}: the base model has no weight for adapter module {f.name} "
-                                 "(is this the base the adapter was trained on?)")
+                raise ValueError(
+                    f"{base}: the base model has no weight for adapter module {f.name} "
+                    "(is this the base the adapter was trained on?)"
+                )
     by_file: dict[Path, list[str]] = {}
     for tensor_name in set(wanted.values()):
         by_file.setdefault(where[tensor_name], []).append(tensor_name)
@@ -358,8 +445,10 @@ def read_base_weights(base: str | Path, modules: list[LoraFactors]) -> dict[str,
                 # PEFT turns fan_in_fan_out off on an nn.Linear (Llama): the weight is (out, in) after all.
                 f.fan_in_fan_out = False
             else:
-                raise ValueError(f"{base}: base weight {wanted[f.name]} has shape {list(w.shape)} but adapter "
-                                 f"module {f.name} needs {list(expected)}")
+                raise ValueError(
+                    f"{base}: base weight {wanted[f.name]} has shape {list(w.shape)} but adapter "
+                    f"module {f.name} needs {list(expected)}"
+                )
         out[f.name] = w
     return out
 
@@ -375,18 +464,24 @@ def _check_prompt_base(base, adapter: PeftAdapter) -> None:
         raise ValueError(f"{cfg_path}: not a valid model config ({type(exc).__name__}: {exc})") from None
     top = adapter.prompts[-1].layer
     if top != n_layers - 1:
-        raise ValueError(f"{adapter.path}: prompts end at layer {top} but the base model has {n_layers} layers "
-                         "(PEFT adapts the top layers)")
+        raise ValueError(
+            f"{adapter.path}: prompts end at layer {top} but the base model has {n_layers} layers "
+            "(PEFT adapts the top layers)"
+        )
     if adapter.prompts[0].prompt.shape[1] != hidden:
-        raise ValueError(f"{adapter.path}: prompts have hidden size {adapter.prompts[0].prompt.shape[1]} but the "
-                         f"base model has {hidden}")
+        raise ValueError(
+            f"{adapter.path}: prompts have hidden size {adapter.prompts[0].prompt.shape[1]} but the "
+            f"base model has {hidden}"
+        )
 
 
 # --- for the views -------------------------------------------------------------------------
 
+
 @torch.no_grad()
-def matrix_snapshot(source: AdapterReport | PeftAdapter, name: str, display_size: int = 128,
-                    base_weight: torch.Tensor | None = None):
+def matrix_snapshot(
+    source: AdapterReport | PeftAdapter, name: str, display_size: int = 128, base_weight: torch.Tensor | None = None
+):
     """One module as the live views' MatrixSnapshot: ΔW pooled from the factors (never dense, in
     the base weight's own layout), W0 pooled the same way (read from the report's base directory
     when there is one and `base_weight` is not given; zeros without a base), the spectrum."""
@@ -400,18 +495,23 @@ def matrix_snapshot(source: AdapterReport | PeftAdapter, name: str, display_size
     if base_weight is None and isinstance(source, AdapterReport) and source.base is not None:
         base_weight = read_base_weights(source.base, [f])[f.name]
     A, B = f.A.float(), f.B.float()
-    if f.weight_layout_transposed:   # ΔW^T = s · A^T B^T: swap the roles of the factors
+    if f.weight_layout_transposed:  # ΔW^T = s · A^T B^T: swap the roles of the factors
         A, B = B.T, A.T
     delta = pooled_delta(A, B, f.scaling, display_size, display_size)
     shape = (B.shape[0], A.shape[1])
-    base = (pool_matrix(base_weight, display_size, display_size) if base_weight is not None
-            else torch.zeros_like(delta))
+    base = pool_matrix(base_weight, display_size, display_size) if base_weight is not None else torch.zeros_like(delta)
     values = spectrum_from_factors(f.A.float(), f.B.float(), f.scaling).values
-    return MatrixSnapshot(name=f.name, shape=shape, delta=delta.numpy().astype(np.float32),
-                          base=base.numpy().astype(np.float32), spectrum=values.numpy(),
-                          fro_norm=float(values.square().sum().sqrt()),
-                          effective_rank=float(effective_rank(values)), stable_rank=float(stable_rank(values)),
-                          spectrum_method="QR of the factors")
+    return MatrixSnapshot(
+        name=f.name,
+        shape=shape,
+        delta=delta.numpy().astype(np.float32),
+        base=base.numpy().astype(np.float32),
+        spectrum=values.numpy(),
+        fro_norm=float(values.square().sum().sqrt()),
+        effective_rank=float(effective_rank(values)),
+        stable_rank=float(stable_rank(values)),
+        spectrum_method="QR of the factors",
+    )
 
 
 def prefix_snapshots(source: AdapterReport | PeftAdapter) -> list:
@@ -421,25 +521,42 @@ def prefix_snapshots(source: AdapterReport | PeftAdapter) -> list:
     from explorer.engine.snapshot import PrefixSnapshot
 
     adapter = source.adapter if isinstance(source, AdapterReport) else source
-    return [PrefixSnapshot(layer=p.layer, gates=p.gate.float().numpy().astype(np.float32), attention=None,
-                           prompt_norm=float(torch.linalg.norm(p.prompt.float())))
-            for p in adapter.prompts]
+    return [
+        PrefixSnapshot(
+            layer=p.layer,
+            gates=p.gate.float().numpy().astype(np.float32),
+            attention=None,
+            prompt_norm=float(torch.linalg.norm(p.prompt.float())),
+        )
+        for p in adapter.prompts
+    ]
 
 
 # --- text ----------------------------------------------------------------------------------
+
 
 def format_report(report: AdapterReport) -> str:
     """A readable summary for the terminal."""
     lines = []
     mb = report.file_bytes / 1e6
-    what = (f"{len(report.modules)} LoRA modules" if report.peft_type == "LORA"
-            else f"{report.adaption_prompt.adapter_layers} prompt layers")
-    lines.append(f"{report.path}: {report.peft_type}, {what}, {report.trainable_parameters:,} parameters, "
-                 f"{', '.join(report.dtypes)}, {mb:.1f} MB")
+    what = (
+        f"{len(report.modules)} LoRA modules"
+        if report.peft_type == "LORA"
+        else f"{report.adaption_prompt.adapter_layers} prompt layers"
+    )
+    lines.append(
+        f"{report.path}: {report.peft_type}, {what}, {report.trainable_parameters:,} parameters, "
+        f"{', '.join(report.dtypes)}, {mb:.1f} MB"
+    )
     cfg = report.config
     if report.peft_type == "LORA":
-        extras = [f"r={cfg['r']}", f"lora_alpha={cfg['lora_alpha']:g}", f"use_rslora={cfg['use_rslora']}",
-                  f"use_dora={cfg['use_dora']}", f"target_modules={_compact(cfg['target_modules'])}"]
+        extras = [
+            f"r={cfg['r']}",
+            f"lora_alpha={cfg['lora_alpha']:g}",
+            f"use_rslora={cfg['use_rslora']}",
+            f"use_dora={cfg['use_dora']}",
+            f"target_modules={_compact(cfg['target_modules'])}",
+        ]
         for key in ("rank_pattern", "alpha_pattern"):
             if cfg[key]:
                 extras.append(f"{key}={_compact(cfg[key])}")
@@ -449,43 +566,60 @@ def format_report(report: AdapterReport) -> str:
             extras.append("fan_in_fan_out=True")
         lines.append("  " + "  ".join(extras))
         amp = any(m.amplification for m in report.modules)
-        head = (f"  {'module':<40} {'shape':>11} {'r':>4} {'alpha':>7} {'scaling':>8} {'|dW|_F':>10} "
-                f"{'s1':>10} {'top1':>6} {'eff.rk':>7} {'st.rk':>6}" + (f" {'amplif.':>8}" if amp else ""))
+        head = (
+            f"  {'module':<40} {'shape':>11} {'r':>4} {'alpha':>7} {'scaling':>8} {'|dW|_F':>10} "
+            f"{'s1':>10} {'top1':>6} {'eff.rk':>7} {'st.rk':>6}" + (f" {'amplif.':>8}" if amp else "")
+        )
         lines.append(head)
         for m in report.modules:
-            row = (f"  {m.name[-40:]:<40} {m.shape[0]:>5}x{m.shape[1]:<5} {m.rank:>4} {m.alpha:>7.4g} "
-                   f"{m.scaling:>8.4g} {m.fro_norm:>10.4g} {m.spectral_norm:>10.4g} "
-                   f"{m.energy_top_k.get(1, 0):>6.1%} {m.effective_rank:>7.3f} {m.stable_rank:>6.3f}")
+            row = (
+                f"  {m.name[-40:]:<40} {m.shape[0]:>5}x{m.shape[1]:<5} {m.rank:>4} {m.alpha:>7.4g} "
+                f"{m.scaling:>8.4g} {m.fro_norm:>10.4g} {m.spectral_norm:>10.4g} "
+                f"{m.energy_top_k.get(1, 0):>6.1%} {m.effective_rank:>7.3f} {m.stable_rank:>6.3f}"
+            )
             if amp:
                 f = m.amplification["factor"] if m.amplification else float("nan")
                 row += f" {f:>8.3g}"
             lines.append(row)
             if m.dora is not None:
                 d = m.dora
-                extra = (f", row scale m/||W0+dW|| {d.row_scale_min:.4g}..{d.row_scale_max:.4g} "
-                         f"(mean {d.row_scale_mean:.4g})" if d.row_scale_mean is not None else "")
-                lines.append(f"  {'':<40} DoRA magnitude: mean {d.mean:.4g}, std {d.std:.3g}, "
-                             f"min {d.min:.4g}, max {d.max:.4g}{extra}")
+                extra = (
+                    f", row scale m/||W0+dW|| {d.row_scale_min:.4g}..{d.row_scale_max:.4g} "
+                    f"(mean {d.row_scale_mean:.4g})"
+                    if d.row_scale_mean is not None
+                    else ""
+                )
+                lines.append(
+                    f"  {'':<40} DoRA magnitude: mean {d.mean:.4g}, std {d.std:.3g}, "
+                    f"min {d.min:.4g}, max {d.max:.4g}{extra}"
+                )
         if report.grid is not None and len(report.grid.layers) > 0:
             g = report.grid
             lines.append("")
             lines.append("  ||dW||_F by layer and module:")
             lines.append("  " + f"{'layer':>5} " + " ".join(f"{k:>10}" for k in g.modules))
             for layer, row in zip(g.layers, g.fro_norm):
-                lines.append("  " + f"{layer:>5} " + " ".join(f"{v:>10.4g}" if v is not None else f"{'-':>10}"
-                                                              for v in row))
+                lines.append(
+                    "  " + f"{layer:>5} " + " ".join(f"{v:>10.4g}" if v is not None else f"{'-':>10}" for v in row)
+                )
     if report.adaption_prompt is not None:
         ap = report.adaption_prompt
-        lines.append(f"  adapter_len K={ap.adapter_len}, adapter_layers L={ap.adapter_layers}, "
-                     f"hidden size {ap.hidden_size}, gate: one per layer, identity")
+        lines.append(
+            f"  adapter_len K={ap.adapter_len}, adapter_layers L={ap.adapter_layers}, "
+            f"hidden size {ap.hidden_size}, gate: one per layer, identity"
+        )
         lines.append(f"  {'layer':>5} {'gate':>10} {'|P|_F':>10} {'min |p_k|':>10} {'max |p_k|':>10}")
         for p in ap.layers:
-            lines.append(f"  {p.layer:>5} {p.gate:>10.4g} {p.prompt_norm:>10.4g} {min(p.vector_norms):>10.4g} "
-                         f"{max(p.vector_norms):>10.4g}")
+            lines.append(
+                f"  {p.layer:>5} {p.gate:>10.4g} {p.prompt_norm:>10.4g} {min(p.vector_norms):>10.4g} "
+                f"{max(p.vector_norms):>10.4g}"
+            )
     if report.other_tensors:
         names = list(report.other_tensors)
-        lines.append(f"  other tensors (not analysed): {', '.join(names[:5])}"
-                     + (f" and {len(names) - 5} more" if len(names) > 5 else ""))
+        lines.append(
+            f"  other tensors (not analysed): {', '.join(names[:5])}"
+            + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        )
     return "\n".join(lines)
 
 
@@ -494,6 +628,20 @@ def _compact(value) -> str:
     return s if len(s) <= 80 else s[:77] + "..."
 
 
-__all__ = ["AdapterFileError", "AdapterReport", "AdaptionPromptReport", "DoraStats", "ModuleReport", "NormGrid",
-           "PromptLayerReport", "format_report", "inspect_adapter", "matrix_snapshot", "module_report",
-           "norm_grid", "prefix_snapshots", "prompt_report", "read_base_weights"]
+__all__ = [
+    "AdapterFileError",
+    "AdapterReport",
+    "AdaptionPromptReport",
+    "DoraStats",
+    "ModuleReport",
+    "NormGrid",
+    "PromptLayerReport",
+    "format_report",
+    "inspect_adapter",
+    "matrix_snapshot",
+    "module_report",
+    "norm_grid",
+    "prefix_snapshots",
+    "prompt_report",
+    "read_base_weights",
+]

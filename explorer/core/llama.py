@@ -171,8 +171,9 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
 
 
-def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None,
-                generator: torch.Generator | None) -> torch.Tensor:
+def sample_next(
+    logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None
+) -> torch.Tensor:
     """Next token ids (B, 1) from last-position logits (B, V): greedy at temperature 0, else top-k sampling."""
     if temperature <= 0:
         return logits.argmax(-1, keepdim=True)
@@ -185,9 +186,14 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None,
 
 
 @torch.no_grad()
-def generate(model: LlamaForCausalLM, prompt_ids: torch.Tensor, max_new_tokens: int,
-             temperature: float = 0.8, top_k: int | None = 40,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+def generate(
+    model: LlamaForCausalLM,
+    prompt_ids: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 0.8,
+    top_k: int | None = 40,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Sample continuations of `prompt_ids` (B, T). Greedy when temperature is 0."""
     ids = prompt_ids
     window = model.config.max_position_embeddings
@@ -198,6 +204,7 @@ def generate(model: LlamaForCausalLM, prompt_ids: torch.Tensor, max_new_tokens: 
 
 
 # --- HF Llama directories (config.json + model.safetensors) ---------------------------------
+
 
 def base_state_dict(model: LlamaForCausalLM) -> dict[str, torch.Tensor]:
     """The frozen base weights under HF names, looking through any LoRA wrappers (which keep the
@@ -215,7 +222,7 @@ def base_state_dict(model: LlamaForCausalLM) -> dict[str, torch.Tensor]:
 def save_pretrained(model: LlamaForCausalLM, directory: str | Path) -> None:
     from safetensors.torch import save_file
 
-    from explorer.core.files import atomic_write_text, atomic_replace
+    from explorer.core.files import atomic_replace, atomic_write_text
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -225,8 +232,9 @@ def save_pretrained(model: LlamaForCausalLM, directory: str | Path) -> None:
     atomic_write_text(directory / "config.json", json.dumps(model.config.to_hf_dict(), indent=2))
 
 
-def load_pretrained(directory: str | Path, device: str | torch.device = "cpu",
-                    dtype: torch.dtype = torch.float32) -> LlamaForCausalLM:
+def load_pretrained(
+    directory: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> LlamaForCausalLM:
     """Load an HF Llama directory. Refuses pickled weights (pytorch_model.bin) outright."""
     from safetensors.torch import load_file
 
@@ -237,8 +245,10 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu",
         raise FileNotFoundError(f"{cfg_path}: no config.json in this model directory")
     if not weights_path.is_file():
         if (directory / "pytorch_model.bin").exists():
-            raise ValueError(f"{directory / 'pytorch_model.bin'}: pickled weights are never loaded; "
-                             "convert them to model.safetensors")
+            raise ValueError(
+                f"{directory / 'pytorch_model.bin'}: pickled weights are never loaded; "
+                "convert them to model.safetensors"
+            )
         raise FileNotFoundError(f"{weights_path}: no model.safetensors in this model directory")
     try:
         config = LlamaConfig.from_hf_dict(json.loads(cfg_path.read_text()))
@@ -257,6 +267,7 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu",
         raise ValueError(f"{weights_path}: weights do not match config.json ({exc})") from None
     missing = [m for m in missing if not (config.tie_word_embeddings and m == "lm_head.weight")]
     if missing or unexpected:
-        raise ValueError(f"{weights_path}: weights do not match config.json "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ValueError(
+            f"{weights_path}: weights do not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return model.to(device=device, dtype=dtype)

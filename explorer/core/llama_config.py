@@ -27,17 +27,25 @@ class LlamaConfig:
             self.num_key_value_heads = self.num_attention_heads
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
-        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                     "num_attention_heads", "num_key_value_heads", "max_position_embeddings"):
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "max_position_embeddings",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(
                 f"num_key_value_heads={self.num_key_value_heads} must divide "
-                f"num_attention_heads={self.num_attention_heads}")
+                f"num_attention_heads={self.num_attention_heads}"
+            )
 
     @classmethod
-    def from_hf_dict(cls, d: dict) -> "LlamaConfig":
+    def from_hf_dict(cls, d: dict) -> LlamaConfig:
         if d.get("model_type", "llama") not in ("llama", "mistral"):
             raise ValueError(f"model_type={d.get('model_type')!r} is not a Llama model")
         if d.get("rope_scaling"):
@@ -47,7 +55,15 @@ class LlamaConfig:
 
     def to_hf_dict(self) -> dict:
         d = asdict(self)
-        d.update(model_type="llama", architectures=["LlamaForCausalLM"], hidden_act="silu",
-                 torch_dtype="float32", rope_scaling=None, attention_dropout=0.0,
-                 initializer_range=0.02, use_cache=True, pretraining_tp=1)
+        d.update(
+            model_type="llama",
+            architectures=["LlamaForCausalLM"],
+            hidden_act="silu",
+            torch_dtype="float32",
+            rope_scaling=None,
+            attention_dropout=0.0,
+            initializer_range=0.02,
+            use_cache=True,
+            pretraining_tp=1,
+        )
         return d

@@ -39,9 +39,17 @@ def lora_scaling(rank: int, alpha: float, use_rslora: bool) -> float:
 
 
 class LoraLinear(nn.Module):
-    def __init__(self, base_layer: nn.Linear, rank: int, alpha: float, dropout: float = 0.0,
-                 use_rslora: bool = False, init: str = "kaiming", use_dora: bool = False,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        base_layer: nn.Linear,
+        rank: int,
+        alpha: float,
+        dropout: float = 0.0,
+        use_rslora: bool = False,
+        init: str = "kaiming",
+        use_dora: bool = False,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         out_f, in_f = base_layer.weight.shape
         _check_rank(rank, out_f, in_f, "rank")
@@ -147,14 +155,17 @@ class LoraLinear(nn.Module):
         return self.base_layer
 
     def extra_repr(self) -> str:
-        return (f"rank={self.rank}, alpha={self.alpha}, scaling={self.scaling:.4g}, init={self.init}, "
-                f"dora={self.lora_magnitude_vector is not None}")
+        return (
+            f"rank={self.rank}, alpha={self.alpha}, scaling={self.scaling:.4g}, init={self.init}, "
+            f"dora={self.lora_magnitude_vector is not None}"
+        )
 
 
 def _check_rank(rank, out_f, in_f, name):
     if not isinstance(rank, int) or rank < 1 or rank > min(out_f, in_f):
-        raise ValueError(f"{name}={rank!r} is out of range: allowed 1 to {min(out_f, in_f)} "
-                         f"for a {out_f}x{in_f} matrix")
+        raise ValueError(
+            f"{name}={rank!r} is out of range: allowed 1 to {min(out_f, in_f)} for a {out_f}x{in_f} matrix"
+        )
 
 
 def _check_common(alpha, dropout, init):
@@ -195,16 +206,15 @@ def find_targets(model: nn.Module, targets, layers=None) -> list[str]:
     for name, module in model.named_modules():
         if isinstance(module, LoraLinear):
             raise ValueError(f"{name} already carries a LoRA adapter: remove it first")
-        if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in targets:
-            if layers is None or layer_index(name) in layers:
-                names.append(name)
+        targeted = isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in targets
+        if targeted and (layers is None or layer_index(name) in layers):
+            names.append(name)
     if not names:
         raise ValueError(f"targets={','.join(targets)} match no linear layer in this model")
     return names
 
 
-def inject_lora(model: nn.Module, settings: LoraSettings,
-                generator: torch.Generator | None = None) -> list[str]:
+def inject_lora(model: nn.Module, settings: LoraSettings, generator: torch.Generator | None = None) -> list[str]:
     """Wrap the chosen Linears in LoraLinear. All-or-nothing: on any error the model is unchanged."""
     names = find_targets(model, settings.targets, settings.layers)
     _check_common(settings.alpha, settings.dropout, settings.init)
@@ -215,8 +225,16 @@ def inject_lora(model: nn.Module, settings: LoraSettings,
     try:
         for name in names:
             base = model.get_submodule(name)
-            wrapper = LoraLinear(base, settings.rank, settings.alpha, settings.dropout,
-                                 settings.use_rslora, settings.init, settings.use_dora, generator)
+            wrapper = LoraLinear(
+                base,
+                settings.rank,
+                settings.alpha,
+                settings.dropout,
+                settings.use_rslora,
+                settings.init,
+                settings.use_dora,
+                generator,
+            )
             _set_submodule(model, name, wrapper)
             done.append((name, wrapper))
     except BaseException:

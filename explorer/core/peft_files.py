@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import struct
 from dataclasses import dataclass, field
@@ -35,15 +34,59 @@ PEFT_PREFIX = "base_model.model."
 
 READ_TYPES = ("LORA", "ADAPTION_PROMPT")
 # PEFT's other adapter types: named so that the refusal says "not read here", not "unknown".
-OTHER_PEFT_TYPES = ("PROMPT_TUNING", "MULTITASK_PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "ADALORA",
-                    "BOFT", "IA3", "LOHA", "LOKR", "OFT", "POLY", "LN_TUNING", "VERA", "FOURIERFT",
-                    "XLORA", "HRA", "VBLORA", "CPT", "BONE", "MISS", "RANDLORA", "SHIRA", "C3A",
-                    "ROAD", "WAVEFT", "DELORA", "OSF", "GRALORA", "TRAINABLE_TOKENS", "HIRA", "LILY")
+OTHER_PEFT_TYPES = (
+    "PROMPT_TUNING",
+    "MULTITASK_PROMPT_TUNING",
+    "P_TUNING",
+    "PREFIX_TUNING",
+    "ADALORA",
+    "BOFT",
+    "IA3",
+    "LOHA",
+    "LOKR",
+    "OFT",
+    "POLY",
+    "LN_TUNING",
+    "VERA",
+    "FOURIERFT",
+    "XLORA",
+    "HRA",
+    "VBLORA",
+    "CPT",
+    "BONE",
+    "MISS",
+    "RANDLORA",
+    "SHIRA",
+    "C3A",
+    "ROAD",
+    "WAVEFT",
+    "DELORA",
+    "OSF",
+    "GRALORA",
+    "TRAINABLE_TOKENS",
+    "HIRA",
+    "LILY",
+)
 
-MAX_CONFIG_BYTES = 4 * 1024 * 1024        # a real adapter_config.json is a few kB
-MAX_HEADER_BYTES = 100_000_000            # the safetensors library's own limit
-DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
-               "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a real adapter_config.json is a few kB
+MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
+DTYPE_SIZES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U64": 8,
+    "U32": 4,
+    "U16": 2,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 FLOAT_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
 
@@ -66,6 +109,7 @@ def _missing(path: Path, what: str) -> FileNotFoundError:
 
 # --- data --------------------------------------------------------------------------------------
 
+
 @dataclass
 class TensorInfo:
     dtype: str
@@ -77,17 +121,18 @@ class TensorInfo:
 @dataclass
 class LoraFactors:
     """One LoRA module of an adapter file. ΔW = scaling · B @ A has shape (out, in)."""
-    name: str                      # module path, e.g. "model.layers.0.self_attn.q_proj"
-    A: torch.Tensor                # (r, in)
-    B: torch.Tensor                # (out, r)
+
+    name: str  # module path, e.g. "model.layers.0.self_attn.q_proj"
+    A: torch.Tensor  # (r, in)
+    B: torch.Tensor  # (out, r)
     rank: int
     alpha: float
     scaling: float
-    magnitude: torch.Tensor | None = None   # DoRA (out,)
-    fan_in_fan_out: bool = False   # the base weight is stored (in, out) (GPT-2 Conv1D); ΔW is transposed to match
-    embedding: bool = False        # lora_embedding_A/B: the base weight (num_embeddings, dim) is ΔW transposed
+    magnitude: torch.Tensor | None = None  # DoRA (out,)
+    fan_in_fan_out: bool = False  # the base weight is stored (in, out) (GPT-2 Conv1D); ΔW is transposed to match
+    embedding: bool = False  # lora_embedding_A/B: the base weight (num_embeddings, dim) is ΔW transposed
     layer: int | None = None
-    kind: str = ""                 # last path component, e.g. "q_proj"
+    kind: str = ""  # last path component, e.g. "q_proj"
     bias: torch.Tensor | None = None  # lora_B.bias when the adapter was trained with lora_bias
 
     @property
@@ -107,17 +152,18 @@ class LoraFactors:
 @dataclass
 class PromptLayer:
     """One AdaptionPrompt layer: K prompt vectors and the layer's gate."""
-    name: str                      # "model.layers.30.self_attn"
+
+    name: str  # "model.layers.30.self_attn"
     layer: int
-    prompt: torch.Tensor           # (K, C)
-    gate: torch.Tensor             # (1,)
+    prompt: torch.Tensor  # (K, C)
+    gate: torch.Tensor  # (1,)
 
 
 @dataclass
 class PeftAdapter:
     path: Path
     peft_type: str
-    config: dict                   # the config as read (validated fields normalised)
+    config: dict  # the config as read (validated fields normalised)
     lora: list[LoraFactors] = field(default_factory=list)
     prompts: list[PromptLayer] = field(default_factory=list)
     other_tensors: dict[str, TensorInfo] = field(default_factory=dict)  # e.g. modules_to_save weights
@@ -133,6 +179,7 @@ class PeftAdapter:
 
 # --- safetensors, checked by hand ------------------------------------------------------------
 
+
 def read_safetensors_header(path: str | Path) -> tuple[dict[str, TensorInfo], dict[str, str], int]:
     """Parse and validate a safetensors header without trusting it.
 
@@ -145,30 +192,37 @@ def read_safetensors_header(path: str | Path) -> tuple[dict[str, TensorInfo], di
         with open(path, "rb") as fh:
             head = fh.read(8)
             if len(head) < 8:
-                raise AdapterFileError(path, f"truncated safetensors file ({size} bytes; even the 8-byte "
-                                             "header length is missing)")
+                raise AdapterFileError(
+                    path, f"truncated safetensors file ({size} bytes; even the 8-byte header length is missing)"
+                )
             (n,) = struct.unpack("<Q", head)
             if n > MAX_HEADER_BYTES:
-                raise AdapterFileError(path, f"corrupted safetensors file: header length {n} exceeds the "
-                                             f"{MAX_HEADER_BYTES}-byte limit")
+                raise AdapterFileError(
+                    path, f"corrupted safetensors file: header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit"
+                )
             if 8 + n > size:
-                raise AdapterFileError(path, f"truncated or corrupted safetensors file: the header claims "
-                                             f"{n} bytes but the file holds only {size - 8} after the length")
+                raise AdapterFileError(
+                    path,
+                    f"truncated or corrupted safetensors file: the header claims "
+                    f"{n} bytes but the file holds only {size - 8} after the length",
+                )
             raw = fh.read(n)
     except OSError as exc:
         raise AdapterFileError(path, f"cannot be read ({exc.strerror or exc})") from None
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise AdapterFileError(path, f"corrupted safetensors file: the header is not valid JSON "
-                                     f"({type(exc).__name__}: {exc})") from None
+        raise AdapterFileError(
+            path, f"corrupted safetensors file: the header is not valid JSON ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(header, dict):
         raise AdapterFileError(path, "corrupted safetensors file: the header is not a JSON object")
     data_start = 8 + n
     data_len = size - data_start
     metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                 for k, v in metadata.items()):
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
         raise AdapterFileError(path, "corrupted safetensors file: __metadata__ must map strings to strings")
     tensors: dict[str, TensorInfo] = {}
     for name, info in header.items():
@@ -178,41 +232,54 @@ def read_safetensors_header(path: str | Path) -> tuple[dict[str, TensorInfo], di
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
         if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
             raise AdapterFileError(path, f"{where} has unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or len(shape) > 8 or not all(
-                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        if (
+            not isinstance(shape, list)
+            or len(shape) > 8
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        ):
             raise AdapterFileError(path, f"{where} has an invalid shape {shape!r}")
-        if (not isinstance(offsets, list) or len(offsets) != 2
-                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        ):
             raise AdapterFileError(path, f"{where} has invalid data_offsets {offsets!r}")
         begin, end = offsets
         if not 0 <= begin <= end:
             raise AdapterFileError(path, f"{where} has invalid data_offsets {offsets!r}")
         if end > data_len:
-            raise AdapterFileError(path, f"truncated or corrupted safetensors file: tensor {name!r} claims "
-                                         f"bytes up to {end} but the file holds {data_len} bytes of data")
+            raise AdapterFileError(
+                path,
+                f"truncated or corrupted safetensors file: tensor {name!r} claims "
+                f"bytes up to {end} but the file holds {data_len} bytes of data",
+            )
         nbytes = math.prod(shape) * DTYPE_SIZES[dtype]
         if nbytes != end - begin:
-            raise AdapterFileError(path, f"{where} has shape {shape} ({dtype}, {nbytes} bytes) but "
-                                         f"data_offsets span {end - begin} bytes")
+            raise AdapterFileError(
+                path, f"{where} has shape {shape} ({dtype}, {nbytes} bytes) but data_offsets span {end - begin} bytes"
+            )
         tensors[name] = TensorInfo(dtype, tuple(shape), begin, end)
     # The data buffer must be exactly covered, without overlaps or holes (as the safetensors spec says).
     pos = 0
     for name, info in sorted(tensors.items(), key=lambda kv: (kv[1].begin, kv[1].end)):
         if info.begin < pos:
-            raise AdapterFileError(path, f"corrupted safetensors file: tensor {name!r} overlaps another "
-                                         "tensor's bytes")
+            raise AdapterFileError(path, f"corrupted safetensors file: tensor {name!r} overlaps another tensor's bytes")
         if info.begin > pos:
-            raise AdapterFileError(path, f"corrupted safetensors file: {info.begin - pos} unaccounted bytes "
-                                         f"before tensor {name!r}")
+            raise AdapterFileError(
+                path, f"corrupted safetensors file: {info.begin - pos} unaccounted bytes before tensor {name!r}"
+            )
         pos = info.end
     if pos != data_len:
-        raise AdapterFileError(path, f"corrupted safetensors file: {data_len - pos} bytes after the last "
-                                     "tensor are not described by the header")
+        raise AdapterFileError(
+            path,
+            f"corrupted safetensors file: {data_len - pos} bytes after the last tensor are not described by the header",
+        )
     return tensors, metadata, data_start
 
 
-def load_safetensors(path: str | Path, names=None, check_finite: bool = True
-                     ) -> tuple[dict[str, torch.Tensor], dict[str, TensorInfo], dict[str, str]]:
+def load_safetensors(
+    path: str | Path, names=None, check_finite: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, TensorInfo], dict[str, str]]:
     """Validate the header, then read the tensors (all, or `names`). Never unpickles anything."""
     from safetensors import safe_open
 
@@ -235,6 +302,7 @@ def load_safetensors(path: str | Path, names=None, check_finite: bool = True
 
 # --- config --------------------------------------------------------------------------------
 
+
 def _read_json(path: Path, what: str) -> dict:
     if not path.exists():
         raise _missing(path, f"missing: a {what} needs this file")
@@ -256,8 +324,7 @@ def _read_json(path: Path, what: str) -> dict:
     except ValueError as exc:
         raise AdapterFileError(path, f"invalid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise AdapterFileError(path, f"invalid config: the top level is a JSON {_json_kind(data)}, "
-                                     "not an object")
+        raise AdapterFileError(path, f"invalid config: the top level is a JSON {_json_kind(data)}, not an object")
     return data
 
 
@@ -300,8 +367,10 @@ def _check_pattern(path, field_name, key) -> None:
     if len(key) > 500:
         raise AdapterFileError(path, f"{field_name} key of {len(key)} characters is too long (limit 500)")
     if _NESTED_REPEAT.search(key):
-        raise AdapterFileError(path, f"{field_name} key {key!r} has a nested repetition; refused because "
-                                     "matching it can take exponential time")
+        raise AdapterFileError(
+            path,
+            f"{field_name} key {key!r} has a nested repetition; refused because matching it can take exponential time",
+        )
     try:
         re.compile(key)
     except re.error as exc:
@@ -334,16 +403,27 @@ def validate_config(config: dict, path: Path) -> dict:
     if peft_type is None:
         raise AdapterFileError(path, "missing field peft_type (expected one of LORA, ADAPTION_PROMPT)")
     if not isinstance(peft_type, str):
-        raise _type_error(path, "peft_type", peft_type, "a string such as \"LORA\"")
+        raise _type_error(path, "peft_type", peft_type, 'a string such as "LORA"')
     if peft_type not in READ_TYPES:
         if peft_type in OTHER_PEFT_TYPES:
-            raise AdapterFileError(path, f"peft_type {peft_type!r} is a PEFT adapter type this explorer does "
-                                         f"not read (it reads {', '.join(READ_TYPES)})")
+            raise AdapterFileError(
+                path,
+                f"peft_type {peft_type!r} is a PEFT adapter type this explorer does "
+                f"not read (it reads {', '.join(READ_TYPES)})",
+            )
         raise AdapterFileError(path, f"unknown peft_type {peft_type!r} (expected one of {', '.join(READ_TYPES)})")
     if peft_type == "LORA":
-        defaults = {"r": 8, "lora_alpha": 8, "use_rslora": False, "use_dora": False, "fan_in_fan_out": False,
-                    "rank_pattern": {}, "alpha_pattern": {}, "target_modules": None,
-                    "layers_to_transform": None}
+        defaults = {
+            "r": 8,
+            "lora_alpha": 8,
+            "use_rslora": False,
+            "use_dora": False,
+            "fan_in_fan_out": False,
+            "rank_pattern": {},
+            "alpha_pattern": {},
+            "target_modules": None,
+            "layers_to_transform": None,
+        }
         for key, value in defaults.items():
             if cfg.get(key) is None:
                 cfg[key] = value
@@ -354,8 +434,10 @@ def validate_config(config: dict, path: Path) -> dict:
         for key in ("use_rslora", "use_dora", "fan_in_fan_out"):
             if not isinstance(cfg[key], bool):
                 raise _type_error(path, key, cfg[key], "true or false")
-        for key, check, expected in (("rank_pattern", lambda v: _is_int(v) and v >= 1, "whole numbers >= 1"),
-                                     ("alpha_pattern", _is_number, "finite numbers")):
+        for key, check, expected in (
+            ("rank_pattern", lambda v: _is_int(v) and v >= 1, "whole numbers >= 1"),
+            ("alpha_pattern", _is_number, "finite numbers"),
+        ):
             pat = cfg[key]
             if not isinstance(pat, dict):
                 raise _type_error(path, key, pat, f"an object mapping module patterns to {expected}")
@@ -390,8 +472,10 @@ def validate_config(config: dict, path: Path) -> dict:
 # --- reading -------------------------------------------------------------------------------
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
-_LORA_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A\.weight|lora_B\.weight|lora_B\.bias|"
-                       r"lora_embedding_A|lora_embedding_B|lora_magnitude_vector(?:\.weight)?)$")
+_LORA_KEY = re.compile(
+    r"^(?P<module>.+)\.(?P<part>lora_A\.weight|lora_B\.weight|lora_B\.bias|"
+    r"lora_embedding_A|lora_embedding_B|lora_magnitude_vector(?:\.weight)?)$"
+)
 _PROMPT_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>adaption_prompt|adaption_gate)$")
 
 
@@ -408,8 +492,10 @@ def adapter_paths(directory: str | Path) -> tuple[Path, Path, Path]:
     if not directory.exists():
         raise _missing(directory, "no such adapter directory")
     if not directory.is_dir():
-        raise AdapterFileError(directory, f"is not a PEFT adapter directory (expected a directory holding "
-                                          f"{CONFIG_NAME} and {WEIGHTS_NAME})")
+        raise AdapterFileError(
+            directory,
+            f"is not a PEFT adapter directory (expected a directory holding {CONFIG_NAME} and {WEIGHTS_NAME})",
+        )
     return directory, directory / CONFIG_NAME, directory / WEIGHTS_NAME
 
 
@@ -426,15 +512,23 @@ def read_adapter(directory: str | Path) -> PeftAdapter:
     if not w_path.is_file():
         pickle_path = directory / PICKLE_NAME
         if pickle_path.exists():
-            raise AdapterFileError(pickle_path, "refused: adapter_model.bin is a Python pickle, and loading a "
-                                                "pickle can run arbitrary code; convert it to "
-                                                f"{WEIGHTS_NAME} with a tool you trust")
+            raise AdapterFileError(
+                pickle_path,
+                "refused: adapter_model.bin is a Python pickle, and loading a "
+                "pickle can run arbitrary code; convert it to "
+                f"{WEIGHTS_NAME} with a tool you trust",
+            )
         if w_path.exists():
             raise AdapterFileError(w_path, "is not a file")
         raise _missing(w_path, f"missing: a PEFT adapter needs {WEIGHTS_NAME} beside {CONFIG_NAME}")
     tensors, infos, _ = load_safetensors(w_path)
-    adapter = PeftAdapter(path=directory, peft_type=config["peft_type"], config=config,
-                          dtypes=tuple(sorted({i.dtype for i in infos.values()})), file_bytes=w_path.stat().st_size)
+    adapter = PeftAdapter(
+        path=directory,
+        peft_type=config["peft_type"],
+        config=config,
+        dtypes=tuple(sorted({i.dtype for i in infos.values()})),
+        file_bytes=w_path.stat().st_size,
+    )
     if not tensors:
         raise AdapterFileError(w_path, "holds no tensors")
     if config["peft_type"] == "LORA":
@@ -445,16 +539,21 @@ def read_adapter(directory: str | Path) -> PeftAdapter:
 
 
 def _strip(key: str) -> str:
-    return key[len(PEFT_PREFIX):] if key.startswith(PEFT_PREFIX) else key
+    return key[len(PEFT_PREFIX) :] if key.startswith(PEFT_PREFIX) else key
 
 
 def _float_matrix(w_path, key, t, info, ndim) -> torch.Tensor:
     if info.dtype not in FLOAT_DTYPES:
-        raise AdapterFileError(w_path, f"tensor {key!r} has dtype {info.dtype}; adapter weights must be "
-                                       "floating point (F16, BF16, F32, F64)")
+        raise AdapterFileError(
+            w_path,
+            f"tensor {key!r} has dtype {info.dtype}; adapter weights must be floating point (F16, BF16, F32, F64)",
+        )
     if t.ndim != ndim:
-        raise AdapterFileError(w_path, f"tensor {key!r} has shape {list(t.shape)}; expected {ndim} dimensions"
-                               + (" (only Linear and Embedding LoRA modules are read)" if ndim == 2 else ""))
+        raise AdapterFileError(
+            w_path,
+            f"tensor {key!r} has shape {list(t.shape)}; expected {ndim} dimensions"
+            + (" (only Linear and Embedding LoRA modules are read)" if ndim == 2 else ""),
+        )
     if any(d == 0 for d in t.shape):
         raise AdapterFileError(w_path, f"tensor {key!r} has an empty dimension: shape {list(t.shape)}")
     return t
@@ -484,57 +583,84 @@ def _read_lora(adapter: PeftAdapter, tensors, infos, w_path: Path, cfg_path: Pat
         for need in (a_key, b_key):
             if need not in p:
                 have = ", ".join(sorted(p))
-                raise AdapterFileError(w_path, f"module {module} has {have} but no "
-                                               f"{need.replace('emb_', 'lora_embedding_')}")
+                raise AdapterFileError(
+                    w_path, f"module {module} has {have} but no {need.replace('emb_', 'lora_embedding_')}"
+                )
         (ka, A), (kb, B) = p[a_key], p[b_key]
         A = _float_matrix(w_path, ka, A, infos[ka], 2)
         B = _float_matrix(w_path, kb, B, infos[kb], 2)
         # PEFT's Embedding LoRA: lora_embedding_A (r, num_embeddings), lora_embedding_B (dim, r), and
         # ΔW (num_embeddings, dim) = scaling · (B @ A)^T: kept as the (A, B) of B @ A, flagged `embedding`.
         if A.shape[0] != B.shape[1]:
-            raise AdapterFileError(w_path, f"module {module}: lora_A {list(A.shape)} (r, in) and lora_B "
-                                           f"{list(B.shape)} (out, r) disagree on the rank")
+            raise AdapterFileError(
+                w_path,
+                f"module {module}: lora_A {list(A.shape)} (r, in) and lora_B "
+                f"{list(B.shape)} (out, r) disagree on the rank",
+            )
         rkey = pattern_key(cfg["rank_pattern"], module)
         akey = pattern_key(cfg["alpha_pattern"], module)
         rank = cfg["rank_pattern"][rkey] if rkey is not None else cfg["r"]
         alpha = float(cfg["alpha_pattern"][akey] if akey is not None else cfg["lora_alpha"])
         if A.shape[0] != rank:
             source = f"rank_pattern[{rkey!r}]" if rkey is not None else "r"
-            raise AdapterFileError(w_path, f"module {module}: lora_A has rank {A.shape[0]} but "
-                                           f"{CONFIG_NAME} says {source}={rank}")
+            raise AdapterFileError(
+                w_path, f"module {module}: lora_A has rank {A.shape[0]} but {CONFIG_NAME} says {source}={rank}"
+            )
         layer = _layer_of(module)
         if not target_matches(cfg["target_modules"], module):
-            raise AdapterFileError(w_path, f"module {module} is not among target_modules="
-                                           f"{_short(cfg['target_modules'])} of {CONFIG_NAME}")
+            raise AdapterFileError(
+                w_path, f"module {module} is not among target_modules={_short(cfg['target_modules'])} of {CONFIG_NAME}"
+            )
         lt = cfg["layers_to_transform"]
         if lt is not None and layer is not None and layer not in lt:
-            raise AdapterFileError(w_path, f"module {module} is in layer {layer}, outside "
-                                           f"layers_to_transform={_short(lt)} of {CONFIG_NAME}")
+            raise AdapterFileError(
+                w_path,
+                f"module {module} is in layer {layer}, outside layers_to_transform={_short(lt)} of {CONFIG_NAME}",
+            )
         magnitude = None
         if "lora_magnitude_vector" in p:
             km, magnitude = p["lora_magnitude_vector"]
             if not cfg["use_dora"]:
-                raise AdapterFileError(w_path, f"module {module} has a DoRA magnitude vector but "
-                                               f"{CONFIG_NAME} has use_dora=false")
+                raise AdapterFileError(
+                    w_path, f"module {module} has a DoRA magnitude vector but {CONFIG_NAME} has use_dora=false"
+                )
             magnitude = _float_matrix(w_path, km, magnitude, infos[km], 1)
             if magnitude.shape[0] != B.shape[0]:
-                raise AdapterFileError(w_path, f"module {module}: lora_magnitude_vector has {magnitude.shape[0]} "
-                                               f"entries but lora_B has {B.shape[0]} output rows")
+                raise AdapterFileError(
+                    w_path,
+                    f"module {module}: lora_magnitude_vector has {magnitude.shape[0]} "
+                    f"entries but lora_B has {B.shape[0]} output rows",
+                )
         elif cfg["use_dora"] and not embedding:
-            raise AdapterFileError(w_path, f"module {module} has no lora_magnitude_vector but {CONFIG_NAME} "
-                                           "has use_dora=true")
+            raise AdapterFileError(
+                w_path, f"module {module} has no lora_magnitude_vector but {CONFIG_NAME} has use_dora=true"
+            )
         bias = None
         if "lora_B.bias" in p:
             kbias, bias = p["lora_B.bias"]
             bias = _float_matrix(w_path, kbias, bias, infos[kbias], 1)
             if bias.shape[0] != B.shape[0]:
-                raise AdapterFileError(w_path, f"module {module}: lora_B.bias has {bias.shape[0]} entries but "
-                                               f"lora_B has {B.shape[0]} output rows")
+                raise AdapterFileError(
+                    w_path,
+                    f"module {module}: lora_B.bias has {bias.shape[0]} entries but lora_B has {B.shape[0]} output rows",
+                )
         scaling = alpha / math.sqrt(rank) if cfg["use_rslora"] else alpha / rank
-        adapter.lora.append(LoraFactors(
-            name=module, A=A, B=B, rank=rank, alpha=alpha, scaling=scaling, magnitude=magnitude,
-            fan_in_fan_out=cfg["fan_in_fan_out"] and not embedding, embedding=embedding,
-            layer=layer, kind=module.rsplit(".", 1)[-1], bias=bias))
+        adapter.lora.append(
+            LoraFactors(
+                name=module,
+                A=A,
+                B=B,
+                rank=rank,
+                alpha=alpha,
+                scaling=scaling,
+                magnitude=magnitude,
+                fan_in_fan_out=cfg["fan_in_fan_out"] and not embedding,
+                embedding=embedding,
+                layer=layer,
+                kind=module.rsplit(".", 1)[-1],
+                bias=bias,
+            )
+        )
 
 
 def _short(value) -> str:
@@ -570,38 +696,46 @@ def _read_prompts(adapter: PeftAdapter, tensors, infos, w_path: Path, cfg_path: 
         prompt = _float_matrix(w_path, kp, prompt, infos[kp], 3)
         gate = _float_matrix(w_path, kg, gate, infos[kg], 1)
         if prompt.shape[0] != 1 or prompt.shape[1] != K:
-            raise AdapterFileError(w_path, f"tensor {kp!r} has shape {list(prompt.shape)}; expected "
-                                           f"[1, {K}, hidden] for adapter_len={K} in {CONFIG_NAME}")
+            raise AdapterFileError(
+                w_path,
+                f"tensor {kp!r} has shape {list(prompt.shape)}; expected "
+                f"[1, {K}, hidden] for adapter_len={K} in {CONFIG_NAME}",
+            )
         if hidden is not None and prompt.shape[2] != hidden:
-            raise AdapterFileError(w_path, f"tensor {kp!r} has hidden size {prompt.shape[2]} but other layers "
-                                           f"have {hidden}")
+            raise AdapterFileError(
+                w_path, f"tensor {kp!r} has hidden size {prompt.shape[2]} but other layers have {hidden}"
+            )
         hidden = prompt.shape[2]
         if gate.shape[0] != 1:
-            raise AdapterFileError(w_path, f"tensor {kg!r} has shape {list(gate.shape)}; expected [1] "
-                                           "(one gate per layer)")
+            raise AdapterFileError(
+                w_path, f"tensor {kg!r} has shape {list(gate.shape)}; expected [1] (one gate per layer)"
+            )
         layer = _layer_of(module)
         if layer is None:
             raise AdapterFileError(w_path, f"module {module} is not inside a numbered layer (model.layers.N)")
         if module.rsplit(".", 1)[-1] != cfg["target_modules"]:
-            raise AdapterFileError(w_path, f"module {module} is not the target_modules="
-                                           f"{cfg['target_modules']!r} of {CONFIG_NAME}")
+            raise AdapterFileError(
+                w_path, f"module {module} is not the target_modules={cfg['target_modules']!r} of {CONFIG_NAME}"
+            )
         adapter.prompts.append(PromptLayer(module, layer, prompt[0], gate))
     layers = [p.layer for p in adapter.prompts]
     if len(layers) != L:
-        raise AdapterFileError(w_path, f"holds prompts for {len(layers)} layers but {CONFIG_NAME} says "
-                                       f"adapter_layers={L}")
+        raise AdapterFileError(
+            w_path, f"holds prompts for {len(layers)} layers but {CONFIG_NAME} says adapter_layers={L}"
+        )
     if len(set(layers)) != len(layers):
         raise AdapterFileError(w_path, "holds two prompts for the same layer")
     if layers != list(range(layers[0], layers[0] + L)):
-        raise AdapterFileError(w_path, f"prompts are in layers {layers}; PEFT adapts the top {L} consecutive "
-                                       "layers")
+        raise AdapterFileError(w_path, f"prompts are in layers {layers}; PEFT adapts the top {L} consecutive layers")
 
 
 # --- writing -------------------------------------------------------------------------------
 
+
 def _peft_version() -> str | None:
     try:
         from importlib.metadata import version
+
         return version("peft")
     except Exception:
         return None
@@ -616,18 +750,29 @@ def _write_dir(directory: Path, config: dict, tensors: dict[str, torch.Tensor]) 
     host = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     for k, v in host.items():
         if v.is_floating_point() and not bool(torch.isfinite(v).all()):
-            raise ValueError(f"{directory / WEIGHTS_NAME}: refusing to write tensor {k!r}: it contains NaN "
-                             "or infinite values")
+            raise ValueError(
+                f"{directory / WEIGHTS_NAME}: refusing to write tensor {k!r}: it contains NaN or infinite values"
+            )
     with atomic_replace(directory / WEIGHTS_NAME) as tmp:
         save_file(host, str(tmp), metadata={"format": "pt"})
     atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def write_lora_adapter(directory: str | Path, modules: dict[str, dict[str, torch.Tensor]], *, r: int,
-                       lora_alpha: float, use_rslora: bool = False, use_dora: bool = False,
-                       target_modules=None, layers_to_transform=None, lora_dropout: float = 0.0,
-                       rank_pattern: dict | None = None, alpha_pattern: dict | None = None,
-                       base_model_name_or_path: str | None = None) -> Path:
+def write_lora_adapter(
+    directory: str | Path,
+    modules: dict[str, dict[str, torch.Tensor]],
+    *,
+    r: int,
+    lora_alpha: float,
+    use_rslora: bool = False,
+    use_dora: bool = False,
+    target_modules=None,
+    layers_to_transform=None,
+    lora_dropout: float = 0.0,
+    rank_pattern: dict | None = None,
+    alpha_pattern: dict | None = None,
+    base_model_name_or_path: str | None = None,
+) -> Path:
     """Write a PEFT LoRA adapter directory.
 
     `modules`: module path (e.g. "model.layers.0.self_attn.q_proj") -> {"A": (r, in), "B": (out, r),
@@ -643,13 +788,25 @@ def write_lora_adapter(directory: str | Path, modules: dict[str, dict[str, torch
     if target_modules is None:
         target_modules = sorted({n.rsplit(".", 1)[-1] for n in modules})
     config = {
-        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": int(r), "lora_alpha": float(lora_alpha),
-        "lora_dropout": float(lora_dropout), "use_rslora": bool(use_rslora), "use_dora": bool(use_dora),
-        "target_modules": list(target_modules), "layers_to_transform": (None if layers_to_transform is None
-                                                                        else [int(i) for i in layers_to_transform]),
-        "layers_pattern": None, "rank_pattern": dict(rank_pattern or {}), "alpha_pattern": dict(alpha_pattern or {}),
-        "fan_in_fan_out": False, "bias": "none", "init_lora_weights": True, "modules_to_save": None,
-        "inference_mode": True, "base_model_name_or_path": base_model_name_or_path, "revision": None,
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": int(r),
+        "lora_alpha": float(lora_alpha),
+        "lora_dropout": float(lora_dropout),
+        "use_rslora": bool(use_rslora),
+        "use_dora": bool(use_dora),
+        "target_modules": list(target_modules),
+        "layers_to_transform": (None if layers_to_transform is None else [int(i) for i in layers_to_transform]),
+        "layers_pattern": None,
+        "rank_pattern": dict(rank_pattern or {}),
+        "alpha_pattern": dict(alpha_pattern or {}),
+        "fan_in_fan_out": False,
+        "bias": "none",
+        "init_lora_weights": True,
+        "modules_to_save": None,
+        "inference_mode": True,
+        "base_model_name_or_path": base_model_name_or_path,
+        "revision": None,
     }
     version = _peft_version()
     if version:
@@ -658,8 +815,12 @@ def write_lora_adapter(directory: str | Path, modules: dict[str, dict[str, torch
     return directory
 
 
-def write_adaption_prompt_adapter(directory: str | Path, prompts: dict[int, tuple[torch.Tensor, torch.Tensor]],
-                                  *, base_model_name_or_path: str | None = None) -> Path:
+def write_adaption_prompt_adapter(
+    directory: str | Path,
+    prompts: dict[int, tuple[torch.Tensor, torch.Tensor]],
+    *,
+    base_model_name_or_path: str | None = None,
+) -> Path:
     """Write a PEFT AdaptionPrompt adapter directory.
 
     `prompts`: layer index -> (prompt (K, C), gate (1,)); the layers must be the model's top L, consecutive.
@@ -678,12 +839,18 @@ def write_adaption_prompt_adapter(directory: str | Path, prompts: dict[int, tupl
             raise ValueError(f"layer {i}: AdaptionPrompt holds one gate per layer, got shape {list(gate.shape)}")
         tensors[f"{PEFT_PREFIX}model.layers.{i}.self_attn.adaption_prompt"] = prompt.reshape(1, *prompt.shape)
         tensors[f"{PEFT_PREFIX}model.layers.{i}.self_attn.adaption_gate"] = gate.reshape(1)
-    config = {"peft_type": "ADAPTION_PROMPT", "task_type": "CAUSAL_LM", "adapter_len": int(lengths.pop()),
-              "adapter_layers": len(layers), "target_modules": "self_attn", "inference_mode": True,
-              "base_model_name_or_path": base_model_name_or_path, "revision": None}
+    config = {
+        "peft_type": "ADAPTION_PROMPT",
+        "task_type": "CAUSAL_LM",
+        "adapter_len": int(lengths.pop()),
+        "adapter_layers": len(layers),
+        "target_modules": "self_attn",
+        "inference_mode": True,
+        "base_model_name_or_path": base_model_name_or_path,
+        "revision": None,
+    }
     version = _peft_version()
     if version:
         config["peft_version"] = version
     _write_dir(directory, config, tensors)
     return directory
-

@@ -27,16 +27,17 @@ PROMPT_INITS = ("normal", "tokens")
 
 @dataclass
 class PrefixSettings:
-    length: int = 10          # K, prompt vectors per adapted layer
-    layers: int = 2           # L, the top L layers are adapted
+    length: int = 10  # K, prompt vectors per adapted layer
+    layers: int = 2  # L, the top L layers are adapted
     gate_shape: str = "head"  # one gate per head (paper, official code) or one per layer (HF PEFT)
-    gate_fn: str = "tanh"     # tanh (official training code) or identity (paper, PEFT, lit-llama)
-    init: str = "normal"      # N(0, 1) as PEFT and the official code; or embeddings of random tokens
+    gate_fn: str = "tanh"  # tanh (official training code) or identity (paper, PEFT, lit-llama)
+    init: str = "normal"  # N(0, 1) as PEFT and the official code; or embeddings of random tokens
 
 
 class PrefixAdapter(nn.Module):
-    def __init__(self, length: int, hidden_size: int, num_heads: int, gate_shape: str, gate_fn: str,
-                 device=None, dtype=None):
+    def __init__(
+        self, length: int, hidden_size: int, num_heads: int, gate_shape: str, gate_fn: str, device=None, dtype=None
+    ):
         super().__init__()
         self.length, self.gate_shape, self.gate_fn = length, gate_shape, gate_fn
         self.prompt = nn.Parameter(torch.zeros(length, hidden_size, device=device, dtype=dtype))
@@ -67,8 +68,9 @@ def validate_prefix(settings: PrefixSettings, num_layers: int) -> None:
     if not isinstance(settings.length, int) or settings.length < 1:
         raise ValueError(f"prefix length K={settings.length!r} is out of range: allowed 1 or more")
     if not isinstance(settings.layers, int) or not (1 <= settings.layers <= num_layers):
-        raise ValueError(f"prefix layers L={settings.layers!r} is out of range: "
-                         f"allowed 1 to {num_layers} (the model's layers)")
+        raise ValueError(
+            f"prefix layers L={settings.layers!r} is out of range: allowed 1 to {num_layers} (the model's layers)"
+        )
     if settings.gate_shape not in GATE_SHAPES:
         raise ValueError(f"gate shape={settings.gate_shape!r} is unknown: allowed {', '.join(GATE_SHAPES)}")
     if settings.gate_fn not in GATE_FUNCTIONS:
@@ -81,8 +83,7 @@ def prefix_layer_indices(num_layers: int, n_adapted: int) -> list[int]:
     return list(range(num_layers - n_adapted, num_layers))
 
 
-def inject_prefix(model: nn.Module, settings: PrefixSettings,
-                  generator: torch.Generator | None = None) -> list[int]:
+def inject_prefix(model: nn.Module, settings: PrefixSettings, generator: torch.Generator | None = None) -> list[int]:
     """Attach a PrefixAdapter to the top L layers; returns their indices. All-or-nothing."""
     config = model.config
     validate_prefix(settings, config.num_hidden_layers)
@@ -93,8 +94,15 @@ def inject_prefix(model: nn.Module, settings: PrefixSettings,
     embed = model.model.embed_tokens.weight
     adapters = []
     for _ in indices:
-        adapter = PrefixAdapter(settings.length, config.hidden_size, config.num_attention_heads,
-                                settings.gate_shape, settings.gate_fn, embed.device, embed.dtype)
+        adapter = PrefixAdapter(
+            settings.length,
+            config.hidden_size,
+            config.num_attention_heads,
+            settings.gate_shape,
+            settings.gate_fn,
+            embed.device,
+            embed.dtype,
+        )
         with torch.no_grad():
             if settings.init == "normal":
                 adapter.prompt.normal_(0.0, 1.0, generator=generator)
@@ -108,8 +116,9 @@ def inject_prefix(model: nn.Module, settings: PrefixSettings,
 
 
 def prefix_adapters(model: nn.Module) -> dict[int, PrefixAdapter]:
-    return {i: layer.self_attn.prefix for i, layer in enumerate(model.model.layers)
-            if layer.self_attn.prefix is not None}
+    return {
+        i: layer.self_attn.prefix for i, layer in enumerate(model.model.layers) if layer.self_attn.prefix is not None
+    }
 
 
 def remove_prefix(model: nn.Module) -> None:

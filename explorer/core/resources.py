@@ -41,16 +41,16 @@ def resources_dir() -> Path:
     for path in candidates:
         if path.is_dir():
             return path
-    raise FileNotFoundError("no resources directory found; looked in "
-                            + ", ".join(str(p) for p in candidates))
+    raise FileNotFoundError("no resources directory found; looked in " + ", ".join(str(p) for p in candidates))
 
 
 def base_model_dir() -> Path:
     """The shipped base model: an HF Llama directory (config.json + model.safetensors)."""
     path = resources_dir() / "base"
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path / 'config.json'}: the base model is missing "
-                                "(train it with scripts/train_base.py)")
+        raise FileNotFoundError(
+            f"{path / 'config.json'}: the base model is missing (train it with scripts/train_base.py)"
+        )
     return path
 
 

@@ -36,16 +36,27 @@ class TrainedState:
     settings: dict
     step: int
     extra: dict
-    resume: dict[str, torch.Tensor] = field(default_factory=dict)   # names without the "resume/" prefix
+    resume: dict[str, torch.Tensor] = field(default_factory=dict)  # names without the "resume/" prefix
 
 
-def save_state(path: str | Path, tensors: dict[str, torch.Tensor], settings: dict, step: int,
-               extra: dict | None = None, resume: dict[str, torch.Tensor] | None = None) -> None:
+def save_state(
+    path: str | Path,
+    tensors: dict[str, torch.Tensor],
+    settings: dict,
+    step: int,
+    extra: dict | None = None,
+    resume: dict[str, torch.Tensor] | None = None,
+) -> None:
     """Write atomically: a failure at any point (a full disk, a kill) leaves the previous file as it was."""
     from safetensors.torch import save_file
 
-    meta = {"format": FORMAT, "version": VERSION, "settings": json.dumps(settings),
-            "step": str(int(step)), "extra": json.dumps(extra or {})}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "settings": json.dumps(settings),
+        "step": str(int(step)),
+        "extra": json.dumps(extra or {}),
+    }
     clash = [k for k in tensors if k.startswith(RESUME)]
     if clash:
         raise ValueError(f"tensor name {clash[0]!r} uses the reserved prefix {RESUME!r}")
@@ -66,14 +77,16 @@ def load_state(path: str | Path) -> TrainedState:
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open is not a mapping)
     except Exception as exc:  # safetensors raises its own types for truncated or garbled files
         raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a peft-explorer state file (format={meta.get('format')!r})")
     if meta.get("version") != VERSION:
-        raise ValueError(f"{path}: state file version {meta.get('version')!r} is not supported "
-                         f"(this peft-explorer reads version {VERSION})")
+        raise ValueError(
+            f"{path}: state file version {meta.get('version')!r} is not supported "
+            f"(this peft-explorer reads version {VERSION})"
+        )
     try:
         settings = json.loads(meta["settings"])
         step = int(meta.get("step", "0"))
@@ -85,5 +98,5 @@ def load_state(path: str | Path) -> TrainedState:
     for name, t in tensors.items():
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise ValueError(f"{path}: tensor {name} contains NaN or infinite values")
-    resume = {k[len(RESUME):]: tensors.pop(k) for k in [k for k in tensors if k.startswith(RESUME)]}
+    resume = {k[len(RESUME) :]: tensors.pop(k) for k in [k for k in tensors if k.startswith(RESUME)]}
     return TrainedState(tensors, settings, step, extra, resume)

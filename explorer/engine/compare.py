@@ -63,8 +63,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from explorer.core.analysis import (DENSE_EXACT_MAX, amplification, dense_spectrum, spectrum_from_factors,
-                                    subspace_similarity)
+from explorer.core.analysis import (
+    DENSE_EXACT_MAX,
+    amplification,
+    spectrum_from_factors,
+    subspace_similarity,
+)
 from explorer.engine import device as devices
 from explorer.engine.history import ThinningBuffer
 from explorer.engine.mailbox import Mailbox
@@ -74,8 +78,20 @@ from explorer.engine.settings import METHODS, SETTINGS_SPEC, TrainSettings, vali
 
 ALIASES = {"r": "rank", "K": "prefix_len", "k": "prefix_len", "L": "prefix_layers", "l": "prefix_layers"}
 # Shared by every run of a comparison: they define the data, the device or the display.
-SHARED = ("scenario", "seq_len", "size_in", "size_out", "target_rank", "noise", "preset", "device", "dtype",
-          "speed", "snapshot_hz", "display_size")
+SHARED = (
+    "scenario",
+    "seq_len",
+    "size_in",
+    "size_out",
+    "target_rank",
+    "noise",
+    "preset",
+    "device",
+    "dtype",
+    "speed",
+    "snapshot_hz",
+    "display_size",
+)
 PER_RUN = tuple(f.name for f in fields(TrainSettings) if f.name not in SHARED and f.name != "method")
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,63}$")
 _TRUE = ("true", "yes", "on", "1")
@@ -87,6 +103,7 @@ SPEC_SYNTAX = "METHOD[:KEY=VALUE,...] with METHOD one of " + ", ".join(METHODS)
 @dataclass
 class RunSpec:
     """One run of a comparison: its label and the TrainSettings it changes (`method` included)."""
+
     label: str
     overrides: dict[str, Any]
     text: str = ""
@@ -122,8 +139,9 @@ def _convert(key: str, name: str, raw: str, text: str):
         try:
             return tuple(int(t) for t in re.split(r"[+/ ]", raw) if t)
         except ValueError:
-            raise ValueError(f"{key}={raw!r} {where} is not 'all' or layer indices joined with '+' "
-                             "(e.g. layers=0+1)") from None
+            raise ValueError(
+                f"{key}={raw!r} {where} is not 'all' or layer indices joined with '+' (e.g. layers=0+1)"
+            ) from None
     if kind in ("bool", bool):
         low = raw.lower()
         if low in _TRUE:
@@ -177,8 +195,10 @@ def parse_run_spec(text: str) -> RunSpec:
             if label is not None:
                 raise ValueError(f"label is given twice in run spec {text!r}")
             if not LABEL_RE.match(raw):
-                raise ValueError(f"label={raw!r} in run spec {text!r} is not allowed: use 1 to 64 letters, digits "
-                                 "and . _ + = - (it names the run's recording directory)")
+                raise ValueError(
+                    f"label={raw!r} in run spec {text!r} is not allowed: use 1 to 64 letters, digits "
+                    "and . _ + = - (it names the run's recording directory)"
+                )
             label = raw
             continue
         if not raw:
@@ -187,20 +207,24 @@ def parse_run_spec(text: str) -> RunSpec:
         if name == "method":
             raise ValueError(f"method is given before ':' in run spec {text!r}, not as a key")
         if name in SHARED:
-            raise ValueError(f"{key} is shared by every run, not set in one run spec ({text!r}): set it for the "
-                             f"whole comparison (--{name.replace('_', '-')})")
+            raise ValueError(
+                f"{key} is shared by every run, not set in one run spec ({text!r}): set it for the "
+                f"whole comparison (--{name.replace('_', '-')})"
+            )
         if name not in PER_RUN:
             raise ValueError(f"unknown key {key!r} in run spec {text!r}: allowed {_allowed_keys()}")
         if name in overrides:
             raise ValueError(f"{name} is given twice in run spec {text!r}")
         methods = SETTINGS_SPEC[name].methods
         if methods is not None and method not in methods and not (method == "full" and name in ("targets", "layers")):
-            raise ValueError(f"{key}={raw} does not apply to method {method!r} in run spec {text!r}: "
-                             f"{name} is for {', '.join(methods)}")
+            raise ValueError(
+                f"{key}={raw} does not apply to method {method!r} in run spec {text!r}: "
+                f"{name} is for {', '.join(methods)}"
+            )
         overrides[name] = _convert(key, name, raw, text)
         parts.append(_label_part(key, raw))
     spec = RunSpec(label=label or "-".join(parts), overrides=overrides, text=text, explicit_label=label is not None)
-    try:   # ranges and choices (the scenario-specific checks come when the runs are built)
+    try:  # ranges and choices (the scenario-specific checks come when the runs are built)
         TrainSettings().with_changes(**overrides)
     except ValueError as exc:
         raise ValueError(f"run spec {text!r}: {exc}") from None
@@ -229,11 +253,23 @@ def unique_labels(specs: list[RunSpec]) -> list[RunSpec]:
 
 # ---- plain data for the view and the table -------------------------------------------------------
 
-TABLE_COLUMNS = ("run", "method", "spec", "trainable_params", "share", "storage_bytes", "steps", "final_loss",
-                 "final_eval_loss", "steps_per_second", "llama7b_trainable_params", "llama7b_storage_bytes")
+TABLE_COLUMNS = (
+    "run",
+    "method",
+    "spec",
+    "trainable_params",
+    "share",
+    "storage_bytes",
+    "steps",
+    "final_loss",
+    "final_eval_loss",
+    "steps_per_second",
+    "llama7b_trainable_params",
+    "llama7b_storage_bytes",
+)
 LLAMA_PRESET = "llama-7b"
-FINAL_WINDOW_SHARE = 0.1   # final_loss: mean training loss over the last 10% of steps ...
-FINAL_WINDOW_MAX = 1000    # ... and at most the last 1,000
+FINAL_WINDOW_SHARE = 0.1  # final_loss: mean training loss over the last 10% of steps ...
+FINAL_WINDOW_MAX = 1000  # ... and at most the last 1,000
 
 
 @dataclass
@@ -241,47 +277,56 @@ class RunSummary:
     label: str
     spec: str
     method: str
-    colour: int                       # index into the view's colour-blind-safe palette
+    colour: int  # index into the view's colour-blind-safe palette
     settings: dict
     step: int
-    loss: float | None                # the latest training loss
-    eval_loss: float | None           # the latest held-out loss
-    steps: np.ndarray                 # loss history (thinned, see engine/history.py)
+    loss: float | None  # the latest training loss
+    eval_loss: float | None  # the latest held-out loss
+    steps: np.ndarray  # loss history (thinned, see engine/history.py)
     losses: np.ndarray
     eval_steps: np.ndarray
     eval_losses: np.ndarray
     trainable_params: int
-    share: float                      # trainable / base parameters
-    storage_bytes: int                # the trainable weights in fp16
-    steps_per_second: float           # over the run's own train_step time
+    share: float  # trainable / base parameters
+    storage_bytes: int  # the trainable weights in fp16
+    steps_per_second: float  # over the run's own train_step time
     llama7b_trainable_params: int | None
     llama7b_storage_bytes: int | None
-    final_loss: float | None          # mean training loss over the last 10% of steps (at most 1,000)
-    final_eval_loss: float | None     # the held-out loss at the last evaluation
+    final_loss: float | None  # mean training loss over the last 10% of steps (at most 1,000)
+    final_eval_loss: float | None  # the held-out loss at the last evaluation
     measured_trainable_params: int = 0
     matrices: list[str] = field(default_factory=list)
-    fault: str | None = None          # a run that diverged stops; the others go on
+    fault: str | None = None  # a run that diverged stops; the others go on
 
     def table_row(self) -> dict:
-        return {"run": self.label, "method": self.method, "spec": self.spec,
-                "trainable_params": self.trainable_params, "share": self.share,
-                "storage_bytes": self.storage_bytes, "steps": self.step, "final_loss": self.final_loss,
-                "final_eval_loss": self.final_eval_loss, "steps_per_second": self.steps_per_second,
-                "llama7b_trainable_params": self.llama7b_trainable_params,
-                "llama7b_storage_bytes": self.llama7b_storage_bytes}
+        return {
+            "run": self.label,
+            "method": self.method,
+            "spec": self.spec,
+            "trainable_params": self.trainable_params,
+            "share": self.share,
+            "storage_bytes": self.storage_bytes,
+            "steps": self.step,
+            "final_loss": self.final_loss,
+            "final_eval_loss": self.final_eval_loss,
+            "steps_per_second": self.steps_per_second,
+            "llama7b_trainable_params": self.llama7b_trainable_params,
+            "llama7b_storage_bytes": self.llama7b_storage_bytes,
+        }
 
 
 @dataclass
 class CompareAnalysis:
     """The LoRA paper's analyses at one step. Pairs are (label_a, label_b) of LoRA runs, in run order."""
+
     step: int
-    modules: list[str]                                    # matrices the LoRA runs share
+    modules: list[str]  # matrices the LoRA runs share
     pairs: list[tuple[str, str]]
-    similarity: dict[tuple[str, str], dict[str, np.ndarray]]   # phi (r_a, r_b), entry [i-1, j-1] = phi(i, j)
-    control: dict[tuple[str, str], dict[str, np.ndarray]]      # phi(A_a, random Gaussian (r_b, in))
-    amplification: dict[str, list[dict]]                  # label -> one row per module
+    similarity: dict[tuple[str, str], dict[str, np.ndarray]]  # phi (r_a, r_b), entry [i-1, j-1] = phi(i, j)
+    control: dict[tuple[str, str], dict[str, np.ndarray]]  # phi(A_a, random Gaussian (r_b, in))
+    amplification: dict[str, list[dict]]  # label -> one row per module
     intrinsic: dict[tuple[str, str], dict[str, dict]] = field(default_factory=dict)  # (lora, full) -> module -> figures
-    seconds: float = 0.0                                   # what computing this took
+    seconds: float = 0.0  # what computing this took
 
     def phi(self, a: str, b: str, module: str) -> np.ndarray | None:
         """phi for the pair in either order (rows belong to `a`)."""
@@ -296,16 +341,33 @@ class CompareAnalysis:
         def arr(x):
             return None if x is None else np.asarray(x, np.float64).round(6).tolist()
 
-        out = {"step": self.step, "modules": list(self.modules),
-               "similarity": [{"a": a, "b": b, "modules": {
-                   m: {"phi": arr(phi), "phi_diagonal": arr(np.diagonal(phi)),
-                       "control_phi": arr(self.control[(a, b)].get(m)),
-                       "control_diagonal": arr(np.diagonal(self.control[(a, b)][m]))
-                       if m in self.control[(a, b)] else None}
-                   for m, phi in self.similarity[(a, b)].items()}} for a, b in self.pairs],
-               "amplification": {label: [_json_row(r) for r in rows] for label, rows in self.amplification.items()},
-               "intrinsic": [{"lora": a, "full": b, "modules": {m: _json_row(d) for m, d in per.items()}}
-                             for (a, b), per in self.intrinsic.items()]}
+        out = {
+            "step": self.step,
+            "modules": list(self.modules),
+            "similarity": [
+                {
+                    "a": a,
+                    "b": b,
+                    "modules": {
+                        m: {
+                            "phi": arr(phi),
+                            "phi_diagonal": arr(np.diagonal(phi)),
+                            "control_phi": arr(self.control[(a, b)].get(m)),
+                            "control_diagonal": arr(np.diagonal(self.control[(a, b)][m]))
+                            if m in self.control[(a, b)]
+                            else None,
+                        }
+                        for m, phi in self.similarity[(a, b)].items()
+                    },
+                }
+                for a, b in self.pairs
+            ],
+            "amplification": {label: [_json_row(r) for r in rows] for label, rows in self.amplification.items()},
+            "intrinsic": [
+                {"lora": a, "full": b, "modules": {m: _json_row(d) for m, d in per.items()}}
+                for (a, b), per in self.intrinsic.items()
+            ],
+        }
         return out
 
 
@@ -323,14 +385,14 @@ def _json_row(d: dict) -> dict:
 
 @dataclass
 class CompareSnapshot:
-    step: int                         # rounds done (every run has done this many steps, unless it faulted)
-    segment: int                      # increments on every reset or rebuild
-    time: float                       # seconds of training (all runs together)
+    step: int  # rounds done (every run has done this many steps, unless it faulted)
+    segment: int  # increments on every reset or rebuild
+    time: float  # seconds of training (all runs together)
     runs: list[RunSummary]
     analysis: CompareAnalysis | None = None
     scenario: str = "lm"
     device: str = ""
-    state: str = "paused"             # "running" | "paused" | "fault"
+    state: str = "paused"  # "running" | "paused" | "fault"
     fault: str | None = None
 
     def table_rows(self) -> list[dict]:
@@ -342,6 +404,7 @@ class CompareSnapshot:
 
 # ---- the analyses, on trainers ---------------------------------------------------------------------
 
+
 def _sources(trainer) -> dict:
     return {s.name: s for s in trainer.scenario.matrix_sources(trainer.model, trainer.settings)}
 
@@ -349,8 +412,10 @@ def _sources(trainer) -> dict:
 def _lora_source(trainer, module: str):
     src = _sources(trainer).get(module)
     if src is None:
-        raise ValueError(f"module {module!r} is not adapted in the {trainer.settings.method} run "
-                         f"(adapted: {', '.join(_sources(trainer)) or 'none'})")
+        raise ValueError(
+            f"module {module!r} is not adapted in the {trainer.settings.method} run "
+            f"(adapted: {', '.join(_sources(trainer)) or 'none'})"
+        )
     if src.A is None:
         raise ValueError(f"module {module!r} has no LoRA factors in the {trainer.settings.method} run")
     return src
@@ -389,9 +454,12 @@ def seed_similarity(trainer_a, trainer_b, module: str, control_seed: int = 0) ->
         raise ValueError(f"seed similarity compares one rank: the runs have rank {ra} and {rb}")
     if trainer_a.settings.seed == trainer_b.settings.seed:
         raise ValueError(f"seed similarity compares two seeds: both runs have seed {trainer_a.settings.seed}")
-    return {"rank": ra, "seeds": [trainer_a.settings.seed, trainer_b.settings.seed],
-            "phi": subspace_similarity_between(trainer_a, trainer_b, module),
-            "control": random_control(trainer_a, module, rb, control_seed)}
+    return {
+        "rank": ra,
+        "seeds": [trainer_a.settings.seed, trainer_b.settings.seed],
+        "phi": subspace_similarity_between(trainer_a, trainer_b, module),
+        "control": random_control(trainer_a, module, rb, control_seed),
+    }
 
 
 def amplification_table(trainer, seed: int = 0, cache: dict | None = None) -> list[dict]:
@@ -420,14 +488,20 @@ def _amplification_cached(src, generator, cache: dict, key) -> dict:
     k = spec.U.shape[1]
     if key not in cache:
         full = amplification(W, src.A, src.B, src.scaling, generator=generator)
-        cache[key] = {"w0_fro": full["w0_fro"], "proj_w0_top": full["proj_w0_top"],
-                      "proj_random": full["proj_random"]}
+        cache[key] = {"w0_fro": full["w0_fro"], "proj_w0_top": full["proj_w0_top"], "proj_random": full["proj_random"]}
     const = cache[key]
     d = float(spec.values.square().sum().sqrt())
     p = float(torch.linalg.matrix_norm(spec.U.T @ W @ spec.V))
     factor = d / p if p > 0 else (0.0 if d == 0 else math.inf)
-    return {"rank": k, "delta_fro": d, "w0_fro": const["w0_fro"], "proj_delta": p,
-            "proj_w0_top": const["proj_w0_top"], "proj_random": const["proj_random"], "factor": factor}
+    return {
+        "rank": k,
+        "delta_fro": d,
+        "w0_fro": const["w0_fro"],
+        "proj_delta": p,
+        "proj_w0_top": const["proj_w0_top"],
+        "proj_random": const["proj_random"],
+        "factor": factor,
+    }
 
 
 def _energy_top(values: np.ndarray, k: int) -> float:
@@ -441,7 +515,7 @@ def _ranks(values: np.ndarray) -> tuple[float, float]:
     if s.sum() <= 0:
         return 0.0, 0.0
     p = s[s > 0] / s.sum()
-    return float(math.exp(-(p * np.log(p)).sum())), float((s ** 2).sum() / (s ** 2).max())
+    return float(math.exp(-(p * np.log(p)).sum())), float((s**2).sum() / (s**2).max())
 
 
 @torch.no_grad()
@@ -449,8 +523,9 @@ def full_update(full_trainer, module: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(ΔW = W - W0, W0) of one matrix in a full fine-tuning run."""
     src = _sources(full_trainer).get(module)
     if src is None or src.weight is None:
-        raise ValueError(f"module {module!r} is not a fully fine-tuned matrix in the "
-                         f"{full_trainer.settings.method} run")
+        raise ValueError(
+            f"module {module!r} is not a fully fine-tuned matrix in the {full_trainer.settings.method} run"
+        )
     return src.weight.detach().float() - src.base.detach().float(), src.base
 
 
@@ -493,17 +568,27 @@ def intrinsic_rank(lora_trainer, full_trainer, module: str, _full_cache: dict | 
     full_values = s.cpu().numpy().astype(np.float32)
     le, ls = _ranks(lora_values)
     fe, fs = _ranks(full_values)
-    return {"module": module, "rank": int(src.A.shape[0]),
-            "lora_values": lora_values, "lora_method": "exact: QR of the factors + SVD of the r x r core",
-            "full_values": full_values, "full_method": method,
-            "lora_effective_rank": le, "lora_stable_rank": ls, "full_effective_rank": fe, "full_stable_rank": fs,
-            "full_energy_top_r": _energy_top(full_values, int(src.A.shape[0])),
-            "lora_fro": float(np.sqrt((lora_values.astype(np.float64) ** 2).sum())),
-            "full_fro": float(np.sqrt((full_values.astype(np.float64) ** 2).sum())),
-            "overlap_left": overlap_l, "overlap_right": overlap_r}
+    return {
+        "module": module,
+        "rank": int(src.A.shape[0]),
+        "lora_values": lora_values,
+        "lora_method": "exact: QR of the factors + SVD of the r x r core",
+        "full_values": full_values,
+        "full_method": method,
+        "lora_effective_rank": le,
+        "lora_stable_rank": ls,
+        "full_effective_rank": fe,
+        "full_stable_rank": fs,
+        "full_energy_top_r": _energy_top(full_values, int(src.A.shape[0])),
+        "lora_fro": float(np.sqrt((lora_values.astype(np.float64) ** 2).sum())),
+        "full_fro": float(np.sqrt((full_values.astype(np.float64) ** 2).sum())),
+        "overlap_left": overlap_l,
+        "overlap_right": overlap_r,
+    }
 
 
 # ---- the runner ------------------------------------------------------------------------------------
+
 
 def price_on_llama(settings: TrainSettings, preset: str = LLAMA_PRESET) -> dict | None:
     """The run's setting priced on a LLaMA preset (explorer.core.budget), or None when it does not fit.
@@ -511,10 +596,16 @@ def price_on_llama(settings: TrainSettings, preset: str = LLAMA_PRESET) -> dict 
     from explorer.core.budget import PRESETS, compute_budget
 
     try:
-        return compute_budget(PRESETS[preset], settings.method, rank=settings.rank, targets=tuple(settings.targets),
-                              layers=None if settings.layers is None else list(settings.layers),
-                              prefix_len=settings.prefix_len, prefix_layers=settings.prefix_layers,
-                              gate_shape=settings.gate_shape).to_dict()
+        return compute_budget(
+            PRESETS[preset],
+            settings.method,
+            rank=settings.rank,
+            targets=tuple(settings.targets),
+            layers=None if settings.layers is None else list(settings.layers),
+            prefix_len=settings.prefix_len,
+            prefix_layers=settings.prefix_layers,
+            gate_shape=settings.gate_shape,
+        ).to_dict()
     except (ValueError, KeyError):
         return None
 
@@ -554,18 +645,30 @@ class _Run:
             final = float(np.mean(list(self.recent)[-n:]))
         b = self.budget
         return RunSummary(
-            label=self.label, spec=self.spec.text or self.spec.method, method=t.settings.method, colour=self.index,
-            settings=t.settings.to_dict(), step=t.step, loss=t.loss if t.loss is not None else
-            (float(losses[-1]) if losses.size else None),
-            eval_loss=t.last_eval_loss, steps=steps, losses=losses, eval_steps=eval_steps, eval_losses=eval_losses,
-            trainable_params=int(b["trainable_params"]), share=float(b["share"]),
+            label=self.label,
+            spec=self.spec.text or self.spec.method,
+            method=t.settings.method,
+            colour=self.index,
+            settings=t.settings.to_dict(),
+            step=t.step,
+            loss=t.loss if t.loss is not None else (float(losses[-1]) if losses.size else None),
+            eval_loss=t.last_eval_loss,
+            steps=steps,
+            losses=losses,
+            eval_steps=eval_steps,
+            eval_losses=eval_losses,
+            trainable_params=int(b["trainable_params"]),
+            share=float(b["share"]),
             storage_bytes=int(b["storage_bytes_fp16"]),
             steps_per_second=t.step / elapsed if elapsed > 0 and t.step else 0.0,
             llama7b_trainable_params=None if self.llama is None else int(self.llama["trainable_params"]),
             llama7b_storage_bytes=None if self.llama is None else int(self.llama["storage_bytes_fp16"]),
-            final_loss=final, final_eval_loss=t.last_eval_loss,
+            final_loss=final,
+            final_eval_loss=t.last_eval_loss,
             measured_trainable_params=int(b.get("measured_trainable_params", b["trainable_params"])),
-            matrices=list(self.matrices), fault=self.fault)
+            matrices=list(self.matrices),
+            fault=self.fault,
+        )
 
 
 class CompareRunner:
@@ -581,7 +684,7 @@ class CompareRunner:
             raise ValueError("no runs to compare: give at least one run spec (e.g. lora:r=8)")
         validate(base_settings)
         specs = unique_labels([parse_run_spec(s) if isinstance(s, str) else s for s in specs])
-        settings = [s.settings(base_settings) for s in specs]      # every spec is checked before any work
+        settings = [s.settings(base_settings) for s in specs]  # every spec is checked before any work
         self.base_settings = base_settings
         self.specs = specs
         self.runs: list[_Run] = []
@@ -690,13 +793,14 @@ class CompareRunner:
         shared = [m for m in order if all(m in names[r.label] for r in lora)]
         pairs, similarity, control = [], {}, {}
         for i, a in enumerate(lora):
-            for b in lora[i + 1:]:
+            for b in lora[i + 1 :]:
                 common = [m for m in names[a.label] if m in names[b.label]]
                 if not common:
                     continue
                 pairs.append((a.label, b.label))
-                similarity[(a.label, b.label)] = {m: subspace_similarity_between(a.trainer, b.trainer, m)
-                                                  for m in common}
+                similarity[(a.label, b.label)] = {
+                    m: subspace_similarity_between(a.trainer, b.trainer, m) for m in common
+                }
                 rb = b.trainer.settings.rank
                 control[(a.label, b.label)] = {m: random_control(a.trainer, m, rb, control_seed) for m in common}
         amp = {r.label: amplification_table(r.trainer, control_seed, self._amp_cache) for r in lora}
@@ -711,9 +815,16 @@ class CompareRunner:
                         per[m] = intrinsic_rank(r.trainer, f.trainer, m, full_cache)
                 if per:
                     intrinsic[(r.label, f.label)] = per
-        self._analysis = CompareAnalysis(step=self.rounds, modules=shared, pairs=pairs, similarity=similarity,
-                                         control=control, amplification=amp, intrinsic=intrinsic,
-                                         seconds=time.perf_counter() - t0)
+        self._analysis = CompareAnalysis(
+            step=self.rounds,
+            modules=shared,
+            pairs=pairs,
+            similarity=similarity,
+            control=control,
+            amplification=amp,
+            intrinsic=intrinsic,
+            seconds=time.perf_counter() - t0,
+        )
         return self._analysis
 
     # --- snapshots ----------------------------------------------------------------------------------
@@ -725,11 +836,17 @@ class CompareRunner:
         if analysis:
             self.analyses()
         first = self.runs[0].trainer
-        return CompareSnapshot(step=self.rounds, segment=self.segment,
-                               time=sum(r.trainer.clock.elapsed() for r in self.runs),
-                               runs=[r.summary() for r in self.runs], analysis=self._analysis,
-                               scenario=first.settings.scenario, device=first.device_label(), state=state,
-                               fault=fault)
+        return CompareSnapshot(
+            step=self.rounds,
+            segment=self.segment,
+            time=sum(r.trainer.clock.elapsed() for r in self.runs),
+            runs=[r.summary() for r in self.runs],
+            analysis=self._analysis,
+            scenario=first.settings.scenario,
+            device=first.device_label(),
+            state=state,
+            fault=fault,
+        )
 
 
 # ---- the background worker -------------------------------------------------------------------------
@@ -770,7 +887,7 @@ class CompareWorker:
     def __init__(self, base_settings: TrainSettings, specs: list, *, base_model=None, threads: int | None = None):
         validate(base_settings)
         specs = unique_labels([parse_run_spec(s) if isinstance(s, str) else s for s in specs])
-        for s in specs:           # a bad spec is the caller's error, raised here, not in the thread
+        for s in specs:  # a bad spec is the caller's error, raised here, not in the thread
             s.settings(base_settings)
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -782,7 +899,7 @@ class CompareWorker:
         self._thread: threading.Thread | None = None
         self._closing = False
         self._playing = False
-        self._runner: CompareRunner | None = None     # touched only in the worker thread
+        self._runner: CompareRunner | None = None  # touched only in the worker thread
         self._fault: str | None = None
         self.snapshots_posted = 0
 
@@ -839,8 +956,9 @@ class CompareWorker:
         """Replace the comparison (validated here; rebuilt in the thread, paused, at step 0)."""
         base = base_settings if base_settings is not None else self._base
         validate(base)
-        new = unique_labels([parse_run_spec(s) if isinstance(s, str) else s
-                             for s in (specs if specs is not None else self._specs)])
+        new = unique_labels(
+            [parse_run_spec(s) if isinstance(s, str) else s for s in (specs if specs is not None else self._specs)]
+        )
         for s in new:
             s.settings(base)
         with self._lock:
@@ -926,8 +1044,17 @@ class CompareWorker:
             runner = CompareRunner(base, specs, base_model=self._base_model)
         except Exception as exc:  # a bad device, a missing base model, a spec that does not fit the scenario
             self._fault = f"could not start the comparison: {type(exc).__name__}: {exc}"
-            self._put(CompareSnapshot(step=0, segment=old_segment + 1, time=0.0, runs=[],
-                                      scenario=base.scenario, state="fault", fault=self._fault))
+            self._put(
+                CompareSnapshot(
+                    step=0,
+                    segment=old_segment + 1,
+                    time=0.0,
+                    runs=[],
+                    scenario=base.scenario,
+                    state="fault",
+                    fault=self._fault,
+                )
+            )
             return
         runner.segment = old_segment + 1
         self._runner = runner
@@ -966,19 +1093,23 @@ class CompareWorker:
         if self._fault is not None:
             with self._lock:
                 scenario = self._base.scenario
-            self._put(CompareSnapshot(step=0, segment=0, time=0.0, runs=[], scenario=scenario, state="fault",
-                                      fault=self._fault))
+            self._put(
+                CompareSnapshot(
+                    step=0, segment=0, time=0.0, runs=[], scenario=scenario, state="fault", fault=self._fault
+                )
+            )
 
-    def _post(self, eval_: bool = False, analysis: bool = False, state: str | None = None,
-              fault: str | None = None) -> None:
+    def _post(
+        self, eval_: bool = False, analysis: bool = False, state: str | None = None, fault: str | None = None
+    ) -> None:
         r = self._runner
         try:
             if eval_:
                 t0 = time.perf_counter()
                 r.evaluate()
                 self._eval.done(t0, time.perf_counter() - t0)
-            for run in r.runs:      # the step-0 loss (a forward pass per run, once per segment) is not
-                if run.fault is None:   # a snapshot's cost: counted in, it put the next one 40x further off
+            for run in r.runs:  # the step-0 loss (a forward pass per run, once per segment) is not
+                if run.fault is None:  # a snapshot's cost: counted in, it put the next one 40x further off
                     r._initial(run)
             t0 = time.perf_counter()
             snap = r.snapshot(analysis=False)
@@ -990,8 +1121,9 @@ class CompareWorker:
         except Exception as exc:
             self._playing, self._steps_left = False, 0
             self._fault = f"snapshot failed at step {r.step}: {type(exc).__name__}: {exc}; paused"
-            self._put(CompareSnapshot(step=r.step, segment=r.segment, time=0.0, runs=[], state="fault",
-                                      fault=self._fault))
+            self._put(
+                CompareSnapshot(step=r.step, segment=r.segment, time=0.0, runs=[], state="fault", fault=self._fault)
+            )
             return
         snap.state = state or ("running" if self._playing else "paused")
         snap.fault = fault if snap.state == "fault" else None
@@ -1003,6 +1135,7 @@ class CompareWorker:
 
 
 # ---- comparisons from elsewhere: one live run, a headless comparison's directory -------------------
+
 
 def default_label(settings: dict) -> str:
     """'lora-r8', 'prefix-K10-L2', 'lora+prefix-r8-K10', 'full' from a settings dict."""
@@ -1043,27 +1176,47 @@ def summary_from_snapshot(snap, label: str | None = None, index: int = 0, spec: 
             llama = None
     trainable = int(b.get("trainable_params", 0) or 0)
     return RunSummary(
-        label=label or default_label(settings), spec=spec or default_label(settings).replace("-", " "),
-        method=settings.get("method", ""), colour=index, settings=settings, step=int(snap.step), loss=snap.loss,
-        eval_loss=snap.eval_loss, steps=steps, losses=losses, eval_steps=eval_steps, eval_losses=eval_losses,
-        trainable_params=trainable, share=float(b.get("share", 0.0) or 0.0),
+        label=label or default_label(settings),
+        spec=spec or default_label(settings).replace("-", " "),
+        method=settings.get("method", ""),
+        colour=index,
+        settings=settings,
+        step=int(snap.step),
+        loss=snap.loss,
+        eval_loss=snap.eval_loss,
+        steps=steps,
+        losses=losses,
+        eval_steps=eval_steps,
+        eval_losses=eval_losses,
+        trainable_params=trainable,
+        share=float(b.get("share", 0.0) or 0.0),
         storage_bytes=int(b.get("storage_bytes_fp16", 2 * trainable) or 0),
         steps_per_second=float(snap.steps_per_second or 0.0),
         llama7b_trainable_params=None if llama is None else int(llama["trainable_params"]),
         llama7b_storage_bytes=None if llama is None else int(llama["storage_bytes_fp16"]),
-        final_loss=_final_from_history(steps, losses, int(snap.step)), final_eval_loss=snap.eval_loss,
+        final_loss=_final_from_history(steps, losses, int(snap.step)),
+        final_eval_loss=snap.eval_loss,
         measured_trainable_params=int(b.get("measured_trainable_params", trainable) or 0),
-        matrices=list(getattr(snap, "matrices", {}) or {}), fault=snap.fault)
+        matrices=list(getattr(snap, "matrices", {}) or {}),
+        fault=snap.fault,
+    )
 
 
 def comparison_from_snapshot(snap, label: str | None = None) -> CompareSnapshot:
     """One ordinary training Snapshot as a one-run comparison (what the compare view shows before
     a comparison is started)."""
     settings = snap.settings or {}
-    return CompareSnapshot(step=int(snap.step), segment=int(snap.segment), time=float(snap.time or 0.0),
-                           runs=[summary_from_snapshot(snap, label)], analysis=None,
-                           scenario=settings.get("scenario", "lm"), device=snap.device or "", state=snap.state,
-                           fault=snap.fault)
+    return CompareSnapshot(
+        step=int(snap.step),
+        segment=int(snap.segment),
+        time=float(snap.time or 0.0),
+        runs=[summary_from_snapshot(snap, label)],
+        analysis=None,
+        scenario=settings.get("scenario", "lm"),
+        device=snap.device or "",
+        state=snap.state,
+        fault=snap.fault,
+    )
 
 
 def analysis_from_json(d: dict) -> CompareAnalysis:
@@ -1073,8 +1226,11 @@ def analysis_from_json(d: dict) -> CompareAnalysis:
         key = (p["a"], p["b"])
         pairs.append(key)
         similarity[key] = {m: np.asarray(v["phi"], np.float32) for m, v in p["modules"].items()}
-        control[key] = {m: np.asarray(v["control_phi"], np.float32) for m, v in p["modules"].items()
-                        if v.get("control_phi") is not None}
+        control[key] = {
+            m: np.asarray(v["control_phi"], np.float32)
+            for m, v in p["modules"].items()
+            if v.get("control_phi") is not None
+        }
     intrinsic = {}
     for p in d.get("intrinsic", []):
         per = {}
@@ -1084,10 +1240,19 @@ def analysis_from_json(d: dict) -> CompareAnalysis:
                 v[k] = np.asarray(v[k], np.float32)
             per[m] = v
         intrinsic[(p["lora"], p["full"])] = per
-    amp = {label: [{k: (math.inf if k == "factor" and v is None else v) for k, v in row.items()} for row in rows]
-           for label, rows in d.get("amplification", {}).items()}
-    return CompareAnalysis(step=int(d.get("step", 0)), modules=list(d.get("modules", [])), pairs=pairs,
-                           similarity=similarity, control=control, amplification=amp, intrinsic=intrinsic)
+    amp = {
+        label: [{k: (math.inf if k == "factor" and v is None else v) for k, v in row.items()} for row in rows]
+        for label, rows in d.get("amplification", {}).items()
+    }
+    return CompareAnalysis(
+        step=int(d.get("step", 0)),
+        modules=list(d.get("modules", [])),
+        pairs=pairs,
+        similarity=similarity,
+        control=control,
+        amplification=amp,
+        intrinsic=intrinsic,
+    )
 
 
 def load_comparison(directory) -> CompareSnapshot:
@@ -1119,8 +1284,11 @@ def load_comparison(directory) -> CompareSnapshot:
         s = summary_from_snapshot(snap, entry["label"], i, entry.get("spec", ""))
         row = table.get(entry["label"])
         if row:
-            num = {k: (float(v) if v not in ("", None) else None) for k, v in row.items()
-                   if k not in ("run", "method", "spec")}
+            num = {
+                k: (float(v) if v not in ("", None) else None)
+                for k, v in row.items()
+                if k not in ("run", "method", "spec")
+            }
             s.final_loss, s.final_eval_loss = num.get("final_loss"), num.get("final_eval_loss")
             s.steps_per_second = num.get("steps_per_second") or s.steps_per_second
         runs.append(s)
@@ -1129,5 +1297,6 @@ def load_comparison(directory) -> CompareSnapshot:
     analysis = None
     if (root / "analysis.json").is_file():
         analysis = analysis_from_json(json.loads((root / "analysis.json").read_text()))
-    return CompareSnapshot(step=step, segment=0, time=0.0, runs=runs, analysis=analysis, scenario=scenario,
-                           device=device, state="paused")
+    return CompareSnapshot(
+        step=step, segment=0, time=0.0, runs=runs, analysis=analysis, scenario=scenario, device=device, state="paused"
+    )

@@ -32,8 +32,20 @@ LAYOUTS = ("grid", "row", "column", "focus")
 SCENE_FIELDS = {"title", "caption", "views", "layout", "play", "settings", "runs", "focus"}
 # Settings every run of a comparison shares (explorer.engine.compare.SHARED; kept here so that loading
 # a deck imports no torch): a run may not change them, the scene's settings set them.
-SHARED_RUN_FIELDS = ("scenario", "seq_len", "size_in", "size_out", "target_rank", "noise", "preset", "device",
-                     "dtype", "speed", "snapshot_hz", "display_size")
+SHARED_RUN_FIELDS = (
+    "scenario",
+    "seq_len",
+    "size_in",
+    "size_out",
+    "target_rank",
+    "noise",
+    "preset",
+    "device",
+    "dtype",
+    "speed",
+    "snapshot_hz",
+    "display_size",
+)
 
 
 @dataclass
@@ -51,7 +63,7 @@ class Scene:
     play: bool
     settings: TrainSettings
     runs: list[Run] = field(default_factory=list)
-    focus: str | None = None   # delta view: which matrix to show (e.g. "W" or "model.layers.3.self_attn.q_proj")
+    focus: str | None = None  # delta view: which matrix to show (e.g. "W" or "model.layers.3.self_attn.q_proj")
 
 
 @dataclass
@@ -132,12 +144,14 @@ def _parse_scene(number: int, s: dict, source: str) -> Scene:
             fail(f"runs[{j}].settings", "must be a table of settings")
         shared = sorted(set(run_settings) & set(SHARED_RUN_FIELDS))
         if shared:
-            fail(f"runs[{j}].settings.{shared[0]}", "is shared by every run of a comparison: set it in the "
-                 "scene's settings")
+            fail(
+                f"runs[{j}].settings.{shared[0]}",
+                "is shared by every run of a comparison: set it in the scene's settings",
+            )
         merged = {**settings.to_dict(), **run_settings}
         runs.append(Run(str(r["label"]), _settings(merged, f"runs[{j}].settings", fail)))
     if runs and "compare" not in views:
-        fail("runs", "runs are shown by the compare view: add \"compare\" to views")
+        fail("runs", 'runs are shown by the compare view: add "compare" to views')
     focus = s.get("focus")
     if focus is not None and not isinstance(focus, str):
         fail("focus", "must be a matrix name")

@@ -33,13 +33,17 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "cuda":
         if not cuda_available():
-            raise ValueError("device='cuda' is not available on this machine: allowed auto, cpu"
-                             + (", mps" if mps_available() else ""))
+            raise ValueError(
+                "device='cuda' is not available on this machine: allowed auto, cpu"
+                + (", mps" if mps_available() else "")
+            )
         return torch.device("cuda", torch.cuda.current_device())
     if name == "mps":
         if not mps_available():
-            raise ValueError("device='mps' is not available on this machine: allowed auto, cpu"
-                             + (", cuda" if cuda_available() else ""))
+            raise ValueError(
+                "device='mps' is not available on this machine: allowed auto, cpu"
+                + (", cuda" if cuda_available() else "")
+            )
         return torch.device("mps")
     raise ValueError(f"device={name!r} is unknown: allowed auto, cpu, cuda, mps")
 

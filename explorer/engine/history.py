@@ -106,6 +106,6 @@ class SpectrumHistory:
         steps, rows = self.buffer.arrays()
         out, start = {}, 0
         for name, n in self.lengths.items():
-            out[name] = np.ascontiguousarray(rows[:, start:start + n])
+            out[name] = np.ascontiguousarray(rows[:, start : start + n])
             start += n
         return steps, out

@@ -19,8 +19,8 @@ class Mailbox(Generic[T]):
         self._cond = threading.Condition(threading.Lock())
         self._item: T | None = None
         self._fresh = False
-        self.posted = 0        # items put so far
-        self.dropped = 0       # items replaced before anyone took them
+        self.posted = 0  # items put so far
+        self.dropped = 0  # items replaced before anyone took them
 
     def put(self, item: T) -> None:
         with self._cond:

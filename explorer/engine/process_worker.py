@@ -56,14 +56,14 @@ from explorer.engine.snapshot import Snapshot
 
 # trainer.FAULT_KINDS, repeated so the parent needs no torch (tests/test_process_worker.py checks it)
 FAULT_KINDS = ("exception", "nan", "oom")
-CALL_TIMEOUT_S = 60.0          # save_state / load_state, as in the thread worker
-REPLY_MARGIN_S = 10.0          # on top of a call's timeout: the child answers by then even when it gives up
-REAP_S = 10.0                  # after the pipe closes, how long the child may take to exit before a kill
-POLL_S = 0.5                   # the child checks its training thread this often
-THREAD_NAME = "peft-explorer-training"      # the reader thread: what tests look for as "an engine thread"
-CHILD_NICE = 10               # the child's niceness: on a busy machine (other work on the cores) the GUI
-                              # wins the CPU when both want it; an idle core still trains at full speed
-EXIT_THREAD_DIED = 70          # the child's exit code when its training thread stopped on its own
+CALL_TIMEOUT_S = 60.0  # save_state / load_state, as in the thread worker
+REPLY_MARGIN_S = 10.0  # on top of a call's timeout: the child answers by then even when it gives up
+REAP_S = 10.0  # after the pipe closes, how long the child may take to exit before a kill
+POLL_S = 0.5  # the child checks its training thread this often
+THREAD_NAME = "peft-explorer-training"  # the reader thread: what tests look for as "an engine thread"
+CHILD_NICE = 10  # the child's niceness: on a busy machine (other work on the cores) the GUI
+# wins the CPU when both want it; an idle core still trains at full speed
+EXIT_THREAD_DIED = 70  # the child's exit code when its training thread stopped on its own
 DIED = "the training process stopped unexpectedly (exit code {code}); Reset starts it again"
 
 
@@ -89,8 +89,8 @@ class _Child:
         self.conn = conn
         self.reader: threading.Thread | None = None
         self.send_lock = threading.Lock()
-        self.owe_credit = False            # a snapshot was received whose credit is not yet given back
-        self.gone = False                  # the pipe closed and the process was reaped
+        self.owe_credit = False  # a snapshot was received whose credit is not yet given back
+        self.gone = False  # the pipe closed and the process was reaped
         self.replies: dict[int, _Pending] = {}
 
 
@@ -103,8 +103,14 @@ def _close_at_exit(ref) -> None:
 class ProcessTrainingWorker:
     """TrainingWorker's API with the trainer in a spawned child process (see the module docstring)."""
 
-    def __init__(self, settings: TrainSettings | None = None, *, base_model=None, threads: int | None = None,
-                 instrument: bool = True):
+    def __init__(
+        self,
+        settings: TrainSettings | None = None,
+        *,
+        base_model=None,
+        threads: int | None = None,
+        instrument: bool = True,
+    ):
         """`base_model`: a model to adapt instead of the shipped one (tests; sent to the child with
         torch.save); `threads`: torch threads in the child (default: all cores but one);
         `instrument=False`: no snapshots while playing (benchmarks)."""
@@ -112,9 +118,9 @@ class ProcessTrainingWorker:
         validate(settings)
         self._lock = threading.Lock()
         self._mailbox: Mailbox[Snapshot] = Mailbox()
-        self._running_settings = settings      # what the child's trainer runs, as last reported
-        self._requested = settings             # with the changes not yet applied
-        self._configure_seq = 0                # configure commands sent; the child reports the last it handled
+        self._running_settings = settings  # what the child's trainer runs, as last reported
+        self._requested = settings  # with the changes not yet applied
+        self._configure_seq = 0  # configure commands sent; the child reports the last it handled
         self._base_model = base_model
         self._model_blob: bytes | None = None
         self._threads = threads
@@ -123,12 +129,12 @@ class ProcessTrainingWorker:
         self._started = False
         self._closing = False
         self._playing = False
-        self._last: Snapshot | None = None     # newest snapshot received (the base of a fault snapshot)
-        self._fault: str | None = None         # the child died: this message, until reset
+        self._last: Snapshot | None = None  # newest snapshot received (the base of a fault snapshot)
+        self._fault: str | None = None  # the child died: this message, until reset
         self._call_ids = itertools.count(1)
-        self.snapshots_posted = 0              # as counted in the child
-        self.instrument_seconds = 0.0          # time the child spent on snapshots, evaluation, samples
-        self.restarts = 0                      # children started again by reset() after one died
+        self.snapshots_posted = 0  # as counted in the child
+        self.instrument_seconds = 0.0  # time the child spent on snapshots, evaluation, samples
+        self.restarts = 0  # children started again by reset() after one died
 
     # --- state ------------------------------------------------------------------------------------
     @property
@@ -161,15 +167,18 @@ class ProcessTrainingWorker:
         atexit.register(_close_at_exit, weakref.ref(self))
 
     def _spawn(self, settings: TrainSettings) -> None:
-        ctx = multiprocessing.get_context("spawn")      # never fork: the GUI process has Qt threads
+        ctx = multiprocessing.get_context("spawn")  # never fork: the GUI process has Qt threads
         parent_conn, child_conn = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=_child_main, name=THREAD_NAME, daemon=True,
-                           args=(child_conn, settings, self._model_bytes(), self._threads, self._instrument,
-                                 self._configure_seq))
+        proc = ctx.Process(
+            target=_child_main,
+            name=THREAD_NAME,
+            daemon=True,
+            args=(child_conn, settings, self._model_bytes(), self._threads, self._instrument, self._configure_seq),
+        )
         try:
             proc.start()
         finally:
-            child_conn.close()          # so the parent sees end-of-file when the child goes
+            child_conn.close()  # so the parent sees end-of-file when the child goes
         child = _Child(proc, parent_conn)
         child.reader = threading.Thread(target=self._read, args=(child,), name=THREAD_NAME, daemon=True)
         self._child = child
@@ -197,7 +206,7 @@ class ProcessTrainingWorker:
         if child is None:
             return
         self._send(child, ("close", timeout))
-        child.reader.join(timeout + 2.0)              # it ends once the child has exited and been reaped
+        child.reader.join(timeout + 2.0)  # it ends once the child has exited and been reaped
         for stop, wait in ((child.proc.terminate, 3.0), (child.proc.kill, REAP_S + 2.0)):
             if not child.reader.is_alive():
                 break
@@ -206,7 +215,7 @@ class ProcessTrainingWorker:
             except (OSError, ValueError):
                 pass
             child.reader.join(wait)
-        if child.proc.exitcode is None:               # the reader could not reap it: do it here
+        if child.proc.exitcode is None:  # the reader could not reap it: do it here
             child.proc.join(1.0)
         child.conn.close()
 
@@ -225,12 +234,12 @@ class ProcessTrainingWorker:
             with child.send_lock:
                 child.conn.send(msg)
             return True
-        except (OSError, ValueError, EOFError):       # the child is gone: the reader reports it
+        except (OSError, ValueError, EOFError):  # the child is gone: the reader reports it
             return False
 
     def _command(self, *cmd) -> None:
         if self._fault is not None and cmd[0] in ("play", "step", "snapshot"):
-            self._mailbox.put(self._fault_snapshot(self._fault))   # as the thread worker repeats its fault
+            self._mailbox.put(self._fault_snapshot(self._fault))  # as the thread worker repeats its fault
             return
         self._send(self._child, cmd)
 
@@ -307,8 +316,9 @@ class ProcessTrainingWorker:
         if not pending.done.wait(timeout + REPLY_MARGIN_S):
             with self._lock:
                 child.replies.pop(call_id, None)
-            raise ValueError(f"cannot {what}: the training process did not answer within "
-                             f"{timeout + REPLY_MARGIN_S:g} s")
+            raise ValueError(
+                f"cannot {what}: the training process did not answer within {timeout + REPLY_MARGIN_S:g} s"
+            )
         if not pending.ok:
             raise ValueError(pending.value)
         return pending.value
@@ -367,12 +377,12 @@ class ProcessTrainingWorker:
                 return
             self._last = snap
             self._running_settings = info["settings"]
-            if info["seq"] == self._configure_seq:       # no configure in flight: adopt the child's view
+            if info["seq"] == self._configure_seq:  # no configure in flight: adopt the child's view
                 self._requested = info["requested"]
             self._playing = info["running"]
             self.snapshots_posted = info["posted"]
             self.instrument_seconds = info["instrument_seconds"]
-            child.owe_credit = True                      # before the put: whoever takes it gives it back
+            child.owe_credit = True  # before the put: whoever takes it gives it back
         self._mailbox.put(snap)
 
     def _gone(self, child: _Child) -> None:
@@ -405,9 +415,20 @@ class ProcessTrainingWorker:
         if last is not None:
             return dataclasses.replace(last, state="fault", fault=message, steps_per_second=0.0)
         s = self._running_settings
-        return Snapshot(step=0, time=0.0, segment=0, loss=None, eval_loss=None, lr=float(s.lr),
-                        steps_per_second=0.0, device="", memory_bytes=0, settings=s.to_dict(),
-                        state="fault", fault=message)
+        return Snapshot(
+            step=0,
+            time=0.0,
+            segment=0,
+            loss=None,
+            eval_loss=None,
+            lr=float(s.lr),
+            steps_per_second=0.0,
+            device="",
+            memory_bytes=0,
+            settings=s.to_dict(),
+            state="fault",
+            fault=message,
+        )
 
     def _restart(self, old: _Child) -> None:
         old.reader.join(REAP_S)
@@ -422,20 +443,21 @@ class ProcessTrainingWorker:
 
 
 # --- the child process ----------------------------------------------------------------------------
-def _child_main(conn, settings: TrainSettings, model_blob: bytes | None, threads: int | None,
-                instrument: bool, seq: int) -> None:
+def _child_main(
+    conn, settings: TrainSettings, model_blob: bytes | None, threads: int | None, instrument: bool, seq: int
+) -> None:
     """The child's entry point: an ordinary TrainingWorker, relayed over `conn`."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl+C reaches the whole process group; the parent closes us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole process group; the parent closes us
     import torch
 
     from explorer.engine import device as devices
     from explorer.engine.worker import TrainingWorker
 
     try:
-        os.nice(CHILD_NICE)                        # when the machine is busy, the window goes first
-    except (AttributeError, OSError):              # pragma: no cover - no nice on this platform
+        os.nice(CHILD_NICE)  # when the machine is busy, the window goes first
+    except (AttributeError, OSError):  # pragma: no cover - no nice on this platform
         pass
-    n = threads or devices.worker_threads()        # leave the GUI a core
+    n = threads or devices.worker_threads()  # leave the GUI a core
     torch.set_num_threads(n)
     base_model = torch.load(io.BytesIO(model_blob), weights_only=False) if model_blob is not None else None
     worker = TrainingWorker(settings, base_model=base_model, threads=n, instrument=instrument)
@@ -462,7 +484,7 @@ class _Relay:
         self.conn, self.worker = conn, worker
         self.send_lock = threading.Lock()
         self.credit = threading.Event()
-        self.credit.set()                          # the parent starts out owing us nothing
+        self.credit.set()  # the parent starts out owing us nothing
         self.stop = threading.Event()
         self.seq_lock = threading.Lock()
         self.seq = seq
@@ -490,7 +512,7 @@ class _Relay:
                     close_timeout = msg[1]
                     break
                 self._handle(msg)
-        except (EOFError, OSError):                # the parent is gone
+        except (EOFError, OSError):  # the parent is gone
             pass
         finally:
             self.stop.set()
@@ -520,7 +542,7 @@ class _Relay:
             with self.seq_lock:
                 try:
                     w.configure(**msg[2])
-                except ValueError as exc:          # validated against settings the parent had not yet seen
+                except ValueError as exc:  # validated against settings the parent had not yet seen
                     print(f"peft-explorer: a change was not applied: {exc}", file=sys.stderr)
                 self.seq = msg[1]
         elif kind == "call":
@@ -540,10 +562,16 @@ class _Relay:
         w = self.worker
         with self.seq_lock:
             seq = self.seq
-            with w._lock:                          # the settings asked for, reset when a change fails
+            with w._lock:  # the settings asked for, reset when a change fails
                 requested = w._requested
-        return {"settings": w.settings, "requested": requested, "seq": seq, "running": w.running,
-                "posted": w.snapshots_posted, "instrument_seconds": w.instrument_seconds}
+        return {
+            "settings": w.settings,
+            "requested": requested,
+            "seq": seq,
+            "running": w.running,
+            "posted": w.snapshots_posted,
+            "instrument_seconds": w.instrument_seconds,
+        }
 
     def _send_snapshots(self) -> None:
         """Latest wins: wait for a credit, then send the newest snapshot the worker has posted."""

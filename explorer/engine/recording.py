@@ -31,8 +31,23 @@ FORMAT = "peft-explorer-recording"
 VERSION = 1
 SNAPSHOT_FORMAT = "peft-explorer-snapshot"
 
-_SCALARS = ("step", "time", "segment", "loss", "eval_loss", "lr", "steps_per_second", "device",
-            "memory_bytes", "settings", "budget", "samples", "probe_tokens", "state", "fault")
+_SCALARS = (
+    "step",
+    "time",
+    "segment",
+    "loss",
+    "eval_loss",
+    "lr",
+    "steps_per_second",
+    "device",
+    "memory_bytes",
+    "settings",
+    "budget",
+    "samples",
+    "probe_tokens",
+    "state",
+    "fault",
+)
 _MATRIX_SCALARS = ("name", "fro_norm", "effective_rank", "stable_rank", "spectrum_method")
 _MATRIX_ARRAYS = ("delta", "base", "spectrum", "target", "target_spectrum")
 _CONSTANT_ARRAYS = ("base", "target", "target_spectrum")
@@ -62,9 +77,17 @@ def snapshot_file_name(step: int) -> str:
 
 def metrics_line(snap: Snapshot, fresh_samples: bool = False) -> dict:
     """The metrics.jsonl object of one record."""
-    line = {"step": snap.step, "loss": snap.loss, "eval_loss": snap.eval_loss, "lr": snap.lr, "time": snap.time,
-            "segment": snap.segment, "steps_per_second": snap.steps_per_second,
-            "memory_bytes": snap.memory_bytes, "state": snap.state}
+    line = {
+        "step": snap.step,
+        "loss": snap.loss,
+        "eval_loss": snap.eval_loss,
+        "lr": snap.lr,
+        "time": snap.time,
+        "segment": snap.segment,
+        "steps_per_second": snap.steps_per_second,
+        "memory_bytes": snap.memory_bytes,
+        "state": snap.state,
+    }
     if snap.matrices:
         line["spectra"] = {name: m.spectrum.tolist() for name, m in snap.matrices.items()}
     if snap.prefixes:
@@ -83,14 +106,16 @@ class RecordingWriter:
             raise ValueError(f"out={str(self.dir)!r} is a file: allowed a new or empty directory")
         if self.dir.is_dir() and any(self.dir.iterdir()):
             if not overwrite:
-                raise ValueError(f"out={str(self.dir)!r} is not empty: choose a new directory "
-                                 "(or pass --overwrite to replace the recording there)")
+                raise ValueError(
+                    f"out={str(self.dir)!r} is not empty: choose a new directory "
+                    "(or pass --overwrite to replace the recording there)"
+                )
             self._clear()
         (self.dir / "snapshots").mkdir(parents=True, exist_ok=True)
         self.config = {"format": FORMAT, "version": VERSION, **config}
         atomic_write_text(self.dir / "config.json", json.dumps(_strict(self.config), indent=2))
-        self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
-        self._constants: dict[str, tuple[np.ndarray, str]] = {}   # key -> (array, "const-000.safetensors")
+        self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (held open while recording; closed in close())
+        self._constants: dict[str, tuple[np.ndarray, str]] = {}  # key -> (array, "const-000.safetensors")
         self._n_const = 0
         self.records = 0
         self.bytes_written = 0
@@ -167,8 +192,11 @@ class RecordingWriter:
         meta = {k: getattr(snap, k) for k in _SCALARS}
         meta.update(matrices=matrices, prefixes=prefixes, spectra_names=list(h.spectra))
         fname = snapshot_file_name(snap.step)
-        self._save(self.dir / "snapshots" / fname, tensors,
-                   {"format": SNAPSHOT_FORMAT, "version": str(VERSION), "snapshot": json.dumps(meta)})
+        self._save(
+            self.dir / "snapshots" / fname,
+            tensors,
+            {"format": SNAPSHOT_FORMAT, "version": str(VERSION), "snapshot": json.dumps(meta)},
+        )
         line = metrics_line(snap, fresh_samples)
         line["snapshot"] = f"snapshots/{fname}"
         text = json.dumps(line) + "\n"
@@ -207,8 +235,10 @@ class RecordingReader:
         if self.config.get("format") != FORMAT:
             raise ValueError(f"{cfg}: not a peft-explorer recording (format={self.config.get('format')!r})")
         if self.config.get("version") != VERSION:
-            raise ValueError(f"{cfg}: recording version {self.config.get('version')!r} is not supported "
-                             f"(this peft-explorer reads version {VERSION})")
+            raise ValueError(
+                f"{cfg}: recording version {self.config.get('version')!r} is not supported "
+                f"(this peft-explorer reads version {VERSION})"
+            )
         self.settings = TrainSettings.from_dict(self.config["settings"])
         self.metrics: list[dict] = []
         self.skipped_lines = 0
@@ -222,10 +252,10 @@ class RecordingReader:
                     line = json.loads(raw)
                     step = int(line["step"])
                 except (ValueError, KeyError, TypeError):
-                    self.skipped_lines += 1      # a line torn by a kill mid-write
+                    self.skipped_lines += 1  # a line torn by a kill mid-write
                     continue
                 if (self.dir / line.get("snapshot", snapshot_file_name(step))).is_file():
-                    by_step[step] = line         # a later record of the same step (a fault) wins
+                    by_step[step] = line  # a later record of the same step (a fault) wins
         self.metrics = [by_step[s] for s in sorted(by_step)]
         self.steps = [m["step"] for m in self.metrics]
         self._const_cache: dict[str, dict] = {}
@@ -246,7 +276,8 @@ class RecordingReader:
 
         try:
             with safe_open(str(path), framework="np") as fh:
-                return {k: fh.get_tensor(k) for k in fh.keys()}, (fh.metadata() or {})
+                # safe_open is not a mapping: it has keys() but no iteration
+                return {k: fh.get_tensor(k) for k in fh.keys()}, (fh.metadata() or {})  # noqa: SIM118
         except Exception as exc:
             raise ValueError(f"{path}: not a readable snapshot file ({exc})") from None
 
@@ -270,13 +301,27 @@ class RecordingReader:
                 key = f"m/{m['name']}/{field}"
                 arrays[field] = None if where is None else (tensors[key] if where == "" else self._const(where)[key])
             matrices[m["name"]] = MatrixSnapshot(
-                name=m["name"], shape=tuple(m["shape"]), fro_norm=m["fro_norm"], effective_rank=m["effective_rank"],
-                stable_rank=m["stable_rank"], spectrum_method=m["spectrum_method"], **arrays)
-        prefixes = [PrefixSnapshot(layer=p["layer"], gates=tensors[f"p/{i}/gates"],
-                                   attention=tensors[f"p/{i}/attention"] if p["attention"] else None,
-                                   prompt_norm=p["prompt_norm"]) for i, p in enumerate(d["prefixes"])]
-        history = History(**{f: tensors[f"h/{f}"] for f in _HISTORY_ARRAYS},
-                          spectra={n: tensors[f"h/spectra/{n}"] for n in d["spectra_names"]})
+                name=m["name"],
+                shape=tuple(m["shape"]),
+                fro_norm=m["fro_norm"],
+                effective_rank=m["effective_rank"],
+                stable_rank=m["stable_rank"],
+                spectrum_method=m["spectrum_method"],
+                **arrays,
+            )
+        prefixes = [
+            PrefixSnapshot(
+                layer=p["layer"],
+                gates=tensors[f"p/{i}/gates"],
+                attention=tensors[f"p/{i}/attention"] if p["attention"] else None,
+                prompt_norm=p["prompt_norm"],
+            )
+            for i, p in enumerate(d["prefixes"])
+        ]
+        history = History(
+            **{f: tensors[f"h/{f}"] for f in _HISTORY_ARRAYS},
+            spectra={n: tensors[f"h/spectra/{n}"] for n in d["spectra_names"]},
+        )
         return Snapshot(**{k: d[k] for k in _SCALARS}, matrices=matrices, prefixes=prefixes, history=history)
 
     def __len__(self) -> int:

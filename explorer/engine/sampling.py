@@ -25,7 +25,7 @@ def _forward_cached(model: LlamaForCausalLM, ids: torch.Tensor, cache: list, pos
     x = m.embed_tokens(ids)
     b, t, _ = x.shape
     cos, sin = m.rotary_emb(pos + t, x.dtype)
-    cos, sin = cos[pos:pos + t], sin[pos:pos + t]
+    cos, sin = cos[pos : pos + t], sin[pos : pos + t]
     for i, layer in enumerate(m.layers):
         attn = layer.self_attn
         h, hkv, d = attn.num_heads, attn.num_kv_heads, attn.head_dim
@@ -56,8 +56,14 @@ def _forward_cached(model: LlamaForCausalLM, ids: torch.Tensor, cache: list, pos
 
 
 @torch.inference_mode()
-def sample(model: LlamaForCausalLM, prompt_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.8,
-           top_k: int | None = 40, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample(
+    model: LlamaForCausalLM,
+    prompt_ids: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 0.8,
+    top_k: int | None = 40,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Like `explorer.core.llama.generate` (same arguments, same result up to float round-off), with a
     key/value cache. Falls back to `generate` when the text would outgrow the model's context."""
     if prompt_ids.shape[1] + max_new_tokens > model.config.max_position_embeddings:

@@ -17,13 +17,13 @@ HOT, COLD = "hot", "cold"
 
 @dataclass(frozen=True)
 class Spec:
-    kind: str                      # HOT: applies at once; COLD: rebuilds adapters from the frozen base
+    kind: str  # HOT: applies at once; COLD: rebuilds adapters from the frozen base
     help: str
     choices: tuple | None = None
-    low: float | None = None       # inclusive bounds for numbers
+    low: float | None = None  # inclusive bounds for numbers
     high: float | None = None
-    scenario: str | None = None    # only meaningful for this scenario
-    methods: tuple | None = None   # only meaningful for these methods
+    scenario: str | None = None  # only meaningful for this scenario
+    methods: tuple | None = None  # only meaningful for these methods
 
 
 @dataclass
@@ -62,7 +62,7 @@ class TrainSettings:
     noise: float = 0.0
     preset: str = "none"
     # live display
-    speed: float = 0.0             # steps per second cap; 0 = as fast as the machine goes
+    speed: float = 0.0  # steps per second cap; 0 = as fast as the machine goes
     snapshot_hz: float = 30.0
     display_size: int = 128
 
@@ -73,7 +73,7 @@ class TrainSettings:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainSettings":
+    def from_dict(cls, d: dict) -> TrainSettings:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -87,7 +87,7 @@ class TrainSettings:
         validate(s)
         return s
 
-    def with_changes(self, **changes) -> "TrainSettings":
+    def with_changes(self, **changes) -> TrainSettings:
         s = replace(self, **changes)
         validate(s)
         return s
@@ -102,29 +102,74 @@ class TrainSettings:
 SETTINGS_SPEC: dict[str, Spec] = {
     "scenario": Spec(COLD, "What trains: the language model, or one matrix against a planted update", SCENARIOS),
     "method": Spec(COLD, "LoRA, zero-init prefix, both, or full fine-tuning as the baseline", METHODS),
-    "rank": Spec(COLD, "LoRA rank r: ΔW = scaling·B·A has at most r non-zero singular values", low=1, high=4096,
-                 methods=("lora", "lora+prefix")),
-    "alpha": Spec(COLD, "LoRA alpha: scaling = alpha / r (rsLoRA: alpha / sqrt(r))", low=1e-6, high=1e6,
-                  methods=("lora", "lora+prefix")),
+    "rank": Spec(
+        COLD,
+        "LoRA rank r: ΔW = scaling·B·A has at most r non-zero singular values",
+        low=1,
+        high=4096,
+        methods=("lora", "lora+prefix"),
+    ),
+    "alpha": Spec(
+        COLD,
+        "LoRA alpha: scaling = alpha / r (rsLoRA: alpha / sqrt(r))",
+        low=1e-6,
+        high=1e6,
+        methods=("lora", "lora+prefix"),
+    ),
     "use_rslora": Spec(COLD, "Rank-stabilised scaling alpha / sqrt(r)", methods=("lora", "lora+prefix")),
-    "init": Spec(COLD, "LoRA init: kaiming A and B = 0 (PEFT default), gaussian A, or PiSSA",
-                 ("kaiming", "gaussian", "pissa"), methods=("lora", "lora+prefix")),
+    "init": Spec(
+        COLD,
+        "LoRA init: kaiming A and B = 0 (PEFT default), gaussian A, or PiSSA",
+        ("kaiming", "gaussian", "pissa"),
+        methods=("lora", "lora+prefix"),
+    ),
     "dropout": Spec(COLD, "Dropout on the LoRA branch only", low=0.0, high=0.95, methods=("lora", "lora+prefix")),
     "use_dora": Spec(COLD, "DoRA: learn a magnitude per output row", methods=("lora", "lora+prefix")),
-    "targets": Spec(COLD, "Which projections get LoRA", ("q_proj", "k_proj", "v_proj", "o_proj",
-                                                         "gate_proj", "up_proj", "down_proj"),
-                    scenario="lm", methods=("lora", "lora+prefix")),
+    "targets": Spec(
+        COLD,
+        "Which projections get LoRA",
+        ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+        scenario="lm",
+        methods=("lora", "lora+prefix"),
+    ),
     "layers": Spec(COLD, "Which layers get LoRA (empty: all)", scenario="lm", methods=("lora", "lora+prefix")),
-    "prefix_len": Spec(COLD, "Prompt length K: learnable prompt vectors per adapted layer", low=1, high=256,
-                       scenario="lm", methods=("prefix", "lora+prefix")),
-    "prefix_layers": Spec(COLD, "Prefix layers L: the top L layers get a gated prompt", low=1, high=1024,
-                          scenario="lm", methods=("prefix", "lora+prefix")),
-    "gate_shape": Spec(COLD, "One gate per head (paper) or one per layer (HF PEFT)", ("head", "layer"),
-                       scenario="lm", methods=("prefix", "lora+prefix")),
-    "gate_fn": Spec(COLD, "tanh (official training code) or identity (paper, PEFT)", ("tanh", "identity"),
-                    scenario="lm", methods=("prefix", "lora+prefix")),
-    "prompt_init": Spec(COLD, "Prompt init: N(0,1) or embeddings of random tokens", ("normal", "tokens"),
-                        scenario="lm", methods=("prefix", "lora+prefix")),
+    "prefix_len": Spec(
+        COLD,
+        "Prompt length K: learnable prompt vectors per adapted layer",
+        low=1,
+        high=256,
+        scenario="lm",
+        methods=("prefix", "lora+prefix"),
+    ),
+    "prefix_layers": Spec(
+        COLD,
+        "Prefix layers L: the top L layers get a gated prompt",
+        low=1,
+        high=1024,
+        scenario="lm",
+        methods=("prefix", "lora+prefix"),
+    ),
+    "gate_shape": Spec(
+        COLD,
+        "One gate per head (paper) or one per layer (HF PEFT)",
+        ("head", "layer"),
+        scenario="lm",
+        methods=("prefix", "lora+prefix"),
+    ),
+    "gate_fn": Spec(
+        COLD,
+        "tanh (official training code) or identity (paper, PEFT)",
+        ("tanh", "identity"),
+        scenario="lm",
+        methods=("prefix", "lora+prefix"),
+    ),
+    "prompt_init": Spec(
+        COLD,
+        "Prompt init: N(0,1) or embeddings of random tokens",
+        ("normal", "tokens"),
+        scenario="lm",
+        methods=("prefix", "lora+prefix"),
+    ),
     "lr": Spec(HOT, "Learning rate (Adam); applies at the next step", low=1e-7, high=10.0),
     "batch_size": Spec(HOT, "Sequences (lm) or vectors (matrix) per step", low=1, high=4096),
     "seq_len": Spec(COLD, "Tokens per training sequence", low=8, high=256, scenario="lm"),
@@ -135,8 +180,12 @@ SETTINGS_SPEC: dict[str, Spec] = {
     "size_out": Spec(COLD, "Matrix rows (output size)", low=2, high=8192, scenario="matrix"),
     "target_rank": Spec(COLD, "Rank of the planted update ΔW* (up to full)", low=1, high=8192, scenario="matrix"),
     "noise": Spec(COLD, "Noise added to the targets", low=0.0, high=10.0, scenario="matrix"),
-    "preset": Spec(COLD, "seed: the seed notebook's experiment (target y = 2x, a full-rank update)",
-                   ("none", "seed"), scenario="matrix"),
+    "preset": Spec(
+        COLD,
+        "seed: the seed notebook's experiment (target y = 2x, a full-rank update)",
+        ("none", "seed"),
+        scenario="matrix",
+    ),
     "speed": Spec(HOT, "Cap on steps per second (0: no cap)", low=0.0, high=10000.0),
     "snapshot_hz": Spec(HOT, "Most snapshots per second sent to the views", low=0.1, high=120.0),
     "display_size": Spec(HOT, "Largest heatmap side sent to the views (pooled on the device)", low=8, high=1024),
@@ -176,14 +225,17 @@ def validate(s: TrainSettings) -> None:
     if s.scenario == "matrix" and s.method not in ("lora", "full"):
         raise ValueError(f"method={s.method!r} is not available in the matrix scenario: allowed lora, full")
     if s.scenario == "matrix" and s.target_rank > min(s.size_in, s.size_out):
-        raise ValueError(f"target_rank={s.target_rank} is out of range: allowed 1 to "
-                         f"{min(s.size_in, s.size_out)} for a {s.size_out}x{s.size_in} matrix")
+        raise ValueError(
+            f"target_rank={s.target_rank} is out of range: allowed 1 to "
+            f"{min(s.size_in, s.size_out)} for a {s.size_out}x{s.size_in} matrix"
+        )
     if s.scenario == "matrix" and s.uses_lora() and s.rank > min(s.size_in, s.size_out):
-        raise ValueError(f"rank={s.rank} is out of range: allowed 1 to {min(s.size_in, s.size_out)} "
-                         f"for a {s.size_out}x{s.size_in} matrix")
+        raise ValueError(
+            f"rank={s.rank} is out of range: allowed 1 to {min(s.size_in, s.size_out)} "
+            f"for a {s.size_out}x{s.size_in} matrix"
+        )
 
 
 def changed_kinds(old: TrainSettings, new: TrainSettings) -> dict[str, str]:
     """{setting: 'hot'|'cold'} for every setting that differs."""
     return {f.name: kind_of(f.name) for f in fields(old) if getattr(old, f.name) != getattr(new, f.name)}
-

@@ -14,30 +14,32 @@ import numpy as np
 @dataclass
 class MatrixSnapshot:
     """One adapted matrix (a LoRA module, or the fully fine-tuned weight in the `full` baseline)."""
-    name: str                       # "model.layers.3.self_attn.q_proj", or "W" in the matrix scenario
-    shape: tuple[int, int]          # (out, in) of the full matrix
-    delta: np.ndarray               # ΔW pooled to at most display_size per side, float32
-    base: np.ndarray                # W0 pooled the same way (mean pooling is linear: W0+ΔW = base + delta)
-    spectrum: np.ndarray            # singular values of ΔW, descending (r values for LoRA)
+
+    name: str  # "model.layers.3.self_attn.q_proj", or "W" in the matrix scenario
+    shape: tuple[int, int]  # (out, in) of the full matrix
+    delta: np.ndarray  # ΔW pooled to at most display_size per side, float32
+    base: np.ndarray  # W0 pooled the same way (mean pooling is linear: W0+ΔW = base + delta)
+    spectrum: np.ndarray  # singular values of ΔW, descending (r values for LoRA)
     fro_norm: float
     effective_rank: float
     stable_rank: float
-    target: np.ndarray | None = None            # the planted update ΔW* (matrix scenario), pooled
-    target_spectrum: np.ndarray | None = None   # its singular values
-    spectrum_method: str = "exact"              # how the spectrum was computed (QR of factors, svdvals, ...)
+    target: np.ndarray | None = None  # the planted update ΔW* (matrix scenario), pooled
+    target_spectrum: np.ndarray | None = None  # its singular values
+    spectrum_method: str = "exact"  # how the spectrum was computed (QR of factors, svdvals, ...)
 
 
 @dataclass
 class PrefixSnapshot:
     layer: int
-    gates: np.ndarray               # gate(g) per head (per-head gates) or repeated per head (per-layer)
-    attention: np.ndarray | None    # probe attention (heads, T, K + T): [gated prompt | tokens]
+    gates: np.ndarray  # gate(g) per head (per-head gates) or repeated per head (per-layer)
+    attention: np.ndarray | None  # probe attention (heads, T, K + T): [gated prompt | tokens]
     prompt_norm: float = 0.0
 
 
 @dataclass
 class History:
     """Bounded, thinned histories (see engine/history.py) copied into each snapshot."""
+
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     loss: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     eval_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -51,20 +53,20 @@ class History:
 @dataclass
 class Snapshot:
     step: int
-    time: float                     # seconds since the segment started
-    segment: int                    # increments on every cold change or reset
-    loss: float | None              # last training loss (None before the first step)
-    eval_loss: float | None         # held-out loss, when last measured
+    time: float  # seconds since the segment started
+    segment: int  # increments on every cold change or reset
+    loss: float | None  # last training loss (None before the first step)
+    eval_loss: float | None  # held-out loss, when last measured
     lr: float
     steps_per_second: float
     device: str
-    memory_bytes: int               # device memory in use (CUDA), or process RSS on the CPU
-    settings: dict                  # TrainSettings.to_dict() of the running segment
+    memory_bytes: int  # device memory in use (CUDA), or process RSS on the CPU
+    settings: dict  # TrainSettings.to_dict() of the running segment
     matrices: dict[str, MatrixSnapshot] = field(default_factory=dict)
     prefixes: list[PrefixSnapshot] = field(default_factory=list)
     history: History = field(default_factory=History)
-    budget: dict = field(default_factory=dict)      # trainable, total, share, storage bytes, optimizer bytes
-    samples: dict | None = None     # {"prompt": str, "adapted": str, "base": str, "step": int}
+    budget: dict = field(default_factory=dict)  # trainable, total, share, storage bytes, optimizer bytes
+    samples: dict | None = None  # {"prompt": str, "adapted": str, "base": str, "step": int}
     probe_tokens: list[str] = field(default_factory=list)  # axis labels for the attention maps
-    state: str = "paused"           # "running" | "paused" | "fault"
-    fault: str | None = None        # a message for the user when training stopped on a fault
+    state: str = "paused"  # "running" | "paused" | "fault"
+    fault: str | None = None  # a message for the user when training stopped on a fault

@@ -43,7 +43,7 @@ LOSS_HISTORY = 2048
 EVAL_HISTORY = 512
 GATE_HISTORY = 512
 SPECTRUM_HISTORY = 256
-SPECTRUM_HISTORY_VALUES = 64     # leading singular values kept per matrix in the waterfall history
+SPECTRUM_HISTORY_VALUES = 64  # leading singular values kept per matrix in the waterfall history
 RATE_WINDOW_S = 2.0
 # Full fine-tuning has no factors: its ΔW = W - W0 spectrum comes from an SVD of the dense update,
 # exact up to this size (28 ms at 512 on one CPU core, 275 ms at 1024), above it the leading
@@ -58,8 +58,11 @@ PLACEMENT = ("device", "dtype", "speed", "snapshot_hz", "display_size")
 class NonFiniteLoss(RuntimeError):
     def __init__(self, step: int, lr: float, value: float, restored: int | None):
         self.step, self.lr, self.value, self.restored = step, lr, value, restored
-        back = (f"restored the weights of step {restored}" if restored is not None
-                else "the starting weights already give it")
+        back = (
+            f"restored the weights of step {restored}"
+            if restored is not None
+            else "the starting weights already give it"
+        )
         super().__init__(f"non-finite loss at step {step} (lr={lr:g}): loss={value}; {back}")
 
 
@@ -126,7 +129,7 @@ def spectrum_figures(values: np.ndarray) -> tuple[float, float, float]:
 class _Segment:
     """Everything that a cold change or a reset replaces."""
 
-    def __init__(self, trainer: "Trainer", settings: TrainSettings, scenario, running_clock: bool):
+    def __init__(self, trainer: Trainer, settings: TrainSettings, scenario, running_clock: bool):
         self.settings = settings
         self.scenario = scenario
         self.model = scenario.build(settings)
@@ -157,8 +160,8 @@ class _Segment:
         self.gate_hist = ThinningBuffer(GATE_HISTORY, (len(self.prefixes), n_heads)) if self.prefixes else None
         self.spectrum_hist = SpectrumHistory(lengths, SPECTRUM_HISTORY, SPECTRUM_HISTORY_VALUES)
         self.last_eval_step = -1
-        self.last_view_step = -1        # step of the last gate/spectrum history point
-        self.host_cache: dict = {}      # constant pooled arrays (W0, target) per display size
+        self.last_view_step = -1  # step of the last gate/spectrum history point
+        self.host_cache: dict = {}  # constant pooled arrays (W0, target) per display size
 
 
 class Trainer:
@@ -283,7 +286,7 @@ class Trainer:
         seg.optimizer.zero_grad(set_to_none=True)
         seg.step = s + 1
         seg.loss = value
-        if not (s == 0 and len(seg.loss_hist)):   # step 0 may already hold the measured initial loss
+        if not (s == 0 and len(seg.loss_hist)):  # step 0 may already hold the measured initial loss
             seg.loss_hist.append(s, value)
         now = time.perf_counter()
         rate = seg.rate
@@ -356,10 +359,19 @@ class Trainer:
         from explorer.core.state_file import save_state
 
         seg = self._seg
-        save_state(path, self.trained_tensors(), seg.settings.to_dict(), seg.step,
-                   extra={"scenario": seg.settings.scenario, "segment": self.segment,
-                          "loss": seg.loss, "eval_loss": seg.eval_loss},
-                   resume=self._resume_tensors())
+        save_state(
+            path,
+            self.trained_tensors(),
+            seg.settings.to_dict(),
+            seg.step,
+            extra={
+                "scenario": seg.settings.scenario,
+                "segment": self.segment,
+                "loss": seg.loss,
+                "eval_loss": seg.eval_loss,
+            },
+            resume=self._resume_tensors(),
+        )
 
     def _resume_tensors(self) -> dict[str, torch.Tensor]:
         seg = self._seg
@@ -395,12 +407,16 @@ class Trainer:
             missing = sorted(set(names) - set(st.tensors))
             unexpected = sorted(set(st.tensors) - set(names))
             if missing or unexpected:
-                raise ValueError(f"{path}: tensors do not match the settings in the file "
-                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+                raise ValueError(
+                    f"{path}: tensors do not match the settings in the file "
+                    f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+                )
             for name, t in st.tensors.items():
                 if tuple(t.shape) != tuple(names[name].shape):
-                    raise ValueError(f"{path}: tensor {name} has shape {tuple(t.shape)}, "
-                                     f"the model expects {tuple(names[name].shape)}")
+                    raise ValueError(
+                        f"{path}: tensor {name} has shape {tuple(t.shape)}, "
+                        f"the model expects {tuple(names[name].shape)}"
+                    )
             optimizer = self._resumed_optimizer_state(st.resume, path)
             histories = self._resumed_histories(st.resume, path)
         except ValueError:
@@ -430,7 +446,7 @@ class Trainer:
         entries: dict[str, dict] = {}
         for k, v in resume.items():
             if k.startswith("optimizer/"):
-                name, _, key = k[len("optimizer/"):].rpartition("/")
+                name, _, key = k[len("optimizer/") :].rpartition("/")
                 entries.setdefault(name, {})[key] = v
         if not entries:
             return None
@@ -467,7 +483,7 @@ class Trainer:
     def _constant(self, key, make):
         cache = self._seg.host_cache
         ds = key[-1]
-        if cache.get("display_size") != ds:     # keep one display size only: memory stays flat
+        if cache.get("display_size") != ds:  # keep one display size only: memory stays flat
             cache.clear()
             cache["display_size"] = ds
         if key not in cache:
@@ -529,20 +545,36 @@ class Trainer:
             base = self._constant(("base", src.name, ds), lambda src=src: _to_host([pool_matrix(src.base, ds, ds)])[0])
             target = target_values = None
             if hasattr(scenario, "target") and scenario.name == "matrix":
-                target, target_values = self._constant(("target", ds), lambda: tuple(_to_host(
-                    [pool_matrix(scenario.target, ds, ds), scenario.target_values])))
+                target, target_values = self._constant(
+                    ("target", ds),
+                    lambda: tuple(_to_host([pool_matrix(scenario.target, ds, ds), scenario.target_values])),
+                )
             matrices[src.name] = MatrixSnapshot(
-                name=src.name, shape=tuple(int(x) for x in src.shape), delta=delta, base=base, spectrum=values,
-                fro_norm=fro, effective_rank=eff, stable_rank=stable, target=target,
-                target_spectrum=target_values, spectrum_method=method)
+                name=src.name,
+                shape=tuple(int(x) for x in src.shape),
+                delta=delta,
+                base=base,
+                spectrum=values,
+                fro_norm=fro,
+                effective_rank=eff,
+                stable_rank=stable,
+                target=target,
+                target_spectrum=target_values,
+                spectrum_method=method,
+            )
             spectra_now[src.name] = values
         prefixes = []
         gate_rows = []
         for layer, i, has_attention in prefix_plan:
             gates = host[i]
-            prefixes.append(PrefixSnapshot(layer=int(layer), gates=gates,
-                                           attention=host[i + 2] if has_attention else None,
-                                           prompt_norm=float(host[i + 1][0])))
+            prefixes.append(
+                PrefixSnapshot(
+                    layer=int(layer),
+                    gates=gates,
+                    attention=host[i + 2] if has_attention else None,
+                    prompt_norm=float(host[i + 1][0]),
+                )
+            )
             gate_rows.append(gates)
 
         # 4. histories (one gate / spectrum point per step)
@@ -556,12 +588,25 @@ class Trainer:
 
         samples = self.samples() if with_samples else None
         return Snapshot(
-            step=seg.step, time=seg.clock.elapsed(), segment=self.segment, loss=loss, eval_loss=seg.eval_loss,
-            lr=float(settings.lr), steps_per_second=self.steps_per_second, device=self.device_label(),
-            memory_bytes=devices.memory_bytes(self.device), settings=self._settings_dict(), matrices=matrices,
-            prefixes=prefixes, history=history, budget=seg.budget, samples=samples,
+            step=seg.step,
+            time=seg.clock.elapsed(),
+            segment=self.segment,
+            loss=loss,
+            eval_loss=seg.eval_loss,
+            lr=float(settings.lr),
+            steps_per_second=self.steps_per_second,
+            device=self.device_label(),
+            memory_bytes=devices.memory_bytes(self.device),
+            settings=self._settings_dict(),
+            matrices=matrices,
+            prefixes=prefixes,
+            history=history,
+            budget=seg.budget,
+            samples=samples,
             probe_tokens=list(getattr(scenario, "probe_tokens", [])) if seg.prefixes else [],
-            state="paused", fault=None)
+            state="paused",
+            fault=None,
+        )
 
     def _settings_dict(self) -> dict:
         seg = self._seg
@@ -589,11 +634,22 @@ class Trainer:
     def bare_snapshot(self, state: str = "fault", fault: str | None = None) -> Snapshot:
         """A snapshot without analyses (used when a snapshot itself failed)."""
         seg = self._seg
-        return Snapshot(step=seg.step, time=seg.clock.elapsed(), segment=self.segment, loss=seg.loss,
-                        eval_loss=seg.eval_loss, lr=float(seg.settings.lr), steps_per_second=self.steps_per_second,
-                        device=self.device_label(), memory_bytes=devices.memory_bytes(self.device),
-                        settings=seg.settings.to_dict(), history=self._history(), budget=seg.budget,
-                        state=state, fault=fault)
+        return Snapshot(
+            step=seg.step,
+            time=seg.clock.elapsed(),
+            segment=self.segment,
+            loss=seg.loss,
+            eval_loss=seg.eval_loss,
+            lr=float(seg.settings.lr),
+            steps_per_second=self.steps_per_second,
+            device=self.device_label(),
+            memory_bytes=devices.memory_bytes(self.device),
+            settings=seg.settings.to_dict(),
+            history=self._history(),
+            budget=seg.budget,
+            state=state,
+            fault=fault,
+        )
 
 
 def _to_host(parts: list[torch.Tensor]) -> list[np.ndarray]:
@@ -604,6 +660,6 @@ def _to_host(parts: list[torch.Tensor]) -> list[np.ndarray]:
     out, start = [], 0
     for p in parts:
         n = p.numel()
-        out.append(flat[start:start + n].reshape(tuple(p.shape)))
+        out.append(flat[start : start + n].reshape(tuple(p.shape)))
         start += n
     return out

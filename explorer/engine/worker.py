@@ -41,7 +41,7 @@ SAMPLE_INTERVAL_S = 3.0
 SAMPLE_SHARE = 0.012
 
 OOM_HINT = "lower batch_size, seq_len or the matrix size, or use dtype bf16 or the cpu"
-CALL_TIMEOUT_S = 60.0        # save_state / load_state: the worker answers between two steps
+CALL_TIMEOUT_S = 60.0  # save_state / load_state: the worker answers between two steps
 
 
 class _Call:
@@ -101,7 +101,7 @@ class _Cadence:
         self.next = max(self.next, started + cost + max(self.interval, self.cost / self.share))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _warm_lazy_imports() -> None:
     """One optimizer step on a throwaway parameter, once, in the caller's thread. torch finishes some
     imports lazily on the first step; done first inside the training thread while the GUI thread runs
@@ -112,8 +112,14 @@ def _warm_lazy_imports() -> None:
 
 
 class TrainingWorker:
-    def __init__(self, settings: TrainSettings | None = None, *, base_model=None, threads: int | None = None,
-                 instrument: bool = True):
+    def __init__(
+        self,
+        settings: TrainSettings | None = None,
+        *,
+        base_model=None,
+        threads: int | None = None,
+        instrument: bool = True,
+    ):
         """`base_model`: a model to adapt instead of the shipped one (tests); `threads`: torch threads
         in the worker (default: all cores but one); `instrument=False`: no snapshots while playing
         (benchmarks measure what the live snapshots cost against it)."""
@@ -122,8 +128,8 @@ class TrainingWorker:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._mailbox: Mailbox[Snapshot] = Mailbox()
-        self._running_settings = settings      # what the trainer runs
-        self._requested = settings             # with the changes not yet applied
+        self._running_settings = settings  # what the trainer runs
+        self._requested = settings  # with the changes not yet applied
         self._commands: deque = deque()
         self._playing = False
         self._closing = False
@@ -131,11 +137,11 @@ class TrainingWorker:
         self._base_model = base_model
         self._threads = threads
         self._instrument = instrument
-        self._trainer: Trainer | None = None   # touched only in the worker thread
+        self._trainer: Trainer | None = None  # touched only in the worker thread
         self._fault: str | None = None
         self._samples: dict | None = None
         self.snapshots_posted = 0
-        self.instrument_seconds = 0.0          # time spent on snapshots, evaluation, samples while playing
+        self.instrument_seconds = 0.0  # time spent on snapshots, evaluation, samples while playing
 
     # --- the caller's side --------------------------------------------------------------------
     @property
@@ -258,8 +264,9 @@ class TrainingWorker:
             if not self.alive:
                 call.abandon(f"cannot {what}: the training engine stopped")
             elif time.monotonic() >= deadline:
-                call.abandon(f"cannot {what}: the training engine did not answer within {timeout:g} s "
-                             "(nothing was changed)")
+                call.abandon(
+                    f"cannot {what}: the training engine did not answer within {timeout:g} s (nothing was changed)"
+                )
         if call.error is not None:
             raise ValueError(_one_line(call.error)) from None
         return call.result
@@ -439,8 +446,7 @@ class TrainingWorker:
         except torch.OutOfMemoryError as exc:
             if t.device.type == "cuda":
                 torch.cuda.empty_cache()
-            msg = (f"out of memory at step {t.step}: {str(exc).splitlines()[0] if str(exc) else ''}; "
-                   f"paused; {OOM_HINT}")
+            msg = f"out of memory at step {t.step}: {str(exc).splitlines()[0] if str(exc) else ''}; paused; {OOM_HINT}"
         except Exception as exc:
             msg = f"{type(exc).__name__} at step {t.step}: {exc}; paused; reset or change settings to go on"
         self._set_fault(msg)
@@ -453,9 +459,20 @@ class TrainingWorker:
         t = self._trainer
         if t is None:
             s = self._running_settings
-            snap = Snapshot(step=0, time=0.0, segment=0, loss=None, eval_loss=None, lr=float(s.lr),
-                            steps_per_second=0.0, device="", memory_bytes=0, settings=s.to_dict(),
-                            state="fault", fault=msg)
+            snap = Snapshot(
+                step=0,
+                time=0.0,
+                segment=0,
+                loss=None,
+                eval_loss=None,
+                lr=float(s.lr),
+                steps_per_second=0.0,
+                device="",
+                memory_bytes=0,
+                settings=s.to_dict(),
+                state="fault",
+                fault=msg,
+            )
             self._put(snap)
             return
         t.clock.pause()
@@ -499,9 +516,15 @@ class TrainingWorker:
             return self._set_fault(f"snapshot failed at step {t.step}: {type(exc).__name__}: {exc}; paused")
         snap.state = state or ("running" if self._playing else "paused")
         snap.fault = self._fault if snap.state == "fault" else None
-        fresh = (samples and hasattr(t.scenario, "samples") and
-                 (self._samples is None or self._samples.get("step") != t.step
-                  or self._samples.get("segment") != t.segment))
+        fresh = (
+            samples
+            and hasattr(t.scenario, "samples")
+            and (
+                self._samples is None
+                or self._samples.get("step") != t.step
+                or self._samples.get("segment") != t.segment
+            )
+        )
         self._attach_samples(snap)
         self._put(snap)
         if not fresh:

@@ -38,7 +38,7 @@ class ExportJob(QtCore.QObject):
     def __init__(self, worker, out: Path, overwrite: bool, base=None, parent=None):
         super().__init__(parent)
         self.worker, self.out, self.overwrite, self.base = worker, Path(out), bool(overwrite), base
-        self.result = None                 # the ExportResult, once done
+        self.result = None  # the ExportResult, once done
         self.error: str | None = None
         self.thread = threading.Thread(target=self._run, name="explorer-export-adapter", daemon=True)
 
@@ -65,7 +65,7 @@ class ExportJob(QtCore.QObject):
             self.error = text
         try:
             self.finished.emit(ok, text)
-        except RuntimeError:          # the window (and this job with it) was closed meanwhile
+        except RuntimeError:  # the window (and this job with it) was closed meanwhile
             pass
 
 
@@ -81,7 +81,7 @@ def _worker_base(worker):
     which the saved state records and export_state finds by itself."""
     for attr in ("base_model", "_base_model"):
         model = getattr(worker, attr, None)
-        if model is not None and not inspect.ismethod(model):     # a model, not an accessor
+        if model is not None and not inspect.ismethod(model):  # a model, not an accessor
             return model
     return None
 
@@ -118,30 +118,47 @@ def export_adapter(window, out=None, overwrite: bool | None = None):
 
     running = getattr(window, "adapter_export_job", None)
     if running is not None and running.thread.is_alive():
-        _message(window, QtWidgets.QMessageBox.Information, "An export is already running.",
-                 f"It writes to {running.out}; the summary shows when it is done.")
+        _message(
+            window,
+            QtWidgets.QMessageBox.Information,
+            "An export is already running.",
+            f"It writes to {running.out}; the summary shows when it is done.",
+        )
         return None
     settings = running_settings(window)
     problem = export_problem(settings)
     if problem:
         _status(window, f"Cannot export as a PEFT adapter: {problem}", error=True)
-        _message(window, QtWidgets.QMessageBox.Warning, "This run cannot be exported as a PEFT adapter.",
-                 problem[:1].upper() + problem[1:] + ".")
+        _message(
+            window,
+            QtWidgets.QMessageBox.Warning,
+            "This run cannot be exported as a PEFT adapter.",
+            problem[:1].upper() + problem[1:] + ".",
+        )
         return None
     worker = getattr(window, "worker", None)
     if worker is None:
-        _message(window, QtWidgets.QMessageBox.Information, "Nothing trained yet.",
-                 "Start the training engine (Space plays, N steps), then export.")
+        _message(
+            window,
+            QtWidgets.QMessageBox.Information,
+            "Nothing trained yet.",
+            "Start the training engine (Space plays, N steps), then export.",
+        )
         return None
     if not callable(getattr(worker, "save_state", None)):
-        _message(window, QtWidgets.QMessageBox.Warning, "This training engine cannot hand out its trained state.",
-                 "Save a recording with `python -m explorer run` and export it with "
-                 "`python -m explorer export RECORDING --out DIR`.")
+        _message(
+            window,
+            QtWidgets.QMessageBox.Warning,
+            "This training engine cannot hand out its trained state.",
+            "Save a recording with `python -m explorer run` and export it with "
+            "`python -m explorer export RECORDING --out DIR`.",
+        )
         return None
     if out is None:
         start = getattr(window, "_last_export_dir", "") or str(Path.home())
         out = QtWidgets.QFileDialog.getExistingDirectory(
-            window, "Export as PEFT adapter: choose the output directory (adapter/ and base/ go inside)", start)
+            window, "Export as PEFT adapter: choose the output directory (adapter/ and base/ go inside)", start
+        )
         if not out:
             return None
     out = Path(out)
@@ -154,16 +171,24 @@ def export_adapter(window, out=None, overwrite: bool | None = None):
         names = " and ".join(str(d) for d in existing)
         if overwrite is None:
             answer = QtWidgets.QMessageBox.question(
-                window, TITLE, f"{names} already exist{'s' if len(existing) == 1 else ''}.\n\nReplace "
+                window,
+                TITLE,
+                f"{names} already exist{'s' if len(existing) == 1 else ''}.\n\nReplace "
                 f"{'it' if len(existing) == 1 else 'them'} with this export?",
-                QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No, QtWidgets.QMessageBox.No)
+                QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No,
+                QtWidgets.QMessageBox.No,
+            )
             overwrite = answer == QtWidgets.QMessageBox.Yes
             if not overwrite:
                 _status(window, "Export cancelled: nothing was replaced.")
                 return None
         elif not overwrite:
-            _message(window, QtWidgets.QMessageBox.Warning, f"{names} already exist; nothing was replaced.",
-                     "Choose another directory, or confirm replacing them.")
+            _message(
+                window,
+                QtWidgets.QMessageBox.Warning,
+                f"{names} already exist; nothing was replaced.",
+                "Choose another directory, or confirm replacing them.",
+            )
             return None
     job = ExportJob(worker, out, bool(overwrite), base=_worker_base(worker), parent=window)
     window.adapter_export_job = job
@@ -181,9 +206,13 @@ def export_adapter(window, out=None, overwrite: bool | None = None):
         progress.deleteLater()
         if ok:
             _status(window, text.splitlines()[0])
-            _message(window, QtWidgets.QMessageBox.Information, "Exported as a PEFT adapter.", text
-                     + "\n\nLoad it with transformers.LlamaForCausalLM.from_pretrained(base) and "
-                       "peft.PeftModel.from_pretrained(model, adapter).")
+            _message(
+                window,
+                QtWidgets.QMessageBox.Information,
+                "Exported as a PEFT adapter.",
+                text + "\n\nLoad it with transformers.LlamaForCausalLM.from_pretrained(base) and "
+                "peft.PeftModel.from_pretrained(model, adapter).",
+            )
         else:
             _status(window, f"Export failed: {text}", error=True)
             _message(window, QtWidgets.QMessageBox.Warning, "The export failed; nothing was written.", text)

@@ -29,13 +29,21 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Qt
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import (MODULE_ORDER, Style, format_bytes, format_count, new_layout_widget, set_colorbar_levels,
-                                     style_colorbar, style_plot)
+from explorer.gui.views.base import (
+    MODULE_ORDER,
+    Style,
+    format_bytes,
+    format_count,
+    new_layout_widget,
+    set_colorbar_levels,
+    style_colorbar,
+    style_plot,
+)
 from explorer.gui.views.delta_view import DeltaView
 from explorer.gui.views.spectrum_view import SpectrumView
 
 ENERGY_KS = (1, 2, 4, 8, 16)
-GRID_TEXT_MAX_CELLS = 160      # write the norm into each cell of grids up to this size
+GRID_TEXT_MAX_CELLS = 160  # write the norm into each cell of grids up to this size
 
 
 # --------------------------------------------------------------------------------- entry point
@@ -44,7 +52,8 @@ def open_adapter(window, path=None):
     if path is None:
         start = str(getattr(window, "_last_adapter_dir", "") or Path.home())
         path = QtWidgets.QFileDialog.getExistingDirectory(
-            window, "Open PEFT adapter (a directory with adapter_config.json)", start)
+            window, "Open PEFT adapter (a directory with adapter_config.json)", start
+        )
         if not path:
             return None
     inspector = inspector_of(window, create=True)
@@ -65,7 +74,7 @@ def inspector_of(window, create: bool = False):
     inspector = getattr(window, "adapter_inspector", None)
     if inspector is not None:
         try:
-            inspector.objectName()        # raises once Qt deleted it
+            inspector.objectName()  # raises once Qt deleted it
         except RuntimeError:
             inspector = None
     if inspector is None and create:
@@ -78,9 +87,9 @@ def inspector_of(window, create: bool = False):
 class _Job(QtCore.QObject):
     """Runs `fn(progress)` on a helper thread; its signals arrive queued on the GUI thread."""
 
-    progress = QtCore.Signal(int, int, int)      # generation, done, total
-    done = QtCore.Signal(int, object)            # generation, result
-    failed = QtCore.Signal(int, str)             # generation, one line
+    progress = QtCore.Signal(int, int, int)  # generation, done, total
+    done = QtCore.Signal(int, object)  # generation, result
+    failed = QtCore.Signal(int, str)  # generation, one line
 
     def __init__(self, generation: int, fn, label: str):
         super().__init__()
@@ -96,7 +105,7 @@ class _Job(QtCore.QObject):
         g = self.generation
         try:
             result = self._fn(lambda done, total: self.progress.emit(g, int(done), int(total)))
-        except (ValueError, OSError) as exc:            # the reader's one-line messages
+        except (ValueError, OSError) as exc:  # the reader's one-line messages
             self.failed.emit(g, _one_line(str(exc)) or f"{self._label}: {type(exc).__name__}")
         except MemoryError:
             self.failed.emit(g, f"{self._label}: not enough memory to analyse this adapter")
@@ -189,8 +198,13 @@ class NormGridView(QtWidgets.QWidget):
         self.marker.setZValue(10)
         self.marker.hide()
         self.plot.addItem(self.marker)
-        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=colormaps.colormap(colormaps.SEQUENTIAL),
-                                        interactive=False, width=14, colorMapMenu=False)
+        self.colorbar = pg.ColorBarItem(
+            values=(0.0, 1.0),
+            colorMap=colormaps.colormap(colormaps.SEQUENTIAL),
+            interactive=False,
+            width=14,
+            colorMapMenu=False,
+        )
         self.glw.addItem(self.colorbar, row=0, col=1)
         self.glw.scene().sigMouseClicked.connect(self._clicked)
         self.glw.scene().sigMouseMoved.connect(self._hovered)
@@ -216,8 +230,11 @@ class NormGridView(QtWidgets.QWidget):
         self._values = values
         li = {layer: i for i, layer in enumerate(self._layers)}
         ki = {k: j for j, k in enumerate(self._modules)}
-        self._names = {(li[m.layer], ki[m.module]): m.name for m in modules
-                       if m.layer is not None and m.layer in li and m.module in ki}
+        self._names = {
+            (li[m.layer], ki[m.module]): m.name
+            for m in modules
+            if m.layer is not None and m.layer in li and m.module in ki
+        }
         finite = values[np.isfinite(values)]
         top = float(finite.max()) if finite.size else 1.0
         top = top if top > 0 else 1.0
@@ -234,7 +251,7 @@ class NormGridView(QtWidgets.QWidget):
             for (i, j), v in np.ndenumerate(values):
                 if not np.isfinite(v):
                     continue
-                dark_cell = v < 0.6 * top          # viridis: dark purple to yellow
+                dark_cell = v < 0.6 * top  # viridis: dark purple to yellow
                 t = pg.TextItem(f"{v:.3g}", color="#ffffff" if dark_cell else "#000000", anchor=(0.5, 0.5))
                 t.setFont(self.style_.font(8))
                 t.setPos(j + 0.5, i + 0.5)
@@ -302,8 +319,7 @@ class NormGridView(QtWidgets.QWidget):
         i, j = cell
         v = self._values[i, j]
         name = self._names.get(cell)
-        text = (f"{name}\n‖ΔW‖_F = {v:.4g}" if name else
-                f"layer {self._layers[i]} · {self._modules[j]}: no adapter")
+        text = f"{name}\n‖ΔW‖_F = {v:.4g}" if name else f"layer {self._layers[i]} · {self._modules[j]}: no adapter"
         self.glw.setToolTip(text)
 
     # ---- style
@@ -329,8 +345,13 @@ class _InspectorDeltaView(DeltaView):
     def _caption(self, snapshot, m, mode, data, level):
         out_f, in_f = (int(m.shape[0]), int(m.shape[1])) if len(m.shape) == 2 else data.shape
         from explorer.gui.views.delta_view import MODE_LABELS
-        parts = [f"<b>{MODE_LABELS[mode]}</b> of {html.escape(m.name)}", f"{out_f}×{in_f}",
-                 f"‖ΔW‖<sub>F</sub> = {m.fro_norm:.4g}", f"colours ±{level:.3g}"]
+
+        parts = [
+            f"<b>{MODE_LABELS[mode]}</b> of {html.escape(m.name)}",
+            f"{out_f}×{in_f}",
+            f"‖ΔW‖<sub>F</sub> = {m.fro_norm:.4g}",
+            f"colours ±{level:.3g}",
+        ]
         if data.shape != (out_f, in_f):
             parts.append(f"mean-pooled to {data.shape[0]}×{data.shape[1]} from the factors")
         if mode in ("base", "merged") and not getattr(snapshot, "has_base", False):
@@ -357,8 +378,10 @@ class _InspectorSpectrumView(SpectrumView):
             # pyqtgraph's InfLineLabel skips updates while hidden, and the base view shows the
             # line after setting its text: refresh it, or the first module reads "r" alone
             self.rank_line.label.valueChanged()
-        self.caption.setText(f"{m.name} · {m.shape[0]}×{m.shape[1]} · ‖ΔW‖F = {m.fro_norm:.4g} · "
-                             "spectrum: exact, from the QR of B and A (no dense ΔW)")
+        self.caption.setText(
+            f"{m.name} · {m.shape[0]}×{m.shape[1]} · ‖ΔW‖F = {m.fro_norm:.4g} · "
+            "spectrum: exact, from the QR of B and A (no dense ΔW)"
+        )
 
     def _draw_waterfall(self, snapshot, name):
         pass
@@ -400,8 +423,13 @@ class PromptPanel(QtWidgets.QWidget):
         self.norm_image = pg.ImageItem(axisOrder="row-major")
         self.norm_image.setLookupTable(colormaps.lut(colormaps.SEQUENTIAL))
         self.norm_plot.addItem(self.norm_image)
-        self.norm_bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=colormaps.colormap(colormaps.SEQUENTIAL),
-                                        interactive=False, width=14, colorMapMenu=False)
+        self.norm_bar = pg.ColorBarItem(
+            values=(0.0, 1.0),
+            colorMap=colormaps.colormap(colormaps.SEQUENTIAL),
+            interactive=False,
+            width=14,
+            colorMapMenu=False,
+        )
         self.glw.addItem(self.norm_bar, row=1, col=1)
         split.addWidget(self.table)
         split.addWidget(self.glw)
@@ -421,8 +449,15 @@ class PromptPanel(QtWidgets.QWidget):
         self.table.setRowCount(len(ap.layers))
         for row, p in enumerate(ap.layers):
             lo, hi = min(p.vector_norms), max(p.vector_norms)
-            for col, (text, key) in enumerate([(str(p.layer), p.layer), (_fmt(p.gate), p.gate),
-                                                (_fmt(p.prompt_norm), p.prompt_norm), (_fmt(lo), lo), (_fmt(hi), hi)]):
+            for col, (text, key) in enumerate(
+                [
+                    (str(p.layer), p.layer),
+                    (_fmt(p.gate), p.gate),
+                    (_fmt(p.prompt_norm), p.prompt_norm),
+                    (_fmt(lo), lo),
+                    (_fmt(hi), hi),
+                ]
+            ):
                 self.table.setItem(row, col, _Item(text, key))
         self.table.setSortingEnabled(True)
         layers = [p.layer for p in ap.layers]
@@ -434,8 +469,9 @@ class PromptPanel(QtWidgets.QWidget):
         self.norm_image.setImage(norms, autoLevels=False, levels=(0.0, top))
         # cell centres on whole numbers: row i is layer i, column k is prompt position k
         self.norm_image.setRect(QtCore.QRectF(-0.5, min(layers) - 0.5, norms.shape[1], len(layers)))
-        self.norm_plot.setRange(xRange=(-0.5, norms.shape[1] - 0.5),
-                                yRange=(min(layers) - 0.5, min(layers) + len(layers) - 0.5), padding=0)
+        self.norm_plot.setRange(
+            xRange=(-0.5, norms.shape[1] - 0.5), yRange=(min(layers) - 0.5, min(layers) + len(layers) - 0.5), padding=0
+        )
         set_colorbar_levels(self.norm_bar, (0.0, top))
 
     def set_theme(self, dark: bool) -> None:
@@ -454,13 +490,25 @@ class PromptPanel(QtWidgets.QWidget):
 class AdapterInspector(QtWidgets.QMainWindow):
     """What is inside a PEFT adapter directory. One per main window, reused for each adapter."""
 
-    loaded = QtCore.Signal(object)        # the AdapterReport now shown
-    failed = QtCore.Signal(str)           # the one-line reason an adapter (or a base) was refused
+    loaded = QtCore.Signal(object)  # the AdapterReport now shown
+    failed = QtCore.Signal(str)  # the one-line reason an adapter (or a base) was refused
     busyChanged = QtCore.Signal(bool)
     moduleSelected = QtCore.Signal(str)
 
-    COLUMNS = ("module", "shape", "r", "α", "scaling", "‖ΔW‖F", "σ₁", "eff. rank", "st. rank",
-               "top-k energy", "DoRA ‖m‖ mean", "amplification")
+    COLUMNS = (
+        "module",
+        "shape",
+        "r",
+        "α",
+        "scaling",
+        "‖ΔW‖F",
+        "σ₁",
+        "eff. rank",
+        "st. rank",
+        "top-k energy",
+        "DoRA ‖m‖ mean",
+        "amplification",
+    )
     COLUMN_TIPS = {
         "r": "rank r of this module (rank_pattern honoured)",
         "α": "lora_alpha of this module (alpha_pattern honoured)",
@@ -472,7 +520,7 @@ class AdapterInspector(QtWidgets.QMainWindow):
         "top-k energy": "share of ‖ΔW‖F² in the top k singular values (pick k above the table)",
         "DoRA ‖m‖ mean": "DoRA: mean of the magnitude vector m (min..max in the tooltip)",
         "amplification": "‖ΔW‖F / ‖Uᵀ W₀ V‖F over ΔW's own top-r directions (LoRA paper, section 7); "
-                         "needs the base model",
+        "needs the base model",
     }
 
     def __init__(self, main_window=None):
@@ -517,8 +565,10 @@ class AdapterInspector(QtWidgets.QMainWindow):
         self.open_button.setToolTip("Inspect another PEFT adapter directory")
         self.open_button.clicked.connect(lambda: self.choose_and_load())
         self.base_button = QtWidgets.QPushButton("Compare with base model…", central)
-        self.base_button.setToolTip("An HF Llama directory (config.json + model.safetensors): adds the "
-                                    "amplification factor of each module and W₀ to the heatmap")
+        self.base_button.setToolTip(
+            "An HF Llama directory (config.json + model.safetensors): adds the "
+            "amplification factor of each module and W₀ to the heatmap"
+        )
         self.base_button.clicked.connect(lambda: self.choose_base())
         self.base_button.setEnabled(False)
         buttons.addWidget(self.open_button)
@@ -587,7 +637,7 @@ class AdapterInspector(QtWidgets.QMainWindow):
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
-        self.table.setTextElideMode(Qt.ElideLeft)          # long module paths keep their end
+        self.table.setTextElideMode(Qt.ElideLeft)  # long module paths keep their end
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeToContents)
         header.setSectionResizeMode(0, QtWidgets.QHeaderView.Interactive)
@@ -647,7 +697,8 @@ class AdapterInspector(QtWidgets.QMainWindow):
     def choose_and_load(self) -> None:
         start = str(Path(self.report.path).parent) if self.report is not None else str(Path.home())
         path = QtWidgets.QFileDialog.getExistingDirectory(
-            self, "Open PEFT adapter (a directory with adapter_config.json)", start)
+            self, "Open PEFT adapter (a directory with adapter_config.json)", start
+        )
         if path:
             self.load(path)
 
@@ -656,7 +707,8 @@ class AdapterInspector(QtWidgets.QMainWindow):
             return
         start = self.report.base or str(Path(self.report.path).parent)
         path = QtWidgets.QFileDialog.getExistingDirectory(
-            self, "Base model for amplification (an HF Llama directory)", start)
+            self, "Base model for amplification (an HF Llama directory)", start
+        )
         if path:
             self.compare_with_base(path)
 
@@ -668,6 +720,7 @@ class AdapterInspector(QtWidgets.QMainWindow):
 
         def work(progress):
             from explorer.core.inspect_adapter import inspect_adapter
+
             return inspect_adapter(from_path, base=base, progress=progress)
 
         return self._start(work, label, f"Reading {from_path}…")
@@ -682,6 +735,7 @@ class AdapterInspector(QtWidgets.QMainWindow):
 
         def work(progress):
             from explorer.core.inspect_adapter import inspect_adapter
+
             return inspect_adapter(source, base=base_dir, progress=progress)
 
         return self._start(work, base_dir, f"Comparing with the base model {base_dir}…")
@@ -693,9 +747,9 @@ class AdapterInspector(QtWidgets.QMainWindow):
         job.progress.connect(self._on_progress)
         job.done.connect(self._on_done)
         job.failed.connect(self._on_failed)
-        self._jobs = {g: job}          # older jobs finish unheard
+        self._jobs = {g: job}  # older jobs finish unheard
         self._busy_label = text
-        self.progress.setRange(0, 0)   # busy until the first module is done
+        self.progress.setRange(0, 0)  # busy until the first module is done
         self.progress.show()
         self.status.setText(text)
         self.open_button.setEnabled(True)
@@ -720,7 +774,7 @@ class AdapterInspector(QtWidgets.QMainWindow):
         if total > 0:
             self.progress.setRange(0, total)
             self.progress.setValue(done)
-            self.progress.setFormat(f"module %v of %m")
+            self.progress.setFormat("module %v of %m")
 
     def _on_failed(self, g: int, message: str) -> None:
         if not self._finish(g):
@@ -732,8 +786,9 @@ class AdapterInspector(QtWidgets.QMainWindow):
 
     def _show_error(self, message: str) -> None:
         if self.error_box is None:
-            box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Warning, "Cannot open this adapter", message,
-                                        QtWidgets.QMessageBox.Ok, self)
+            box = QtWidgets.QMessageBox(
+                QtWidgets.QMessageBox.Warning, "Cannot open this adapter", message, QtWidgets.QMessageBox.Ok, self
+            )
             box.setObjectName("inspector_error")
             box.setWindowModality(Qt.NonModal)
             box.finished.connect(lambda _r: setattr(self, "error_box", None))
@@ -741,8 +796,10 @@ class AdapterInspector(QtWidgets.QMainWindow):
         else:
             self.error_box.setText(message)
         self.error_box.setInformativeText(
-            "The previous inspection stays as it was." if self.report is not None else
-            "Pick a directory with adapter_config.json and adapter_model.safetensors.")
+            "The previous inspection stays as it was."
+            if self.report is not None
+            else "Pick a directory with adapter_config.json and adapter_model.safetensors."
+        )
         self.error_box.show()
         self.error_box.raise_()
 
@@ -762,18 +819,22 @@ class AdapterInspector(QtWidgets.QMainWindow):
         self.setWindowTitle(f"PEFT adapter · {Path(report.path).name}")
         self.header.setText(self._header_html(report))
         amp = sum(1 for m in report.modules if m.amplification)
-        self.status.setText(f"Analysed {len(report.modules)} module{'s' if len(report.modules) != 1 else ''} in {report.seconds:.2f} s (spectra from "
-                            "the factors, no dense ΔW)" + (f"; amplification against {report.base}" if amp else "")
-                            if report.peft_type == "LORA" else
-                            f"Read {len(report.adaption_prompt.layers)} prompt layers in {report.seconds:.2f} s")
+        self.status.setText(
+            f"Analysed {len(report.modules)} module{'s' if len(report.modules) != 1 else ''} in {report.seconds:.2f} s (spectra from "
+            "the factors, no dense ΔW)" + (f"; amplification against {report.base}" if amp else "")
+            if report.peft_type == "LORA"
+            else f"Read {len(report.adaption_prompt.layers)} prompt layers in {report.seconds:.2f} s"
+        )
         self.base_button.setEnabled(report.peft_type == "LORA")
         if report.peft_type == "LORA":
             self.pages.setCurrentWidget(self.lora_page)
             self.grid.set_grid(report.grid, report.modules)
             self.grid.setVisible(report.grid is not None)
-            self.grid_title.setText("<b>‖ΔW‖<sub>F</sub> by layer and module</b> · click a cell"
-                                    if report.grid is not None else
-                                    "<b>‖ΔW‖<sub>F</sub></b>: no modules inside numbered layers")
+            self.grid_title.setText(
+                "<b>‖ΔW‖<sub>F</sub> by layer and module</b> · click a cell"
+                if report.grid is not None
+                else "<b>‖ΔW‖<sub>F</sub></b>: no modules inside numbered layers"
+            )
             self._fill_table(report)
             names = [m.name for m in report.modules]
             if names:
@@ -795,13 +856,22 @@ class AdapterInspector(QtWidgets.QMainWindow):
             ranks = sorted({m.rank for m in r.modules})
             alphas = sorted({m.alpha for m in r.modules})
             scalings = sorted({m.scaling for m in r.modules})
-            facts.append("r = " + (str(ranks[0]) if len(ranks) == 1 else f"{ranks[0]}…{ranks[-1]}"
-                                   ) if ranks else f"r = {cfg.get('r')}")
-            facts.append("α = " + (f"{alphas[0]:g}" if len(alphas) == 1 else f"{alphas[0]:g}…{alphas[-1]:g}")
-                         if alphas else f"α = {cfg.get('lora_alpha')}")
-            facts.append("scaling = " + (f"{scalings[0]:.4g}" if len(scalings) == 1 else
-                                         f"{scalings[0]:.4g}…{scalings[-1]:.4g}") if scalings else "")
-            facts.append(("rsLoRA (α/√r)" if cfg.get("use_rslora") else "α/r scaling"))
+            facts.append(
+                "r = " + (str(ranks[0]) if len(ranks) == 1 else f"{ranks[0]}…{ranks[-1]}")
+                if ranks
+                else f"r = {cfg.get('r')}"
+            )
+            facts.append(
+                "α = " + (f"{alphas[0]:g}" if len(alphas) == 1 else f"{alphas[0]:g}…{alphas[-1]:g}")
+                if alphas
+                else f"α = {cfg.get('lora_alpha')}"
+            )
+            facts.append(
+                "scaling = " + (f"{scalings[0]:.4g}" if len(scalings) == 1 else f"{scalings[0]:.4g}…{scalings[-1]:.4g}")
+                if scalings
+                else ""
+            )
+            facts.append("rsLoRA (α/√r)" if cfg.get("use_rslora") else "α/r scaling")
             if cfg.get("use_dora"):
                 facts.append("<b>DoRA</b>")
             facts.append(f"{len(r.modules)} module{'s' if len(r.modules) != 1 else ''}")
@@ -860,15 +930,16 @@ class AdapterInspector(QtWidgets.QMainWindow):
                 d = m.dora
                 tip = f"m: min {d.min:.4g}, max {d.max:.4g}, std {d.std:.3g}"
                 if d.row_scale_mean is not None:
-                    tip += (f"; row scale m/‖W₀+ΔW‖ {d.row_scale_min:.4g}…{d.row_scale_max:.4g} "
-                            f"(mean {d.row_scale_mean:.4g})")
+                    tip += (
+                        f"; row scale m/‖W₀+ΔW‖ {d.row_scale_min:.4g}…{d.row_scale_max:.4g} "
+                        f"(mean {d.row_scale_mean:.4g})"
+                    )
                 cells.append(_Item(_fmt(d.mean), d.mean, tip))
             else:
                 cells.append(_Item("–", float("-inf")))
             if m.amplification:
                 factor = m.amplification.get("factor")
-                tip = ", ".join(f"{k} = {_fmt(v)}" for k, v in m.amplification.items()
-                                if isinstance(v, (int, float)))
+                tip = ", ".join(f"{k} = {_fmt(v)}" for k, v in m.amplification.items() if isinstance(v, (int, float)))
                 cells.append(_Item(_fmt(factor, 3), _sort_key(factor), tip))
             else:
                 cells.append(_Item("–", float("-inf")))
@@ -963,16 +1034,26 @@ class AdapterInspector(QtWidgets.QMainWindow):
             self._matrix_cache[name] = ms
         m = self.report.module(name)
         self._selection_count += 1
-        snap = Snapshot(step=0, time=0.0, segment=self._selection_count, loss=None, eval_loss=None, lr=0.0,
-                        steps_per_second=0.0, device="file", memory_bytes=0,
-                        settings={"scenario": "adapter", "method": "lora", "rank": int(m.rank)},
-                        matrices={name: ms}, state="paused")
+        snap = Snapshot(
+            step=0,
+            time=0.0,
+            segment=self._selection_count,
+            loss=None,
+            eval_loss=None,
+            lr=0.0,
+            steps_per_second=0.0,
+            device="file",
+            memory_bytes=0,
+            settings={"scenario": "adapter", "method": "lora", "rank": int(m.rank)},
+            matrices={name: ms},
+            state="paused",
+        )
         snap.has_base = self.report.base is not None
         return snap
 
     # ---- closing
     def closeEvent(self, event):  # noqa: N802 - Qt API
-        self._jobs = {}                 # a job still running finishes unheard
+        self._jobs = {}  # a job still running finishes unheard
         if self.error_box is not None:
             self.error_box.close()
         super().closeEvent(event)
@@ -985,6 +1066,7 @@ def _module_key(module: str) -> tuple[int, str]:
 
 def _short(value) -> str:
     import json
+
     s = json.dumps(value, separators=(",", ":"))
     return s if len(s) <= 80 else s[:77] + "..."
 

@@ -15,6 +15,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
+
 def guard_none_refcount() -> bool:
     """Work around PySide6 6.12 on CPython < 3.12: every call of a C++ method returning void drops a
     reference to None (it assumes None is immortal, as it is from 3.12 on), and a few thousand paints
@@ -52,21 +53,47 @@ class Theme:
     highlight: str
     plot_bg: str
     plot_fg: str
-    hot: str          # tag colour of settings that apply at once
-    cold: str         # tag colour of settings that restart the adapters
+    hot: str  # tag colour of settings that apply at once
+    cold: str  # tag colour of settings that restart the adapters
     error: str
     ok: str
     warn: str
 
 
-DARK = Theme("dark", window="#1e1f22", base="#16171a", alt_base="#23252a", text="#e6e6e6",
-             dim_text="#8d9199", button="#2b2d31", highlight="#3d7eff", plot_bg="#121316",
-             plot_fg="#c8cad0", hot="#e0892b", cold="#4b8fe6", error="#ff5f56", ok="#3fbf6f",
-             warn="#e5c07b")
-LIGHT = Theme("light", window="#f3f3f5", base="#ffffff", alt_base="#ececf0", text="#1d1f23",
-              dim_text="#6a6f78", button="#e6e7eb", highlight="#2f6fec", plot_bg="#ffffff",
-              plot_fg="#30333a", hot="#c05f00", cold="#1f63c7", error="#c8102e", ok="#1b8a4a",
-              warn="#9a6700")
+DARK = Theme(
+    "dark",
+    window="#1e1f22",
+    base="#16171a",
+    alt_base="#23252a",
+    text="#e6e6e6",
+    dim_text="#8d9199",
+    button="#2b2d31",
+    highlight="#3d7eff",
+    plot_bg="#121316",
+    plot_fg="#c8cad0",
+    hot="#e0892b",
+    cold="#4b8fe6",
+    error="#ff5f56",
+    ok="#3fbf6f",
+    warn="#e5c07b",
+)
+LIGHT = Theme(
+    "light",
+    window="#f3f3f5",
+    base="#ffffff",
+    alt_base="#ececf0",
+    text="#1d1f23",
+    dim_text="#6a6f78",
+    button="#e6e7eb",
+    highlight="#2f6fec",
+    plot_bg="#ffffff",
+    plot_fg="#30333a",
+    hot="#c05f00",
+    cold="#1f63c7",
+    error="#c8102e",
+    ok="#1b8a4a",
+    warn="#9a6700",
+)
 
 
 def theme_by_name(name: str | None) -> Theme:
@@ -132,8 +159,7 @@ def apply_theme(name: str, app: QApplication | None = None, root: QWidget | None
         app.setStyle("Fusion")
     app.setPalette(_palette(t))
     app.setStyleSheet(_style_sheet(t))
-    pg.setConfigOptions(background=t.plot_bg, foreground=t.plot_fg, antialias=False,
-                        imageAxisOrder="row-major")
+    pg.setConfigOptions(background=t.plot_bg, foreground=t.plot_fg, antialias=False, imageAxisOrder="row-major")
     if root is not None:
         restyle_plots(root, t)
     return t
@@ -204,7 +230,7 @@ def main(args) -> int:
     app = make_app(theme=theme)
     settings = store.load_settings()
     overrides = {k: getattr(args, k) for k in ("scenario", "method", "device") if getattr(args, k, None)}
-    worker = THREAD_WORKER if getattr(args, "in_process", False) else None     # None: the child process
+    worker = THREAD_WORKER if getattr(args, "in_process", False) else None  # None: the child process
     window = MainWindow(settings, store=store, theme=theme, overrides=overrides, worker_factory=worker)
     if getattr(args, "theme", None):
         store.set_theme(args.theme)
@@ -218,7 +244,7 @@ def main(args) -> int:
             app.quit()
             return
         replay = getattr(args, "replay", None)
-        if replay:        # the recording first; the training engine starts on Back to live
+        if replay:  # the recording first; the training engine starts on Back to live
             from explorer.gui.replay import open_recording
 
             if open_recording(window, replay) is not None:

@@ -15,7 +15,7 @@ Every LUT is a read-only (256, 4) uint8 array, ready for `ImageItem.setLookupTab
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pyqtgraph as pg
@@ -25,18 +25,51 @@ LUT_SIZE = 256
 # ColorBrewer anchors (Cynthia Brewer, Apache-2.0), ordered from the most negative to the most positive.
 _DIVERGING_ANCHORS: dict[str, tuple[str, ...]] = {
     # blue for negative, red for positive (RdBu reversed, as in most weight plots)
-    "RdBu": ("#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7",
-             "#fddbc7", "#f4a582", "#d6604d", "#b2182b", "#67001f"),
+    "RdBu": (
+        "#053061",
+        "#2166ac",
+        "#4393c3",
+        "#92c5de",
+        "#d1e5f0",
+        "#f7f7f7",
+        "#fddbc7",
+        "#f4a582",
+        "#d6604d",
+        "#b2182b",
+        "#67001f",
+    ),
     # purple for negative, orange for positive: colour-blind safe
-    "PuOr": ("#2d004b", "#542788", "#8073ac", "#b2abd2", "#d8daeb", "#f7f7f7",
-             "#fee0b6", "#fdb863", "#e08214", "#b35806", "#7f3b08"),
+    "PuOr": (
+        "#2d004b",
+        "#542788",
+        "#8073ac",
+        "#b2abd2",
+        "#d8daeb",
+        "#f7f7f7",
+        "#fee0b6",
+        "#fdb863",
+        "#e08214",
+        "#b35806",
+        "#7f3b08",
+    ),
     # teal for negative, brown for positive: colour-blind safe
-    "BrBG": ("#003c30", "#01665e", "#35978f", "#80cdc1", "#c7eae5", "#f5f5f5",
-             "#f6e8c3", "#dfc27d", "#bf812d", "#8c510a", "#543005"),
+    "BrBG": (
+        "#003c30",
+        "#01665e",
+        "#35978f",
+        "#80cdc1",
+        "#c7eae5",
+        "#f5f5f5",
+        "#f6e8c3",
+        "#dfc27d",
+        "#bf812d",
+        "#8c510a",
+        "#543005",
+    ),
 }
 
-DIVERGING = "RdBu"            # the everyday diverging map
-DIVERGING_SAFE = "PuOr"       # talk mode / colour-blind safe
+DIVERGING = "RdBu"  # the everyday diverging map
+DIVERGING_SAFE = "PuOr"  # talk mode / colour-blind safe
 SEQUENTIAL = "viridis"
 SEQUENTIAL_SAFE = "cividis"
 
@@ -52,7 +85,7 @@ def is_diverging(name: str) -> bool:
     return name in _DIVERGING_ANCHORS
 
 
-@lru_cache(maxsize=None)
+@cache
 def colormap(name: str) -> pg.ColorMap:
     """A pyqtgraph ColorMap by name: one of the diverging maps above, or any pyqtgraph map (viridis...)."""
     anchors = _DIVERGING_ANCHORS.get(name)
@@ -65,7 +98,7 @@ def colormap(name: str) -> pg.ColorMap:
     return cmap
 
 
-@lru_cache(maxsize=None)
+@cache
 def lut(name: str, n: int = LUT_SIZE) -> np.ndarray:
     """An (n, 4) uint8 RGBA lookup table, read-only and cached."""
     table = colormap(name).getLookupTable(0.0, 1.0, n, alpha=True)
@@ -89,7 +122,7 @@ def abs_max(data: np.ndarray | None) -> float:
     hi = np.nanmax(data) if data.dtype.kind == "f" else data.max()
     lo = np.nanmin(data) if data.dtype.kind == "f" else data.min()
     m = max(abs(float(hi)), abs(float(lo)))
-    if not math.isfinite(m):          # inf somewhere (or all NaN): scale by the finite values only
+    if not math.isfinite(m):  # inf somewhere (or all NaN): scale by the finite values only
         finite = data[np.isfinite(data)]
         m = float(np.abs(finite).max()) if finite.size else 0.0
     return m
@@ -155,9 +188,10 @@ def align_colorbar(bar: pg.ColorBarItem, plot: pg.PlotItem) -> None:
     it when the plot's view box is resized, not per frame."""
     try:
         import shiboken6
+
         if not all(shiboken6.isValid(o) for o in (bar, bar.vb, bar.layout, plot, plot.vb)):
-            return                                    # a closing window is tearing the items down
-    except ImportError:                               # pragma: no cover - PySide6 ships shiboken6
+            return  # a closing window is tearing the items down
+    except ImportError:  # pragma: no cover - PySide6 ships shiboken6
         pass
     want = plot.vb.sceneBoundingRect()
     have = bar.vb.sceneBoundingRect()
@@ -170,4 +204,4 @@ def align_colorbar(bar: pg.ColorBarItem, plot: pg.PlotItem) -> None:
     if getattr(bar, "_aligned_margins", None) != margins:
         bar._aligned_margins = margins
         bar.layout.setContentsMargins(*margins)
-        bar.layout.activate()                         # geometry now, so the next call measures the new bar
+        bar.layout.activate()  # geometry now, so the next call measures the new bar

@@ -27,7 +27,7 @@ import traceback
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 COMPARE_MODULE = "explorer.engine.compare"
-DRAIN_MS = 33                # ~30 Hz, as the worker posts at most snapshot_hz (30) anyway
+DRAIN_MS = 33  # ~30 Hz, as the worker posts at most snapshot_hz (30) anyway
 CLOSE_TIMEOUT_S = 10.0
 
 
@@ -62,8 +62,9 @@ def specs_from_runs(base, runs) -> list:
     for run in runs:
         for name in SHARED:
             if getattr(run.settings, name) != getattr(base, name):
-                raise ValueError(f"run {run.label!r}: {name} is shared by every run of a comparison; "
-                                 "set it in the scene's settings")
+                raise ValueError(
+                    f"run {run.label!r}: {name} is shared by every run of a comparison; set it in the scene's settings"
+                )
         overrides = {"method": run.settings.method}
         if run.settings.uses_lora():
             overrides["rank"] = run.settings.rank
@@ -73,15 +74,14 @@ def specs_from_runs(base, runs) -> list:
         for name in PER_RUN:
             if getattr(run.settings, name) != getattr(base, name):
                 overrides[name] = getattr(run.settings, name)
-        specs.append(RunSpec(label=run.label, overrides=overrides, text=spec_text(overrides),
-                             explicit_label=True))
+        specs.append(RunSpec(label=run.label, overrides=overrides, text=spec_text(overrides), explicit_label=True))
     return specs
 
 
 class CompareHost(QObject):
-    started = Signal(object)               # the CompareWorker, once it runs
-    failed = Signal(str)                   # why a comparison could not start
-    snapshot_delivered = Signal(object)    # every CompareSnapshot handed to the view
+    started = Signal(object)  # the CompareWorker, once it runs
+    failed = Signal(str)  # why a comparison could not start
+    snapshot_delivered = Signal(object)  # every CompareSnapshot handed to the view
     _module_loaded = Signal(object, str, int)
 
     def __init__(self, window, view=None, worker_kwargs: dict | None = None):
@@ -92,7 +92,7 @@ class CompareHost(QObject):
         self.last = None
         self.delivered = 0
         self.error = ""
-        self.worker_kwargs = dict(worker_kwargs or {})    # tests: base_model, threads
+        self.worker_kwargs = dict(worker_kwargs or {})  # tests: base_model, threads
         self._playing = False
         self._generation = 0
         self._loading = False
@@ -168,12 +168,13 @@ class CompareHost(QObject):
 
     def _create(self, module, base, specs, play: bool) -> None:
         try:
-            if specs and all(hasattr(s, "label") and hasattr(s, "settings") and not callable(s.settings)
-                             for s in specs):
+            if specs and all(
+                hasattr(s, "label") and hasattr(s, "settings") and not callable(s.settings) for s in specs
+            ):
                 specs = specs_from_runs(base, specs)
             worker = module.CompareWorker(base, specs, **self.worker_kwargs)
             worker.start()
-        except ValueError as exc:          # a spec that does not fit the scenario, a bad base setting
+        except ValueError as exc:  # a spec that does not fit the scenario, a bad base setting
             self._fail(str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a broken engine must not take the window down
@@ -187,8 +188,10 @@ class CompareHost(QObject):
         status = getattr(self.window, "status", None)
         if status is not None:
             n = len(worker.labels)
-            status.info(f"Comparing {n} run{'s' if n != 1 else ''} on the same data and seed"
-                        + (" (the single run is paused)." if play else "."))
+            status.info(
+                f"Comparing {n} run{'s' if n != 1 else ''} on the same data and seed"
+                + (" (the single run is paused)." if play else ".")
+            )
         self.started.emit(worker)
 
     def _fail(self, message: str) -> None:
@@ -204,12 +207,12 @@ class CompareHost(QObject):
     # ------------------------------------------------------------------ commands
     def play(self) -> None:
         if self.worker is None:
-            if self._loading and self._pending is not None:     # play once it has started
+            if self._loading and self._pending is not None:  # play once it has started
                 self._pending = (*self._pending[:2], True)
             return
         pause = getattr(self.window, "pause", None)
         if pause is not None:
-            pause()                # one training loop at a time on the machine's cores
+            pause()  # one training loop at a time on the machine's cores
         self.worker.play()
         self._playing = True
 
@@ -268,8 +271,9 @@ class CompareHost(QObject):
         if worker is None:
             return
         self._closers = [t for t in self._closers if t.is_alive()]
-        closer = threading.Thread(target=worker.close, args=(CLOSE_TIMEOUT_S,), name="explorer-compare-close",
-                                  daemon=True)
+        closer = threading.Thread(
+            target=worker.close, args=(CLOSE_TIMEOUT_S,), name="explorer-compare-close", daemon=True
+        )
         closer.start()
         self._closers.append(closer)
 

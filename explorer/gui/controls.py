@@ -15,9 +15,22 @@ from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QStandardItemModel
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFrame, QGridLayout, QGroupBox,
-                               QHBoxLayout, QLabel, QLineEdit, QScrollArea, QSizePolicy, QSpinBox,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from explorer.engine.settings import COLD, HOT, SETTINGS_SPEC, TrainSettings
 from explorer.gui.app import NONE_GUARDED  # noqa: F401 - guards None's refcount (PySide6 6.12, Python 3.11)
@@ -35,25 +48,62 @@ GROUPS: list[tuple[str, tuple[str, ...]]] = [
 ELSEWHERE = frozenset({"speed"})
 
 LABELS = {
-    "scenario": "Scenario", "method": "Method", "device": "Device", "dtype": "Precision", "seed": "Seed",
-    "rank": "Rank r", "alpha": "Alpha α", "use_rslora": "rsLoRA", "init": "Init", "dropout": "Dropout",
-    "use_dora": "DoRA", "targets": "Targets", "layers": "Layers", "prefix_len": "Prompt length K",
-    "prefix_layers": "Prefix layers L", "gate_shape": "Gate shape", "gate_fn": "Gate function",
-    "prompt_init": "Prompt init", "lr": "Learning rate", "batch_size": "Batch size",
-    "seq_len": "Sequence length", "size_in": "Size in", "size_out": "Size out",
-    "target_rank": "Target rank", "noise": "Noise", "preset": "Preset", "speed": "Speed",
-    "snapshot_hz": "Snapshots / s", "display_size": "Display size",
+    "scenario": "Scenario",
+    "method": "Method",
+    "device": "Device",
+    "dtype": "Precision",
+    "seed": "Seed",
+    "rank": "Rank r",
+    "alpha": "Alpha α",
+    "use_rslora": "rsLoRA",
+    "init": "Init",
+    "dropout": "Dropout",
+    "use_dora": "DoRA",
+    "targets": "Targets",
+    "layers": "Layers",
+    "prefix_len": "Prompt length K",
+    "prefix_layers": "Prefix layers L",
+    "gate_shape": "Gate shape",
+    "gate_fn": "Gate function",
+    "prompt_init": "Prompt init",
+    "lr": "Learning rate",
+    "batch_size": "Batch size",
+    "seq_len": "Sequence length",
+    "size_in": "Size in",
+    "size_out": "Size out",
+    "target_rank": "Target rank",
+    "noise": "Noise",
+    "preset": "Preset",
+    "speed": "Speed",
+    "snapshot_hz": "Snapshots / s",
+    "display_size": "Display size",
 }
 CHOICE_LABELS = {
-    "lora": "LoRA", "prefix": "Prefix (zero-init)", "lora+prefix": "LoRA + prefix",
-    "full": "Full fine-tuning", "lm": "Language model", "matrix": "Matrix",
-    "auto": "auto (GPU if any)", "cpu": "CPU", "cuda": "CUDA", "mps": "MPS",
-    "fp32": "fp32", "bf16": "bf16", "kaiming": "Kaiming (PEFT)", "gaussian": "Gaussian",
-    "pissa": "PiSSA", "head": "per head", "layer": "per layer", "tanh": "tanh", "identity": "identity",
-    "normal": "N(0, 1)", "tokens": "token embeddings", "none": "none", "seed": "seed notebook",
+    "lora": "LoRA",
+    "prefix": "Prefix (zero-init)",
+    "lora+prefix": "LoRA + prefix",
+    "full": "Full fine-tuning",
+    "lm": "Language model",
+    "matrix": "Matrix",
+    "auto": "auto (GPU if any)",
+    "cpu": "CPU",
+    "cuda": "CUDA",
+    "mps": "MPS",
+    "fp32": "fp32",
+    "bf16": "bf16",
+    "kaiming": "Kaiming (PEFT)",
+    "gaussian": "Gaussian",
+    "pissa": "PiSSA",
+    "head": "per head",
+    "layer": "per layer",
+    "tanh": "tanh",
+    "identity": "identity",
+    "normal": "N(0, 1)",
+    "tokens": "token embeddings",
+    "none": "none",
+    "seed": "seed notebook",
 }
-KIND_TEXT = {HOT: "hot: applies at once, training continues",
-             COLD: "cold: restarts the adapters from the frozen base"}
+KIND_TEXT = {HOT: "hot: applies at once, training continues", COLD: "cold: restarts the adapters from the frozen base"}
 # Settings whose range spans decades step along a ladder instead of by a fixed amount.
 LOG_LADDERS = {"lr": (1.0, 2.0, 5.0), "alpha": (1.0, 2.0, 4.0, 8.0)}
 INT_MAX = 2**31 - 1
@@ -67,9 +117,7 @@ def is_relevant(name: str, settings: TrainSettings) -> bool:
     spec = SETTINGS_SPEC[name]
     if spec.scenario is not None and spec.scenario != settings.scenario:
         return False
-    if spec.methods is not None and settings.method not in spec.methods:
-        return False
-    return True
+    return not (spec.methods is not None and settings.method not in spec.methods)
 
 
 def setting_named_in(message: str) -> str | None:
@@ -127,7 +175,7 @@ class LogSpinBox(QDoubleSpinBox):
         out = []
         for e in range(math.floor(math.log10(max(lo, 1e-30))) - 1, math.ceil(math.log10(max(hi, 1e-30))) + 1):
             for m in self._ladder:
-                v = float(f"{m * 10.0 ** e:.6g}")
+                v = float(f"{m * 10.0**e:.6g}")
                 if lo <= v <= hi:
                     out.append(v)
         return sorted(set(out))
@@ -152,7 +200,7 @@ class LogSpinBox(QDoubleSpinBox):
 class SettingRow(QWidget):
     """One setting: label, editor, hot/cold tag; an error line beneath that shows only on error."""
 
-    committed = Signal(str, object)     # name, new value (from the user)
+    committed = Signal(str, object)  # name, new value (from the user)
 
     def __init__(self, name: str, value, parent=None):
         super().__init__(parent)
@@ -205,8 +253,10 @@ class SettingRow(QWidget):
         return "on or off"
 
     def tooltip(self) -> str:
-        return (f"<b>{label_of(self.name)}</b> <code>{self.name}</code><br>{self.spec.help}<br>"
-                f"Allowed: {self.range_text()}<br><i>{KIND_TEXT[self.spec.kind]}</i>")
+        return (
+            f"<b>{label_of(self.name)}</b> <code>{self.name}</code><br>{self.spec.help}<br>"
+            f"Allowed: {self.range_text()}<br><i>{KIND_TEXT[self.spec.kind]}</i>"
+        )
 
     def high(self):
         ed = self.editor
@@ -383,11 +433,12 @@ def format_layers(value) -> str:
 class ControlsPanel(QScrollArea):
     """Every setting, grouped; `configure(**changes) -> {name: kind}` applies them (raises ValueError)."""
 
-    applied = Signal(dict, dict)        # changes, {name: "hot" | "cold"}
-    rejected = Signal(str, str)         # setting name ("" if none named), message
+    applied = Signal(dict, dict)  # changes, {name: "hot" | "cold"}
+    rejected = Signal(str, str)  # setting name ("" if none named), message
 
-    def __init__(self, settings: TrainSettings | None = None,
-                 configure: Callable[..., dict] | None = None, parent=None):
+    def __init__(
+        self, settings: TrainSettings | None = None, configure: Callable[..., dict] | None = None, parent=None
+    ):
         super().__init__(parent)
         self.setObjectName("controls")
         self.setWidgetResizable(True)
@@ -406,8 +457,7 @@ class ControlsPanel(QScrollArea):
         layout.addWidget(self._legend())
         placed: set[str] = set()
         groups = [(title, tuple(n for n in names if n in SETTINGS_SPEC)) for title, names in GROUPS]
-        rest = tuple(n for n in SETTINGS_SPEC
-                     if n not in ELSEWHERE and all(n not in names for _, names in GROUPS))
+        rest = tuple(n for n in SETTINGS_SPEC if n not in ELSEWHERE and all(n not in names for _, names in GROUPS))
         if rest:
             groups.append(("Other", rest))
         for title, names in groups:
@@ -521,7 +571,7 @@ class ControlsPanel(QScrollArea):
         for name, row in self.rows.items():
             row.set_value(getattr(s, name))
             row.setVisible(is_relevant(name, s))
-        for title, box in self.groups.items():
+        for _title, box in self.groups.items():
             box.setVisible(any(not row.isHidden() for row in box.findChildren(SettingRow)))
         if "method" in self.rows:
             for m in SETTINGS_SPEC["method"].choices:

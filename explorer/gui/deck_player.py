@@ -28,15 +28,24 @@ from explorer.engine.deck import Deck, Scene
 from explorer.gui.shortcuts import SHORTCUTS
 
 TALK_GROUP = "Talk mode"
-PLAY_DELAY_MS = 900          # the starting state holds this long before a scene plays
+PLAY_DELAY_MS = 900  # the starting state holds this long before a scene plays
 _IGNORED_MODIFIERS = Qt.ShiftModifier | Qt.KeypadModifier
-_MODIFIER_KEYS = {Qt.Key_Shift, Qt.Key_Control, Qt.Key_Alt, Qt.Key_Meta, Qt.Key_AltGr, Qt.Key_CapsLock,
-                  Qt.Key_NumLock, Qt.Key_ScrollLock, Qt.Key_Super_L, Qt.Key_Super_R}
+_MODIFIER_KEYS = {
+    Qt.Key_Shift,
+    Qt.Key_Control,
+    Qt.Key_Alt,
+    Qt.Key_Meta,
+    Qt.Key_AltGr,
+    Qt.Key_CapsLock,
+    Qt.Key_NumLock,
+    Qt.Key_ScrollLock,
+    Qt.Key_Super_L,
+    Qt.Key_Super_R,
+}
 
 
 def _combo(key: int, modifiers) -> tuple[int, int]:
-    return int(key), int(modifiers.value if hasattr(modifiers, "value") else modifiers) & ~int(
-        _IGNORED_MODIFIERS.value)
+    return int(key), int(modifiers.value if hasattr(modifiers, "value") else modifiers) & ~int(_IGNORED_MODIFIERS.value)
 
 
 def talk_key_map() -> dict[tuple[int, int], str]:
@@ -78,10 +87,11 @@ class DeckPlayer(QObject):
     sceneEntered = Signal(int)
     blankChanged = Signal(bool)
     leaveRequested = Signal()
-    fontStep = Signal(int)           # +1 larger type, -1 smaller
+    fontStep = Signal(int)  # +1 larger type, -1 smaller
 
-    def __init__(self, window, deck: Deck, arrange: Callable[[Scene], None] | None = None,
-                 play_delay_ms: int = PLAY_DELAY_MS):
+    def __init__(
+        self, window, deck: Deck, arrange: Callable[[Scene], None] | None = None, play_delay_ms: int = PLAY_DELAY_MS
+    ):
         super().__init__(window)
         self.window = window
         self.deck = deck
@@ -97,10 +107,16 @@ class DeckPlayer(QObject):
         self._play_timer.setSingleShot(True)
         self._play_timer.timeout.connect(self._play_scene)
         self._commands = {
-            "talk_next": self.next, "talk_previous": self.previous, "talk_first": self.first,
-            "talk_last": self.last, "talk_blank": self.toggle_blank, "talk_play": self.toggle_play,
-            "talk_restart": self.restart, "talk_leave": self.leaveRequested.emit,
-            "talk_larger": lambda: self.fontStep.emit(+1), "talk_smaller": lambda: self.fontStep.emit(-1),
+            "talk_next": self.next,
+            "talk_previous": self.previous,
+            "talk_first": self.first,
+            "talk_last": self.last,
+            "talk_blank": self.toggle_blank,
+            "talk_play": self.toggle_play,
+            "talk_restart": self.restart,
+            "talk_leave": self.leaveRequested.emit,
+            "talk_larger": lambda: self.fontStep.emit(+1),
+            "talk_smaller": lambda: self.fontStep.emit(-1),
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -238,11 +254,11 @@ class DeckPlayer(QObject):
             return False
         overlay = getattr(self.window, "help_overlay", None)
         if overlay is not None and overlay.isVisible():
-            return False                      # F1's list takes its own keys (Esc closes it)
+            return False  # F1's list takes its own keys (Esc closes it)
         key = event.key()
         if key in _MODIFIER_KEYS or key == 0:
             return False
-        if self.blanked:                      # any key brings the picture back, and does only that
+        if self.blanked:  # any key brings the picture back, and does only that
             if kind == QEvent.KeyPress and not event.isAutoRepeat():
                 self.set_blank(False)
             event.accept()

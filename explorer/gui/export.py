@@ -28,7 +28,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.core.files import atomic_replace, atomic_write_bytes, atomic_write_text
 
-SCALE = 2.0                  # PNG: this many times the on-screen resolution
+SCALE = 2.0  # PNG: this many times the on-screen resolution
 FORMATS = {".png": "PNG image", ".svg": "SVG drawing"}
 FILTERS = "PNG image (*.png);;SVG drawing (*.svg)"
 
@@ -48,7 +48,7 @@ def _export_target(view):
     """(what to draw, whether it is a pyqtgraph item)."""
     refresh = getattr(view, "refresh", None)
     if refresh is not None:
-        refresh()                      # a hidden view draws its last snapshot first
+        refresh()  # a hidden view draws its last snapshot first
     item = view.export_item() if hasattr(view, "export_item") else view
     return item, not isinstance(item, QtWidgets.QWidget)
 
@@ -75,18 +75,25 @@ def view_image(view, scale: float = SCALE) -> QtGui.QImage:
 
         rect = item.sceneBoundingRect()
         exporter = exporters.ImageExporter(item)
-        exporter.parameters()["width"] = max(1, int(round(rect.width() * factor)))   # the height follows
+        exporter.parameters()["width"] = max(1, int(round(rect.width() * factor)))  # the height follows
         image = exporter.export(toBytes=True)
     else:
         size = item.size()
-        image = QtGui.QImage(max(1, round(size.width() * factor)), max(1, round(size.height() * factor)),
-                             QtGui.QImage.Format.Format_ARGB32_Premultiplied)
+        image = QtGui.QImage(
+            max(1, round(size.width() * factor)),
+            max(1, round(size.height() * factor)),
+            QtGui.QImage.Format.Format_ARGB32_Premultiplied,
+        )
         image.setDevicePixelRatio(factor)
         image.fill(item.palette().color(item.backgroundRole()))
         painter = QtGui.QPainter(image)
         try:
-            item.render(painter, QtCore.QPoint(0, 0), QtGui.QRegion(),
-                        QtWidgets.QWidget.RenderFlag.DrawChildren | QtWidgets.QWidget.RenderFlag.DrawWindowBackground)
+            item.render(
+                painter,
+                QtCore.QPoint(0, 0),
+                QtGui.QRegion(),
+                QtWidgets.QWidget.RenderFlag.DrawChildren | QtWidgets.QWidget.RenderFlag.DrawWindowBackground,
+            )
         finally:
             painter.end()
     if image is None or image.isNull():
@@ -132,8 +139,7 @@ def view_svg(view, title: str = "") -> bytes:
             item.scene().render(painter, QtCore.QRectF(0, 0, w, h), source)
         else:
             painter.fillRect(QtCore.QRectF(0, 0, w, h), item.palette().color(item.backgroundRole()))
-            item.render(painter, QtCore.QPoint(0, 0), QtGui.QRegion(),
-                        QtWidgets.QWidget.RenderFlag.DrawChildren)
+            item.render(painter, QtCore.QPoint(0, 0), QtGui.QRegion(), QtWidgets.QWidget.RenderFlag.DrawChildren)
     finally:
         painter.end()
     data = bytes(buf.data())
@@ -190,8 +196,11 @@ def metrics_table(snapshot) -> tuple[list[str], list[list]]:
         columns["eval_loss"][int(s)] = float(v)
     gates = np.asarray(h.gates)
     if gates.ndim == 3 and gates.shape[0] and gates.shape[1]:
-        layers = [p.layer for p in snapshot.prefixes] if len(snapshot.prefixes) == gates.shape[1] \
+        layers = (
+            [p.layer for p in snapshot.prefixes]
+            if len(snapshot.prefixes) == gates.shape[1]
             else list(range(gates.shape[1]))
+        )
         per_layer = (snapshot.settings or {}).get("gate_shape") == "layer" or gates.shape[2] == 1
         steps = [int(s) for s in np.asarray(h.gate_steps)]
         for li, layer in enumerate(layers):
@@ -204,8 +213,9 @@ def metrics_table(snapshot) -> tuple[list[str], list[list]]:
         values = np.asarray(values)
         if values.ndim != 2 or values.shape[0] != len(spectrum_steps):
             continue
-        columns[f"effective_rank_{_short(name)}"] = {s: _effective_rank(values[i])
-                                                     for i, s in enumerate(spectrum_steps)}
+        columns[f"effective_rank_{_short(name)}"] = {
+            s: _effective_rank(values[i]) for i, s in enumerate(spectrum_steps)
+        }
     steps = sorted(set().union(*(c.keys() for c in columns.values())))
     header = ["step", *columns]
     rows = [[s, *(_cell(c.get(s)) for c in columns.values())] for s in steps]

@@ -19,7 +19,7 @@ class HelpOverlay(QWidget):
         super().__init__(parent)
         self.setObjectName("help_overlay")
         self.setFocusPolicy(Qt.StrongFocus)
-        self.extra: list[tuple[str, str, str]] = []      # (group, keys text, description)
+        self.extra: list[tuple[str, str, str]] = []  # (group, keys text, description)
         outer = QVBoxLayout(self)
         outer.setAlignment(Qt.AlignCenter)
         self.card = QFrame(self)
@@ -50,15 +50,21 @@ class HelpOverlay(QWidget):
         groups: dict[str, list[tuple[str, str]]] = {}
         for group, keys, text in self.rows():
             groups.setdefault(group, []).append((keys, text))
-        parts = [f"<div style='font-size:15pt; font-weight:600; margin-bottom:8px'>Keyboard shortcuts</div>",
-                 "<table cellspacing='0' cellpadding='4'>"]
+        parts = [
+            "<div style='font-size:15pt; font-weight:600; margin-bottom:8px'>Keyboard shortcuts</div>",
+            "<table cellspacing='0' cellpadding='4'>",
+        ]
         for group, items in groups.items():
-            parts.append(f"<tr><td colspan='2' style='color:{t.dim_text}; padding-top:10px'>"
-                         f"<b>{html.escape(group)}</b></td></tr>")
+            parts.append(
+                f"<tr><td colspan='2' style='color:{t.dim_text}; padding-top:10px'>"
+                f"<b>{html.escape(group)}</b></td></tr>"
+            )
             for keys, text in items:
-                parts.append(f"<tr><td style='padding-right:24px'><span style='font-family:monospace; "
-                             f"font-weight:600; color:{t.highlight}'>{html.escape(keys)}</span></td>"
-                             f"<td>{html.escape(text)}</td></tr>")
+                parts.append(
+                    f"<tr><td style='padding-right:24px'><span style='font-family:monospace; "
+                    f"font-weight:600; color:{t.highlight}'>{html.escape(keys)}</span></td>"
+                    f"<td>{html.escape(text)}</td></tr>"
+                )
         parts.append("</table>")
         parts.append(f"<div style='color:{t.dim_text}; margin-top:10px'>Esc, F1 or a click closes this.</div>")
         return "".join(parts)
@@ -67,8 +73,10 @@ class HelpOverlay(QWidget):
         from explorer.gui.app import current_theme
 
         t = current_theme()
-        self.card.setStyleSheet(f"#help_card {{ background: {t.window}; border: 1px solid {t.dim_text};"
-                                f" border-radius: 8px; }} QLabel {{ color: {t.text}; font-size: 11pt; }}")
+        self.card.setStyleSheet(
+            f"#help_card {{ background: {t.window}; border: 1px solid {t.dim_text};"
+            f" border-radius: 8px; }} QLabel {{ color: {t.text}; font-size: 11pt; }}"
+        )
         self.label.setText(self._html())
         self.setGeometry(self.parentWidget().rect())
         self.raise_()

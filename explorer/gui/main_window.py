@@ -22,13 +22,24 @@ from pathlib import Path
 
 from PySide6.QtCore import QPoint, QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup
-from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow,
-                               QMessageBox, QSizePolicy, QStyle, QToolBar, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSizePolicy,
+    QStyle,
+    QToolBar,
+    QWidget,
+)
 
 from explorer.engine.settings import SETTINGS_SPEC, TrainSettings, changed_kinds
 from explorer.gui import shortcuts
-from explorer.gui.compare_host import CompareHost
 from explorer.gui.app import NONE_GUARDED  # noqa: F401 - guards None's refcount (PySide6 6.12, Python 3.11)
+from explorer.gui.compare_host import CompareHost
 from explorer.gui.controls import ControlsPanel, label_of, setting_named_in
 from explorer.gui.help_overlay import HelpOverlay
 from explorer.gui.persistence import Persistence, layout_version
@@ -38,16 +49,24 @@ from explorer.gui.status_bar import StatusBar
 PROCESS_WORKER = "explorer.engine.process_worker:ProcessTrainingWorker"
 THREAD_WORKER = "explorer.engine.worker:TrainingWorker"
 DEFAULT_WORKER = PROCESS_WORKER
-SPEEDS = ((0.0, "max"), (1000.0, "1000 /s"), (300.0, "300 /s"), (100.0, "100 /s"), (30.0, "30 /s"),
-          (10.0, "10 /s"), (3.0, "3 /s"), (1.0, "1 /s"))
+SPEEDS = (
+    (0.0, "max"),
+    (1000.0, "1000 /s"),
+    (300.0, "300 /s"),
+    (100.0, "100 /s"),
+    (30.0, "30 /s"),
+    (10.0, "10 /s"),
+    (3.0, "3 /s"),
+    (1.0, "1 /s"),
+)
 # The default layout: columns of views (by view_id), each with the share of its column's height.
 DEFAULT_COLUMNS = (
     (("delta", "loss"), (0.58, 0.42)),
     (("spectrum", "gates"), (0.58, 0.42)),
     (("attention", "samples", "budget"), (0.42, 0.26, 0.32)),
 )
-COLUMN_WIDTHS = (1.0, 1.0, 1.15)      # the third column holds text (samples, budget): a little wider
-DRAIN_MS = 25                        # 40 Hz: the worker sends at most snapshot_hz (30) anyway
+COLUMN_WIDTHS = (1.0, 1.0, 1.15)  # the third column holds text (samples, budget): a little wider
+DRAIN_MS = 25  # 40 Hz: the worker sends at most snapshot_hz (30) anyway
 
 # Features other parts of the app provide. Each is `module:function(window, ...)`; while the module
 # does not exist the action says so in the status bar.
@@ -90,14 +109,21 @@ def apply_overrides(settings: TrainSettings, overrides: dict) -> TrainSettings:
 
 
 class MainWindow(QMainWindow):
-    snapshot_delivered = Signal(object)       # every snapshot taken from the worker, after the views drew it
+    snapshot_delivered = Signal(object)  # every snapshot taken from the worker, after the views drew it
     worker_attached = Signal(object)
     _worker_module_loaded = Signal(object, str)
 
-    def __init__(self, settings: TrainSettings | None = None, *, store: Persistence | None = None,
-                 theme: str | None = None, overrides: dict | None = None,
-                 worker_factory: Callable[[TrainSettings], object] | str | None = None,
-                 view_classes: list[type] | None = None, restore: bool = True):
+    def __init__(
+        self,
+        settings: TrainSettings | None = None,
+        *,
+        store: Persistence | None = None,
+        theme: str | None = None,
+        overrides: dict | None = None,
+        worker_factory: Callable[[TrainSettings], object] | str | None = None,
+        view_classes: list[type] | None = None,
+        restore: bool = True,
+    ):
         super().__init__()
         self.setObjectName("main_window")
         self.setWindowTitle("PEFT Explorer")
@@ -119,17 +145,16 @@ class MainWindow(QMainWindow):
         self._loading = False
         self._worker_dead_reported = False
         self._current_view_id: str | None = None
-        self.replay = None                    # explorer.gui.replay's controller while a recording is shown
+        self.replay = None  # explorer.gui.replay's controller while a recording is shown
         self._frame_queue: list[str] = []
         self._frame_snap = None
         self._frame_scheduled = False
         self._frame_rotation = 0
-        self.view_costs_ms: dict[str, deque] = {}     # update + paint time of each view's last draws
+        self.view_costs_ms: dict[str, deque] = {}  # update + paint time of each view's last draws
 
         settings = apply_overrides(settings or TrainSettings(), overrides or {})
         self.setDockNestingEnabled(True)
-        self.setDockOptions(QMainWindow.AnimatedDocks | QMainWindow.AllowNestedDocks
-                            | QMainWindow.AllowTabbedDocks)
+        self.setDockOptions(QMainWindow.AnimatedDocks | QMainWindow.AllowNestedDocks | QMainWindow.AllowTabbedDocks)
         self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
         self.setCorner(Qt.TopLeftCorner, Qt.LeftDockWidgetArea)
 
@@ -138,13 +163,16 @@ class MainWindow(QMainWindow):
         self.controls = ControlsPanel(settings, configure=self._configure)
         self.controls.applied.connect(self._on_settings_applied)
         self.controls.rejected.connect(self._on_settings_rejected)
-        self.controls_dock = self._dock("controls", "Settings", self.controls,
-                                        "Every PEFT and training setting. hot: applies at once; "
-                                        "cold: restarts the adapters from the frozen base.")
+        self.controls_dock = self._dock(
+            "controls",
+            "Settings",
+            self.controls,
+            "Every PEFT and training setting. hot: applies at once; cold: restarts the adapters from the frozen base.",
+        )
         self.views: dict[str, QWidget] = {}
         self.view_docks: dict[str, QDockWidget] = {}
         self._make_views(view_classes if view_classes is not None else load_view_classes())
-        self.compare_host = CompareHost(self)     # the compare view's runs (a CompareWorker)
+        self.compare_host = CompareHost(self)  # the compare view's runs (a CompareWorker)
         self.actions_by_name: dict[str, QAction] = {}
         self._make_actions()
         self._make_toolbar()
@@ -175,8 +203,9 @@ class MainWindow(QMainWindow):
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{name}")
         dock.setWidget(widget)
-        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
-                         | QDockWidget.DockWidgetClosable)
+        dock.setFeatures(
+            QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable | QDockWidget.DockWidgetClosable
+        )
         if tip:
             dock.setToolTip(tip)
         return dock
@@ -219,25 +248,44 @@ class MainWindow(QMainWindow):
         a("reset", "Reset", self.reset, "Restart the adapters from the frozen base", QStyle.SP_BrowserReload)
         a("faster", "Faster", lambda: self.change_speed(+1), "Raise the steps-per-second cap")
         a("slower", "Slower", lambda: self.change_speed(-1), "Lower the steps-per-second cap")
-        a("save_state", "Save state…", self.save_state, "Save the trained state, or the settings as JSON",
-          QStyle.SP_DialogSaveButton)
+        a(
+            "save_state",
+            "Save state…",
+            self.save_state,
+            "Save the trained state, or the settings as JSON",
+            QStyle.SP_DialogSaveButton,
+        )
         a("open", "Open…", self.open_file, "Open a saved state or a settings file", QStyle.SP_DialogOpenButton)
-        a("export_view", "Export current view…", self.export_current_view,
-          "Export the current view as PNG or SVG")
+        a("export_view", "Export current view…", self.export_current_view, "Export the current view as PNG or SVG")
         a("export_metrics", "Export metrics (CSV)…", self.export_metrics, "Losses over the steps as CSV")
-        a("open_adapter", "Open PEFT adapter…", lambda: self.run_feature("open_adapter"),
-          "Look inside a PEFT adapter directory")
-        a("export_adapter", "Export as PEFT adapter…", lambda: self.run_feature("export_adapter"),
-          "Write what was trained as a PEFT adapter directory")
+        a(
+            "open_adapter",
+            "Open PEFT adapter…",
+            lambda: self.run_feature("open_adapter"),
+            "Look inside a PEFT adapter directory",
+        )
+        a(
+            "export_adapter",
+            "Export as PEFT adapter…",
+            lambda: self.run_feature("export_adapter"),
+            "Write what was trained as a PEFT adapter directory",
+        )
         a("record", "Record…", lambda: self.run_feature("record"), "Record a view or the window (GIF, MP4)")
-        a("open_recording", "Open recording…", lambda: self.run_feature("open_recording"),
-          "Replay a recording (python -m explorer run, or Record run) with a step slider")
-        a("record_run", "Record run to directory…", lambda: self.run_feature("record_run"),
-          "Write the live run's snapshots to a directory, to replay later")
+        a(
+            "open_recording",
+            "Open recording…",
+            lambda: self.run_feature("open_recording"),
+            "Replay a recording (python -m explorer run, or Record run) with a step slider",
+        )
+        a(
+            "record_run",
+            "Record run to directory…",
+            lambda: self.run_feature("record_run"),
+            "Write the live run's snapshots to a directory, to replay later",
+        )
         a("quit", "Quit", self.close, "Quit")
         a("full_screen", "Full screen", self.toggle_full_screen, "Full screen on / off", checkable=True)
-        a("talk_mode", "Talk mode", lambda: self.enter_talk_mode(None),
-          "Full screen, large fonts, a deck of scenes")
+        a("talk_mode", "Talk mode", lambda: self.enter_talk_mode(None), "Full screen, large fonts, a deck of scenes")
         a("help", "Keyboard shortcuts", self.toggle_help, "List every shortcut")
         a("reset_layout", "Reset layout", self.reset_layout, "Put every dock back where it started")
         a("about", "About", self.about, "About peft-explorer")
@@ -278,8 +326,22 @@ class MainWindow(QMainWindow):
     def _make_menus(self) -> None:
         acts = self.actions_by_name
         m = self.menuBar().addMenu("&File")
-        for name in ("open", "save_state", None, "open_recording", "record_run", None, "export_view",
-                     "export_metrics", "record", None, "open_adapter", "export_adapter", None, "quit"):
+        for name in (
+            "open",
+            "save_state",
+            None,
+            "open_recording",
+            "record_run",
+            None,
+            "export_view",
+            "export_metrics",
+            "record",
+            None,
+            "open_adapter",
+            "export_adapter",
+            None,
+            "quit",
+        ):
             m.addSeparator() if name is None else m.addAction(acts[name])
         m = self.menuBar().addMenu("&Training")
         for name in ("play_pause", "step", "reset", None, "faster", "slower"):
@@ -373,7 +435,7 @@ class MainWindow(QMainWindow):
         shares = [COLUMN_WIDTHS[i] if i < len(COLUMN_WIDTHS) else 1.0 for i in range(len(cols))]
         self.resizeDocks([c[0] for c in cols], [int(width * f / sum(shares)) for f in shares], Qt.Horizontal)
         for col in cols:
-            ids = [d.objectName()[len("dock_"):] for d in col]
+            ids = [d.objectName()[len("dock_") :] for d in col]
             ws = [weights.get(i, 1.0) for i in ids]
             total = sum(ws)
             self.resizeDocks(col, [int(height * w / total) for w in ws], Qt.Vertical)
@@ -407,7 +469,8 @@ class MainWindow(QMainWindow):
             shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
             parts.append(f"{label_of(name)} = {shown}")
         cold = any(k == "cold" for k in kinds.values()) or any(
-            SETTINGS_SPEC[n].kind == "cold" for n in changes if n in SETTINGS_SPEC)
+            SETTINGS_SPEC[n].kind == "cold" for n in changes if n in SETTINGS_SPEC
+        )
         tail = "adapters restarted from the frozen base (cold)" if cold else "applied at once (hot)"
         if self.worker is None:
             tail = "will apply when training starts"
@@ -436,9 +499,11 @@ class MainWindow(QMainWindow):
         """+1: faster (towards 'max'), -1: slower, along the toolbar's list."""
         values = [v for v, _ in SPEEDS]
         current = self.settings.speed
-        order = sorted(values, key=lambda v: float("inf") if v == 0 else v)      # slow ... max
-        pos = min(range(len(order)), key=lambda i: abs((1e9 if order[i] == 0 else order[i])
-                                                       - (1e9 if current == 0 else current)))
+        order = sorted(values, key=lambda v: float("inf") if v == 0 else v)  # slow ... max
+        pos = min(
+            range(len(order)),
+            key=lambda i: abs((1e9 if order[i] == 0 else order[i]) - (1e9 if current == 0 else current)),
+        )
         pos = max(0, min(len(order) - 1, pos + direction))
         self.set_speed(order[pos])
 
@@ -511,7 +576,7 @@ class MainWindow(QMainWindow):
         self.pause() if self._playing else self.play()
 
     def play(self) -> None:
-        self.compare_host.pause()         # the single run and a comparison never train at once
+        self.compare_host.pause()  # the single run and a comparison never train at once
         self._playing = True
         if self.worker is None:
             self.start_worker(play=True)
@@ -575,7 +640,7 @@ class MainWindow(QMainWindow):
     def drain(self) -> None:
         """Timer slot: take the newest snapshot (never waits) and draw it."""
         worker = self.worker
-        if worker is None or self.replay is not None:     # replaying: the live run waits in its mailbox
+        if worker is None or self.replay is not None:  # replaying: the live run waits in its mailbox
             return
         try:
             snap = worker.latest()
@@ -615,7 +680,7 @@ class MainWindow(QMainWindow):
                 self._sync_rejected_settings(snap)
                 self.show_fault(snap.fault)
             if not self._worker_alive():
-                self._worker_dead_reported = True     # the worker said why it stopped: no second message
+                self._worker_dead_reported = True  # the worker said why it stopped: no second message
         self._update_limits(snap)
         self._queue_views([v for v in self._fed_views() if self._view_visible(v)], snap)
         self.snapshot_delivered.emit(snap)
@@ -650,8 +715,7 @@ class MainWindow(QMainWindow):
                 continue
             t_view = time.perf_counter()
             self._view_call(self.views[view_id], "update_snapshot", self._frame_snap)
-            self.view_costs_ms.setdefault(view_id, deque(maxlen=512)).append(
-                (time.perf_counter() - t_view) * 1000.0)
+            self.view_costs_ms.setdefault(view_id, deque(maxlen=512)).append((time.perf_counter() - t_view) * 1000.0)
             if self._frame_queue:
                 self._frame_scheduled = True
                 QTimer.singleShot(0, self._draw_queued)
@@ -662,8 +726,7 @@ class MainWindow(QMainWindow):
         behind another (Qt keeps those 'visible' but moves them outside the window). visibleRegion()
         is no test: opaque children, e.g. a scroll area, leave their parent none."""
         view = self.views[view_id]
-        if (not view.isVisible() or view.width() <= 1 or view.height() <= 1
-                or self.windowState() & Qt.WindowMinimized):
+        if not view.isVisible() or view.width() <= 1 or view.height() <= 1 or self.windowState() & Qt.WindowMinimized:
             return False
         if self.view_docks[view_id].isFloating():
             return True
@@ -692,8 +755,12 @@ class MainWindow(QMainWindow):
                 QTimer.singleShot(0, lambda: self._push_last(view_id))
 
     def _push_last(self, view_id: str) -> None:
-        if (self.last_snapshot is not None and self._view_visible(view_id) and view_id not in self._frame_queue
-                and not self.compare_host.owns(view_id)):
+        if (
+            self.last_snapshot is not None
+            and self._view_visible(view_id)
+            and view_id not in self._frame_queue
+            and not self.compare_host.owns(view_id)
+        ):
             self._frame_queue.append(view_id)
             if not self._frame_scheduled:
                 self._frame_snap = self.last_snapshot
@@ -711,13 +778,12 @@ class MainWindow(QMainWindow):
         """A fault: in the status bar and in a dialog that does not block (the timer keeps draining)."""
         self.status.error(message)
         self.status.set_state("fault")
-        info = ("Your settings are kept. Change a setting, or press Reset (R) and then Play (Space) "
-                "to train again.")
+        info = "Your settings are kept. Change a setting, or press Reset (R) and then Play (Space) to train again."
         if self.fault_dialog is None:
             box = QMessageBox(QMessageBox.Warning, "Training stopped", message, QMessageBox.Ok, self)
             box.setObjectName("fault_dialog")
             box.setWindowModality(Qt.NonModal)
-            box.setAttribute(Qt.WA_ShowWithoutActivating)    # the keyboard stays with the window
+            box.setAttribute(Qt.WA_ShowWithoutActivating)  # the keyboard stays with the window
             box.setInformativeText(info)
             box.finished.connect(lambda _r: self._forget_fault_dialog())
             self.fault_dialog = box
@@ -758,8 +824,11 @@ class MainWindow(QMainWindow):
         """Ctrl+S: the trained state (.safetensors, through the engine) or the settings (.json)."""
         if path is None:
             path, _ = QFileDialog.getSaveFileName(
-                self, "Save state", str(Path.home() / "peft-explorer-state.safetensors"),
-                "Trained state (*.safetensors);;Settings (*.json)")
+                self,
+                "Save state",
+                str(Path.home() / "peft-explorer-state.safetensors"),
+                "Trained state (*.safetensors);;Settings (*.json)",
+            )
             if not path:
                 return
         path = str(path)
@@ -773,8 +842,9 @@ class MainWindow(QMainWindow):
             return
         saver = getattr(self.worker, "save_state", None)
         if saver is None:
-            self.status.error("Saving the trained state needs a running training engine "
-                              "(settings can be saved as .json).")
+            self.status.error(
+                "Saving the trained state needs a running training engine (settings can be saved as .json)."
+            )
             return
         try:
             saver(path)
@@ -786,8 +856,9 @@ class MainWindow(QMainWindow):
     def open_file(self, path: str | None = None) -> None:
         """Ctrl+O: a settings file (.json) or a saved state (.safetensors)."""
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Open", str(Path.home()),
-                                                  "State or settings (*.safetensors *.json);;All files (*)")
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Open", str(Path.home()), "State or settings (*.safetensors *.json);;All files (*)"
+            )
             if not path:
                 return
         path = str(path)
@@ -852,8 +923,9 @@ class MainWindow(QMainWindow):
         if path is None:
             from explorer.gui.export import FILTERS, suffix_for
 
-            path, chosen = QFileDialog.getSaveFileName(self, f"Export {self.view_docks[view_id].windowTitle()}",
-                                                       str(Path.home() / f"{view_id}.png"), FILTERS)
+            path, chosen = QFileDialog.getSaveFileName(
+                self, f"Export {self.view_docks[view_id].windowTitle()}", str(Path.home() / f"{view_id}.png"), FILTERS
+            )
             if not path:
                 return None
             path = suffix_for(path, chosen)
@@ -872,8 +944,9 @@ class MainWindow(QMainWindow):
             self.status.error("Nothing to export yet: train a few steps first.")
             return None
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export metrics", str(Path.home() / "metrics.csv"),
-                                                  "CSV (*.csv)")
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Export metrics", str(Path.home() / "metrics.csv"), "CSV (*.csv)"
+            )
             if not path:
                 return None
         from explorer.gui.export import write_metrics_csv
@@ -929,8 +1002,13 @@ class MainWindow(QMainWindow):
             self._view_call(view, "set_theme", self.theme != "light")
 
     def about(self) -> None:
-        box = QMessageBox(QMessageBox.Information, "About PEFT Explorer",
-                          "PEFT Explorer: watch LoRA and zero-init prefix tuning train, live.", QMessageBox.Ok, self)
+        box = QMessageBox(
+            QMessageBox.Information,
+            "About PEFT Explorer",
+            "PEFT Explorer: watch LoRA and zero-init prefix tuning train, live.",
+            QMessageBox.Ok,
+            self,
+        )
         box.setWindowModality(Qt.NonModal)
         box.show()
 

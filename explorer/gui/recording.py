@@ -34,8 +34,8 @@ from PySide6.QtCore import Qt
 FPS_CHOICES = (10, 15, 30)
 DEFAULT_FPS = 15
 MAX_SECONDS = 120.0
-MAX_BYTES = 1 << 30                 # frames held in memory (distinct ones), 1 GiB
-MAX_DUTY = 0.4                      # at most this share of the GUI thread goes to grabbing
+MAX_BYTES = 1 << 30  # frames held in memory (distinct ones), 1 GiB
+MAX_DUTY = 0.4  # at most this share of the GUI thread goes to grabbing
 FORMATS = {".gif": "GIF", ".mp4": "MP4"}
 VIDEO_EXTRA = 'pip install "peft-explorer[video]"'
 MP4_MISSING = f"MP4 needs imageio-ffmpeg, which is not installed: {VIDEO_EXTRA} (or record a GIF)"
@@ -86,8 +86,16 @@ class Recorder(QtCore.QObject):
     finished = QtCore.Signal(bool, str)
     _encoded = QtCore.Signal(bool, str)
 
-    def __init__(self, widget: QtWidgets.QWidget, path, fps: int = DEFAULT_FPS, *,
-                 max_seconds: float = MAX_SECONDS, max_bytes: int = MAX_BYTES, parent=None):
+    def __init__(
+        self,
+        widget: QtWidgets.QWidget,
+        path,
+        fps: int = DEFAULT_FPS,
+        *,
+        max_seconds: float = MAX_SECONDS,
+        max_bytes: int = MAX_BYTES,
+        parent=None,
+    ):
         super().__init__(parent)
         if int(fps) not in FPS_CHOICES:
             raise ValueError(f"fps={fps!r} is not offered: allowed {', '.join(map(str, FPS_CHOICES))}")
@@ -99,12 +107,12 @@ class Recorder(QtCore.QObject):
         self.fps = int(fps)
         self.max_seconds = float(max_seconds)
         self.max_bytes = int(max_bytes)
-        self.images: list[QtGui.QImage] = []    # distinct frames, in order
-        self.counts: list[int] = []             # how many frame slots each one fills
-        self.frames = 0                         # frame slots filled (sum of counts)
+        self.images: list[QtGui.QImage] = []  # distinct frames, in order
+        self.counts: list[int] = []  # how many frame slots each one fills
+        self.frames = 0  # frame slots filled (sum of counts)
         self.grabs = 0
         self.bytes_held = 0
-        self.state = "idle"                     # idle | recording | encoding | done | failed
+        self.state = "idle"  # idle | recording | encoding | done | failed
         self.stop_reason = ""
         self.message = ""
         self.size: tuple[int, int] | None = None
@@ -146,10 +154,10 @@ class Recorder(QtCore.QObject):
         if elapsed >= self.max_seconds:
             self.stop(f"stopped at the {self.max_seconds:g} s limit")
             return
-        due = int(elapsed * self.fps) + 1           # frame slots that have begun since the start
+        due = int(elapsed * self.fps) + 1  # frame slots that have begun since the start
         if due <= self.frames:
             return
-        if now < self._next_grab:                   # grabbing is slow: keep to MAX_DUTY
+        if now < self._next_grab:  # grabbing is slow: keep to MAX_DUTY
             return
         self._grab(slots=due - self.frames)
 
@@ -157,7 +165,7 @@ class Recorder(QtCore.QObject):
         t = time.perf_counter()
         try:
             image = self.widget.grab().toImage()
-        except RuntimeError:                         # the widget is gone
+        except RuntimeError:  # the widget is gone
             self.stop("the recorded widget was closed")
             return
         cost = time.perf_counter() - t
@@ -169,9 +177,9 @@ class Recorder(QtCore.QObject):
         if self.size is None:
             self.size = (image.width(), image.height())
         if self.images and image == self.images[-1]:
-            self.counts[-1] += slots                 # nothing changed on screen: no new memory
+            self.counts[-1] += slots  # nothing changed on screen: no new memory
         else:
-            if self.images:                          # the slots missed show what was on screen then
+            if self.images:  # the slots missed show what was on screen then
                 self.counts[-1] += slots - 1
                 slots = 1
             if self.bytes_held + image.sizeInBytes() > self.max_bytes:
@@ -192,12 +200,13 @@ class Recorder(QtCore.QObject):
         self.stop_reason = reason
         self.state = "encoding"
         self.stopped.emit(reason)
-        if not self.images:         # (queued: whoever connects right after start() still hears it)
+        if not self.images:  # (queued: whoever connects right after start() still hears it)
             QtCore.QTimer.singleShot(0, self, lambda: self._encoded.emit(False, "nothing was recorded"))
             return
         images, counts = list(self.images), list(self.counts)
-        self._thread = threading.Thread(target=self._encode, args=(images, counts),
-                                        name="explorer-encode-recording", daemon=False)
+        self._thread = threading.Thread(
+            target=self._encode, args=(images, counts), name="explorer-encode-recording", daemon=False
+        )
         self._thread.start()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -212,20 +221,22 @@ class Recorder(QtCore.QObject):
         try:
             size = encode(images, counts, self.path, self.fps, self.format)
             total = sum(counts)
-            text = (f"Recording saved to {self.path} ({total} frames at {self.fps} fps, "
-                    f"{total / self.fps:.1f} s, {size[0]}×{size[1]}, {_human(self.path.stat().st_size)})")
+            text = (
+                f"Recording saved to {self.path} ({total} frames at {self.fps} fps, "
+                f"{total / self.fps:.1f} s, {size[0]}×{size[1]}, {_human(self.path.stat().st_size)})"
+            )
             ok = True
         except Exception as exc:  # noqa: BLE001 - said in the status bar
             text, ok = f"Could not write the recording {self.path.name}: {' '.join(str(exc).split())}", False
         try:
             self._encoded.emit(ok, text)
-        except RuntimeError:     # the window (and this recorder) went away meanwhile
+        except RuntimeError:  # the window (and this recorder) went away meanwhile
             pass
 
     def _on_encoded(self, ok: bool, text: str) -> None:
         self.state = "done" if ok else "failed"
         self.message = text
-        self.images, self.counts = [], []           # free the frames
+        self.images, self.counts = [], []  # free the frames
         self.bytes_held = 0
         self.finished.emit(ok, text)
 
@@ -234,12 +245,13 @@ class Recorder(QtCore.QObject):
 def _rgb(image: QtGui.QImage, size: tuple[int, int]) -> np.ndarray:
     """(h, w, 3) uint8 of `image`, scaled to `size` if it differs (the widget was resized)."""
     if (image.width(), image.height()) != size:
-        image = image.scaled(size[0], size[1], Qt.AspectRatioMode.IgnoreAspectRatio,
-                             Qt.TransformationMode.SmoothTransformation)
+        image = image.scaled(
+            size[0], size[1], Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation
+        )
     image = image.convertToFormat(QtGui.QImage.Format.Format_RGB888)
     w, h, bpl = image.width(), image.height(), image.bytesPerLine()
     buf = np.frombuffer(image.constBits(), np.uint8, count=bpl * h).reshape(h, bpl)
-    return buf[:, : w * 3].reshape(h, w, 3).copy()        # a copy: the buffer dies with `image`
+    return buf[:, : w * 3].reshape(h, w, 3).copy()  # a copy: the buffer dies with `image`
 
 
 def encode(images: list[QtGui.QImage], counts: list[int], path, fps: int, fmt: str | None = None) -> tuple[int, int]:
@@ -252,7 +264,7 @@ def encode(images: list[QtGui.QImage], counts: list[int], path, fps: int, fmt: s
     first = images[0]
     size = (first.width(), first.height())
     if fmt == "MP4":
-        size = (size[0] + size[0] % 2, size[1] + size[1] % 2)        # yuv420p wants even sides
+        size = (size[0] + size[0] % 2, size[1] + size[1] % 2)  # yuv420p wants even sides
     with atomic_replace(path) as tmp:
         if fmt == "GIF":
             _write_gif(images, counts, tmp, fps, size)
@@ -268,27 +280,45 @@ def _write_gif(images, counts, tmp: Path, fps: int, size) -> None:
     frames, durations = [], []
     shown = 0.0
     for image, count in zip(images, counts):
-        frames.append(Image.fromarray(_rgb(image, size)).quantize(256, method=Image.Quantize.FASTOCTREE,
-                                                                 dither=Image.Dither.NONE))
+        frames.append(
+            Image.fromarray(_rgb(image, size)).quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+        )
         # GIF delays are whole hundredths of a second: round the running total, so the whole plays on time
         start, shown = shown, shown + count * slot_ms
         durations.append(max(10, int(round(shown / 10.0)) * 10 - int(round(start / 10.0)) * 10))
-    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations,
-                   loop=0, disposal=1, optimize=False)
+    frames[0].save(
+        tmp,
+        format="GIF",
+        save_all=True,
+        append_images=frames[1:],
+        duration=durations,
+        loop=0,
+        disposal=1,
+        optimize=False,
+    )
 
 
 def _write_mp4(images, counts, tmp: Path, fps: int, size) -> None:
     import imageio_ffmpeg
 
     first = (images[0].width(), images[0].height())
-    writer = imageio_ffmpeg.write_frames(str(tmp), size, fps=fps, codec="libx264", pix_fmt_in="rgb24",
-                                         pix_fmt_out="yuv420p", quality=8, macro_block_size=1,
-                                         ffmpeg_log_level="error", output_params=["-f", "mp4"])
+    writer = imageio_ffmpeg.write_frames(
+        str(tmp),
+        size,
+        fps=fps,
+        codec="libx264",
+        pix_fmt_in="rgb24",
+        pix_fmt_out="yuv420p",
+        quality=8,
+        macro_block_size=1,
+        ffmpeg_log_level="error",
+        output_params=["-f", "mp4"],
+    )
     writer.send(None)
     try:
         for image, count in zip(images, counts):
             rgb = _rgb(image, first)
-            if first != size:                  # an odd side: one black line of padding
+            if first != size:  # an odd side: one black line of padding
                 canvas = np.zeros((size[1], size[0], 3), np.uint8)
                 canvas[: first[1], : first[0]] = rgb
                 rgb = canvas
@@ -336,8 +366,10 @@ def start_recording(window, target: str, path, fps: int = DEFAULT_FPS, **limits)
     rec.start()
     indicator.refresh()
     _sync_action(window)
-    window.status.info(f"Recording {title.lower() if target == 'window' else title} to {rec.path.name} "
-                       f"at {rec.fps} fps… (Stop: the toolbar's Stop button or File > Stop recording)")
+    window.status.info(
+        f"Recording {title.lower() if target == 'window' else title} to {rec.path.name} "
+        f"at {rec.fps} fps… (Stop: the toolbar's Stop button or File > Stop recording)"
+    )
     return rec
 
 
@@ -543,8 +575,9 @@ class RecordDialog(QtWidgets.QDialog):
 
     def _browse(self) -> None:
         suffix = self.format_box.currentData()
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Record to", self.path_edit.text(),
-                                                        f"{FORMATS[suffix]} (*{suffix})")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Record to", self.path_edit.text(), f"{FORMATS[suffix]} (*{suffix})"
+        )
         if path:
             if Path(path).suffix.lower() != suffix:
                 path += suffix
@@ -569,9 +602,11 @@ class RecordDialog(QtWidgets.QDialog):
             frame_bytes = max(1, int(frame.width() * ratio) * int(frame.height() * ratio) * 4)
             fps = self.fps_box.currentData()
             seconds = min(MAX_SECONDS, MAX_BYTES / frame_bytes / fps)
-            self.hint.setText(f"{frame.width()}×{frame.height()} pixels; stops by itself after "
-                              f"{math.floor(seconds):.0f} s of changing frames (memory limit "
-                              f"{_human(MAX_BYTES)}), or at {MAX_SECONDS:.0f} s. Encoding runs after Stop.")
+            self.hint.setText(
+                f"{frame.width()}×{frame.height()} pixels; stops by itself after "
+                f"{math.floor(seconds):.0f} s of changing frames (memory limit "
+                f"{_human(MAX_BYTES)}), or at {MAX_SECONDS:.0f} s. Encoding runs after Stop."
+            )
             self.hint.setProperty("role", "dim")
             self.hint.setStyleSheet("")
         self.start_button.setEnabled(not problem)

@@ -38,18 +38,17 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Qt
 
 SPEEDS = (0.5, 1.0, 2.0, 4.0, 8.0)
-FALLBACK_RECORDS_PER_S = 10.0      # 1x for a recording without usable time stamps
-FRAME_MS = 33                      # playback timer: at most ~30 snapshots drawn per second
+FALLBACK_RECORDS_PER_S = 10.0  # 1x for a recording without usable time stamps
+FRAME_MS = 33  # playback timer: at most ~30 snapshots drawn per second
 # The actions that act on the live run; disabled while replaying.
-LIVE_ACTIONS = ("play_pause", "step", "reset", "faster", "slower", "save_state", "open", "export_adapter",
-                "talk_mode")
+LIVE_ACTIONS = ("play_pause", "step", "reset", "faster", "slower", "save_state", "open", "export_adapter", "talk_mode")
 
 
 # ---------------------------------------------------------------------------------------- replay
 class ReplayController(QtCore.QObject):
     """The window in replay mode: a reader, a position, the replay bar and a playback timer."""
 
-    position_changed = QtCore.Signal(int)            # the step now shown
+    position_changed = QtCore.Signal(int)  # the step now shown
 
     def __init__(self, window, reader, parent=None):
         super().__init__(parent or window)
@@ -60,14 +59,14 @@ class ReplayController(QtCore.QObject):
         self.speed = 1.0
         self.playing = False
         self.shown_step: int | None = None
-        self.shown: object | None = None               # the snapshot last drawn
+        self.shown: object | None = None  # the snapshot last drawn
         self.errors = 0
-        self._pos = float(self.steps[0])                # playback position, in training steps
+        self._pos = float(self.steps[0])  # playback position, in training steps
         self._last_tick = 0.0
         self._pending: int | None = None
         self._disabled: dict = {}
         self._actions: list[QtGui.QAction] = []
-        self.rate = recorded_rate(reader)               # training steps per second at 1x
+        self.rate = recorded_rate(reader)  # training steps per second at 1x
         # generated samples are recorded when fresh; live, the newest ones ride along in every snapshot
         self._samples = [(m["step"], m["samples"]) for m in reader.metrics if isinstance(m.get("samples"), dict)]
         self._live_settings = None
@@ -94,7 +93,7 @@ class ReplayController(QtCore.QObject):
                 widget.setEnabled(False)
         self._add_keys()
         controls = getattr(w, "controls", None)
-        if controls is not None:        # the panel shows (greyed) the settings the recording was made with
+        if controls is not None:  # the panel shows (greyed) the settings the recording was made with
             self._live_settings = controls.settings
             controls.set_settings(self.reader.settings)
             w._update_scenario_label()
@@ -128,7 +127,7 @@ class ReplayController(QtCore.QObject):
         controls = getattr(self.window, "controls", None)
         if controls is not None and self._live_settings is not None:
             controls.set_settings(self._live_settings)
-            controls.set_model_limit("rank", None)      # the live run's next snapshot sets its own
+            controls.set_model_limit("rank", None)  # the live run's next snapshot sets its own
             self.window._update_scenario_label()
             self._live_settings = None
 
@@ -154,9 +153,11 @@ class ReplayController(QtCore.QObject):
         from explorer.gui.shortcuts import SHORTCUTS
 
         last = len(self.steps) - 1
-        slots = {"replay_play": (self.toggle_play,),
-                 "replay_step": (lambda: self.step_by(-1), lambda: self.step_by(1)),
-                 "replay_ends": (lambda: self.show_index(0), lambda: self.show_index(last))}
+        slots = {
+            "replay_play": (self.toggle_play,),
+            "replay_step": (lambda: self.step_by(-1), lambda: self.step_by(1)),
+            "replay_ends": (lambda: self.show_index(0), lambda: self.show_index(last)),
+        }
         for sc in SHORTCUTS:
             for i, (key, slot) in enumerate(zip(sc.keys, slots.get(sc.action, ()))):
                 act = QtGui.QAction(sc.text, self.window)
@@ -222,7 +223,7 @@ class ReplayController(QtCore.QObject):
     def play(self) -> None:
         if len(self.steps) < 2:
             return
-        if self.index >= len(self.steps) - 1:            # at the end: from the start again
+        if self.index >= len(self.steps) - 1:  # at the end: from the start again
             self.show_index(0)
         self._pos = float(self.steps[self.index])
         self.playing = True
@@ -256,7 +257,7 @@ class ReplayController(QtCore.QObject):
             self.pause()
             return
         if i > self.index and not self.show_index(i):
-            self.index = i                              # an unreadable record: play on past it
+            self.index = i  # an unreadable record: play on past it
 
 
 def recorded_rate(reader) -> float:
@@ -291,8 +292,10 @@ class ReplayBar(QtWidgets.QToolBar):
         name.setObjectName("replay_name")
         name.setStyleSheet("font-weight: 600;")
         finished = "finished" if reader.finished else "cut off" if reader.metrics else "empty"
-        name.setToolTip(f"{reader.dir}\n{len(ctl.steps)} recorded steps, {ctl.steps[0]} to {ctl.steps[-1]} "
-                        f"({finished}); {reader.settings.scenario} · {reader.settings.method}")
+        name.setToolTip(
+            f"{reader.dir}\n{len(ctl.steps)} recorded steps, {ctl.steps[0]} to {ctl.steps[-1]} "
+            f"({finished}); {reader.settings.scenario} · {reader.settings.method}"
+        )
         self.addWidget(name)
         self.play_button = QtWidgets.QToolButton()
         self.play_button.setObjectName("replay_play")
@@ -309,8 +312,12 @@ class ReplayBar(QtWidgets.QToolBar):
         self.addWidget(self.slider)
         self.step_label = QtWidgets.QLabel()
         self.step_label.setObjectName("replay_step")
-        self.step_label.setMinimumWidth(QtGui.QFontMetrics(self.step_label.font()).horizontalAdvance(
-            f"step {ctl.steps[-1]:,} of {ctl.steps[-1]:,} ({len(ctl.steps)}/{len(ctl.steps)})") + 16)
+        self.step_label.setMinimumWidth(
+            QtGui.QFontMetrics(self.step_label.font()).horizontalAdvance(
+                f"step {ctl.steps[-1]:,} of {ctl.steps[-1]:,} ({len(ctl.steps)}/{len(ctl.steps)})"
+            )
+            + 16
+        )
         self.addWidget(self.step_label)
         self.addWidget(QtWidgets.QLabel(" Speed "))
         self.speed_box = QtWidgets.QComboBox()
@@ -318,8 +325,9 @@ class ReplayBar(QtWidgets.QToolBar):
         for s in SPEEDS:
             self.speed_box.addItem(f"{s:g}x  ({_rate_text(ctl.rate * s)} steps/s)", s)
         self.speed_box.setCurrentIndex(SPEEDS.index(1.0))
-        self.speed_box.setToolTip("1x plays the recording at the pace it was trained "
-                                  f"({_rate_text(ctl.rate)} steps per second)")
+        self.speed_box.setToolTip(
+            f"1x plays the recording at the pace it was trained ({_rate_text(ctl.rate)} steps per second)"
+        )
         self.speed_box.activated.connect(lambda _i: ctl.set_speed(float(self.speed_box.currentData())))
         self.addWidget(self.speed_box)
         self.fault_label = QtWidgets.QLabel()
@@ -386,8 +394,11 @@ def open_recording(window, path=None) -> ReplayController | None:
     ctl.enter()
     skipped = f"; {reader.skipped_lines} torn line(s) skipped" if reader.skipped_lines else ""
     state = "" if reader.finished else " (cut off before the end)"
-    window.status.info(f"Replaying {path.name}{state}: {len(reader.steps)} recorded steps, {reader.steps[0]} to "
-                       f"{reader.steps[-1]}{skipped}. Space plays; Back to live returns.", 15_000)
+    window.status.info(
+        f"Replaying {path.name}{state}: {len(reader.steps)} recorded steps, {reader.steps[0]} to "
+        f"{reader.steps[-1]}{skipped}. Space plays; Back to live returns.",
+        15_000,
+    )
     return ctl
 
 
@@ -403,7 +414,7 @@ def back_to_live(window) -> None:
     worker = getattr(window, "worker", None)
     if worker is not None:
         try:
-            worker.request_snapshot()        # the live state, drawn afresh
+            worker.request_snapshot()  # the live state, drawn afresh
         except Exception:  # noqa: BLE001 - a dead worker says so through drain()
             pass
     else:
@@ -416,7 +427,7 @@ class RunRecorder(QtCore.QObject):
     """Writes the snapshots the window receives from its worker into a recording directory, on a
     helper thread. One run: a new segment (cold change, reset) ends it."""
 
-    ended = QtCore.Signal(str)                 # why it ended ("" when stopped by the user)
+    ended = QtCore.Signal(str)  # why it ended ("" when stopped by the user)
     _written = QtCore.Signal()
 
     def __init__(self, window, directory, overwrite: bool = False, max_queue: int = 64):
@@ -447,9 +458,13 @@ class RunRecorder(QtCore.QObject):
 
         snap = self.window.last_snapshot
         settings = (snap.settings if snap is not None else None) or self.window.settings.to_dict()
-        config = {"settings": settings, "source": "peft-explorer app (File > Record run to directory)",
-                  "device": getattr(snap, "device", ""), "display_size": settings.get("display_size")}
-        self.writer = RecordingWriter(self.dir, config, overwrite=self.overwrite)   # ValueError: say so
+        config = {
+            "settings": settings,
+            "source": "peft-explorer app (File > Record run to directory)",
+            "device": getattr(snap, "device", ""),
+            "display_size": settings.get("display_size"),
+        }
+        self.writer = RecordingWriter(self.dir, config, overwrite=self.overwrite)  # ValueError: say so
         self.active = True
         self._thread = threading.Thread(target=self._run, name="explorer-record-run", daemon=False)
         self._thread.start()
@@ -463,8 +478,7 @@ class RunRecorder(QtCore.QObject):
         if self.segment is None:
             self.segment = snap.segment
         elif snap.segment != self.segment:
-            self.stop("the settings changed (a cold change or a reset started new adapters); "
-                      "a recording holds one run")
+            self.stop("the settings changed (a cold change or a reset started new adapters); a recording holds one run")
             return
         samples_step = (snap.samples or {}).get("step") if isinstance(snap.samples, dict) else None
         fresh = samples_step is not None and samples_step != self._samples_step
@@ -476,7 +490,7 @@ class RunRecorder(QtCore.QObject):
             self._samples_step = samples_step
         with self._cond:
             if len(self._queue) >= self._max_queue:
-                self._queue.popleft()              # the disk is slow: the oldest waiting record goes
+                self._queue.popleft()  # the disk is slow: the oldest waiting record goes
                 self.dropped += 1
             self._queue.append((snap, fresh))
             self._cond.notify()
@@ -540,8 +554,12 @@ class RunRecorder(QtCore.QObject):
             except Exception:  # noqa: BLE001 - the recording stands without it
                 state_saved = False
         try:
-            self.writer.finish(final_step=self.last_step, completed=self.error is None,
-                               state_file=state_saved, dropped_records=self.dropped)
+            self.writer.finish(
+                final_step=self.last_step,
+                completed=self.error is None,
+                state_file=state_saved,
+                dropped_records=self.dropped,
+            )
         except OSError as exc:
             self.error = self.error or str(exc)
         self.ended.emit(reason)
@@ -568,8 +586,9 @@ def toggle_run_recording(window, directory=None, overwrite: bool = False) -> Run
         window.status.error("Recording the run: go back to live first (this is a replay).")
         return None
     if directory is None:
-        directory = QtWidgets.QFileDialog.getExistingDirectory(window, "Record run to directory (new or empty)",
-                                                               str(Path.home()))
+        directory = QtWidgets.QFileDialog.getExistingDirectory(
+            window, "Record run to directory (new or empty)", str(Path.home())
+        )
         if not directory:
             return None
     rec = RunRecorder(window, directory, overwrite=overwrite)
@@ -589,14 +608,15 @@ def toggle_run_recording(window, directory=None, overwrite: bool = False) -> Run
 
 def _run_ended(window, rec: RunRecorder, reason: str) -> None:
     _sync_run_action(window)
-    span = (f"steps {rec.first_step} to {rec.last_step}" if rec.first_step is not None else "no steps")
+    span = f"steps {rec.first_step} to {rec.last_step}" if rec.first_step is not None else "no steps"
     if rec.error:
         window.status.error(f"Run recording in {rec.dir} stopped: {rec.error} ({rec.records} records kept)")
     elif reason:
         window.status.info(f"Run recording stopped: {reason}. {rec.records} records ({span}) in {rec.dir}", 20_000)
     else:
-        window.status.info(f"Run recorded to {rec.dir}: {rec.records} records ({span}); "
-                           "File > Open recording… replays it.", 20_000)
+        window.status.info(
+            f"Run recorded to {rec.dir}: {rec.records} records ({span}); File > Open recording… replays it.", 20_000
+        )
 
 
 def _sync_run_action(window) -> None:

@@ -15,9 +15,9 @@ from PySide6.QtGui import QAction, QKeySequence
 
 @dataclass(frozen=True)
 class Shortcut:
-    action: str                 # name of the window's action (MainWindow.actions[action])
-    keys: tuple[str, ...]       # QKeySequence strings; the first is shown in menus
-    text: str                   # what it does, for menus and the help overlay
+    action: str  # name of the window's action (MainWindow.actions[action])
+    keys: tuple[str, ...]  # QKeySequence strings; the first is shown in menus
+    text: str  # what it does, for menus and the help overlay
     group: str = "Training"
 
 

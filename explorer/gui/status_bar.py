@@ -5,8 +5,14 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QLabel, QStatusBar
 
-STATE_TEXT = {"running": "● running", "paused": "❚❚ paused", "fault": "▲ fault", "starting": "… starting",
-              "stopped": "■ stopped", "replay": "▶ replay"}
+STATE_TEXT = {
+    "running": "● running",
+    "paused": "❚❚ paused",
+    "fault": "▲ fault",
+    "starting": "… starting",
+    "stopped": "■ stopped",
+    "replay": "▶ replay",
+}
 
 
 def human_bytes(n: int | float | None) -> str:
@@ -30,13 +36,15 @@ class StatusBar(QStatusBar):
         super().__init__(parent)
         self.setObjectName("status_bar")
         self.state = self._label("state", "State of the training loop", min_width=96)
-        self.step = self._label("step", "Training steps in this segment (a cold change or Reset starts a new one)",
-                                min_width=92)
+        self.step = self._label(
+            "step", "Training steps in this segment (a cold change or Reset starts a new one)", min_width=92
+        )
         self.rate = self._label("rate", "Training steps per second", min_width=92)
         self.loss = self._label("loss", "Last training loss", min_width=120)
         self.device = self._label("device", "Where training runs", min_width=90)
-        self.memory = self._label("memory", "Device memory in use (CUDA), or the process's memory on the CPU",
-                                  min_width=86)
+        self.memory = self._label(
+            "memory", "Device memory in use (CUDA), or the process's memory on the CPU", min_width=86
+        )
         self._error_timer = QTimer(self)
         self._error_timer.setSingleShot(True)
         self._error_timer.timeout.connect(self._clear_error_style)

@@ -29,8 +29,17 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QPalette
-from PySide6.QtWidgets import (QApplication, QFrame, QGridLayout, QHBoxLayout, QLabel, QMessageBox, QSizePolicy,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from explorer.engine.deck import Deck, Scene, load_deck
 from explorer.gui.app import Theme, _palette, restyle_plots, theme_by_name
@@ -39,13 +48,26 @@ from explorer.gui.deck_player import PLAY_DELAY_MS, DeckPlayer
 DEFAULT_FONT_SCALE = 1.8
 FONT_SCALES = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.3, 2.6, 3.0)
 FONT_SCALE_KEY = "talk/font_scale"
-ACCENT = "#E69F00"            # Okabe-Ito orange: the scene title's rule, readable on black
+ACCENT = "#E69F00"  # Okabe-Ito orange: the scene title's rule, readable on black
 
 # Black and white, the Okabe-Ito colours for the accents (safe for colour-blind eyes).
-TALK_THEME = Theme("talk", window="#000000", base="#000000", alt_base="#161616", text="#ffffff",
-                   dim_text="#c8c8c8", button="#1e1e1e", highlight="#0072B2", plot_bg="#000000",
-                   plot_fg="#ffffff", hot="#E69F00", cold="#56B4E9", error="#ff7a45", ok="#009E73",
-                   warn="#F0E442")
+TALK_THEME = Theme(
+    "talk",
+    window="#000000",
+    base="#000000",
+    alt_base="#161616",
+    text="#ffffff",
+    dim_text="#c8c8c8",
+    button="#1e1e1e",
+    highlight="#0072B2",
+    plot_bg="#000000",
+    plot_fg="#ffffff",
+    hot="#E69F00",
+    cold="#56B4E9",
+    error="#ff7a45",
+    ok="#009E73",
+    warn="#F0E442",
+)
 
 
 def font_scale_setting(window) -> float:
@@ -58,13 +80,14 @@ def font_scale_setting(window) -> float:
     return value if math.isfinite(value) and 0.5 <= value <= 4.0 else DEFAULT_FONT_SCALE
 
 
-def active_talk(window) -> "TalkMode | None":
+def active_talk(window) -> TalkMode | None:
     talk = getattr(window, "_talk_mode", None)
     return talk if talk is not None and talk.active else None
 
 
-def enter_talk_mode(window, deck: str | Path | Deck | None = None, font_scale: float | None = None,
-                    play_delay_ms: int = PLAY_DELAY_MS) -> "TalkMode | None":
+def enter_talk_mode(
+    window, deck: str | Path | Deck | None = None, font_scale: float | None = None, play_delay_ms: int = PLAY_DELAY_MS
+) -> TalkMode | None:
     """Talk mode on `window` with `deck` (a path, a Deck, or None for the default deck). Returns the
     TalkMode, or None when the deck could not be loaded (reported; the window stays as it is)."""
     current = active_talk(window)
@@ -161,7 +184,7 @@ class Stage(QWidget):
         outer.setSpacing(6)
         self.area = QWidget(self)
         outer.addWidget(self.area, 1)
-        self.rule = QFrame(self)            # the accent line above the caption
+        self.rule = QFrame(self)  # the accent line above the caption
         self.rule.setObjectName("talk_rule")
         self.rule.setFixedHeight(3)
         self.rule.setAutoFillBackground(True)
@@ -188,8 +211,9 @@ class Stage(QWidget):
         self.counter = QLabel(self.strip)
         self.counter.setObjectName("talk_counter")
         self.counter.setAlignment(Qt.AlignRight | Qt.AlignBottom)
-        self.counter.setToolTip("Space / PageDown: next scene · PageUp: previous · B: blank · Esc: leave · "
-                                "F1: every key")
+        self.counter.setToolTip(
+            "Space / PageDown: next scene · PageUp: previous · B: blank · Esc: leave · F1: every key"
+        )
         strip.addWidget(self.counter, 0, Qt.AlignRight | Qt.AlignBottom)
         outer.addWidget(self.strip, 0)
         self.set_scale(scale)
@@ -238,7 +262,7 @@ class Stage(QWidget):
             row = QHBoxLayout(self.area)
             row.setContentsMargins(0, 0, 0, 0)
             row.setSpacing(8)
-            row.addWidget(panels[0], 3)          # 3 : 2 - a square heatmap uses the height anyway
+            row.addWidget(panels[0], 3)  # 3 : 2 - a square heatmap uses the height anyway
             col = QVBoxLayout()
             col.setSpacing(8)
             for p in panels[1:]:
@@ -256,7 +280,7 @@ class Stage(QWidget):
             col.setSpacing(8)
             for p in panels:
                 col.addWidget(p, 1)
-        else:   # grid (and focus with one view)
+        else:  # grid (and focus with one view)
             grid = QGridLayout(self.area)
             grid.setContentsMargins(0, 0, 0, 0)
             grid.setSpacing(8)
@@ -264,7 +288,7 @@ class Stage(QWidget):
             rows = max(1, math.ceil(n / cols))
             for i, p in enumerate(panels):
                 r, c = divmod(i, cols)
-                span = cols - c if i == n - 1 else 1       # the last one fills its row
+                span = cols - c if i == n - 1 else 1  # the last one fills its row
                 grid.addWidget(p, r, c, 1, span)
             for c in range(cols):
                 grid.setColumnStretch(c, 1)
@@ -273,7 +297,7 @@ class Stage(QWidget):
         self.area.show()
         for panel in panels:
             panel.show()
-        self.area.layout().activate()         # sizes now: the cut is one frame, not two
+        self.area.layout().activate()  # sizes now: the cut is one frame, not two
 
     def eventFilter(self, obj, event):  # noqa: N802 - Qt API
         if obj is self.parentWidget() and event.type() == QEvent.Resize:
@@ -298,7 +322,7 @@ class TalkMode(QObject):
         self.player.fontStep.connect(self.step_font_scale)
         self.player.sceneEntered.connect(self._on_scene)
         self._saved: dict = {}
-        self._styled: dict[str, float] = {}     # views restyled for the stage, at which font scale
+        self._styled: dict[str, float] = {}  # views restyled for the stage, at which font scale
 
     # ------------------------------------------------------------------ enter
     def enter(self, index: int = 0) -> None:
@@ -321,8 +345,11 @@ class TalkMode(QObject):
             "font": app.font(),
             "theme_property": app.property("explorer_theme"),
             "pg": {k: pg.getConfigOption(k) for k in ("background", "foreground")},
-            "styles": {v: (view.style_.font_scale, view.style_.high_contrast, view.style_.dark)
-                       for v, view in w.views.items() if hasattr(view, "style_")},
+            "styles": {
+                v: (view.style_.font_scale, view.style_.high_contrast, view.style_.dark)
+                for v, view in w.views.items()
+                if hasattr(view, "style_")
+            },
             "specs": compare.specs_text() if hasattr(compare, "specs_text") else None,
         }
         self.active = True
@@ -360,7 +387,7 @@ class TalkMode(QObject):
         app.setStyleSheet("")
         pg.setConfigOptions(background=t.plot_bg, foreground=t.plot_fg)
         restyle_plots(self.window, t)
-        for view_id in self.visible_views():     # the others when they come on stage (_arrange)
+        for view_id in self.visible_views():  # the others when they come on stage (_arrange)
             self._style_view(view_id)
         if self.stage is not None:
             # The stage's type (not the application's: Qt hands a changed application font to hidden
@@ -379,7 +406,7 @@ class TalkMode(QObject):
         view = self.window.views[view_id]
         style = getattr(view, "style_", None)
         if style is not None:
-            style.dark = True                 # set_talk_mode restyles (set_theme would do it once more)
+            style.dark = True  # set_talk_mode restyles (set_theme would do it once more)
         else:
             self.window._view_call(view, "set_theme", True)
         self.window._view_call(view, "set_talk_mode", self.font_scale, True)
@@ -454,7 +481,7 @@ class TalkMode(QObject):
         app.setPalette(s["palette"])
         app.setProperty("explorer_theme", s["theme_property"])
         pg.setConfigOptions(**s["pg"])
-        for view_id in self._styled:   # their fonts reach their labels while no style sheet is set
+        for view_id in self._styled:  # their fonts reach their labels while no style sheet is set
             view = w.views.get(view_id)
             if view is None or view_id not in s["styles"]:
                 continue
@@ -478,7 +505,7 @@ class TalkMode(QObject):
             w.setWindowState(state)
         elif state & Qt.WindowMaximized:
             w.showMaximized()
-        else:       # the exact rectangle (restoreGeometry would fit it to the screen)
+        else:  # the exact rectangle (restoreGeometry would fit it to the screen)
             w.showNormal()
             w.setGeometry(s["geometry"])
         w.restoreState(s["state"], w.layout_version())
@@ -486,7 +513,7 @@ class TalkMode(QObject):
         # on X11): dock sizes restored into the full-screen size would be scaled down with it
         for ms in (0, 150, 400):
             QTimer.singleShot(ms, w, lambda st=s["state"]: self._restore_docks(st))
-        if closing:        # the window saves these as the settings to start with next time
+        if closing:  # the window saves these as the settings to start with next time
             w.controls.set_settings(s["settings"])
         else:
             w.apply_settings(s["settings"])
@@ -503,6 +530,5 @@ class TalkMode(QObject):
 
     def eventFilter(self, obj, event):  # noqa: N802 - Qt API
         if obj is self.window and event.type() == QEvent.Close and self.active:
-            self.leave(closing=True)       # the window saves its own layout and settings, not the stage's
+            self.leave(closing=True)  # the window saves its own layout and settings, not the stage's
         return False
-

@@ -54,10 +54,11 @@ def init_generator(seed: int, tag: str) -> torch.Generator:
 @dataclass
 class MatrixSource:
     """One adapted matrix, as the snapshot code reads it (tensors on the device, no copies)."""
+
     name: str
     shape: tuple[int, int]
-    base: torch.Tensor                 # W0 (for PiSSA: the residual the adapter is added to)
-    A: torch.Tensor | None = None      # LoRA factors (r, in), (out, r) and scaling
+    base: torch.Tensor  # W0 (for PiSSA: the residual the adapter is added to)
+    A: torch.Tensor | None = None  # LoRA factors (r, in), (out, r) and scaling
     B: torch.Tensor | None = None
     scaling: float = 1.0
     weight: torch.Tensor | None = None  # full fine-tuning: the trained W (ΔW = W - W0)
@@ -74,8 +75,18 @@ def build_scenario(settings, device: torch.device, autocast, base_model=None):
 
 
 # Settings that change the scenario itself (data, base, problem), not only the adapters.
-SCENARIO_SETTINGS = ("scenario", "seed", "device", "dtype", "seq_len", "size_in", "size_out",
-                     "target_rank", "noise", "preset")
+SCENARIO_SETTINGS = (
+    "scenario",
+    "seed",
+    "device",
+    "dtype",
+    "seq_len",
+    "size_in",
+    "size_out",
+    "target_rank",
+    "noise",
+    "preset",
+)
 
 
 def autocast_ctx(device: torch.device, dtype):

@@ -65,8 +65,9 @@ class LmScenario:
         self.config = base.config
         limit = self.config.max_position_embeddings
         if settings.seq_len > limit:
-            raise ValueError(f"seq_len={settings.seq_len} is out of range: allowed 8 to {limit} "
-                             f"(the base model's context)")
+            raise ValueError(
+                f"seq_len={settings.seq_len} is out of range: allowed 8 to {limit} (the base model's context)"
+            )
         self.seq_len = settings.seq_len
         self.train_tokens = _tokens(load_corpus(CORPUS, "train"), device)
         held = _tokens(load_corpus(CORPUS, "heldout"), device)
@@ -83,8 +84,14 @@ class LmScenario:
 
     # --- what the run command writes into config.json -------------------------------------------
     def info(self) -> dict:
-        info = {"kind": "lm", "corpus": CORPUS, "params": sum(p.numel() for p in self.base.parameters()),
-                "config": self.config.to_hf_dict(), "probe": PROBE_TEXT, "sample_prompt": SAMPLE_PROMPT}
+        info = {
+            "kind": "lm",
+            "corpus": CORPUS,
+            "params": sum(p.numel() for p in self.base.parameters()),
+            "config": self.config.to_hf_dict(),
+            "probe": PROBE_TEXT,
+            "sample_prompt": SAMPLE_PROMPT,
+        }
         try:
             from explorer.core.resources import base_model_dir, base_training_info
 
@@ -98,16 +105,32 @@ class LmScenario:
     def build(self, settings) -> nn.Module:
         model = copy.deepcopy(self.base)
         if settings.uses_lora():
-            inject_lora(model, LoraSettings(rank=settings.rank, alpha=settings.alpha, targets=tuple(settings.targets),
-                                            layers=settings.layers, dropout=settings.dropout,
-                                            use_rslora=settings.use_rslora, init=settings.init,
-                                            use_dora=settings.use_dora),
-                        generator=init_generator(settings.seed, "lora"))
+            inject_lora(
+                model,
+                LoraSettings(
+                    rank=settings.rank,
+                    alpha=settings.alpha,
+                    targets=tuple(settings.targets),
+                    layers=settings.layers,
+                    dropout=settings.dropout,
+                    use_rslora=settings.use_rslora,
+                    init=settings.init,
+                    use_dora=settings.use_dora,
+                ),
+                generator=init_generator(settings.seed, "lora"),
+            )
         if settings.uses_prefix():
-            inject_prefix(model, PrefixSettings(length=settings.prefix_len, layers=settings.prefix_layers,
-                                                gate_shape=settings.gate_shape, gate_fn=settings.gate_fn,
-                                                init=settings.prompt_init),
-                          generator=init_generator(settings.seed, "prefix"))
+            inject_prefix(
+                model,
+                PrefixSettings(
+                    length=settings.prefix_len,
+                    layers=settings.prefix_layers,
+                    gate_shape=settings.gate_shape,
+                    gate_fn=settings.gate_fn,
+                    init=settings.prompt_init,
+                ),
+                generator=init_generator(settings.seed, "prefix"),
+            )
         if settings.method == "full":
             mark_all_trainable(model)
         else:
@@ -143,8 +166,12 @@ class LmScenario:
                 w0 = self.base.get_submodule(name).weight
                 out.append(MatrixSource(name, tuple(w0.shape), w0, weight=model.get_submodule(name).weight))
             return out
-        return [MatrixSource(name, tuple(m.base_layer.weight.shape), m.base_layer.weight, m.lora_A.weight,
-                             m.lora_B.weight, m.scaling) for name, m in lora_modules(model).items()]
+        return [
+            MatrixSource(
+                name, tuple(m.base_layer.weight.shape), m.base_layer.weight, m.lora_A.weight, m.lora_B.weight, m.scaling
+            )
+            for name, m in lora_modules(model).items()
+        ]
 
     def prefix_layers(self, model: nn.Module) -> dict:
         return prefix_adapters(model)
@@ -173,25 +200,36 @@ class LmScenario:
         try:
             g = cpu_generator(self.seed, "sample")
             with autocast_ctx(self.device, self.autocast):
-                ids = sample(model, self.prompt_ids, SAMPLE_TOKENS, temperature=SAMPLE_TEMPERATURE,
-                               top_k=SAMPLE_TOP_K, generator=g)
+                ids = sample(
+                    model,
+                    self.prompt_ids,
+                    SAMPLE_TOKENS,
+                    temperature=SAMPLE_TEMPERATURE,
+                    top_k=SAMPLE_TOP_K,
+                    generator=g,
+                )
         finally:
             model.train(was)
-        return decode(ids[0, self.prompt_ids.shape[1]:].tolist())
+        return decode(ids[0, self.prompt_ids.shape[1] :].tolist())
 
     def samples(self, model: nn.Module, step: int) -> dict:
         if self._base_sample is None:
             self._base_sample = self._sample(self.base)
-        return {"prompt": SAMPLE_PROMPT, "adapted": self._sample(model), "base": self._base_sample,
-                "step": int(step)}
+        return {"prompt": SAMPLE_PROMPT, "adapted": self._sample(model), "base": self._base_sample, "step": int(step)}
 
     def budget(self, settings, model: nn.Module) -> dict:
         from explorer.core.budget import compute_budget
 
-        b = compute_budget(self.config, settings.method, rank=settings.rank, targets=tuple(settings.targets),
-                           layers=None if settings.layers is None else list(settings.layers),
-                           prefix_len=settings.prefix_len, prefix_layers=settings.prefix_layers,
-                           gate_shape=settings.gate_shape).to_dict()
+        b = compute_budget(
+            self.config,
+            settings.method,
+            rank=settings.rank,
+            targets=tuple(settings.targets),
+            layers=None if settings.layers is None else list(settings.layers),
+            prefix_len=settings.prefix_len,
+            prefix_layers=settings.prefix_layers,
+            gate_shape=settings.gate_shape,
+        ).to_dict()
         b["measured_trainable_params"] = count_trainable(model)
         return b
 

@@ -49,8 +49,10 @@ class MatrixScenario:
         W0 = (torch.randn(out_f, in_f, generator=g) / math.sqrt(in_f)).to(device)
         if settings.preset == "seed":
             if out_f != in_f:
-                raise ValueError(f"preset='seed' needs a square matrix (target y = 2x): got "
-                                 f"size_out={out_f}, size_in={in_f}; set both with --size")
+                raise ValueError(
+                    f"preset='seed' needs a square matrix (target y = 2x): got "
+                    f"size_out={out_f}, size_in={in_f}; set both with --size"
+                )
             delta = 2.0 * torch.eye(out_f, device=device) - W0
             values, method = dense_spectrum(delta)
             self.target_method = method
@@ -75,14 +77,26 @@ class MatrixScenario:
         self._gen_device = device if device.type == "cuda" else torch.device("cpu")
 
     def info(self) -> dict:
-        return {"kind": "matrix", "shape": list(self.W0.shape), "target": self.target_method,
-                "target_rank": int((self.target_values > 0).sum())}
+        return {
+            "kind": "matrix",
+            "shape": list(self.W0.shape),
+            "target": self.target_method,
+            "target_rank": int((self.target_values > 0).sum()),
+        }
 
     def build(self, settings) -> nn.Module:
         model = copy.deepcopy(self.base)
         if settings.method == "lora":
-            model.W = LoraLinear(model.W, settings.rank, settings.alpha, settings.dropout, settings.use_rslora,
-                                 settings.init, settings.use_dora, generator=init_generator(settings.seed, "lora"))
+            model.W = LoraLinear(
+                model.W,
+                settings.rank,
+                settings.alpha,
+                settings.dropout,
+                settings.use_rslora,
+                settings.init,
+                settings.use_dora,
+                generator=init_generator(settings.seed, "lora"),
+            )
             mark_only_adapters_trainable(model)
         elif settings.method == "full":
             mark_all_trainable(model)
@@ -93,8 +107,11 @@ class MatrixScenario:
     def batch(self, step: int, batch_size: int):
         self._data_gen.manual_seed(derive_seed(self.seed, "data", step))
         x = torch.randn(batch_size, self.W0.shape[1], generator=self._data_gen, device=self._gen_device)
-        noise = (torch.randn(batch_size, self.W0.shape[0], generator=self._data_gen, device=self._gen_device)
-                 if self.noise else None)
+        noise = (
+            torch.randn(batch_size, self.W0.shape[0], generator=self._data_gen, device=self._gen_device)
+            if self.noise
+            else None
+        )
         x = x.to(self.device)
         y = x @ self.W_true.T
         if noise is not None:
@@ -132,8 +149,14 @@ class MatrixScenario:
         trainable = settings.rank * (out_f + in_f) if settings.method == "lora" else base
         total = base + trainable if settings.method == "lora" else base
         measured = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        return {"method": settings.method, "trainable_params": trainable, "base_params": base,
-                "total_params": total, "share": trainable / base, "storage_bytes_fp16": 2 * trainable,
-                "storage_bytes_fp32": 4 * trainable, "optimizer_bytes": 12 * trainable,
-                "measured_trainable_params": measured}
-
+        return {
+            "method": settings.method,
+            "trainable_params": trainable,
+            "base_params": base,
+            "total_params": total,
+            "share": trainable / base,
+            "storage_bytes_fp16": 2 * trainable,
+            "storage_bytes_fp32": 4 * trainable,
+            "optimizer_bytes": 12 * trainable,
+            "measured_trainable_params": measured,
+        }

@@ -20,5 +20,15 @@ VIEW_CLASSES: dict[str, type[View]] = {
     for cls in (DeltaView, SpectrumView, AttentionView, GatesView, LossView, BudgetView, SamplesView, CompareView)
 }
 
-__all__ = ["VIEW_CLASSES", "View", "DeltaView", "SpectrumView", "AttentionView", "GatesView", "LossView",
-           "BudgetView", "SamplesView", "CompareView"]
+__all__ = [
+    "VIEW_CLASSES",
+    "View",
+    "DeltaView",
+    "SpectrumView",
+    "AttentionView",
+    "GatesView",
+    "LossView",
+    "BudgetView",
+    "SamplesView",
+    "CompareView",
+]

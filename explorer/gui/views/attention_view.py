@@ -96,7 +96,7 @@ class TokenAxis(pg.AxisItem):
 
 
 class _ClickableImage(pg.ImageItem):
-    clicked = QtCore.Signal(float, float)   # x (column), y (row) in image coordinates
+    clicked = QtCore.Signal(float, float)  # x (column), y (row) in image coordinates
 
     def mouseClickEvent(self, ev):
         if ev.button() == QtCore.Qt.MouseButton.LeftButton:
@@ -114,17 +114,19 @@ class _ClickableImage(pg.ImageItem):
 class AttentionView(View):
     view_id = "attention"
     title = "Prefix attention"
-    formula_tooltip = ("attn = [ gate(g)·softmax(q·Kpᵀ/√d) | softmax(q·Ktᵀ/√d + mask) ],  Kp = W_k·P (frozen W_k, "
-                       "learned prompt P); rows: probe tokens, columns: [P0..P(K-1) | tokens]")
+    formula_tooltip = (
+        "attn = [ gate(g)·softmax(q·Kpᵀ/√d) | softmax(q·Ktᵀ/√d + mask) ],  Kp = W_k·P (frozen W_k, "
+        "learned prompt P); rows: probe tokens, columns: [P0..P(K-1) | tokens]"
+    )
 
-    cellClicked = QtCore.Signal(int, int)   # (row = index of the prefix layer, head)
+    cellClicked = QtCore.Signal(int, int)  # (row = index of the prefix layer, head)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self._key = None
-        self._geometry = None        # (layers, heads, T, K)
+        self._geometry = None  # (layers, heads, T, K)
         self._buffer: np.ndarray | None = None
-        self._attention: np.ndarray | None = None   # (layers, heads, T, K + T)
+        self._attention: np.ndarray | None = None  # (layers, heads, T, K + T)
         self._layers: list[int] = []
         self._gates: np.ndarray | None = None
         self._prompt_len = 0
@@ -161,8 +163,13 @@ class AttentionView(View):
         self.grid_plot.addItem(self.grid_image)
         self.grid_lines = pg.PlotCurveItem(connect="pairs", pen=pg.mkPen("#20242a", width=1))
         self.grid_plot.addItem(self.grid_lines)
-        self.grid_bar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=colormaps.colormap(self._cmap_name),
-                                        interactive=False, width=12, colorMapMenu=False)
+        self.grid_bar = pg.ColorBarItem(
+            values=(-1.0, 1.0),
+            colorMap=colormaps.colormap(self._cmap_name),
+            interactive=False,
+            width=12,
+            colorMapMenu=False,
+        )
         self.grid_glw.addItem(self.grid_bar, row=0, col=1)
         self.grid_plot.vb.sigResized.connect(lambda: colormaps.align_colorbar(self.grid_bar, self.grid_plot))
         gl.addWidget(self.grid_glw, 1)
@@ -200,7 +207,8 @@ class AttentionView(View):
         self.token_axis = TokenAxis("bottom")
         self.query_axis = TokenAxis("left")
         self.detail_plot: pg.PlotItem = self.detail_glw.addPlot(
-            row=0, col=0, axisItems={"bottom": self.token_axis, "left": self.query_axis})
+            row=0, col=0, axisItems={"bottom": self.token_axis, "left": self.query_axis}
+        )
         self.detail_plot.invertY(True)
         self.detail_plot.hideButtons()
         self.detail_plot.setMenuEnabled(False)
@@ -211,8 +219,13 @@ class AttentionView(View):
         self.detail_plot.addItem(self.detail_image)
         self.detail_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#20242a", width=1))
         self.detail_plot.addItem(self.detail_line, ignoreBounds=True)
-        self.detail_bar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=colormaps.colormap(self._cmap_name),
-                                          interactive=False, width=12, colorMapMenu=False)
+        self.detail_bar = pg.ColorBarItem(
+            values=(-1.0, 1.0),
+            colorMap=colormaps.colormap(self._cmap_name),
+            interactive=False,
+            width=12,
+            colorMapMenu=False,
+        )
         self.detail_glw.addItem(self.detail_bar, row=0, col=1)
         self.detail_plot.vb.sigResized.connect(lambda: colormaps.align_colorbar(self.detail_bar, self.detail_plot))
         dl.addWidget(self.detail_glw, 1)
@@ -279,8 +292,10 @@ class AttentionView(View):
                 self.show_message("No prefix attention yet: waiting for the first snapshot.")
             else:
                 name = {"lora": "LoRA", "full": "full fine-tuning"}.get(method, method or "this method")
-                self.show_message(f"No prefix layers in this method ({name}).\n"
-                                  "Choose prefix or LoRA + prefix to see the gated prompt attention.")
+                self.show_message(
+                    f"No prefix layers in this method ({name}).\n"
+                    "Choose prefix or LoRA + prefix to see the gated prompt attention."
+                )
             self._key = None
             return
         self.hide_message()
@@ -288,13 +303,16 @@ class AttentionView(View):
         if key == self._key:
             return
         self._key = key
-        att = np.stack([np.asarray(p.attention, dtype=np.float32) for p in prefixes])   # (L, H, T, K+T)
+        att = np.stack([np.asarray(p.attention, dtype=np.float32) for p in prefixes])  # (L, H, T, K+T)
         n_layers, n_heads, t, w = att.shape
         k = max(0, w - t)
         self._attention = att
         self._layers = [int(p.layer) for p in prefixes]
-        self._gates = np.stack([np.asarray(p.gates, dtype=np.float32).reshape(-1) for p in prefixes]) \
-            if all(p.gates is not None for p in prefixes) else None
+        self._gates = (
+            np.stack([np.asarray(p.gates, dtype=np.float32).reshape(-1) for p in prefixes])
+            if all(p.gates is not None for p in prefixes)
+            else None
+        )
         self._prompt_len = k
         tokens = list(snapshot.probe_tokens or [])
         self._tokens = tokens[-t:] if len(tokens) >= t else tokens + [f"t{i}" for i in range(len(tokens), t)]
@@ -316,7 +334,8 @@ class AttentionView(View):
         self.grid_caption.setText(
             f"{n_layers} prefix layer{'s' if n_layers != 1 else ''} × {n_heads} heads · each map: {t} probe tokens "
             f"(rows) over [{k} prompt | {t} tokens] (columns) · max |gate| {gmax:.3g} · step {snapshot.step:,} · "
-            "click a map to enlarge")
+            "click a map to enlarge"
+        )
         if self._enlarged is not None:
             self._draw_detail(new_cell=False)
         self.draw_count += 1
@@ -333,7 +352,8 @@ class AttentionView(View):
         else:
             self.grid_lines.setData([], [])
         self.grid_plot.getAxis("left").setTicks(
-            [[(i * (t + GAP) + t / 2, f"L{layer}") for i, layer in enumerate(self._layers)]])
+            [[(i * (t + GAP) + t / 2, f"L{layer}") for i, layer in enumerate(self._layers)]]
+        )
         self.grid_plot.getAxis("top").setTicks([[(h * (w + GAP) + w / 2, f"h{h}") for h in range(n_heads)]])
         self.grid_plot.setRange(xRange=(0, width), yRange=(0, height), padding=0)
         self.grid_backdrop.setRect(QtCore.QRectF(0, 0, width, height))
@@ -376,8 +396,9 @@ class AttentionView(View):
         gate = ""
         if self._gates is not None and self._gates.shape[1] > head:
             gate = f" · gate <b>{self._gates[row, head]:+.4f}</b>"
-        self.detail_title.setText(f"layer <b>{self._layers[row]}</b> · head <b>{head}</b>{gate} · "
-                                  f"[{k} prompt | {t} tokens]")
+        self.detail_title.setText(
+            f"layer <b>{self._layers[row]}</b> · head <b>{head}</b>{gate} · [{k} prompt | {t} tokens]"
+        )
 
     _detail_geometry = None
     _row_labels: list = []

@@ -44,6 +44,7 @@ def _module_key(module: str) -> tuple[int, str]:
 @dataclass
 class Style:
     """What the theme and talk mode change: colours and font sizes."""
+
     dark: bool = True
     font_scale: float = 1.0
     high_contrast: bool = False
@@ -100,8 +101,11 @@ def style_plot(plot: pg.PlotItem, style: Style, base: float = 9.0) -> None:
         axis.setSIPrefixEnableRanges(())
         axis.enableAutoSIPrefix(False)
         if axis.labelText or axis.labelUnits:
-            axis.setLabel(axis.labelText, units=axis.labelUnits or None,
-                          **{"color": style.foreground, "font-size": f"{style.point_size(base):.1f}pt"})
+            axis.setLabel(
+                axis.labelText,
+                units=axis.labelUnits or None,
+                **{"color": style.foreground, "font-size": f"{style.point_size(base):.1f}pt"},
+            )
     if plot.titleLabel.text:
         plot.setTitle(plot.titleLabel.text, color=style.foreground, size=f"{style.point_size(base + 1):.1f}pt")
 
@@ -208,7 +212,7 @@ class View(QtWidgets.QWidget):
             return
         segment = getattr(snapshot, "segment", None)
         if segment != self._segment:
-            if self._segment is not None:     # new adapters: smoothed levels and caches start again
+            if self._segment is not None:  # new adapters: smoothed levels and caches start again
                 self._clear()
             self._segment = segment
         if not self.isVisible():
@@ -340,8 +344,10 @@ class MatrixPicker(QtWidgets.QWidget):
         for name in names:
             layer, module = split_matrix_name(name)
             by_layer.setdefault("-" if layer is None else str(layer), {})[module] = name
-        self._by_layer = {k: dict(sorted(v.items(), key=lambda kv: _module_key(kv[0])))
-                          for k, v in sorted(by_layer.items(), key=lambda kv: (kv[0] == "-", int(kv[0]) if kv[0] != "-" else 0))}
+        self._by_layer = {
+            k: dict(sorted(v.items(), key=lambda kv: _module_key(kv[0])))
+            for k, v in sorted(by_layer.items(), key=lambda kv: (kv[0] == "-", int(kv[0]) if kv[0] != "-" else 0))
+        }
         keep = self._current if self._current in names else (names[0] if names else "")
         with QtCore.QSignalBlocker(self.layer_box):
             self.layer_box.clear()

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from explorer.gui.views.base import qt_alive, View, format_bytes, format_count, format_short
+from explorer.gui.views.base import View, format_bytes, format_count, format_short, qt_alive
 
-PRESET_NAMES = {"llama-7b": "LLaMA-7B", "llama-13b": "LLaMA-13B", "llama-2-70b": "LLaMA-2-70B",
-                "llama-70b": "LLaMA-70B"}
-METHOD_NAMES = {"lora": "LoRA", "prefix": "zero-init prefix", "lora+prefix": "LoRA + zero-init prefix",
-                "full": "full fine-tuning"}
+PRESET_NAMES = {
+    "llama-7b": "LLaMA-7B",
+    "llama-13b": "LLaMA-13B",
+    "llama-2-70b": "LLaMA-2-70B",
+    "llama-70b": "LLaMA-70B",
+}
+METHOD_NAMES = {
+    "lora": "LoRA",
+    "prefix": "zero-init prefix",
+    "lora+prefix": "LoRA + zero-init prefix",
+    "full": "full fine-tuning",
+}
 
 
 def format_share(share) -> str:
@@ -36,8 +44,11 @@ def describe_setting(settings: dict) -> str:
     method = settings.get("method", "")
     parts = []
     if method in ("lora", "lora+prefix"):
-        text = f"LoRA r = {settings.get('rank', '?')}, α = {settings.get('alpha', '?'):g}" \
-            if isinstance(settings.get("alpha"), (int, float)) else f"LoRA r = {settings.get('rank', '?')}"
+        text = (
+            f"LoRA r = {settings.get('rank', '?')}, α = {settings.get('alpha', '?'):g}"
+            if isinstance(settings.get("alpha"), (int, float))
+            else f"LoRA r = {settings.get('rank', '?')}"
+        )
         if settings.get("use_rslora"):
             text += " (rsLoRA)"
         if settings.get("use_dora"):
@@ -47,12 +58,15 @@ def describe_setting(settings: dict) -> str:
         else:
             targets = settings.get("targets") or []
             layers = settings.get("layers")
-            text += f" on {', '.join(targets)}" + (", all layers" if not layers else
-                                                    f", layers {', '.join(map(str, layers))}")
+            text += f" on {', '.join(targets)}" + (
+                ", all layers" if not layers else f", layers {', '.join(map(str, layers))}"
+            )
         parts.append(text)
     if method in ("prefix", "lora+prefix"):
-        parts.append(f"prefix K = {settings.get('prefix_len', '?')} on the top L = {settings.get('prefix_layers', '?')} "
-                     f"layers, gates per {settings.get('gate_shape', 'head')} ({settings.get('gate_fn', '')})")
+        parts.append(
+            f"prefix K = {settings.get('prefix_len', '?')} on the top L = {settings.get('prefix_layers', '?')} "
+            f"layers, gates per {settings.get('gate_shape', 'head')} ({settings.get('gate_fn', '')})"
+        )
     if method == "full":
         parts.append("full fine-tuning: every weight trains")
     return " + ".join(parts)
@@ -67,16 +81,21 @@ def price_presets(settings: dict) -> dict:
         return {}
     try:
         from explorer.core.budget import PRESETS, compute_budget
-    except ImportError:          # pragma: no cover - the core ships with the app
+    except ImportError:  # pragma: no cover - the core ships with the app
         return {}
     out = {}
     for name, config in PRESETS.items():
         try:
             out[name] = compute_budget(
-                config, settings.get("method", "lora"), rank=int(settings.get("rank", 8)),
-                targets=tuple(settings.get("targets") or ("q_proj", "v_proj")), layers=settings.get("layers"),
-                prefix_len=int(settings.get("prefix_len", 10)), prefix_layers=int(settings.get("prefix_layers", 30)),
-                gate_shape=settings.get("gate_shape", "head")).to_dict()
+                config,
+                settings.get("method", "lora"),
+                rank=int(settings.get("rank", 8)),
+                targets=tuple(settings.get("targets") or ("q_proj", "v_proj")),
+                layers=settings.get("layers"),
+                prefix_len=int(settings.get("prefix_len", 10)),
+                prefix_layers=int(settings.get("prefix_layers", 30)),
+                gate_shape=settings.get("gate_shape", "head"),
+            ).to_dict()
         except (ValueError, TypeError, KeyError):
             continue
     return out
@@ -92,11 +111,16 @@ COLUMNS = (
 )
 SHARE_COLUMN = 2
 CARD_SPACING = 6
-TABLE_SPACING = (14, 8)       # between the table's columns: roomy, and where the view is narrow
+TABLE_SPACING = (14, 8)  # between the table's columns: roomy, and where the view is narrow
 FP16_COLUMN = 3
 # The forms of the preset table, roomiest first: (short numbers, short model names, hidden columns).
-TABLE_FORMS = ((False, False, ()), (True, False, ()), (True, False, (SHARE_COLUMN,)),
-               (True, True, (SHARE_COLUMN,)), (True, True, (SHARE_COLUMN, FP16_COLUMN)))
+TABLE_FORMS = (
+    (False, False, ()),
+    (True, False, ()),
+    (True, False, (SHARE_COLUMN,)),
+    (True, True, (SHARE_COLUMN,)),
+    (True, True, (SHARE_COLUMN, FP16_COLUMN)),
+)
 
 
 class _Card(QtWidgets.QFrame):
@@ -106,12 +130,12 @@ class _Card(QtWidgets.QFrame):
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(10, 6, 10, 6)
         lay.setSpacing(0)
-        lay.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop)     # numbers of a row of cards on one line
+        lay.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop)  # numbers of a row of cards on one line
         self.caption = QtWidgets.QLabel(caption, self)
         self.value = QtWidgets.QLabel("–", self)
         self.value.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
         self.detail = QtWidgets.QLabel("", self)
-        for w in (self.caption, self.detail):      # small print wraps in a narrow dock, the number never
+        for w in (self.caption, self.detail):  # small print wraps in a narrow dock, the number never
             w.setWordWrap(True)
         for w in (self.caption, self.value, self.detail):
             lay.addWidget(w)
@@ -126,18 +150,24 @@ class _Card(QtWidgets.QFrame):
 
     def natural_width(self) -> int:
         """Width that shows every line of the card unwrapped."""
-        widths = [label.fontMetrics().horizontalAdvance(label.text()) for label in (self.caption, self.value, self.detail)]
+        widths = [
+            label.fontMetrics().horizontalAdvance(label.text()) for label in (self.caption, self.value, self.detail)
+        ]
         return max(widths) + self._margins_width() + 2
 
     def least_width(self) -> int:
         """Narrowest the card reads well at: caption and number on a line each, the small print wrapped."""
         widths = [label.fontMetrics().horizontalAdvance(label.text()) for label in (self.caption, self.value)]
         return max(widths) + self._margins_width() + 2
+
+
 class BudgetView(View):
     view_id = "budget"
     title = "Budget"
-    formula_tooltip = ("LoRA trains r·(in + out) per adapted matrix; prefix trains L·(K·C + gates); storage = 2 bytes "
-                       "(fp16) or 4 (fp32) per parameter; Adam = 12 bytes per trainable parameter")
+    formula_tooltip = (
+        "LoRA trains r·(in + out) per adapted matrix; prefix trains L·(K·C + gates); storage = 2 bytes "
+        "(fp16) or 4 (fp32) per parameter; Adam = 12 bytes per trainable parameter"
+    )
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -168,9 +198,9 @@ class BudgetView(View):
         outer.addStretch(1)
         self._outer = outer
         self._table_labels: list[list[QtWidgets.QLabel]] = []
-        self._rows: list[list[str]] = []          # the preset table in full
-        self._short_rows: list[list[str]] = []    # the same with short numbers (4.19M), for narrow docks
-        self._table_form = 0                      # see table_form()
+        self._rows: list[list[str]] = []  # the preset table in full
+        self._short_rows: list[list[str]] = []  # the same with short numbers (4.19M), for narrow docks
+        self._table_form = 0  # see table_form()
         self._table_parent = content
         # big talk-mode fonts scroll down instead of being squeezed; never sideways: the cards wrap into
         # fewer columns and the table shortens its numbers to fit the width instead
@@ -205,8 +235,11 @@ class BudgetView(View):
         return self._card_columns
 
     def eventFilter(self, watched, event) -> bool:
-        if (event.type() == QtCore.QEvent.Type.Resize and qt_alive(self, self.scroll)
-                and watched is self.scroll.viewport()):
+        if (
+            event.type() == QtCore.QEvent.Type.Resize
+            and qt_alive(self, self.scroll)
+            and watched is self.scroll.viewport()
+        ):
             self._fit(event.size().width())
         return super().eventFilter(watched, event)
 
@@ -245,7 +278,7 @@ class BudgetView(View):
     def _form_rows(self, form: int) -> list[list[str]]:
         short, short_names, _ = TABLE_FORMS[form]
         rows = self._short_rows if short else self._rows
-        if short_names:                                # 'LLaMA-2-70B' -> '2-70B' (the title says LLaMA)
+        if short_names:  # 'LLaMA-2-70B' -> '2-70B' (the title says LLaMA)
             rows = [rows[0]] + [[r[0].replace("LLaMA-", "")] + r[1:] for r in rows[1:]]
         return rows
 
@@ -279,8 +312,12 @@ class BudgetView(View):
     # ---- public ----------------------------------------------------------------------------------
     def values(self) -> dict[str, str]:
         """The big numbers shown now, by card."""
-        return {"trainable": self.trainable.value.text(), "share": self.share.value.text(),
-                "storage": self.storage.value.text(), "optimizer": self.optimizer.value.text()}
+        return {
+            "trainable": self.trainable.value.text(),
+            "share": self.share.value.text(),
+            "storage": self.storage.value.text(),
+            "optimizer": self.optimizer.value.text(),
+        }
 
     def preset_rows(self) -> list[list[str]]:
         """The preset table in full: [model, trainable, share, fp16 storage, optimizer] per row."""
@@ -311,11 +348,14 @@ class BudgetView(View):
         base = budget.get("base_params")
         if base is None and budget.get("total_params") is not None and trainable is not None:
             base = budget["total_params"] - (0 if settings.get("method") == "full" else trainable)
-        self.trainable.set(format_count(trainable), f"{format_short(trainable)} of {format_short(base)} "
-                                                    "parameters" if base else format_short(trainable))
+        self.trainable.set(
+            format_count(trainable),
+            f"{format_short(trainable)} of {format_short(base)} parameters" if base else format_short(trainable),
+        )
         self.share.set(format_share(budget.get("share")), "trainable / base model")
-        self.storage.set(format_bytes(budget.get("storage_bytes_fp16")),
-                         f"{format_bytes(budget.get('storage_bytes_fp32'))} in fp32")
+        self.storage.set(
+            format_bytes(budget.get("storage_bytes_fp16")), f"{format_bytes(budget.get('storage_bytes_fp32'))} in fp32"
+        )
         self.optimizer.set(format_bytes(budget.get("optimizer_bytes")), "2 moments + gradient, fp32")
         presets = budget.get("presets")
         if presets is None:
@@ -331,8 +371,15 @@ class BudgetView(View):
             model = PRESET_NAMES.get(name, name)
             trainable = b.get("trainable_params")
             share = format_share(b.get("share"))
-            rows.append([model, format_count(trainable), share, format_bytes(b.get("storage_bytes_fp16")),
-                         format_bytes(b.get("optimizer_bytes"))])
+            rows.append(
+                [
+                    model,
+                    format_count(trainable),
+                    share,
+                    format_bytes(b.get("storage_bytes_fp16")),
+                    format_bytes(b.get("optimizer_bytes")),
+                ]
+            )
             short_rows.append([model, format_short(trainable), share, rows[-1][3], rows[-1][4]])
         if len(rows) == 1:
             rows = short_rows = []
@@ -371,8 +418,10 @@ class BudgetView(View):
         """Text colour halfway between the palette's text and window colours (secondary text)."""
         pal = self.palette()
         a, b = pal.color(pal.ColorRole.WindowText), pal.color(pal.ColorRole.Window)
-        return f"rgb({(a.red() * 3 + b.red() * 2) // 5}, {(a.green() * 3 + b.green() * 2) // 5}, " \
-               f"{(a.blue() * 3 + b.blue() * 2) // 5})"
+        return (
+            f"rgb({(a.red() * 3 + b.red() * 2) // 5}, {(a.green() * 3 + b.green() * 2) // 5}, "
+            f"{(a.blue() * 3 + b.blue() * 2) // 5})"
+        )
 
     def _clear(self) -> None:
         self._key = None

@@ -25,16 +25,35 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import (View, format_bytes, format_count, format_short, new_layout_widget,
-                                     split_matrix_name, style_colorbar, style_legend, style_plot)
+from explorer.gui.views.base import (
+    View,
+    format_bytes,
+    format_count,
+    format_short,
+    new_layout_widget,
+    split_matrix_name,
+    style_colorbar,
+    style_legend,
+    style_plot,
+)
 from explorer.gui.views.loss_view import DEFAULT_SMOOTHING, ema_debiased
 
 # Okabe & Ito (2008), yellow last: it reads poorly on a light background.
 RUN_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#0072B2", "#D55E00", "#F0E442", "#999999")
 _DASHES = (QtCore.Qt.PenStyle.SolidLine, QtCore.Qt.PenStyle.DashDotLine, QtCore.Qt.PenStyle.DotLine)
 
-TABLE_HEADERS = ("run", "method", "trainable params", "share", "storage (fp16)", "train loss", "held-out loss",
-                 "steps/s", "LLaMA-7B params", "LLaMA-7B storage")
+TABLE_HEADERS = (
+    "run",
+    "method",
+    "trainable params",
+    "share",
+    "storage (fp16)",
+    "train loss",
+    "held-out loss",
+    "steps/s",
+    "LLaMA-7B params",
+    "LLaMA-7B storage",
+)
 TABLE_TIPS = (
     "The run's label (its spec without punctuation, or label=...)",
     "lora, prefix, lora+prefix or full (fine-tuning every weight)",
@@ -49,13 +68,17 @@ TABLE_TIPS = (
 )
 TABS = ("similarity", "amplification", "intrinsic")
 DEFAULT_SPECS = "lora:r=4  lora:r=8  lora:r=16  prefix:K=10  full"
-SPECS_TIP = ("Run specs separated by spaces: METHOD[:KEY=VALUE,...], e.g. lora:r=8, lora:r=16,alpha=32, "
-             "prefix:K=10,L=2, lora+prefix:r=8,K=10, full, lora:r=8,seed=1, lora:r=8,label=mine")
+SPECS_TIP = (
+    "Run specs separated by spaces: METHOD[:KEY=VALUE,...], e.g. lora:r=8, lora:r=16,alpha=32, "
+    "prefix:K=10,L=2, lora+prefix:r=8,K=10, full, lora:r=8,seed=1, lora:r=8,label=mine"
+)
 
 
 def split_specs(text: str) -> list[str]:
     """'lora:r=4  prefix:K=10; full' -> ['lora:r=4', 'prefix:K=10', 'full'] (spaces or ';' between runs)."""
     return [t for t in text.replace(";", " ").split() if t]
+
+
 AMP_HEADERS = ("run", "module", "r", "‖ΔW‖_F", "‖UᵀW₀V‖_F", "W₀ top-r", "random", "factor")
 
 
@@ -86,17 +109,19 @@ def _fmt(x, digits: int = 4) -> str:
 class CompareView(View):
     view_id = "compare"
     title = "Compare"
-    formula_tooltip = ("Runs on the same data and seed overlaid; φ(i,j) = ‖U_aᵢᵀU_bⱼ‖²_F / min(i,j) (LoRA Fig. 3); "
-                       "amplification ‖ΔW‖_F / ‖UᵀW₀V‖_F (Table 7); LoRA ΔW spectrum vs the full update's")
+    formula_tooltip = (
+        "Runs on the same data and seed overlaid; φ(i,j) = ‖U_aᵢᵀU_bⱼ‖²_F / min(i,j) (LoRA Fig. 3); "
+        "amplification ‖ΔW‖_F / ‖UᵀW₀V‖_F (Table 7); LoRA ΔW spectrum vs the full update's"
+    )
 
     pairChanged = QtCore.Signal(str, str)
     moduleChanged = QtCore.Signal(str)
-    compareRequested = QtCore.Signal(list)   # run specs the user asked to compare (already parsed once)
+    compareRequested = QtCore.Signal(list)  # run specs the user asked to compare (already parsed once)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self._key = None
-        self._compare: CompareSnapshot | None = None
+        self._compare = None  # the newest CompareSnapshot, once one has arrived
         self._got_compare = False
         self._smoothing = DEFAULT_SMOOTHING
         self._show_eval = True
@@ -224,8 +249,13 @@ class CompareView(View):
         self.control_image = pg.ImageItem(axisOrder="row-major")
         self.phi_plot.addItem(self.phi_image)
         self.control_plot.addItem(self.control_image)
-        self.phi_bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=colormaps.colormap(colormaps.SEQUENTIAL),
-                                       interactive=False, width=14, colorMapMenu=False)
+        self.phi_bar = pg.ColorBarItem(
+            values=(0.0, 1.0),
+            colorMap=colormaps.colormap(colormaps.SEQUENTIAL),
+            interactive=False,
+            width=14,
+            colorMapMenu=False,
+        )
         self.phi_glw.addItem(self.phi_bar, row=0, col=2)
         slay.addWidget(self.phi_glw, 1)
         self.phi_caption = QtWidgets.QLabel(sim)
@@ -343,8 +373,11 @@ class CompareView(View):
 
     def curve_count(self) -> int:
         """Training-loss curves with data (one per run)."""
-        return sum(1 for item in self._train_items.values() if item.getOriginalDataset()[0] is not None
-                   and len(item.getOriginalDataset()[0]))
+        return sum(
+            1
+            for item in self._train_items.values()
+            if item.getOriginalDataset()[0] is not None and len(item.getOriginalDataset()[0])
+        )
 
     def curve_colour(self, label: str) -> str:
         return self._train_items[label].opts["pen"].color().name()
@@ -404,7 +437,7 @@ class CompareView(View):
     def set_show_eval(self, on: bool) -> None:
         on = bool(on)
         if self.eval_box.isChecked() != on:
-            self.eval_box.setChecked(on)     # comes back here through toggled
+            self.eval_box.setChecked(on)  # comes back here through toggled
             return
         self._show_eval = on
         for item in self._eval_items.values():
@@ -427,8 +460,13 @@ class CompareView(View):
 
     # ---- drawing ---------------------------------------------------------------------------------
     def _draw(self, snap) -> None:
-        key = (snap.segment, snap.step, snap.state, tuple((r.label, r.step, r.eval_steps.size, r.fault)
-                                                          for r in snap.runs), id(snap.analysis))
+        key = (
+            snap.segment,
+            snap.step,
+            snap.state,
+            tuple((r.label, r.step, r.eval_steps.size, r.fault) for r in snap.runs),
+            id(snap.analysis),
+        )
         if key == self._key:
             return
         self._key = key
@@ -464,8 +502,14 @@ class CompareView(View):
         opts = dict(clipToView=True, autoDownsample=True, downsampleMethod="peak")
         for i, label in enumerate(labels):
             train = pg.PlotDataItem(pen=run_pen(i), **opts)
-            held = pg.PlotDataItem(pen=run_pen(i, dashed=True, alpha=200), symbol="o", symbolSize=4, symbolPen=None,
-                                   symbolBrush=QtGui.QColor(run_colour(i)), **opts)
+            held = pg.PlotDataItem(
+                pen=run_pen(i, dashed=True, alpha=200),
+                symbol="o",
+                symbolSize=4,
+                symbolPen=None,
+                symbolBrush=QtGui.QColor(run_colour(i)),
+                **opts,
+            )
             held.setVisible(self._show_eval)
             self.plot.addItem(held)
             self.plot.addItem(train)
@@ -476,7 +520,7 @@ class CompareView(View):
     def _draw_curves(self, snap) -> None:
         labels = [r.label for r in snap.runs]
         if labels != list(self._train_items) and self._got_compare and snap.runs and not self.specs_edit.hasFocus():
-            self.specs_edit.setText("  ".join(r.spec for r in snap.runs))   # what runs now
+            self.specs_edit.setText("  ".join(r.spec for r in snap.runs))  # what runs now
         self._sync_items(labels)
         any_data = False
         for r in snap.runs:
@@ -508,11 +552,18 @@ class CompareView(View):
             t.setRowCount(len(snap.runs))
             self._fit_table()
         for row, r in enumerate(snap.runs):
-            values = (r.label, r.method, format_count(r.trainable_params), f"{100 * r.share:.3g}%",
-                      format_bytes(r.storage_bytes), _fmt(r.final_loss), _fmt(r.final_eval_loss),
-                      f"{r.steps_per_second:.1f}" if r.steps_per_second else "–",
-                      format_short(r.llama7b_trainable_params) if r.llama7b_trainable_params is not None else "–",
-                      format_bytes(r.llama7b_storage_bytes) if r.llama7b_storage_bytes is not None else "–")
+            values = (
+                r.label,
+                r.method,
+                format_count(r.trainable_params),
+                f"{100 * r.share:.3g}%",
+                format_bytes(r.storage_bytes),
+                _fmt(r.final_loss),
+                _fmt(r.final_eval_loss),
+                f"{r.steps_per_second:.1f}" if r.steps_per_second else "–",
+                format_short(r.llama7b_trainable_params) if r.llama7b_trainable_params is not None else "–",
+                format_bytes(r.llama7b_storage_bytes) if r.llama7b_storage_bytes is not None else "–",
+            )
             for col, text in enumerate(values):
                 item = t.item(row, col)
                 if item is None:
@@ -578,7 +629,7 @@ class CompareView(View):
                 self.run_b_box.clear()
                 self.run_a_box.addItems(lora)
                 self.run_b_box.addItems(lora)
-                if a0 in lora and b0 in lora and (a0 != b0 or len(lora) < 2):   # a pair, not one run twice
+                if a0 in lora and b0 in lora and (a0 != b0 or len(lora) < 2):  # a pair, not one run twice
                     na, nb = a0, b0
                 elif len(lora) >= 2:
                     na, nb = lora[0], lora[1]
@@ -634,12 +685,14 @@ class CompareView(View):
             if phi is not None:
                 if (ra, rb) in a.control:
                     control = a.control[(ra, rb)].get(module)
-                elif (rb, ra) in a.control:          # computed for the stored pair's first run
+                elif (rb, ra) in a.control:  # computed for the stored pair's first run
                     control, control_of = a.control[(rb, ra)].get(module), rb
         self._phi = phi
         cmap = colormaps.sequential_for(self.style_.high_contrast)
-        for img, data, plot, title in ((self.phi_image, phi, self.phi_plot, f"{ra} vs {rb}"),
-                                       (self.control_image, control, self.control_plot, f"{control_of} vs random")):
+        for img, data, plot, title in (
+            (self.phi_image, phi, self.phi_plot, f"{ra} vs {rb}"),
+            (self.control_image, control, self.control_plot, f"{control_of} vs random"),
+        ):
             img.setLookupTable(colormaps.lut(cmap))
             if data is None or data.size == 0:
                 img.clear()
@@ -666,10 +719,12 @@ class CompareView(View):
         else:
             k = min(phi.shape)
             diag = np.diagonal(phi)
-            text = (f"φ(1,1) = <b>{phi[0, 0]:.3f}</b>, mean φ(i,i) for i ≤ {k} = <b>{diag.mean():.3f}</b>")
+            text = f"φ(1,1) = <b>{phi[0, 0]:.3f}</b>, mean φ(i,i) for i ≤ {k} = <b>{diag.mean():.3f}</b>"
             if control is not None:
-                text += (f"; {control_of} against a random basis: φ(1,1) = {control[0, 0]:.3f}, mean φ(i,i) = "
-                         f"{np.diagonal(control).mean():.3f}")
+                text += (
+                    f"; {control_of} against a random basis: φ(1,1) = {control[0, 0]:.3f}, mean φ(i,i) = "
+                    f"{np.diagonal(control).mean():.3f}"
+                )
             text += f" · {short_module(module)} · step {a.step:,}"
         self.phi_caption.setText(text)
 
@@ -682,9 +737,16 @@ class CompareView(View):
         t.setRowCount(len(rows))
         index = {r.label: r.colour for r in snap.runs} if snap is not None else {}
         for i, (label, row) in enumerate(rows):
-            values = (label, short_module(row["module"]), str(row["rank"]), _fmt(row["delta_fro"]),
-                      _fmt(row["proj_delta"]), _fmt(row["proj_w0_top"]), _fmt(row["proj_random"]),
-                      _fmt(row["factor"], 3))
+            values = (
+                label,
+                short_module(row["module"]),
+                str(row["rank"]),
+                _fmt(row["delta_fro"]),
+                _fmt(row["proj_delta"]),
+                _fmt(row["proj_w0_top"]),
+                _fmt(row["proj_random"]),
+                _fmt(row["factor"], 3),
+            )
             for col, text in enumerate(values):
                 item = t.item(i, col)
                 if item is None:
@@ -709,8 +771,13 @@ class CompareView(View):
             by_module = {row["module"]: row["factor"] for row in a.amplification[label]}
             xs = [i - 0.4 + width * (k + 0.5) for i, m in enumerate(modules) if m in by_module]
             ys = [by_module[m] if math.isfinite(by_module[m]) else 0.0 for m in modules if m in by_module]
-            bar = pg.BarGraphItem(x=xs, height=ys, width=width * 0.9, brush=QtGui.QColor(run_colour(index.get(label, k))),
-                                  pen=pg.mkPen(None))
+            bar = pg.BarGraphItem(
+                x=xs,
+                height=ys,
+                width=width * 0.9,
+                brush=QtGui.QColor(run_colour(index.get(label, k))),
+                pen=pg.mkPen(None),
+            )
             self.amp_plot.addItem(bar)
             self._amp_bars.append(bar)
         ticks = [(i, short_module(m).replace("layer ", "L").replace(" · ", " ")) for i, m in enumerate(modules)]
@@ -729,8 +796,10 @@ class CompareView(View):
             if a is None:
                 self.intr_caption.setText("The analyses appear once the runs have trained.")
             else:
-                self.intr_caption.setText("Add a full fine-tuning run (--runs full) to compare LoRA's ΔW spectrum "
-                                          "with the full update's on the same module.")
+                self.intr_caption.setText(
+                    "Add a full fine-tuning run (--runs full) to compare LoRA's ΔW spectrum "
+                    "with the full update's on the same module."
+                )
             return
         index = {r.label: r.colour for r in snap.runs} if snap is not None else {}
         fu = entries[0][1]
@@ -738,8 +807,15 @@ class CompareView(View):
         floor = 1e-12
         x = np.arange(1, full.size + 1, dtype=np.float64)
         grey = self.style_.muted
-        full_item = pg.PlotDataItem(x, np.maximum(full, floor), pen=pg.mkPen(grey, width=1), symbol="o", symbolSize=3,
-                                    symbolPen=None, symbolBrush=QtGui.QColor(grey))
+        full_item = pg.PlotDataItem(
+            x,
+            np.maximum(full, floor),
+            pen=pg.mkPen(grey, width=1),
+            symbol="o",
+            symbolSize=3,
+            symbolPen=None,
+            symbolBrush=QtGui.QColor(grey),
+        )
         self.intr_plot.addItem(full_item)
         self._intr_items.append(full_item)
         self.intr_legend.addItem(full_item, f"{fu}: ΔW = W − W₀")
@@ -749,15 +825,24 @@ class CompareView(View):
                 continue
             v = np.asarray(d["lora_values"], np.float64)
             c = index.get(lo, 0)
-            item = pg.PlotDataItem(np.arange(1, v.size + 1, dtype=np.float64), np.maximum(v, floor), pen=run_pen(c),
-                                   symbol="s", symbolSize=5, symbolPen=None, symbolBrush=QtGui.QColor(run_colour(c)))
+            item = pg.PlotDataItem(
+                np.arange(1, v.size + 1, dtype=np.float64),
+                np.maximum(v, floor),
+                pen=run_pen(c),
+                symbol="s",
+                symbolSize=5,
+                symbolPen=None,
+                symbolBrush=QtGui.QColor(run_colour(c)),
+            )
             self.intr_plot.addItem(item)
             self._intr_items.append(item)
             self.intr_legend.addItem(item, lo)
-            lines.append(f"<b>{lo}</b> (r={d['rank']}): the full update keeps {100 * d['full_energy_top_r']:.1f}% of its "
-                         f"energy in its top {d['rank']}; effective rank full {d['full_effective_rank']:.1f}, "
-                         f"LoRA {d['lora_effective_rank']:.2f}; overlap of the top-{d['rank']} subspaces "
-                         f"{d['overlap_left']:.2f} (out) / {d['overlap_right']:.2f} (in)")
+            lines.append(
+                f"<b>{lo}</b> (r={d['rank']}): the full update keeps {100 * d['full_energy_top_r']:.1f}% of its "
+                f"energy in its top {d['rank']}; effective rank full {d['full_effective_rank']:.1f}, "
+                f"LoRA {d['lora_effective_rank']:.2f}; overlap of the top-{d['rank']} subspaces "
+                f"{d['overlap_left']:.2f} (out) / {d['overlap_right']:.2f} (in)"
+            )
         style_legend(self.intr_legend, self.style_)
         self.intr_caption.setText("<br>".join(lines))
 

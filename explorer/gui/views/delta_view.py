@@ -14,8 +14,16 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import (MatrixPicker, View, fix_layout_spacing, new_layout_widget, qt_alive,
-                                     set_colorbar_levels, style_colorbar, style_plot)
+from explorer.gui.views.base import (
+    MatrixPicker,
+    View,
+    fix_layout_spacing,
+    new_layout_widget,
+    qt_alive,
+    set_colorbar_levels,
+    style_colorbar,
+    style_plot,
+)
 
 MODES = ("delta", "base", "merged", "target")
 MODE_LABELS = {"delta": "ΔW", "base": "W₀", "merged": "W₀+ΔW", "target": "ΔW*"}
@@ -61,9 +69,11 @@ class IndexAxis(pg.AxisItem):
 class DeltaView(View):
     view_id = "delta"
     title = "ΔW heatmap"
-    formula_tooltip = "ΔW = scaling·B·A with scaling = α/r (rsLoRA: α/√r); W = W₀ + ΔW; colours centred on 0, levels ±max|x|"
+    formula_tooltip = (
+        "ΔW = scaling·B·A with scaling = α/r (rsLoRA: α/√r); W = W₀ + ΔW; colours centred on 0, levels ±max|x|"
+    )
 
-    matrixChanged = QtCore.Signal(str)   # the user picked another matrix (the spectrum view can follow)
+    matrixChanged = QtCore.Signal(str)  # the user picked another matrix (the spectrum view can follow)
     modeChanged = QtCore.Signal(str)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
@@ -86,7 +96,7 @@ class DeltaView(View):
         self.picker = MatrixPicker(content)
         self.picker.matrixChanged.connect(self._matrix_picked)
         self._mode_bar = QtWidgets.QWidget(content)
-        self._mode_bar.setMinimumWidth(1)     # beside the pickers it never makes the dock wider: it moves below
+        self._mode_bar.setMinimumWidth(1)  # beside the pickers it never makes the dock wider: it moves below
         modes = QtWidgets.QHBoxLayout(self._mode_bar)
         modes.setContentsMargins(0, 0, 0, 0)
         modes.setSpacing(4)
@@ -118,24 +128,30 @@ class DeltaView(View):
         self.frame = self.glw.ci.addLayout(row=0, col=0)
         self.frame.setContentsMargins(0, 0, 0, 0)
         fix_layout_spacing(self.frame.layout)
-        self.plot: pg.PlotItem = self.frame.addPlot(row=0, col=0, axisItems={"bottom": IndexAxis("bottom"),
-                                                                           "left": IndexAxis("left")})
+        self.plot: pg.PlotItem = self.frame.addPlot(
+            row=0, col=0, axisItems={"bottom": IndexAxis("bottom"), "left": IndexAxis("left")}
+        )
         # The axes fit the image exactly; its aspect is kept by sizing the plot (see _fit_layout), not by
         # a locked view box, which would pad the range to fill a wide or tall dock (-10 ... 140 rows).
         self.plot.invertY(True)
         self.plot.hideButtons()
         self.plot.vb.setDefaultPadding(0.0)
-        self.plot.getAxis("bottom").setStyle(hideOverlappingLabels=12)   # "0" at the left end is drawn
+        self.plot.getAxis("bottom").setStyle(hideOverlappingLabels=12)  # "0" at the left end is drawn
         self.plot.vb.sigResized.connect(self._fit_layout)
         self.plot.setLabel("bottom", "input (column)")
         self.plot.setLabel("left", "output (row)")
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setLookupTable(colormaps.lut(self._cmap_name))
         self.plot.addItem(self.image)
-        self.colorbar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=colormaps.colormap(self._cmap_name),
-                                        interactive=False, width=14, colorMapMenu=False)
+        self.colorbar = pg.ColorBarItem(
+            values=(-1.0, 1.0),
+            colorMap=colormaps.colormap(self._cmap_name),
+            interactive=False,
+            width=14,
+            colorMapMenu=False,
+        )
         self.frame.addItem(self.colorbar, row=0, col=1)
-        self.colorbar.geometryChanged.connect(self._fit_layout)     # its labels widen it as the levels change
+        self.colorbar.geometryChanged.connect(self._fit_layout)  # its labels widen it as the levels change
         lay.addWidget(self.glw, 1)
         self.caption = QtWidgets.QLabel(content)
         self.caption.setTextFormat(QtCore.Qt.TextFormat.RichText)
@@ -199,8 +215,10 @@ class DeltaView(View):
         if not matrices:
             method = (snapshot.settings or {}).get("method", "")
             if method == "prefix":
-                self.show_message("No adapted matrices: prefix tuning trains prompt vectors and gates, "
-                                  "not weights.\nSee the attention and gates views.")
+                self.show_message(
+                    "No adapted matrices: prefix tuning trains prompt vectors and gates, "
+                    "not weights.\nSee the attention and gates views."
+                )
             else:
                 self.show_message("No adapted matrices yet: waiting for the first snapshot with weights.")
             self._key = None
@@ -223,7 +241,7 @@ class DeltaView(View):
         elif mode == "base":
             data = m.base
         elif mode == "merged":
-            data = m.base + m.delta       # mean pooling is linear: pooled(W0 + ΔW) = pooled W0 + pooled ΔW
+            data = m.base + m.delta  # mean pooling is linear: pooled(W0 + ΔW) = pooled W0 + pooled ΔW
         else:
             data = m.target
         data = np.ascontiguousarray(data, dtype=np.float32)
@@ -273,7 +291,7 @@ class DeltaView(View):
         Runs on resizes and new matrix shapes only: the margins are computed from the layout's size and
         the room the axes take, so calling it again changes nothing."""
         if not qt_alive(self, self.glw, self.glw.ci, self.frame, self.plot, self.colorbar):
-            return                     # called from a resize while a closing window tears the items down
+            return  # called from a resize while a closing window tears the items down
         ci, vb = self.glw.ci, self.plot.vb
         total = ci.geometry()
         plot_rect, vb_rect = self.plot.geometry(), vb.geometry()
@@ -297,16 +315,21 @@ class DeltaView(View):
         if old is None or max(abs(a - b) for a, b in zip(margins, old)) >= 0.5:
             self._margins = margins
             ci.setContentsMargins(*margins)
-            ci.layout.activate()         # now, not on the next turn of the event loop: no frame drawn off-shape
+            ci.layout.activate()  # now, not on the next turn of the event loop: no frame drawn off-shape
         if getattr(self, "_room", None) != room:
-            self._room = room                # inside the frame, so an export keeps the bar's end labels
+            self._room = room  # inside the frame, so an export keeps the bar's end labels
             self.frame.setContentsMargins(0, room, 0, room)
         colormaps.align_colorbar(self.colorbar, self.plot)
 
     def _caption(self, snapshot, m, mode: str, data: np.ndarray, level: float) -> str:
         out_f, in_f = (int(m.shape[0]), int(m.shape[1])) if len(m.shape) == 2 else data.shape
-        parts = [f"<b>{MODE_LABELS[mode]}</b> of {html.escape(m.name)}", f"{out_f}×{in_f}",
-                 f"‖ΔW‖<sub>F</sub> = {m.fro_norm:.4g}", f"colours ±{level:.3g}", f"step {snapshot.step:,}"]
+        parts = [
+            f"<b>{MODE_LABELS[mode]}</b> of {html.escape(m.name)}",
+            f"{out_f}×{in_f}",
+            f"‖ΔW‖<sub>F</sub> = {m.fro_norm:.4g}",
+            f"colours ±{level:.3g}",
+            f"step {snapshot.step:,}",
+        ]
         if data.shape != (out_f, in_f):
             parts.append(f"pooled from {out_f}×{in_f} to {data.shape[0]}×{data.shape[1]}")
         if mode == "delta" and m.fro_norm == 0.0:

@@ -13,14 +13,21 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import (View, new_layout_widget, qt_alive, set_colorbar_levels, style_colorbar, style_legend,
-                                     style_plot)
+from explorer.gui.views.base import (
+    View,
+    new_layout_widget,
+    qt_alive,
+    set_colorbar_levels,
+    style_colorbar,
+    style_legend,
+    style_plot,
+)
 
-MAX_CURVES = 256   # beyond this many (layer, head) curves, draw one mean curve per layer
+MAX_CURVES = 256  # beyond this many (layer, head) curves, draw one mean curve per layer
 HEAT_TITLE, HEAT_TITLE_SHORT = "mean |gate| over heads", "mean |gate|"
 
 
-MAX_NAMED_LAYERS = len(colormaps.QUALITATIVE) - 1    # the last Okabe-Ito colour (grey) is kept for notes
+MAX_NAMED_LAYERS = len(colormaps.QUALITATIVE) - 1  # the last Okabe-Ito colour (grey) is kept for notes
 
 
 def layer_color(i: int, n: int = 0, dark: bool = True) -> QtGui.QColor:
@@ -39,14 +46,16 @@ def layer_color(i: int, n: int = 0, dark: bool = True) -> QtGui.QColor:
 class GatesView(View):
     view_id = "gates"
     title = "Gates"
-    formula_tooltip = ("gate(g) = tanh(g) (official training code) or g (paper, PEFT); g starts at 0, so the prompt "
-                       "adds nothing at step 0; heatmap: mean over heads of |gate| per layer and step")
+    formula_tooltip = (
+        "gate(g) = tanh(g) (official training code) or g (paper, PEFT); g starts at 0, so the prompt "
+        "adds nothing at step 0; heatmap: mean over heads of |gate| per layer and step"
+    )
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self._key = None
-        self._curve_layout = None       # (layers, curves per layer, per_layer_mean)
-        self._curves: list[pg.PlotCurveItem] = []     # one per layer
+        self._curve_layout = None  # (layers, curves per layer, per_layer_mean)
+        self._curves: list[pg.PlotCurveItem] = []  # one per layer
         self._series: list[tuple[np.ndarray, np.ndarray]] = []
         self._levels = colormaps.MaxLevels()
         self._seq_name = colormaps.SEQUENTIAL
@@ -66,8 +75,9 @@ class GatesView(View):
         self.plot.setLabel("left", "gate(g)")
         self.plot.showGrid(x=False, y=True, alpha=0.15)
         self.plot.setClipToView(True)
-        self.zero_line = pg.InfiniteLine(pos=0.0, angle=0, movable=False,
-                                         pen=pg.mkPen("#888888", width=1, style=QtCore.Qt.PenStyle.DashLine))
+        self.zero_line = pg.InfiniteLine(
+            pos=0.0, angle=0, movable=False, pen=pg.mkPen("#888888", width=1, style=QtCore.Qt.PenStyle.DashLine)
+        )
         self.plot.addItem(self.zero_line, ignoreBounds=True)
         self.legend = pg.LegendItem(offset=(4, 4), labelTextSize="8pt")
         self.legend.setParentItem(self.plot.vb)
@@ -83,8 +93,13 @@ class GatesView(View):
         self.heat = pg.ImageItem(axisOrder="row-major")
         self.heat.setLookupTable(colormaps.lut(self._seq_name))
         self.heat_plot.addItem(self.heat)
-        self.heat_bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=colormaps.colormap(self._seq_name),
-                                        interactive=False, width=12, colorMapMenu=False)
+        self.heat_bar = pg.ColorBarItem(
+            values=(0.0, 1.0),
+            colorMap=colormaps.colormap(self._seq_name),
+            interactive=False,
+            width=12,
+            colorMapMenu=False,
+        )
         self.glw.addItem(self.heat_bar, row=0, col=2)
         self.heat_plot.vb.sigResized.connect(self._heat_resized)
         self._arrangement = "side"
@@ -133,14 +148,14 @@ class GatesView(View):
         for i in range(3):
             grid.setRowStretchFactor(i, 0)
             grid.setColumnStretchFactor(i, 0)
-        if arrangement == "side":      # curves | heatmap | bar, the curves a little wider
+        if arrangement == "side":  # curves | heatmap | bar, the curves a little wider
             grid.addItem(self.plot, 0, 0)
             grid.addItem(self.heat_plot, 0, 1)
             grid.addItem(self.heat_bar, 0, 2)
             grid.setColumnStretchFactor(0, 3)
             grid.setColumnStretchFactor(1, 2)
             grid.setRowStretchFactor(0, 1)
-        else:                          # curves above the heatmap, the same width: one step axis for both
+        else:  # curves above the heatmap, the same width: one step axis for both
             grid.addItem(self.plot, 0, 0)
             grid.addItem(self.heat_plot, 1, 0)
             grid.addItem(self.heat_bar, 1, 1)
@@ -206,8 +221,10 @@ class GatesView(View):
                 self.show_message("No gates yet: waiting for the first snapshot.")
             else:
                 name = {"lora": "LoRA", "full": "full fine-tuning"}.get(method, method or "this method")
-                self.show_message(f"No gates in this method ({name}).\n"
-                                  "Gates belong to zero-init prefix tuning: choose prefix or LoRA + prefix.")
+                self.show_message(
+                    f"No gates in this method ({name}).\n"
+                    "Gates belong to zero-init prefix tuning: choose prefix or LoRA + prefix."
+                )
             self._key = None
             return
         self.hide_message()
@@ -215,7 +232,7 @@ class GatesView(View):
             gates = hist_gates.astype(np.float32, copy=False)
             steps = steps.astype(np.float64)
             key = (snapshot.segment, steps.size, float(steps[0]), float(steps[-1]), id(h.gates))
-        else:   # no history yet: the current gates as one point
+        else:  # no history yet: the current gates as one point
             gates = np.stack([np.asarray(p.gates, np.float32).reshape(-1) for p in snapshot.prefixes])[None]
             steps = np.array([float(snapshot.step)])
             key = (snapshot.segment, snapshot.step, snapshot.time, "now")
@@ -223,8 +240,9 @@ class GatesView(View):
             return
         self._key = key
         n_points, n_layers, n_heads = gates.shape
-        layers = [int(p.layer) for p in snapshot.prefixes] if len(snapshot.prefixes) == n_layers \
-            else list(range(n_layers))
+        layers = (
+            [int(p.layer) for p in snapshot.prefixes] if len(snapshot.prefixes) == n_layers else list(range(n_layers))
+        )
         per_layer = settings.get("gate_shape") == "layer"
         mean_only = n_layers * n_heads > MAX_CURVES and not per_layer
         layout = (tuple(layers), mean_only)
@@ -240,7 +258,7 @@ class GatesView(View):
             elif mean_only:
                 heads = gates[:, li, :].mean(axis=1, keepdims=True).T
             else:
-                heads = gates[:, li, :].T                     # (heads, points)
+                heads = gates[:, li, :].T  # (heads, points)
             self._series.extend((steps, y) for y in heads)
             k = heads.shape[0]
             xs = np.empty((k, n_points + 1))
@@ -257,7 +275,7 @@ class GatesView(View):
         x0, x1 = float(steps[0]), float(steps[-1])
         span = x1 - x0 if x1 > x0 else 1.0
         self.heat.setRect(QtCore.QRectF(x0, 0.0, span, float(n_layers)))
-        if (x0, span, n_layers) != self._range:        # the curves span the same steps as the heatmap
+        if (x0, span, n_layers) != self._range:  # the curves span the same steps as the heatmap
             self._range = (x0, span, n_layers)
             self.heat_plot.setRange(xRange=(x0, x0 + span), yRange=(0, n_layers), padding=0)
             self.plot.setXRange(x0, x0 + span, padding=0)
@@ -266,9 +284,11 @@ class GatesView(View):
         fn_text = {"tanh": "gate = tanh(g)", "identity": "gate = g"}.get(fn, "gate(g)")
         shape_text = "one gate per layer" if per_layer else "one gate per head"
         note = " · many heads: one mean curve per layer" if mean_only else ""
-        self.caption.setText(f"{fn_text}, {shape_text} · {n_layers} layers × {n_heads} heads · "
-                             f"now: max |gate| {float(np.abs(now).max()):.3g}, mean {float(now.mean()):+.3g} · "
-                             f"step {snapshot.step:,}{note}")
+        self.caption.setText(
+            f"{fn_text}, {shape_text} · {n_layers} layers × {n_heads} heads · "
+            f"now: max |gate| {float(np.abs(now).max()):.3g}, mean {float(now.mean()):+.3g} · "
+            f"step {snapshot.step:,}{note}"
+        )
         self.draw_count += 1
 
     def _build_curves(self, layers: list[int]) -> None:
@@ -301,7 +321,8 @@ class GatesView(View):
         if every != self._tick_every:
             self._tick_every = every
             self.heat_plot.getAxis("left").setTicks(
-                [[(i + 0.5, f"L{layer}") for i, layer in enumerate(layers) if i % every == 0], []])
+                [[(i + 0.5, f"L{layer}") for i, layer in enumerate(layers) if i % every == 0], []]
+            )
 
     def _style_legend(self) -> None:
         style_legend(self.legend, self.style_)
@@ -329,7 +350,7 @@ class GatesView(View):
         self._set_layer_ticks()
         self._style_legend()
         self.zero_line.setPen(pg.mkPen(s.muted, width=1, style=QtCore.Qt.PenStyle.DashLine))
-        for li, curve in enumerate(self._curves):            # the layer colours for this background
+        for li, curve in enumerate(self._curves):  # the layer colours for this background
             curve.setPen(pg.mkPen(layer_color(li, len(self._curves), s.dark), width=1))
         name = colormaps.sequential_for(s.high_contrast)
         if name != self._seq_name:

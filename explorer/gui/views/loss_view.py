@@ -34,7 +34,9 @@ def ema_debiased(values, weight: float) -> np.ndarray:
         return out
     w = float(weight)
     one_minus = 1.0 - w
-    num = np.fromiter(accumulate(yf, lambda last, v: last * w + one_minus * v, initial=0.0), np.float64, yf.size + 1)[1:]
+    num = np.fromiter(accumulate(yf, lambda last, v: last * w + one_minus * v, initial=0.0), np.float64, yf.size + 1)[
+        1:
+    ]
     if w != 1.0:
         num /= 1.0 - w ** np.arange(1, yf.size + 1, dtype=np.float64)
     out[finite] = num
@@ -44,8 +46,10 @@ def ema_debiased(values, weight: float) -> np.ndarray:
 class LossView(View):
     view_id = "loss"
     title = "Loss"
-    formula_tooltip = ("cross-entropy (lm) or MSE (matrix) against the step; smoothed: s_n = (w·s'_{n-1} + (1-w)·y_n) "
-                       "/ (1 - wⁿ), TensorBoard's debiased EMA, w = 0.6 by default")
+    formula_tooltip = (
+        "cross-entropy (lm) or MSE (matrix) against the step; smoothed: s_n = (w·s'_{n-1} + (1-w)·y_n) "
+        "/ (1 - wⁿ), TensorBoard's debiased EMA, w = 0.6 by default"
+    )
 
     smoothingChanged = QtCore.Signal(float)
 
@@ -92,8 +96,14 @@ class LossView(View):
         opts = dict(clipToView=True, autoDownsample=True, downsampleMethod="peak")
         self.train_raw = pg.PlotDataItem(pen=pg.mkPen(QtGui.QColor(86, 180, 233, 70), width=1), **opts)
         # held-out measurements keep their markers (they are the real points); the smoothed line runs through
-        self.eval_raw = pg.PlotDataItem(pen=pg.mkPen(QtGui.QColor(230, 159, 0, 70), width=1), symbol="o",
-                                        symbolSize=4, symbolPen=None, symbolBrush=QtGui.QColor(230, 159, 0, 170), **opts)
+        self.eval_raw = pg.PlotDataItem(
+            pen=pg.mkPen(QtGui.QColor(230, 159, 0, 70), width=1),
+            symbol="o",
+            symbolSize=4,
+            symbolPen=None,
+            symbolBrush=QtGui.QColor(230, 159, 0, 170),
+            **opts,
+        )
         self.train_curve = pg.PlotDataItem(pen=pg.mkPen(TRAIN_COLOR, width=1), **opts)
         self.eval_curve = pg.PlotDataItem(pen=pg.mkPen(EVAL_COLOR, width=1), **opts)
         for item in (self.train_raw, self.eval_raw, self.train_curve, self.eval_curve):
@@ -137,7 +147,7 @@ class LossView(View):
 
     def set_log_y(self, on: bool) -> None:
         if self.log_box.isChecked() != bool(on):
-            self.log_box.setChecked(bool(on))      # comes back here through toggled
+            self.log_box.setChecked(bool(on))  # comes back here through toggled
             return
         self.plot.setLogMode(x=False, y=bool(on))
 
@@ -156,8 +166,15 @@ class LossView(View):
         loss = np.asarray(h.loss) if h is not None else np.zeros(0)
         eval_steps = np.asarray(h.eval_steps) if h is not None else np.zeros(0)
         eval_loss = np.asarray(h.eval_loss) if h is not None else np.zeros(0)
-        key = (snapshot.segment, steps.size, int(steps[-1]) if steps.size else -1, id(h.loss) if h else 0,
-               eval_steps.size, snapshot.step, self._smoothing)
+        key = (
+            snapshot.segment,
+            steps.size,
+            int(steps[-1]) if steps.size else -1,
+            id(h.loss) if h else 0,
+            eval_steps.size,
+            snapshot.step,
+            self._smoothing,
+        )
         if key == self._key:
             return
         self._key = key
@@ -174,7 +191,7 @@ class LossView(View):
         m = min(eval_steps.size, eval_loss.size)
         eval_key = (snapshot.segment, m, float(eval_steps[m - 1]) if m else -1.0, self._smoothing)
         if eval_key == self._eval_key:
-            pass                                       # held-out loss is measured now and then: keep it
+            pass  # held-out loss is measured now and then: keep it
         elif m:
             x = eval_steps[:m].astype(np.float64)
             y = eval_loss[:m].astype(np.float64)

@@ -16,13 +16,13 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui.views.base import View
 
-SIDE_BY_SIDE_CHARS = 40     # each column shows this many characters of code, or the columns stack
-PROMPT_BACKGROUND = QtGui.QColor(230, 159, 0, 90)     # Okabe-Ito orange, translucent: readable on light and dark
+SIDE_BY_SIDE_CHARS = 40  # each column shows this many characters of code, or the columns stack
+PROMPT_BACKGROUND = QtGui.QColor(230, 159, 0, 90)  # Okabe-Ito orange, translucent: readable on light and dark
 
 # Line kinds of a unified diff (and the review comments of the lm corpus) -> (foreground, line tint) per theme.
 # Dark colours follow GitHub's dark diff, light ones its light diff; the tints are translucent.
 DIFF_COLOURS = {
-    True: {   # dark
+    True: {  # dark
         "added": ("#7ee787", QtGui.QColor(46, 160, 67, 46)),
         "removed": ("#ff7b72", QtGui.QColor(248, 81, 73, 46)),
         "hunk": ("#56d4dd", QtGui.QColor(56, 139, 253, 26)),
@@ -65,12 +65,13 @@ class _TextPanel(QtWidgets.QWidget):
         self.title.setTextFormat(QtCore.Qt.TextFormat.RichText)
         self.text = QtWidgets.QPlainTextEdit(self)
         self.text.setReadOnly(True)
-        self.text.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)   # code keeps its lines
+        self.text.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)  # code keeps its lines
         self.text.setWordWrapMode(QtGui.QTextOption.WrapMode.NoWrap)
         self.text.setUndoRedoEnabled(False)
         self.text.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        self.text.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse
-                                          | QtCore.Qt.TextInteractionFlag.TextSelectableByKeyboard)
+        self.text.setTextInteractionFlags(
+            QtCore.Qt.TextInteractionFlag.TextSelectableByMouse | QtCore.Qt.TextInteractionFlag.TextSelectableByKeyboard
+        )
         lay.addWidget(self.title)
         lay.addWidget(self.text, 1)
         self._prompt = ""
@@ -86,9 +87,14 @@ class _TextPanel(QtWidgets.QWidget):
 
     def show_text(self, prompt: str, full: str) -> None:
         """`full` may or may not start with the prompt; the prompt is shown highlighted either way."""
-        continuation = full[len(prompt):] if prompt and full.startswith(prompt) else full
-        if prompt and not full.startswith(prompt) and continuation and not continuation[:1].isspace() \
-                and not prompt[-1:].isspace():
+        continuation = full[len(prompt) :] if prompt and full.startswith(prompt) else full
+        if (
+            prompt
+            and not full.startswith(prompt)
+            and continuation
+            and not continuation[:1].isspace()
+            and not prompt[-1:].isspace()
+        ):
             continuation = " " + continuation
         self._prompt, self._full = prompt, prompt + continuation
         self._render()
@@ -107,7 +113,7 @@ class _TextPanel(QtWidgets.QWidget):
             fg, tint = colours.get(kind, (None, None))
             block = QtGui.QTextBlockFormat()
             if tint is not None:
-                block.setBackground(tint)               # the whole line, as a review tool tints it
+                block.setBackground(tint)  # the whole line, as a review tool tints it
             plain = QtGui.QTextCharFormat()
             if fg is not None:
                 plain.setForeground(QtGui.QColor(fg))
@@ -138,7 +144,9 @@ class _TextPanel(QtWidgets.QWidget):
 class SamplesView(View):
     view_id = "samples"
     title = "Samples"
-    formula_tooltip = "greedy continuation of a fixed prompt: the adapted model (W₀ + ΔW, gated prompt) beside the frozen base model"
+    formula_tooltip = (
+        "greedy continuation of a fixed prompt: the adapted model (W₀ + ΔW, gated prompt) beside the frozen base model"
+    )
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -227,14 +235,15 @@ class SamplesView(View):
         self._key = key
         self.hide_message()
         method = (snapshot.settings or {}).get("method", "")
-        name = {"lora": "LoRA", "prefix": "prefix", "lora+prefix": "LoRA + prefix", "full": "full FT"}.get(method, method)
+        name = {"lora": "LoRA", "prefix": "prefix", "lora+prefix": "LoRA + prefix", "full": "full FT"}.get(
+            method, method
+        )
         self.adapted.title.setText(f"<b>Adapted</b> · {name}" if name else "<b>Adapted</b>")
         self.adapted.show_text(prompt, adapted)
         self.base.show_text(prompt, base)
         self.step_label.setText(f"step <b>{int(step):,}</b>")
         shown_prompt = prompt.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        self.header.setText(f"from the marked prompt <code>{shown_prompt}</code>" if prompt
-                            else "generated text")
+        self.header.setText(f"from the marked prompt <code>{shown_prompt}</code>" if prompt else "generated text")
         self.same_hint.setVisible(adapted == base)
         self.draw_count += 1
 
@@ -259,6 +268,7 @@ class SamplesView(View):
         self.step_label.setFont(s.font(11))
         hint_bg = "#3a3f47" if s.dark else "#e8eaee"
         self.same_hint.setFont(s.font(9, bold=True))
-        self.same_hint.setStyleSheet(f"color: {s.foreground}; background: {hint_bg}; border-radius: 3px; "
-                                     "padding: 1px 6px;")
+        self.same_hint.setStyleSheet(
+            f"color: {s.foreground}; background: {hint_bg}; border-radius: 3px; padding: 1px 6px;"
+        )
         self._key = None

@@ -14,11 +14,11 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import qt_alive, MatrixPicker, View, new_layout_widget, nice_step, style_legend, style_plot
+from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, nice_step, qt_alive, style_legend, style_plot
 
-DECADES = 4.0          # the waterfall's colour spans this many decades below the largest value
+DECADES = 4.0  # the waterfall's colour spans this many decades below the largest value
 AXIS_WIDTH = 56
-MAX_SYMBOLS = 96       # draw point markers for at most this many singular values
+MAX_SYMBOLS = 96  # draw point markers for at most this many singular values
 
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -34,7 +34,7 @@ def format_log_value(value: float, powers: bool = False) -> str:
     exponent = int(np.floor(np.log10(value) + 1e-9))
     if not powers and -3 <= exponent <= 4:
         return f"{value:.3g}"
-    mantissa = value / 10.0 ** exponent
+    mantissa = value / 10.0**exponent
     power = f"10{str(exponent).translate(_SUPERSCRIPT)}"
     return power if abs(mantissa - 1) < 1e-6 else f"{mantissa:.2g}×{power}"
 
@@ -62,12 +62,12 @@ def log_ticks(lo: float, hi: float, max_labels: int) -> tuple[list[float], list[
             break
     if not labelled:
         whole = [float(d) for d in decades if lo <= d <= hi]
-        if len(whole) >= 2:                       # many decades: every n-th power of ten
+        if len(whole) >= 2:  # many decades: every n-th power of ten
             every = int(np.ceil(len(whole) / max_labels))
             first = int(np.ceil(lo))
             labelled = [v for v in whole if (int(v) - first) % every == 0]
-        else:                                     # less than a factor ~2 in view: round linear values
-            a, b = 10.0 ** lo, 10.0 ** hi
+        else:  # less than a factor ~2 in view: round linear values
+            a, b = 10.0**lo, 10.0**hi
             step = float(nice_step(b - a, min(max_labels, 4)))
             values = np.arange(np.ceil(a / step) * step, b + step * 1e-6, step)
             labelled = [float(np.log10(v)) for v in values if v > 0]
@@ -99,8 +99,10 @@ class LogValueAxis(pg.AxisItem):
 class SpectrumView(View):
     view_id = "spectrum"
     title = "Spectrum"
-    formula_tooltip = ("σ₁ ≥ σ₂ ≥ … of ΔW (at most r non-zero for LoRA); energy(k) = Σᵢ≤ₖ σᵢ² / Σ σᵢ²; "
-                       "effective rank = exp(H(σ/Σσ)); stable rank = Σ σᵢ² / σ₁²")
+    formula_tooltip = (
+        "σ₁ ≥ σ₂ ≥ … of ΔW (at most r non-zero for LoRA); energy(k) = Σᵢ≤ₖ σᵢ² / Σ σᵢ²; "
+        "effective rank = exp(H(σ/Σσ)); stable rank = Σ σᵢ² / σ₁²"
+    )
 
     matrixChanged = QtCore.Signal(str)
 
@@ -133,7 +135,7 @@ class SpectrumView(View):
         self.value_axis = LogValueAxis("left")
         self.plot: pg.PlotItem = self.glw.addPlot(row=1, col=0, axisItems={"left": self.value_axis})
         self.plot.setLogMode(x=False, y=True)
-        self.value_axis.setStyle(maxTextLevel=0)         # the minor ticks are drawn, not labelled
+        self.value_axis.setStyle(maxTextLevel=0)  # the minor ticks are drawn, not labelled
         self.plot.hideButtons()
         self.plot.setMenuEnabled(False)
         self.plot.setLabel("left", "σᵢ")
@@ -145,18 +147,36 @@ class SpectrumView(View):
         self.plot.getAxis("right").setLogMode(False, False)
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.getAxis("bottom").setStyle(showValues=False)
-        self.target_curve = pg.PlotDataItem(pen=pg.mkPen("#E69F00", width=1, style=QtCore.Qt.PenStyle.DashLine),
-                                            symbol="s", symbolSize=6, symbolPen=pg.mkPen("#E69F00", width=1),
-                                            symbolBrush=None, name="target ΔW*")
-        self.curve = pg.PlotDataItem(pen=pg.mkPen("#56B4E9", width=1), symbol="o", symbolSize=7,
-                                     symbolPen=pg.mkPen("#56B4E9", width=1), symbolBrush="#56B4E9", name="ΔW")
+        self.target_curve = pg.PlotDataItem(
+            pen=pg.mkPen("#E69F00", width=1, style=QtCore.Qt.PenStyle.DashLine),
+            symbol="s",
+            symbolSize=6,
+            symbolPen=pg.mkPen("#E69F00", width=1),
+            symbolBrush=None,
+            name="target ΔW*",
+        )
+        self.curve = pg.PlotDataItem(
+            pen=pg.mkPen("#56B4E9", width=1),
+            symbol="o",
+            symbolSize=7,
+            symbolPen=pg.mkPen("#56B4E9", width=1),
+            symbolBrush="#56B4E9",
+            name="ΔW",
+        )
         self.plot.addItem(self.target_curve)
         self.plot.addItem(self.curve)
-        self.rank_line = pg.InfiniteLine(angle=90, movable=False,
-                                         pen=pg.mkPen("#999999", width=1, style=QtCore.Qt.PenStyle.DotLine),
-                                         label="r", labelOpts={"position": 0.5, "color": "#aaaaaa",
-                                                                     # left of the line, clear of the points
-                                                                     "anchors": [(1.1, 0.5), (1.1, 0.5)]})
+        self.rank_line = pg.InfiniteLine(
+            angle=90,
+            movable=False,
+            pen=pg.mkPen("#999999", width=1, style=QtCore.Qt.PenStyle.DotLine),
+            label="r",
+            labelOpts={
+                "position": 0.5,
+                "color": "#aaaaaa",
+                # left of the line, clear of the points
+                "anchors": [(1.1, 0.5), (1.1, 0.5)],
+            },
+        )
         self.rank_line.hide()
         self.plot.addItem(self.rank_line, ignoreBounds=True)
         # -- cumulative energy on a second y axis
@@ -198,8 +218,8 @@ class SpectrumView(View):
         self.glw.ci.layout.setRowStretchFactor(2, 2)
         self.glw.ci.layout.setSpacing(2)
         self._with_waterfall = None
-        self._dropped = False           # the waterfall is out of the layout because the view is short
-        self._sized = False             # the drawing has had its first resize
+        self._dropped = False  # the waterfall is out of the layout because the view is short
+        self._sized = False  # the drawing has had its first resize
         self.glw.installEventFilter(self)
         lay.addWidget(self.glw, 1)
         self.caption = QtWidgets.QLabel(content)
@@ -239,8 +259,11 @@ class SpectrumView(View):
 
     # ---- layout ----------------------------------------------------------------------------------
     def eventFilter(self, watched, event) -> bool:
-        if (watched is self.glw and event.type() == QtCore.QEvent.Type.Resize
-                and qt_alive(self, self.glw, self.glw.ci, self.glw.ci.layout)):
+        if (
+            watched is self.glw
+            and event.type() == QtCore.QEvent.Type.Resize
+            and qt_alive(self, self.glw, self.glw.ci, self.glw.ci.layout)
+        ):
             self._fit_rows(event.size().height())
         return super().eventFilter(watched, event)
 
@@ -249,18 +272,18 @@ class SpectrumView(View):
         too short for a readable waterfall drops it and puts the index axis under the spectrum."""
         if height is None:
             if not self._sized:
-                return      # not laid out yet: its first resize (when shown) fits it
+                return  # not laid out yet: its first resize (when shown) fits it
             height = self.glw.height()
         self._sized = True
         scale = max(1.0, self.style_.font_scale)
         line = QtGui.QFontMetrics(self.style_.font()).height()
         spectrum_min = 150 * scale
-        waterfall_min = 40 * scale + 2.5 * line          # a few rows of colour and its index axis
-        room = height - max(self.legend.height(), line) - 10         # below the legend, within the margins
+        waterfall_min = 40 * scale + 2.5 * line  # a few rows of colour and its index axis
+        room = height - max(self.legend.height(), line) - 10  # below the legend, within the margins
         grid = self.glw.ci.layout
         in_layout = any(grid.itemAt(i) is self.waterfall_plot for i in range(grid.count()))
         if not in_layout and not self._dropped:
-            return          # a subclass took the waterfall out for good (the adapter inspector): leave it so
+            return  # a subclass took the waterfall out for good (the adapter inspector): leave it so
         with_waterfall = room >= spectrum_min + waterfall_min
         grid.setRowMinimumHeight(1, max(40.0, min(spectrum_min, room)))
         if with_waterfall != self._with_waterfall:
@@ -273,7 +296,7 @@ class SpectrumView(View):
                 grid.removeItem(self.waterfall_plot)
             self._dropped = not with_waterfall
             self.waterfall_plot.setVisible(with_waterfall)
-            if with_waterfall:      # pyqtgraph sizes a hidden axis to 0 px and keeps it so: size them again
+            if with_waterfall:  # pyqtgraph sizes a hidden axis to 0 px and keeps it so: size them again
                 for name in ("left", "right"):
                     axis = self.waterfall_plot.getAxis(name)
                     axis.setWidth(axis.fixedWidth)
@@ -284,7 +307,7 @@ class SpectrumView(View):
             bottom.setLabel("" if with_waterfall else "index i")
             bottom.showLabel(not with_waterfall)
             style_plot(self.plot, self.style_)
-            self._set_caption()                               # it says whether a waterfall shows
+            self._set_caption()  # it says whether a waterfall shows
 
     # ---- drawing ---------------------------------------------------------------------------------
     def _sync_energy_box(self) -> None:
@@ -331,8 +354,10 @@ class SpectrumView(View):
         if not matrices:
             method = (snapshot.settings or {}).get("method", "")
             if method == "prefix":
-                self.show_message("No weight update to decompose: prefix tuning trains prompt vectors and gates.\n"
-                                  "See the attention and gates views.")
+                self.show_message(
+                    "No weight update to decompose: prefix tuning trains prompt vectors and gates.\n"
+                    "See the attention and gates views."
+                )
             else:
                 self.show_message("No spectrum yet: waiting for the first snapshot with weights.")
             self._key = self._wf_key = None
@@ -360,12 +385,12 @@ class SpectrumView(View):
         n_shown = positive.size
         if positive.size:
             x = np.arange(1, positive.size + 1, dtype=np.float64)
-            symbols = positive.size <= MAX_SYMBOLS          # a full 4096-value spectrum: a line only
+            symbols = positive.size <= MAX_SYMBOLS  # a full 4096-value spectrum: a line only
             if symbols != self._symbols:
                 self._symbols = symbols
                 self.curve.setSymbol("o" if symbols else None)
             self.curve.setData(x, positive)
-            energy = np.cumsum(positive ** 2)
+            energy = np.cumsum(positive**2)
             energy /= energy[-1]
             self.energy_curve.setData(x, energy)
         else:
@@ -374,7 +399,7 @@ class SpectrumView(View):
         t = None if m.target_spectrum is None else np.asarray(m.target_spectrum, dtype=np.float64).ravel()
         if t is not None and t.size:
             top = max(float(t.max()), float(positive.max()) if positive.size else 0.0)
-            t = t[t > top * 1e-5]           # drop numerical dust below the plot's useful range
+            t = t[t > top * 1e-5]  # drop numerical dust below the plot's useful range
         if t is not None and t.size:
             self.target_curve.setData(np.arange(1, t.size + 1, dtype=np.float64), t)
             self.target_curve.show()
@@ -415,13 +440,16 @@ class SpectrumView(View):
             self.empty_text.hide()
         self.ranks.setText(head)
         method = {"qr": "exact, from the QR of B and A", "exact": "exact", "svdvals": "dense SVD"}.get(
-            m.spectrum_method, m.spectrum_method)
-        self._caption_text = (f"{m.name} · {m.shape[0]}×{m.shape[1]} · ‖ΔW‖F = {m.fro_norm:.4g} · "
-                              f"spectrum: {method} · step {snapshot.step:,}")
+            m.spectrum_method, m.spectrum_method
+        )
+        self._caption_text = (
+            f"{m.name} · {m.shape[0]}×{m.shape[1]} · ‖ΔW‖F = {m.fro_norm:.4g} · "
+            f"spectrum: {method} · step {snapshot.step:,}"
+        )
         self._set_caption()
 
     def _set_caption(self) -> None:
-        if not hasattr(self, "caption"):            # still building the view
+        if not hasattr(self, "caption"):  # still building the view
             return
         text = getattr(self, "_caption_text", "")
         if text and self._with_waterfall:
