@@ -173,9 +173,9 @@ def bench_window(app, args, worker: str) -> dict | None:
     """One window with the given worker: paused, then training; its figures (None if it failed)."""
     from PySide6.QtCore import QEventLoop, QTimer
 
-    from explorer.engine.settings import TrainSettings
     from explorer.gui.main_window import MainWindow
     from explorer.gui.persistence import Persistence
+    from explorer.schema.settings import TrainSettings
 
     store = Persistence(path=os.path.join(tempfile.mkdtemp(prefix="peft-bench-"), "s.ini"))
     settings = TrainSettings(scenario=args.scenario, method=args.method, device=args.device)

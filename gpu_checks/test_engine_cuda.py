@@ -7,9 +7,9 @@ import pytest
 import torch
 from engine_helpers import no_engine_threads, tiny_lm
 
-from explorer.engine.settings import TrainSettings
 from explorer.engine.trainer import Trainer
 from explorer.engine.worker import TrainingWorker
+from explorer.schema.settings import TrainSettings
 
 
 def test_matrix_4096_on_cuda_reduces_on_the_device_and_copies_small_arrays():

@@ -9,7 +9,7 @@ import signal
 from engine_helpers import no_engine_threads
 
 from explorer.engine.process_worker import ProcessTrainingWorker
-from explorer.engine.settings import TrainSettings
+from explorer.schema.settings import TrainSettings
 
 
 def test_process_worker_on_cuda_trains_survives_oom_and_a_kill():

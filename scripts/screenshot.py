@@ -90,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
 def shoot(args) -> int:
     from PySide6.QtCore import QTimer
 
-    from explorer.engine.settings import TrainSettings
     from explorer.gui.app import make_app
     from explorer.gui.main_window import MainWindow
     from explorer.gui.persistence import Persistence
+    from explorer.schema.settings import TrainSettings
 
     w, h = (int(x) for x in args.size.split("x"))
     out = Path(args.out)

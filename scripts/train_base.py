@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from explorer.core.llama import LlamaConfig, LlamaForCausalLM, generate, lm_loss, save_pretrained
-from explorer.core.resources import load_corpus
 from explorer.core.tokenizer import decode, encode
+from explorer.schema.resources import load_corpus
 
 LN2 = math.log(2)
 

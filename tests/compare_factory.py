@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from explorer.engine.compare import CompareAnalysis, CompareSnapshot, RunSummary
+from explorer.schema.compare import CompareAnalysis, CompareSnapshot, RunSummary
 
 MODULES = tuple(f"model.layers.{i}.self_attn.{t}" for i in (0, 1) for t in ("q_proj", "v_proj"))
 DEFAULT_RUNS = ("lora:r=4", "lora:r=8", "prefix:K=10", "full")

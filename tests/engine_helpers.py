@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from explorer.core.llama import LlamaConfig, LlamaForCausalLM
-from explorer.engine.settings import TrainSettings
+from explorer.schema.settings import TrainSettings
 
 
 def tiny_matrix(**changes) -> TrainSettings:

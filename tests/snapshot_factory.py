@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from explorer.engine.settings import TrainSettings
-from explorer.engine.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
+from explorer.schema.settings import TrainSettings
+from explorer.schema.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
 
 PROBE_TOKENS = ["The", " cat", " sat", " on", " the", " mat", " and", " slept"]
 # what the lm scenario's byte tokenizer labels its probe "# review: use is None" with

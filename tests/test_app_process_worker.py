@@ -36,7 +36,7 @@ def test_the_gui_side_needs_no_torch():
     code = (
         "import sys; import explorer.gui.main_window, explorer.engine.process_worker, explorer.gui.views; "
         "from explorer.gui.views.budget_view import price_presets; "
-        "from explorer.engine.settings import TrainSettings; "
+        "from explorer.schema.settings import TrainSettings; "
         "assert price_presets(TrainSettings().to_dict()); print('torch' in sys.modules)"
     )
     out = subprocess.run(

@@ -1,4 +1,4 @@
-"""explorer.core.budget and `python -m explorer budget`: the seed's numbers, PEFT's counts, bad values."""
+"""explorer.schema.budget and `python -m explorer budget`: the seed's numbers, PEFT's counts, bad values."""
 
 import json
 import subprocess
@@ -8,8 +8,8 @@ import pytest
 
 from explorer import cli
 from explorer.commands import budget as budget_cmd
-from explorer.core.budget import PRESETS, compute_budget, count_model_params, format_budget, module_shapes
 from explorer.core.llama import LlamaConfig, LlamaForCausalLM
+from explorer.schema.budget import PRESETS, compute_budget, count_model_params, format_budget, module_shapes
 
 LLAMA_7B = PRESETS["llama-7b"]
 

@@ -16,20 +16,18 @@ from engine_helpers import no_engine_threads, one_thread, tiny_byte_model, tiny_
 
 from explorer.cli import build_parser, main
 from explorer.core.adapters import count_trainable
-from explorer.core.budget import PRESETS, compute_budget
 from explorer.engine.compare import (
-    TABLE_COLUMNS,
     CompareRunner,
     CompareWorker,
     amplification_table,
     intrinsic_rank,
-    load_comparison,
-    parse_run_spec,
     random_control,
     seed_similarity,
     subspace_similarity_between,
 )
-from explorer.engine.recording import RecordingReader
+from explorer.schema.budget import PRESETS, compute_budget
+from explorer.schema.compare import TABLE_COLUMNS, load_comparison, parse_run_spec
+from explorer.schema.recording import RecordingReader
 
 Q0 = "model.layers.0.self_attn.q_proj"
 
@@ -337,7 +335,7 @@ def _check_outputs(out, labels, steps):
         assert rec.steps[0] == 0 and rec.steps[-1] == steps
         last = rec.snapshot(steps)
         assert last.step == steps and last.eval_loss is not None
-        assert rec.state() is not None
+        assert rec.state_path is not None
     analysis = json.loads((out / "analysis.json").read_text())
     loaded = load_comparison(out)
     assert [r.label for r in loaded.runs] == labels

@@ -11,10 +11,10 @@ from engine_helpers import tiny_byte_model, tiny_matrix
 from PySide6.QtCore import QEvent
 from PySide6.QtWidgets import QApplication
 
-from explorer.engine.deck import Run
 from explorer.gui.compare_host import spec_text, specs_from_runs
 from explorer.gui.main_window import MainWindow
 from explorer.gui.persistence import Persistence
+from explorer.schema.deck import Run
 
 WAIT_MS = 60_000
 

@@ -7,7 +7,6 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox
 
-from explorer.engine.settings import COLD, HOT, SETTINGS_SPEC, TrainSettings, changed_kinds
 from explorer.gui.controls import (
     ELSEWHERE,
     INT_MAX,
@@ -18,6 +17,7 @@ from explorer.gui.controls import (
     parse_layers,
     setting_named_in,
 )
+from explorer.schema.settings import COLD, HOT, SETTINGS_SPEC, TrainSettings, changed_kinds
 
 
 @pytest.fixture

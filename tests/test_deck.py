@@ -2,7 +2,7 @@
 
 import pytest
 
-from explorer.engine.deck import load_deck, parse_deck
+from explorer.schema.deck import load_deck, parse_deck
 
 
 def test_default_deck_tells_the_seed_story():
@@ -68,10 +68,3 @@ def test_bad_toml_and_missing_file(tmp_path):
         load_deck(tmp_path / "nope.toml")
     with pytest.raises(ValueError, match="at least one"):
         parse_deck({"title": "empty"})
-
-
-def test_shared_run_fields_match_the_compare_engine():
-    from explorer.engine.compare import SHARED
-    from explorer.engine.deck import SHARED_RUN_FIELDS
-
-    assert set(SHARED_RUN_FIELDS) == set(SHARED)

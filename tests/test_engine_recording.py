@@ -9,8 +9,9 @@ import pytest
 from engine_helpers import assert_snapshots_equal, one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401 (one_thread: autouse fixture)
 
 from explorer.cli import main
-from explorer.engine.recording import RecordingReader, RecordingWriter
+from explorer.core.state_file import load_state
 from explorer.engine.trainer import Trainer
+from explorer.schema.recording import RecordingReader, RecordingWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,7 @@ def test_a_recording_cut_off_mid_write_still_loads(tmp_path):
     (tmp_path / "rec" / "snapshots" / "000003.safetensors").unlink()  # and a record never finished
     reader = RecordingReader(tmp_path / "rec")
     assert reader.steps == [0, 1, 2] and reader.skipped_lines == 1
-    assert reader.state() is None and not reader.finished
+    assert reader.state_path is None and not reader.finished
     assert_snapshots_equal(reader.snapshot(2), written[2])
     with pytest.raises(KeyError, match="step 4 is not in this recording"):
         reader.snapshot(4)
@@ -96,7 +97,7 @@ def test_run_command_records_by_step_and_the_recording_replays(tmp_path, capsys)
     assert cfg["device"].startswith("cpu") and cfg["final_step"] == 10
     snap = a.snapshot(10)
     assert snap.step == 10 and snap.matrices["W"].spectrum.shape == (3,) and snap.state == "paused"
-    state = a.state()
+    state = load_state(a.state_path)
     assert state.step == 10 and sorted(state.tensors) == ["W.lora_A.weight", "W.lora_B.weight"]
     t = Trainer(a.settings)
     t.load_state(tmp_path / "a" / "state.safetensors")
@@ -164,7 +165,7 @@ def test_run_command_on_the_lm_scenario_records_gates_samples_and_the_state(tmp_
     assert [p.layer for p in snap.prefixes] == [2, 3] and snap.prefixes[0].attention.shape[-1] == 3 + len(
         snap.probe_tokens
     )
-    state = reader.state()
+    state = load_state(reader.state_path)
     assert sorted(state.tensors) == [
         f"model.layers.{i}.self_attn.prefix.{n}" for i in (2, 3) for n in ("gate", "prompt")
     ]

@@ -5,8 +5,8 @@ import pytest
 import torch
 from engine_helpers import one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401 (one_thread: autouse fixture)
 
-from explorer.engine.settings import TrainSettings
 from explorer.engine.trainer import InjectedFault, NonFiniteLoss, Trainer
+from explorer.schema.settings import TrainSettings
 
 
 def _losses(trainer, n):

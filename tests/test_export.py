@@ -15,7 +15,7 @@ from explorer.core.llama import save_pretrained
 from explorer.core.lora import LoraSettings, inject_lora
 from explorer.core.prefix import PrefixSettings, inject_prefix
 from explorer.core.state_file import save_state
-from explorer.engine.settings import TrainSettings
+from explorer.schema.settings import TrainSettings
 from tests.helpers import tiny_llama
 
 IDS = torch.randint(0, 97, (2, 11), generator=torch.Generator().manual_seed(3))
@@ -186,7 +186,8 @@ def test_exportable_settings_have_no_problem():
 
 def test_export_on_the_shipped_base(tmp_path):
     try:
-        from explorer.core.resources import base_model_dir, load_base_model
+        from explorer.core.resources import load_base_model
+        from explorer.schema.resources import base_model_dir
 
         base_model_dir()
     except (ImportError, FileNotFoundError):

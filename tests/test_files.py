@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from explorer.core.files import atomic_replace, atomic_write_text
+from explorer.schema.files import atomic_replace, atomic_write_text
 
 
 def test_write_replaces_whole_file(tmp_path):

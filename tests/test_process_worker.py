@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from engine_helpers import no_engine_threads, one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401
 
-from explorer.engine.process_worker import CHILD_NICE, FAULT_KINDS, ProcessTrainingWorker
+from explorer.engine.process_worker import CHILD_NICE, ProcessTrainingWorker
 
 WAIT_S = 60
 
@@ -57,12 +57,6 @@ def fresh(w: ProcessTrainingWorker):
     w.configure(**{k: getattr(tiny_matrix(), k) for k in ("lr", "rank", "speed", "size_in", "size_out")})
     w.reset()
     return w.wait_for(lambda s: s.state == "paused" and s.step == 0 and s.settings == tiny_matrix().to_dict(), WAIT_S)
-
-
-def test_fault_kinds_match_the_trainer():
-    from explorer.engine.trainer import FAULT_KINDS as TRAINER_KINDS
-
-    assert FAULT_KINDS == TRAINER_KINDS
 
 
 def test_first_snapshot_step_play_pause(shared):
@@ -200,7 +194,7 @@ def test_latest_does_not_wait_for_a_half_written_snapshot():
     from multiprocessing.reduction import ForkingPickler
 
     from explorer.engine import process_worker as pw
-    from explorer.engine.snapshot import MatrixSnapshot, Snapshot
+    from explorer.schema.snapshot import MatrixSnapshot, Snapshot
 
     ours, theirs = multiprocessing.Pipe()
     w = ProcessTrainingWorker(tiny_matrix())

@@ -19,11 +19,11 @@ from engine_helpers import assert_snapshots_equal, one_thread, tiny_byte_model, 
 from PySide6.QtCore import QEvent
 from PySide6.QtWidgets import QApplication
 
-from explorer.engine.recording import RecordingReader, RecordingWriter
 from explorer.engine.trainer import Trainer
 from explorer.gui import replay
 from explorer.gui.main_window import MainWindow
 from explorer.gui.persistence import Persistence
+from explorer.schema.recording import RecordingReader, RecordingWriter
 
 WAIT_MS = 30_000
 ROOT = Path(__file__).resolve().parents[1]

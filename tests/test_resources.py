@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from explorer.core import resources
+from explorer.core import resources as base_models
 from explorer.core.llama import generate, lm_loss
 from explorer.core.tokenizer import TOKENIZER, decode, encode, token_label
+from explorer.schema import resources
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,7 +75,7 @@ def test_missing_corpus_and_bad_split_are_clear_errors():
 
 @pytest.fixture(scope="module")
 def base():
-    return resources.load_base_model()
+    return base_models.load_base_model()
 
 
 def _windows(text: str, seq_len: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +122,7 @@ def test_transformers_loads_the_base_model_with_equal_logits(base):
 def test_missing_base_model_names_the_path(monkeypatch, tmp_path):
     monkeypatch.setattr(resources, "resources_dir", lambda: tmp_path)
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "base"))):
-        resources.load_base_model()
+        base_models.load_base_model()
 
 
 # --- installed wheel -------------------------------------------------------------------------
@@ -158,8 +159,8 @@ def test_installed_wheel_finds_its_resources(tmp_path):
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)], check=True
     )
     probe = (
-        "import explorer; from explorer.core import resources as r\n"
-        "m = r.load_base_model(); d = r.load_corpus('domain', 'train')\n"
+        "import explorer; from explorer.core import resources as b; from explorer.schema import resources as r\n"
+        "m = b.load_base_model(); d = r.load_corpus('domain', 'train')\n"
         "assert '# review:' in d and m.config.vocab_size == 256\n"
         "print(explorer.__file__); print(r.resources_dir())\n"
     )

@@ -89,7 +89,7 @@ def test_round_trip_through_the_worker_and_the_losses_go_on_identically(make_wor
 
 
 def test_an_interrupted_save_leaves_the_previous_file_readable(make_worker, tmp_path, monkeypatch):
-    import explorer.core.files as files
+    import explorer.schema.files as files
 
     path = tmp_path / "state.safetensors"
     w = make_worker(tiny_matrix())

@@ -14,11 +14,11 @@ from engine_helpers import tiny_byte_model
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from explorer.engine.deck import load_deck
 from explorer.gui import talk as talk_module
 from explorer.gui.deck_player import _compare_tab
 from explorer.gui.main_window import MainWindow
 from explorer.gui.persistence import Persistence
+from explorer.schema.deck import load_deck
 
 WAIT_MS = 60_000
 

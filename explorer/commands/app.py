@@ -11,7 +11,7 @@ import importlib.util
 import sys
 
 # Kept as plain names so `--help` imports neither Qt nor torch (settings.py imports neither).
-from explorer.engine.settings import METHODS, SCENARIOS, SETTINGS_SPEC
+from explorer.schema.settings import METHODS, SCENARIOS, SETTINGS_SPEC
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

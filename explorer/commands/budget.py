@@ -52,8 +52,8 @@ def _load_config(model: str):
     import json
     from pathlib import Path
 
-    from explorer.core.budget import PRESETS
     from explorer.core.llama import LlamaConfig
+    from explorer.schema.budget import PRESETS
 
     if model in PRESETS:
         return PRESETS[model]
@@ -73,7 +73,7 @@ def _load_config(model: str):
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from explorer.core.budget import compute_budget, format_budget
+    from explorer.schema.budget import compute_budget, format_budget
 
     config = _load_config(args.model)
     budget = compute_budget(

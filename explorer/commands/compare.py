@@ -17,7 +17,7 @@ Writes into DIR (new or empty; --overwrite replaces an earlier comparison there)
                    with a random-basis control; amplification per module of every LoRA run; LoRA's ΔW
                    spectrum against the full update's per module when a `full` run is present
     compare.json   the base settings, the specs and their labels, the command
-    runs/<label>/  a recording per run (explorer/engine/recording.py) that replays in the app
+    runs/<label>/  a recording per run (explorer/schema/recording.py) that replays in the app
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 # Import only the settings table here (no torch), so `--help` stays instant.
 from explorer.commands.run import _TYPES, _layers
 from explorer.commands.run import _csv as _csv_list
-from explorer.engine.settings import SETTINGS_SPEC, TrainSettings
+from explorer.schema.settings import SETTINGS_SPEC, TrainSettings
 
 MANIFEST = "compare.json"
 FORMAT = "peft-explorer-compare"
@@ -288,7 +288,7 @@ def table_markdown(snap, header: dict) -> str:
     lines += [
         "Notes:",
         "- trainable params: what trains in this model (LoRA r·(in+out) per adapted matrix; prefix L·(K·C + gates); "
-        "full: every weight), as explorer.core.budget counts it; share: of the base model's parameters.",
+        "full: every weight), as explorer.schema.budget counts it; share: of the base model's parameters.",
         "- storage: the trainable weights in fp16 (2 bytes each), decimal units.",
         "- final train loss: mean training loss over the last 10% of steps (at most the last 1,000); "
         "final held-out loss: on the scenario's fixed held-out set after the last step.",
@@ -370,7 +370,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
 
 def run(args: argparse.Namespace, base_model=None) -> int:
     """The command. `base_model` (tests only): a model to adapt instead of the shipped one."""
-    from explorer.engine.compare import parse_run_spec, unique_labels
+    from explorer.schema.compare import parse_run_spec, unique_labels
 
     base = base_settings_from_args(args)
     if args.steps < 0:
@@ -391,8 +391,9 @@ def run(args: argparse.Namespace, base_model=None) -> int:
 
     from explorer.commands.run import record_bytes, record_every
     from explorer.engine import device as devices
-    from explorer.engine.compare import TABLE_COLUMNS, CompareRunner
-    from explorer.engine.recording import RecordingWriter
+    from explorer.engine.compare import CompareRunner
+    from explorer.schema.compare import TABLE_COLUMNS
+    from explorer.schema.recording import RecordingWriter
 
     torch.set_num_threads(args.threads or devices.worker_threads())
     runner = CompareRunner(base, specs, base_model=base_model)

@@ -3,10 +3,10 @@
     python -m explorer run --scenario matrix --method lora --rank 4 --size 256 --steps 2000 --out runs/m4
     python -m explorer run --scenario lm --method prefix --prefix-len 10 --prefix-layers 2 --steps 300 --out runs/p
 
-Every training setting has a flag (generated from explorer/engine/settings.py). Records are taken by
+Every training setting has a flag (generated from explorer/schema/settings.py). Records are taken by
 step (`--record-every K`; step 0 and the last step always), so two runs of the same settings record
 the same steps. The recording (config.json, metrics.jsonl, snapshots/, state.safetensors) is
-described in explorer/engine/recording.py and replays in the app.
+described in explorer/schema/recording.py and replays in the app.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import time
 
 # Import only the settings table here (no torch), so `--help` stays instant.
-from explorer.engine.settings import SETTINGS_SPEC, TrainSettings
+from explorer.schema.settings import SETTINGS_SPEC, TrainSettings
 
 MAX_AUTO_RECORDS = 100
 LIVE_ONLY = ("speed", "snapshot_hz")  # settings of the live app only: a headless run records by step
@@ -50,7 +50,7 @@ def _allowed(spec) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainSettings()
     field_types = {name: f.type for name, f in TrainSettings.__dataclass_fields__.items()}
-    group = parser.add_argument_group("training settings (explorer/engine/settings.py)")
+    group = parser.add_argument_group("training settings (explorer/schema/settings.py)")
     for name, spec in SETTINGS_SPEC.items():
         if name in LIVE_ONLY:
             continue
@@ -218,8 +218,8 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from explorer.engine.recording import RecordingWriter
     from explorer.engine.trainer import NonFiniteLoss, Trainer
+    from explorer.schema.recording import RecordingWriter
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -179,7 +179,7 @@ def _resolve_base(base, state: TrainedState, path: Path | None):
         model = load_pretrained(base_dir).eval()
         _check_described(described, model, base_dir, where)
         return model, str(base_dir), base_dir
-    from explorer.core.resources import base_model_dir
+    from explorer.schema.resources import base_model_dir
 
     base_dir = base_model_dir()
     model = load_pretrained(base_dir).eval()
@@ -221,7 +221,7 @@ def build_trained_model(source, base=None):
     base description, base directory or None). Raises ValueError when the run cannot be exported."""
     from explorer.core.lora import LoraSettings, inject_lora
     from explorer.core.prefix import PrefixSettings, inject_prefix
-    from explorer.engine.settings import TrainSettings
+    from explorer.schema.settings import TrainSettings
 
     state, path = _load_source(source)
     where = str(path) if path is not None else "trained state"

@@ -488,7 +488,7 @@ def matrix_snapshot(
     import numpy as np
 
     from explorer.core.analysis import effective_rank, pool_matrix, stable_rank
-    from explorer.engine.snapshot import MatrixSnapshot
+    from explorer.schema.snapshot import MatrixSnapshot
 
     adapter = source.adapter if isinstance(source, AdapterReport) else source
     f = adapter.module(name)
@@ -518,7 +518,7 @@ def prefix_snapshots(source: AdapterReport | PeftAdapter) -> list:
     """AdaptionPrompt layers as the live views' PrefixSnapshots (one gate per layer, no attention)."""
     import numpy as np
 
-    from explorer.engine.snapshot import PrefixSnapshot
+    from explorer.schema.snapshot import PrefixSnapshot
 
     adapter = source.adapter if isinstance(source, AdapterReport) else source
     return [

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explorer.core.llama_config import LlamaConfig  # noqa: F401 - re-exported: the model's config
+from explorer.schema.llama_config import LlamaConfig  # noqa: F401 - re-exported: the model's config
 
 
 class RMSNorm(nn.Module):
@@ -222,7 +222,7 @@ def base_state_dict(model: LlamaForCausalLM) -> dict[str, torch.Tensor]:
 def save_pretrained(model: LlamaForCausalLM, directory: str | Path) -> None:
     from safetensors.torch import save_file
 
-    from explorer.core.files import atomic_replace, atomic_write_text
+    from explorer.schema.files import atomic_replace, atomic_write_text
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

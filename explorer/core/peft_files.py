@@ -744,7 +744,7 @@ def _peft_version() -> str | None:
 def _write_dir(directory: Path, config: dict, tensors: dict[str, torch.Tensor]) -> None:
     from safetensors.torch import save_file
 
-    from explorer.core.files import atomic_replace, atomic_write_text
+    from explorer.schema.files import atomic_replace, atomic_write_text
 
     directory.mkdir(parents=True, exist_ok=True)
     host = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}

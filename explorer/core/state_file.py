@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from explorer.core.files import atomic_replace
+from explorer.schema.files import atomic_replace
 
 FORMAT = "peft-explorer-state"
 VERSION = "1"

@@ -51,11 +51,10 @@ import traceback
 import weakref
 
 from explorer.engine.mailbox import Mailbox
-from explorer.engine.settings import TrainSettings, changed_kinds, validate
-from explorer.engine.snapshot import Snapshot
+from explorer.schema.faults import FAULT_KINDS
+from explorer.schema.settings import TrainSettings, changed_kinds, validate
+from explorer.schema.snapshot import Snapshot
 
-# trainer.FAULT_KINDS, repeated so the parent needs no torch (tests/test_process_worker.py checks it)
-FAULT_KINDS = ("exception", "nan", "oom")
 CALL_TIMEOUT_S = 60.0  # save_state / load_state, as in the thread worker
 REPLY_MARGIN_S = 10.0  # on top of a call's timeout: the child answers by then even when it gives up
 REAP_S = 10.0  # after the pipe closes, how long the child may take to exit before a kill

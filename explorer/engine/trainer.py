@@ -4,7 +4,7 @@
     t.train_step()            # -> the loss of this step's batch at the current weights, then one update
     t.apply(lr=1e-3)          # {"lr": "hot"}: applies at once
     t.apply(rank=8)           # {"rank": "cold"}: new adapters from the frozen base, a new segment
-    snap = t.snapshot(128)    # plain data for the views (explorer.engine.snapshot.Snapshot)
+    snap = t.snapshot(128)    # plain data for the views (explorer.schema.snapshot.Snapshot)
 
 Conventions
 - `step` counts updates applied in the current segment. The loss history point (s, L) is the loss of
@@ -35,10 +35,10 @@ from explorer.core.analysis import dense_spectrum, pool_matrix, pooled_delta, sp
 from explorer.engine import device as devices
 from explorer.engine.history import SpectrumHistory, ThinningBuffer
 from explorer.engine.scenarios import SCENARIO_SETTINGS, build_scenario
-from explorer.engine.settings import COLD, TrainSettings, changed_kinds, validate
-from explorer.engine.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
+from explorer.schema.faults import FAULT_KINDS
+from explorer.schema.settings import COLD, TrainSettings, changed_kinds, validate
+from explorer.schema.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
 
-FAULT_KINDS = ("exception", "nan", "oom")
 LOSS_HISTORY = 2048
 EVAL_HISTORY = 512
 GATE_HISTORY = 512

@@ -27,9 +27,10 @@ import torch
 
 from explorer.engine import device as devices
 from explorer.engine.mailbox import Mailbox
-from explorer.engine.settings import TrainSettings, changed_kinds, validate
-from explorer.engine.snapshot import Snapshot
-from explorer.engine.trainer import FAULT_KINDS, NonFiniteLoss, Trainer
+from explorer.engine.trainer import NonFiniteLoss, Trainer
+from explorer.schema.faults import FAULT_KINDS
+from explorer.schema.settings import TrainSettings, changed_kinds, validate
+from explorer.schema.snapshot import Snapshot
 
 # 2.5 %: the lm scenario's views refresh at several Hz (a snapshot costs 1-5 ms beside a step of 70-110 ms:
 # every step for LoRA, every 2-3 steps with probe attention); the app trains in a child process, so

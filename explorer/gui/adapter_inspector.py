@@ -1026,7 +1026,7 @@ class AdapterInspector(QtWidgets.QMainWindow):
 
     def _snapshot_for(self, name: str):
         from explorer.core.inspect_adapter import matrix_snapshot
-        from explorer.engine.snapshot import Snapshot
+        from explorer.schema.snapshot import Snapshot
 
         ms = self._matrix_cache.get(name)
         if ms is None:

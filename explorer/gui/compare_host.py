@@ -52,11 +52,11 @@ def spec_text(overrides: dict) -> str:
 
 
 def specs_from_runs(base, runs) -> list:
-    """RunSpec objects for a deck scene's runs (`explorer.engine.deck.Run`: a label and full settings):
+    """RunSpec objects for a deck scene's runs (`explorer.schema.deck.Run`: a label and full settings):
     each run sets its method and the method's defining settings (LoRA: the rank; prefix: K and L),
     and changes whatever other per-run setting differs from the scene's settings `base`. Imports the
     compare engine (torch)."""
-    from explorer.engine.compare import PER_RUN, SHARED, RunSpec
+    from explorer.schema.compare import PER_RUN, SHARED, RunSpec
 
     specs = []
     for run in runs:
@@ -130,7 +130,7 @@ class CompareHost(QObject):
     def start(self, base_settings, specs: list, play: bool = True) -> None:
         """Replace any comparison by `specs` on `base_settings`, at step 0; playing at once if `play`
         (the single run pauses). `specs`: run-spec strings, RunSpec objects, or a deck scene's runs
-        (`explorer.engine.deck.Run`)."""
+        (`explorer.schema.deck.Run`)."""
         if self._closed:
             return
         self._generation += 1

@@ -24,8 +24,8 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QKeySequence, QPalette, QWindow
 from PySide6.QtWidgets import QApplication, QWidget
 
-from explorer.engine.deck import Deck, Scene
 from explorer.gui.shortcuts import SHORTCUTS
+from explorer.schema.deck import Deck, Scene
 
 TALK_GROUP = "Talk mode"
 PLAY_DELAY_MS = 900  # the starting state holds this long before a scene plays

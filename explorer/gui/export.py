@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from explorer.core.files import atomic_replace, atomic_write_bytes, atomic_write_text
+from explorer.schema.files import atomic_replace, atomic_write_bytes, atomic_write_text
 
 SCALE = 2.0  # PNG: this many times the on-screen resolution
 FORMATS = {".png": "PNG image", ".svg": "SVG drawing"}

@@ -36,7 +36,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.engine.settings import SETTINGS_SPEC, TrainSettings, changed_kinds
 from explorer.gui import shortcuts
 from explorer.gui.app import NONE_GUARDED  # noqa: F401 - guards None's refcount (PySide6 6.12, Python 3.11)
 from explorer.gui.compare_host import CompareHost
@@ -44,6 +43,7 @@ from explorer.gui.controls import ControlsPanel, label_of, setting_named_in
 from explorer.gui.help_overlay import HelpOverlay
 from explorer.gui.persistence import Persistence, layout_version
 from explorer.gui.status_bar import StatusBar
+from explorer.schema.settings import SETTINGS_SPEC, TrainSettings, changed_kinds
 
 # Workers by "module:attribute", imported on a helper thread when the window first needs one.
 PROCESS_WORKER = "explorer.engine.process_worker:ProcessTrainingWorker"

@@ -10,7 +10,7 @@ import zlib
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from explorer.engine.settings import TrainSettings
+from explorer.schema.settings import TrainSettings
 
 KEY_GEOMETRY = "window/geometry"
 KEY_STATE = "window/state"

@@ -257,7 +257,7 @@ def _rgb(image: QtGui.QImage, size: tuple[int, int]) -> np.ndarray:
 def encode(images: list[QtGui.QImage], counts: list[int], path, fps: int, fmt: str | None = None) -> tuple[int, int]:
     """Write the frames (each shown counts[i] frame slots at `fps`) as GIF or MP4, atomically.
     Returns the frame size (w, h)."""
-    from explorer.core.files import atomic_replace
+    from explorer.schema.files import atomic_replace
 
     path = Path(path)
     fmt = fmt or format_of(path)

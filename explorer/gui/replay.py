@@ -5,7 +5,7 @@
     toggle_run_recording(window, directory=None)   # File > Record run to directory… / Stop
 
 A recording is a directory written by `python -m explorer run` or by the app itself
-(explorer.engine.recording: config.json, metrics.jsonl, snapshots/NNNNNN.safetensors). In replay mode:
+(explorer.schema.recording: config.json, metrics.jsonl, snapshots/NNNNNN.safetensors). In replay mode:
 - the window stops taking the live worker's snapshots (the worker pauses; nothing of it is lost) and
   every view draws the recording's snapshots through the same path as live ones (`window.deliver`),
   so a view shows step s of a replay exactly as it showed step s live;
@@ -372,7 +372,7 @@ def open_recording(window, path=None) -> ReplayController | None:
     """File > Open recording…: switch the window to replay mode on the recording in `path` (a
     directory chooser when None). A directory that is not a readable recording gives one line in the
     status bar and changes nothing."""
-    from explorer.engine.recording import RecordingReader
+    from explorer.schema.recording import RecordingReader
 
     if path is None:
         path = QtWidgets.QFileDialog.getExistingDirectory(window, "Open recording", str(Path.home()))
@@ -432,7 +432,7 @@ class RunRecorder(QtCore.QObject):
 
     def __init__(self, window, directory, overwrite: bool = False, max_queue: int = 64):
         super().__init__(window)
-        from explorer.engine.recording import RecordingWriter  # noqa: F401 - fails early if missing
+        from explorer.schema.recording import RecordingWriter  # noqa: F401 - fails early if missing
 
         self.window = window
         self.dir = Path(directory)
@@ -454,7 +454,7 @@ class RunRecorder(QtCore.QObject):
         self.active = False
 
     def start(self) -> None:
-        from explorer.engine.recording import RecordingWriter
+        from explorer.schema.recording import RecordingWriter
 
         snap = self.window.last_snapshot
         settings = (snap.settings if snap is not None else None) or self.window.settings.to_dict()
@@ -527,7 +527,7 @@ class RunRecorder(QtCore.QObject):
         from the panel's when the recording started before the first snapshot of a new run)."""
         import json
 
-        from explorer.core.files import atomic_write_text
+        from explorer.schema.files import atomic_write_text
 
         self.writer.config.update(settings=snap.settings, device=snap.device)
         atomic_write_text(self.dir / "config.json", json.dumps(self.writer.config, indent=2))

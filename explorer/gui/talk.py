@@ -41,9 +41,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.engine.deck import Deck, Scene, load_deck
 from explorer.gui.app import Theme, _palette, restyle_plots, theme_by_name
 from explorer.gui.deck_player import PLAY_DELAY_MS, DeckPlayer
+from explorer.schema.deck import Deck, Scene, load_deck
 
 DEFAULT_FONT_SCALE = 1.8
 FONT_SCALES = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.3, 2.6, 3.0)

@@ -54,7 +54,7 @@ class LmScenario:
     name = "lm"
 
     def __init__(self, settings, device: torch.device, autocast=None, base_model: nn.Module | None = None):
-        from explorer.core.resources import load_corpus
+        from explorer.schema.resources import load_corpus
 
         self.device, self.autocast, self.seed = device, autocast, settings.seed
         if base_model is None:
@@ -93,7 +93,7 @@ class LmScenario:
             "sample_prompt": SAMPLE_PROMPT,
         }
         try:
-            from explorer.core.resources import base_model_dir, base_training_info
+            from explorer.schema.resources import base_model_dir, base_training_info
 
             info["path"] = str(base_model_dir())
             info["training"] = base_training_info()
@@ -218,7 +218,7 @@ class LmScenario:
         return {"prompt": SAMPLE_PROMPT, "adapted": self._sample(model), "base": self._base_sample, "step": int(step)}
 
     def budget(self, settings, model: nn.Module) -> dict:
-        from explorer.core.budget import compute_budget
+        from explorer.schema.budget import compute_budget
 
         b = compute_budget(
             self.config,

@@ -75,12 +75,12 @@ def describe_setting(settings: dict) -> str:
 def price_presets(settings: dict) -> dict:
     """The setting priced on the LLaMA presets, for budgets that arrive without a "presets" entry.
 
-    Pure arithmetic on the snapshot's settings (explorer.core.budget), nothing is allocated. Empty for
+    Pure arithmetic on the snapshot's settings (explorer.schema.budget), nothing is allocated. Empty for
     the matrix scenario (one matrix is no Llama setting) or when a setting does not fit a preset."""
     if not settings or settings.get("scenario") == "matrix":
         return {}
     try:
-        from explorer.core.budget import PRESETS, compute_budget
+        from explorer.schema.budget import PRESETS, compute_budget
     except ImportError:  # pragma: no cover - the core ships with the app
         return {}
     out = {}

@@ -325,7 +325,7 @@ class CompareView(View):
         """Check the run specs typed in; emit compareRequested(specs) if they parse, else show why.
         Returns the specs, or None on an error. (Scenario-specific checks happen when the main window
         builds the CompareWorker: its ValueError belongs in `show_spec_error`.)"""
-        from explorer.engine.compare import parse_run_spec, unique_labels
+        from explorer.schema.compare import parse_run_spec, unique_labels
 
         specs = split_specs(self.specs_edit.text())
         try:
@@ -353,7 +353,7 @@ class CompareView(View):
         if snapshot is not None and not hasattr(snapshot, "runs"):
             if self._got_compare:
                 return
-            from explorer.engine.compare import comparison_from_snapshot
+            from explorer.schema.compare import comparison_from_snapshot
 
             snapshot = comparison_from_snapshot(snapshot)
         elif snapshot is not None:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from explorer.core.files import atomic_replace, atomic_write_text
-from explorer.engine.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
+from explorer.schema.files import atomic_replace, atomic_write_text
+from explorer.schema.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
 
 FORMAT = "peft-explorer-recording"
 VERSION = 1
@@ -222,7 +222,7 @@ class RecordingReader:
     """A recording, possibly cut off mid-write. `.steps`, `.metrics`, `.snapshot(step)`, `.settings`."""
 
     def __init__(self, directory: str | Path):
-        from explorer.engine.settings import TrainSettings
+        from explorer.schema.settings import TrainSettings
 
         self.dir = Path(directory)
         cfg = self.dir / "config.json"
@@ -264,12 +264,12 @@ class RecordingReader:
     def finished(self) -> bool:
         return "final_step" in self.config
 
-    def state(self):
-        """The trained state at the end, or None when the run did not get that far."""
-        from explorer.core.state_file import load_state
-
+    @property
+    def state_path(self) -> Path | None:
+        """The trained state at the end (read it with `explorer.core.state_file.load_state`), or None
+        when the run did not get that far."""
         path = self.dir / "state.safetensors"
-        return load_state(path) if path.is_file() else None
+        return path if path.is_file() else None
 
     def _load(self, path: Path) -> tuple[dict, dict]:
         from safetensors import safe_open

@@ -1,4 +1,4 @@
-"""The Llama model's configuration: plain data, no torch, so pricing a model (core/budget.py) and
+"""The Llama model's configuration: plain data, no torch, so pricing a model (schema/budget.py) and
 the window's budget view need no torch in the GUI process (training runs in a child process)."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
-from explorer.core.llama_config import LlamaConfig
+from explorer.schema.llama_config import LlamaConfig
 
 MB = 1_000_000  # storage is quoted in decimal megabytes, as in the papers (8.4 MB for 4.2M fp16)
 

@@ -25,27 +25,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from explorer.engine.settings import TrainSettings
+from explorer.schema.compare import SHARED
+from explorer.schema.settings import TrainSettings
 
 VIEW_IDS = ("delta", "spectrum", "attention", "gates", "loss", "budget", "samples", "compare")
 LAYOUTS = ("grid", "row", "column", "focus")
 SCENE_FIELDS = {"title", "caption", "views", "layout", "play", "settings", "runs", "focus"}
-# Settings every run of a comparison shares (explorer.engine.compare.SHARED; kept here so that loading
-# a deck imports no torch): a run may not change them, the scene's settings set them.
-SHARED_RUN_FIELDS = (
-    "scenario",
-    "seq_len",
-    "size_in",
-    "size_out",
-    "target_rank",
-    "noise",
-    "preset",
-    "device",
-    "dtype",
-    "speed",
-    "snapshot_hz",
-    "display_size",
-)
 
 
 @dataclass
@@ -74,7 +59,7 @@ class Deck:
 
 
 def default_deck_path() -> Path:
-    from explorer.core.resources import resources_dir
+    from explorer.schema.resources import resources_dir
 
     return resources_dir() / "decks" / "default.toml"
 
@@ -142,7 +127,7 @@ def _parse_scene(number: int, s: dict, source: str) -> Scene:
         run_settings = r.get("settings", {})
         if not isinstance(run_settings, dict):
             fail(f"runs[{j}].settings", "must be a table of settings")
-        shared = sorted(set(run_settings) & set(SHARED_RUN_FIELDS))
+        shared = sorted(set(run_settings) & set(SHARED))
         if shared:
             fail(
                 f"runs[{j}].settings.{shared[0]}",
