@@ -26,7 +26,7 @@ from explorer.gui.persistence import Persistence
 from explorer.schema.recording import RecordingReader, RecordingWriter
 
 WAIT_MS = 30_000
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def record(directory: Path, settings, steps: int, base_model=None) -> dict:

@@ -13,7 +13,7 @@ from explorer.core.state_file import load_state
 from explorer.engine.trainer import Trainer
 from explorer.schema.recording import RecordingReader, RecordingWriter
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _record(trainer, out, steps, every, samples_at=()):

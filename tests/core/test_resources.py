@@ -17,7 +17,7 @@ from explorer.core.llama import generate, lm_loss
 from explorer.core.tokenizer import TOKENIZER, decode, encode, token_label
 from explorer.schema import resources
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # --- tokenizer -------------------------------------------------------------------------------
