@@ -3,6 +3,10 @@
 y = W0 x + b + scaling * B(A(dropout(x))), scaling = alpha / r (rsLoRA: alpha / sqrt(r)).
 The wrapper keeps the original Linear as `base_layer` and the factors as `lora_A` / `lora_B`
 (nn.Linear, like PEFT), so parameter names map one-to-one onto a PEFT adapter file.
+
+Dropout (`LoraDropout`) draws its masks from a torch.Generator of its own when one is set
+(`set_dropout_generator`): the trainer reseeds it from (seed, step) before every step, so a run with
+dropout is as reproducible as one without (docs/reference.md, "Dropout").
 """
 
 from __future__ import annotations
@@ -38,6 +42,41 @@ def lora_scaling(rank: int, alpha: float, use_rslora: bool) -> float:
     return alpha / math.sqrt(rank) if use_rslora else alpha / rank
 
 
+class LoraDropout(nn.Module):
+    """Inverted dropout on the LoRA branch, as nn.Dropout (zero with probability p, scale the rest
+    by 1 / (1 - p)), drawing its masks from `generator` when one is set.
+
+    nn.Dropout can only draw from torch's global generator, which anything else in the process
+    (another run, a test, a library) also draws from, so two runs of the same settings and seed would
+    see different masks. With a generator of its own the masks depend on that generator alone.
+    Without one it falls back to the global generator (F.dropout), exactly like nn.Dropout."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = float(p)
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.generator is None:
+            return F.dropout(x, self.p, True)
+        keep = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=self.generator)
+        return x * keep.div_(1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, generator={'own' if self.generator is not None else 'global'}"
+
+
+def set_dropout_generator(model: nn.Module, generator: torch.Generator | None) -> int:
+    """Make every LoRA dropout in `model` draw from `generator` (None: torch's global one again).
+    Returns how many dropout modules there are (0 when dropout is off)."""
+    found = [m for m in model.modules() if isinstance(m, LoraDropout)]
+    for m in found:
+        m.generator = generator
+    return len(found)
+
+
 class LoraLinear(nn.Module):
     def __init__(
         self,
@@ -60,7 +99,7 @@ class LoraLinear(nn.Module):
         factory = dict(device=base_layer.weight.device, dtype=base_layer.weight.dtype)
         self.lora_A = nn.Linear(in_f, rank, bias=False, **factory)
         self.lora_B = nn.Linear(rank, out_f, bias=False, **factory)
-        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.lora_dropout = LoraDropout(dropout) if dropout > 0 else nn.Identity()
         # Kept outside the state dict: W0 before PiSSA rewrote it, and W0 before a merge, so that
         # removing or unmerging restores the original bit for bit.
         self.register_buffer("original_weight", None, persistent=False)

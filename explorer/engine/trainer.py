@@ -32,9 +32,10 @@ import numpy as np
 import torch
 
 from explorer.core.analysis import dense_spectrum, pool_matrix, pooled_delta, spectrum_from_factors
+from explorer.core.lora import set_dropout_generator
 from explorer.engine import device as devices
 from explorer.engine.history import SpectrumHistory, ThinningBuffer
-from explorer.engine.scenarios import SCENARIO_SETTINGS, build_scenario
+from explorer.engine.scenarios import SCENARIO_SETTINGS, build_scenario, derive_seed
 from explorer.schema.faults import FAULT_KINDS
 from explorer.schema.settings import COLD, TrainSettings, changed_kinds, validate
 from explorer.schema.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
@@ -138,6 +139,14 @@ class _Segment:
         if not self.params:
             raise ValueError(f"method={settings.method!r} leaves nothing to train")
         self.optimizer = trainer._make_optimizer(self.params, settings)
+        # LoRA dropout draws from a generator of this segment's own, reseeded from (seed, step) before
+        # each step's forward: the masks of step k depend on the seed and k alone (not on other runs in
+        # the process, nor on how often the run was reset, rewound or resumed from a file).
+        self.dropout_generator = None
+        if set_dropout_generator(self.model, None):
+            device = next(iter(self.params)).device
+            self.dropout_generator = torch.Generator(device=device) if device.type == "cuda" else torch.Generator()
+            set_dropout_generator(self.model, self.dropout_generator)
         self.backup = [p.detach().clone() for p in self.params]
         self.backup_step: int | None = None
         self.step = 0
@@ -235,6 +244,11 @@ class Trainer:
                 p.copy_(b)
         seg.optimizer = self._make_optimizer(seg.params, seg.settings)
 
+    @staticmethod
+    def _seed_dropout(seg: _Segment, step: int) -> None:
+        if seg.dropout_generator is not None:
+            seg.dropout_generator.manual_seed(derive_seed(seg.settings.seed, "dropout", step))
+
     @torch.enable_grad()  # grad mode is thread-local: callers (scripts, other threads) may have it off
     def train_step(self) -> float:
         """Loss of this step's batch at the current weights, then one update. See the module doc for faults."""
@@ -247,6 +261,7 @@ class Trainer:
             raise torch.OutOfMemoryError(f"CUDA out of memory (injected at step {s})")
         try:
             batch = seg.scenario.batch(s, seg.settings.batch_size)
+            self._seed_dropout(seg, s)
             loss = seg.scenario.loss(seg.model, batch)
             if fault == "nan":
                 loss = loss * float("nan")
@@ -300,6 +315,7 @@ class Trainer:
         """The loss of batch 0 at the starting weights, measured without an update (once per segment)."""
         seg = self._seg
         if seg.initial_loss is None:
+            self._seed_dropout(seg, 0)  # the same masks as step 0's update will use
             seg.initial_loss = seg.scenario.loss(seg.model, seg.scenario.batch(0, seg.settings.batch_size)).item()
         return seg.initial_loss
 
