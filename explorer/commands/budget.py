@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--layers", type=_int_list, default=None, help="comma-separated layer indices for LoRA (default: all layers)"
     )
+    parser.add_argument(
+        "--dora", action="store_true", help="DoRA: add each adapted matrix's magnitude vector (out parameters)"
+    )
     parser.add_argument("--prefix-len", type=int, default=10, help="prompt vectors K per layer (default 10)")
     parser.add_argument("--prefix-layers", type=int, default=30, help="prefix on the top L layers (default 30)")
     parser.add_argument(
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         prefix_len=args.prefix_len,
         prefix_layers=args.prefix_layers,
         gate_shape=args.gate_shape,
+        use_dora=args.dora,
     )
     if args.json:
         print(json.dumps({"model": args.model, **budget.to_dict()}, indent=2))

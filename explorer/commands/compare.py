@@ -230,7 +230,8 @@ def table_markdown(snap, header: dict) -> str:
     if a is not None and a.amplification:
         lines.append(
             "Amplification (LoRA paper Table 7), mean over modules: ||ΔW||_F / ||U^T W0 V||_F, and W0 "
-            "projected onto ΔW's top-r directions, onto W0's own top-r and onto a random r-dim basis:"
+            "projected onto ΔW's k = rank(ΔW) singular directions (k <= r: directions with σ = 0 are left "
+            "out), onto W0's own top-k and onto a random k-dim basis:"
         )
         lines.append("")
         lines.append(
@@ -248,6 +249,14 @@ def table_markdown(snap, header: dict) -> str:
             lines.append(
                 f"| `{label}` | {m['factor']:.2f} | {m['delta_fro']:.4g} | {m['proj_delta']:.4g} | "
                 f"{m['proj_w0_top']:.4g} | {m['proj_random']:.4g} |"
+            )
+        residual = [label for label, rows in a.amplification.items() if rows and rows[0].get("w0") == "residual"]
+        if residual:
+            lines.append("")
+            lines.append(
+                f"{', '.join(f'`{x}`' for x in residual)}: PiSSA, so W0 here is the residual W - s·B₀A₀, whose "
+                "top-r directions moved into the adapter at initialisation; its factor is not Table 7's "
+                "(which projects the pretrained W0)."
             )
         lines.append("")
     if a is not None and a.intrinsic:
@@ -513,8 +522,9 @@ def run(args: argparse.Namespace, base_model=None) -> int:
     analysis["methods"] = {
         "similarity": "phi(i, j) = ||U_a[:, :i]^T U_b[:, :j]||_F^2 / min(i, j), U = right singular vectors of A "
         "(LoRA paper Sec. 7.2); control: run a's A against a random Gaussian matrix of run b's shape",
-        "amplification": "factor = ||ΔW||_F / ||U^T W0 V||_F, U, V = ΔW's top-r singular vectors (Sec. 7.3); "
-        "proj_w0_top: W0 onto its own top-r; proj_random: onto a random r-dim basis (seed 0)",
+        "amplification": "factor = ||ΔW||_F / ||U^T W0 V||_F, U, V = ΔW's singular vectors of its k = rank(ΔW) "
+        "non-zero values (sigma > sigma_1 * max(m, n) * eps; Sec. 7.3); proj_w0_top: W0 onto its own top-k; "
+        "proj_random: onto a random k-dim basis (seed 0); w0: 'residual' for PiSSA runs (W0 = W - s*B0*A0)",
         "intrinsic": "LoRA ΔW spectrum exact from the factors; the full update ΔW = W - W0 by the method in "
         "full_method",
     }

@@ -19,11 +19,16 @@ import torch.nn.functional as F
 # Above this smaller dimension an exact SVD of a dense matrix gets slow on a CPU (a 4096x4096
 # `svdvals` takes seconds), so `dense_spectrum(method="auto")` switches to a randomized method.
 DENSE_EXACT_MAX = 1024
-# How many leading singular values the randomized method returns, and its oversampling / power
-# iterations (Halko, Martinsson & Tropp 2011: a few extra columns and 2-4 power iterations make
-# the leading values accurate to a few digits for the slowly decaying spectra of weight updates).
+# The randomized method (Halko, Martinsson & Tropp 2011) returns the leading q values from a subspace
+# of q + max(q, LOWRANK_MIN_OVERSAMPLE) columns after LOWRANK_NITER power iterations. Its values are
+# Rayleigh-Ritz values, so never above the true ones, and least accurate near the cut-off (index q),
+# by how much depends on how fast the spectrum decays there. Measured at 1024 x 1024, q = 64
+# (bench/bench_randomized_svd.py; held by tests/test_analysis.py): 6e-6 relative for the matrix
+# scenario's full fine-tuning update (planted rank 8), 6e-3 for the seed preset's full-rank update,
+# 1.6 % for a Gaussian matrix (top 16: 0.5 %), 3.3 % for a nearly flat spectrum (1 -> 0.5; top 16:
+# 2.1 %). With the old 10 extra columns these were 1.5 %, 4.1 %, 5.3 % and 5.9 %.
 LOWRANK_Q = 256
-LOWRANK_OVERSAMPLE = 10
+LOWRANK_MIN_OVERSAMPLE = 10
 LOWRANK_NITER = 4
 
 
@@ -77,19 +82,36 @@ def spectrum_from_factors(A: torch.Tensor, B: torch.Tensor, scaling: float = 1.0
     return Spectrum(s, U, V)
 
 
-def _lowrank_svdvals(W: torch.Tensor, q: int, niter: int) -> torch.Tensor:
-    """Top-q singular values by `torch.svd_lowrank`, without touching the global RNG.
+def lowrank_columns(q: int, n: int) -> int:
+    """Columns of the randomized method's subspace for the top q of n values: q + max(q, 10), at most n."""
+    return min(q + max(q, LOWRANK_MIN_OVERSAMPLE), n)
+
+
+def randomized_svd(
+    W: torch.Tensor, q: int, niter: int = LOWRANK_NITER
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-q (U, s, V) of W by `torch.svd_lowrank`, without touching the global RNG.
 
     svd_lowrank draws its random test matrix from the global generator; a live view calling it
     mid-training would otherwise change the training run's random stream. fork_rng restores the
     state afterwards, and the fixed seed makes the figure reproducible from call to call.
+    See LOWRANK_MIN_OVERSAMPLE for the accuracy of the values.
     """
-    k = min(q + LOWRANK_OVERSAMPLE, min(W.shape))
+    k = lowrank_columns(q, min(W.shape))
     devices = [W.device.index or 0] if W.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(0)
-        _, s, _ = torch.svd_lowrank(W, q=k, niter=niter)
-    return s[:q]
+        U, s, V = torch.svd_lowrank(W, q=k, niter=niter)
+    return U[:, :q], s[:q], V[:, :q]
+
+
+def lowrank_description(q: int, n: int, niter: int = LOWRANK_NITER) -> str:
+    """How `randomized_svd` got its values, for a view's caption."""
+    return (
+        f"randomized svd_lowrank, top {q} of {n} values, partial "
+        f"(q={q}, {lowrank_columns(q, n)} columns, {niter} power iterations; never above the exact values, "
+        "least accurate near the cut-off)"
+    )
 
 
 @torch.no_grad()
@@ -99,8 +121,9 @@ def dense_spectrum(
     """Singular values of a dense update (full fine-tuning), and a description of how they were got.
 
     method: "exact" (`torch.linalg.svdvals`, all min(out, in) values), "lowrank" (randomized
-    `torch.svd_lowrank`, the top q values only), or "auto": exact when min(out, in) <= 1024, else
-    lowrank. The returned string names the method so a view can say what it shows.
+    `torch.svd_lowrank`, the top q values only: a partial spectrum), or "auto": exact when
+    min(out, in) <= 1024, else lowrank. The returned string names the method so a view can say what it
+    shows (a partial spectrum's string contains "partial").
     """
     if W.ndim != 2:
         raise ValueError(f"W must be a matrix, got shape {tuple(W.shape)}")
@@ -112,11 +135,8 @@ def dense_spectrum(
         method = "exact" if n <= DENSE_EXACT_MAX else "lowrank"
     if method == "exact" or q >= n:
         return torch.linalg.svdvals(W32), f"exact svdvals, all {n} values"
-    s = _lowrank_svdvals(W32, q, niter)
-    return s, (
-        f"randomized svd_lowrank, top {q} of {n} values "
-        f"(q={q}+{LOWRANK_OVERSAMPLE} oversampling, {niter} power iterations)"
-    )
+    _, s, _ = randomized_svd(W32, q, niter)
+    return s, lowrank_description(q, n, niter)
 
 
 # --- summary figures of a spectrum --------------------------------------------------------------
@@ -157,20 +177,28 @@ def stable_rank(values: torch.Tensor) -> torch.Tensor:
     return torch.where(top > 0, s2.sum() / top.clamp_min(torch.finfo(s2.dtype).tiny), torch.zeros_like(top))
 
 
-def spectrum_summary(values: torch.Tensor) -> dict[str, float]:
+def rank_tolerance_factor(shape: tuple[int, int]) -> float:
+    """max(m, n) · eps(float32): a singular value counts towards the rank when above σ₁ times this."""
+    return max(int(shape[0]), int(shape[1])) * torch.finfo(torch.float32).eps
+
+
+def spectrum_summary(values: torch.Tensor, shape: tuple[int, int] | None = None) -> dict[str, float]:
     """The figures a spectrum view shows, as python floats, with a single device->host copy.
 
     Keys: count, fro_norm, spectral_norm, nuclear_norm, effective_rank, stable_rank,
-    numerical_rank (values above max(s) · n · eps, the usual matrix-rank tolerance), and
-    energy_top{1,2,4,8,16} (each clamped to the number of values). For a truncated spectrum (from
-    the randomized method) the norms and energies are those of the values given.
+    numerical_rank, and energy_top{1,2,4,8,16} (each clamped to the number of values).
+    numerical_rank counts the values above σ₁ · max(m, n) · eps(float32), the usual matrix-rank
+    tolerance (numpy.linalg.matrix_rank, torch.linalg.matrix_rank) for the (m, n) = `shape` of the
+    matrix the values belong to; without a shape, max(m, n) is taken as the number of values (a
+    smaller, stricter-than-usual tolerance). For a truncated spectrum (from the randomized method)
+    the norms and energies are those of the values given.
     """
     s = _f32(values)
     n = s.shape[0]
     if n == 0:
         raise ValueError("spectrum_summary needs at least one value")
     top = s.max()
-    tol = top * n * torch.finfo(torch.float32).eps
+    tol = top * rank_tolerance_factor(shape if shape is not None else (n, n))
     cum = cumulative_energy(s)
     ks = (1, 2, 4, 8, 16)
     figures = torch.stack(
@@ -286,38 +314,71 @@ def _random_orthonormal(n: int, r: int, generator: torch.Generator, device) -> t
 
 
 @torch.no_grad()
+def amplification_reference(W0: torch.Tensor, k: int, generator: torch.Generator | None = None) -> dict:
+    """What `amplification` needs of W0 alone, constant while W0 is (callers may keep it between
+    calls): ||W0||_F, W0's top-k singular values (exact up to DENSE_EXACT_MAX, randomized above, where
+    the top k of LOWRANK_Q values are accurate to a few parts in a million), and a random k-dim
+    orthonormal basis on each side (QR of Gaussian columns from `generator`, or a fixed seed 0)."""
+    W = _f32(W0)
+    w0_values, _ = dense_spectrum(W, q=max(k, LOWRANK_Q))
+    if generator is None:
+        generator = torch.Generator(device=W.device).manual_seed(0)
+    Ur = _random_orthonormal(W.shape[0], k, generator, W.device)
+    Vr = _random_orthonormal(W.shape[1], k, generator, W.device)
+    return {"w0_fro": torch.linalg.matrix_norm(W), "w0_values": w0_values[:k], "Ur": Ur, "Vr": Vr}
+
+
+@torch.no_grad()
 def amplification(
-    W0: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scaling: float, generator: torch.Generator | None = None
+    W0: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    scaling: float,
+    generator: torch.Generator | None = None,
+    reference: dict | None = None,
 ) -> dict[str, float]:
     """How much ΔW amplifies directions of W0 (LoRA paper Sec. 7.3, Table 7). Python floats.
 
-    U, V are ΔW's top-r singular vectors (r = the factors' rank, from the factors). Returns
+    U, V are ΔW's singular vectors for its k = rank(ΔW) non-zero singular values (from the factors;
+    σ > σ₁ · max(m, n) · eps, the usual rank tolerance). k is at most the adapter's rank r and smaller
+    when ΔW is rank-deficient (B = 0 at step 0, or columns of B or rows of A that stayed parallel):
+    the singular vectors of σ = 0 are arbitrary directions, and counting them would measure W0 along
+    directions ΔW does not have. Every projection below uses those k directions. Returns
+    - rank: k; adapter_rank: r;
     - delta_fro: ||ΔW||_F, and w0_fro: ||W0||_F;
     - proj_delta: ||U^T W0 V||_F, how much of W0 lies in ΔW's subspace;
-    - proj_w0_top: the same onto W0's own top-r directions, which equals sqrt(sum of W0's top r
-      squared singular values) (from `dense_spectrum`, exact up to 1024, randomized above);
-    - proj_random: the same onto a random r-dim orthonormal basis on each side (`generator`, or a
-      fixed seed 0, so the figure is reproducible);
+    - proj_w0_top: the same onto W0's own top-k directions, which equals sqrt(sum of W0's top k
+      squared singular values);
+    - proj_random: the same onto a random k-dim orthonormal basis on each side (`generator`, or a
+      fixed seed 0, so the figure is reproducible; the first k columns of r random ones);
     - factor: delta_fro / proj_delta (0 when ΔW = 0, inf if ΔW's subspace misses W0 entirely).
+    `reference`: `amplification_reference(W0, r, generator)`, computed here when not given.
+    W0 is whatever the adapter is added to: for a PiSSA adapter that is the residual W - s·B₀A₀ with
+    W's top-r directions removed, so the factor then measures something else than Table 7's (see
+    docs/reference.md).
     """
     if W0.ndim != 2 or tuple(W0.shape) != (B.shape[0], A.shape[1]):
         raise ValueError(f"W0 {tuple(W0.shape)} does not match ΔW's shape ({B.shape[0]}, {A.shape[1]})")
     W = _f32(W0)
     spec = spectrum_from_factors(A, B, scaling, vectors=True)
-    k = spec.U.shape[1]
-    delta_fro = spec.values.square().sum().sqrt()
-    proj_delta = torch.linalg.matrix_norm(spec.U.T @ W @ spec.V)
-    w0_values, _ = dense_spectrum(W, q=max(k, LOWRANK_Q))
-    proj_top = w0_values[:k].square().sum().sqrt()
-    if generator is None:
-        generator = torch.Generator(device=W.device).manual_seed(0)
-    Ur = _random_orthonormal(W.shape[0], k, generator, W.device)
-    Vr = _random_orthonormal(W.shape[1], k, generator, W.device)
-    proj_random = torch.linalg.matrix_norm(Ur.T @ W @ Vr)
-    d, p, t, rnd, w = torch.stack([delta_fro, proj_delta, proj_top, proj_random, torch.linalg.matrix_norm(W)]).tolist()
+    available = spec.U.shape[1]
+    values = spec.values[:available]
+    top = values.max()
+    k = int(((values > top * rank_tolerance_factor(tuple(W.shape))) & (top > 0)).sum())
+    if reference is None:
+        reference = amplification_reference(W, available, generator)
+    U, V = spec.U[:, :k], spec.V[:, :k]
+    delta_fro = values.square().sum().sqrt()
+    proj_delta = torch.linalg.matrix_norm(U.T @ W @ V)
+    proj_top = reference["w0_values"][:k].square().sum().sqrt()
+    proj_random = torch.linalg.matrix_norm(reference["Ur"][:, :k].T @ W @ reference["Vr"][:, :k])
+    d, p, t, rnd, w = torch.stack(
+        [delta_fro, proj_delta, proj_top, proj_random, torch.as_tensor(reference["w0_fro"], device=W.device)]
+    ).tolist()
     factor = d / p if p > 0 else (0.0 if d == 0 else math.inf)
     return {
         "rank": k,
+        "adapter_rank": int(A.shape[0]),
         "delta_fro": d,
         "w0_fro": w,
         "proj_delta": p,

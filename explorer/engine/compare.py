@@ -43,6 +43,9 @@ import torch
 from explorer.core.analysis import (
     DENSE_EXACT_MAX,
     amplification,
+    amplification_reference,
+    lowrank_description,
+    randomized_svd,
     spectrum_from_factors,
     subspace_similarity,
 )
@@ -124,44 +127,28 @@ def seed_similarity(trainer_a, trainer_b, module: str, control_seed: int = 0) ->
 
 def amplification_table(trainer, seed: int = 0, cache: dict | None = None) -> list[dict]:
     """Per LoRA module: the amplification figures of docs/reference.md (paper Table 7) as floats:
-    rank, delta_fro, w0_fro, proj_delta (||U^T W0 V||_F, U, V ΔW's top-r singular vectors),
-    proj_w0_top (onto W0's own top-r), proj_random (onto a random r-dim basis), factor
-    (||ΔW||_F / proj_delta). `cache` (optional) keeps W0's constant figures between calls."""
+    rank (of ΔW: the directions used), adapter_rank, delta_fro, w0_fro, proj_delta (||U^T W0 V||_F,
+    U, V ΔW's singular vectors of its non-zero values), proj_w0_top (onto W0's own top-k),
+    proj_random (onto a random k-dim basis), factor (||ΔW||_F / proj_delta), and w0: "pretrained",
+    or "residual" for a PiSSA run, whose W0 is the residual W - s·B₀A₀ (its top-r directions moved
+    into the adapter), so its factor is not Table 7's. `cache` (optional) keeps W0's constant
+    figures (amplification_reference) between calls."""
     rows = []
+    w0 = "residual" if getattr(trainer.settings, "init", "") == "pissa" else "pretrained"
     for name, src in _sources(trainer).items():
         if src.A is None:
             continue
         g = torch.Generator(device=src.base.device).manual_seed(int(seed))
+        k = min(src.A.shape[0], *src.base.shape)
+        reference = None
         if cache is not None:
-            key = (name, src.A.shape[0], src.base.data_ptr())
-            rows.append({"module": name, **_amplification_cached(src, g, cache, key)})
-        else:
-            rows.append({"module": name, **amplification(src.base, src.A, src.B, src.scaling, generator=g)})
+            key = (name, k, src.base.data_ptr())
+            if key not in cache:
+                cache[key] = amplification_reference(src.base, k, g)
+            reference = cache[key]
+        row = amplification(src.base, src.A, src.B, src.scaling, generator=g, reference=reference)
+        rows.append({"module": name, **row, "w0": w0})
     return rows
-
-
-@torch.no_grad()
-def _amplification_cached(src, generator, cache: dict, key) -> dict:
-    """amplification(), with W0's top-r and the random projection (constant while W0 is) cached."""
-    W = src.base.detach().float()
-    spec = spectrum_from_factors(src.A, src.B, src.scaling, vectors=True)
-    k = spec.U.shape[1]
-    if key not in cache:
-        full = amplification(W, src.A, src.B, src.scaling, generator=generator)
-        cache[key] = {"w0_fro": full["w0_fro"], "proj_w0_top": full["proj_w0_top"], "proj_random": full["proj_random"]}
-    const = cache[key]
-    d = float(spec.values.square().sum().sqrt())
-    p = float(torch.linalg.matrix_norm(spec.U.T @ W @ spec.V))
-    factor = d / p if p > 0 else (0.0 if d == 0 else math.inf)
-    return {
-        "rank": k,
-        "delta_fro": d,
-        "w0_fro": const["w0_fro"],
-        "proj_delta": p,
-        "proj_w0_top": const["proj_w0_top"],
-        "proj_random": const["proj_random"],
-        "factor": factor,
-    }
 
 
 def _energy_top(values: np.ndarray, k: int) -> float:
@@ -212,11 +199,8 @@ def intrinsic_rank(lora_trainer, full_trainer, module: str, _full_cache: dict | 
             method = f"exact svd, all {n} values"
         else:
             q = max(64, k)
-            with torch.random.fork_rng(devices=[delta.device.index or 0] if delta.device.type == "cuda" else []):
-                torch.manual_seed(0)
-                U, s, V = torch.svd_lowrank(delta, q=min(q + 10, n), niter=4)
-            U, s, V = U[:, :q], s[:q], V[:, :q]
-            method = f"randomized svd_lowrank, top {q} of {n} values (4 power iterations)"
+            U, s, V = randomized_svd(delta, q)
+            method = lowrank_description(q, n)
         cached = (U, s, V, method)
         if _full_cache is not None:
             _full_cache[module] = cached

@@ -519,7 +519,8 @@ class AdapterInspector(QtWidgets.QMainWindow):
         "st. rank": "stable rank Σσᵢ² / σ₁²",
         "top-k energy": "share of ‖ΔW‖F² in the top k singular values (pick k above the table)",
         "DoRA ‖m‖ mean": "DoRA: mean of the magnitude vector m (min..max in the tooltip)",
-        "amplification": "‖ΔW‖F / ‖Uᵀ W₀ V‖F over ΔW's own top-r directions (LoRA paper, section 7); "
+        "amplification": "‖ΔW‖F / ‖Uᵀ W₀ V‖F over ΔW's own singular directions, the rank(ΔW) ≤ r with σ > 0 "
+        "(LoRA paper, section 7); "
         "needs the base model",
     }
 

@@ -1,8 +1,9 @@
 """What a PEFT setting costs on a Llama-shaped model: trainable parameters, storage, optimizer memory.
 
 Pure arithmetic on a `LlamaConfig` (nothing is allocated), so it prices a 70B model instantly.
-Counts follow docs/reference.md: LoRA trains r·(in + out) per adapted matrix; zero-init prefix
-tuning trains L·(K·C + gates) (the prompt vectors and the gates; the base projections stay frozen).
+Counts follow docs/reference.md: LoRA trains r·(in + out) per adapted matrix, plus `out` for DoRA's
+magnitude vector; zero-init prefix tuning trains L·(K·C + gates) (the prompt vectors and the gates;
+the base projections stay frozen). These are the counts of PEFT's `get_nb_trainable_parameters`.
 """
 
 from __future__ import annotations
@@ -138,12 +139,13 @@ def compute_budget(
     prefix_layers: int = 30,
     gate_shape: str = "head",
     rank_pattern: dict[str, int] | None = None,
+    use_dora: bool = False,
 ) -> Budget:
     """Price a PEFT setting on `config`.
 
     method: "lora" (rank, targets, layers = layers_to_transform or None for all, rank_pattern as in
-    PEFT), "prefix" (prefix_len K prompt vectors on the top prefix_layers L layers, gates per
-    "head" or per "layer"), "lora+prefix" (both), or "full" (every base parameter trains).
+    PEFT; use_dora adds each adapted matrix's magnitude vector, `out` parameters), "prefix"
+    (prefix_len K prompt vectors on the top prefix_layers L layers, gates per "head" or per "layer"), "lora+prefix" (both), or "full" (every base parameter trains).
     Only the settings the method uses are validated; a bad one raises ValueError naming the
     setting, its value and the allowed range.
 
@@ -183,14 +185,21 @@ def compute_budget(
                 _check_range(setting, r, 1, min(in_f, out_f), f" for {t} ({out_f}x{in_f})")
                 params += r * (in_f + out_f)
                 ranks.add(r)
+            dora = out_f * len(layer_ids) if use_dora else 0  # one magnitude per output row
             breakdown[t] = {
                 "shape": [out_f, in_f],
                 "layers": len(layer_ids),
                 "rank": ranks.pop() if len(ranks) == 1 else sorted(ranks),
-                "params": params,
+                "params": params + dora,
             }
+            if use_dora:
+                breakdown[t]["dora_params"] = dora
         settings.update(
-            rank=rank, targets=targets, layers=None if layers is None else layer_ids, rank_pattern=rank_pattern or None
+            rank=rank,
+            targets=targets,
+            layers=None if layers is None else layer_ids,
+            rank_pattern=rank_pattern or None,
+            use_dora=bool(use_dora),
         )
 
     if method in ("prefix", "lora+prefix"):
@@ -232,6 +241,18 @@ def compute_budget(
     )
 
 
+def price_presets(method: str, **settings) -> dict[str, dict]:
+    """The setting priced on every preset (`compute_budget(PRESETS[name], method, **settings)` as a
+    dict), leaving out the presets it does not fit (a rank or layer beyond a preset's size)."""
+    out = {}
+    for name, config in PRESETS.items():
+        try:
+            out[name] = compute_budget(config, method, **settings).to_dict()
+        except ValueError:
+            continue
+    return out
+
+
 def format_bytes(n: int) -> str:
     """Decimal units, one decimal: 8,388,608 bytes -> '8.4 MB'; GB from 1e9 on."""
     if n >= 1000 * MB:
@@ -248,6 +269,8 @@ def format_budget(budget: Budget, model_name: str | None = None) -> str:
         what += f", r={s['rank']} on {', '.join(s['targets'])} ({scope})"
         if s["rank_pattern"]:
             what += f", rank_pattern {s['rank_pattern']}"
+        if s.get("use_dora"):
+            what += ", DoRA (+ a magnitude vector per matrix)"
     if "prefix_len" in s:
         what += (
             f", K={s['prefix_len']} prompt vectors on the top {s['prefix_layers']} layers, gates per {s['gate_shape']}"
@@ -272,5 +295,8 @@ def format_budget(budget: Budget, model_name: str | None = None) -> str:
             )
         elif name != "full":
             out_f, in_f = part["shape"]
-            lines.append(f"  {name:<10} {out_f}x{in_f} x {part['layers']} layers, r={part['rank']}: {part['params']:,}")
+            dora = f" (incl. {part['dora_params']:,} DoRA magnitudes)" if part.get("dora_params") else ""
+            lines.append(
+                f"  {name:<10} {out_f}x{in_f} x {part['layers']} layers, r={part['rank']}: {part['params']:,}{dora}"
+            )
     return "\n".join(lines)

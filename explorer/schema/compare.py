@@ -378,6 +378,7 @@ def price_on_llama(settings: TrainSettings, preset: str = LLAMA_PRESET) -> dict 
             prefix_len=settings.prefix_len,
             prefix_layers=settings.prefix_layers,
             gate_shape=settings.gate_shape,
+            use_dora=settings.use_dora,
         ).to_dict()
     except (ValueError, KeyError):
         return None

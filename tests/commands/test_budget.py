@@ -143,6 +143,47 @@ def test_counts_agree_with_peft_on_a_tiny_llama():
     )
 
 
+def test_dora_counts_each_matrix_magnitude_vector():
+    # PEFT 0.21 counts 4,456,448 for LLaMA-7B, r=8 on q_proj and v_proj with use_dora: the LoRA
+    # factors plus one magnitude per output row of each of the 64 adapted matrices.
+    b = compute_budget(LLAMA_7B, "lora", rank=8, targets=("q_proj", "v_proj"), use_dora=True)
+    assert b.trainable_params == 4_194_304 + 64 * 4096 == 4_456_448
+    assert b.breakdown["q_proj"]["dora_params"] == 32 * 4096
+    assert b.storage_bytes_fp16 == 2 * 4_456_448 and b.settings["use_dora"] is True
+    assert "4,456,448" in format_budget(b) and "DoRA" in format_budget(b)
+    # GQA: the magnitude has k/v's (smaller) output size.
+    b70 = compute_budget(PRESETS["llama-2-70b"], "lora", rank=8, targets=("k_proj",), layers=[0], use_dora=True)
+    assert b70.trainable_params == 8 * (8192 + 1024) + 1024
+    assert compute_budget(LLAMA_7B, "lora+prefix", use_dora=True).trainable_params == 4_456_448 + 1_229_760
+
+
+def test_dora_counts_agree_with_peft_on_a_tiny_llama():
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig as HFConfig
+    from transformers import LlamaForCausalLM as HFLlama
+
+    hf_config = HFConfig(
+        vocab_size=97,
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    config = LlamaConfig.from_hf_dict(hf_config.to_dict())
+    targets = ["q_proj", "k_proj", "v_proj", "down_proj"]
+    lora = LoraConfig(
+        r=4, target_modules=targets, layers_to_transform=[0, 2], rank_pattern={"down_proj": 2}, use_dora=True
+    )
+    trainable, _ = get_peft_model(HFLlama(hf_config), lora).get_nb_trainable_parameters()
+    ours = compute_budget(
+        config, "lora", rank=4, targets=targets, layers=[0, 2], rank_pattern={"down_proj": 2}, use_dora=True
+    )
+    assert ours.trainable_params == trainable
+    plain = compute_budget(config, "lora", rank=4, targets=targets, layers=[0, 2], rank_pattern={"down_proj": 2})
+    assert ours.trainable_params - plain.trainable_params == 2 * (64 + 32 + 32 + 64)  # m: out per matrix
+
+
 # --- validation ---------------------------------------------------------------------------------
 
 
@@ -193,6 +234,13 @@ def test_command_in_process(capsys):
     assert _command(["--model", "llama-13b", "--method", "full", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["trainable_params"] == 13_015_864_320 and data["model"] == "llama-13b"
+
+
+def test_command_prices_dora(capsys):
+    assert _command(["--model", "llama-7b", "--rank", "8", "--dora"]) == 0
+    assert "4,456,448" in capsys.readouterr().out
+    assert _command(["--model", "llama-7b", "--rank", "8", "--dora", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["trainable_params"] == 4_456_448
 
 
 def test_command_reads_an_hf_config_directory(tmp_path, capsys):

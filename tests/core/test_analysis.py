@@ -138,6 +138,35 @@ def test_dense_spectrum_lowrank_when_large(monkeypatch):
     assert torch.equal(values, again)  # reproducible
 
 
+def test_randomized_values_hold_their_stated_accuracy():
+    """The accuracy analysis.py states for the randomized top-64 values (LOWRANK_MIN_OVERSAMPLE's
+    comment; bench/bench_randomized_svd.py prints the same table): lower bounds of the exact values,
+    and within the stated relative error on each kind of matrix at 1024 x 1024."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from bench_randomized_svd import test_matrices
+
+    torch.set_num_threads(1)
+    # (max relative error of the top 64, of the top 16) stated per matrix, with ~20 % headroom for
+    # another BLAS's rounding
+    stated = {
+        "Gaussian": (0.019, 0.006),
+        "flat spectrum 1 -> 0.5": (0.04, 0.025),
+        "matrix scenario, full FT (200 steps)": (1e-5, 1e-5),
+        "seed preset, full FT (200 steps)": (0.007, 0.001),
+    }
+    for name, W in test_matrices(1024, 200):
+        values, how = dense_spectrum(W, "lowrank", q=64)
+        assert "partial" in how and "128 columns" in how
+        exact = torch.linalg.svdvals(W)[:64]
+        rel = (exact - values).abs() / exact
+        assert (values <= exact * (1 + 1e-5)).all(), name  # Rayleigh-Ritz: never above the true values
+        worst, worst16 = stated[name]
+        assert rel.max().item() <= worst and rel[:16].max().item() <= worst16, (name, rel.max().item())
+
+
 def test_dense_spectrum_rejects_unknown_method():
     with pytest.raises(ValueError, match="method="):
         dense_spectrum(torch.eye(3), method="magic")
@@ -174,6 +203,16 @@ def test_summary_is_python_floats_matching_the_matrix():
     assert summary["spectral_norm"] == pytest.approx(torch.linalg.matrix_norm(W, 2).item(), rel=1e-5)
     assert summary["numerical_rank"] == 20 and summary["count"] == 20
     assert summary["energy_top16"] <= 1.0 and summary["energy_top1"] > 0
+
+
+def test_numerical_rank_uses_the_usual_tolerance_of_the_matrix_shape():
+    """σ₁ · max(m, n) · eps, as numpy / torch.linalg.matrix_rank: a direction at 1e-5 · σ₁ of a
+    1024 x 1024 ΔW (tolerance 1.2e-4 · σ₁) does not count; with r · eps (4.8e-7 · σ₁ for r = 4) it did."""
+    values = torch.tensor([1.0, 0.5, 1e-5, 0.0])
+    assert spectrum_summary(values, shape=(1024, 1024))["numerical_rank"] == 2
+    assert spectrum_summary(values, shape=(4, 8))["numerical_rank"] == 3
+    M = torch.diag(torch.tensor([1.0, 0.5, 1e-5, 0.0], dtype=torch.float32))
+    assert spectrum_summary(torch.linalg.svdvals(M), shape=(4, 4))["numerical_rank"] == torch.linalg.matrix_rank(M)
 
 
 # --- pooling ------------------------------------------------------------------------------------
@@ -284,6 +323,30 @@ def test_amplification_against_a_dense_computation():
     # W0's own top directions hold the most of W0 an r-dim projection can.
     assert got["proj_w0_top"] >= max(got["proj_delta"], got["proj_random"])
     assert all(isinstance(v, (int, float)) for v in got.values())
+
+
+def test_amplification_uses_only_the_directions_dW_has():
+    """rank(ΔW) = 2 < r = 8 (six columns of B still zero): the singular vectors of σ = 0 are arbitrary,
+    so the projections use ΔW's two directions only, checked against a dense float64 computation."""
+    out_f, in_f, r = 48, 64, 8
+    g = torch.Generator().manual_seed(3)
+    W0 = torch.randn(out_f, in_f, generator=g, dtype=torch.float64)
+    A, B = factors(out_f, in_f, r, seed=4)
+    B[:, 2:] = 0
+    got = amplification(W0, A, B, 2.0, generator=torch.Generator().manual_seed(7))
+    assert got["rank"] == 2 and got["adapter_rank"] == 8
+
+    delta = 2.0 * (B.double() @ A.double())
+    U, S, Vh = torch.linalg.svd(delta)
+    proj = torch.linalg.matrix_norm(U[:, :2].T @ W0 @ Vh[:2].T).item()
+    S0 = torch.linalg.svdvals(W0)
+    rg = torch.Generator().manual_seed(7)  # the first 2 columns of the same r random draws
+    Ur = torch.linalg.qr(torch.randn(out_f, r, generator=rg))[0].double()[:, :2]
+    Vr = torch.linalg.qr(torch.randn(in_f, r, generator=rg))[0].double()[:, :2]
+    assert got["proj_delta"] == pytest.approx(proj, rel=1e-4)
+    assert got["factor"] == pytest.approx(torch.linalg.matrix_norm(delta).item() / proj, rel=1e-4)
+    assert got["proj_w0_top"] == pytest.approx(S0[:2].square().sum().sqrt().item(), rel=1e-4)
+    assert got["proj_random"] == pytest.approx(torch.linalg.matrix_norm(Ur.T @ W0 @ Vr).item(), rel=1e-4)
 
 
 def test_amplification_at_step_zero_is_finite():

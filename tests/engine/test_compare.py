@@ -192,6 +192,8 @@ def test_table_trainable_parameters_agree_with_the_budget_function():
         "prefix:K=2,L=2,gate_shape=layer",
         "lora+prefix:r=2,K=3",
         "full",
+        "lora:r=2,use_dora=true",
+        "lora+prefix:r=2,K=2,use_dora=true,targets=q_proj+down_proj",
     )
     r.step_round()
     rows = r.snapshot().table_rows()
@@ -206,6 +208,7 @@ def test_table_trainable_parameters_agree_with_the_budget_function():
             prefix_len=s.prefix_len,
             prefix_layers=s.prefix_layers,
             gate_shape=s.gate_shape,
+            use_dora=s.use_dora,
         )
         expected = compute_budget(config, s.method, **kw)
         assert row["trainable_params"] == expected.trainable_params == count_trainable(run.trainer.model), run.label
@@ -219,10 +222,12 @@ def test_table_trainable_parameters_agree_with_the_budget_function():
 
 
 def test_the_paper_settings_price_as_the_reference_says_on_llama_7b():
-    r = CompareRunner(tiny_matrix(rank=2), ["lora:r=8", "lora:r=16"])
+    r = CompareRunner(tiny_matrix(rank=2), ["lora:r=8", "lora:r=16", "lora:r=8,use_dora=true"])
     rows = r.snapshot().table_rows()
-    assert [row["llama7b_trainable_params"] for row in rows] == [4_194_304, 8_388_608]
-    assert [row["llama7b_storage_bytes"] for row in rows] == [8_388_608, 16_777_216]
+    # DoRA adds a magnitude per output row of each adapted matrix: PEFT counts 4,456,448.
+    assert [row["llama7b_trainable_params"] for row in rows] == [4_194_304, 8_388_608, 4_456_448]
+    assert [row["llama7b_storage_bytes"] for row in rows] == [8_388_608, 16_777_216, 8_912_896]
+    assert rows[2]["trainable_params"] == 8 * (32 + 24) + 24  # the matrix scenario: A, B and m
 
 
 # ---- the LoRA paper's analyses ------------------------------------------------------------------------

@@ -124,6 +124,31 @@ def test_lm_snapshot_holds_probe_attention_gates_samples_and_budget():
     )
 
 
+@pytest.mark.parametrize(
+    "settings, base",
+    [
+        (tiny_matrix(use_dora=True), None),
+        (tiny_lm(use_dora=True, rank=8), "tiny"),
+        (tiny_lm(method="lora+prefix", use_dora=True, targets=("q_proj", "up_proj")), "tiny"),
+    ],
+)
+def test_dora_budget_counts_the_magnitude_vectors_the_model_trains(settings, base):
+    t = Trainer(settings, base_model=tiny_byte_model() if base else None)
+    b = t.snapshot().budget
+    assert (
+        b["trainable_params"] == b["measured_trainable_params"] == sum(v.numel() for v in t.trained_tensors().values())
+    )
+    assert b["storage_bytes_fp16"] == 2 * b["trainable_params"]
+    if base:
+        # The budget view's preset table comes from the snapshot's budget: DoRA priced as PEFT counts it.
+        seven_b = b["presets"]["llama-7b"]["trainable_params"]
+        if settings.method == "lora":
+            assert seven_b == 4_456_448  # r=8 on q_proj, v_proj
+        else:
+            plain = Trainer(settings.with_changes(use_dora=False), base_model=tiny_byte_model()).snapshot().budget
+            assert seven_b - plain["presets"]["llama-7b"]["trainable_params"] == 32 * (4096 + 11008)
+
+
 def test_hot_changes_apply_at_once_and_cold_changes_start_a_new_segment():
     t = Trainer(tiny_matrix())
     _losses(t, 3)

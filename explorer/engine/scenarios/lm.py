@@ -218,19 +218,23 @@ class LmScenario:
         return {"prompt": SAMPLE_PROMPT, "adapted": self._sample(model), "base": self._base_sample, "step": int(step)}
 
     def budget(self, settings, model: nn.Module) -> dict:
-        from explorer.schema.budget import compute_budget
+        """What the setting trains (the counts of PEFT's get_nb_trainable_parameters, DoRA's magnitude
+        vectors included), the count measured on the model, and the same setting priced on the LLaMA
+        presets (what the budget view's table shows)."""
+        from explorer.schema.budget import compute_budget, price_presets
 
-        b = compute_budget(
-            self.config,
-            settings.method,
+        choice = dict(
             rank=settings.rank,
             targets=tuple(settings.targets),
             layers=None if settings.layers is None else list(settings.layers),
             prefix_len=settings.prefix_len,
             prefix_layers=settings.prefix_layers,
             gate_shape=settings.gate_shape,
-        ).to_dict()
+            use_dora=settings.use_dora,
+        )
+        b = compute_budget(self.config, settings.method, **choice).to_dict()
         b["measured_trainable_params"] = count_trainable(model)
+        b["presets"] = price_presets(settings.method, **choice)
         return b
 
 

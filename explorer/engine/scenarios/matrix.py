@@ -146,7 +146,9 @@ class MatrixScenario:
     def budget(self, settings, model: nn.Module) -> dict:
         out_f, in_f = self.W0.shape
         base = out_f * in_f
-        trainable = settings.rank * (out_f + in_f) if settings.method == "lora" else base
+        trainable = base
+        if settings.method == "lora":  # A and B, and DoRA's magnitude vector (one per output row)
+            trainable = settings.rank * (out_f + in_f) + (out_f if settings.use_dora else 0)
         total = base + trainable if settings.method == "lora" else base
         measured = sum(p.numel() for p in model.parameters() if p.requires_grad)
         return {

@@ -80,25 +80,22 @@ def price_presets(settings: dict) -> dict:
     if not settings or settings.get("scenario") == "matrix":
         return {}
     try:
-        from explorer.schema.budget import PRESETS, compute_budget
+        from explorer.schema.budget import price_presets as price
     except ImportError:  # pragma: no cover - the core ships with the app
         return {}
-    out = {}
-    for name, config in PRESETS.items():
-        try:
-            out[name] = compute_budget(
-                config,
-                settings.get("method", "lora"),
-                rank=int(settings.get("rank", 8)),
-                targets=tuple(settings.get("targets") or ("q_proj", "v_proj")),
-                layers=settings.get("layers"),
-                prefix_len=int(settings.get("prefix_len", 10)),
-                prefix_layers=int(settings.get("prefix_layers", 30)),
-                gate_shape=settings.get("gate_shape", "head"),
-            ).to_dict()
-        except (ValueError, TypeError, KeyError):
-            continue
-    return out
+    try:
+        return price(
+            settings.get("method", "lora"),
+            rank=int(settings.get("rank", 8)),
+            targets=tuple(settings.get("targets") or ("q_proj", "v_proj")),
+            layers=settings.get("layers"),
+            prefix_len=int(settings.get("prefix_len", 10)),
+            prefix_layers=int(settings.get("prefix_layers", 30)),
+            gate_shape=settings.get("gate_shape", "head"),
+            use_dora=bool(settings.get("use_dora", False)),
+        )
+    except (ValueError, TypeError, KeyError):
+        return {}
 
 
 # The preset table's columns: header, its tooltip, and how a preset's budget fills it (full, short).
@@ -165,7 +162,7 @@ class BudgetView(View):
     view_id = "budget"
     title = "Budget"
     formula_tooltip = (
-        "LoRA trains r·(in + out) per adapted matrix; prefix trains L·(K·C + gates); storage = 2 bytes "
+        "LoRA trains r·(in + out) per adapted matrix (+ out for DoRA's magnitude); prefix trains L·(K·C + gates); storage = 2 bytes "
         "(fp16) or 4 (fp32) per parameter; Adam = 12 bytes per trainable parameter"
     )
 

@@ -79,7 +79,8 @@ def split_specs(text: str) -> list[str]:
     return [t for t in text.replace(";", " ").split() if t]
 
 
-AMP_HEADERS = ("run", "module", "r", "‖ΔW‖_F", "‖UᵀW₀V‖_F", "W₀ top-r", "random", "factor")
+# k = rank(ΔW): the directions the projections use (at most r; σ = 0 directions are left out)
+AMP_HEADERS = ("run", "module", "k", "‖ΔW‖_F", "‖UᵀW₀V‖_F", "W₀ top-k", "random", "factor")
 
 
 def run_colour(index: int) -> str:
@@ -737,8 +738,9 @@ class CompareView(View):
         t.setRowCount(len(rows))
         index = {r.label: r.colour for r in snap.runs} if snap is not None else {}
         for i, (label, row) in enumerate(rows):
+            residual = row.get("w0") == "residual"
             values = (
-                label,
+                label + (" (W₀ = PiSSA residual)" if residual else ""),
                 short_module(row["module"]),
                 str(row["rank"]),
                 _fmt(row["delta_fro"]),
@@ -754,6 +756,13 @@ class CompareView(View):
                     t.setItem(i, col, item)
                 item.setText(text)
             t.item(i, 1).setToolTip(row["module"])
+            t.item(i, 0).setToolTip(
+                "PiSSA: W₀ is the residual W − s·B₀A₀ (W's top-r directions moved into the adapter), so this "
+                "factor is not the LoRA paper's Table 7 figure"
+                if residual
+                else ""
+            )
+            t.item(i, 2).setToolTip(f"rank(ΔW) = {row['rank']} of the adapter's r = {row.get('adapter_rank', '?')}")
             bold = row["module"] == self._module
             for col in range(len(values)):
                 f = t.item(i, col).font()
