@@ -283,6 +283,26 @@ def pooled_delta(
     return float(scaling) * (Bp @ Ap)
 
 
+# --- DoRA -----------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def dora_effective_update(
+    W0: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scaling: float, magnitude: torch.Tensor
+) -> torch.Tensor:
+    """W_eff - W0 of a DoRA module (Liu et al. 2024, arXiv 2402.09353; PEFT's DoRA merge), dense, float32.
+
+    W_eff = m / ||W0 + s·B A||_row · (W0 + s·B A), the weight the layer applies and what a merge
+    writes (the row norm over the input dimension, one per output row, as PEFT's weight norm). The
+    update W_eff - W0 = (c - 1) ⊙ W0 + c ⊙ s·B A with c = m / ||W0 + s·B A||_row is in general of full
+    rank: the magnitude rescales every row of W0, so the low-rank s·B A is only part of it.
+    """
+    W = _f32(W0)
+    V = W + float(scaling) * (_f32(B) @ _f32(A))
+    c = _f32(magnitude) / torch.linalg.norm(V, dim=1)
+    return c[:, None] * V - W
+
+
 # --- analyses from the LoRA paper (Hu et al. 2021, Section 7) -------------------------------------
 
 

@@ -31,7 +31,13 @@ import time
 import numpy as np
 import torch
 
-from explorer.core.analysis import dense_spectrum, pool_matrix, pooled_delta, spectrum_from_factors
+from explorer.core.analysis import (
+    dense_spectrum,
+    dora_effective_update,
+    pool_matrix,
+    pooled_delta,
+    spectrum_from_factors,
+)
 from explorer.core.lora import set_dropout_generator
 from explorer.engine import device as devices
 from explorer.engine.history import SpectrumHistory, ThinningBuffer
@@ -46,9 +52,11 @@ GATE_HISTORY = 512
 SPECTRUM_HISTORY = 256
 SPECTRUM_HISTORY_VALUES = 64  # leading singular values kept per matrix in the waterfall history
 RATE_WINDOW_S = 2.0
-# Full fine-tuning has no factors: its ΔW = W - W0 spectrum comes from an SVD of the dense update,
-# exact up to this size (28 ms at 512 on one CPU core, 275 ms at 1024), above it the leading
-# LIVE_LOWRANK_Q values by a randomized SVD (55 ms at 1024 on one core), so live snapshots stay cheap.
+# Full fine-tuning has no factors (and DoRA's effective update W_eff - W0 is full rank): their spectra
+# come from an SVD of the dense update, exact up to this size (28 ms at 512 on one CPU core, 275 ms at
+# 1024), above it the leading LIVE_LOWRANK_Q values by a randomized SVD (about 60-95 ms at 1024 on one
+# core), so live snapshots stay cheap. Such a spectrum is partial: the snapshot says so, and its
+# Frobenius norm (and so the stable rank) is computed exactly from the dense update.
 LIVE_EXACT_MAX = 512
 LIVE_LOWRANK_Q = 64
 # The settings that live outside the trainer's numbers (device placement and the live display):
@@ -113,18 +121,30 @@ def _json_clean(d):
     return None if d is None else json.loads(json.dumps(d))
 
 
-def spectrum_figures(values: np.ndarray) -> tuple[float, float, float]:
+def spectrum_figures(values: np.ndarray, fro_norm: float | None = None) -> tuple[float, float, float]:
     """(fro_norm, effective_rank, stable_rank) of a spectrum, in numpy on the host (the same
-    formulas as explorer.core.analysis.spectrum_summary, without a dozen small torch calls)."""
+    formulas as explorer.core.analysis.spectrum_summary, without a dozen small torch calls).
+
+    `fro_norm`: the matrix's exact ||M||_F when `values` are only its leading singular values; the
+    stable rank ||M||_F² / σ₁² is then exact too, while the effective rank is that of the values given."""
     s = np.abs(np.asarray(values, np.float64))
     s2 = s * s
-    fro = math.sqrt(s2.sum())
+    fro = math.sqrt(s2.sum()) if fro_norm is None else float(fro_norm)
     total = s.sum()
     if total <= 0:
         return fro, 0.0, 0.0
     p = s[s > 0] / total
     eff = math.exp(-(p * np.log(p)).sum())
-    return fro, eff, float(s2.sum() / s2.max())
+    return fro, eff, float(fro * fro / s2.max())
+
+
+def _live_dense_spectrum(d: torch.Tensor) -> tuple[torch.Tensor, str, bool]:
+    """(values, method, partial) of a dense update for a live snapshot (see LIVE_EXACT_MAX)."""
+    if min(d.shape) <= LIVE_EXACT_MAX:
+        values, method = dense_spectrum(d, "exact")
+        return values, method, False
+    values, method = dense_spectrum(d, "lowrank", q=LIVE_LOWRANK_Q)
+    return values, method, True
 
 
 class _Segment:
@@ -523,19 +543,24 @@ class Trainer:
         parts: list[torch.Tensor] = []
         plan = []
         for src in seg.sources:
+            i = len(parts)
+            exact_fro = dora = None
             if src.A is not None:
                 values = spectrum_from_factors(src.A, src.B, src.scaling).values
                 delta = pooled_delta(src.A, src.B, src.scaling, ds, ds)
-                method = "exact: QR of the factors + SVD of the r x r core"
+                method, partial = "exact: QR of the factors + SVD of the r x r core", False
+                parts += [values, delta]
+                if src.magnitude is not None:  # DoRA: the full-rank effective update beside B·A
+                    eff = dora_effective_update(src.base, src.A, src.B, src.scaling, src.magnitude)
+                    e_values, e_method, e_partial = _live_dense_spectrum(eff)
+                    dora = (e_method, e_partial, len(parts))
+                    parts += [e_values, pool_matrix(eff, ds, ds), torch.linalg.matrix_norm(eff).reshape(1)]
             else:
                 d = src.weight.detach().float() - src.base.float()
-                if min(d.shape) <= LIVE_EXACT_MAX:
-                    values, method = dense_spectrum(d, "exact")
-                else:
-                    values, method = dense_spectrum(d, "lowrank", q=LIVE_LOWRANK_Q)
-                delta = pool_matrix(d, ds, ds)
-            plan.append((src, method, len(parts)))
-            parts += [values, delta]
+                values, method, partial = _live_dense_spectrum(d)
+                exact_fro = i + 2
+                parts += [values, pool_matrix(d, ds, ds), torch.linalg.matrix_norm(d).reshape(1)]
+            plan.append((src, method, partial, i, exact_fro, dora))
         prefix_plan = []
         if seg.prefixes:
             attention = scenario.probe(seg.model) if hasattr(scenario, "probe") else {}
@@ -555,15 +580,28 @@ class Trainer:
         # 3. plain data
         matrices = {}
         spectra_now = {}
-        for src, method, i in plan:
+        for src, method, partial, i, exact_fro, dora in plan:
             values, delta = host[i], host[i + 1]
-            fro, eff, stable = spectrum_figures(values)
+            fro, eff, stable = spectrum_figures(values, None if exact_fro is None else float(host[exact_fro][0]))
             base = self._constant(("base", src.name, ds), lambda src=src: _to_host([pool_matrix(src.base, ds, ds)])[0])
             target = target_values = None
             if hasattr(scenario, "target") and scenario.name == "matrix":
                 target, target_values = self._constant(
                     ("target", ds),
                     lambda: tuple(_to_host([pool_matrix(scenario.target, ds, ds), scenario.target_values])),
+                )
+            effective = {}
+            if dora is not None:
+                e_method, e_partial, j = dora
+                e_fro, e_eff, e_stable = spectrum_figures(host[j], float(host[j + 2][0]))
+                effective = dict(
+                    effective_update=host[j + 1],
+                    effective_update_spectrum=host[j],
+                    effective_update_fro_norm=e_fro,
+                    effective_update_effective_rank=e_eff,
+                    effective_update_stable_rank=e_stable,
+                    effective_update_method=e_method,
+                    effective_update_partial=e_partial,
                 )
             matrices[src.name] = MatrixSnapshot(
                 name=src.name,
@@ -577,6 +615,8 @@ class Trainer:
                 target=target,
                 target_spectrum=target_values,
                 spectrum_method=method,
+                spectrum_partial=partial,
+                **effective,
             )
             spectra_now[src.name] = values
         prefixes = []

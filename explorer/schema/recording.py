@@ -49,7 +49,24 @@ _SCALARS = (
     "fault",
 )
 _MATRIX_SCALARS = ("name", "fro_norm", "effective_rank", "stable_rank", "spectrum_method")
-_MATRIX_ARRAYS = ("delta", "base", "spectrum", "target", "target_spectrum")
+# Optional scalars (absent from older recordings): name -> (accepted types, value when absent).
+_MATRIX_OPTIONAL = {
+    "spectrum_partial": ((bool,), False),
+    "effective_update_fro_norm": ((int, float, type(None)), None),
+    "effective_update_effective_rank": ((int, float, type(None)), None),
+    "effective_update_stable_rank": ((int, float, type(None)), None),
+    "effective_update_method": ((str, type(None)), None),
+    "effective_update_partial": ((bool,), False),
+}
+_MATRIX_ARRAYS = (
+    "delta",
+    "base",
+    "spectrum",
+    "target",
+    "target_spectrum",
+    "effective_update",
+    "effective_update_spectrum",
+)
 _CONSTANT_ARRAYS = ("base", "target", "target_spectrum")
 _HISTORY_ARRAYS = ("steps", "loss", "eval_steps", "eval_loss", "gate_steps", "gates", "spectrum_steps")
 
@@ -163,7 +180,7 @@ class RecordingWriter:
         tensors: dict[str, np.ndarray] = {}
         matrices = []
         for name, m in snap.matrices.items():
-            meta = {k: getattr(m, k) for k in _MATRIX_SCALARS}
+            meta = {k: getattr(m, k) for k in (*_MATRIX_SCALARS, *_MATRIX_OPTIONAL)}
             meta["shape"] = list(m.shape)
             present = {}
             for field in _MATRIX_ARRAYS:
@@ -298,8 +315,18 @@ class RecordingReader:
         for m in d["matrices"]:
             arrays = {}
             for field, where in m["arrays"].items():
+                if field not in _MATRIX_ARRAYS:
+                    raise ValueError(f"snapshot of step {step}: matrix {m['name']!r} has an unknown array {field!r}")
                 key = f"m/{m['name']}/{field}"
                 arrays[field] = None if where is None else (tensors[key] if where == "" else self._const(where)[key])
+            optional = {}
+            for key, (types, default) in _MATRIX_OPTIONAL.items():
+                value = m.get(key, default)
+                if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                    raise ValueError(
+                        f"snapshot of step {step}: matrix {m['name']!r} field {key}={value!r} has the wrong type"
+                    )
+                optional[key] = value
             matrices[m["name"]] = MatrixSnapshot(
                 name=m["name"],
                 shape=tuple(m["shape"]),
@@ -307,6 +334,7 @@ class RecordingReader:
                 effective_rank=m["effective_rank"],
                 stable_rank=m["stable_rank"],
                 spectrum_method=m["spectrum_method"],
+                **optional,
                 **arrays,
             )
         prefixes = [

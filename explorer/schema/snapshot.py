@@ -26,6 +26,19 @@ class MatrixSnapshot:
     target: np.ndarray | None = None  # the planted update ΔW* (matrix scenario), pooled
     target_spectrum: np.ndarray | None = None  # its singular values
     spectrum_method: str = "exact"  # how the spectrum was computed (QR of factors, svdvals, ...)
+    # True when `spectrum` holds only the leading values (a randomized SVD of a large full fine-tuning
+    # update): fro_norm and stable_rank are still exact (from ||ΔW||_F and σ₁), effective_rank is that
+    # of the values given.
+    spectrum_partial: bool = False
+    # DoRA only (None otherwise): the effective update W_eff - W0, W_eff = m / ||W0 + ΔW||_row · (W0 + ΔW)
+    # (what a merge writes), full rank in general; `delta` and `spectrum` stay the low-rank ΔW = s·B·A.
+    effective_update: np.ndarray | None = None  # pooled like delta (W0 + effective_update = merged W)
+    effective_update_spectrum: np.ndarray | None = None  # its singular values, descending
+    effective_update_fro_norm: float | None = None  # exact
+    effective_update_effective_rank: float | None = None
+    effective_update_stable_rank: float | None = None
+    effective_update_method: str | None = None
+    effective_update_partial: bool = False  # as spectrum_partial
 
 
 @dataclass

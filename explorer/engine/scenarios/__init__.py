@@ -62,6 +62,7 @@ class MatrixSource:
     B: torch.Tensor | None = None
     scaling: float = 1.0
     weight: torch.Tensor | None = None  # full fine-tuning: the trained W (ΔW = W - W0)
+    magnitude: torch.Tensor | None = None  # DoRA's magnitude vector m (out,)
 
 
 def build_scenario(settings, device: torch.device, autocast, base_model=None):

@@ -168,7 +168,13 @@ class LmScenario:
             return out
         return [
             MatrixSource(
-                name, tuple(m.base_layer.weight.shape), m.base_layer.weight, m.lora_A.weight, m.lora_B.weight, m.scaling
+                name,
+                tuple(m.base_layer.weight.shape),
+                m.base_layer.weight,
+                m.lora_A.weight,
+                m.lora_B.weight,
+                m.scaling,
+                magnitude=m.lora_magnitude_vector,
             )
             for name, m in lora_modules(model).items()
         ]

@@ -137,7 +137,17 @@ class MatrixScenario:
         W = model.W
         shape = tuple(self.W0.shape)
         if isinstance(W, LoraLinear):
-            return [MatrixSource("W", shape, W.base_layer.weight, W.lora_A.weight, W.lora_B.weight, W.scaling)]
+            return [
+                MatrixSource(
+                    "W",
+                    shape,
+                    W.base_layer.weight,
+                    W.lora_A.weight,
+                    W.lora_B.weight,
+                    W.scaling,
+                    magnitude=W.lora_magnitude_vector,
+                )
+            ]
         return [MatrixSource("W", shape, self.W0, weight=W.weight)]
 
     def prefix_layers(self, model) -> dict:

@@ -1,4 +1,6 @@
-"""ΔW heatmap of one adapted matrix: ΔW, W0, W0 + ΔW, or (matrix scenario) the planted target ΔW*.
+"""ΔW heatmap of one adapted matrix: ΔW, W0, W0 + ΔW, (matrix scenario) the planted target ΔW*, and
+for DoRA the effective update W_eff − W0 (the magnitude rescales every row, so it is full rank; ΔW =
+s·B·A is only its low-rank part). W0 + ΔW is always what a merge writes: for DoRA that is W_eff.
 
 Diverging colour map centred on zero with symmetric levels ±max|x| (smoothed over frames), a colour
 bar, and the matrix drawn in its own coordinates (rows = outputs, columns = inputs), so a 4096x4096
@@ -25,13 +27,17 @@ from explorer.gui.views.base import (
     style_plot,
 )
 
-MODES = ("delta", "base", "merged", "target")
-MODE_LABELS = {"delta": "ΔW", "base": "W₀", "merged": "W₀+ΔW", "target": "ΔW*"}
+MODES = ("delta", "base", "merged", "target", "effective")
+MODE_LABELS = {"delta": "ΔW", "base": "W₀", "merged": "W₀+ΔW", "target": "ΔW*", "effective": "W_eff − W₀ (DoRA)"}
+BUTTON_LABELS = {**MODE_LABELS, "effective": "W_eff−W₀"}
 MODE_TIPS = {
-    "delta": "ΔW = scaling·B·A: what the adapter adds (exactly 0 at step 0)",
+    "delta": "ΔW = scaling·B·A: what the adapter adds (exactly 0 at step 0); for DoRA its low-rank part",
     "base": "W₀: the frozen pretrained weight",
-    "merged": "W₀ + ΔW: the weight the adapted model uses (what a merge writes)",
+    "merged": "W₀ + ΔW: the weight the adapted model uses (what a merge writes; for DoRA "
+    "W_eff = m / ‖W₀ + ΔW‖_row · (W₀ + ΔW))",
     "target": "ΔW*: the planted update the matrix scenario trains towards",
+    "effective": "DoRA: the effective update W_eff − W₀ = m / ‖W₀ + ΔW‖_row · (W₀ + ΔW) − W₀, what the "
+    "adapter really changes (full rank: the magnitude m rescales every row of W₀)",
 }
 
 
@@ -105,7 +111,7 @@ class DeltaView(View):
         group.setExclusive(True)
         for mode in MODES:
             b = QtWidgets.QToolButton(self._mode_bar)
-            b.setText(MODE_LABELS[mode])
+            b.setText(BUTTON_LABELS[mode])
             b.setToolTip(MODE_TIPS[mode])
             b.setCheckable(True)
             b.setAutoRaise(False)
@@ -115,6 +121,7 @@ class DeltaView(View):
             self._buttons[mode] = b
         self._buttons["delta"].setChecked(True)
         self._buttons["target"].setEnabled(False)
+        self._buttons["effective"].setVisible(False)  # DoRA only
         self._top.addWidget(self.picker, 0, 0)
         self._top.setColumnStretch(1, 1)
         self._buttons_below = None
@@ -177,7 +184,8 @@ class DeltaView(View):
         return self._mode
 
     def set_mode(self, mode: str) -> None:
-        """'delta' (ΔW), 'base' (W0), 'merged' (W0 + ΔW) or 'target' (ΔW*, matrix scenario only)."""
+        """'delta' (ΔW), 'base' (W0), 'merged' (W0 + ΔW), 'target' (ΔW*, matrix scenario only) or
+        'effective' (W_eff − W0, DoRA only)."""
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} is unknown: allowed {', '.join(MODES)}")
         self._buttons[mode].setChecked(True)
@@ -230,8 +238,13 @@ class DeltaView(View):
         if m is None:
             return
         has_target = m.target is not None
+        effective = getattr(m, "effective_update", None)  # DoRA: W_eff - W0, pooled like delta
         self._buttons["target"].setEnabled(has_target)
-        mode = self._mode if (self._mode != "target" or has_target) else "delta"
+        if self._buttons["effective"].isVisibleTo(self) != (effective is not None):
+            self._buttons["effective"].setVisible(effective is not None)
+        mode = self._mode
+        if (mode == "target" and not has_target) or (mode == "effective" and effective is None):
+            mode = "delta"
         key = (snapshot.segment, snapshot.step, snapshot.time, name, mode, id(m.delta))
         if key == self._key:
             return
@@ -241,7 +254,11 @@ class DeltaView(View):
         elif mode == "base":
             data = m.base
         elif mode == "merged":
-            data = m.base + m.delta  # mean pooling is linear: pooled(W0 + ΔW) = pooled W0 + pooled ΔW
+            # mean pooling is linear: pooled(W0 + ΔW) = pooled W0 + pooled ΔW; for DoRA the merged
+            # weight is W0 + (W_eff - W0)
+            data = m.base + (m.delta if effective is None else effective)
+        elif mode == "effective":
+            data = effective
         else:
             data = m.target
         data = np.ascontiguousarray(data, dtype=np.float32)
@@ -323,13 +340,18 @@ class DeltaView(View):
 
     def _caption(self, snapshot, m, mode: str, data: np.ndarray, level: float) -> str:
         out_f, in_f = (int(m.shape[0]), int(m.shape[1])) if len(m.shape) == 2 else data.shape
+        dora = getattr(m, "effective_update", None) is not None
+        label = (
+            "W_eff = W₀ + (W_eff − W₀) (DoRA: what a merge writes)" if dora and mode == "merged" else MODE_LABELS[mode]
+        )
         parts = [
-            f"<b>{MODE_LABELS[mode]}</b> of {html.escape(m.name)}",
+            f"<b>{label}</b> of {html.escape(m.name)}",
             f"{out_f}×{in_f}",
-            f"‖ΔW‖<sub>F</sub> = {m.fro_norm:.4g}",
-            f"colours ±{level:.3g}",
-            f"step {snapshot.step:,}",
+            f"‖ΔW‖<sub>F</sub> = {m.fro_norm:.4g}" + (" (ΔW = s·B·A, the low-rank part)" if dora else ""),
         ]
+        if dora:
+            parts.append(f"‖W_eff − W₀‖<sub>F</sub> = {m.effective_update_fro_norm:.4g}")
+        parts += [f"colours ±{level:.3g}", f"step {snapshot.step:,}"]
         if data.shape != (out_f, in_f):
             parts.append(f"pooled from {out_f}×{in_f} to {data.shape[0]}×{data.shape[1]}")
         if mode == "delta" and m.fro_norm == 0.0:

@@ -1,8 +1,10 @@
 """Singular-value spectrum of ΔW: log-scale values, the target's spectrum, cumulative energy, ranks, waterfall.
 
 Top: σ_i of the chosen matrix's ΔW (exactly r non-zero values for LoRA, the full spectrum for full
-fine-tuning) on a log axis, with the planted target's spectrum overlaid in the matrix scenario and
-the cumulative energy Σ_{i<=k} σ_i² / Σ σ_i² on a second (right) axis.
+fine-tuning, or its leading values only above 512 per side: a partial spectrum, labelled so) on a log
+axis, with the planted target's spectrum overlaid in the matrix scenario, for DoRA the spectrum of the
+effective update W_eff − W0 (full rank) beside the low-rank B·A part, and the cumulative energy
+Σ_{i<=k} σ_i² / ||ΔW||_F² on a second (right) axis (exact also for a partial spectrum: ||ΔW||_F is).
 Bottom: the waterfall, an image of log10 σ_i (columns, aligned with the plot above) over the recorded
 steps (rows, newest at the top), from `snapshot.history.spectra`.
 """
@@ -163,7 +165,16 @@ class SpectrumView(View):
             symbolBrush="#56B4E9",
             name="ΔW",
         )
+        self.effective_curve = pg.PlotDataItem(
+            pen=pg.mkPen("#CC79A7", width=1, style=QtCore.Qt.PenStyle.DashLine),
+            symbol="t",
+            symbolSize=6,
+            symbolPen=pg.mkPen("#CC79A7", width=1),
+            symbolBrush=None,
+            name="W_eff − W₀ (DoRA)",
+        )
         self.plot.addItem(self.target_curve)
+        self.plot.addItem(self.effective_curve)
         self.plot.addItem(self.curve)
         self.rank_line = pg.InfiniteLine(
             angle=90,
@@ -198,7 +209,7 @@ class SpectrumView(View):
         self.legend.setFlag(self.legend.GraphicsItemFlag.ItemIsMovable, False)
         self.glw.addItem(self.legend, row=0, col=0)
         self._legend_has_target = None
-        self._set_legend(False)
+        self._set_legend(False, False)
         # -- waterfall
         self.waterfall_plot: pg.PlotItem = self.glw.addPlot(row=2, col=0)
         self.waterfall_plot.hideButtons()
@@ -319,14 +330,16 @@ class SpectrumView(View):
         r = self.plot.vb.boundingRect()
         self.empty_text.setPos(r.center())
 
-    def _set_legend(self, with_target: bool) -> None:
-        if with_target == self._legend_has_target:
+    def _set_legend(self, with_target: bool, with_effective: bool = False) -> None:
+        if (with_target, with_effective) == self._legend_has_target:
             return
-        self._legend_has_target = with_target
+        self._legend_has_target = (with_target, with_effective)
         self.legend.clear()
-        self.legend.addItem(self.curve, "σᵢ of ΔW")
+        self.legend.addItem(self.curve, "σᵢ of ΔW = s·B·A" if with_effective else "σᵢ of ΔW")
         if with_target:
             self.legend.addItem(self.target_curve, "σᵢ of target ΔW*")
+        if with_effective:
+            self.legend.addItem(self.effective_curve, "σᵢ of W_eff − W₀ (DoRA)")
         self.legend.addItem(self.energy_curve, "cumulative energy")
         self._style_legend()
 
@@ -391,7 +404,9 @@ class SpectrumView(View):
                 self.curve.setSymbol("o" if symbols else None)
             self.curve.setData(x, positive)
             energy = np.cumsum(positive**2)
-            energy /= energy[-1]
+            # a partial spectrum: the share of the whole ||ΔW||_F² (exact), not of the values shown
+            total = float(m.fro_norm) ** 2 if getattr(m, "spectrum_partial", False) else energy[-1]
+            energy /= total if total > 0 else energy[-1]
             self.energy_curve.setData(x, energy)
         else:
             self.curve.setData([], [])
@@ -400,15 +415,26 @@ class SpectrumView(View):
         if t is not None and t.size:
             top = max(float(t.max()), float(positive.max()) if positive.size else 0.0)
             t = t[t > top * 1e-5]  # drop numerical dust below the plot's useful range
-        if t is not None and t.size:
+        has_target = t is not None and t.size > 0
+        if has_target:
             self.target_curve.setData(np.arange(1, t.size + 1, dtype=np.float64), t)
             self.target_curve.show()
             n_shown = max(n_shown, t.size)
-            self._set_legend(True)
         else:
             self.target_curve.setData([], [])
             self.target_curve.hide()
-            self._set_legend(False)
+        e = getattr(m, "effective_update_spectrum", None)
+        e = None if e is None else np.asarray(e, dtype=np.float64).ravel()
+        e = None if e is None else e[np.isfinite(e) & (e > 0)]
+        if e is not None and e.size:
+            self.effective_curve.setSymbol("t" if e.size <= MAX_SYMBOLS else None)
+            self.effective_curve.setData(np.arange(1, e.size + 1, dtype=np.float64), e)
+            self.effective_curve.show()
+            n_shown = max(n_shown, e.size)
+        else:
+            self.effective_curve.setData([], [])
+            self.effective_curve.hide()
+        self._set_legend(has_target, e is not None and e.size > 0)
         n_axis = max(n_shown, int(rank) if rank else 0, s.size, 1)
         if n_axis != getattr(self, "_n_axis", None):
             self._n_axis = n_axis
@@ -433,11 +459,28 @@ class SpectrumView(View):
             self.empty_text.show()
             self._place_empty_text()
         else:
-            head = f"<b>{positive.size}</b> non-zero σ" + (f" of r = {rank}" if rank else f" of {s.size}")
-            if zero:
-                head += f" ({zero} zero)"
-            head += f" · effective rank <b>{m.effective_rank:.2f}</b> · stable rank <b>{m.stable_rank:.2f}</b>"
+            partial = getattr(m, "spectrum_partial", False)
+            if partial:
+                head = (
+                    f"top <b>{s.size}</b> of {min(m.shape)} σ (randomized, partial) · effective rank of these "
+                    f"{s.size} <b>{m.effective_rank:.2f}</b> · stable rank <b>{m.stable_rank:.2f}</b> "
+                    "(exact ‖ΔW‖F and σ₁)"
+                )
+            else:
+                head = f"<b>{positive.size}</b> non-zero σ" + (f" of r = {rank}" if rank else f" of {s.size}")
+                if zero:
+                    head += f" ({zero} zero)"
+                head += f" · effective rank <b>{m.effective_rank:.2f}</b> · stable rank <b>{m.stable_rank:.2f}</b>"
             self.empty_text.hide()
+        if getattr(m, "effective_update_spectrum", None) is not None:
+            count = np.size(m.effective_update_spectrum)
+            part = f"top {count} of {min(m.shape)} σ, partial" if m.effective_update_partial else f"{count} σ"
+            head += (
+                f"<br>DoRA W_eff − W₀ ({part}): ‖·‖F <b>{m.effective_update_fro_norm:.4g}</b> · "
+                + ("effective rank of these " if m.effective_update_partial else "effective rank ")
+                + f"<b>{m.effective_update_effective_rank:.2f}</b> · stable rank "
+                f"<b>{m.effective_update_stable_rank:.2f}</b>"
+            )
         self.ranks.setText(head)
         method = {"qr": "exact, from the QR of B and A", "exact": "exact", "svdvals": "dense SVD"}.get(
             m.spectrum_method, m.spectrum_method
@@ -446,6 +489,8 @@ class SpectrumView(View):
             f"{m.name} · {m.shape[0]}×{m.shape[1]} · ‖ΔW‖F = {m.fro_norm:.4g} · "
             f"spectrum: {method} · step {snapshot.step:,}"
         )
+        if getattr(m, "effective_update_method", None):
+            self._caption_text += f" · W_eff − W₀: {m.effective_update_method}"
         self._set_caption()
 
     def _set_caption(self) -> None:
@@ -491,6 +536,7 @@ class SpectrumView(View):
         self._values = np.zeros(0, np.float32)
         self.curve.setData([], [])
         self.target_curve.setData([], [])
+        self.effective_curve.setData([], [])
         self.energy_curve.setData([], [])
         self.waterfall.clear()
         self.empty_text.hide()
