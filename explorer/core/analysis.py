@@ -139,6 +139,17 @@ def dense_spectrum(
     return s, lowrank_description(q, n, niter)
 
 
+@torch.no_grad()
+def update_spectrum(d: torch.Tensor, exact_max: int = 512, q: int = 64) -> tuple[torch.Tensor, str, bool]:
+    """(values, method, partial) of a dense update for a view: every value by an exact SVD while
+    min(out, in) <= exact_max, else the top q by the randomized method (partial = True)."""
+    if min(d.shape) <= exact_max:
+        values, method = dense_spectrum(d, "exact")
+        return values, method, False
+    values, method = dense_spectrum(d, "lowrank", q=q)
+    return values, method, True
+
+
 # --- summary figures of a spectrum --------------------------------------------------------------
 
 

@@ -85,6 +85,32 @@ class ModuleReport:
     embedding: bool = False
     dora: DoraStats | None = None
     amplification: dict | None = None
+    lora_bias: dict | None = None  # PEFT's lora_bias: lora_B's bias b (out,): count, norm, min, max, merged_norm
+
+
+@dataclass
+class TrainableParts:
+    """What an adapter trains, part by part, as PEFT's get_nb_trainable_parameters counts it: every
+    tensor PEFT saved for the adapter, except embedding layers saved only because the vocabulary was
+    resized (listed in other_tensors, not counted)."""
+
+    lora_A: int = 0
+    lora_B: int = 0
+    lora_magnitude_vector: int = 0  # DoRA
+    lora_bias: int = 0  # lora_B's bias (lora_bias=true)
+    bias: int = 0  # the base model's biases (bias="all" or "lora_only")
+    modules_to_save: int = 0  # full copies of whole modules (modules_to_save)
+    adaption_prompt: int = 0
+    adaption_gate: int = 0
+    modules_to_save_tensors: list[str] = field(default_factory=list)
+    bias_tensors: list[str] = field(default_factory=list)
+
+    def total(self) -> int:
+        return sum(v for v in asdict(self).values() if isinstance(v, int))
+
+    def counts(self) -> dict[str, int]:
+        """The non-zero parts by name."""
+        return {k: v for k, v in asdict(self).items() if isinstance(v, int) and v}
 
 
 @dataclass
@@ -127,6 +153,7 @@ class AdapterReport:
     other_tensors: dict[str, list[int]]
     base: str | None = None
     seconds: float = 0.0
+    trainable_parts: TrainableParts = field(default_factory=TrainableParts)
     adapter: PeftAdapter | None = field(default=None, repr=False, compare=False)  # the factors, for the views
 
     def module(self, name: str) -> ModuleReport:
@@ -148,6 +175,11 @@ class AdapterReport:
             "dtypes": list(self.dtypes),
             "file_bytes": self.file_bytes,
             "trainable_parameters": self.trainable_parameters,
+            "trainable_parts": {
+                **self.trainable_parts.counts(),
+                "modules_to_save_tensors": list(self.trainable_parts.modules_to_save_tensors),
+                "bias_tensors": list(self.trainable_parts.bias_tensors),
+            },
             "base": self.base,
             "modules": [_module_json(m) for m in self.modules],
             "grid": asdict(self.grid) if self.grid is not None else None,
@@ -212,6 +244,15 @@ def module_report(f: LoraFactors, base_weight: torch.Tensor | None = None, k_val
         fan_in_fan_out=f.fan_in_fan_out,
         embedding=f.embedding,
     )
+    if f.bias is not None:
+        b = f.bias.float()
+        report.lora_bias = {
+            "count": b.numel(),
+            "norm": float(torch.linalg.norm(b)),
+            "min": float(b.min()),
+            "max": float(b.max()),
+            "merged_norm": float(abs(f.scaling) * torch.linalg.norm(b)),  # what a merge adds to the bias: s·b
+        }
     W0 = None
     if base_weight is not None:
         W0 = base_weight.float()
@@ -323,10 +364,39 @@ _CONFIG_FIELDS = {
         "init_lora_weights",
         "lora_dropout",
         "bias",
+        "lora_bias",
         "modules_to_save",
     ),
     "ADAPTION_PROMPT": ("adapter_len", "adapter_layers", "target_modules", "base_model_name_or_path"),
 }
+
+
+def trainable_parts(adapter: PeftAdapter) -> TrainableParts:
+    """Count what the adapter trains, part by part (TrainableParts). Tensors beside the LoRA factors
+    and prompts count as modules_to_save when their module is named in the config's modules_to_save
+    (PEFT matches a name or a path ending in it), as biases when the config trains biases
+    (bias="all" / "lora_only"); anything else stays uncounted in other_tensors."""
+    parts = TrainableParts()
+    for f in adapter.lora:
+        parts.lora_A += f.A.numel()
+        parts.lora_B += f.B.numel()
+        parts.lora_magnitude_vector += f.magnitude.numel() if f.magnitude is not None else 0
+        parts.lora_bias += f.bias.numel() if f.bias is not None else 0
+    for p in adapter.prompts:
+        parts.adaption_prompt += p.prompt.numel()
+        parts.adaption_gate += p.gate.numel()
+    saved = adapter.config.get("modules_to_save") or []
+    trains_bias = adapter.config.get("bias", "none") in ("all", "lora_only")
+    for name, info in adapter.other_tensors.items():
+        module = name.rsplit(".", 1)[0]
+        count = math.prod(info.shape)
+        if any(module == m or module.endswith("." + m) for m in saved):
+            parts.modules_to_save += count
+            parts.modules_to_save_tensors.append(name)
+        elif trains_bias and name.endswith(".bias"):
+            parts.bias += count
+            parts.bias_tensors.append(name)
+    return parts
 
 
 def inspect_adapter(
@@ -355,8 +425,7 @@ def inspect_adapter(
     prompts = prompt_report(adapter)
     if base is not None and adapter.prompts:
         _check_prompt_base(base, adapter)
-    trainable = sum(m.parameters for m in modules)
-    trainable += sum(p.prompt.numel() + p.gate.numel() for p in adapter.prompts)
+    parts = trainable_parts(adapter)
     config = {k: adapter.config.get(k) for k in _CONFIG_FIELDS[adapter.peft_type]}
     return AdapterReport(
         path=str(adapter.path),
@@ -365,7 +434,8 @@ def inspect_adapter(
         modules=modules,
         grid=norm_grid(modules),
         adaption_prompt=prompts,
-        trainable_parameters=trainable,
+        trainable_parameters=parts.total(),
+        trainable_parts=parts,
         file_bytes=adapter.file_bytes,
         dtypes=list(adapter.dtypes),
         other_tensors={k: list(v.shape) for k, v in adapter.other_tensors.items()},
@@ -487,7 +557,7 @@ def matrix_snapshot(
     when there is one and `base_weight` is not given; zeros without a base), the spectrum."""
     import numpy as np
 
-    from explorer.core.analysis import effective_rank, pool_matrix, stable_rank
+    from explorer.core.analysis import dora_effective_update, effective_rank, pool_matrix, stable_rank, update_spectrum
     from explorer.schema.snapshot import MatrixSnapshot
 
     adapter = source.adapter if isinstance(source, AdapterReport) else source
@@ -501,6 +571,24 @@ def matrix_snapshot(
     shape = (B.shape[0], A.shape[1])
     base = pool_matrix(base_weight, display_size, display_size) if base_weight is not None else torch.zeros_like(delta)
     values = spectrum_from_factors(f.A.float(), f.B.float(), f.scaling).values
+    effective = {}
+    if f.magnitude is not None and base_weight is not None and not f.embedding:
+        # DoRA with its base: the effective update W_eff - W0 (what a merge adds), in (out, in), then in
+        # the base weight's own layout like the other arrays
+        W0 = base_weight.float().T if f.weight_layout_transposed else base_weight.float()
+        eff = dora_effective_update(W0, f.A, f.B, f.scaling, f.magnitude)
+        e_values, e_method, e_partial = update_spectrum(eff)
+        e_fro = torch.linalg.matrix_norm(eff)
+        eff = eff.T if f.weight_layout_transposed else eff
+        effective = dict(
+            effective_update=pool_matrix(eff, display_size, display_size).numpy().astype(np.float32),
+            effective_update_spectrum=e_values.numpy(),
+            effective_update_fro_norm=float(e_fro),
+            effective_update_effective_rank=float(effective_rank(e_values)),
+            effective_update_stable_rank=float(e_fro.square() / e_values.max().square()) if e_values.max() > 0 else 0.0,
+            effective_update_method=e_method,
+            effective_update_partial=e_partial,
+        )
     return MatrixSnapshot(
         name=f.name,
         shape=shape,
@@ -511,6 +599,7 @@ def matrix_snapshot(
         effective_rank=float(effective_rank(values)),
         stable_rank=float(stable_rank(values)),
         spectrum_method="QR of the factors",
+        **effective,
     )
 
 
@@ -548,6 +637,13 @@ def format_report(report: AdapterReport) -> str:
         f"{report.path}: {report.peft_type}, {what}, {report.trainable_parameters:,} parameters, "
         f"{', '.join(report.dtypes)}, {mb:.1f} MB"
     )
+    counts = report.trainable_parts.counts()
+    if counts:
+        lines.append("  trainable: " + " + ".join(f"{k} {v:,}" for k, v in counts.items()))
+    if report.trainable_parts.modules_to_save_tensors:
+        lines.append("  modules_to_save: " + _names(report.trainable_parts.modules_to_save_tensors))
+    if report.trainable_parts.bias_tensors:
+        lines.append(f"  biases (bias={report.config.get('bias')}): " + _names(report.trainable_parts.bias_tensors))
     cfg = report.config
     if report.peft_type == "LORA":
         extras = [
@@ -581,6 +677,12 @@ def format_report(report: AdapterReport) -> str:
                 f = m.amplification["factor"] if m.amplification else float("nan")
                 row += f" {f:>8.3g}"
             lines.append(row)
+            if m.lora_bias is not None:
+                b = m.lora_bias
+                lines.append(
+                    f"  {'':<40} lora_bias: {b['count']} values, |b| {b['norm']:.4g}, min {b['min']:.4g}, "
+                    f"max {b['max']:.4g}; a merge adds scaling·b, |scaling·b| {b['merged_norm']:.4g}"
+                )
             if m.dora is not None:
                 d = m.dora
                 extra = (
@@ -614,13 +716,15 @@ def format_report(report: AdapterReport) -> str:
                 f"  {p.layer:>5} {p.gate:>10.4g} {p.prompt_norm:>10.4g} {min(p.vector_norms):>10.4g} "
                 f"{max(p.vector_norms):>10.4g}"
             )
-    if report.other_tensors:
-        names = list(report.other_tensors)
-        lines.append(
-            f"  other tensors (not analysed): {', '.join(names[:5])}"
-            + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        )
+    counted = {*report.trainable_parts.modules_to_save_tensors, *report.trainable_parts.bias_tensors}
+    others = [n for n in report.other_tensors if n not in counted]
+    if others:
+        lines.append(f"  other tensors (not analysed, not counted): {_names(others)}")
     return "\n".join(lines)
+
+
+def _names(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _compact(value) -> str:
@@ -635,6 +739,7 @@ __all__ = [
     "DoraStats",
     "ModuleReport",
     "NormGrid",
+    "TrainableParts",
     "PromptLayerReport",
     "format_report",
     "inspect_adapter",
@@ -644,4 +749,5 @@ __all__ = [
     "prefix_snapshots",
     "prompt_report",
     "read_base_weights",
+    "trainable_parts",
 ]

@@ -145,8 +145,10 @@ class LoraFactors:
         return self.fan_in_fan_out or self.embedding
 
     def parameters(self) -> int:
+        """What this module trains: A, B, DoRA's magnitude and lora_B's bias (PEFT's lora_bias)."""
         n = self.A.numel() + self.B.numel()
-        return n + (self.magnitude.numel() if self.magnitude is not None else 0)
+        n += self.magnitude.numel() if self.magnitude is not None else 0
+        return n + (self.bias.numel() if self.bias is not None else 0)
 
 
 @dataclass
@@ -423,10 +425,19 @@ def validate_config(config: dict, path: Path) -> dict:
             "alpha_pattern": {},
             "target_modules": None,
             "layers_to_transform": None,
+            "bias": "none",
+            "lora_bias": False,
         }
         for key, value in defaults.items():
             if cfg.get(key) is None:
                 cfg[key] = value
+        if cfg["bias"] not in ("none", "all", "lora_only"):
+            raise _type_error(path, "bias", cfg["bias"], '"none", "all" or "lora_only"')
+        if not isinstance(cfg["lora_bias"], bool):
+            raise _type_error(path, "lora_bias", cfg["lora_bias"], "true or false")
+        mts = cfg.get("modules_to_save")
+        if mts is not None and not (isinstance(mts, list) and all(isinstance(m, str) and m for m in mts)):
+            raise _type_error(path, "modules_to_save", mts, "a list of module names or null")
         if not _is_int(cfg["r"]) or cfg["r"] < 1:
             raise _type_error(path, "r", cfg["r"], "a whole number >= 1")
         if not _is_number(cfg["lora_alpha"]):

@@ -32,11 +32,11 @@ import numpy as np
 import torch
 
 from explorer.core.analysis import (
-    dense_spectrum,
     dora_effective_update,
     pool_matrix,
     pooled_delta,
     spectrum_from_factors,
+    update_spectrum,
 )
 from explorer.core.lora import set_dropout_generator
 from explorer.engine import device as devices
@@ -140,11 +140,7 @@ def spectrum_figures(values: np.ndarray, fro_norm: float | None = None) -> tuple
 
 def _live_dense_spectrum(d: torch.Tensor) -> tuple[torch.Tensor, str, bool]:
     """(values, method, partial) of a dense update for a live snapshot (see LIVE_EXACT_MAX)."""
-    if min(d.shape) <= LIVE_EXACT_MAX:
-        values, method = dense_spectrum(d, "exact")
-        return values, method, False
-    values, method = dense_spectrum(d, "lowrank", q=LIVE_LOWRANK_Q)
-    return values, method, True
+    return update_spectrum(d, LIVE_EXACT_MAX, LIVE_LOWRANK_Q)
 
 
 class _Segment:

@@ -346,12 +346,12 @@ class _InspectorDeltaView(DeltaView):
         out_f, in_f = (int(m.shape[0]), int(m.shape[1])) if len(m.shape) == 2 else data.shape
         from explorer.gui.views.delta_view import MODE_LABELS
 
-        parts = [
-            f"<b>{MODE_LABELS[mode]}</b> of {html.escape(m.name)}",
-            f"{out_f}×{in_f}",
-            f"‖ΔW‖<sub>F</sub> = {m.fro_norm:.4g}",
-            f"colours ±{level:.3g}",
-        ]
+        dora = getattr(m, "effective_update", None) is not None
+        label = "W_eff (DoRA: what a merge writes)" if dora and mode == "merged" else MODE_LABELS[mode]
+        parts = [f"<b>{label}</b> of {html.escape(m.name)}", f"{out_f}×{in_f}", f"‖ΔW‖<sub>F</sub> = {m.fro_norm:.4g}"]
+        if dora:
+            parts.append(f"‖W_eff − W₀‖<sub>F</sub> = {m.effective_update_fro_norm:.4g}")
+        parts.append(f"colours ±{level:.3g}")
         if data.shape != (out_f, in_f):
             parts.append(f"mean-pooled to {data.shape[0]}×{data.shape[1]} from the factors")
         if mode in ("base", "merged") and not getattr(snapshot, "has_base", False):
@@ -899,8 +899,13 @@ class AdapterInspector(QtWidgets.QMainWindow):
             more.append(f"trained on: {e(str(cfg['base_model_name_or_path']))}")
         if r.base:
             more.append(f"<b>compared with base</b> {e(r.base)}")
-        if r.other_tensors:
-            more.append(f"{len(r.other_tensors)} other tensors (not analysed)")
+        parts = r.trainable_parts.counts()
+        if set(parts) - {"lora_A", "lora_B"}:  # more than the factors: say what the count is made of
+            more.append("trains " + " + ".join(f"{k} {format_count(v)}" for k, v in parts.items()))
+        counted = {*r.trainable_parts.modules_to_save_tensors, *r.trainable_parts.bias_tensors}
+        others = [n for n in r.other_tensors if n not in counted]
+        if others:
+            more.append(f"{len(others)} other tensors (not analysed, not counted)")
         if more:
             lines.append(" · ".join(more))
         return "<br>".join(lines)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from explorer.core.analysis import amplification, pool_matrix
-from explorer.core.inspect_adapter import inspect_adapter, matrix_snapshot, prefix_snapshots
+from explorer.core.inspect_adapter import format_report, inspect_adapter, matrix_snapshot, prefix_snapshots
 from explorer.core.llama import save_pretrained
 from explorer.core.peft_files import write_adaption_prompt_adapter, write_lora_adapter
 from tests.helpers import tiny_hf_llama, tiny_llama
@@ -186,3 +186,121 @@ def test_cli_bad_adapter_is_one_line_exit_2(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "adapter_config.json" in lines[0] and "invalid JSON" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+# --- what PEFT counts as trainable, part by part ----------------------------------------------------
+
+
+def _peft_saved(tmp_path, name, **lora_kw):
+    """A PEFT adapter on a tiny Llama with attention biases, saved; and PEFT's own trainable count."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=97,
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        attention_bias=True,
+    )
+    model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], **lora_kw))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+    trainable, _ = model.get_nb_trainable_parameters()
+    model.save_pretrained(tmp_path / name)
+    return tmp_path / name, trainable, model
+
+
+@pytest.mark.parametrize(
+    "lora_kw, parts",
+    [
+        ({"modules_to_save": ["lm_head"]}, {"lora_A", "lora_B", "modules_to_save"}),
+        ({"bias": "all"}, {"lora_A", "lora_B", "bias"}),
+        ({"bias": "lora_only"}, {"lora_A", "lora_B", "bias"}),
+        ({"lora_bias": True}, {"lora_A", "lora_B", "lora_bias"}),
+        (
+            {"use_dora": True, "modules_to_save": ["embed_tokens"], "bias": "lora_only"},
+            {"lora_A", "lora_B", "lora_magnitude_vector", "modules_to_save", "bias"},
+        ),
+    ],
+)
+def test_trainable_parameters_are_what_peft_counts(tmp_path, lora_kw, parts):
+    path, trainable, _ = _peft_saved(tmp_path, "a", **lora_kw)
+    report = inspect_adapter(path)
+    assert report.trainable_parameters == trainable
+    assert set(report.trainable_parts.counts()) == parts
+    data = report.to_json_dict()
+    assert data["trainable_parameters"] == trainable and data["trainable_parts"]["lora_A"] > 0
+    if "modules_to_save" in parts:
+        assert report.trainable_parts.modules_to_save_tensors == [
+            "lm_head.weight" if "lm_head" in lora_kw["modules_to_save"] else "model.embed_tokens.weight"
+        ]
+        assert "modules_to_save: " in format_report(report)
+    if lora_kw.get("bias") == "lora_only":  # the adapted layers' own biases only
+        assert all(".q_proj." in n or ".v_proj." in n for n in report.trainable_parts.bias_tensors)
+    assert "trainable: lora_A" in format_report(report)
+
+
+def test_lora_bias_tensors_are_shown(tmp_path):
+    path, _, model = _peft_saved(tmp_path, "b", lora_bias=True)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n and n.endswith("bias"):
+                p.normal_(0, 0.5)
+    model.save_pretrained(tmp_path / "b")
+    report = inspect_adapter(tmp_path / "b")
+    for m in report.modules:
+        layer = model.base_model.model.get_submodule(m.name)
+        b = layer.lora_B["default"].bias.detach()
+        assert m.lora_bias["count"] == b.numel() and m.lora_bias["norm"] == pytest.approx(b.norm().item(), rel=1e-5)
+        assert m.lora_bias["merged_norm"] == pytest.approx(layer.scaling["default"] * b.norm().item(), rel=1e-5)
+        assert (
+            m.parameters == layer.lora_A["default"].weight.numel() + layer.lora_B["default"].weight.numel() + b.numel()
+        )
+    assert "lora_bias: 64 values" in format_report(report)
+    assert report.to_json_dict()["modules"][0]["lora_bias"]["count"] == 64
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("bias", "some"), ("lora_bias", "yes"), ("modules_to_save", "lm_head"), ("modules_to_save", [3])],
+)
+def test_trainable_fields_of_the_config_are_type_checked(tmp_path, field, value):
+    path, _, _ = _peft_saved(tmp_path, "c")
+    cfg = json.loads((path / "adapter_config.json").read_text())
+    cfg[field] = value
+    (path / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=rf"adapter_config.json: wrong type: {field} is") as info:
+        inspect_adapter(path)
+    assert "\n" not in str(info.value)
+
+
+def test_numerical_rank_uses_the_matrix_shape_tolerance(tmp_path):
+    """A direction at 1e-5 of σ₁ in a 512 x 512 ΔW is below σ₁·512·eps (6.1e-5 σ₁): rank 1, as
+    torch.linalg.matrix_rank says; the old r·eps tolerance (4.8e-7 σ₁ for r = 4) counted it."""
+    g = torch.Generator().manual_seed(0)
+    A = torch.linalg.qr(torch.randn(512, 4, generator=g))[0].T.contiguous()
+    B = torch.linalg.qr(torch.randn(512, 4, generator=g))[0] * torch.tensor([1.0, 1e-5, 0.0, 0.0])
+    write_lora_adapter(tmp_path / "r", {"model.layers.0.self_attn.q_proj": {"A": A, "B": B}}, r=4, lora_alpha=4)
+    m = inspect_adapter(tmp_path / "r").modules[0]
+    assert m.numerical_rank == 1 == torch.linalg.matrix_rank(B @ A).item()
+
+
+def test_matrix_snapshot_of_dora_with_its_base_shows_the_merge(peft_adapter):
+    path, model, base_dir = peft_adapter
+    report = inspect_adapter(path, base=base_dir)
+    name = "model.layers.1.self_attn.q_proj"
+    layer = model.base_model.model.get_submodule(name)
+    W0 = layer.base_layer.weight.detach()
+    m = layer.lora_magnitude_vector["default"].weight.detach()
+    V = W0 + layer.get_delta_weight("default").detach()
+    merged = (m / torch.linalg.norm(V, dim=1))[:, None] * V  # PEFT's DoRA merge
+    snap = matrix_snapshot(report, name, display_size=16)
+    np.testing.assert_allclose(snap.base + snap.effective_update, pool_matrix(merged, 16, 16).numpy(), atol=2e-6)
+    assert snap.effective_update_fro_norm == pytest.approx(torch.linalg.matrix_norm(merged - W0).item(), rel=1e-5)
+    assert snap.effective_update_spectrum.shape == (64,) and snap.effective_update_partial is False
+    assert matrix_snapshot(inspect_adapter(path), name).effective_update is None  # no base: no W0 to rescale
