@@ -7,7 +7,7 @@ attention output, so at step 0 the model is exactly the frozen one:
 
     attn = [ gate(g) * softmax(q Kp^T / sqrt(d)) ; softmax(q Kt^T / sqrt(d) + mask) ]
 
-The references differ in gate shape and function (reference.md); both are settings here. The maths
+The references differ in gate shape and function (docs/reference.md); both are settings here. The maths
 runs inside `LlamaAttention.forward` through `PrefixAdapter.attend`, the one code path used both for
 training and for the attention maps shown in the app.
 """
