@@ -20,8 +20,8 @@ import time
 import torch
 
 from explorer.core import analysis
-from explorer.schema.settings import TrainSettings
 from explorer.engine.trainer import Trainer
+from explorer.schema.settings import TrainSettings
 
 
 def test_matrices(size: int, steps: int):

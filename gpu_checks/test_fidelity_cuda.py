@@ -5,8 +5,8 @@ update and the partial spectra are reduced there."""
 import numpy as np
 import torch
 
-from explorer.engine.settings import TrainSettings
 from explorer.engine.trainer import LIVE_LOWRANK_Q, Trainer
+from explorer.schema.settings import TrainSettings
 
 
 def _matrix(**changes) -> TrainSettings:

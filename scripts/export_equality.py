@@ -24,7 +24,7 @@ from explorer.core.lora import LoraSettings, inject_lora
 from explorer.core.prefix import PrefixSettings, inject_prefix
 from explorer.core.resources import load_base_model
 from explorer.core.state_file import save_state
-from explorer.engine.settings import TrainSettings
+from explorer.schema.settings import TrainSettings
 
 CASES = {
     "LoRA": dict(rank=8),

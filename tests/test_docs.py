@@ -11,7 +11,7 @@ def test_reference_is_in_the_repository_and_cited_by_its_path():
     assert reference.is_file()
     text = reference.read_text(encoding="utf-8")
     citing = []
-    for path in sorted([*ROOT.glob("explorer/**/*.py"), *ROOT.glob("tests/*.py"), *ROOT.glob("bench/*.py")]):
+    for path in sorted([*ROOT.glob("explorer/**/*.py"), *ROOT.glob("tests/**/*.py"), *ROOT.glob("bench/*.py")]):
         source = path.read_text(encoding="utf-8")
         for m in re.finditer(r"(\S*)reference\.md", source):
             if path.name == "test_docs.py":

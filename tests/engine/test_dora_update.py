@@ -10,8 +10,8 @@ from engine_helpers import assert_snapshots_equal, one_thread, tiny_byte_model, 
 
 from explorer.core.analysis import dora_effective_update, pool_matrix
 from explorer.core.lora import LoraLinear
-from explorer.engine.recording import RecordingReader, RecordingWriter
 from explorer.engine.trainer import LIVE_LOWRANK_Q, Trainer
+from explorer.schema.recording import RecordingReader, RecordingWriter
 
 
 def test_effective_update_is_what_peft_merges():

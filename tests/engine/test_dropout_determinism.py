@@ -19,7 +19,7 @@ from explorer.core.lora import LoraDropout, LoraLinear, set_dropout_generator
 from explorer.engine.compare import CompareRunner, parse_run_spec
 from explorer.engine.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _losses(trainer, n):
