@@ -7,7 +7,7 @@ Prints a markdown table: per matrix and per configuration (the shipped one: q + 
 the old one: q + 10), the largest relative error of the top q values and of the top 16, whether every
 value is at most the exact one (Rayleigh-Ritz values are lower bounds), and the median time of three
 calls on one CPU thread. Both configurations run interleaved in one process. The figures quoted in
-analysis.py's LOWRANK_MIN_OVERSAMPLE comment (and held by tests/test_analysis.py) come from here.
+analysis.py's LOWRANK_MIN_OVERSAMPLE comment (and held by tests/core/test_analysis.py) come from here.
 """
 
 from __future__ import annotations

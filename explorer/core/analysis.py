@@ -23,7 +23,7 @@ DENSE_EXACT_MAX = 1024
 # of q + max(q, LOWRANK_MIN_OVERSAMPLE) columns after LOWRANK_NITER power iterations. Its values are
 # Rayleigh-Ritz values, so never above the true ones, and least accurate near the cut-off (index q),
 # by how much depends on how fast the spectrum decays there. Measured at 1024 x 1024, q = 64
-# (bench/bench_randomized_svd.py; held by tests/test_analysis.py): 6e-6 relative for the matrix
+# (bench/bench_randomized_svd.py; held by tests/core/test_analysis.py): 6e-6 relative for the matrix
 # scenario's full fine-tuning update (planted rank 8), 6e-3 for the seed preset's full-rank update,
 # 1.6 % for a Gaussian matrix (top 16: 0.5 %), 3.3 % for a nearly flat spectrum (1 -> 0.5; top 16:
 # 2.1 %). With the old 10 extra columns these were 1.5 %, 4.1 %, 5.3 % and 5.9 %.
