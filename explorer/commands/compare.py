@@ -235,7 +235,7 @@ def table_markdown(snap, header: dict) -> str:
         )
         lines.append("")
         lines.append(
-            "| run | factor | ‖ΔW‖_F | ‖UᵀW0V‖_F (ΔW's) | W0's top-r | random |\n|---|---:|---:|---:|---:|---:|"
+            "| run | factor | ‖ΔW‖_F | ‖UᵀW0V‖_F (ΔW's) | W0's top-k | random |\n|---|---:|---:|---:|---:|---:|"
         )
         import numpy as np
 

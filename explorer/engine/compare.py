@@ -24,7 +24,8 @@ SegmentClock runs only during its steps), so round-robin does not divide it by t
 - `seed_similarity(a, b, module)`: the same for two seeds at one rank, with A against a random
   Gaussian matrix of the same shape as the control (what chance overlap looks like).
 - `amplification_table(trainer)`: per LoRA module, ||ΔW||_F / ||U^T W0 V||_F and the projection of
-  W0 onto ΔW's top-r directions, onto W0's own top-r and onto a random basis (Table 7).
+  W0 onto ΔW's k = rank(ΔW) <= r directions, onto W0's own top-k and onto a random basis (Table 7);
+  PiSSA runs marked (their W0 is the residual).
 - `intrinsic_rank(lora, full, module)`: LoRA's ΔW spectrum against the full fine-tuning update's
   spectrum on the same module, with the method used for each stated.
 """

@@ -6,8 +6,8 @@ lines, held-out loss as dashed lines with markers. Middle: the Table IX-style ta
 share, storage, final losses, speed, the same setting on LLaMA-7B). Bottom, the LoRA paper's analyses:
 - Subspace φ (Fig. 3): φ(i, j) = ||U_a[:, :i]^T U_b[:, :j]||_F^2 / min(i, j) for a chosen pair of
   LoRA runs and module, beside the control (run a against a random basis of run b's size);
-- Amplification (Table 7): per module, ||ΔW||_F / ||U^T W0 V||_F, and W0 projected onto ΔW's top-r
-  directions, W0's own top-r and a random basis;
+- Amplification (Table 7): per module, ||ΔW||_F / ||U^T W0 V||_F, and W0 projected onto ΔW's
+  k = rank(ΔW) <= r directions, W0's own top-k and a random basis (PiSSA runs marked: W0 is the residual);
 - Intrinsic rank: LoRA's ΔW spectrum against the full fine-tuning update's on the same module, with
   how each spectrum was computed.
 
