@@ -510,3 +510,18 @@ def test_compare_worker_reports_runs_it_cannot_build():
         assert "could not start the comparison" in snap.fault and "seq_len=200" in snap.fault
         assert snap.runs == []
     assert not worker.alive
+
+
+def test_amplification_of_a_pissa_run_says_its_w0_is_the_residual():
+    from explorer.commands.compare import table_markdown
+
+    r = CompareRunner(tiny_matrix(), ["lora:r=2", "lora:r=2,init=pissa"])
+    for _ in range(3):
+        r.step_round()
+    snap = r.snapshot(analysis=True)
+    rows = snap.analysis.amplification
+    assert [row["w0"] for row in rows["lora-r2"]] == ["pretrained"]
+    assert [row["w0"] for row in rows["lora-r2-initpissa"]] == ["residual"]
+    assert all(row["rank"] <= row["adapter_rank"] == 2 for rs in rows.values() for row in rs)
+    text = table_markdown(snap, {"scenario": "matrix", "steps": 3, "seed": 0, "base": "W0", "device": "cpu"})
+    assert "`lora-r2-initpissa`: PiSSA, so W0 here is the residual" in text
