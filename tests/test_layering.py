@@ -39,3 +39,62 @@ def test_no_qt_import_statement_in_core_sources():
                 stripped = line.strip()
                 if stripped.startswith(("import ", "from ")):
                     assert not any(q in stripped.split()[1] for q in QT_MODULES), f"{path}: {stripped}"
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iteratively): each is a cycle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    top = stack.pop()
+                    on_stack.discard(top)
+                    component.append(top)
+                    if top == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+@pytest.mark.parametrize("package", ["explorer.schema", "explorer.core", "explorer.gui", "explorer.commands"])
+def test_no_import_cycles(package):
+    """Every import counts, the ones inside functions too (grimp reads them all): a module that needs
+    another lazily is still tied to it."""
+    import grimp  # comes with import-linter (the [test] extra)
+
+    graph = grimp.build_graph("explorer", cache_dir=None)
+    modules = {m for m in graph.modules if m == package or m.startswith(package + ".")}
+    edges = {m: {i for i in graph.find_modules_directly_imported_by(m) if i in modules} for m in modules}
+    assert _cycles(edges) == [], f"import cycles in {package}"

@@ -32,7 +32,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.gui.app import NONE_GUARDED  # noqa: F401 - guards None's refcount (PySide6 6.12, Python 3.11)
 from explorer.schema.settings import COLD, HOT, SETTINGS_SPEC, TrainSettings
 
 # Where each setting goes; a setting missing here still gets a row, under "Other".

@@ -10,6 +10,7 @@ from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
 from explorer.gui.shortcuts import SHORTCUTS, native_text
+from explorer.gui.theme import current_theme
 
 
 class HelpOverlay(QWidget):
@@ -44,8 +45,6 @@ class HelpOverlay(QWidget):
         return out
 
     def _html(self) -> str:
-        from explorer.gui.app import current_theme
-
         t = current_theme()
         groups: dict[str, list[tuple[str, str]]] = {}
         for group, keys, text in self.rows():
@@ -70,8 +69,6 @@ class HelpOverlay(QWidget):
         return "".join(parts)
 
     def open(self) -> None:
-        from explorer.gui.app import current_theme
-
         t = current_theme()
         self.card.setStyleSheet(
             f"#help_card {{ background: {t.window}; border: 1px solid {t.dim_text};"

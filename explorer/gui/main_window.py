@@ -37,12 +37,12 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.gui import shortcuts
-from explorer.gui.app import NONE_GUARDED  # noqa: F401 - guards None's refcount (PySide6 6.12, Python 3.11)
 from explorer.gui.compare_host import CompareHost
 from explorer.gui.controls import ControlsPanel, label_of, setting_named_in
 from explorer.gui.help_overlay import HelpOverlay
 from explorer.gui.persistence import Persistence, layout_version
 from explorer.gui.status_bar import StatusBar
+from explorer.gui.theme import apply_theme
 from explorer.schema.settings import SETTINGS_SPEC, TrainSettings, changed_kinds
 
 # Workers by "module:attribute", imported on a helper thread when the window first needs one.
@@ -987,8 +987,6 @@ class MainWindow(QMainWindow):
         self.help_overlay.toggle()
 
     def set_theme(self, name: str) -> None:
-        from explorer.gui.app import apply_theme
-
         apply_theme(name, root=self)
         self.theme = name
         self.store.set_theme(name)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QLabel, QStatusBar
 
+from explorer.gui.theme import current_theme
+
 STATE_TEXT = {
     "running": "● running",
     "paused": "❚❚ paused",
@@ -65,8 +67,6 @@ class StatusBar(QStatusBar):
         return label
 
     def set_state(self, state: str) -> None:
-        from explorer.gui.app import current_theme
-
         t = current_theme()
         colour = {"running": t.ok, "fault": t.error, "paused": t.warn}.get(state, t.dim_text)
         self.state.setText(STATE_TEXT.get(state, state))
@@ -86,8 +86,6 @@ class StatusBar(QStatusBar):
         self.showMessage(message, ms)
 
     def error(self, message: str, ms: int = 20000) -> None:
-        from explorer.gui.app import current_theme
-
         self.setStyleSheet(f"QStatusBar {{ color: {current_theme().error}; }}")
         self.showMessage("⚠ " + message, ms)
         self._error_timer.start(ms)

@@ -41,8 +41,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.gui.app import Theme, _palette, restyle_plots, theme_by_name
 from explorer.gui.deck_player import PLAY_DELAY_MS, DeckPlayer
+from explorer.gui.theme import Theme, palette_for, restyle_plots, theme_by_name
 from explorer.schema.deck import Deck, Scene, load_deck
 
 DEFAULT_FONT_SCALE = 1.8
@@ -381,7 +381,7 @@ class TalkMode(QObject):
 
         app = QApplication.instance()
         t = TALK_THEME
-        app.setPalette(_palette(t))
+        app.setPalette(palette_for(t))
         # No application style sheet on stage: with one, Qt stops handing a widget's font to its
         # children, and the views' labels would keep the small type (the palette does the colours)
         app.setStyleSheet("")

@@ -14,10 +14,10 @@ from engine_helpers import tiny_byte_model, tiny_lm, tiny_matrix
 from PySide6.QtCore import QEvent, QSettings, Qt
 from PySide6.QtWidgets import QApplication, QDockWidget, QMessageBox
 
-from explorer.gui.app import apply_theme
 from explorer.gui.main_window import MainWindow
 from explorer.gui.persistence import Persistence
 from explorer.gui.shortcuts import SHORTCUTS, native_text
+from explorer.gui.theme import apply_theme
 from explorer.schema.settings import SETTINGS_SPEC, TrainSettings
 
 WAIT_MS = 60_000
