@@ -184,7 +184,7 @@ def bench_window(app, args, worker: str) -> dict | None:
     window.resize(w, h)
     window.show()
     app.processEvents()
-    window._size_docks()
+    window.size_docks()
     ready = QEventLoop()
     window.worker_attached.connect(lambda _w: ready.quit())
     window.start_worker()

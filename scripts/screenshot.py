@@ -108,7 +108,7 @@ def shoot(args) -> int:
     result = {"rc": 1}
 
     def begin():
-        window._size_docks()
+        window.size_docks()
         if args.talk is None:
             window.start_worker(play=True)
             return

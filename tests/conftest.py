@@ -1,4 +1,5 @@
 import os
+import threading
 
 # Tests never need a screen: Qt draws offscreen, and torch keeps to the machine's cores politely.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -6,8 +7,98 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+WINDOW_WAIT_MS = 60_000
+
 
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+# ---------------------------------------------------------------------------------------- the window
+@pytest.fixture
+def store(tmp_path):
+    """The settings store the test's windows share (an INI file in the test's folder)."""
+    from explorer.gui.persistence import Persistence
+
+    return Persistence(path=str(tmp_path / "settings.ini"))
+
+
+@pytest.fixture
+def make_window(qtbot, store):
+    """make_window(settings=None, *, factory=thread_worker, start=True, ...) -> a shown MainWindow.
+
+    settings: TrainSettings ("tiny": the tests' tiny matrix scenario; None: the app's defaults); factory: the worker factory
+    (engine_helpers.thread_worker, a real TrainingWorker on one thread and the tiny byte-level model;
+    None: the app's default, a child process); start: start the worker and wait until it is attached;
+    shown: show the window and wait until it is exposed; size: (w, h) to resize to before showing;
+    compare_kwargs: the compare host's worker arguments (default: one thread, the tiny model); the
+    rest (store, restore, theme, overrides, view_classes) goes to MainWindow, restore=False unless
+    given. At the end every window is closed, its workers stopped, and no thread a test started may
+    be left running (helper threads get time to finish their last signal)."""
+    from engine_helpers import thread_worker, tiny_byte_model, tiny_matrix
+
+    from explorer.gui.main_window import MainWindow
+
+    made = []
+    baseline = {t.ident for t in threading.enumerate()}
+
+    def make(
+        settings="tiny",
+        *,
+        factory=thread_worker,
+        start=True,
+        shown=True,
+        size=None,
+        compare_kwargs=None,
+        **kw,
+    ):
+        kw.setdefault("store", store)
+        kw.setdefault("restore", False)
+        win = MainWindow(tiny_matrix() if settings == "tiny" else settings, worker_factory=factory, **kw)
+        win.compare_host.worker_kwargs = (
+            compare_kwargs if compare_kwargs is not None else {"threads": 1, "base_model": tiny_byte_model()}
+        )
+        qtbot.addWidget(win)
+        made.append(win)
+        if size is not None:
+            win.resize(*size)
+        if shown:
+            win.show()
+            qtbot.waitExposed(win)
+        if start:
+            with qtbot.waitSignal(win.worker_attached, timeout=WINDOW_WAIT_MS):
+                win.start_worker()
+        return win
+
+    yield make
+
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    for win in made:
+        worker = win.worker
+        win.close()
+        assert win.worker is None and win.compare_host.worker is None
+        if worker is not None and hasattr(worker, "alive"):
+            assert not worker.alive, "the worker outlived its window"
+        win.deleteLater()
+    QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    for t in threading.enumerate():  # helper threads (inspect, export, encode) end once their signal is out
+        if t.ident not in baseline and t.name.startswith("explorer-") and not t.name.startswith("explorer-import"):
+            t.join(WINDOW_WAIT_MS / 1000)
+    leftover = [
+        t
+        for t in threading.enumerate()
+        if t.ident not in baseline and t.is_alive() and not t.name.startswith("explorer-import")
+    ]
+    assert not leftover, f"threads left running: {leftover}"
+
+
+@pytest.fixture
+def window(request, make_window):
+    """One window made by make_window with the options of the test's `window` mark, e.g.
+    @pytest.mark.window(start=False, size=(1600, 900)) (a module's pytestmark sets them for all)."""
+    mark = request.node.get_closest_marker("window")
+    return make_window(*(mark.args if mark else ()), **(mark.kwargs if mark else {}))

@@ -106,3 +106,11 @@ def one_thread():
 
 def no_engine_threads() -> bool:
     return not any(t.name == "peft-explorer-training" and t.is_alive() for t in threading.enumerate())
+
+
+def thread_worker(settings):
+    """The real TrainingWorker on one thread (the lm scenario on the tiny random byte-level model): what
+    the window tests train with."""
+    from explorer.engine.worker import TrainingWorker
+
+    return TrainingWorker(settings, base_model=tiny_byte_model(), threads=1)

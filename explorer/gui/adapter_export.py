@@ -1,6 +1,6 @@
 """File > Export as PEFT adapter: write what the window is training as OUT/adapter + OUT/base.
 
-    export_adapter(window, out=None, overwrite=None)
+    window.features.adapter_export.export(out=None, overwrite=None)
 
 1. The running settings (the worker's, else the panel's) must be exportable
    (`explorer.core.export_adapter.export_problem`): LoRA in the lm scenario, or prefix tuning with one
@@ -26,6 +26,8 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
 from PySide6.QtCore import Qt
+
+from explorer.gui.services import WindowServices
 
 TITLE = "Export as PEFT adapter"
 
@@ -69,13 +71,6 @@ class ExportJob(QtCore.QObject):
             pass
 
 
-def running_settings(window):
-    """The settings the worker runs (what its trained state holds), else the panel's."""
-    worker = getattr(window, "worker", None)
-    settings = getattr(worker, "settings", None) if worker is not None else None
-    return settings if settings is not None else window.settings
-
-
 def _worker_base(worker):
     """The base model a worker adapts when it was given one (tests, scripts); None: the shipped one,
     which the saved state records and export_state finds by itself."""
@@ -86,141 +81,149 @@ def _worker_base(worker):
     return None
 
 
-def _message(window, icon, text: str, informative: str = "") -> QtWidgets.QMessageBox:
-    """A non-modal message (training and drawing go on); one at a time per window."""
-    old = getattr(window, "adapter_export_message", None)
-    if old is not None:
-        try:
-            old.close()
-            old.deleteLater()
-        except RuntimeError:
-            pass
-    box = QtWidgets.QMessageBox(icon, TITLE, text, QtWidgets.QMessageBox.Ok, window)
-    box.setObjectName("adapter_export_message")
-    box.setWindowModality(Qt.NonModal)
-    if informative:
-        box.setInformativeText(informative)
-    box.show()
-    window.adapter_export_message = box
-    return box
+class AdapterExportFeature:
+    """Export as PEFT adapter, a part of the window: one export at a time, one message box."""
 
+    def __init__(self, window: WindowServices):
+        self.window = window
+        self.job: ExportJob | None = None  # the last export started
+        self.message: QtWidgets.QMessageBox | None = None
+        self.last_dir = ""  # where the chooser opens next time
 
-def _status(window, text: str, error: bool = False) -> None:
-    status = getattr(window, "status", None)
-    if status is None:
-        return
-    (status.error if error else status.info)(text)
+    def running_settings(self):
+        """The settings the worker runs (what its trained state holds), else the panel's."""
+        worker = self.window.worker
+        settings = getattr(worker, "settings", None) if worker is not None else None
+        return settings if settings is not None else self.window.settings
 
+    def _message(self, icon, text: str, informative: str = "") -> QtWidgets.QMessageBox:
+        """A non-modal message (training and drawing go on); one at a time."""
+        if self.message is not None:
+            try:
+                self.message.close()
+                self.message.deleteLater()
+            except RuntimeError:
+                pass
+        box = QtWidgets.QMessageBox(icon, TITLE, text, QtWidgets.QMessageBox.Ok, self.window.widget)
+        box.setObjectName("adapter_export_message")
+        box.setWindowModality(Qt.NonModal)
+        if informative:
+            box.setInformativeText(informative)
+        box.show()
+        self.message = box
+        return box
 
-def export_adapter(window, out=None, overwrite: bool | None = None):
-    """File > Export as PEFT adapter. See the module docstring."""
-    from explorer.core.export_adapter import export_problem
+    def _status(self, text: str, error: bool = False) -> None:
+        status = self.window.status
+        (status.error if error else status.info)(text)
 
-    running = getattr(window, "adapter_export_job", None)
-    if running is not None and running.thread.is_alive():
-        _message(
-            window,
-            QtWidgets.QMessageBox.Information,
-            "An export is already running.",
-            f"It writes to {running.out}; the summary shows when it is done.",
-        )
-        return None
-    settings = running_settings(window)
-    problem = export_problem(settings)
-    if problem:
-        _status(window, f"Cannot export as a PEFT adapter: {problem}", error=True)
-        _message(
-            window,
-            QtWidgets.QMessageBox.Warning,
-            "This run cannot be exported as a PEFT adapter.",
-            problem[:1].upper() + problem[1:] + ".",
-        )
-        return None
-    worker = getattr(window, "worker", None)
-    if worker is None:
-        _message(
-            window,
-            QtWidgets.QMessageBox.Information,
-            "Nothing trained yet.",
-            "Start the training engine (Space plays, N steps), then export.",
-        )
-        return None
-    if not callable(getattr(worker, "save_state", None)):
-        _message(
-            window,
-            QtWidgets.QMessageBox.Warning,
-            "This training engine cannot hand out its trained state.",
-            "Save a recording with `python -m explorer run` and export it with "
-            "`python -m explorer export RECORDING --out DIR`.",
-        )
-        return None
-    if out is None:
-        start = getattr(window, "_last_export_dir", "") or str(Path.home())
-        out = QtWidgets.QFileDialog.getExistingDirectory(
-            window, "Export as PEFT adapter: choose the output directory (adapter/ and base/ go inside)", start
-        )
-        if not out:
-            return None
-    out = Path(out)
-    window._last_export_dir = str(out)
-    if out.exists() and not out.is_dir():
-        _message(window, QtWidgets.QMessageBox.Warning, f"{out}: exists and is not a directory.")
-        return None
-    existing = [d for d in (out / "adapter", out / "base") if d.exists()]
-    if existing:
-        names = " and ".join(str(d) for d in existing)
-        if overwrite is None:
-            answer = QtWidgets.QMessageBox.question(
-                window,
-                TITLE,
-                f"{names} already exist{'s' if len(existing) == 1 else ''}.\n\nReplace "
-                f"{'it' if len(existing) == 1 else 'them'} with this export?",
-                QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No,
-                QtWidgets.QMessageBox.No,
-            )
-            overwrite = answer == QtWidgets.QMessageBox.Yes
-            if not overwrite:
-                _status(window, "Export cancelled: nothing was replaced.")
-                return None
-        elif not overwrite:
-            _message(
-                window,
-                QtWidgets.QMessageBox.Warning,
-                f"{names} already exist; nothing was replaced.",
-                "Choose another directory, or confirm replacing them.",
-            )
-            return None
-    job = ExportJob(worker, out, bool(overwrite), base=_worker_base(worker), parent=window)
-    window.adapter_export_job = job
-    progress = QtWidgets.QProgressDialog(f"Exporting to {out}…", "", 0, 0, window)
-    progress.setObjectName("adapter_export_progress")
-    progress.setWindowTitle(TITLE)
-    progress.setCancelButton(None)
-    progress.setWindowModality(Qt.NonModal)
-    progress.setMinimumDuration(300)
-    progress.setAutoClose(False)
-    progress.setAutoReset(False)
+    def export(self, out=None, overwrite: bool | None = None) -> ExportJob | None:
+        """File > Export as PEFT adapter. See the module docstring."""
+        from explorer.core.export_adapter import export_problem
 
-    def done(ok: bool, text: str) -> None:
-        progress.close()
-        progress.deleteLater()
-        if ok:
-            _status(window, text.splitlines()[0])
-            _message(
-                window,
+        win = self.window
+        running = self.job
+        if running is not None and running.thread.is_alive():
+            self._message(
                 QtWidgets.QMessageBox.Information,
-                "Exported as a PEFT adapter.",
-                text + "\n\nLoad it with transformers.LlamaForCausalLM.from_pretrained(base) and "
-                "peft.PeftModel.from_pretrained(model, adapter).",
+                "An export is already running.",
+                f"It writes to {running.out}; the summary shows when it is done.",
             )
-        else:
-            _status(window, f"Export failed: {text}", error=True)
-            _message(window, QtWidgets.QMessageBox.Warning, "The export failed; nothing was written.", text)
+            return None
+        problem = export_problem(self.running_settings())
+        if problem:
+            self._status(f"Cannot export as a PEFT adapter: {problem}", error=True)
+            self._message(
+                QtWidgets.QMessageBox.Warning,
+                "This run cannot be exported as a PEFT adapter.",
+                problem[:1].upper() + problem[1:] + ".",
+            )
+            return None
+        worker = win.worker
+        if worker is None:
+            self._message(
+                QtWidgets.QMessageBox.Information,
+                "Nothing trained yet.",
+                "Start the training engine (Space plays, N steps), then export.",
+            )
+            return None
+        if not callable(getattr(worker, "save_state", None)):
+            self._message(
+                QtWidgets.QMessageBox.Warning,
+                "This training engine cannot hand out its trained state.",
+                "Save a recording with `python -m explorer run` and export it with "
+                "`python -m explorer export RECORDING --out DIR`.",
+            )
+            return None
+        if out is None:
+            out = QtWidgets.QFileDialog.getExistingDirectory(
+                win.widget,
+                "Export as PEFT adapter: choose the output directory (adapter/ and base/ go inside)",
+                self.last_dir or str(Path.home()),
+            )
+            if not out:
+                return None
+        out = Path(out)
+        self.last_dir = str(out)
+        if out.exists() and not out.is_dir():
+            self._message(QtWidgets.QMessageBox.Warning, f"{out}: exists and is not a directory.")
+            return None
+        existing = [d for d in (out / "adapter", out / "base") if d.exists()]
+        if existing:
+            names = " and ".join(str(d) for d in existing)
+            if overwrite is None:
+                answer = QtWidgets.QMessageBox.question(
+                    win.widget,
+                    TITLE,
+                    f"{names} already exist{'s' if len(existing) == 1 else ''}.\n\nReplace "
+                    f"{'it' if len(existing) == 1 else 'them'} with this export?",
+                    QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No,
+                    QtWidgets.QMessageBox.No,
+                )
+                overwrite = answer == QtWidgets.QMessageBox.Yes
+                if not overwrite:
+                    self._status("Export cancelled: nothing was replaced.")
+                    return None
+            elif not overwrite:
+                self._message(
+                    QtWidgets.QMessageBox.Warning,
+                    f"{names} already exist; nothing was replaced.",
+                    "Choose another directory, or confirm replacing them.",
+                )
+                return None
+        job = ExportJob(worker, out, bool(overwrite), base=_worker_base(worker), parent=win.widget)
+        self.job = job
+        progress = QtWidgets.QProgressDialog(f"Exporting to {out}…", "", 0, 0, win.widget)
+        progress.setObjectName("adapter_export_progress")
+        progress.setWindowTitle(TITLE)
+        progress.setCancelButton(None)
+        progress.setWindowModality(Qt.NonModal)
+        progress.setMinimumDuration(300)
+        progress.setAutoClose(False)
+        progress.setAutoReset(False)
 
-    job.finished.connect(done)
-    _status(window, f"Exporting to {out}…")
-    job.start()
-    return job
+        def done(ok: bool, text: str) -> None:
+            progress.close()
+            progress.deleteLater()
+            if ok:
+                self._status(text.splitlines()[0])
+                self._message(
+                    QtWidgets.QMessageBox.Information,
+                    "Exported as a PEFT adapter.",
+                    text + "\n\nLoad it with transformers.LlamaForCausalLM.from_pretrained(base) and "
+                    "peft.PeftModel.from_pretrained(model, adapter).",
+                )
+            else:
+                self._status(f"Export failed: {text}", error=True)
+                self._message(QtWidgets.QMessageBox.Warning, "The export failed; nothing was written.", text)
+
+        job.finished.connect(done)
+        self._status(f"Exporting to {out}…")
+        job.start()
+        return job
+
+    def window_closing(self) -> None:
+        """An export still running goes on; its result arrives unheard (ExportJob says why)."""
 
 
-__all__ = ["ExportJob", "export_adapter", "running_settings"]
+__all__ = ["AdapterExportFeature", "ExportJob"]

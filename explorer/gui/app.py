@@ -81,11 +81,9 @@ def main(args) -> int:
             app.quit()
             return
         replay = getattr(args, "replay", None)
-        if replay:  # the recording first; the training engine starts on Back to live
-            from explorer.gui.replay import open_recording
-
-            if open_recording(window, replay) is not None:
-                return
+        # the recording first; the training engine starts on Back to live
+        if replay and window.features.replay.open(replay) is not None:
+            return
         window.start_worker(play=bool(getattr(args, "play", False)))
         talk = getattr(args, "talk", None)
         if talk is not None:

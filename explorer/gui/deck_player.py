@@ -24,6 +24,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QKeySequence, QPalette, QWindow
 from PySide6.QtWidgets import QApplication, QWidget
 
+from explorer.gui.services import WindowServices
 from explorer.gui.shortcuts import SHORTCUTS
 from explorer.schema.deck import Deck, Scene
 
@@ -90,9 +91,13 @@ class DeckPlayer(QObject):
     fontStep = Signal(int)  # +1 larger type, -1 smaller
 
     def __init__(
-        self, window, deck: Deck, arrange: Callable[[Scene], None] | None = None, play_delay_ms: int = PLAY_DELAY_MS
+        self,
+        window: WindowServices,
+        deck: Deck,
+        arrange: Callable[[Scene], None] | None = None,
+        play_delay_ms: int = PLAY_DELAY_MS,
     ):
-        super().__init__(window)
+        super().__init__(window.widget)
         self.window = window
         self.deck = deck
         self.arrange = arrange
@@ -100,7 +105,7 @@ class DeckPlayer(QObject):
         self.index = -1
         self.errors: list[str] = []
         self.keymap = talk_key_map()
-        self.blank = BlankScreen(window)
+        self.blank = BlankScreen(window.widget)
         self._focus: str | None = None
         self._running = False
         self._play_timer = QTimer(self)
@@ -243,17 +248,16 @@ class DeckPlayer(QObject):
     # ------------------------------------------------------------------ keys
     def _ours(self, obj) -> bool:
         if isinstance(obj, QWidget):
-            return obj.window() is self.window
+            return obj.window() is self.window.widget
         if isinstance(obj, QWindow):
-            return obj is self.window.windowHandle()
+            return obj is self.window.widget.windowHandle()
         return False
 
     def eventFilter(self, obj, event):  # noqa: N802 - Qt API
         kind = event.type()
         if kind not in (QEvent.KeyPress, QEvent.ShortcutOverride) or not self._running or not self._ours(obj):
             return False
-        overlay = getattr(self.window, "help_overlay", None)
-        if overlay is not None and overlay.isVisible():
+        if self.window.help_overlay.isVisible():
             return False  # F1's list takes its own keys (Esc closes it)
         key = event.key()
         if key in _MODIFIER_KEYS or key == 0:

@@ -10,6 +10,7 @@ import zlib
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from explorer.gui.theme import THEMES
 from explorer.schema.settings import TrainSettings
 
 KEY_GEOMETRY = "window/geometry"
@@ -17,7 +18,6 @@ KEY_STATE = "window/state"
 KEY_STATE_VERSION = "window/state_version"
 KEY_THEME = "ui/theme"
 KEY_SETTINGS = "training/settings"
-THEMES = ("dark", "light")
 
 
 def layout_version(dock_names: list[str]) -> int:

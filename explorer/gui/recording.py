@@ -1,9 +1,8 @@
-"""File > Record…: record a view or the whole window as an animated GIF (Pillow) or an MP4
-(imageio-ffmpeg, the optional `video` extra).
+"""Screen recording: frames of a widget (a view or the whole window) grabbed on a timer and encoded
+as an animated GIF (Pillow) or an MP4 (imageio-ffmpeg, the optional `video` extra). The window's
+File > Record… (the dialog, the toolbar's indicator) is explorer.gui.screen_recording's.
 
-    toggle_recording(window)                       # the action: a dialog to start, or stop a recording
-    start_recording(window, target, path, fps=15)  # target: "window" or a view id ("loss", ...)
-    stop_recording(window)                         # -> the Recorder, now encoding
+    rec = Recorder(widget, "out.gif", fps=15); rec.start(); ...; rec.stop()   # `finished` follows
 
 How it works, and what it costs:
 - Frames come from QWidget.grab() on a QTimer at the chosen rate (10, 15 or 30 per second) and are
@@ -16,13 +15,10 @@ How it works, and what it costs:
   MAX_BYTES, and says so.
 - Stop hands the frames to a helper thread that encodes them and writes the file atomically
   (a temporary file beside it, renamed when complete); the status bar announces the file.
-- While recording, the toolbar shows a red dot, the elapsed time and the frame count, with a Stop
-  button; the File menu's Record… action reads "Stop recording"; the status bar announces the file.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from pathlib import Path
@@ -30,6 +26,9 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Qt
+
+from explorer.schema.files import atomic_replace
+from explorer.schema.format import format_bytes, one_line
 
 FPS_CHOICES = (10, 15, 30)
 DEFAULT_FPS = 15
@@ -51,7 +50,7 @@ def mp4_problem() -> str:
     try:
         imageio_ffmpeg.get_ffmpeg_exe()
     except Exception as exc:  # noqa: BLE001 - a broken install: say what it said
-        return f"MP4: imageio-ffmpeg has no working ffmpeg ({' '.join(str(exc).split())}); {VIDEO_EXTRA}"
+        return f"MP4: imageio-ffmpeg has no working ffmpeg ({one_line(exc)}); {VIDEO_EXTRA}"
     return ""
 
 
@@ -60,19 +59,6 @@ def format_of(path) -> str:
     if suffix not in FORMATS:
         raise ValueError(f"{Path(path).name}: unknown video type {suffix or '(none)'!r}: allowed .gif or .mp4")
     return FORMATS[suffix]
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000.0
-    return f"{n:.1f} GB"
 
 
 class Recorder(QtCore.QObject):
@@ -183,7 +169,7 @@ class Recorder(QtCore.QObject):
                 self.counts[-1] += slots - 1
                 slots = 1
             if self.bytes_held + image.sizeInBytes() > self.max_bytes:
-                self.stop(f"stopped at the memory limit ({_human(self.max_bytes)} of frames)")
+                self.stop(f"stopped at the memory limit ({format_bytes(self.max_bytes)} of frames)")
                 return
             self.images.append(image)
             self.counts.append(slots)
@@ -223,11 +209,11 @@ class Recorder(QtCore.QObject):
             total = sum(counts)
             text = (
                 f"Recording saved to {self.path} ({total} frames at {self.fps} fps, "
-                f"{total / self.fps:.1f} s, {size[0]}×{size[1]}, {_human(self.path.stat().st_size)})"
+                f"{total / self.fps:.1f} s, {size[0]}×{size[1]}, {format_bytes(self.path.stat().st_size)})"
             )
             ok = True
         except Exception as exc:  # noqa: BLE001 - said in the status bar
-            text, ok = f"Could not write the recording {self.path.name}: {' '.join(str(exc).split())}", False
+            text, ok = f"Could not write the recording {self.path.name}: {one_line(exc)}", False
         try:
             self._encoded.emit(ok, text)
         except RuntimeError:  # the window (and this recorder) went away meanwhile
@@ -257,8 +243,6 @@ def _rgb(image: QtGui.QImage, size: tuple[int, int]) -> np.ndarray:
 def encode(images: list[QtGui.QImage], counts: list[int], path, fps: int, fmt: str | None = None) -> tuple[int, int]:
     """Write the frames (each shown counts[i] frame slots at `fps`) as GIF or MP4, atomically.
     Returns the frame size (w, h)."""
-    from explorer.schema.files import atomic_replace
-
     path = Path(path)
     fmt = fmt or format_of(path)
     first = images[0]
@@ -327,293 +311,3 @@ def _write_mp4(images, counts, tmp: Path, fps: int, size) -> None:
                 writer.send(data)
     finally:
         writer.close()
-
-
-# ---------------------------------------------------------------------------------------- the window
-def _targets(window) -> dict[str, tuple[str, QtWidgets.QWidget]]:
-    """key -> (title, widget): the whole window, then each view."""
-    out = {"window": ("Whole window", window)}
-    for view_id, view in getattr(window, "views", {}).items():
-        dock = getattr(window, "view_docks", {}).get(view_id)
-        out[view_id] = (dock.windowTitle() if dock is not None else view_id, view)
-    return out
-
-
-def active_recorder(window) -> Recorder | None:
-    rec = getattr(window, "_recorder", None)
-    return rec if rec is not None and rec.recording else None
-
-
-def start_recording(window, target: str, path, fps: int = DEFAULT_FPS, **limits) -> Recorder:
-    """Start recording `target` ("window" or a view id) to `path` (.gif or .mp4). ValueError with one
-    line when it cannot (a recording runs already, an unknown target, MP4 without imageio-ffmpeg)."""
-    if active_recorder(window) is not None:
-        raise ValueError("a recording is running already: stop it first")
-    targets = _targets(window)
-    if target not in targets:
-        raise ValueError(f"target={target!r} is unknown: allowed {', '.join(targets)}")
-    title, widget = targets[target]
-    rec = Recorder(widget, path, fps, parent=window, **limits)
-    rec.target = target
-    rec.title = title
-    indicator = RecordingIndicator(rec, window)
-    _show_indicator(window, indicator)
-    rec.indicator = indicator
-    rec.stopped.connect(lambda reason, w=window, r=rec: _on_stopped(w, r, reason))
-    rec.finished.connect(lambda ok, text, w=window, r=rec: _on_finished(w, r, ok, text))
-    window._recorder = rec
-    _watch_close(window)
-    rec.start()
-    indicator.refresh()
-    _sync_action(window)
-    window.status.info(
-        f"Recording {title.lower() if target == 'window' else title} to {rec.path.name} "
-        f"at {rec.fps} fps… (Stop: the toolbar's Stop button or File > Stop recording)"
-    )
-    return rec
-
-
-def stop_recording(window) -> Recorder | None:
-    rec = active_recorder(window)
-    if rec is not None:
-        rec.stop()
-    return rec
-
-
-def toggle_recording(window, target: str | None = None, path=None, fps: int | None = None):
-    """The File > Record… action: stop the running recording, or ask what to record and start it."""
-    if active_recorder(window) is not None:
-        return stop_recording(window)
-    if target is None or path is None:
-        dialog = RecordDialog(window)
-        if dialog.exec() != QtWidgets.QDialog.DialogCode.Accepted:
-            return None
-        target, path, fps = dialog.choice()
-    try:
-        return start_recording(window, target, path, fps or DEFAULT_FPS)
-    except ValueError as exc:
-        window.status.error(str(exc))
-        return None
-
-
-def _on_stopped(window, rec: Recorder, reason: str) -> None:
-    _sync_action(window)
-    why = f" ({reason})" if reason else ""
-    try:
-        window.status.info(f"Recording stopped{why}: encoding {rec.frames} frames to {rec.path.name}…", 60_000)
-    except RuntimeError:
-        pass
-
-
-def _on_finished(window, rec: Recorder, ok: bool, text: str) -> None:
-    try:
-        if ok:
-            window.status.info(text, 20_000)
-        else:
-            window.status.error(text)
-    except RuntimeError:
-        pass
-    indicator = getattr(rec, "indicator", None)
-    if indicator is not None:
-        try:
-            _hide_indicator(window, indicator)
-        except RuntimeError:
-            pass
-        rec.indicator = None
-
-
-def _show_indicator(window, indicator) -> None:
-    """In the training toolbar, right-aligned before Help (a toolbar moves what does not fit into its
-    overflow menu, so the window never has to grow for it); in the status bar when there is none."""
-    bar = getattr(window, "toolbar", None)
-    help_action = getattr(window, "actions_by_name", {}).get("help")
-    if bar is not None and help_action is not None and help_action in bar.actions():
-        indicator.toolbar_action = bar.insertWidget(help_action, indicator)
-    else:
-        indicator.toolbar_action = None
-        window.status.insertPermanentWidget(0, indicator)
-    indicator.show()
-
-
-def _hide_indicator(window, indicator) -> None:
-    if indicator.toolbar_action is not None:
-        window.toolbar.removeAction(indicator.toolbar_action)
-    else:
-        window.status.removeWidget(indicator)
-    indicator.hide()
-    indicator.deleteLater()
-
-
-def _sync_action(window) -> None:
-    action = getattr(window, "actions_by_name", {}).get("record")
-    if action is None:
-        return
-    if active_recorder(window) is not None:
-        action.setText("Stop recording")
-        action.setToolTip("Stop the recording and write the file")
-    else:
-        action.setText("Record…")
-        action.setToolTip("Record a view or the window (GIF, MP4)")
-
-
-class _CloseWatch(QtCore.QObject):
-    """A window that closes while recording stops the capture; the file is still written."""
-
-    def eventFilter(self, obj, event):  # noqa: N802 - Qt API
-        if event.type() == QtCore.QEvent.Type.Close:
-            rec = active_recorder(obj)
-            if rec is not None:
-                rec.stop("the window closed")
-        return False
-
-
-def _watch_close(window) -> None:
-    if getattr(window, "_recording_close_watch", None) is None:
-        watch = _CloseWatch(window)
-        window.installEventFilter(watch)
-        window._recording_close_watch = watch
-
-
-class RecordingIndicator(QtWidgets.QWidget):
-    """The sign of a recording (in the toolbar): a red dot (blinking), elapsed time, frames, Stop."""
-
-    def __init__(self, rec: Recorder, parent=None):
-        super().__init__(parent)
-        self.setObjectName("recording_indicator")
-        self.rec = rec
-        lay = QtWidgets.QHBoxLayout(self)
-        lay.setContentsMargins(4, 0, 4, 0)
-        lay.setSpacing(6)
-        self.dot = QtWidgets.QLabel("●")
-        self.dot.setObjectName("recording_dot")
-        self.label = QtWidgets.QLabel()
-        self.label.setObjectName("recording_label")
-        self.stop_button = QtWidgets.QToolButton()
-        self.stop_button.setObjectName("recording_stop")
-        self.stop_button.setText("■ Stop")
-        self.stop_button.setToolTip("Stop recording and write the file")
-        self.stop_button.clicked.connect(lambda: rec.stop())
-        lay.addWidget(self.dot)
-        lay.addWidget(self.label)
-        lay.addWidget(self.stop_button)
-        self.setToolTip(f"Recording {getattr(rec, 'title', '')} to {rec.path}")
-        self._blink = False
-        self._timer = QtCore.QTimer(self)
-        self._timer.setInterval(500)
-        self._timer.timeout.connect(self.refresh)
-        self._timer.start()
-        rec.stopped.connect(lambda _r: self.refresh())
-        rec.finished.connect(lambda *_: self._timer.stop())
-        self.refresh()
-
-    def text(self) -> str:
-        return self.label.text()
-
-    def refresh(self) -> None:
-        rec = self.rec
-        if rec.recording:
-            self._blink = not self._blink
-            self.dot.setStyleSheet(f"color: {'#ff3b30' if self._blink else '#8b1a14'}; font-size: 14pt;")
-            self.label.setText(f"REC {_clock(rec.elapsed())} · {rec.frames} frames · {rec.fps} fps")
-            self.label.setStyleSheet("color: #ff3b30; font-weight: 600;")
-            self.stop_button.setVisible(True)
-        else:
-            self.dot.setStyleSheet("color: #e5c07b; font-size: 14pt;")
-            self.label.setText(f"encoding {rec.frames} frames…")
-            self.label.setStyleSheet("font-weight: 600;")
-            self.stop_button.setVisible(False)
-
-
-class RecordDialog(QtWidgets.QDialog):
-    """What to record, how, and where."""
-
-    def __init__(self, window):
-        super().__init__(window)
-        self.setWindowTitle("Record")
-        self.setObjectName("record_dialog")
-        form = QtWidgets.QFormLayout(self)
-        self.target_box = QtWidgets.QComboBox()
-        for key, (title, _w) in _targets(window).items():
-            self.target_box.addItem(title, key)
-        current = getattr(window, "current_view_id", lambda: None)()
-        form.addRow("Record", self.target_box)
-        self.format_box = QtWidgets.QComboBox()
-        self.format_box.addItem("GIF (Pillow)", ".gif")
-        self.format_box.addItem("MP4 (H.264, imageio-ffmpeg)", ".mp4")
-        form.addRow("Format", self.format_box)
-        self.fps_box = QtWidgets.QComboBox()
-        for fps in FPS_CHOICES:
-            self.fps_box.addItem(f"{fps} frames per second", fps)
-        self.fps_box.setCurrentIndex(FPS_CHOICES.index(DEFAULT_FPS))
-        form.addRow("Frame rate", self.fps_box)
-        row = QtWidgets.QHBoxLayout()
-        self.path_edit = QtWidgets.QLineEdit(str(Path.home() / "peft-explorer.gif"))
-        browse = QtWidgets.QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        row.addWidget(self.path_edit, 1)
-        row.addWidget(browse)
-        form.addRow("File", row)
-        self.hint = QtWidgets.QLabel()
-        self.hint.setObjectName("record_hint")
-        self.hint.setWordWrap(True)
-        self.hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        form.addRow(self.hint)
-        self.buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Cancel)
-        self.start_button = self.buttons.addButton("Start recording", QtWidgets.QDialogButtonBox.ButtonRole.AcceptRole)
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
-        form.addRow(self.buttons)
-        self._window = window
-        self.format_box.currentIndexChanged.connect(self._format_changed)
-        self.fps_box.currentIndexChanged.connect(self._update_hint)
-        self.target_box.currentIndexChanged.connect(self._update_hint)
-        if current is not None:
-            i = self.target_box.findData(current)
-            if i >= 0:
-                self.target_box.setCurrentIndex(i)
-        self._update_hint()
-
-    def _browse(self) -> None:
-        suffix = self.format_box.currentData()
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(
-            self, "Record to", self.path_edit.text(), f"{FORMATS[suffix]} (*{suffix})"
-        )
-        if path:
-            if Path(path).suffix.lower() != suffix:
-                path += suffix
-            self.path_edit.setText(path)
-
-    def _format_changed(self) -> None:
-        suffix = self.format_box.currentData()
-        path = Path(self.path_edit.text() or str(Path.home() / "peft-explorer"))
-        self.path_edit.setText(str(path.with_suffix(suffix)))
-        self._update_hint()
-
-    def _update_hint(self) -> None:
-        problem = mp4_problem() if self.format_box.currentData() == ".mp4" else ""
-        if problem:
-            self.hint.setText(problem)
-            self.hint.setProperty("role", "error")
-            self.hint.setStyleSheet("color: #ff5f56;")
-        else:
-            widget = _targets(self._window).get(self.target_box.currentData(), ("", self._window))[1]
-            frame = widget.size()
-            ratio = widget.devicePixelRatioF()
-            frame_bytes = max(1, int(frame.width() * ratio) * int(frame.height() * ratio) * 4)
-            fps = self.fps_box.currentData()
-            seconds = min(MAX_SECONDS, MAX_BYTES / frame_bytes / fps)
-            self.hint.setText(
-                f"{frame.width()}×{frame.height()} pixels; stops by itself after "
-                f"{math.floor(seconds):.0f} s of changing frames (memory limit "
-                f"{_human(MAX_BYTES)}), or at {MAX_SECONDS:.0f} s. Encoding runs after Stop."
-            )
-            self.hint.setProperty("role", "dim")
-            self.hint.setStyleSheet("")
-        self.start_button.setEnabled(not problem)
-
-    def choice(self) -> tuple[str, str, int]:
-        path = self.path_edit.text().strip()
-        suffix = self.format_box.currentData()
-        if Path(path).suffix.lower() not in FORMATS:
-            path += suffix
-        return self.target_box.currentData(), path, int(self.fps_box.currentData())

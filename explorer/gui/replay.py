@@ -1,8 +1,7 @@
-"""Replay a recording in the window, and record the live run to a directory.
+"""Replay a recording in the window (File > Open recording…, `python -m explorer --replay DIR`).
 
-    open_recording(window, path=None)      # File > Open recording…  (python -m explorer --replay DIR)
-    back_to_live(window)                   # the replay bar's "Back to live"
-    toggle_run_recording(window, directory=None)   # File > Record run to directory… / Stop
+    window.features.replay.open(path=None)     # a directory chooser when path is None
+    window.features.replay.back_to_live()      # the replay bar's "Back to live"
 
 A recording is a directory written by `python -m explorer run` or by the app itself
 (explorer.schema.recording: config.json, metrics.jsonl, snapshots/NNNNNN.safetensors). In replay mode:
@@ -17,31 +16,28 @@ A recording is a directory written by `python -m explorer run` or by the app its
   disabled; exports and recording a GIF work as usual;
 - generated samples are recorded only when fresh; as live, the newest ones so far ride along with
   every step shown.
-A recording cut off mid-write (a killed run) opens with the records that are complete.
-
-Recording the live run: every snapshot the window receives from the worker is written with
-RecordingWriter on a helper thread (the GUI never waits for the disk). A recording holds one run (one
-segment): a cold change or a reset ends it, with a message. At the end the worker's trained state is
-saved beside it (state.safetensors), so the directory can also be exported as a PEFT adapter.
+A recording cut off mid-write (a killed run) opens with the records that are complete. Recording
+the live run is explorer.gui.run_recording's.
 """
 
 from __future__ import annotations
 
 import bisect
-import collections
 import dataclasses
-import threading
 import time
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Qt
 
+from explorer.gui.services import WindowServices
+from explorer.gui.shortcuts import SHORTCUTS
+from explorer.schema.format import format_rate, one_line
+from explorer.schema.recording import RecordingReader
+
 SPEEDS = (0.5, 1.0, 2.0, 4.0, 8.0)
 FALLBACK_RECORDS_PER_S = 10.0  # 1x for a recording without usable time stamps
 FRAME_MS = 33  # playback timer: at most ~30 snapshots drawn per second
-# The actions that act on the live run; disabled while replaying.
-LIVE_ACTIONS = ("play_pause", "step", "reset", "faster", "slower", "save_state", "open", "export_adapter", "talk_mode")
 
 
 # ---------------------------------------------------------------------------------------- replay
@@ -49,9 +45,10 @@ class ReplayController(QtCore.QObject):
     """The window in replay mode: a reader, a position, the replay bar and a playback timer."""
 
     position_changed = QtCore.Signal(int)  # the step now shown
+    back_requested = QtCore.Signal()  # the bar's Back to live
 
-    def __init__(self, window, reader, parent=None):
-        super().__init__(parent or window)
+    def __init__(self, window: WindowServices, reader: RecordingReader):
+        super().__init__(window.widget)
         self.window = window
         self.reader = reader
         self.steps: list[int] = list(reader.steps)
@@ -64,7 +61,7 @@ class ReplayController(QtCore.QObject):
         self._pos = float(self.steps[0])  # playback position, in training steps
         self._last_tick = 0.0
         self._pending: int | None = None
-        self._disabled: dict = {}
+        self._disabled: list[tuple[QtGui.QAction | QtWidgets.QWidget, bool]] = []
         self._actions: list[QtGui.QAction] = []
         self.rate = recorded_rate(reader)  # training steps per second at 1x
         # generated samples are recorded when fresh; live, the newest ones ride along in every snapshot
@@ -78,80 +75,49 @@ class ReplayController(QtCore.QObject):
 
     # ---- entering and leaving ------------------------------------------------------------------
     def enter(self) -> None:
-        w = self.window
-        if getattr(w, "_playing", False):
-            w.pause()
-        for name in LIVE_ACTIONS:
-            act = w.actions_by_name.get(name)
-            if act is not None:
-                self._disabled[name] = act.isEnabled()
-                act.setEnabled(False)
-        for widget_name in ("controls", "speed_box"):
-            widget = getattr(w, widget_name, None)
-            if widget is not None:
-                self._disabled[widget_name] = widget.isEnabled()
-                widget.setEnabled(False)
+        win = self.window
+        if win.playing:
+            win.pause()
+        for target in win.live_controls():
+            self._disabled.append((target, target.isEnabled()))
+            target.setEnabled(False)
         self._add_keys()
-        controls = getattr(w, "controls", None)
-        if controls is not None:  # the panel shows (greyed) the settings the recording was made with
-            self._live_settings = controls.settings
-            controls.set_settings(self.reader.settings)
-            w._update_scenario_label()
-        w.installEventFilter(self)
-        w.addToolBar(Qt.ToolBarArea.BottomToolBarArea, self.bar)
+        # the panel shows (greyed) the settings the recording was made with
+        self._live_settings = win.settings
+        win.show_settings(self.reader.settings)
+        win.widget.addToolBar(Qt.ToolBarArea.BottomToolBarArea, self.bar)
         self.bar.show()
-        self._clear_views()
+        win.clear_views()
         self.show_index(0)
         self.bar.slider.setFocus()
 
     def leave(self) -> None:
-        w = self.window
+        win = self.window
         self.pause()
         self.timer.stop()
         for act in self._actions:
-            w.removeAction(act)
+            win.widget.removeAction(act)
             act.deleteLater()
         self._actions.clear()
-        for name, enabled in self._disabled.items():
-            target = w.actions_by_name.get(name) or getattr(w, name, None)
-            if target is not None:
-                target.setEnabled(enabled)
+        for target, enabled in self._disabled:
+            target.setEnabled(enabled)
         self._disabled.clear()
-        w.removeEventFilter(self)
-        self._restore_live_settings()
-        w.removeToolBar(self.bar)
+        self.restore_live_settings()
+        win.widget.removeToolBar(self.bar)
         self.bar.deleteLater()
-        self._clear_views()
+        win.clear_views()
 
-    def _restore_live_settings(self) -> None:
-        controls = getattr(self.window, "controls", None)
-        if controls is not None and self._live_settings is not None:
-            controls.set_settings(self._live_settings)
-            controls.set_model_limit("rank", None)  # the live run's next snapshot sets its own
-            self.window._update_scenario_label()
+    def restore_live_settings(self) -> None:
+        """The panel shows the live run's settings again (a window closed in replay remembers those)."""
+        if self._live_settings is not None:
+            self.window.show_settings(self._live_settings)
+            self.window.controls.set_model_limit("rank", None)  # the live run's next snapshot sets its own
             self._live_settings = None
-
-    def eventFilter(self, obj, event):  # noqa: N802 - Qt API
-        """A window closed in replay remembers the live run's settings, not the recording's."""
-        if obj is self.window and event.type() == QtCore.QEvent.Type.Close:
-            self.pause()
-            self._restore_live_settings()
-        return False
-
-    def _clear_views(self) -> None:
-        w = self.window
-        w._frame_queue.clear()
-        for view in w._fed_views().values():
-            w._view_call(view, "clear")
-        w._segment = None
-        w.last_snapshot = None
 
     def _add_keys(self) -> None:
         """The Replay group of shortcuts.SHORTCUTS: Space plays / pauses; Left / Right and Home / End
         go back / on (their first key back, their second on). The live actions with those keys are
         disabled meanwhile, so nothing is ambiguous."""
-        from explorer.gui.shortcuts import SHORTCUTS
-
         last = len(self.steps) - 1
         slots = {
             "replay_play": (self.toggle_play,),
@@ -160,12 +126,12 @@ class ReplayController(QtCore.QObject):
         }
         for sc in SHORTCUTS:
             for i, (key, slot) in enumerate(zip(sc.keys, slots.get(sc.action, ()))):
-                act = QtGui.QAction(sc.text, self.window)
+                act = QtGui.QAction(sc.text, self.window.widget)
                 act.setObjectName(f"action_{sc.action}_{i}")
                 act.setShortcut(QtGui.QKeySequence(key))
                 act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
                 act.triggered.connect(lambda *_a, s=slot: s())
-                self.window.addAction(act)
+                self.window.widget.addAction(act)
                 self._actions.append(act)
 
     # ---- position ------------------------------------------------------------------------------
@@ -177,7 +143,7 @@ class ReplayController(QtCore.QObject):
             snap = self.reader.snapshot(step)
         except (KeyError, ValueError, OSError) as exc:
             self.errors += 1
-            self.window.status.error(f"Replay: step {step} cannot be read: {' '.join(str(exc).split())}")
+            self.window.status.error(f"Replay: step {step} cannot be read: {one_line(exc)}")
             self.bar.sync()
             return False
         self.index = index
@@ -274,10 +240,6 @@ def recorded_rate(reader) -> float:
     return FALLBACK_RECORDS_PER_S
 
 
-def _rate_text(x: float) -> str:
-    return f"{x:.0f}" if x >= 100 else (f"{x:.1f}" if x >= 10 else f"{x:.2g}")
-
-
 class ReplayBar(QtWidgets.QToolBar):
     """Play / pause, the step slider and label, the speed, the recording's name, Back to live."""
 
@@ -323,10 +285,10 @@ class ReplayBar(QtWidgets.QToolBar):
         self.speed_box = QtWidgets.QComboBox()
         self.speed_box.setObjectName("replay_speed")
         for s in SPEEDS:
-            self.speed_box.addItem(f"{s:g}x  ({_rate_text(ctl.rate * s)} steps/s)", s)
+            self.speed_box.addItem(f"{s:g}x  ({format_rate(ctl.rate * s)} steps/s)", s)
         self.speed_box.setCurrentIndex(SPEEDS.index(1.0))
         self.speed_box.setToolTip(
-            f"1x plays the recording at the pace it was trained ({_rate_text(ctl.rate)} steps per second)"
+            f"1x plays the recording at the pace it was trained ({format_rate(ctl.rate)} steps per second)"
         )
         self.speed_box.activated.connect(lambda _i: ctl.set_speed(float(self.speed_box.currentData())))
         self.addWidget(self.speed_box)
@@ -338,7 +300,7 @@ class ReplayBar(QtWidgets.QToolBar):
         self.live_button = QtWidgets.QPushButton("Back to live")
         self.live_button.setObjectName("replay_back")
         self.live_button.setToolTip("Leave the replay: the views follow the training run again")
-        self.live_button.clicked.connect(lambda: back_to_live(ctl.window))
+        self.live_button.clicked.connect(ctl.back_requested.emit)
         self.addWidget(self.live_button)
         self.sync()
 
@@ -364,278 +326,64 @@ class ReplayBar(QtWidgets.QToolBar):
             self.fault_label.setToolTip(fault or "")
 
 
-def replay_of(window) -> ReplayController | None:
-    return getattr(window, "replay", None)
+class ReplayFeature:
+    """Replay as a part of the window: at most one recording shown at a time."""
 
-
-def open_recording(window, path=None) -> ReplayController | None:
-    """File > Open recording…: switch the window to replay mode on the recording in `path` (a
-    directory chooser when None). A directory that is not a readable recording gives one line in the
-    status bar and changes nothing."""
-    from explorer.schema.recording import RecordingReader
-
-    if path is None:
-        path = QtWidgets.QFileDialog.getExistingDirectory(window, "Open recording", str(Path.home()))
-        if not path:
-            return None
-    path = Path(path)
-    try:
-        reader = RecordingReader(path)
-        if not reader.steps:
-            raise ValueError(f"{path}: no complete record in this recording yet")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        window.status.error(f"Could not open the recording: {' '.join(str(exc).split())}")
-        return None
-    old = replay_of(window)
-    if old is not None:
-        old.leave()
-    ctl = ReplayController(window, reader)
-    window.replay = ctl
-    ctl.enter()
-    skipped = f"; {reader.skipped_lines} torn line(s) skipped" if reader.skipped_lines else ""
-    state = "" if reader.finished else " (cut off before the end)"
-    window.status.info(
-        f"Replaying {path.name}{state}: {len(reader.steps)} recorded steps, {reader.steps[0]} to "
-        f"{reader.steps[-1]}{skipped}. Space plays; Back to live returns.",
-        15_000,
-    )
-    return ctl
-
-
-def back_to_live(window) -> None:
-    """Leave replay mode: the views follow the live worker again (started if there is none)."""
-    ctl = replay_of(window)
-    if ctl is None:
-        return
-    window.replay = None
-    ctl.leave()
-    ctl.deleteLater()
-    window.status.set_state("paused")
-    worker = getattr(window, "worker", None)
-    if worker is not None:
-        try:
-            worker.request_snapshot()  # the live state, drawn afresh
-        except Exception:  # noqa: BLE001 - a dead worker says so through drain()
-            pass
-    else:
-        window.start_worker()
-    window.status.info("Back to live.")
-
-
-# ---------------------------------------------------------------------------------------- record the run
-class RunRecorder(QtCore.QObject):
-    """Writes the snapshots the window receives from its worker into a recording directory, on a
-    helper thread. One run: a new segment (cold change, reset) ends it."""
-
-    ended = QtCore.Signal(str)  # why it ended ("" when stopped by the user)
-    _written = QtCore.Signal()
-
-    def __init__(self, window, directory, overwrite: bool = False, max_queue: int = 64):
-        super().__init__(window)
-        from explorer.schema.recording import RecordingWriter  # noqa: F401 - fails early if missing
-
+    def __init__(self, window: WindowServices):
         self.window = window
-        self.dir = Path(directory)
-        self.overwrite = overwrite
-        self.writer = None
-        self.segment: int | None = None
-        self.first_step: int | None = None
-        self.last_step: int | None = None
-        self.records = 0
-        self.dropped = 0
-        self.error: str | None = None
-        self._last_key = None
-        self._samples_step = None
-        self._queue: collections.deque = collections.deque()
-        self._max_queue = max_queue
-        self._cond = threading.Condition()
-        self._closing = False
-        self._thread: threading.Thread | None = None
-        self.active = False
+        self.controller: ReplayController | None = None  # while a recording is shown
 
-    def start(self) -> None:
-        from explorer.schema.recording import RecordingWriter
-
-        snap = self.window.last_snapshot
-        settings = (snap.settings if snap is not None else None) or self.window.settings.to_dict()
-        config = {
-            "settings": settings,
-            "source": "peft-explorer app (File > Record run to directory)",
-            "device": getattr(snap, "device", ""),
-            "display_size": settings.get("display_size"),
-        }
-        self.writer = RecordingWriter(self.dir, config, overwrite=self.overwrite)  # ValueError: say so
-        self.active = True
-        self._thread = threading.Thread(target=self._run, name="explorer-record-run", daemon=False)
-        self._thread.start()
-        self.window.snapshot_delivered.connect(self._on_snapshot)
-        if snap is not None and replay_of(self.window) is None:
-            self._on_snapshot(snap)
-
-    def _on_snapshot(self, snap) -> None:
-        if not self.active or replay_of(self.window) is not None or snap.state == "replay":
-            return
-        if self.segment is None:
-            self.segment = snap.segment
-        elif snap.segment != self.segment:
-            self.stop("the settings changed (a cold change or a reset started new adapters); a recording holds one run")
-            return
-        samples_step = (snap.samples or {}).get("step") if isinstance(snap.samples, dict) else None
-        fresh = samples_step is not None and samples_step != self._samples_step
-        key = (snap.step, snap.state, fresh)
-        if key == self._last_key and not fresh:
-            return
-        self._last_key = key
-        if fresh:
-            self._samples_step = samples_step
-        with self._cond:
-            if len(self._queue) >= self._max_queue:
-                self._queue.popleft()  # the disk is slow: the oldest waiting record goes
-                self.dropped += 1
-            self._queue.append((snap, fresh))
-            self._cond.notify()
-        if self.first_step is None:
-            self.first_step = snap.step
-        self.last_step = snap.step
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue and self._closing:
-                    return
-                snap, fresh = self._queue.popleft()
-            try:
-                if not self.records and snap.settings and snap.settings != self.writer.config.get("settings"):
-                    self._settings_from(snap)
-                self.writer.write(snap, fresh_samples=fresh)
-                self.records += 1
-            except Exception as exc:  # noqa: BLE001 - a full disk: stop, and say so
-                self.error = " ".join(str(exc).split()) or type(exc).__name__
-                with self._cond:
-                    self._queue.clear()
-                    self._closing = True
-                try:
-                    self._written.emit()
-                except RuntimeError:
-                    pass
-                return
-
-    def _settings_from(self, snap) -> None:
-        """config.json names the settings of the run it holds (the first record's, which may differ
-        from the panel's when the recording started before the first snapshot of a new run)."""
-        import json
-
-        from explorer.schema.files import atomic_write_text
-
-        self.writer.config.update(settings=snap.settings, device=snap.device)
-        atomic_write_text(self.dir / "config.json", json.dumps(self.writer.config, indent=2))
-
-    def stop(self, reason: str = "") -> None:
-        if not self.active:
-            return
-        self.active = False
+    def open(self, path=None) -> ReplayController | None:
+        """Switch the window to replay mode on the recording in `path` (a directory chooser when None).
+        A directory that is not a readable recording gives one line in the status bar and changes nothing."""
+        win = self.window
+        if path is None:
+            path = QtWidgets.QFileDialog.getExistingDirectory(win.widget, "Open recording", str(Path.home()))
+            if not path:
+                return None
+        path = Path(path)
         try:
-            self.window.snapshot_delivered.disconnect(self._on_snapshot)
-        except (RuntimeError, TypeError):
-            pass
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join()
-        state_saved = False
-        worker = getattr(self.window, "worker", None)
-        if worker is not None and self.error is None and not reason and self.records:
-            try:
-                worker.save_state(self.dir / "state.safetensors")
-                state_saved = True
-            except Exception:  # noqa: BLE001 - the recording stands without it
-                state_saved = False
-        try:
-            self.writer.finish(
-                final_step=self.last_step,
-                completed=self.error is None,
-                state_file=state_saved,
-                dropped_records=self.dropped,
-            )
-        except OSError as exc:
-            self.error = self.error or str(exc)
-        self.ended.emit(reason)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
-
-
-def run_recorder_of(window) -> RunRecorder | None:
-    rec = getattr(window, "_run_recorder", None)
-    return rec if rec is not None and rec.active else None
-
-
-def toggle_run_recording(window, directory=None, overwrite: bool = False) -> RunRecorder | None:
-    """File > Record run to directory…: start writing the live run to a directory, or stop."""
-    rec = run_recorder_of(window)
-    if rec is not None:
-        rec.stop()
-        return rec
-    if replay_of(window) is not None:
-        window.status.error("Recording the run: go back to live first (this is a replay).")
-        return None
-    if directory is None:
-        directory = QtWidgets.QFileDialog.getExistingDirectory(
-            window, "Record run to directory (new or empty)", str(Path.home())
-        )
-        if not directory:
+            reader = RecordingReader(path)
+            if not reader.steps:
+                raise ValueError(f"{path}: no complete record in this recording yet")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            win.status.error(f"Could not open the recording: {one_line(exc)}")
             return None
-    rec = RunRecorder(window, directory, overwrite=overwrite)
-    try:
-        rec.start()
-    except (OSError, ValueError) as exc:
-        window.status.error(f"Could not record the run: {' '.join(str(exc).split())}")
-        return None
-    window._run_recorder = rec
-    rec.ended.connect(lambda reason, w=window, r=rec: _run_ended(w, r, reason))
-    rec._written.connect(lambda r=rec: r.stop("the disk refused a record") if r.active else None)
-    _watch_close(window)
-    _sync_run_action(window)
-    window.status.info(f"Recording the run to {rec.dir} (File > Stop recording the run to end it).")
-    return rec
-
-
-def _run_ended(window, rec: RunRecorder, reason: str) -> None:
-    _sync_run_action(window)
-    span = f"steps {rec.first_step} to {rec.last_step}" if rec.first_step is not None else "no steps"
-    if rec.error:
-        window.status.error(f"Run recording in {rec.dir} stopped: {rec.error} ({rec.records} records kept)")
-    elif reason:
-        window.status.info(f"Run recording stopped: {reason}. {rec.records} records ({span}) in {rec.dir}", 20_000)
-    else:
-        window.status.info(
-            f"Run recorded to {rec.dir}: {rec.records} records ({span}); File > Open recording… replays it.", 20_000
+        if self.controller is not None:
+            self.controller.leave()
+        ctl = ReplayController(win, reader)
+        ctl.back_requested.connect(self.back_to_live)
+        self.controller = ctl
+        ctl.enter()
+        skipped = f"; {reader.skipped_lines} torn line(s) skipped" if reader.skipped_lines else ""
+        state = "" if reader.finished else " (cut off before the end)"
+        win.status.info(
+            f"Replaying {path.name}{state}: {len(reader.steps)} recorded steps, {reader.steps[0]} to "
+            f"{reader.steps[-1]}{skipped}. Space plays; Back to live returns.",
+            15_000,
         )
+        return ctl
 
+    def back_to_live(self) -> None:
+        """Leave replay mode: the views follow the live worker again (started if there is none)."""
+        ctl, self.controller = self.controller, None
+        if ctl is None:
+            return
+        ctl.leave()
+        ctl.deleteLater()
+        win = self.window
+        win.status.set_state("paused")
+        if win.worker is not None:
+            try:
+                win.worker.request_snapshot()  # the live state, drawn afresh
+            except Exception:  # noqa: BLE001 - a dead worker says so through drain()
+                pass
+        else:
+            win.start_worker()
+        win.status.info("Back to live.")
 
-def _sync_run_action(window) -> None:
-    act = getattr(window, "actions_by_name", {}).get("record_run")
-    if act is not None:
-        act.setText("Stop recording the run" if run_recorder_of(window) is not None else "Record run to directory…")
-
-
-class _CloseWatch(QtCore.QObject):
-    def eventFilter(self, obj, event):  # noqa: N802 - Qt API
-        if event.type() == QtCore.QEvent.Type.Close:
-            rec = run_recorder_of(obj)
-            if rec is not None:
-                rec.stop()
-        return False
-
-
-def _watch_close(window) -> None:
-    if getattr(window, "_run_close_watch", None) is None:
-        watch = _CloseWatch(window)
-        window.installEventFilter(watch)
-        window._run_close_watch = watch
+    def window_closing(self) -> None:
+        """A window closed in replay remembers the live run's settings, not the recording's."""
+        if self.controller is not None:
+            self.controller.pause()
+            self.controller.restore_live_settings()

@@ -1,7 +1,7 @@
 """Talk mode: the window as a stage for a talk or a class, stepped through a deck of scenes.
 
-    enter_talk_mode(window, deck=None)    # F5, View > Talk mode, or `python -m explorer --talk [DECK]`
-    Esc                                   # leave: the window comes back exactly as it was
+    window.features.talk.enter(deck=None)   # F5, View > Talk mode, or `python -m explorer --talk [DECK]`
+    Esc                                     # leave: the window comes back exactly as it was
 
 On entering: full screen; menus, toolbar, status bar and every dock (the settings too) hidden; a
 black stage holds the scene's views, arranged by the scene's layout (grid, row, column, or focus:
@@ -42,6 +42,8 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.gui.deck_player import PLAY_DELAY_MS, DeckPlayer
+from explorer.gui.persistence import Persistence
+from explorer.gui.services import WindowServices
 from explorer.gui.theme import Theme, palette_for, restyle_plots, theme_by_name
 from explorer.schema.deck import Deck, Scene, load_deck
 
@@ -70,56 +72,66 @@ TALK_THEME = Theme(
 )
 
 
-def font_scale_setting(window) -> float:
+def font_scale_setting(store: Persistence) -> float:
     """The remembered talk font scale (DEFAULT_FONT_SCALE if none or unreadable)."""
-    store = getattr(window, "store", None)
     try:
-        value = float(store.q.value(FONT_SCALE_KEY, DEFAULT_FONT_SCALE)) if store is not None else DEFAULT_FONT_SCALE
-    except (TypeError, ValueError, AttributeError):
+        value = float(store.q.value(FONT_SCALE_KEY, DEFAULT_FONT_SCALE))
+    except (TypeError, ValueError):
         return DEFAULT_FONT_SCALE
     return value if math.isfinite(value) and 0.5 <= value <= 4.0 else DEFAULT_FONT_SCALE
 
 
-def active_talk(window) -> TalkMode | None:
-    talk = getattr(window, "_talk_mode", None)
-    return talk if talk is not None and talk.active else None
+class TalkFeature:
+    """Talk mode as a part of the window: at most one TalkMode on stage at a time."""
 
+    def __init__(self, window: WindowServices):
+        self.window = window
+        self.mode: TalkMode | None = None  # the last one entered
+        self.error_box: QMessageBox | None = None
 
-def enter_talk_mode(
-    window, deck: str | Path | Deck | None = None, font_scale: float | None = None, play_delay_ms: int = PLAY_DELAY_MS
-) -> TalkMode | None:
-    """Talk mode on `window` with `deck` (a path, a Deck, or None for the default deck). Returns the
-    TalkMode, or None when the deck could not be loaded (reported; the window stays as it is)."""
-    current = active_talk(window)
-    if current is not None and deck is None:
-        return current
-    try:
-        loaded = deck if isinstance(deck, Deck) else load_deck(deck)
-    except (OSError, ValueError) as exc:
-        report_deck_error(window, str(exc))
-        return None
-    if current is not None:
-        current.leave()
-    talk = TalkMode(window, loaded, font_scale=font_scale, play_delay_ms=play_delay_ms)
-    window._talk_mode = talk
-    talk.enter()
-    return talk
+    @property
+    def active(self) -> TalkMode | None:
+        """The TalkMode on stage, or None."""
+        return self.mode if self.mode is not None and self.mode.active else None
 
+    def enter(
+        self, deck: str | Path | Deck | None = None, font_scale: float | None = None, play_delay_ms: int = PLAY_DELAY_MS
+    ) -> TalkMode | None:
+        """Talk mode with `deck` (a path, a Deck, or None for the default deck). Returns the TalkMode,
+        or None when the deck could not be loaded (reported; the window stays as it is)."""
+        current = self.active
+        if current is not None and deck is None:
+            return current
+        try:
+            loaded = deck if isinstance(deck, Deck) else load_deck(deck)
+        except (OSError, ValueError) as exc:
+            self.report_deck_error(str(exc))
+            return None
+        if current is not None:
+            current.leave()
+        self.mode = TalkMode(self.window, loaded, font_scale=font_scale, play_delay_ms=play_delay_ms)
+        self.mode.enter()
+        return self.mode
 
-def report_deck_error(window, message: str) -> None:
-    """A deck that cannot be used: said in the status bar, a message box that does not block, stderr."""
-    text = f"Talk mode: the deck could not be loaded. {message}"
-    sys.stderr.write(f"peft-explorer: {text}\n")
-    status = getattr(window, "status", None)
-    if status is not None:
-        status.error(text)
-    box = QMessageBox(QMessageBox.Warning, "Talk mode", "The deck could not be loaded.", QMessageBox.Ok, window)
-    box.setObjectName("talk_deck_error")
-    box.setInformativeText(message)
-    box.setWindowModality(Qt.NonModal)
-    box.setAttribute(Qt.WA_DeleteOnClose)
-    box.show()
-    window._talk_error_box = box
+    def report_deck_error(self, message: str) -> None:
+        """A deck that cannot be used: said in the status bar, a message box that does not block, stderr."""
+        text = f"Talk mode: the deck could not be loaded. {message}"
+        sys.stderr.write(f"peft-explorer: {text}\n")
+        self.window.status.error(text)
+        box = QMessageBox(
+            QMessageBox.Warning, "Talk mode", "The deck could not be loaded.", QMessageBox.Ok, self.window.widget
+        )
+        box.setObjectName("talk_deck_error")
+        box.setInformativeText(message)
+        box.setWindowModality(Qt.NonModal)
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.show()
+        self.error_box = box
+
+    def window_closing(self) -> None:
+        """The window saves its own layout and settings, not the stage's."""
+        if self.active is not None:
+            self.active.leave(closing=True)
 
 
 # ---------------------------------------------------------------------------------------- the stage
@@ -169,8 +181,8 @@ def _style_label(label: QLabel, points: float, colour: str, bold: bool = False) 
 class Stage(QWidget):
     """A black sheet over the whole window: the scene's views, and the caption strip at the bottom."""
 
-    def __init__(self, window: QWidget, scale: float):
-        super().__init__(window)
+    def __init__(self, host: QWidget, scale: float):
+        super().__init__(host)
         self.setObjectName("talk_stage")
         self.setAutoFillBackground(True)
         pal = self.palette()
@@ -217,8 +229,8 @@ class Stage(QWidget):
         strip.addWidget(self.counter, 0, Qt.AlignRight | Qt.AlignBottom)
         outer.addWidget(self.strip, 0)
         self.set_scale(scale)
-        window.installEventFilter(self)
-        self.setGeometry(window.rect())
+        host.installEventFilter(self)
+        self.setGeometry(host.rect())
 
     def set_scale(self, scale: float) -> None:
         """Type sizes by `scale` (fonts and palettes set directly: a style sheet here would stop the
@@ -310,11 +322,13 @@ class TalkMode(QObject):
     entered = Signal()
     left = Signal()
 
-    def __init__(self, window, deck: Deck, font_scale: float | None = None, play_delay_ms: int = PLAY_DELAY_MS):
-        super().__init__(window)
+    def __init__(
+        self, window: WindowServices, deck: Deck, font_scale: float | None = None, play_delay_ms: int = PLAY_DELAY_MS
+    ):
+        super().__init__(window.widget)
         self.window = window
         self.deck = deck
-        self.font_scale = float(font_scale) if font_scale else font_scale_setting(window)
+        self.font_scale = float(font_scale) if font_scale else font_scale_setting(window.store)
         self.active = False
         self.stage: Stage | None = None
         self.player = DeckPlayer(window, deck, arrange=self._arrange, play_delay_ms=play_delay_ms)
@@ -328,18 +342,19 @@ class TalkMode(QObject):
     def enter(self, index: int = 0) -> None:
         if self.active:
             return
-        w = self.window
+        win = self.window
+        qt = win.widget
         app = QApplication.instance()
         import pyqtgraph as pg
 
-        compare = w.views.get("compare")
+        compare = win.views.get("compare")
         self._saved = {
-            "geometry": w.geometry(),
-            "state": w.saveState(w.layout_version()),
-            "window_state": w.windowState(),
-            "bars": {bar: not bar.isHidden() for bar in (w.menuBar(), w.statusBar(), *self._toolbars())},
-            "settings": w.settings,
-            "playing": bool(getattr(w, "_playing", False)),
+            "geometry": qt.geometry(),
+            "state": qt.saveState(win.layout_version()),
+            "window_state": qt.windowState(),
+            "bars": {bar: not bar.isHidden() for bar in (qt.menuBar(), qt.statusBar(), *self._toolbars())},
+            "settings": win.settings,
+            "playing": win.playing,
             "palette": app.palette(),
             "style_sheet": app.styleSheet(),
             "font": app.font(),
@@ -347,32 +362,32 @@ class TalkMode(QObject):
             "pg": {k: pg.getConfigOption(k) for k in ("background", "foreground")},
             "styles": {
                 v: (view.style_.font_scale, view.style_.high_contrast, view.style_.dark)
-                for v, view in w.views.items()
+                for v, view in win.views.items()
                 if hasattr(view, "style_")
             },
             "specs": compare.specs_text() if hasattr(compare, "specs_text") else None,
         }
         self.active = True
-        w.compare_host.stop()
+        win.compare_host.stop()
         for bar in self._saved["bars"]:
             bar.hide()
-        for dock in [w.controls_dock, *w.view_docks.values()]:
+        for dock in [win.controls_dock, *win.view_docks.values()]:
             dock.hide()
-        self.stage = Stage(w, self.font_scale)
+        self.stage = Stage(qt, self.font_scale)
         self._apply_look()
         self.stage.show()
         self.stage.raise_()
-        w.showFullScreen()
-        w.installEventFilter(self)
+        qt.showFullScreen()
         self.player.start(index)
         self.stage.setFocus(Qt.OtherFocusReason)
-        w.status.info("Talk mode: Space / PageDown next scene, PageUp previous, B blank, Esc leaves.")
+        win.status.info("Talk mode: Space / PageDown next scene, PageUp previous, B blank, Esc leaves.")
         self.entered.emit()
 
     def _toolbars(self):
         from PySide6.QtWidgets import QToolBar
 
-        return [t for t in self.window.findChildren(QToolBar) if t.parentWidget() is self.window]
+        qt = self.window.widget
+        return [t for t in qt.findChildren(QToolBar) if t.parentWidget() is qt]
 
     def _apply_look(self) -> None:
         """High contrast, scaled type: the app's palette, style sheet and font, pyqtgraph's colours,
@@ -386,7 +401,7 @@ class TalkMode(QObject):
         # children, and the views' labels would keep the small type (the palette does the colours)
         app.setStyleSheet("")
         pg.setConfigOptions(background=t.plot_bg, foreground=t.plot_fg)
-        restyle_plots(self.window, t)
+        restyle_plots(self.window.widget, t)
         for view_id in self.visible_views():  # the others when they come on stage (_arrange)
             self._style_view(view_id)
         if self.stage is not None:
@@ -408,8 +423,8 @@ class TalkMode(QObject):
         if style is not None:
             style.dark = True  # set_talk_mode restyles (set_theme would do it once more)
         else:
-            self.window._view_call(view, "set_theme", True)
-        self.window._view_call(view, "set_talk_mode", self.font_scale, True)
+            self.window.call_view(view, "set_theme", True)
+        self.window.call_view(view, "set_talk_mode", self.font_scale, True)
         self._styled[view_id] = self.font_scale
 
     def step_font_scale(self, direction: int) -> None:
@@ -420,19 +435,17 @@ class TalkMode(QObject):
 
     def set_font_scale(self, scale: float) -> None:
         self.font_scale = float(scale)
-        store = getattr(self.window, "store", None)
-        if store is not None:
-            store.q.setValue(FONT_SCALE_KEY, self.font_scale)
+        self.window.store.q.setValue(FONT_SCALE_KEY, self.font_scale)
         if self.active:
             self._apply_look()
 
     # ------------------------------------------------------------------ scenes
     def _arrange(self, scene: Scene) -> None:
-        w = self.window
+        win = self.window
         for view in self.stage.take_views():
             self._return_view(view)
-        placed = [v for v in scene.views if v in w.views]
-        self.stage.show_views([(w.view_docks[v].windowTitle(), w.views[v]) for v in placed], scene.layout)
+        placed = [v for v in scene.views if v in win.views]
+        self.stage.show_views([(win.view_docks[v].windowTitle(), win.views[v]) for v in placed], scene.layout)
         for view_id in placed:
             self._style_view(view_id)
 
@@ -459,20 +472,21 @@ class TalkMode(QObject):
 
     # ------------------------------------------------------------------ leave
     def leave(self, closing: bool = False) -> None:
-        """Back to the window as it was (layout, geometry, theme, fonts, settings)."""
+        """Back to the window as it was (layout, geometry, theme, fonts, settings). `closing`: the
+        window is closing, so only what it saves (its settings) is put back."""
         if not self.active:
             return
         self.active = False
-        w = self.window
+        win = self.window
+        qt = win.widget
         s = self._saved
         import pyqtgraph as pg
 
-        w.removeEventFilter(self)
         self.player.stop()
         if self.stage is not None:
             for view in self.stage.take_views():
                 self._return_view(view)
-            self.window.removeEventFilter(self.stage)
+            qt.removeEventFilter(self.stage)
             self.stage.hide()
             self.stage.deleteLater()
             self.stage = None
@@ -482,19 +496,19 @@ class TalkMode(QObject):
         app.setProperty("explorer_theme", s["theme_property"])
         pg.setConfigOptions(**s["pg"])
         for view_id in self._styled:  # their fonts reach their labels while no style sheet is set
-            view = w.views.get(view_id)
+            view = win.views.get(view_id)
             if view is None or view_id not in s["styles"]:
                 continue
             scale, contrast, dark = s["styles"][view_id]
             if getattr(view, "style_", None) is not None:
                 view.style_.dark = dark
             else:
-                w._view_call(view, "set_theme", dark)
-            w._view_call(view, "set_talk_mode", scale, contrast)
+                win.call_view(view, "set_theme", dark)
+            win.call_view(view, "set_talk_mode", scale, contrast)
         self._styled = {}
         app.setStyleSheet(s["style_sheet"])
-        restyle_plots(w, theme_by_name(getattr(w, "theme", None)))
-        compare = w.views.get("compare")
+        restyle_plots(qt, theme_by_name(win.theme))
+        compare = win.views.get("compare")
         if s["specs"] is not None and compare is not None:
             compare.clear()
             compare.set_specs_text(s["specs"])
@@ -502,33 +516,29 @@ class TalkMode(QObject):
             bar.setVisible(shown)
         state = s["window_state"]
         if state & Qt.WindowFullScreen:
-            w.setWindowState(state)
+            qt.setWindowState(state)
         elif state & Qt.WindowMaximized:
-            w.showMaximized()
+            qt.showMaximized()
         else:  # the exact rectangle (restoreGeometry would fit it to the screen)
-            w.showNormal()
-            w.setGeometry(s["geometry"])
-        w.restoreState(s["state"], w.layout_version())
+            qt.showNormal()
+            qt.setGeometry(s["geometry"])
+        qt.restoreState(s["state"], win.layout_version())
         # and again once the window manager has resized the window out of full screen (asynchronous
         # on X11): dock sizes restored into the full-screen size would be scaled down with it
         for ms in (0, 150, 400):
-            QTimer.singleShot(ms, w, lambda st=s["state"]: self._restore_docks(st))
+            QTimer.singleShot(ms, qt, lambda st=s["state"]: self._restore_docks(st))
         if closing:  # the window saves these as the settings to start with next time
-            w.controls.set_settings(s["settings"])
+            win.controls.set_settings(s["settings"])
         else:
-            w.apply_settings(s["settings"])
-            w.reset()
+            win.apply_settings(s["settings"])
+            win.reset()
             if s["playing"]:
-                w.play()
-            w.status.info("Left talk mode: your layout and settings are back (training restarted from step 0).")
+                win.play()
+            win.status.info("Left talk mode: your layout and settings are back (training restarted from step 0).")
         self.left.emit()
 
     def _restore_docks(self, state) -> None:
-        w = self.window
-        if not self.active and not getattr(w, "_closed", False) and w.saveState(w.layout_version()) != state:
-            w.restoreState(state, w.layout_version())
-
-    def eventFilter(self, obj, event):  # noqa: N802 - Qt API
-        if obj is self.window and event.type() == QEvent.Close and self.active:
-            self.leave(closing=True)  # the window saves its own layout and settings, not the stage's
-        return False
+        win = self.window
+        qt = win.widget
+        if not self.active and not win.closed and qt.saveState(win.layout_version()) != state:
+            qt.restoreState(state, win.layout_version())

@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import json
 import struct
-import threading
 
 import numpy as np
 import pytest
 import torch
 from engine_helpers import no_engine_threads, one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401
-from PySide6.QtCore import QEvent
-from PySide6.QtWidgets import QApplication
 
 from explorer.core.state_file import load_state
 from explorer.engine.worker import TrainingWorker
-from explorer.gui.main_window import MainWindow
-from explorer.gui.persistence import Persistence
 
 WAIT_S = 60
 WAIT_MS = 60_000
@@ -216,30 +211,6 @@ def test_the_worker_refuses_politely_when_it_is_not_running(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- the window
-@pytest.fixture
-def window(qtbot, tmp_path):
-    baseline = {t.ident for t in threading.enumerate()}
-    store = Persistence(path=str(tmp_path / "settings.ini"))
-    win = MainWindow(
-        tiny_matrix(),
-        store=store,
-        restore=False,
-        worker_factory=lambda s: TrainingWorker(s, base_model=tiny_byte_model(), threads=1),
-    )
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    with qtbot.waitSignal(win.worker_attached, timeout=WAIT_MS):
-        win.start_worker()
-    yield win
-    worker = win.worker
-    win.close()
-    assert worker is None or not worker.alive
-    win.deleteLater()
-    QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
-    assert not [t for t in threading.enumerate() if t.ident not in baseline and t.is_alive()]
-
-
 def wait_delivered(qtbot, win, pred):
     qtbot.waitUntil(lambda: win.last_snapshot is not None and pred(win.last_snapshot), timeout=WAIT_MS)
     return win.last_snapshot
@@ -250,7 +221,7 @@ def test_ctrl_s_and_ctrl_o_restore_settings_and_weights_in_the_window(qtbot, win
     path = tmp_path / "saved.safetensors"
     win.worker.step(5)
     saved = wait_delivered(qtbot, win, lambda s: s.step == 5 and s.state == "paused")
-    monkeypatch.setattr("explorer.gui.main_window.QFileDialog.getSaveFileName", lambda *a, **k: (str(path), ""))
+    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getSaveFileName", lambda *a, **k: (str(path), ""))
     win.actions_by_name["save_state"].trigger()  # Ctrl+S
     assert path.is_file() and "State saved" in win.status.currentMessage()
     assert load_state(path).settings["rank"] == 4
@@ -259,7 +230,7 @@ def test_ctrl_s_and_ctrl_o_restore_settings_and_weights_in_the_window(qtbot, win
     wait_delivered(qtbot, win, lambda s: s.settings["rank"] == 2)
     assert win.settings.rank == 2
 
-    monkeypatch.setattr("explorer.gui.main_window.QFileDialog.getOpenFileName", lambda *a, **k: (str(path), ""))
+    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getOpenFileName", lambda *a, **k: (str(path), ""))
     win.actions_by_name["open"].trigger()  # Ctrl+O
     assert "State opened" in win.status.currentMessage()
     assert win.settings == tiny_matrix() and win.worker.settings == tiny_matrix()
@@ -273,10 +244,10 @@ def test_a_bad_file_in_the_window_says_so_and_changes_nothing(qtbot, window, tmp
     win.worker.step(3)
     wait_delivered(qtbot, win, lambda s: s.step == 3 and s.state == "paused")
     good = tmp_path / "good.safetensors"
-    win.save_state(str(good))
+    win.files.save_state(str(good))
     settings, worker_settings = win.settings, win.worker.settings
     for name, path in _damaged_files(tmp_path, good).items():
-        win.open_file(str(path))
+        win.files.open_file(str(path))
         message = win.status.currentMessage()
         assert "Could not open" in message and REFUSED[name] in message, (name, message)
         assert win.settings == settings and win.worker.settings == worker_settings
@@ -284,5 +255,5 @@ def test_a_bad_file_in_the_window_says_so_and_changes_nothing(qtbot, window, tmp
     snap = wait_delivered(qtbot, win, lambda s: s.step == 3)
     assert snap.segment == 0 and win.isVisible()
     after = tmp_path / "after.safetensors"
-    win.save_state(str(after))
+    win.files.save_state(str(after))
     assert same(tensors_of(good), tensors_of(after))

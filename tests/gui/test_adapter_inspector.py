@@ -11,19 +11,16 @@ Every window is closed and no helper thread is left running.
 from __future__ import annotations
 
 import shutil
-import threading
 
 import numpy as np
 import pytest
 import torch
-from engine_helpers import tiny_byte_model, tiny_lm
+from engine_helpers import tiny_lm
 from helpers import tiny_llama
-from PySide6.QtCore import QEvent, Qt
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
 
 from explorer.core.peft_files import read_adapter, write_adaption_prompt_adapter, write_lora_adapter
-from explorer.gui.main_window import MainWindow
-from explorer.gui.persistence import Persistence
 
 WAIT_MS = 60_000
 LAYERS = 3
@@ -76,56 +73,12 @@ def other_adapter_dir(tmp_path_factory):
     return d, mods
 
 
-# ---------------------------------------------------------------------------------------- windows
-def real_worker(settings):
-    from explorer.engine.worker import TrainingWorker
-
-    return TrainingWorker(settings, base_model=tiny_byte_model(), threads=1)
-
-
-@pytest.fixture
-def make_window(qtbot, tmp_path):
-    made = []
-    baseline = {t.ident for t in threading.enumerate()}
-
-    def make(settings=None, start=False):
-        win = MainWindow(
-            settings or tiny_lm(),
-            store=Persistence(path=str(tmp_path / "settings.ini")),
-            worker_factory=real_worker,
-            restore=False,
-        )
-        qtbot.addWidget(win)
-        win.show()
-        qtbot.waitExposed(win)
-        if start:
-            with qtbot.waitSignal(win.worker_attached, timeout=WAIT_MS):
-                win.start_worker()
-        made.append(win)
-        return win
-
-    yield make
-    for win in made:
-        inspector = getattr(win, "adapter_inspector", None)
-        if inspector is not None:
-            inspector.close()
-        win.close()
-        win.deleteLater()
-    QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
-    for t in threading.enumerate():  # helper threads end once their signal is out
-        if t.ident not in baseline and t.name.startswith("explorer-"):
-            t.join(WAIT_MS / 1000)
-    leftover = [t for t in threading.enumerate() if t.ident not in baseline and t.is_alive()]
-    assert not leftover, f"threads left running: {leftover}"
-
-
+# ---------------------------------------------------------------------------------------- helpers
 def _open(qtbot, win, path):
     """File > Open PEFT adapter on `path`; wait for the inspector to show it."""
-    from explorer.gui.adapter_inspector import inspector_of
-
-    inspector = inspector_of(win, create=True)
+    inspector = win.features.inspector.inspector(create=True)
     with qtbot.waitSignal(inspector.loaded, timeout=WAIT_MS) as blocker:
-        assert win.run_feature("open_adapter", str(path)) is inspector
+        assert win.features.inspector.open(str(path)) is inspector
     qtbot.waitExposed(inspector)
     return inspector, blocker.args[0]
 
@@ -148,7 +101,7 @@ def _click_cell(qtbot, inspector, name):
 # ---------------------------------------------------------------------------------------- inspect
 def test_open_adapter_grid_table_and_views(qtbot, make_window, adapter_dir):
     path, mods = adapter_dir
-    win = make_window()
+    win = make_window(tiny_lm(), start=False)
     inspector, report = _open(qtbot, win, path)
     assert report.peft_type == "LORA" and len(report.modules) == len(mods)
     assert "LORA" in inspector.header.text() and "r = 2…4" in inspector.header.text()
@@ -170,11 +123,11 @@ def test_open_adapter_grid_table_and_views(qtbot, make_window, adapter_dir):
     assert table.rowCount() == len(mods)
     rows = {table.item(i, 0).data(Qt.UserRole): i for i in range(table.rowCount())}
     v0 = "model.layers.0.self_attn.v_proj"
-    assert table.item(rows[v0], inspector.COLUMNS.index("r")).text() == str(R_V)
-    assert table.item(rows[v0], inspector.COLUMNS.index("scaling")).text() == "4"
-    assert not table.isColumnHidden(inspector.COLUMNS.index("scaling"))  # 2 for q, 4 for v
-    assert table.isColumnHidden(inspector.COLUMNS.index("α"))  # 8 everywhere: in the header
-    assert table.isColumnHidden(inspector.COLUMNS.index("amplification"))  # no base given
+    assert table.item(rows[v0], inspector.table.COLUMNS.index("r")).text() == str(R_V)
+    assert table.item(rows[v0], inspector.table.COLUMNS.index("scaling")).text() == "4"
+    assert not table.isColumnHidden(inspector.table.COLUMNS.index("scaling"))  # 2 for q, 4 for v
+    assert table.isColumnHidden(inspector.table.COLUMNS.index("α"))  # 8 everywhere: in the header
+    assert table.isColumnHidden(inspector.table.COLUMNS.index("amplification"))  # no base given
 
     # clicking a grid cell selects that module: its ΔW drawn, its spectrum has exactly r values
     q2, v1 = f"model.layers.{LAYERS - 1}.self_attn.q_proj", "model.layers.1.self_attn.v_proj"
@@ -235,7 +188,7 @@ def test_bad_directory_shows_a_message_and_keeps_the_inspection(
     qtbot, make_window, adapter_dir, other_adapter_dir, tmp_path, breaker, expected
 ):
     good, _ = adapter_dir
-    win = make_window()
+    win = make_window(tiny_lm(), start=False)
     inspector, report = _open(qtbot, win, good)
     grid_before = inspector.grid.values()
     bad = tmp_path / "bad"
@@ -243,7 +196,7 @@ def test_bad_directory_shows_a_message_and_keeps_the_inspection(
         shutil.copytree(other_adapter_dir[0], bad)
         breaker(bad)
     with qtbot.waitSignal(inspector.failed, timeout=WAIT_MS) as blocker:
-        win.run_feature("open_adapter", str(bad))
+        win.features.inspector.open(str(bad))
     message = blocker.args[0]
     assert expected in message and "\n" not in message and "Traceback" not in message
     box = inspector.error_box
@@ -267,7 +220,7 @@ def test_compare_with_base_adds_amplification(qtbot, make_window, adapter_dir, t
 
     base_dir = tmp_path / "base"
     save_pretrained(tiny_llama(kv_heads=2, layers=LAYERS), base_dir)
-    win = make_window()
+    win = make_window(tiny_lm(), start=False)
     inspector, _ = _open(qtbot, win, adapter_dir[0])
     assert inspector.base_button.isEnabled()
     with qtbot.waitSignal(inspector.loaded, timeout=WAIT_MS) as blocker:
@@ -275,7 +228,7 @@ def test_compare_with_base_adds_amplification(qtbot, make_window, adapter_dir, t
     report = blocker.args[0]
     assert report.base == str(base_dir)
     assert all(m.amplification and m.amplification["factor"] > 0 for m in report.modules)
-    col = inspector.COLUMNS.index("amplification")
+    col = inspector.table.COLUMNS.index("amplification")
     assert not inspector.table.isColumnHidden(col)
     assert inspector.table.item(0, col).text() not in ("", "–")
     inspector.delta_view.set_mode("base")  # W0 from the base, pooled
@@ -293,7 +246,7 @@ def test_adaption_prompt_adapter_shows_prompts_and_gates(qtbot, make_window, tmp
     g = torch.Generator().manual_seed(0)
     prompts = {i: (torch.randn(5, 64, generator=g), torch.tensor([0.1 * i])) for i in (1, 2)}
     write_adaption_prompt_adapter(tmp_path / "prompt", prompts)
-    win = make_window()
+    win = make_window(tiny_lm(), start=False)
     inspector, report = _open(qtbot, win, tmp_path / "prompt")
     assert inspector.pages.currentWidget() is inspector.prompt_panel
     assert "K = 5" in inspector.header.text() and "L = 2" in inspector.header.text()
@@ -306,15 +259,11 @@ def test_adaption_prompt_adapter_shows_prompts_and_gates(qtbot, make_window, tmp
 
 # ---------------------------------------------------------------------------------------- export
 def test_export_running_lora_writes_a_peft_adapter(qtbot, make_window, tmp_path, monkeypatch):
-    from explorer.engine.worker import TrainingWorker
-
-    if not callable(getattr(TrainingWorker, "save_state", None)):
-        pytest.skip("the training worker cannot save its trained state yet (worker.save_state)")
-    win = make_window(tiny_lm(method="lora", rank=2, targets=("q_proj", "v_proj")), start=True)
+    win = make_window(tiny_lm(method="lora", rank=2, targets=("q_proj", "v_proj")))
     win.worker.step(3)
     qtbot.waitUntil(lambda: win.last_snapshot is not None and win.last_snapshot.step >= 3, timeout=WAIT_MS)
     out = tmp_path / "export"
-    job = win.run_feature("export_adapter", str(out))
+    job = win.features.adapter_export.export(str(out))
     assert job is not None
     with qtbot.waitSignal(job.finished, timeout=WAIT_MS) as blocker:
         pass
@@ -325,7 +274,7 @@ def test_export_running_lora_writes_a_peft_adapter(qtbot, make_window, tmp_path,
     assert all(f.rank == 2 for f in adapter.lora)
     assert any(float(f.B.abs().max()) > 0 for f in adapter.lora)  # trained, not the zero init
     assert (out / "base" / "config.json").is_file() and (out / "base" / "model.safetensors").is_file()
-    box = win.adapter_export_message
+    box = win.features.adapter_export.message
     assert box.isVisible() and "Exported" in box.text() and str(out / "adapter") in box.informativeText()
     box.close()
 
@@ -333,15 +282,15 @@ def test_export_running_lora_writes_a_peft_adapter(qtbot, make_window, tmp_path,
     stamp = (out / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
     asked = []
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a) or QMessageBox.No)
-    assert win.run_feature("export_adapter", str(out)) is None
+    assert win.features.adapter_export.export(str(out)) is None
     assert asked and (out / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == stamp
 
 
 def test_export_of_per_head_gate_prefix_is_refused(qtbot, make_window, tmp_path):
-    win = make_window(tiny_lm(method="prefix", gate_shape="head"))
+    win = make_window(tiny_lm(method="prefix", gate_shape="head"), start=False)
     out = tmp_path / "export"
-    assert win.run_feature("export_adapter", str(out)) is None
-    box = win.adapter_export_message
+    assert win.features.adapter_export.export(str(out)) is None
+    box = win.features.adapter_export.message
     assert box.isVisible() and "cannot be exported" in box.text()
     assert "per head" in box.informativeText() and "one gate per layer" in box.informativeText()
     assert "per head" in win.status.currentMessage()

@@ -6,15 +6,12 @@ Every test closes its window (and so its worker) and checks that no training thr
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
-from engine_helpers import tiny_byte_model, tiny_lm, tiny_matrix
-from PySide6.QtCore import QEvent, QSettings, Qt
+from engine_helpers import tiny_lm
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QApplication, QDockWidget, QMessageBox
 
-from explorer.gui.main_window import MainWindow
 from explorer.gui.persistence import Persistence
 from explorer.gui.shortcuts import SHORTCUTS, native_text
 from explorer.gui.theme import apply_theme
@@ -23,56 +20,7 @@ from explorer.schema.settings import SETTINGS_SPEC, TrainSettings
 WAIT_MS = 60_000
 
 
-# ---------------------------------------------------------------------------------------- the engine
-def real_worker(settings):
-    """The real TrainingWorker on one thread; the lm scenario on a tiny random byte-level model."""
-    from explorer.engine.worker import TrainingWorker
-
-    return TrainingWorker(settings, base_model=tiny_byte_model(), threads=1)
-
-
-# ---------------------------------------------------------------------------------------- fixtures
-@pytest.fixture
-def store(tmp_path):
-    return Persistence(path=str(tmp_path / "settings.ini"))
-
-
-@pytest.fixture
-def make_window(qtbot, store):
-    """make_window(settings=None, worker=FakeWorker|real, **kw) -> shown MainWindow with its worker."""
-    made = []
-    baseline = {t.ident for t in threading.enumerate()}
-
-    def make(settings="tiny", factory=None, start=True, shown=True, **kw):
-        win = MainWindow(
-            tiny_matrix() if settings == "tiny" else settings,
-            store=kw.pop("store", store),
-            worker_factory=factory or real_worker,
-            **kw,
-        )
-        qtbot.addWidget(win)
-        if shown:
-            win.show()
-            qtbot.waitExposed(win)
-        if start:
-            with qtbot.waitSignal(win.worker_attached, timeout=WAIT_MS):
-                win.start_worker()
-        made.append(win)
-        return win
-
-    yield make
-    for win in made:
-        worker = win.worker
-        win.close()
-        assert win.worker is None
-        if worker is not None:
-            assert not worker.alive, "the worker thread outlived its window"
-        win.deleteLater()
-    QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
-    leftover = [t for t in threading.enumerate() if t.ident not in baseline and t.is_alive()]
-    assert not leftover, f"threads left running: {leftover}"
-
-
+# ---------------------------------------------------------------------------------------- helpers
 def wait_snapshot(qtbot, win, pred, timeout=WAIT_MS):
     """Wait until a delivered snapshot satisfies pred; return it."""
     got = {}
@@ -277,7 +225,7 @@ def test_shortcuts_trigger_their_actions(qtbot, make_window, tmp_path, monkeypat
     win = make_window()
     activate(qtbot, win)
     qtbot.keyClick(win, Qt.Key_Space)
-    assert win._playing
+    assert win.playing
     wait_snapshot(qtbot, win, lambda s: s.state == "running")
     qtbot.keyClick(win, Qt.Key_Space)
     paused = wait_snapshot(qtbot, win, lambda s: s.state == "paused")
@@ -312,21 +260,17 @@ def test_shortcuts_trigger_their_actions(qtbot, make_window, tmp_path, monkeypat
     # Ctrl+S / Ctrl+O / Ctrl+E through their dialogs (answered by the test)
     saved_lr = win.settings.lr
     settings_file = tmp_path / "settings.json"
-    monkeypatch.setattr(
-        "explorer.gui.main_window.QFileDialog.getSaveFileName", lambda *a, **k: (str(settings_file), "")
-    )
+    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getSaveFileName", lambda *a, **k: (str(settings_file), ""))
     qtbot.keyClick(win, Qt.Key_S, Qt.ControlModifier)
     assert settings_file.is_file()
     win.controls.request({"lr": 0.05})
-    monkeypatch.setattr(
-        "explorer.gui.main_window.QFileDialog.getOpenFileName", lambda *a, **k: (str(settings_file), "")
-    )
+    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getOpenFileName", lambda *a, **k: (str(settings_file), ""))
     qtbot.keyClick(win, Qt.Key_O, Qt.ControlModifier)
     assert win.settings.lr == saved_lr
     wait_snapshot(qtbot, win, lambda s: s.settings["lr"] == saved_lr)
     if win.views:
         png = tmp_path / "view.png"
-        monkeypatch.setattr("explorer.gui.main_window.QFileDialog.getSaveFileName", lambda *a, **k: (str(png), ""))
+        monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getSaveFileName", lambda *a, **k: (str(png), ""))
         qtbot.keyClick(win, Qt.Key_E, Qt.ControlModifier)
         assert png.is_file() and png.stat().st_size > 0
     qtbot.keyClick(win, Qt.Key_Q, Qt.ControlModifier)
@@ -341,13 +285,13 @@ def test_space_in_a_text_field_types_instead_of_playing(qtbot, make_window):
     layers.setFocus()
     qtbot.waitUntil(lambda: layers.hasFocus(), timeout=WAIT_MS)
     qtbot.keyClicks(layers, "0, 1")
-    assert not win._playing
+    assert not win.playing
     assert layers.text() == "0, 1"
 
 
 def test_layout_theme_and_settings_persist_across_two_windows(qtbot, make_window, tmp_path):
     store = Persistence(path=str(tmp_path / "persist.ini"))
-    win = make_window(store=store, start=False)
+    win = make_window(store=store, start=False, restore=True)
     win.set_theme("light")
     win.controls.request({"rank": 5, "lr": 0.02})
     some = next(iter(win.view_docks.values()), None)
@@ -362,7 +306,7 @@ def test_layout_theme_and_settings_persist_across_two_windows(qtbot, make_window
 
     store2 = Persistence(path=str(tmp_path / "persist.ini"))
     assert store2.theme() == "light"
-    win2 = make_window(store2.load_settings(), store=store2, theme=store2.theme(), start=False)
+    win2 = make_window(store2.load_settings(), store=store2, theme=store2.theme(), start=False, restore=True)
     assert win2.settings.rank == 5 and win2.settings.lr == 0.02
     assert win2.dockWidgetArea(win2.controls_dock) == Qt.RightDockWidgetArea
     if some is not None:
@@ -390,18 +334,20 @@ def test_corrupt_stored_values_are_ignored(qtbot, make_window, tmp_path):
     assert store.load_settings() is None
     q.setValue("training/settings", "[1, 2]")
     assert store.load_settings() is None
-    win = make_window(store.load_settings(), store=store, start=False)
+    win = make_window(store.load_settings(), store=store, start=False, restore=True)
     assert win.settings == TrainSettings()
     assert win.dockWidgetArea(win.controls_dock) == Qt.LeftDockWidgetArea
 
 
-def test_features_of_others_say_not_available_yet(qtbot, make_window, monkeypatch):
-    import explorer.gui.main_window as mw
+def test_features_are_made_on_first_use_and_owned_by_the_window(qtbot, make_window):
+    from explorer.gui.services import WindowServices
 
     win = make_window(start=False)
-    monkeypatch.setitem(mw.FEATURE_HOOKS, "record", ("explorer.gui._no_such_module", "f", "Recording"))
-    win.actions_by_name["record"].trigger()
-    assert "not available yet" in win.status.currentMessage()
+    assert isinstance(win, WindowServices)  # every member the features may use is there
+    assert win.features.made("talk") is None and win.replay is None
+    talk = win.features.talk
+    assert win.features.made("talk") is talk and win.features.talk is talk
+    assert talk.active is None and not win.replaying
 
 
 def test_theme_switch_restyles_plots(qtbot, make_window):

@@ -13,12 +13,9 @@ import subprocess
 import sys
 import threading
 
-from engine_helpers import tiny_matrix
-
 from explorer.commands.app import add_arguments
 from explorer.engine.process_worker import ProcessTrainingWorker
-from explorer.gui.main_window import DEFAULT_WORKER, THREAD_WORKER, MainWindow
-from explorer.gui.persistence import Persistence
+from explorer.gui.main_window import DEFAULT_WORKER, THREAD_WORKER
 
 WAIT_MS = 60_000
 
@@ -50,14 +47,9 @@ def test_the_gui_side_needs_no_torch():
     assert out.stdout.strip() == "False"
 
 
-def test_window_trains_in_a_child_process_survives_its_death_and_leaves_nothing(qtbot, tmp_path):
+def test_window_trains_in_a_child_process_survives_its_death_and_leaves_nothing(qtbot, make_window):
     baseline = {t.ident for t in threading.enumerate()}
-    win = MainWindow(tiny_matrix(), store=Persistence(path=str(tmp_path / "s.ini")), restore=False)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    with qtbot.waitSignal(win.worker_attached, timeout=WAIT_MS):
-        win.start_worker()
+    win = make_window(factory=None)  # the app's default: training in a child process
     assert isinstance(win.worker, ProcessTrainingWorker)
     qtbot.waitUntil(lambda: win.last_snapshot is not None and win.last_snapshot.step == 0, timeout=WAIT_MS)
     shown = [v for v in win.visible_view_ids() if v != "budget"]  # budget: drawn from the settings
@@ -79,7 +71,7 @@ def test_window_trains_in_a_child_process_survives_its_death_and_leaves_nothing(
     assert "stopped unexpectedly" in win.status.currentMessage()
     for _ in range(3):
         win.drain()  # later drains find nothing: no second, vaguer message
-    assert "exit code -9" in win.fault_dialog.text() and not win._playing
+    assert "exit code -9" in win.fault_dialog.text() and not win.playing
     win.reset()
     qtbot.waitUntil(
         lambda: (

@@ -4,50 +4,13 @@ and the window lives on; closing the window leaves no thread behind."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from engine_helpers import tiny_byte_model, tiny_matrix
-from PySide6.QtCore import QEvent
-from PySide6.QtWidgets import QApplication
+from engine_helpers import tiny_matrix
 
 from explorer.gui.compare_host import spec_text, specs_from_runs
-from explorer.gui.main_window import MainWindow
-from explorer.gui.persistence import Persistence
 from explorer.schema.deck import Run
 
 WAIT_MS = 60_000
-
-
-def real_worker(settings):
-    from explorer.engine.worker import TrainingWorker
-
-    return TrainingWorker(settings, base_model=tiny_byte_model(), threads=1)
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    baseline = {t.ident for t in threading.enumerate()}
-    win = MainWindow(
-        tiny_matrix(), store=Persistence(path=str(tmp_path / "s.ini")), worker_factory=real_worker, restore=False
-    )
-    win.compare_host.worker_kwargs = {"threads": 1, "base_model": tiny_byte_model()}
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    with qtbot.waitSignal(win.worker_attached, timeout=WAIT_MS):
-        win.start_worker()
-    yield win
-    win.close()
-    assert win.worker is None and win.compare_host.worker is None
-    win.deleteLater()
-    QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
-    leftover = [
-        t
-        for t in threading.enumerate()
-        if t.ident not in baseline and t.is_alive() and not t.name.startswith("explorer-import")
-    ]
-    assert not leftover, f"threads left running: {leftover}"
 
 
 def show_compare(qtbot, win):
@@ -67,7 +30,7 @@ def test_compare_button_runs_a_comparison_and_pauses_the_single_run(qtbot, windo
     with qtbot.waitSignal(win.compare_host.started, timeout=WAIT_MS):
         view.compare_button.click()
     host = win.compare_host
-    assert host.playing and not win._playing  # the single run paused for the comparison
+    assert host.playing and not win.playing  # the single run paused for the comparison
     assert host.owns("compare")
     qtbot.waitUntil(
         lambda: host.last is not None and host.last.step >= 5 and host.last.state == "running", timeout=WAIT_MS
@@ -76,13 +39,13 @@ def test_compare_button_runs_a_comparison_and_pauses_the_single_run(qtbot, windo
     assert view.table_rows() == 2
     # the single run goes on: the comparison pauses, and the view keeps the comparison
     win.play()
-    assert win._playing and not host.playing
+    assert win.playing and not host.playing
     seen = win.delivered
     qtbot.waitUntil(lambda: win.delivered > seen + 3, timeout=WAIT_MS)
     assert view.comparison() is not None and [r.label for r in view.comparison().runs] == ["lora-r1", "lora-r4"]
     # and back: playing the comparison pauses the single run
     host.play()
-    assert host.playing and not win._playing
+    assert host.playing and not win.playing
 
 
 def test_a_spec_that_does_not_fit_is_shown_under_the_field_and_the_window_lives_on(qtbot, window):

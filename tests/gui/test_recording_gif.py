@@ -5,40 +5,27 @@ imageio-ffmpeg is there and one clear line about how to get it when it is not.""
 from __future__ import annotations
 
 import sys
-import threading
 
 import pytest
 import snapshot_factory as sf
 from PIL import Image
-from PySide6.QtCore import QEvent
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QDialog, QWidget
 
-from explorer.gui import recording
-from explorer.gui.main_window import MainWindow
-from explorer.gui.persistence import Persistence
+from explorer.gui import recording, screen_recording
 
 WAIT_MS = 20_000
 
 
-@pytest.fixture
-def window(qtbot, tmp_path):
-    baseline = {t.ident for t in threading.enumerate()}
-    win = MainWindow(store=Persistence(path=str(tmp_path / "s.ini")), restore=False)
-    qtbot.addWidget(win)
-    win.resize(1600, 900)
-    win.show()
-    qtbot.waitExposed(win)
-    win.deliver(sf.lora_snapshot(10))
-    # the status bar fills in: let the window settle at its size before anything records it
-    qtbot.waitUntil(lambda: win.width() >= win.minimumSizeHint().width(), timeout=WAIT_MS)
-    yield win
-    rec = getattr(win, "_recorder", None)
-    win.close()
-    if rec is not None:
-        assert rec.wait(30)
-    win.deleteLater()
-    QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
-    assert not [t for t in threading.enumerate() if t.ident not in baseline and t.is_alive()]
+# the app's default settings and worker (never started), at a size a recording can show
+pytestmark = pytest.mark.window(None, factory=None, start=False, size=(1600, 900))
+
+
+@pytest.fixture(autouse=True)
+def _settled(qtbot, window):
+    """A snapshot drawn, and the window settled at its size before anything records it (the status
+    bar fills in)."""
+    window.deliver(sf.lora_snapshot(10))
+    qtbot.waitUntil(lambda: window.width() >= window.minimumSizeHint().width(), timeout=WAIT_MS)
 
 
 def animate(rec, view):
@@ -59,14 +46,14 @@ def indicator(win):
 def test_gif_of_a_view_has_the_frames_and_timing_of_what_was_recorded(qtbot, window, tmp_path):
     win, fps = window, 15
     path = tmp_path / "loss.gif"
-    rec = recording.start_recording(win, "loss", path, fps=fps)
+    rec = win.features.screen_recording.start("loss", path, fps=fps)
     animate(rec, win.views["loss"])
     assert rec.recording and indicator(win) is not None and indicator(win).isVisible()
     assert "REC" in indicator(win).text() and win.actions_by_name["record"].text() == "Stop recording"
     qtbot.waitUntil(lambda: rec.frames >= 18, timeout=WAIT_MS)
     assert "REC 0:0" in indicator(win).text()
     with qtbot.waitSignal(rec.finished, timeout=WAIT_MS) as done:
-        recording.toggle_recording(win)  # the action again: stop
+        win.features.screen_recording.toggle()  # the action again: stop
     assert done.args[0], done.args[1]
     elapsed = rec.elapsed()
     # every frame slot since the start is filled: missed timer ticks repeat the frame before
@@ -96,7 +83,7 @@ def test_gif_of_a_view_has_the_frames_and_timing_of_what_was_recorded(qtbot, win
 
 def test_the_whole_window_and_the_limits(qtbot, window, tmp_path):
     win = window
-    rec = recording.start_recording(win, "window", tmp_path / "win.gif", fps=10, max_seconds=0.6)
+    rec = win.features.screen_recording.start("window", tmp_path / "win.gif", fps=10, max_seconds=0.6)
     with qtbot.waitSignal(rec.finished, timeout=WAIT_MS):
         pass  # stops by itself at the time limit
     assert rec.stop_reason.startswith("stopped at the 0.6 s limit") and rec.state == "done"
@@ -104,13 +91,13 @@ def test_the_whole_window_and_the_limits(qtbot, window, tmp_path):
     with Image.open(tmp_path / "win.gif") as im:
         assert im.size == (win.grab().width(), win.grab().height())
 
-    rec = recording.start_recording(win, "delta", tmp_path / "mem.gif", fps=30, max_bytes=1)
+    rec = win.features.screen_recording.start("delta", tmp_path / "mem.gif", fps=30, max_bytes=1)
     with qtbot.waitSignal(rec.finished, timeout=WAIT_MS) as done:
         pass  # not even one frame fits: nothing written
     assert "memory limit" in rec.stop_reason and not done.args[0] and "nothing was recorded" in done.args[1]
     assert not (tmp_path / "mem.gif").exists()
     frame = win.views["delta"].grab().toImage().sizeInBytes()
-    rec = recording.start_recording(win, "delta", tmp_path / "mem.gif", fps=30, max_bytes=3 * frame)
+    rec = win.features.screen_recording.start("delta", tmp_path / "mem.gif", fps=30, max_bytes=3 * frame)
     animate(rec, win.views["delta"])
     with qtbot.waitSignal(rec.finished, timeout=WAIT_MS) as done:
         pass
@@ -122,16 +109,16 @@ def test_the_whole_window_and_the_limits(qtbot, window, tmp_path):
 def test_bad_requests_say_why(qtbot, window, tmp_path):
     win = window
     with pytest.raises(ValueError, match="allowed .gif or .mp4"):
-        recording.start_recording(win, "loss", tmp_path / "x.avi")
+        win.features.screen_recording.start("loss", tmp_path / "x.avi")
     with pytest.raises(ValueError, match="target='nope' is unknown"):
-        recording.start_recording(win, "nope", tmp_path / "x.gif")
+        win.features.screen_recording.start("nope", tmp_path / "x.gif")
     with pytest.raises(ValueError, match="fps=12 is not offered"):
-        recording.start_recording(win, "loss", tmp_path / "x.gif", fps=12)
-    rec = recording.start_recording(win, "loss", tmp_path / "a.gif")
+        win.features.screen_recording.start("loss", tmp_path / "x.gif", fps=12)
+    rec = win.features.screen_recording.start("loss", tmp_path / "a.gif")
     with pytest.raises(ValueError, match="running already"):
-        recording.start_recording(win, "gates", tmp_path / "b.gif")
+        win.features.screen_recording.start("gates", tmp_path / "b.gif")
     with qtbot.waitSignal(rec.finished, timeout=WAIT_MS):
-        recording.stop_recording(win)
+        win.features.screen_recording.stop()
 
 
 def test_mp4_without_imageio_ffmpeg_says_how_to_get_it(qtbot, window, tmp_path, monkeypatch):
@@ -139,13 +126,13 @@ def test_mp4_without_imageio_ffmpeg_says_how_to_get_it(qtbot, window, tmp_path, 
     problem = recording.mp4_problem()
     assert problem == recording.MP4_MISSING and 'pip install "peft-explorer[video]"' in problem
     with pytest.raises(ValueError) as err:
-        recording.start_recording(window, "loss", tmp_path / "x.mp4")
+        window.features.screen_recording.start("loss", tmp_path / "x.mp4")
     assert str(err.value) == problem
-    assert recording.toggle_recording(window, "loss", str(tmp_path / "x.mp4")) is None
+    assert window.features.screen_recording.toggle("loss", str(tmp_path / "x.mp4")) is None
     assert 'pip install "peft-explorer[video]"' in window.status.currentMessage()
-    assert recording.active_recorder(window) is None and not (tmp_path / "x.mp4").exists()
+    assert window.features.screen_recording.active is None and not (tmp_path / "x.mp4").exists()
 
-    dialog = recording.RecordDialog(window)  # the dialog says it where MP4 is chosen
+    dialog = screen_recording.RecordDialog(window)  # the dialog says it where MP4 is chosen
     qtbot.addWidget(dialog)
     assert dialog.start_button.isEnabled()
     dialog.format_box.setCurrentIndex(dialog.format_box.findData(".mp4"))
@@ -164,11 +151,11 @@ def test_the_dialog_starts_what_was_chosen(qtbot, window, tmp_path, monkeypatch)
         dialog.fps_box.setCurrentIndex(dialog.fps_box.findData(30))
         dialog.path_edit.setText(str(tmp_path / "gates"))
         chosen["choice"] = dialog.choice()
-        return recording.QtWidgets.QDialog.DialogCode.Accepted
+        return QDialog.DialogCode.Accepted
 
-    monkeypatch.setattr(recording.RecordDialog, "exec", run_dialog)
+    monkeypatch.setattr(screen_recording.RecordDialog, "exec", run_dialog)
     win.actions_by_name["record"].trigger()  # File > Record…
-    rec = recording.active_recorder(win)
+    rec = win.features.screen_recording.active
     assert chosen["choice"] == ("gates", str(tmp_path / "gates.gif"), 30)
     assert rec is not None and rec.widget is win.views["gates"] and rec.fps == 30
     with qtbot.waitSignal(rec.finished, timeout=WAIT_MS):
@@ -176,12 +163,9 @@ def test_the_dialog_starts_what_was_chosen(qtbot, window, tmp_path, monkeypatch)
     assert (tmp_path / "gates.gif").is_file()
 
 
-def test_closing_the_window_still_writes_the_file(qtbot, tmp_path):
-    win = MainWindow(store=Persistence(path=str(tmp_path / "s.ini")), restore=False)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    rec = recording.start_recording(win, "window", tmp_path / "closing.gif", fps=10)
+def test_closing_the_window_still_writes_the_file(qtbot, window, tmp_path):
+    win = window
+    rec = win.features.screen_recording.start("window", tmp_path / "closing.gif", fps=10)
     qtbot.waitUntil(lambda: rec.frames >= 3, timeout=WAIT_MS)
     win.close()
     assert rec.state in ("encoding", "done") and rec.stop_reason == "the window closed"
@@ -194,11 +178,11 @@ def test_mp4_is_valid_and_has_every_frame(qtbot, window, tmp_path):
     imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
     win, fps = window, 10
     path = tmp_path / "loss.mp4"
-    rec = recording.start_recording(win, "loss", path, fps=fps)
+    rec = win.features.screen_recording.start("loss", path, fps=fps)
     animate(rec, win.views["loss"])
     qtbot.waitUntil(lambda: rec.frames >= 8, timeout=WAIT_MS)
     with qtbot.waitSignal(rec.finished, timeout=WAIT_MS) as done:
-        recording.stop_recording(win)
+        win.features.screen_recording.stop()
     assert done.args[0], done.args[1]
     reader = imageio_ffmpeg.read_frames(str(path))
     meta = reader.__next__()

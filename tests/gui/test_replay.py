@@ -10,18 +10,15 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from engine_helpers import assert_snapshots_equal, one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401
-from PySide6.QtCore import QEvent
 from PySide6.QtWidgets import QApplication
 
 from explorer.engine.trainer import Trainer
 from explorer.gui import replay
-from explorer.gui.main_window import MainWindow
 from explorer.gui.persistence import Persistence
 from explorer.schema.recording import RecordingReader, RecordingWriter
 
@@ -59,36 +56,8 @@ def lm_run(tmp_path_factory):
     return d, record(d, tiny_lm(method="lora+prefix", prefix_layers=2), 4, base_model=tiny_byte_model())
 
 
-@pytest.fixture
-def window(qtbot, tmp_path):
-    made = []
-    baseline = {t.ident for t in threading.enumerate()}
-
-    def make(factory=None, start=False):
-        win = MainWindow(
-            tiny_matrix(),
-            store=Persistence(path=str(tmp_path / f"s{len(made)}.ini")),
-            restore=False,
-            worker_factory=factory,
-        )
-        qtbot.addWidget(win)
-        win.resize(1600, 1000)
-        win.show()
-        qtbot.waitExposed(win)
-        if start:
-            with qtbot.waitSignal(win.worker_attached, timeout=WAIT_MS):
-                win.start_worker()
-        made.append(win)
-        return win
-
-    yield make
-    for win in made:
-        worker = win.worker
-        win.close()
-        assert worker is None or not worker.alive
-        win.deleteLater()
-    QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
-    assert not [t for t in threading.enumerate() if t.ident not in baseline and t.is_alive()]
+# no worker unless a test starts one (Back to live would start the app's default, a child process)
+pytestmark = pytest.mark.window(factory=None, start=False, size=(1600, 1000))
 
 
 def drawn(qtbot, win, ctl, view_ids):
@@ -103,8 +72,8 @@ def positive(values):
 
 def test_replay_at_step_s_draws_what_the_live_run_had_at_step_s(qtbot, window, matrix_run):
     directory, live = matrix_run
-    win = window()
-    ctl = replay.open_recording(win, directory)
+    win = window
+    ctl = win.features.replay.open(directory)
     assert ctl is not None and win.replay is ctl and ctl.steps == list(range(13))
     assert "Replaying matrix: 13 recorded steps" in win.status.currentMessage()
     for s in (0, 5, 12, 3):
@@ -127,8 +96,8 @@ def test_replay_at_step_s_draws_what_the_live_run_had_at_step_s(qtbot, window, m
 
 def test_prefix_views_replay_gates_and_attention(qtbot, window, lm_run):
     directory, live = lm_run
-    win = window()
-    ctl = replay.open_recording(win, directory)
+    win = window
+    ctl = win.features.replay.open(directory)
     qtbot.waitUntil(lambda: {"attention", "gates", "samples"} <= set(win.visible_view_ids()), timeout=WAIT_MS)
     assert ctl.show_step(4)
     drawn(qtbot, win, ctl, ["attention", "gates", "samples"])
@@ -145,8 +114,8 @@ def test_prefix_views_replay_gates_and_attention(qtbot, window, lm_run):
 
 def test_slider_keys_and_playback_move_the_views(qtbot, window, matrix_run):
     directory, live = matrix_run
-    win = window()
-    ctl = replay.open_recording(win, directory)
+    win = window
+    ctl = win.features.replay.open(directory)
     delta = win.views["delta"]
     ctl.bar.slider.setValue(7)  # the user drags the slider
     qtbot.waitUntil(lambda: ctl.shown_step == 7 and delta.snapshot is ctl.shown, timeout=WAIT_MS)
@@ -162,7 +131,7 @@ def test_slider_keys_and_playback_move_the_views(qtbot, window, matrix_run):
     qtbot.keyClick(win, replay.Qt.Key.Key_Left)
     assert ctl.shown_step == 11
     qtbot.keyClick(win, replay.Qt.Key.Key_Space)  # the live Play is disabled: Space plays this
-    assert ctl.playing and not win._playing
+    assert ctl.playing and not win.playing
     qtbot.keyClick(win, replay.Qt.Key.Key_Space)
     assert not ctl.playing
     ctl.show_index(0)
@@ -178,15 +147,13 @@ def test_slider_keys_and_playback_move_the_views(qtbot, window, matrix_run):
     assert np.array_equal(delta.image.image, live[12].matrices["W"].delta)
 
 
-def test_live_controls_are_disabled_and_back_to_live_restores_them(qtbot, window, matrix_run):
-    from explorer.engine.worker import TrainingWorker
-
+def test_live_controls_are_disabled_and_back_to_live_restores_them(qtbot, make_window, matrix_run):
     directory, live = matrix_run
-    win = window(lambda s: TrainingWorker(s, threads=1), start=True)
+    win = make_window(size=(1600, 1000))
     win.worker.step(2)
     qtbot.waitUntil(lambda: win.last_snapshot is not None and win.last_snapshot.step == 2, timeout=WAIT_MS)
     assert win.settings == tiny_matrix()
-    ctl = replay.open_recording(win, directory)
+    ctl = win.features.replay.open(directory)
     assert not win.controls.isEnabled() and not win.speed_box.isEnabled()
     assert win.controls.settings == ctl.reader.settings and win.settings.rank == 3  # what it was made with
     for name in ("play_pause", "step", "reset", "save_state", "open", "talk_mode"):
@@ -214,11 +181,11 @@ def test_live_controls_are_disabled_and_back_to_live_restores_them(qtbot, window
 
 def test_closing_in_replay_remembers_the_live_settings(qtbot, window, matrix_run, tmp_path):
     directory, _live = matrix_run
-    win = window()
-    replay.open_recording(win, directory)
+    win = window
+    win.features.replay.open(directory)
     assert win.settings.rank == 3
     win.close()
-    assert Persistence(path=str(tmp_path / "s0.ini")).load_settings() == tiny_matrix()
+    assert Persistence(path=str(tmp_path / "settings.ini")).load_settings() == tiny_matrix()
 
 
 def test_a_recording_cut_off_mid_write_still_opens(qtbot, window, matrix_run, tmp_path):
@@ -234,8 +201,8 @@ def test_a_recording_cut_off_mid_write_still_opens(qtbot, window, matrix_run, tm
     raw = (cut / "metrics.jsonl").read_bytes()
     lines = raw.split(b"\n")
     (cut / "metrics.jsonl").write_bytes(b"\n".join(lines[:-3]) + b"\n" + lines[-3][: len(lines[-3]) // 2])
-    win = window()
-    ctl = replay.open_recording(win, cut)
+    win = window
+    ctl = win.features.replay.open(cut)
     assert ctl is not None and ctl.steps == list(range(11))  # 11 torn, 12 never written
     assert "cut off" in win.status.currentMessage() and "torn line" in win.status.currentMessage()
     assert ctl.show_step(10)
@@ -248,27 +215,25 @@ def test_a_recording_cut_off_mid_write_still_opens(qtbot, window, matrix_run, tm
 
 
 def test_what_is_not_a_recording_is_refused(qtbot, window, tmp_path):
-    win = window()
+    win = window
     (tmp_path / "empty").mkdir()
-    assert replay.open_recording(win, tmp_path / "empty") is None
+    assert win.features.replay.open(tmp_path / "empty") is None
     assert (
         "Could not open the recording" in win.status.currentMessage()
         and "no config.json" in win.status.currentMessage()
     )
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "config.json").write_text('{"format": "something-else"}')
-    assert replay.open_recording(win, tmp_path / "foreign") is None
+    assert win.features.replay.open(tmp_path / "foreign") is None
     assert "not a peft-explorer recording" in win.status.currentMessage()
     assert win.replay is None and win.controls.isEnabled()
 
 
-def test_the_live_run_recorded_from_the_app_replays(qtbot, window, tmp_path):
-    from explorer.engine.worker import TrainingWorker
-
-    win = window(lambda s: TrainingWorker(s, threads=1), start=True)
+def test_the_live_run_recorded_from_the_app_replays(qtbot, make_window, tmp_path):
+    win = make_window(size=(1600, 1000))
     qtbot.waitUntil(lambda: win.last_snapshot is not None, timeout=WAIT_MS)
     out = tmp_path / "app-run"
-    rec = replay.toggle_run_recording(win, out)
+    rec = win.features.run_recording.toggle(out)
     assert rec is not None and win.actions_by_name["record_run"].text() == "Stop recording the run"
     delivered = {}
     win.snapshot_delivered.connect(lambda s: delivered.__setitem__(s.step, s))
@@ -281,19 +246,19 @@ def test_the_live_run_recorded_from_the_app_replays(qtbot, window, tmp_path):
     reader = RecordingReader(out)
     assert reader.finished and 6 in reader.steps and (out / "state.safetensors").is_file()
     assert_snapshots_equal(reader.snapshot(6), dataclasses.replace(delivered[6]))
-    ctl = replay.open_recording(win, out)
+    ctl = win.features.replay.open(out)
     assert ctl.show_step(6)
     drawn(qtbot, win, ctl, ["spectrum"])
     assert np.allclose(win.views["spectrum"].curve.yData, positive(delivered[6].matrices["W"].spectrum))
-    replay.back_to_live(win)
+    win.features.replay.back_to_live()
 
     # a cold change ends the run's recording (one recording, one run)
     qtbot.waitUntil(lambda: win.last_snapshot is not None and win.last_snapshot.state != "replay", timeout=WAIT_MS)
-    rec = replay.toggle_run_recording(win, tmp_path / "second")
+    rec = win.features.run_recording.toggle(tmp_path / "second")
     with qtbot.waitSignal(rec.ended, timeout=WAIT_MS) as ended:
         win.apply_settings(win.settings.with_changes(rank=2))
     assert "a recording holds one run" in ended.args[0] and RecordingReader(tmp_path / "second").steps
-    assert replay.toggle_run_recording(win, out) is None and "not empty" in win.status.currentMessage()
+    assert win.features.run_recording.toggle(out) is None and "not empty" in win.status.currentMessage()
 
 
 def test_command_line_replay_opens_the_recording_without_the_engine(matrix_run, tmp_path):
@@ -302,13 +267,14 @@ def test_command_line_replay_opens_the_recording_without_the_engine(matrix_run, 
         "import sys\n"
         "from PySide6.QtCore import QTimer\n"
         "import explorer.gui.replay as r\n"
-        "opened = r.open_recording\n"
-        "def wrapped(window, path):\n"
-        "    ctl = opened(window, path)\n"
+        "opened = r.ReplayFeature.open\n"
+        "def wrapped(self, path=None):\n"
+        "    ctl = opened(self, path)\n"
+        "    window = self.window\n"
         "    print('replaying', len(ctl.steps), 'worker', window.worker, 'torch' in sys.modules, flush=True)\n"
-        "    QTimer.singleShot(0, window.close)\n"
+        "    QTimer.singleShot(0, window.widget.close)\n"
         "    return ctl\n"
-        "r.open_recording = wrapped\n"
+        "r.ReplayFeature.open = wrapped\n"
         "from explorer.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )

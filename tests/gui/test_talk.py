@@ -7,16 +7,13 @@ Every test closes its window and checks that no worker thread is left."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from engine_helpers import tiny_byte_model
-from PySide6.QtCore import QEvent, Qt
+from engine_helpers import tiny_matrix
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from explorer.gui import talk as talk_module
 from explorer.gui.deck_player import _compare_tab
-from explorer.gui.main_window import MainWindow
 from explorer.gui.persistence import Persistence
 from explorer.schema.deck import load_deck
 
@@ -85,59 +82,15 @@ speed = 50.0
 """
 
 
-def tiny_worker(settings):
-    from explorer.engine.worker import TrainingWorker
-
-    return TrainingWorker(settings, base_model=tiny_byte_model(), threads=1)
-
-
 def shipped_worker(settings):
     from explorer.engine.worker import TrainingWorker
 
     return TrainingWorker(settings, threads=1)
 
 
-@pytest.fixture
-def make_window(qtbot, tmp_path):
-    made = []
-    baseline = {t.ident for t in threading.enumerate()}
-
-    def make(factory=tiny_worker, compare_kwargs=None, settings=None):
-        from engine_helpers import tiny_matrix
-
-        win = MainWindow(
-            settings or tiny_matrix(rank=3, lr=0.05),
-            store=Persistence(path=str(tmp_path / "s.ini")),
-            worker_factory=factory,
-            restore=False,
-        )
-        win.compare_host.worker_kwargs = (
-            compare_kwargs if compare_kwargs is not None else {"threads": 1, "base_model": tiny_byte_model()}
-        )
-        qtbot.addWidget(win)
-        win.resize(1400, 900)
-        win.show()
-        qtbot.waitExposed(win)
-        with qtbot.waitSignal(win.worker_attached, timeout=WAIT_MS):
-            win.start_worker()
-        made.append(win)
-        return win
-
-    yield make
-    for win in made:
-        worker = win.worker
-        win.close()
-        assert win.worker is None and win.compare_host.worker is None
-        if worker is not None:
-            assert not worker.alive, "the worker thread outlived its window"
-        win.deleteLater()
-    QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
-    leftover = [
-        t
-        for t in threading.enumerate()
-        if t.ident not in baseline and t.is_alive() and not t.name.startswith("explorer-import")
-    ]
-    assert not leftover, f"threads left running: {leftover}"
+SETTINGS = tiny_matrix(rank=3, lr=0.05)
+SIZE = (1400, 900)
+pytestmark = pytest.mark.window(SETTINGS, size=SIZE)
 
 
 @pytest.fixture
@@ -203,11 +156,11 @@ def press(qtbot, win, talk, target, key, index, playing=None):
     return wait_scene(qtbot, win, talk, index, seg, playing)
 
 
-def test_keys_step_through_the_scenes_and_each_reaches_its_settings_and_views(qtbot, make_window, test_deck):
-    win = make_window()
+def test_keys_step_through_the_scenes_and_each_reaches_its_settings_and_views(qtbot, window, test_deck):
+    win = window
     activate(qtbot, win)
     seg = win.last_snapshot.segment if win.last_snapshot is not None else -1
-    talk = talk_module.enter_talk_mode(win, str(test_deck), play_delay_ms=0)
+    talk = win.features.talk.enter(str(test_deck), play_delay_ms=0)
     assert talk is not None and talk.active and win.isFullScreen()
     one = wait_scene(qtbot, win, talk, 0, seg, playing=False)
     assert one.step == 0 and win.views["delta"].current_matrix() == "W"
@@ -221,7 +174,7 @@ def test_keys_step_through_the_scenes_and_each_reaches_its_settings_and_views(qt
     assert big.width() > 1.3 * small[0].width() and all(big.height() > p.height() for p in small)
     press(qtbot, win, talk, win.views["loss"], Qt.Key_PageDown, 2, playing=True)
     assert win.views["compare"].tab() == "intrinsic"  # LoRA against full fine-tuning
-    assert not win._playing and win.compare_host.playing  # the single run waits meanwhile
+    assert not win.playing and win.compare_host.playing  # the single run waits meanwhile
     spec_field = win.views["compare"].specs_edit
     spec_field.setFocus()
     text = spec_field.text()
@@ -256,13 +209,13 @@ def test_keys_step_through_the_scenes_and_each_reaches_its_settings_and_views(qt
     scale = talk.font_scale
     qtbot.keyClick(win.views["delta"], Qt.Key_Plus)
     assert talk.font_scale > scale and win.views["loss"].style_.font_scale == talk.font_scale
-    assert talk_module.font_scale_setting(win) == talk.font_scale
+    assert talk_module.font_scale_setting(win.store) == talk.font_scale
     qtbot.keyClick(win.views["delta"], Qt.Key_Minus)
     assert talk.font_scale == scale
 
 
-def test_esc_gives_the_window_back_as_it_was(qtbot, make_window):
-    win = make_window()
+def test_esc_gives_the_window_back_as_it_was(qtbot, window):
+    win = window
     activate(qtbot, win)
     win.play()
     qtbot.waitUntil(lambda: win.last_snapshot is not None and win.last_snapshot.state == "running", timeout=WAIT_MS)
@@ -281,7 +234,7 @@ def test_esc_gives_the_window_back_as_it_was(qtbot, make_window):
     }
     seg = win.last_snapshot.segment
     qtbot.keyClick(win, Qt.Key_F5)  # F5: talk mode with the default deck
-    talk = talk_module.active_talk(win)
+    talk = win.features.talk.active
     assert talk is not None and talk.deck.path.name == "default.toml"
     wait_scene(qtbot, win, talk, 0, seg)
     app = QApplication.instance()
@@ -293,7 +246,7 @@ def test_esc_gives_the_window_back_as_it_was(qtbot, make_window):
     assert win.views["delta"]._cmap_name == "PuOr"  # the colour-blind-safe map
     assert win.views["delta"].plot.getAxis("bottom").autoSIPrefixScale == 1.0
     qtbot.keyClick(win.views["delta"], Qt.Key_Escape)
-    assert talk_module.active_talk(win) is None
+    assert win.features.talk.active is None
     qtbot.waitUntil(lambda: not win.isFullScreen() and win.controls_dock.isVisible(), timeout=WAIT_MS)
     assert win.menuBar().isVisible() and win.toolbar.isVisible() and win.statusBar().isVisible()
     assert {d.objectName(): d.isVisible() for d in [win.controls_dock, *win.view_docks.values()]} == before["docks"]
@@ -322,10 +275,10 @@ def test_esc_gives_the_window_back_as_it_was(qtbot, make_window):
 def test_the_default_deck_plays_through_end_to_end(qtbot, make_window):
     """The real default deck: the matrix scenes and the lm scenes on the shipped base model; each scene
     is entered and its first snapshot drawn, then the next."""
-    win = make_window(factory=shipped_worker, compare_kwargs={"threads": 1})
+    win = make_window(SETTINGS, size=SIZE, factory=shipped_worker, compare_kwargs={"threads": 1})
     deck = load_deck()
     seg = win.last_snapshot.segment if win.last_snapshot is not None else -1
-    talk = talk_module.enter_talk_mode(win, None, play_delay_ms=0)
+    talk = win.features.talk.enter(None, play_delay_ms=0)
     assert [s.title for s in talk.deck.scenes] == [s.title for s in deck.scenes]
     drawn = {}
     for index, scene in enumerate(deck.scenes):
@@ -354,19 +307,19 @@ def test_the_default_deck_plays_through_end_to_end(qtbot, make_window):
     talk.leave()
 
 
-def test_a_deck_with_a_mistake_is_reported_and_the_window_stays(qtbot, make_window, tmp_path):
+def test_a_deck_with_a_mistake_is_reported_and_the_window_stays(qtbot, window, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(
         '[[scene]]\ntitle = "ok"\ncaption = "c"\nviews = ["loss"]\n'
         '[[scene]]\ntitle = "Ranks"\ncaption = "c"\nviews = ["loss"]\n[scene.settings]\nrank = 0\n'
     )
-    win = make_window()
+    win = window
     assert win.enter_talk_mode(str(bad)) is None
     message = "scene 2 ('Ranks'): settings: rank=0 is out of range"
     assert message in win.status.currentMessage()
     box = win.findChild(QMessageBox, "talk_deck_error")
     assert box is not None and box.isVisible() and message in box.informativeText()
-    assert talk_module.active_talk(win) is None and not win.isFullScreen() and win.controls_dock.isVisible()
+    assert win.features.talk.active is None and not win.isFullScreen() and win.controls_dock.isVisible()
     box.close()
     assert win.enter_talk_mode(str(tmp_path / "missing.toml")) is None
     assert "no such deck file" in win.status.currentMessage()
@@ -389,10 +342,9 @@ def check():
         QTimer.singleShot(100, check)
         return
     if wins:
-        from explorer.gui.talk import active_talk
         win = wins[0]
         seen.update(text=box.informativeText() if box else "", full=win.isFullScreen(),
-                    controls=win.controls_dock.isVisible(), talk=active_talk(win) is not None,
+                    controls=win.controls_dock.isVisible(), talk=win.features.talk.active is not None,
                     status=win.status.currentMessage())
         win.close()
     QApplication.instance().quit()
@@ -443,13 +395,13 @@ def test_talk_from_the_command_line_with_a_bad_deck_opens_the_normal_window(tmp_
     assert message in out.stderr
 
 
-def test_closing_in_talk_mode_remembers_the_settings_from_before(qtbot, make_window, test_deck, tmp_path):
-    win = make_window()
+def test_closing_in_talk_mode_remembers_the_settings_from_before(qtbot, window, test_deck, tmp_path):
+    win = window
     before = win.settings
-    talk = talk_module.enter_talk_mode(win, str(test_deck), play_delay_ms=0)
+    talk = win.features.talk.enter(str(test_deck), play_delay_ms=0)
     wait_scene(qtbot, win, talk, 0, -1)
     win.close()
-    assert Persistence(path=str(tmp_path / "s.ini")).load_settings() == before
+    assert Persistence(path=str(tmp_path / "settings.ini")).load_settings() == before
 
 
 def test_the_compare_view_opens_on_the_analysis_that_fits_the_runs():

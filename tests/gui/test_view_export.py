@@ -123,29 +123,22 @@ def test_metrics_csv_has_the_histories(tmp_path):
     assert only_train and by_step[only_train[0]]["eval_loss"] == ""
 
 
-def test_window_exports_the_current_view_and_the_metrics(qtbot, tmp_path, monkeypatch):
-    from explorer.gui.main_window import MainWindow
-    from explorer.gui.persistence import Persistence
-
-    win = MainWindow(store=Persistence(path=str(tmp_path / "s.ini")), restore=False)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
+def test_window_exports_the_current_view_and_the_metrics(qtbot, make_window, tmp_path, monkeypatch):
+    win = make_window(None, factory=None, start=False)
     win.deliver(sf.lora_snapshot(150))
     qtbot.waitUntil(lambda: win.views["loss"].snapshot is not None, timeout=10_000)
-    win._current_view_id = "loss"
+    win.set_current_view("loss")
     target = tmp_path / "chosen"
     monkeypatch.setattr(
-        "explorer.gui.main_window.QFileDialog.getSaveFileName", lambda *a, **k: (str(target), "SVG drawing (*.svg)")
+        "PySide6.QtWidgets.QFileDialog.getSaveFileName", lambda *a, **k: (str(target), "SVG drawing (*.svg)")
     )
     win.actions_by_name["export_view"].trigger()  # Ctrl+E
     assert (tmp_path / "chosen.svg").is_file(), win.status.currentMessage()
     ET.parse(tmp_path / "chosen.svg")
     assert "Exported loss" in win.status.currentMessage()
-    assert win.export_current_view(str(tmp_path / "loss.png")) == str(tmp_path / "loss.png")
+    assert win.files.export_current_view(str(tmp_path / "loss.png")) == str(tmp_path / "loss.png")
     with Image.open(tmp_path / "loss.png") as im:
         size = on_screen_size(win.views["loss"])
         assert abs(im.width - 2 * size.width()) <= 1
-    out = win.export_metrics(str(tmp_path / "m.csv"))
+    out = win.files.export_metrics(str(tmp_path / "m.csv"))
     assert out and Path(out).read_text().startswith("step,loss,eval_loss")
-    win.close()

@@ -1,0 +1,193 @@
+"""The window's actions (text, tip, icon), its training toolbar and its menus.
+
+The window hands in the slot of each action by name; which actions exist, how they read and where
+they sit in the menus is said here, once. The keys are bound by explorer.gui.shortcuts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QAction, QActionGroup
+from PySide6.QtWidgets import QComboBox, QDockWidget, QLabel, QMainWindow, QSizePolicy, QStyle, QToolBar, QWidget
+
+from explorer.gui.theme import THEMES
+from explorer.schema.settings import SETTINGS_SPEC
+
+# name: (text, tip, standard icon or None, checkable)
+ACTIONS: dict[str, tuple[str, str, QStyle.StandardPixmap | None, bool]] = {
+    "play_pause": ("Play", "Play / pause training", QStyle.SP_MediaPlay, False),
+    "step": ("Step", "One training step", QStyle.SP_MediaSkipForward, False),
+    "reset": ("Reset", "Restart the adapters from the frozen base", QStyle.SP_BrowserReload, False),
+    "faster": ("Faster", "Raise the steps-per-second cap", None, False),
+    "slower": ("Slower", "Lower the steps-per-second cap", None, False),
+    "save_state": ("Save state…", "Save the trained state, or the settings as JSON", QStyle.SP_DialogSaveButton, False),
+    "open": ("Open…", "Open a saved state or a settings file", QStyle.SP_DialogOpenButton, False),
+    "export_view": ("Export current view…", "Export the current view as PNG or SVG", None, False),
+    "export_metrics": ("Export metrics (CSV)…", "Losses over the steps as CSV", None, False),
+    "open_adapter": ("Open PEFT adapter…", "Look inside a PEFT adapter directory", None, False),
+    "export_adapter": ("Export as PEFT adapter…", "Write what was trained as a PEFT adapter directory", None, False),
+    "record": ("Record…", "Record a view or the window (GIF, MP4)", None, False),
+    "open_recording": (
+        "Open recording…",
+        "Replay a recording (python -m explorer run, or Record run) with a step slider",
+        None,
+        False,
+    ),
+    "record_run": (
+        "Record run to directory…",
+        "Write the live run's snapshots to a directory, to replay later",
+        None,
+        False,
+    ),
+    "quit": ("Quit", "Quit", None, False),
+    "full_screen": ("Full screen", "Full screen on / off", None, True),
+    "talk_mode": ("Talk mode", "Full screen, large fonts, a deck of scenes", None, False),
+    "help": ("Keyboard shortcuts", "List every shortcut", None, False),
+    "reset_layout": ("Reset layout", "Put every dock back where it started", None, False),
+    "about": ("About", "About peft-explorer", None, False),
+}
+# The actions that act on the live run (a replay disables them meanwhile).
+LIVE_ACTIONS = ("play_pause", "step", "reset", "faster", "slower", "save_state", "open", "export_adapter", "talk_mode")
+# None: a separator
+FILE_MENU = (
+    "open",
+    "save_state",
+    None,
+    "open_recording",
+    "record_run",
+    None,
+    "export_view",
+    "export_metrics",
+    "record",
+    None,
+    "open_adapter",
+    "export_adapter",
+    None,
+    "quit",
+)
+TRAINING_MENU = ("play_pause", "step", "reset", None, "faster", "slower")
+SPEEDS = (
+    (0.0, "max"),
+    (1000.0, "1000 /s"),
+    (300.0, "300 /s"),
+    (100.0, "100 /s"),
+    (30.0, "30 /s"),
+    (10.0, "10 /s"),
+    (3.0, "3 /s"),
+    (1.0, "1 /s"),
+)
+
+
+def make_actions(window: QMainWindow, slots: dict[str, Callable[[], object]]) -> dict[str, QAction]:
+    """One QAction per entry of ACTIONS, owned by `window`, triggering `slots[name]`."""
+    actions = {}
+    for name, (text, tip, icon, checkable) in ACTIONS.items():
+        action = QAction(text, window)
+        action.setObjectName(f"action_{name}")
+        if icon is not None:
+            action.setIcon(window.style().standardIcon(icon))
+        action.setToolTip(tip or text)
+        action.setStatusTip(tip or text)
+        action.setCheckable(checkable)
+        action.triggered.connect(lambda *_, slot=slots[name]: slot())
+        actions[name] = action
+    return actions
+
+
+class SpeedBox(QComboBox):
+    """The toolbar's steps-per-second cap: SPEEDS, and any other value a settings file brought."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("speed_box")
+        self.setToolTip(f"{SETTINGS_SPEC['speed'].help} — hot: applies at once  ([ and ])")
+        for value, text in SPEEDS:
+            self.addItem(text, value)
+
+    def show_speed(self, speed: float) -> None:
+        i = self.findData(float(speed))
+        if i < 0:
+            self.addItem(f"{speed:g} /s", float(speed))
+            i = self.count() - 1
+        self.setCurrentIndex(i)
+
+    @staticmethod
+    def neighbour(current: float, direction: int) -> float:
+        """+1: the next faster speed (towards 'max', 0), -1: the next slower one, along SPEEDS."""
+        order = sorted((v for v, _ in SPEEDS), key=lambda v: float("inf") if v == 0 else v)  # slow ... max
+        pos = min(
+            range(len(order)),
+            key=lambda i: abs((1e9 if order[i] == 0 else order[i]) - (1e9 if current == 0 else current)),
+        )
+        return order[max(0, min(len(order) - 1, pos + direction))]
+
+
+def make_toolbar(window: QMainWindow, actions: dict[str, QAction]) -> tuple[QToolBar, SpeedBox, QLabel]:
+    """Play, Step, Reset, the speed, the scenario · method label and Help, at the top of `window`."""
+    bar = QToolBar("Training", window)
+    bar.setObjectName("toolbar_training")
+    bar.setMovable(False)
+    bar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+    bar.setIconSize(QSize(18, 18))
+    for name in ("play_pause", "step", "reset"):
+        bar.addAction(actions[name])
+    bar.addSeparator()
+    label = QLabel(" Speed ")
+    label.setToolTip(SETTINGS_SPEC["speed"].help)
+    bar.addWidget(label)
+    speed_box = SpeedBox()
+    bar.addWidget(speed_box)
+    bar.addSeparator()
+    scenario_label = QLabel()
+    scenario_label.setObjectName("scenario_label")
+    scenario_label.setProperty("role", "dim")
+    bar.addWidget(scenario_label)
+    spacer = QWidget()
+    spacer.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
+    bar.addWidget(spacer)
+    bar.addAction(actions["help"])
+    window.addToolBar(Qt.TopToolBarArea, bar)
+    return bar, speed_box, scenario_label
+
+
+def make_menus(
+    window: QMainWindow,
+    actions: dict[str, QAction],
+    docks: list[QDockWidget],
+    theme: str,
+    set_theme: Callable[[str], None],
+) -> dict[str, QAction]:
+    """File, Training, View (a toggle per dock, the themes, layout, full screen, talk mode), Help.
+    Returns the theme actions by theme name."""
+    menu = window.menuBar().addMenu("&File")
+    for name in FILE_MENU:
+        menu.addSeparator() if name is None else menu.addAction(actions[name])
+    menu = window.menuBar().addMenu("&Training")
+    for name in TRAINING_MENU:
+        menu.addSeparator() if name is None else menu.addAction(actions[name])
+    menu = window.menuBar().addMenu("&View")
+    for dock in docks:
+        menu.addAction(dock.toggleViewAction())
+    menu.addSeparator()
+    theme_menu = menu.addMenu("Theme")
+    group = QActionGroup(window)
+    group.setExclusive(True)
+    theme_actions = {}
+    for name in THEMES:
+        act = QAction(name.capitalize(), window, checkable=True)
+        act.setObjectName(f"action_theme_{name}")
+        act.setChecked(name == theme)
+        act.triggered.connect(lambda _c=False, n=name: set_theme(n))
+        group.addAction(act)
+        theme_menu.addAction(act)
+        theme_actions[name] = act
+    menu.addAction(actions["reset_layout"])
+    menu.addSeparator()
+    menu.addAction(actions["full_screen"])
+    menu.addAction(actions["talk_mode"])
+    menu = window.menuBar().addMenu("&Help")
+    menu.addAction(actions["help"])
+    menu.addAction(actions["about"])
+    return theme_actions

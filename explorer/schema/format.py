@@ -1,0 +1,102 @@
+"""The one set of formatters for what people read: the window's views and status bar, the adapter
+inspector, and the commands' tables and progress lines. Plain Python (no numpy, no torch, no Qt).
+
+Numbers that are missing or not finite read "–" (never "nan" or a made-up 0); sizes are in decimal
+units, as the papers give them (8,388,608 bytes -> "8.4 MB").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+MISSING = "–"
+
+
+def _number(x) -> float | None:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def format_count(n) -> str:
+    """4194304 -> '4,194,304'."""
+    try:
+        return f"{int(n):,}"
+    except (TypeError, ValueError, OverflowError):
+        return MISSING
+
+
+def format_short(n) -> str:
+    """4194304 -> '4.19M', 1229760 -> '1.23M', 6738415616 -> '6.74B', 512 -> '512'."""
+    v = _number(n)
+    if v is None or not math.isfinite(v):
+        return MISSING
+    for unit, div in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{unit}"
+    return f"{v:.0f}"
+
+
+def format_bytes(n) -> str:
+    """Decimal units: 896 -> '896 B', 8192 -> '8.2 kB', 8388608 -> '8.4 MB', 1.4e11 -> '140 GB'."""
+    v = _number(n)
+    if v is None or not math.isfinite(v) or v < 0:
+        return MISSING
+    for unit, div in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if v >= div:
+            scaled = v / div
+            return f"{scaled:.1f} {unit}" if scaled < 100 else f"{scaled:,.0f} {unit}"
+    return f"{v:.0f} B"
+
+
+def format_value(x, digits: int = 4) -> str:
+    """A measured value with `digits` significant digits: 0.012345 -> '0.01235'; None, NaN -> '–';
+    infinities -> '∞', '-∞'; what is not a number is shown as it is."""
+    if x is None:
+        return MISSING
+    v = _number(x)
+    if v is None:
+        return str(x)
+    if math.isnan(v):
+        return MISSING
+    if math.isinf(v):
+        return "∞" if v > 0 else "-∞"
+    return f"{v:.{digits}g}"
+
+
+def format_fixed(x, digits: int = 4) -> str:
+    """A loss in a column of losses: a fixed number of decimals (they line up); None, NaN, ∞ -> '–'."""
+    v = _number(x)
+    if v is None or not math.isfinite(v):
+        return MISSING
+    return f"{v:.{digits}f}"
+
+
+def format_rate(x) -> str:
+    """Steps per second: 1234.5 -> '1234', 45.67 -> '45.7', 2.345 -> '2.35'; None, NaN -> '–'."""
+    v = _number(x)
+    if v is None or not math.isfinite(v):
+        return MISSING
+    return f"{v:.0f}" if v >= 100 else (f"{v:.1f}" if v >= 10 else f"{v:.2f}")
+
+
+def format_clock(seconds) -> str:
+    """Elapsed or remaining time as m:ss (75.4 -> '1:15'); not finite -> '?'."""
+    v = _number(seconds)
+    if v is None or not math.isfinite(v):
+        return "?"
+    v = max(0, int(round(v)))
+    return f"{v // 60}:{v % 60:02d}"
+
+
+def one_line(text) -> str:
+    """A message on one line: runs of whitespace (newlines too) become one space."""
+    return " ".join(str(text).split())
+
+
+def short_json(value, width: int = 80) -> str:
+    """`value` as compact JSON, cut to `width` characters with '...'."""
+    s = json.dumps(value, separators=(",", ":"))
+    return s if len(s) <= width else s[: width - 3] + "..."
