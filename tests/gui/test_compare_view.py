@@ -54,16 +54,16 @@ def test_registered_under_compare():
 
 def test_the_view_is_drawn_and_changes_with_the_data(qtbot):
     view = make(qtbot)
-    blank = pixels(view.glw)
+    blank = pixels(view.curves.glw)
     view.update_snapshot(cf.compare_snapshot(20))
-    a = pixels(view.glw)
+    a = pixels(view.curves.glw)
     assert colours(a) > 16 and changed(blank, a) > 0.01
-    phi_a = pixels(view.phi_glw)
+    phi_a = pixels(view.analyses.similarity.glw)
     assert colours(phi_a) > 16
     view.update_snapshot(cf.compare_snapshot(200, seed=1))
-    b = pixels(view.glw)
+    b = pixels(view.curves.glw)
     assert changed(a, b) > 0.005, "new losses did not change the curves"
-    assert changed(phi_a, pixels(view.phi_glw)) > 0.005, "a new φ did not change the heatmap"
+    assert changed(phi_a, pixels(view.analyses.similarity.glw)) > 0.005, "a new φ did not change the heatmap"
     # every run's colour is on screen
     for colour in RUN_COLOURS[:4]:
         c = QtGui.QColor(colour)
@@ -116,7 +116,7 @@ def test_phi_heatmap_follows_the_chosen_pair_and_module(qtbot):
     assert view.pair() == ("lora-r4", "lora-r8")
     assert view.module() == cf.MODULES[0]
     np.testing.assert_array_equal(view.phi(), a.similarity[("lora-r4", "lora-r8")][cf.MODULES[0]])
-    assert view.phi_image.image.shape == (4, 8)
+    assert view.analyses.similarity.phi_image.image.shape == (4, 8)
     with qtbot.waitSignal(view.pairChanged, timeout=2000) as sig:
         assert view.set_pair("lora-r16", "lora-r4")
     assert sig.args == ["lora-r16", "lora-r4"]
@@ -124,7 +124,7 @@ def test_phi_heatmap_follows_the_chosen_pair_and_module(qtbot):
     with qtbot.waitSignal(view.moduleChanged, timeout=2000):
         assert view.set_module(M1)
     np.testing.assert_array_equal(view.phi(), a.similarity[("lora-r4", "lora-r16")][M1].T)
-    assert "φ(1,1) = <b>" in view.phi_caption.text()
+    assert "φ(1,1) = <b>" in view.analyses.similarity.caption.text()
     assert not view.set_pair("full", "lora-r4") and not view.set_module("nope")
     # the choice survives the next snapshot
     view.update_snapshot(cf.compare_snapshot(60, runs=("lora:r=4", "lora:r=8", "lora:r=16", "full")))
@@ -136,17 +136,17 @@ def test_amplification_and_intrinsic_rank_tabs(qtbot):
     snap = cf.compare_snapshot(50, runs=("lora:r=4", "lora:r=8", "full"))
     view.update_snapshot(snap)
     view.set_tab("amplification")
-    before = pixels(view.amp_glw)
-    assert view.amp_table.rowCount() == 2 * len(cf.MODULES)
-    assert view.amp_table.item(0, 7).text() == f"{snap.analysis.amplification['lora-r4'][0]['factor']:.3g}"
-    assert len(view._amp_bars) == 2 and colours(before) > 8
+    before = pixels(view.analyses.amplification.glw)
+    assert view.analyses.amplification.table.rowCount() == 2 * len(cf.MODULES)
+    assert view.analyses.amplification.table.item(0, 7).text() == f"{snap.analysis.amplification['lora-r4'][0]['factor']:.3g}"
+    assert len(view.analyses.amplification.bars) == 2 and colours(before) > 8
     view.set_tab("intrinsic")
-    assert len(view._intr_items) == 3  # the full update and two LoRA runs
-    assert "exact svd, all 64 values" in view.intr_caption.text()
-    assert colours(pixels(view.intr_glw)) > 8
+    assert len(view.analyses.intrinsic.items) == 3  # the full update and two LoRA runs
+    assert "exact svd, all 64 values" in view.analyses.intrinsic.caption.text()
+    assert colours(pixels(view.analyses.intrinsic.glw)) > 8
     # without a full run the tab says what to add
     view.update_snapshot(cf.compare_snapshot(50, runs=("lora:r=4", "lora:r=8"), segment=1))
-    assert "--runs full" in view.intr_caption.text()
+    assert "--runs full" in view.analyses.intrinsic.caption.text()
 
 
 def test_an_ordinary_snapshot_is_a_one_run_comparison_until_a_comparison_arrives(qtbot):
@@ -199,7 +199,7 @@ def test_a_live_compare_worker_drawn_into_the_view(qtbot):
     try:
         worker.start()
         qtbot.waitUntil(lambda: drain() or bool(shown), timeout=60000)
-        first = pixels(view.glw)
+        first = pixels(view.curves.glw)
         worker.step(8)
         qtbot.waitUntil(drain, timeout=60000)
     finally:
@@ -208,7 +208,7 @@ def test_a_live_compare_worker_drawn_into_the_view(qtbot):
     assert not any(t.name == CompareWorker.thread_name and t.is_alive() for t in threading.enumerate())
     assert view.curve_count() == 3 and view.table_rows() == 3
     assert view.phi() is not None and view.phi().shape == (2, 4)
-    assert changed(first, pixels(view.glw)) > 0.005
+    assert changed(first, pixels(view.curves.glw)) > 0.005
 
 
 def test_typed_run_specs_are_checked_and_requested(qtbot):
