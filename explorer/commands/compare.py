@@ -26,7 +26,6 @@ import argparse
 import csv
 import io
 import json
-import math
 import shutil
 import sys
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 # Import only the settings table here (no torch), so `--help` stays instant.
 from explorer.commands.run import _TYPES, _layers
 from explorer.commands.run import _csv as _csv_list
+from explorer.schema.format import format_bytes, format_clock, format_fixed, format_short
 from explorer.schema.settings import SETTINGS_SPEC, TrainSettings
 
 MANIFEST = "compare.json"
@@ -115,32 +115,6 @@ def base_settings_from_args(args: argparse.Namespace) -> TrainSettings:
 # ---- formatting --------------------------------------------------------------------------------------
 
 
-def fmt_bytes(n) -> str:
-    """Decimal units: 896 B, 1.8 kB, 8.4 MB, 13.5 GB."""
-    if n is None:
-        return "–"
-    n = float(n)
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{int(n)} B"
-
-
-def fmt_params(n) -> str:
-    if n is None:
-        return "–"
-    n = int(n)
-    if n >= 1_000_000_000:
-        return f"{n / 1e9:.2f}B"
-    if n >= 1_000_000:
-        return f"{n / 1e6:.2f}M"
-    return f"{n:,}"
-
-
-def _f(x, digits: int = 4) -> str:
-    return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
-
-
 def table_csv(rows: list[dict], columns) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
@@ -173,7 +147,7 @@ def table_markdown(snap, header: dict) -> str:
     lines.append("| " + " | ".join(cols) + " |")
     lines.append("|" + "|".join(["---", "---"] + ["---:"] * (len(cols) - 2)) + "|")
     for r in snap.runs:
-        held = _f(r.final_eval_loss)
+        held = format_fixed(r.final_eval_loss)
         if r.fault:
             held += " (stopped)"
         lines.append(
@@ -184,12 +158,12 @@ def table_markdown(snap, header: dict) -> str:
                     r.method,
                     f"{r.trainable_params:,}",
                     f"{100 * r.share:.3g}%",
-                    fmt_bytes(r.storage_bytes),
-                    _f(r.final_loss),
+                    format_bytes(r.storage_bytes),
+                    format_fixed(r.final_loss),
                     held,
                     f"{r.steps_per_second:.1f}",
-                    fmt_params(r.llama7b_trainable_params),
-                    fmt_bytes(r.llama7b_storage_bytes),
+                    format_short(r.llama7b_trainable_params),
+                    format_bytes(r.llama7b_storage_bytes),
                 ]
             )
             + " |"
@@ -337,9 +311,11 @@ class _Progress:
         elapsed = now - self.start
         rate = step / elapsed if elapsed > 0 else 0.0
         left = (self.total - step) / rate if rate > 0 else float("nan")
-        losses = "  ".join(f"{r.label} {'stopped' if r.fault else _f(r.trainer.loss, 3)}" for r in runner.runs)
+        losses = "  ".join(
+            f"{r.label} {'stopped' if r.fault else format_fixed(r.trainer.loss, 3)}" for r in runner.runs
+        )
         bar = "#" * int(frac * 20) + "." * (20 - int(frac * 20))
-        text = f"[{bar}] {step}/{self.total}  {losses}  {rate:.2f} rounds/s  {_clock(elapsed)} elapsed, {_clock(left)} left"
+        text = f"[{bar}] {step}/{self.total}  {losses}  {rate:.2f} rounds/s  {format_clock(elapsed)} elapsed, {format_clock(left)} left"
         self.stream.write(("\r" + text) if self.tty else (text + "\n"))
         self.stream.flush()
 
@@ -347,13 +323,6 @@ class _Progress:
         if not self.quiet and self.tty:
             self.stream.write("\n")
             self.stream.flush()
-
-
-def _clock(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:

@@ -17,6 +17,7 @@ import sys
 import time
 
 # Import only the settings table here (no torch), so `--help` stays instant.
+from explorer.schema.format import format_clock, format_fixed
 from explorer.schema.settings import SETTINGS_SPEC, TrainSettings
 
 MAX_AUTO_RECORDS = 100
@@ -180,8 +181,8 @@ class Progress:
         rate = step / elapsed if elapsed > 0 else 0.0
         eta = (self.total - step) / rate if rate > 0 else float("nan")
         text = (
-            f"[{bar}] {step}/{self.total}  loss {_fmt(loss)}  held-out {_fmt(eval_loss)}  "
-            f"{rate:.1f} steps/s  {_clock(elapsed)} elapsed, {_clock(eta)} left"
+            f"[{bar}] {step}/{self.total}  loss {format_fixed(loss)}  held-out {format_fixed(eval_loss)}  "
+            f"{rate:.1f} steps/s  {format_clock(elapsed)} elapsed, {format_clock(eta)} left"
         )
         if self.tty:
             self.stream.write("\r" + text)
@@ -193,17 +194,6 @@ class Progress:
         if not self.quiet and self.tty:
             self.stream.write("\n")
             self.stream.flush()
-
-
-def _fmt(x) -> str:
-    return "-" if x is None else f"{x:.4f}"
-
-
-def _clock(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def run(args: argparse.Namespace) -> int:

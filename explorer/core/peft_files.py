@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from explorer.schema.format import short_json
+
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 PICKLE_NAME = "adapter_model.bin"
@@ -620,13 +622,14 @@ def _read_lora(adapter: PeftAdapter, tensors, infos, w_path: Path, cfg_path: Pat
         layer = _layer_of(module)
         if not target_matches(cfg["target_modules"], module):
             raise AdapterFileError(
-                w_path, f"module {module} is not among target_modules={_short(cfg['target_modules'])} of {CONFIG_NAME}"
+                w_path,
+                f"module {module} is not among target_modules={short_json(cfg['target_modules'], 60)} of {CONFIG_NAME}",
             )
         lt = cfg["layers_to_transform"]
         if lt is not None and layer is not None and layer not in lt:
             raise AdapterFileError(
                 w_path,
-                f"module {module} is in layer {layer}, outside layers_to_transform={_short(lt)} of {CONFIG_NAME}",
+                f"module {module} is in layer {layer}, outside layers_to_transform={short_json(lt, 60)} of {CONFIG_NAME}",
             )
         magnitude = None
         if "lora_magnitude_vector" in p:
@@ -672,11 +675,6 @@ def _read_lora(adapter: PeftAdapter, tensors, infos, w_path: Path, cfg_path: Pat
                 bias=bias,
             )
         )
-
-
-def _short(value) -> str:
-    s = json.dumps(value)
-    return s if len(s) <= 60 else s[:57] + "..."
 
 
 def _module_sort_key(name: str):

@@ -98,6 +98,11 @@ def colormap(name: str) -> pg.ColorMap:
     return cmap
 
 
+def colorbar(name: str, values: tuple[float, float] = (0.0, 1.0), width: int = 14) -> pg.ColorBarItem:
+    """A new colour bar that only shows the map (no dragging, no menu): the views set its levels."""
+    return pg.ColorBarItem(values=values, colorMap=colormap(name), interactive=False, width=width, colorMapMenu=False)
+
+
 @cache
 def lut(name: str, n: int = LUT_SIZE) -> np.ndarray:
     """An (n, 4) uint8 RGBA lookup table, read-only and cached."""

@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QLabel, QStatusBar
 
 from explorer.gui.theme import current_theme
+from explorer.schema.format import format_bytes, format_rate
 
 STATE_TEXT = {
     "running": "● running",
@@ -15,22 +16,6 @@ STATE_TEXT = {
     "stopped": "■ stopped",
     "replay": "▶ replay",
 }
-
-
-def human_bytes(n: int | float | None) -> str:
-    if n is None or n < 0:
-        return "–"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000.0
-    return f"{n:.1f} TB"
-
-
-def human_rate(x: float | None) -> str:
-    if x is None or x != x:
-        return "–"
-    return f"{x:.0f}" if x >= 100 else (f"{x:.1f}" if x >= 10 else f"{x:.2f}")
 
 
 class StatusBar(QStatusBar):
@@ -76,10 +61,10 @@ class StatusBar(QStatusBar):
     def update_from(self, snap) -> None:
         self.set_state(snap.state)
         self.step.setText(f"step {snap.step:,}")
-        self.rate.setText(f"{human_rate(snap.steps_per_second)} steps/s")
+        self.rate.setText(f"{format_rate(snap.steps_per_second)} steps/s")
         self.loss.setText("loss –" if snap.loss is None else f"loss {snap.loss:.4g}")
         self.device.setText(str(snap.device))
-        self.memory.setText(f"mem {human_bytes(snap.memory_bytes)}")
+        self.memory.setText(f"mem {format_bytes(snap.memory_bytes)}")
 
     def info(self, message: str, ms: int = 6000) -> None:
         self._clear_error_style()

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from explorer.gui.export import FILTERS, export_view, suffix_for, write_metrics_csv
 from explorer.gui.services import WindowServices
+from explorer.schema.format import one_line
 from explorer.schema.settings import TrainSettings
 
 
@@ -106,7 +107,7 @@ class FileCommands:
         try:
             export_view(self.window.views[view_id], path)
         except Exception as exc:  # noqa: BLE001
-            status.error(f"Could not export {view_id}: {' '.join(str(exc).split())}")
+            status.error(f"Could not export {view_id}: {one_line(exc)}")
             return None
         status.info(f"Exported {view_id} to {path}")
         return path

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
+from explorer.schema.format import format_bytes
 from explorer.schema.llama_config import LlamaConfig
 
 MB = 1_000_000  # storage is quoted in decimal megabytes, as in the papers (8.4 MB for 4.2M fp16)
@@ -251,13 +252,6 @@ def price_presets(method: str, **settings) -> dict[str, dict]:
         except ValueError:
             continue
     return out
-
-
-def format_bytes(n: int) -> str:
-    """Decimal units, one decimal: 8,388,608 bytes -> '8.4 MB'; GB from 1e9 on."""
-    if n >= 1000 * MB:
-        return f"{n / (1000 * MB):,.1f} GB"
-    return f"{n / MB:,.1f} MB"
 
 
 def format_budget(budget: Budget, model_name: str | None = None) -> str:

@@ -138,7 +138,10 @@ def test_amplification_and_intrinsic_rank_tabs(qtbot):
     view.set_tab("amplification")
     before = pixels(view.analyses.amplification.glw)
     assert view.analyses.amplification.table.rowCount() == 2 * len(cf.MODULES)
-    assert view.analyses.amplification.table.item(0, 7).text() == f"{snap.analysis.amplification['lora-r4'][0]['factor']:.3g}"
+    assert (
+        view.analyses.amplification.table.item(0, 7).text()
+        == f"{snap.analysis.amplification['lora-r4'][0]['factor']:.3g}"
+    )
     assert len(view.analyses.amplification.bars) == 2 and colours(before) > 8
     view.set_tab("intrinsic")
     assert len(view.analyses.intrinsic.items) == 3  # the full update and two LoRA runs

@@ -56,9 +56,13 @@ def window_uses(source: str) -> list[tuple[int, str, bool]]:
         for n in ast.walk(func):
             if isinstance(n, ast.Attribute) and _is_window(n.value, aliases):
                 uses.append((n.lineno, n.attr, isinstance(n.ctx, ast.Store)))
-            elif isinstance(n, ast.Call) and getattr(n.func, "id", "") in ("setattr", "getattr") and n.args:
-                if _is_window(n.args[0], aliases):
-                    uses.append((n.lineno, f"{n.func.id}(...)", True))
+            elif (
+                isinstance(n, ast.Call)
+                and getattr(n.func, "id", "") in ("setattr", "getattr")
+                and n.args
+                and _is_window(n.args[0], aliases)
+            ):
+                uses.append((n.lineno, f"{n.func.id}(...)", True))
     return uses
 
 

@@ -48,13 +48,7 @@ class NormGridView(QtWidgets.QWidget):
         self.marker.setZValue(10)
         self.marker.hide()
         self.plot.addItem(self.marker)
-        self.colorbar = pg.ColorBarItem(
-            values=(0.0, 1.0),
-            colorMap=colormaps.colormap(colormaps.SEQUENTIAL),
-            interactive=False,
-            width=14,
-            colorMapMenu=False,
-        )
+        self.colorbar = colormaps.colorbar(colormaps.SEQUENTIAL)
         self.glw.addItem(self.colorbar, row=0, col=1)
         self.glw.scene().sigMouseClicked.connect(self._clicked)
         self.glw.scene().sigMouseMoved.connect(self._hovered)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from PySide6 import QtWidgets
 from PySide6.QtCore import Qt
 
-from explorer.gui.views.base import MODULE_ORDER
+from explorer.gui.views.base import module_key
 from explorer.schema.format import format_value
 
 ENERGY_KS = (1, 2, 4, 8, 16)
@@ -40,11 +40,6 @@ def _sort_key(v):
     except (TypeError, ValueError):
         return float("-inf")
     return v if v == v else float("-inf")
-
-
-def module_key(module: str) -> tuple[int, str]:
-    """q, k, v, o, gate, up, down: the order Llama lists them in (then by name)."""
-    return (MODULE_ORDER.index(module) if module in MODULE_ORDER else len(MODULE_ORDER), module)
 
 
 class ModuleTable(QtWidgets.QTableWidget):

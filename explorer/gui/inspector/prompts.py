@@ -50,13 +50,7 @@ class PromptPanel(QtWidgets.QWidget):
         self.norm_image = pg.ImageItem(axisOrder="row-major")
         self.norm_image.setLookupTable(colormaps.lut(colormaps.SEQUENTIAL))
         self.norm_plot.addItem(self.norm_image)
-        self.norm_bar = pg.ColorBarItem(
-            values=(0.0, 1.0),
-            colorMap=colormaps.colormap(colormaps.SEQUENTIAL),
-            interactive=False,
-            width=14,
-            colorMapMenu=False,
-        )
+        self.norm_bar = colormaps.colorbar(colormaps.SEQUENTIAL)
         self.glw.addItem(self.norm_bar, row=1, col=1)
         split.addWidget(self.table)
         split.addWidget(self.glw)

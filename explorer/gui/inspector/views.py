@@ -4,9 +4,7 @@ Snapshot holding that module's MatrixSnapshot), drawn by the SAME code as live t
 
 from __future__ import annotations
 
-import html
-
-from explorer.gui.views.delta_view import MODE_LABELS, DeltaView
+from explorer.gui.views.delta_view import DeltaView, caption_head
 from explorer.gui.views.spectrum_view import SpectrumView
 
 
@@ -15,13 +13,7 @@ class InspectorDeltaView(DeltaView):
     pick), and a caption without a training step."""
 
     def _caption(self, snapshot, m, mode, data, level):
-        out_f, in_f = (int(m.shape[0]), int(m.shape[1])) if len(m.shape) == 2 else data.shape
-        dora = getattr(m, "effective_update", None) is not None
-        label = "W_eff (DoRA: what a merge writes)" if dora and mode == "merged" else MODE_LABELS[mode]
-        parts = [f"<b>{label}</b> of {html.escape(m.name)}", f"{out_f}×{in_f}", f"‖ΔW‖<sub>F</sub> = {m.fro_norm:.4g}"]
-        if dora:
-            parts.append(f"‖W_eff − W₀‖<sub>F</sub> = {m.effective_update_fro_norm:.4g}")
-        parts.append(f"colours ±{level:.3g}")
+        parts, (out_f, in_f) = caption_head(m, mode, data, level)
         if data.shape != (out_f, in_f):
             parts.append(f"mean-pooled to {data.shape[0]}×{data.shape[1]} from the factors")
         if mode in ("base", "merged") and not getattr(snapshot, "has_base", False):

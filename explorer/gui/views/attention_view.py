@@ -16,7 +16,14 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import View, new_layout_widget, set_colorbar_levels, style_colorbar, style_plot
+from explorer.gui.views.base import (
+    View,
+    method_name,
+    new_layout_widget,
+    set_colorbar_levels,
+    style_colorbar,
+    style_plot,
+)
 
 GAP = 1  # transparent cells between maps in the grid mosaic
 
@@ -163,13 +170,7 @@ class AttentionView(View):
         self.grid_plot.addItem(self.grid_image)
         self.grid_lines = pg.PlotCurveItem(connect="pairs", pen=pg.mkPen("#20242a", width=1))
         self.grid_plot.addItem(self.grid_lines)
-        self.grid_bar = pg.ColorBarItem(
-            values=(-1.0, 1.0),
-            colorMap=colormaps.colormap(self._cmap_name),
-            interactive=False,
-            width=12,
-            colorMapMenu=False,
-        )
+        self.grid_bar = colormaps.colorbar(self._cmap_name, (-1.0, 1.0), width=12)
         self.grid_glw.addItem(self.grid_bar, row=0, col=1)
         self.grid_plot.vb.sigResized.connect(lambda: colormaps.align_colorbar(self.grid_bar, self.grid_plot))
         gl.addWidget(self.grid_glw, 1)
@@ -219,13 +220,7 @@ class AttentionView(View):
         self.detail_plot.addItem(self.detail_image)
         self.detail_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#20242a", width=1))
         self.detail_plot.addItem(self.detail_line, ignoreBounds=True)
-        self.detail_bar = pg.ColorBarItem(
-            values=(-1.0, 1.0),
-            colorMap=colormaps.colormap(self._cmap_name),
-            interactive=False,
-            width=12,
-            colorMapMenu=False,
-        )
+        self.detail_bar = colormaps.colorbar(self._cmap_name, (-1.0, 1.0), width=12)
         self.detail_glw.addItem(self.detail_bar, row=0, col=1)
         self.detail_plot.vb.sigResized.connect(lambda: colormaps.align_colorbar(self.detail_bar, self.detail_plot))
         dl.addWidget(self.detail_glw, 1)
@@ -291,7 +286,7 @@ class AttentionView(View):
             elif method in ("prefix", "lora+prefix"):
                 self.show_message("No prefix attention yet: waiting for the first snapshot.")
             else:
-                name = {"lora": "LoRA", "full": "full fine-tuning"}.get(method, method or "this method")
+                name = method_name(method)
                 self.show_message(
                     f"No prefix layers in this method ({name}).\n"
                     "Choose prefix or LoRA + prefix to see the gated prompt attention."

@@ -37,7 +37,8 @@ def split_matrix_name(name: str) -> tuple[int | None, str]:
     return None, name
 
 
-def _module_key(module: str) -> tuple[int, str]:
+def module_key(module: str) -> tuple[int, str]:
+    """q, k, v, o, gate, up, down: the order Llama lists them in (then by name)."""
     return (MODULE_ORDER.index(module) if module in MODULE_ORDER else len(MODULE_ORDER), module)
 
 
@@ -163,6 +164,48 @@ def new_layout_widget(style: Style) -> pg.GraphicsLayoutWidget:
     fix_layout_spacing(glw.ci.layout)
     glw.setMinimumSize(120, 90)
     return glw
+
+
+def loss_plot(glw: pg.GraphicsLayoutWidget) -> pg.PlotItem:
+    """Loss against step, as the loss view and the compare view draw it (grid, clipped, peak-downsampled)."""
+    plot: pg.PlotItem = glw.addPlot(row=0, col=0)
+    plot.hideButtons()
+    plot.setLabel("bottom", "step")
+    plot.setLabel("left", "loss")
+    plot.showGrid(x=True, y=True, alpha=0.15)
+    plot.setClipToView(True)
+    plot.setDownsampling(auto=True, mode="peak")
+    return plot
+
+
+def corner_legend(plot: pg.PlotItem, left: bool = False) -> pg.LegendItem:
+    """A small legend in the plot's top right (or top left) corner."""
+    corner, offset = ((0, 0), (4, 4)) if left else ((1, 0), (-4, 4))
+    legend = pg.LegendItem(offset=offset, labelTextSize="8pt")
+    legend.setParentItem(plot.vb)
+    legend.anchor(corner, corner, offset=offset)
+    return legend
+
+
+def centre_text(plot: pg.PlotItem, text: str = "") -> pg.TextItem:
+    """A note kept in the middle of the plot's data area (e.g. 'waiting for the first step')."""
+    item = pg.TextItem(text, anchor=(0.5, 0.5))
+    item.setParentItem(plot.vb)
+    plot.vb.sigResized.connect(lambda: item.setPos(plot.vb.boundingRect().center()))
+    return item
+
+
+METHOD_NAMES = {
+    "lora": "LoRA",
+    "prefix": "zero-init prefix",
+    "lora+prefix": "LoRA + zero-init prefix",
+    "full": "full fine-tuning",
+}
+
+
+def method_name(method: str) -> str:
+    """'lora' -> 'LoRA', 'full' -> 'full fine-tuning'; unknown as it is, none as 'this method'."""
+    return METHOD_NAMES.get(method, method or "this method")
 
 
 def fix_layout_spacing(grid, spacing: float = 6.0) -> None:
@@ -345,7 +388,7 @@ class MatrixPicker(QtWidgets.QWidget):
             layer, module = split_matrix_name(name)
             by_layer.setdefault("-" if layer is None else str(layer), {})[module] = name
         self._by_layer = {
-            k: dict(sorted(v.items(), key=lambda kv: _module_key(kv[0])))
+            k: dict(sorted(v.items(), key=lambda kv: module_key(kv[0])))
             for k, v in sorted(by_layer.items(), key=lambda kv: (kv[0] == "-", int(kv[0]) if kv[0] != "-" else 0))
         }
         keep = self._current if self._current in names else (names[0] if names else "")
@@ -404,39 +447,6 @@ class MatrixPicker(QtWidgets.QWidget):
         name = self._by_layer.get(self.layer_box.currentText(), {}).get(self.module_box.currentText())
         if name:
             self._set_current(name)
-
-
-def format_count(n) -> str:
-    """4194304 -> '4,194,304'."""
-    try:
-        return f"{int(n):,}"
-    except (TypeError, ValueError):
-        return "–"
-
-
-def format_short(n) -> str:
-    """4194304 -> '4.19M', 1229760 -> '1.23M', 6738415616 -> '6.74B'."""
-    try:
-        n = float(n)
-    except (TypeError, ValueError):
-        return "–"
-    for unit, div in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= div:
-            return f"{n / div:.3g}{unit}"
-    return f"{n:.0f}"
-
-
-def format_bytes(n) -> str:
-    """Decimal units as in the papers: 8388608 -> '8.4 MB'."""
-    try:
-        n = float(n)
-    except (TypeError, ValueError):
-        return "–"
-    for unit, div in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= div:
-            v = n / div
-            return f"{v:.1f} {unit}" if v < 100 else f"{v:,.0f} {unit}"
-    return f"{n:.0f} B"
 
 
 def qt_alive(*objects) -> bool:

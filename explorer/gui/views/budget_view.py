@@ -9,19 +9,14 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from explorer.gui.views.base import View, format_bytes, format_count, format_short, qt_alive
+from explorer.gui.views.base import View, qt_alive
+from explorer.schema.format import format_bytes, format_count, format_short
 
 PRESET_NAMES = {
     "llama-7b": "LLaMA-7B",
     "llama-13b": "LLaMA-13B",
     "llama-2-70b": "LLaMA-2-70B",
     "llama-70b": "LLaMA-70B",
-}
-METHOD_NAMES = {
-    "lora": "LoRA",
-    "prefix": "zero-init prefix",
-    "lora+prefix": "LoRA + zero-init prefix",
-    "full": "full fine-tuning",
 }
 
 

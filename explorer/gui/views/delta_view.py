@@ -72,6 +72,23 @@ class IndexAxis(pg.AxisItem):
         return [f"{v * scale:.0f}" if float(v).is_integer() else f"{v * scale:g}" for v in values]
 
 
+def caption_head(m, mode: str, data: np.ndarray, level: float) -> tuple[list[str], tuple[int, int]]:
+    """The caption's first parts (what is shown, of which matrix, its size, ‖ΔW‖F, DoRA's effective
+    update, the colour range), and the matrix's (out, in) size."""
+    out_f, in_f = (int(m.shape[0]), int(m.shape[1])) if len(m.shape) == 2 else data.shape
+    dora = getattr(m, "effective_update", None) is not None
+    label = "W_eff = W₀ + (W_eff − W₀) (DoRA: what a merge writes)" if dora and mode == "merged" else MODE_LABELS[mode]
+    parts = [
+        f"<b>{label}</b> of {html.escape(m.name)}",
+        f"{out_f}×{in_f}",
+        f"‖ΔW‖<sub>F</sub> = {m.fro_norm:.4g}" + (" (ΔW = s·B·A, the low-rank part)" if dora else ""),
+    ]
+    if dora:
+        parts.append(f"‖W_eff − W₀‖<sub>F</sub> = {m.effective_update_fro_norm:.4g}")
+    parts.append(f"colours ±{level:.3g}")
+    return parts, (out_f, in_f)
+
+
 class DeltaView(View):
     view_id = "delta"
     title = "ΔW heatmap"
@@ -150,13 +167,7 @@ class DeltaView(View):
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setLookupTable(colormaps.lut(self._cmap_name))
         self.plot.addItem(self.image)
-        self.colorbar = pg.ColorBarItem(
-            values=(-1.0, 1.0),
-            colorMap=colormaps.colormap(self._cmap_name),
-            interactive=False,
-            width=14,
-            colorMapMenu=False,
-        )
+        self.colorbar = colormaps.colorbar(self._cmap_name, (-1.0, 1.0))
         self.frame.addItem(self.colorbar, row=0, col=1)
         self.colorbar.geometryChanged.connect(self._fit_layout)  # its labels widen it as the levels change
         lay.addWidget(self.glw, 1)
@@ -339,19 +350,8 @@ class DeltaView(View):
         colormaps.align_colorbar(self.colorbar, self.plot)
 
     def _caption(self, snapshot, m, mode: str, data: np.ndarray, level: float) -> str:
-        out_f, in_f = (int(m.shape[0]), int(m.shape[1])) if len(m.shape) == 2 else data.shape
-        dora = getattr(m, "effective_update", None) is not None
-        label = (
-            "W_eff = W₀ + (W_eff − W₀) (DoRA: what a merge writes)" if dora and mode == "merged" else MODE_LABELS[mode]
-        )
-        parts = [
-            f"<b>{label}</b> of {html.escape(m.name)}",
-            f"{out_f}×{in_f}",
-            f"‖ΔW‖<sub>F</sub> = {m.fro_norm:.4g}" + (" (ΔW = s·B·A, the low-rank part)" if dora else ""),
-        ]
-        if dora:
-            parts.append(f"‖W_eff − W₀‖<sub>F</sub> = {m.effective_update_fro_norm:.4g}")
-        parts += [f"colours ±{level:.3g}", f"step {snapshot.step:,}"]
+        parts, (out_f, in_f) = caption_head(m, mode, data, level)
+        parts.append(f"step {snapshot.step:,}")
         if data.shape != (out_f, in_f):
             parts.append(f"pooled from {out_f}×{in_f} to {data.shape[0]}×{data.shape[1]}")
         if mode == "delta" and m.fro_norm == 0.0:

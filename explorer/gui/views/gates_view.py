@@ -15,6 +15,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from explorer.gui import colormaps
 from explorer.gui.views.base import (
     View,
+    corner_legend,
+    method_name,
     new_layout_widget,
     qt_alive,
     set_colorbar_levels,
@@ -79,9 +81,7 @@ class GatesView(View):
             pos=0.0, angle=0, movable=False, pen=pg.mkPen("#888888", width=1, style=QtCore.Qt.PenStyle.DashLine)
         )
         self.plot.addItem(self.zero_line, ignoreBounds=True)
-        self.legend = pg.LegendItem(offset=(4, 4), labelTextSize="8pt")
-        self.legend.setParentItem(self.plot.vb)
-        self.legend.anchor((0, 0), (0, 0), offset=(4, 4))
+        self.legend = corner_legend(self.plot, left=True)
         self.heat_plot: pg.PlotItem = self.glw.addPlot(row=0, col=1)
         self.heat_plot.hideButtons()
         self.heat_plot.setMenuEnabled(False)
@@ -93,13 +93,7 @@ class GatesView(View):
         self.heat = pg.ImageItem(axisOrder="row-major")
         self.heat.setLookupTable(colormaps.lut(self._seq_name))
         self.heat_plot.addItem(self.heat)
-        self.heat_bar = pg.ColorBarItem(
-            values=(0.0, 1.0),
-            colorMap=colormaps.colormap(self._seq_name),
-            interactive=False,
-            width=12,
-            colorMapMenu=False,
-        )
+        self.heat_bar = colormaps.colorbar(self._seq_name, width=12)
         self.glw.addItem(self.heat_bar, row=0, col=2)
         self.heat_plot.vb.sigResized.connect(self._heat_resized)
         self._arrangement = "side"
@@ -220,7 +214,7 @@ class GatesView(View):
             if method in ("prefix", "lora+prefix"):
                 self.show_message("No gates yet: waiting for the first snapshot.")
             else:
-                name = {"lora": "LoRA", "full": "full fine-tuning"}.get(method, method or "this method")
+                name = method_name(method)
                 self.show_message(
                     f"No gates in this method ({name}).\n"
                     "Gates belong to zero-init prefix tuning: choose prefix or LoRA + prefix."

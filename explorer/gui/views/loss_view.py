@@ -12,7 +12,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from explorer.gui.views.base import View, new_layout_widget, style_legend, style_plot
+from explorer.gui.views.base import (
+    View,
+    centre_text,
+    corner_legend,
+    loss_plot,
+    new_layout_widget,
+    style_legend,
+    style_plot,
+)
 
 DEFAULT_SMOOTHING = 0.6
 TRAIN_COLOR = "#56B4E9"
@@ -86,13 +94,7 @@ class LossView(View):
 
         self.glw = new_layout_widget(self.style_)
         self.glw.ci.setToolTip(self.formula_tooltip)
-        self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
-        self.plot.hideButtons()
-        self.plot.setLabel("bottom", "step")
-        self.plot.setLabel("left", "loss")
-        self.plot.showGrid(x=True, y=True, alpha=0.15)
-        self.plot.setClipToView(True)
-        self.plot.setDownsampling(auto=True, mode="peak")
+        self.plot = loss_plot(self.glw)
         opts = dict(clipToView=True, autoDownsample=True, downsampleMethod="peak")
         self.train_raw = pg.PlotDataItem(pen=pg.mkPen(QtGui.QColor(86, 180, 233, 70), width=1), **opts)
         # held-out measurements keep their markers (they are the real points); the smoothed line runs through
@@ -108,14 +110,10 @@ class LossView(View):
         self.eval_curve = pg.PlotDataItem(pen=pg.mkPen(EVAL_COLOR, width=1), **opts)
         for item in (self.train_raw, self.eval_raw, self.train_curve, self.eval_curve):
             self.plot.addItem(item)
-        self.legend = pg.LegendItem(offset=(-4, 4), labelTextSize="8pt")
-        self.legend.setParentItem(self.plot.vb)
-        self.legend.anchor((1, 0), (1, 0), offset=(-4, 4))
+        self.legend = corner_legend(self.plot)
         self.legend.addItem(self.train_curve, "train")
         self.legend.addItem(self.eval_curve, "held-out")
-        self.empty_text = pg.TextItem("waiting for the first step", anchor=(0.5, 0.5))
-        self.empty_text.setParentItem(self.plot.vb)
-        self.plot.vb.sigResized.connect(lambda: self.empty_text.setPos(self.plot.vb.boundingRect().center()))
+        self.empty_text = centre_text(self.plot, "waiting for the first step")
         self._set_empty(True)
         lay.addWidget(self.glw, 1)
         self.caption = QtWidgets.QLabel(content)

@@ -7,7 +7,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtGui
 
-from explorer.gui.views.base import Style, new_layout_widget, style_legend, style_plot
+from explorer.gui.views.base import (
+    Style,
+    centre_text,
+    corner_legend,
+    loss_plot,
+    new_layout_widget,
+    style_legend,
+    style_plot,
+)
 from explorer.gui.views.compare.runs import run_colour, run_pen
 from explorer.gui.views.loss_view import ema_debiased
 
@@ -22,19 +30,9 @@ class RunCurves:
         self.eval_items: dict[str, pg.PlotDataItem] = {}
         self.glw = new_layout_widget(style)
         self.glw.ci.setToolTip("Training loss (solid, smoothed) and held-out loss (dashed) of every run")
-        self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
-        self.plot.hideButtons()
-        self.plot.setLabel("bottom", "step")
-        self.plot.setLabel("left", "loss")
-        self.plot.showGrid(x=True, y=True, alpha=0.15)
-        self.plot.setClipToView(True)
-        self.plot.setDownsampling(auto=True, mode="peak")
-        self.legend = pg.LegendItem(offset=(-4, 4), labelTextSize="8pt")
-        self.legend.setParentItem(self.plot.vb)
-        self.legend.anchor((1, 0), (1, 0), offset=(-4, 4))
-        self.empty_text = pg.TextItem("no runs yet", anchor=(0.5, 0.5))
-        self.empty_text.setParentItem(self.plot.vb)
-        self.plot.vb.sigResized.connect(lambda: self.empty_text.setPos(self.plot.vb.boundingRect().center()))
+        self.plot = loss_plot(self.glw)
+        self.legend = corner_legend(self.plot)
+        self.empty_text = centre_text(self.plot, "no runs yet")
 
     def labels(self) -> list[str]:
         return list(self.train_items)

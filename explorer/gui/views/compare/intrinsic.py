@@ -7,7 +7,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from explorer.gui.views.base import Style, new_layout_widget, style_legend, style_plot
+from explorer.gui.views.base import Style, corner_legend, new_layout_widget, style_legend, style_plot
 from explorer.gui.views.compare.runs import run_colour, run_pen
 
 
@@ -24,9 +24,7 @@ class IntrinsicTab(QtWidgets.QWidget):
         self.plot.setLabel("bottom", "index of the singular value")
         self.plot.setLabel("left", "singular value")
         self.plot.showGrid(x=True, y=True, alpha=0.15)
-        self.legend = pg.LegendItem(offset=(-4, 4), labelTextSize="8pt")
-        self.legend.setParentItem(self.plot.vb)
-        self.legend.anchor((1, 0), (1, 0), offset=(-4, 4))
+        self.legend = corner_legend(self.plot)
         lay.addWidget(self.glw, 1)
         self.caption = QtWidgets.QLabel(self)
         self.caption.setWordWrap(True)

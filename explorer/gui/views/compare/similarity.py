@@ -34,13 +34,7 @@ class SimilarityTab(QtWidgets.QWidget):
         self.control_image = pg.ImageItem(axisOrder="row-major")
         self.phi_plot.addItem(self.phi_image)
         self.control_plot.addItem(self.control_image)
-        self.bar = pg.ColorBarItem(
-            values=(0.0, 1.0),
-            colorMap=colormaps.colormap(colormaps.SEQUENTIAL),
-            interactive=False,
-            width=14,
-            colorMapMenu=False,
-        )
+        self.bar = colormaps.colorbar(colormaps.SEQUENTIAL)
         self.glw.addItem(self.bar, row=0, col=2)
         lay.addWidget(self.glw, 1)
         self.caption = QtWidgets.QLabel(self)
