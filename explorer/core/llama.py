@@ -32,11 +32,33 @@ class RMSNorm(nn.Module):
         return self.weight * h.to(dtype)
 
 
+def rope_inv_freq(config: LlamaConfig, device=None) -> torch.Tensor:
+    """RoPE's inverse frequencies (head_dim / 2,), with `linear` or `llama3` scaling computed as
+    transformers' modeling_rope_utils does (same float32 operations, so the same bits)."""
+    d = config.head_dim
+    inv = 1.0 / (config.rope_theta ** (torch.arange(0, d, 2, dtype=torch.int64, device=device).float() / d))
+    scaling = config.rope_scaling
+    if scaling is None:
+        return inv
+    factor = scaling["factor"]
+    if scaling["rope_type"] == "linear":  # positions divided by the factor, folded into the frequencies
+        return inv / factor
+    # llama3: long wavelengths slowed by the factor, short ones kept, a smooth ramp between
+    low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old_context = scaling["original_max_position_embeddings"]
+    low_freq_wavelen, high_freq_wavelen = old_context / low, old_context / high
+    wavelen = 2 * math.pi / inv
+    inv_llama = torch.where(wavelen > low_freq_wavelen, inv / factor, inv)
+    smooth = (old_context / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * inv_llama / factor + smooth * inv_llama
+    is_medium = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+    return torch.where(is_medium, smoothed, inv_llama)
+
+
 class RotaryEmbedding(nn.Module):
-    def __init__(self, head_dim: int, theta: float):
+    def __init__(self, config: LlamaConfig, device=None):
         super().__init__()
-        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("inv_freq", rope_inv_freq(config, device), persistent=False)
 
     def forward(self, seq_len: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         pos = torch.arange(seq_len, device=self.inv_freq.device, dtype=torch.float32)
@@ -54,6 +76,18 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + _rotate_half(x) * sin
 
 
+def attention_blocked(q_len: int, k_len: int, window: int | None, device) -> torch.Tensor:
+    """(q_len, k_len) True where a query may not look: later positions, and (with a sliding
+    window, as transformers' sliding_window_overlay) keys `window` or more positions back. The
+    queries are the last q_len of the k_len positions."""
+    q = torch.arange(k_len - q_len, k_len, device=device)[:, None]
+    k = torch.arange(k_len, device=device)[None, :]
+    blocked = k > q
+    if window is not None:
+        blocked |= k <= q - window
+    return blocked
+
+
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     """(B, Hkv, T, d) -> (B, Hkv * n_rep, T, d), each kv head serving n_rep query heads in turn."""
     if n_rep == 1:
@@ -69,10 +103,12 @@ class LlamaAttention(nn.Module):
         self.num_heads = config.num_attention_heads
         self.num_kv_heads = config.num_key_value_heads
         self.head_dim = config.head_dim
+        self.window = config.window_of(layer_idx)
         c, h, hkv, d = config.hidden_size, self.num_heads, self.num_kv_heads, self.head_dim
-        self.q_proj = nn.Linear(c, h * d, bias=config.attention_bias)
-        self.k_proj = nn.Linear(c, hkv * d, bias=config.attention_bias)
-        self.v_proj = nn.Linear(c, hkv * d, bias=config.attention_bias)
+        qkv_bias = config.attention_bias or config.qkv_bias
+        self.q_proj = nn.Linear(c, h * d, bias=qkv_bias)
+        self.k_proj = nn.Linear(c, hkv * d, bias=qkv_bias)
+        self.v_proj = nn.Linear(c, hkv * d, bias=qkv_bias)
         self.o_proj = nn.Linear(h * d, c, bias=config.attention_bias)
         # A zero-init gated prefix (explorer.core.prefix.PrefixAdapter), attached by inject_prefix.
         self.prefix: nn.Module | None = None
@@ -84,12 +120,15 @@ class LlamaAttention(nn.Module):
         k = apply_rope(self.k_proj(x).view(b, t, hkv, d).transpose(1, 2), cos, sin)
         v = self.v_proj(x).view(b, t, hkv, d).transpose(1, 2)
         k, v = repeat_kv(k, h // hkv), repeat_kv(v, h // hkv)
-        if probs_out is None:
+        sliding = self.window is not None and t > self.window
+        if probs_out is None and not sliding:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif probs_out is None:
+            allowed = ~attention_blocked(t, t, self.window, x.device)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         else:
             scores = (q @ k.transpose(-1, -2)) / math.sqrt(d)
-            causal = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
-            scores = scores.masked_fill(causal, float("-inf"))
+            scores = scores.masked_fill(attention_blocked(t, t, self.window, x.device), float("-inf"))
             probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
             out = probs @ v
         if self.prefix is not None:
@@ -131,7 +170,7 @@ class LlamaModel(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(LlamaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope_theta)
+        self.rotary_emb = RotaryEmbedding(config)
 
     def forward(self, input_ids, probs_out=None):
         x = self.embed_tokens(input_ids)
@@ -235,39 +274,8 @@ def save_pretrained(model: LlamaForCausalLM, directory: str | Path) -> None:
 def load_pretrained(
     directory: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> LlamaForCausalLM:
-    """Load an HF Llama directory. Refuses pickled weights (pytorch_model.bin) outright."""
-    from safetensors.torch import load_file
+    """Load an HF checkpoint directory (llama, mistral, qwen2; safetensors only, never pickle) straight
+    into `dtype` on `device`; every check is in explorer.core.checkpoint."""
+    from explorer.core.checkpoint import load_checkpoint
 
-    directory = Path(directory)
-    cfg_path = directory / "config.json"
-    weights_path = directory / "model.safetensors"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path}: no config.json in this model directory")
-    if not weights_path.is_file():
-        if (directory / "pytorch_model.bin").exists():
-            raise ValueError(
-                f"{directory / 'pytorch_model.bin'}: pickled weights are never loaded; "
-                "convert them to model.safetensors"
-            )
-        raise FileNotFoundError(f"{weights_path}: no model.safetensors in this model directory")
-    try:
-        config = LlamaConfig.from_hf_dict(json.loads(cfg_path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise ValueError(f"{cfg_path}: not a valid Llama config ({exc})") from None
-    model = LlamaForCausalLM(config)
-    try:
-        state = load_file(str(weights_path))
-    except Exception as exc:  # safetensors raises its own error types for damaged files
-        raise ValueError(f"{weights_path}: unreadable safetensors file ({exc})") from None
-    if config.tie_word_embeddings:
-        state.pop("lm_head.weight", None)
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise ValueError(f"{weights_path}: weights do not match config.json ({exc})") from None
-    missing = [m for m in missing if not (config.tie_word_embeddings and m == "lm_head.weight")]
-    if missing or unexpected:
-        raise ValueError(
-            f"{weights_path}: weights do not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
-    return model.to(device=device, dtype=dtype)
+    return load_checkpoint(directory, device=device, dtype=dtype)

@@ -89,6 +89,8 @@ def count_model_params(config: LlamaConfig) -> int:
     per_layer = sum(o * i for o, i in shapes.values()) + 2 * c  # linears + two RMSNorm weights
     if config.attention_bias:
         per_layer += sum(shapes[t][0] for t in ATTENTION_TARGETS)
+    elif config.qkv_bias:  # Qwen2: q, k and v only
+        per_layer += sum(shapes[t][0] for t in ("q_proj", "k_proj", "v_proj"))
     if config.mlp_bias:
         per_layer += sum(shapes[t][0] for t in MLP_TARGETS)
     total = v * c + config.num_hidden_layers * per_layer + c  # embeddings, layers, final norm
