@@ -77,6 +77,11 @@ def set_dropout_generator(model: nn.Module, generator: torch.Generator | None) -
     return len(found)
 
 
+def adapter_dtype(base_dtype: torch.dtype) -> torch.dtype:
+    """Adapters train in fp32 on a half-precision base (as PEFT's autocast_adapter_dtype)."""
+    return torch.float32 if base_dtype in (torch.float16, torch.bfloat16) else base_dtype
+
+
 class LoraLinear(nn.Module):
     def __init__(
         self,
@@ -96,7 +101,7 @@ class LoraLinear(nn.Module):
         self.base_layer = base_layer
         self.rank, self.alpha, self.use_rslora, self.init = rank, float(alpha), use_rslora, init
         self.scaling = lora_scaling(rank, alpha, use_rslora)
-        factory = dict(device=base_layer.weight.device, dtype=base_layer.weight.dtype)
+        factory = dict(device=base_layer.weight.device, dtype=adapter_dtype(base_layer.weight.dtype))
         self.lora_A = nn.Linear(in_f, rank, bias=False, **factory)
         self.lora_B = nn.Linear(rank, out_f, bias=False, **factory)
         self.lora_dropout = LoraDropout(dropout) if dropout > 0 else nn.Identity()
@@ -150,10 +155,12 @@ class LoraLinear(nn.Module):
         result = self.base_layer(x)
         if self.merged:
             return result
-        xd = self.lora_dropout(x)
+        # On a half-precision base the fp32 factors see an fp32 input and the update returns in the
+        # base's dtype (PEFT's way); on an fp32 base, or under autocast, both casts change nothing.
+        xd = self.lora_dropout(x).to(self.lora_A.weight.dtype)
         lora = self.lora_B(self.lora_A(xd))
         if self.lora_magnitude_vector is None:
-            return result + lora * self.scaling
+            return result + (lora * self.scaling).to(result.dtype)
         # DoRA as PEFT computes it: the weight norm is detached so no gradient flows through it.
         weight = self.base_layer.weight
         norm = self._row_norm(weight, self.delta_weight()).detach()
@@ -161,7 +168,7 @@ class LoraLinear(nn.Module):
         if isinstance(self.lora_dropout, nn.Identity) or not self.training:
             base = result if self.base_layer.bias is None else result - self.base_layer.bias
         else:
-            base = F.linear(xd, weight)
+            base = F.linear(xd.to(weight.dtype), weight)
         return result + (mag - 1) * base + mag * lora * self.scaling
 
     @torch.no_grad()

@@ -173,32 +173,40 @@ def check_run_fits(
 
 
 def _what_would_fit(config, run, weight_dtype, compute_dtype, device, budget) -> str:
-    def fits(r=run, wd=weight_dtype, cd=compute_dtype) -> bool:
-        return estimate_training_memory(config, r, wd, cd, device.type).total <= budget
+    """The mildest combination, trying in turn: bf16 (on a GPU), a smaller batch, shorter
+    sequences, fewer LoRA targets; each pushed only as far as needed."""
 
-    ideas = []
-    half = torch.bfloat16
-    if device.type != "cpu" and weight_dtype != half and fits(wd=half, cd=half):
-        ideas.append("dtype bf16")
-    for name, value in (("batch_size", run.batch_size), ("seq_len", run.seq_len)):
-        smaller = value // 2
-        while smaller >= (1 if name == "batch_size" else 8):
-            if fits(replace(run, **{name: smaller})):
-                ideas.append(f"{name} {smaller}")
-                break
-            smaller //= 2
-    if run.method in ("lora", "lora+prefix") and len(run.targets) > 1:
-        fewer = tuple(t for t in run.targets if t in ("q_proj", "v_proj")) or run.targets[:1]
-        if fewer != run.targets and fits(replace(run, targets=fewer)):
-            ideas.append(f"targets {','.join(fewer)}")
-    if run.method == "full":
-        lora = replace(run, method="lora", targets=("q_proj", "v_proj"), rank=8)
-        if fits(lora):
-            ideas.append("method lora (full fine-tuning keeps a trained copy, gradients and moments of every weight)")
-    if ideas:
-        return "would fit with " + " or ".join(ideas)
-    weights = count_model_params(config) * dtype_bytes(half if device.type != "cpu" else weight_dtype)
+    def fits(r, wd) -> bool:
+        return (
+            estimate_training_memory(config, r, wd, wd if wd != weight_dtype else compute_dtype, device.type).total
+            <= budget
+        )
+
+    changes, r, wd = [], run, weight_dtype
+    if device.type != "cpu" and wd != torch.bfloat16:
+        wd = torch.bfloat16
+        changes.append("dtype bf16")
+    for name, low in (("batch_size", 1), ("seq_len", 8)):
+        if fits(r, wd):
+            break
+        value = getattr(r, name)
+        while value // 2 >= low and not fits(r, wd):
+            value //= 2
+            r = replace(r, **{name: value})
+        if value != getattr(run, name):
+            changes.append(f"{name} {value}")
+    if not fits(r, wd) and r.method in ("lora", "lora+prefix"):
+        fewer = tuple(t for t in r.targets if t in ("q_proj", "v_proj")) or r.targets[:1]
+        if fewer != r.targets:
+            r = replace(r, targets=fewer)
+            changes.append(f"targets {','.join(fewer)}")
+    if not fits(r, wd) and r.method == "full":
+        r = replace(r, method="lora", targets=("q_proj", "v_proj"), rank=8)
+        changes.append("method lora")
+    if fits(r, wd):
+        return "it would fit with " + ", ".join(changes)
+    weights = count_model_params(config) * dtype_bytes(wd)
     return (
-        f"no smaller batch, shorter sequence, bf16 or fewer targets would fit: the weights alone need "
+        f"not even with {', '.join(changes) or 'these settings'} would it fit: the weights alone need "
         f"{format_bytes(weights)}"
     )

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from explorer.core.lora import adapter_dtype
+
 GATE_SHAPES = ("head", "layer")
 GATE_FUNCTIONS = ("tanh", "identity")
 PROMPT_INITS = ("normal", "tokens")
@@ -51,8 +53,9 @@ class PrefixAdapter(nn.Module):
     def attend(self, q: torch.Tensor, k_proj: nn.Module, v_proj: nn.Module, n_rep: int):
         """Gated prompt probabilities (B, H, T, K) and prompt values (1, H, K, d) for queries q (B, H, T, d)."""
         _, h, _, d = q.shape
-        k = k_proj(self.prompt).view(self.length, h // n_rep, d).transpose(0, 1)
-        v = v_proj(self.prompt).view(self.length, h // n_rep, d).transpose(0, 1)
+        prompt = self.prompt.to(q.dtype)  # fp32 prompt on a half-precision base: computed in the base's dtype
+        k = k_proj(prompt).view(self.length, h // n_rep, d).transpose(0, 1)
+        v = v_proj(prompt).view(self.length, h // n_rep, d).transpose(0, 1)
         # Grouped-query attention: each kv head serves n_rep consecutive query heads (as repeat_kv).
         k, v = k.repeat_interleave(n_rep, dim=0), v.repeat_interleave(n_rep, dim=0)
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(d)
@@ -101,7 +104,7 @@ def inject_prefix(model: nn.Module, settings: PrefixSettings, generator: torch.G
             settings.gate_shape,
             settings.gate_fn,
             embed.device,
-            embed.dtype,
+            adapter_dtype(embed.dtype),
         )
         with torch.no_grad():
             if settings.init == "normal":

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from explorer.core.llama import LlamaForCausalLM, apply_rope, repeat_kv, sample_next
+from explorer.core.llama import LlamaForCausalLM, apply_rope, attention_blocked, repeat_kv, sample_next
 
 
 @torch.inference_mode()
@@ -41,10 +41,10 @@ def _forward_cached(model: LlamaForCausalLM, ids: torch.Tensor, cache: list, pos
             cache[i] = (k, v)
         k, v = repeat_kv(k, h // hkv), repeat_kv(v, h // hkv)
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(d)
-        if t > 1:  # causal within the new positions; every cached position is in the past
-            total = k.shape[2]
-            mask = torch.ones(t, total, dtype=torch.bool, device=x.device).triu(total - t + 1)
-            scores = scores.masked_fill(mask, float("-inf"))
+        total = k.shape[2]
+        # causal within the new positions (every cached one is in the past), and a sliding window's reach
+        if t > 1 or (attn.window is not None and total > attn.window):
+            scores = scores.masked_fill(attention_blocked(t, total, attn.window, x.device), float("-inf"))
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
         out = probs @ v
         if attn.prefix is not None:

@@ -1,12 +1,15 @@
-"""The language-model scenario: the shipped base model (trained on Python stdlib source) adapted to
-the shipped domain corpus (code-review comments followed by unified diffs, in the spirit of
-LLaMA-Reviewer).
+"""The language-model scenario: a base model adapted to a corpus.
 
-Batches are windows of `seq_len + 1` bytes at random offsets of the domain train split (offsets
-from the data generator, seeded from (seed, step)). The held-out set is 16 fixed windows evenly
-spaced over the domain held-out split. Samples continue a fixed prompt ("# review:") with a fixed
-sampling generator, so two samples differ only because the model did; the base model's sample is
-generated once. The probe ("# review: use is None") is what the attention maps show.
+By default the shipped base model (trained on Python stdlib source) adapts to the shipped domain
+corpus (code-review comments followed by unified diffs, in the spirit of LLaMA-Reviewer); the
+settings `model` (a Hugging Face checkpoint directory), `data` / `eval_data` / `loss_on` (a user's
+data set) and `prompt` change what trains on what (lm_sources.py).
+
+Batches come from the data generator seeded from (seed, step) alone, so every method sees the same
+batches. Samples continue a fixed prompt (`prompt`, else "# review:" on the shipped corpus, else the
+first held-out row's prompt) with a fixed sampling generator, so two samples differ only because the
+model did; the base model's sample is generated once. The probe (`prompt`, else "# review: use is
+None", else that same held-out prompt) is what the attention maps show.
 """
 
 from __future__ import annotations
@@ -14,73 +17,79 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from explorer.core.adapters import count_trainable, mark_all_trainable, mark_only_adapters_trainable
 from explorer.core.llama import lm_loss
 from explorer.core.lora import LoraSettings, find_targets, inject_lora, lora_modules
 from explorer.core.prefix import PrefixSettings, inject_prefix, prefix_adapters
-from explorer.core.tokenizer import decode, encode, token_labels
 from explorer.engine.sampling import sample
 from explorer.engine.scenarios import MatrixSource, autocast_ctx, cpu_generator, derive_seed, init_generator
+from explorer.engine.scenarios.lm_sources import CORPUS, ShippedCorpus, UserData, check_build_fits, load_base
 
 SAMPLE_PROMPT = "# review:"
 SAMPLE_TOKENS = 96
 SAMPLE_TEMPERATURE = 0.8
 SAMPLE_TOP_K = 40
 PROBE_TEXT = "# review: use is None"
-N_HELDOUT = 16
-CORPUS = "domain"
-
-_BASE_CACHE: dict = {}
-
-
-def _load_base(device: torch.device):
-    """The shipped base model on `device`, loaded once per process and device (never modified)."""
-    key = str(device)
-    if key not in _BASE_CACHE:
-        from explorer.core.resources import load_base_model
-
-        _BASE_CACHE[key] = load_base_model(device).requires_grad_(False)
-    return _BASE_CACHE[key]
+PROBE_MAX_TOKENS = 64  # the attention maps show at most this many probe tokens (the prompt's end)
+IGNORE = -100
+EVAL_CHUNK_ROWS = 16  # held-out rows per forward pass
 
 
-def _tokens(text: str, device) -> torch.Tensor:
-    data = torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8)
-    return data.to(device=device, dtype=torch.long)
+def shared_copy(base: nn.Module, settings) -> nn.Module:
+    """A copy of `base` to adapt. Full fine-tuning trains every weight and gets its own; otherwise
+    the frozen weights are shared with the base (a 7B model is not copied per segment), except
+    the ones PiSSA rewrites into residuals."""
+    if settings.method == "full":
+        return copy.deepcopy(base)
+    model = copy.deepcopy(base, {id(p): p for p in base.parameters()})
+    if settings.uses_lora() and settings.init == "pissa":
+        for name in find_targets(model, settings.targets, settings.layers):
+            linear = model.get_submodule(name)
+            linear.weight = nn.Parameter(linear.weight.detach().clone(), requires_grad=False)
+    return model
 
 
 class LmScenario:
     name = "lm"
 
     def __init__(self, settings, device: torch.device, autocast=None, base_model: nn.Module | None = None):
-        from explorer.schema.resources import load_corpus
-
         self.device, self.autocast, self.seed = device, autocast, settings.seed
-        if base_model is None:
-            base = _load_base(device)
-        else:
-            base = copy.deepcopy(base_model).to(device).requires_grad_(False)
-        self.base = base.eval()
-        self.config = base.config
+        if base_model is not None:
+            base_model = copy.deepcopy(base_model).to(device).requires_grad_(False)
+        self.source = load_base(settings, device, autocast, base_model)
+        self.base = self.source.model.eval()
+        self.tokenizer = self.source.tokenizer
+        self.config = self.base.config
         limit = self.config.max_position_embeddings
         if settings.seq_len > limit:
             raise ValueError(
                 f"seq_len={settings.seq_len} is out of range: allowed 8 to {limit} (the base model's context)"
             )
         self.seq_len = settings.seq_len
-        self.train_tokens = _tokens(load_corpus(CORPUS, "train"), device)
-        held = _tokens(load_corpus(CORPUS, "heldout"), device)
-        span = self.seq_len + 1
-        if held.numel() < span or self.train_tokens.numel() <= span:
-            raise ValueError(f"seq_len={settings.seq_len} is longer than the {CORPUS} corpus allows")
-        starts = torch.linspace(0, held.numel() - span, N_HELDOUT).long().to(device)
-        self.heldout = held[starts[:, None] + torch.arange(span, device=device)]
-        self._offsets = torch.arange(span)
-        self.probe_ids = torch.tensor([encode(PROBE_TEXT)], device=device)
-        self.probe_tokens = token_labels(encode(PROBE_TEXT))
-        self.prompt_ids = torch.tensor([encode(SAMPLE_PROMPT)], device=device)
+        if getattr(settings, "data", ""):
+            self.data = UserData(settings, self.tokenizer, self.seq_len, device)
+            default_prompt = default_probe = self.data.dataset.prompt_ids
+        else:
+            self.data = ShippedCorpus(self.tokenizer, self.seq_len, device)
+            default_prompt, default_probe = self._encode(SAMPLE_PROMPT), self._encode(PROBE_TEXT)
+        prompt = getattr(settings, "prompt", "")
+        prompt_ids = self._encode(prompt, start=True) if prompt else default_prompt
+        probe_ids = self._encode(prompt, start=True) if prompt else default_probe
+        if not prompt_ids:
+            raise ValueError("prompt is empty after tokenizing: allowed any text of at least one token")
+        self.prompt_text = self.tokenizer.decode(prompt_ids)
+        self.probe_text = self.tokenizer.decode(probe_ids[-PROBE_MAX_TOKENS:])
+        self.prompt_ids = torch.tensor([prompt_ids[-self.seq_len :]], device=device)
+        self.probe_ids = torch.tensor([probe_ids[-PROBE_MAX_TOKENS:]], device=device)
+        self.probe_tokens = self.tokenizer.token_labels(probe_ids[-PROBE_MAX_TOKENS:])
         self._base_sample: str | None = None
+
+    def _encode(self, text: str, start: bool = False) -> list[int]:
+        bos = getattr(self.tokenizer, "bos_token_id", None)
+        return ([bos] if start and bos is not None else []) + self.tokenizer.encode(text)
 
     # --- what the run command writes into config.json -------------------------------------------
     def info(self) -> dict:
@@ -89,21 +98,19 @@ class LmScenario:
             "corpus": CORPUS,
             "params": sum(p.numel() for p in self.base.parameters()),
             "config": self.config.to_hf_dict(),
-            "probe": PROBE_TEXT,
-            "sample_prompt": SAMPLE_PROMPT,
+            "probe": self.probe_text,
+            "sample_prompt": self.prompt_text,
+            **self.source.info,
+            **self.data.describe(),
         }
-        try:
-            from explorer.schema.resources import base_model_dir, base_training_info
-
-            info["path"] = str(base_model_dir())
-            info["training"] = base_training_info()
-        except Exception:  # a base model passed in by a test has no directory
-            pass
+        if "data" in info:
+            del info["corpus"]
         return info
 
     # --- adapters -------------------------------------------------------------------------------
     def build(self, settings) -> nn.Module:
-        model = copy.deepcopy(self.base)
+        check_build_fits(self.source, settings, self.device, self.autocast)
+        model = shared_copy(self.base, settings)
         if settings.uses_lora():
             inject_lora(
                 model,
@@ -138,22 +145,36 @@ class LmScenario:
         return model.train()
 
     # --- data and loss ----------------------------------------------------------------------------
-    def batch(self, step: int, batch_size: int) -> torch.Tensor:
-        g = cpu_generator(self.seed, "data", step)
-        starts = torch.randint(0, self.train_tokens.numel() - self.seq_len - 1, (batch_size,), generator=g)
-        return self.train_tokens[(starts[:, None] + self._offsets).to(self.device)]
+    def batch(self, step: int, batch_size: int):
+        """(B, T + 1) tokens on the shipped corpus; (inputs, targets) with IGNORE outside the loss on a user's data."""
+        return self.data.batch(self.seed, step, batch_size)
 
-    def loss(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    def loss(self, model: nn.Module, batch) -> torch.Tensor:
+        if isinstance(batch, tuple):
+            inputs, targets = batch
+            with autocast_ctx(self.device, self.autocast):
+                logits = model(inputs)
+            return F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE
+            )
         with autocast_ctx(self.device, self.autocast):
             logits = model(batch[:, :-1])
         return lm_loss(logits, batch[:, 1:])
 
     @torch.no_grad()
     def eval_loss(self, model: nn.Module) -> torch.Tensor:
+        """The mean loss over every target token of the held-out set (in chunks of the batch size)."""
         was = model.training
         model.eval()
         try:
-            return self.loss(model, self.heldout)
+            if isinstance(self.data, ShippedCorpus):
+                return self.loss(model, self.data.heldout)
+            total = count = 0
+            for inputs, targets in self.data.heldout_batches(EVAL_CHUNK_ROWS):
+                n = (targets != IGNORE).sum()
+                total = total + self.loss(model, (inputs, targets)) * n
+                count = count + n
+            return total / count
         finally:
             model.train(was)
 
@@ -216,12 +237,17 @@ class LmScenario:
                 )
         finally:
             model.train(was)
-        return decode(ids[0, self.prompt_ids.shape[1] :].tolist())
+        return self.tokenizer.decode(ids[0, self.prompt_ids.shape[1] :].tolist())
 
     def samples(self, model: nn.Module, step: int) -> dict:
         if self._base_sample is None:
             self._base_sample = self._sample(self.base)
-        return {"prompt": SAMPLE_PROMPT, "adapted": self._sample(model), "base": self._base_sample, "step": int(step)}
+        return {
+            "prompt": self.prompt_text,
+            "adapted": self._sample(model),
+            "base": self._base_sample,
+            "step": int(step),
+        }
 
     def budget(self, settings, model: nn.Module) -> dict:
         """What the setting trains (the counts of PEFT's get_nb_trainable_parameters, DoRA's magnitude
