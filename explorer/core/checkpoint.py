@@ -175,8 +175,8 @@ def check_weights(config: LlamaConfig, directory: Path, headers: dict, mapped: d
 
 def check_weights_fit(config: LlamaConfig, dtype: torch.dtype, device, where: str) -> None:
     """Refuse, before allocating, weights that cannot fit the device (an absurd config among them)."""
-    from explorer.schema.budget import count_model_params, format_bytes
     from explorer.core.memory import FIT_SHARE, available_memory, dtype_bytes
+    from explorer.schema.budget import count_model_params, format_bytes
 
     need = count_model_params(config) * dtype_bytes(dtype)
     available, what = available_memory(torch.device(device))

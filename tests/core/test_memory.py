@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from explorer.schema.budget import PRESETS, count_model_params
 from explorer.core.memory import RunShape, available_memory, check_run_fits, estimate_training_memory
+from explorer.schema.budget import PRESETS, count_model_params
 
 LLAMA_7B = PRESETS["llama-7b"]
 GB = 10**9
