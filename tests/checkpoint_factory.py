@@ -95,3 +95,32 @@ def rewrite_json(path, **changes) -> None:
     d = json.loads(path.read_text())
     d.update(changes)
     path.write_text(json.dumps(d))
+
+
+def review_blocks(limit: int = 200) -> list[tuple[str, str]]:
+    """(review comment, diff) pairs of the shipped domain corpus."""
+    from explorer.schema.resources import load_corpus
+
+    out = []
+    for block in load_corpus("domain", "train").split("# review: ")[1 : limit + 1]:
+        comment, _, diff = block.partition("\n")
+        out.append((comment.strip(), diff.strip()))
+    return out
+
+
+def write_datasets(directory) -> dict[str, Path]:
+    """The three shapes of user data made from the shipped corpus: .txt, .jsonl text, Alpaca .json."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    blocks = review_blocks()
+    texts = [f"# review: {c}\n{d}\n" for c, d in blocks]
+    paths = {
+        "txt": directory / "corpus.txt",
+        "jsonl": directory / "corpus.jsonl",
+        "instruction": directory / "alpaca.json",
+    }
+    paths["txt"].write_text("".join(texts))
+    paths["jsonl"].write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    records = [{"instruction": "Review this change.", "input": d[:300], "output": c} for c, d in blocks]
+    paths["instruction"].write_text(json.dumps(records))
+    return paths

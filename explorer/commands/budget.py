@@ -52,25 +52,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load_config(model: str):
     """A preset by name, else an HF directory (or its config.json) read as a LlamaConfig."""
-    import json
     from pathlib import Path
 
-    from explorer.core.llama import LlamaConfig
     from explorer.schema.budget import PRESETS
+    from explorer.schema.llama_config import read_hf_config
 
     if model in PRESETS:
         return PRESETS[model]
     path = Path(model)
-    if path.is_dir():
-        path = path / "config.json"
-    if not path.is_file():
+    if not (path / "config.json").is_file() and not path.is_file():
         raise ValueError(
             f"model={model!r} is neither a preset ({', '.join(PRESETS)}) nor a model directory with config.json"
         )
-    try:
-        return LlamaConfig.from_hf_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise ValueError(f"{path}: not a valid Llama config ({exc})") from None
+    return read_hf_config(path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,10 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", required=True, help="output directory for adapter/ and base/")
     parser.add_argument(
         "--base",
+        "--model",
+        dest="base",
         metavar="DIR",
         default=None,
-        help="the HF Llama base the run trained on (default: the one recorded with the run, "
-        "else the shipped base model)",
+        help="the HF checkpoint directory the run trained on (default: the one recorded with the run, "
+        "else the shipped base model); the adapter's base_model_name_or_path names it",
     )
     parser.add_argument("--force", action="store_true", help="replace an existing DIR/adapter and DIR/base")
 

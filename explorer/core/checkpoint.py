@@ -20,9 +20,8 @@ from pathlib import Path
 
 import torch
 
-from explorer.schema.llama_config import LlamaConfig, weight_shapes
+from explorer.schema.llama_config import LlamaConfig, read_hf_config, weight_shapes
 
-CONFIG_MAX_BYTES = 4_000_000
 INDEX_MAX_BYTES = 64_000_000
 HEADER_MAX_BYTES = 100_000_000  # safetensors' own limit
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -59,8 +58,7 @@ def model_dir(directory) -> Path:
 
 def read_config(directory) -> LlamaConfig:
     """The directory's config.json as a LlamaConfig (refusing other model types, naming the supported ones)."""
-    path = model_dir(directory) / "config.json"
-    return LlamaConfig.from_hf_dict(read_json_file(path, CONFIG_MAX_BYTES, "model config.json"), where=str(path))
+    return read_hf_config(model_dir(directory) / "config.json")
 
 
 def _refuse_pickles(directory: Path) -> None:

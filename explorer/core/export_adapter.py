@@ -200,6 +200,15 @@ def _check_described(described: dict, model, base_dir: Path, where: str) -> None
                 f"{differs[0]}={recorded_cfg[differs[0]]!r}, this base has {ours[differs[0]]!r}); "
                 "pass that base with --base DIR"
             )
+    recorded_hash = described.get("model_hash")
+    if isinstance(recorded_hash, str):
+        from explorer.core.checkpoint import fingerprint
+
+        if fingerprint(base_dir) != recorded_hash:
+            raise ValueError(
+                f"{base_dir}: is not the checkpoint the run trained on (its config.json or weights index "
+                f"changed since {where} was written); pass that checkpoint with --model DIR"
+            )
     recorded_training = described.get("training")
     info_path = base_dir / "training.json"
     if isinstance(recorded_training, dict) and info_path.is_file():
@@ -310,6 +319,14 @@ def _adapter_tensors(model, settings: dict):
     return "ADAPTION_PROMPT", prompts
 
 
+def _base_name(source_base_dir: Path | None, settings: dict, out: Path) -> str:
+    """What the adapter says it adapts: the checkpoint directory the run trained on, or OUT/base
+    where that is the only base it fits (PiSSA's residual, or a base given as a model object)."""
+    if source_base_dir is not None and not (settings.get("method") == "lora" and settings.get("init") == "pissa"):
+        return str(Path(source_base_dir).resolve())
+    return str((out / "base").resolve())
+
+
 def export_state(source, out: str | Path, *, base=None, overwrite: bool = False) -> ExportResult:
     """Write OUT/adapter (PEFT) and OUT/base (HF Llama) for a trained state; see the module docstring.
 
@@ -344,10 +361,13 @@ def export_state(source, out: str | Path, *, base=None, overwrite: bool = False)
                 target_modules=list(settings["targets"]),
                 layers_to_transform=settings["layers"],
                 lora_dropout=settings["dropout"],
+                base_model_name_or_path=_base_name(source_base_dir, settings, out),
             )
             names = list(payload)
         else:
-            write_adaption_prompt_adapter(tmp / "adapter", payload)
+            write_adaption_prompt_adapter(
+                tmp / "adapter", payload, base_model_name_or_path=_base_name(source_base_dir, settings, out)
+            )
             names = [f"model.layers.{i}.self_attn" for i in sorted(payload)]
         # Our own output goes through the same strict reader as any adapter.
         read_adapter(tmp / "adapter")

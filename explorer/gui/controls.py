@@ -43,8 +43,9 @@ GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("Matrix", ("size_in", "size_out", "target_rank", "noise", "preset")),
     ("Display", ("snapshot_hz", "display_size")),
 ]
-# Settings with their own widget elsewhere (the toolbar's speed box).
-ELSEWHERE = frozenset({"speed"})
+# Settings with their own widget elsewhere (the toolbar's speed box; the model and the data are
+# chosen with File > Open model / Open data).
+ELSEWHERE = frozenset({"speed", "model", "data", "eval_data", "prompt", "loss_on"})
 
 LABELS = {
     "scenario": "Scenario",

@@ -172,7 +172,7 @@ def compute_budget(
             if t not in TARGETS:
                 raise ValueError(f"targets: {t!r} is unknown: allowed {', '.join(TARGETS)}")
         if layers is None:
-            layer_ids = list(range(n_layers))
+            layer_ids = range(n_layers)  # not a list: a config may claim millions of layers
         else:
             layer_ids = sorted(set(int(i) for i in layers))
             if not layer_ids:
@@ -183,11 +183,15 @@ def compute_budget(
         for t in targets:
             out_f, in_f = shapes[t]
             params, ranks = 0, set()
-            for i in layer_ids:
-                r, setting = _rank_for(module_path(t, i), rank, rank_pattern)
-                _check_range(setting, r, 1, min(in_f, out_f), f" for {t} ({out_f}x{in_f})")
-                params += r * (in_f + out_f)
-                ranks.add(r)
+            if not rank_pattern:  # one rank everywhere: no per-layer pattern matching needed
+                _check_range("rank", rank, 1, min(in_f, out_f), f" for {t} ({out_f}x{in_f})")
+                params, ranks = rank * (in_f + out_f) * len(layer_ids), {rank}
+            else:
+                for i in layer_ids:
+                    r, setting = _rank_for(module_path(t, i), rank, rank_pattern)
+                    _check_range(setting, r, 1, min(in_f, out_f), f" for {t} ({out_f}x{in_f})")
+                    params += r * (in_f + out_f)
+                    ranks.add(r)
             dora = out_f * len(layer_ids) if use_dora else 0  # one magnitude per output row
             breakdown[t] = {
                 "shape": [out_f, in_f],

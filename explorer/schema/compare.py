@@ -18,10 +18,10 @@ batch_size, seed. Examples:
 Lists (targets, layers) are joined with `+`; booleans are true/false (or yes/no, on/off, 1/0). A
 key that does not apply to the method (`prefix:r=8`) is an error, except that `full` accepts
 targets and layers (which matrices' ΔW = W - W0 the analyses look at). Settings that define the data
-or the device (scenario, seq_len, the matrix scenario's sizes, device, dtype, display settings) are
-shared by every run and set for the whole comparison, not per run. `seed` and `batch_size` may be set
-per run, but a run with another seed or batch size sees other batches (that is the point of the
-two-seed similarity control). The default label is the spec without punctuation: `lora-r8`,
+or the device (scenario, model, data, prompt, seq_len, the matrix scenario's sizes, device, dtype,
+display settings) are shared by every run and set for the whole comparison, not per run. `seed` and
+`batch_size` may be set per run, but a run with another seed or batch size sees other batches (that
+is the point of the two-seed similarity control). The default label is the spec without punctuation: `lora-r8`,
 `prefix-K10-L2`, `full`; a repeated default gets `-2`, `-3`...
 """
 
@@ -49,6 +49,11 @@ SHARED = (
     "target_rank",
     "noise",
     "preset",
+    "model",
+    "data",
+    "eval_data",
+    "prompt",
+    "loss_on",
     "device",
     "dtype",
     "speed",

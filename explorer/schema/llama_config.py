@@ -189,6 +189,30 @@ class LlamaConfig:
         return d
 
 
+CONFIG_MAX_BYTES = 4_000_000
+
+
+def read_hf_config(path) -> LlamaConfig:
+    """A config.json file (or a directory holding one) as a LlamaConfig; ValueError (one line) naming
+    the file for anything unreadable or unsupported."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model config.json")
+    size = path.stat().st_size
+    if size > CONFIG_MAX_BYTES:
+        raise ValueError(f"{path}: {size:,} bytes is too large for a model config.json (at most {CONFIG_MAX_BYTES:,})")
+    try:
+        d = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{path}: not a valid JSON model config.json ({str(exc).splitlines()[0]})") from None
+    return LlamaConfig.from_hf_dict(d, where=str(path))
+
+
 def check_rope_scaling(scaling, max_position_embeddings: int) -> dict | None:
     """The scaling in its one normalised form, or ValueError naming the key and what is allowed."""
     if scaling is None:

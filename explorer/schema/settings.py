@@ -11,6 +11,9 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 METHODS = ("lora", "prefix", "lora+prefix", "full")
+LOSS_ON = ("response", "all")
+TEXT_SETTINGS = ("model", "data", "eval_data", "prompt")  # paths and text: checked for type and size here
+TEXT_MAX_CHARS = 4096
 SCENARIOS = ("lm", "matrix")
 HOT, COLD = "hot", "cold"
 
@@ -61,6 +64,12 @@ class TrainSettings:
     target_rank: int = 4
     noise: float = 0.0
     preset: str = "none"
+    # the language model's base and data (empty: the shipped base model and corpus)
+    model: str = ""
+    data: str = ""
+    eval_data: str = ""
+    prompt: str = ""
+    loss_on: str = "response"
     # live display
     speed: float = 0.0  # steps per second cap; 0 = as fast as the machine goes
     snapshot_hz: float = 30.0
@@ -172,7 +181,9 @@ SETTINGS_SPEC: dict[str, Spec] = {
     ),
     "lr": Spec(HOT, "Learning rate (Adam); applies at the next step", low=1e-7, high=10.0),
     "batch_size": Spec(HOT, "Sequences (lm) or vectors (matrix) per step", low=1, high=4096),
-    "seq_len": Spec(COLD, "Tokens per training sequence", low=8, high=256, scenario="lm"),
+    "seq_len": Spec(
+        COLD, "Tokens per training sequence (at most the base model's context)", low=8, high=32768, scenario="lm"
+    ),
     "seed": Spec(COLD, "Seed for data order and initialisation (separate generators)", low=0, high=2**31 - 1),
     "device": Spec(COLD, "auto picks cuda, then mps, then cpu", ("auto", "cpu", "cuda", "mps")),
     "dtype": Spec(COLD, "fp32, or bf16 on a GPU", ("fp32", "bf16")),
@@ -185,6 +196,27 @@ SETTINGS_SPEC: dict[str, Spec] = {
         "seed: the seed notebook's experiment (target y = 2x, a full-rank update)",
         ("none", "seed"),
         scenario="matrix",
+    ),
+    "model": Spec(
+        COLD,
+        "A Hugging Face checkpoint directory (model_type llama, mistral or qwen2; safetensors weights and "
+        "tokenizer.json); empty: the shipped base model",
+        scenario="lm",
+    ),
+    "data": Spec(
+        COLD,
+        'Training data: a .txt file or a folder of them, or .jsonl / .json with "text" or '
+        '"instruction", "input", "output" fields; empty: the shipped domain corpus',
+        scenario="lm",
+    ),
+    "eval_data": Spec(
+        COLD, "Held-out data in the same format; empty: a fixed share of the data, chosen from the seed", scenario="lm"
+    ),
+    "prompt": Spec(
+        COLD, "Prompt of the samples and the attention probe; empty: the data's first held-out prompt", scenario="lm"
+    ),
+    "loss_on": Spec(
+        COLD, "Instruction data: loss on the response tokens only, or on all tokens", LOSS_ON, scenario="lm"
     ),
     "speed": Spec(HOT, "Cap on steps per second (0: no cap)", low=0.0, high=10000.0),
     "snapshot_hz": Spec(HOT, "Most snapshots per second sent to the views", low=0.1, high=120.0),
@@ -212,6 +244,11 @@ def validate(s: TrainSettings) -> None:
             if value is not None and any((not isinstance(i, int)) or i < 0 for i in value):
                 raise ValueError(f"layers={list(value)} is out of range: allowed indices >= 0")
             continue
+        if f.name in TEXT_SETTINGS:
+            if not isinstance(value, str) or len(value) > TEXT_MAX_CHARS or "\x00" in value:
+                shown = repr(value)[:60]
+                raise ValueError(f"{f.name}={shown} is not valid: allowed text of at most {TEXT_MAX_CHARS} characters")
+            continue
         if spec.choices is not None:
             if value not in spec.choices:
                 raise ValueError(f"{f.name}={value!r} is unknown: allowed {', '.join(map(str, spec.choices))}")
@@ -222,6 +259,11 @@ def validate(s: TrainSettings) -> None:
                 raise ValueError(f"{f.name}={value!r} must be a whole number: allowed {spec.low:g} to {spec.high:g}")
             if not (spec.low <= value <= spec.high):
                 raise ValueError(f"{f.name}={value!r} is out of range: allowed {spec.low:g} to {spec.high:g}")
+    if s.eval_data and not s.data:
+        raise ValueError(
+            f"eval_data={s.eval_data!r} needs data: the shipped corpus has its own held-out split "
+            "(set data as well, or leave eval_data empty)"
+        )
     if s.scenario == "matrix" and s.method not in ("lora", "full"):
         raise ValueError(f"method={s.method!r} is not available in the matrix scenario: allowed lora, full")
     if s.scenario == "matrix" and s.target_rank > min(s.size_in, s.size_out):

@@ -132,3 +132,25 @@ def test_bad_rope_values_are_one_line(rope, problem):
 def test_missing_rope_theta_is_transformers_default():
     c = LlamaConfig.from_hf_dict({"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4})
     assert c.rope_theta == 10000.0 and c.rope_scaling is None
+
+
+def test_budget_command_reads_either_layout_and_refuses_other_scaling(tmp_path, capsys):
+    from explorer import cli
+
+    _save_hf(tmp_path / "new", 500000.0, LLAMA3, "new")
+    _save_hf(tmp_path / "old", 500000.0, LLAMA3, "old")
+    capsys.readouterr()
+    assert cli.main(["budget", "--model", str(tmp_path / "new"), "--json"]) == 0
+    new = json.loads(capsys.readouterr().out)
+    assert cli.main(["budget", "--model", str(tmp_path / "old"), "--json"]) == 0
+    assert (
+        json.loads(capsys.readouterr().out)["trainable_params"]
+        == new["trainable_params"]
+        == 2 * 8 * ((64 + 64) + (64 + 32))
+    )
+    cfg = json.loads((tmp_path / "new" / "config.json").read_text())
+    cfg["rope_parameters"]["rope_type"] = "yarn"
+    (tmp_path / "new" / "config.json").write_text(json.dumps(cfg))
+    assert cli.main(["budget", "--model", str(tmp_path / "new")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rope_type='yarn' is not supported" in err

@@ -87,6 +87,11 @@ SCENARIO_SETTINGS = (
     "target_rank",
     "noise",
     "preset",
+    "model",
+    "data",
+    "eval_data",
+    "prompt",
+    "loss_on",
 )
 
 
