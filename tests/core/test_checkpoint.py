@@ -196,3 +196,31 @@ def test_integer_weights_are_refused(tmp_path):
     with pytest.raises(ValueError) as err:
         load_checkpoint(tmp_path)
     assert "model.norm.weight is I8, not a float" in _one_line(err)
+
+
+def test_adapters_on_a_bf16_base_train_in_fp32(tmp_path):
+    """What a bf16 GPU run does (bf16 weights, autocast), on the CPU: adapters stay fp32 and learn."""
+    from explorer.core.adapters import mark_only_adapters_trainable
+    from explorer.core.lora import LoraSettings, inject_lora
+    from explorer.core.prefix import PrefixSettings, inject_prefix
+
+    save_checkpoint(tmp_path, "qwen2")
+    reference = load_checkpoint(tmp_path).eval()
+    model = load_checkpoint(tmp_path, dtype=torch.bfloat16).eval()
+    for m in (model, reference):
+        g = torch.Generator().manual_seed(0)
+        inject_lora(m, LoraSettings(rank=4, targets=("q_proj", "v_proj", "down_proj"), init="pissa"), g)
+        inject_prefix(m, PrefixSettings(length=3, layers=1, init="tokens"), g)
+        mark_only_adapters_trainable(m)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    assert trained and all(p.dtype == torch.float32 for p in trained)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(IDS)
+    with torch.no_grad():
+        assert (logits.float() - reference(IDS)).abs().max() < 0.1  # bf16's rounding, not a different model
+    torch.nn.functional.cross_entropy(logits.float().reshape(-1, VOCAB), IDS.reshape(-1)).backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in trained)
+    # without autocast the fp32 factors meet a bf16 input and the output keeps the base's dtype
+    with torch.no_grad():
+        lora_q = model.model.layers[0].self_attn.q_proj
+        assert lora_q(torch.randn(2, 64, dtype=torch.bfloat16)).dtype == torch.bfloat16
