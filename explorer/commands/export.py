@@ -1,7 +1,9 @@
 """`python -m explorer export RECORDING_OR_SAVED_STATE --out DIR`: a PEFT adapter and its base.
 
-Writes DIR/adapter (a PEFT adapter directory) and DIR/base (an HF Llama directory of the base the
-run trained on; for PiSSA the residual base). Exports LoRA (plain, rsLoRA, DoRA, any init) and
+Writes DIR/adapter (a PEFT adapter directory) and DIR/base (an HF directory of the base the run
+trained on; for PiSSA the residual base). The adapter's base_model_name_or_path is the checkpoint
+directory the run trained on (`--model DIR`, else the one its recording names, whose config and
+weights-index hash must still match), or DIR/base for PiSSA. Exports LoRA (plain, rsLoRA, DoRA, any init) and
 prefix runs with one identity gate per layer (PEFT AdaptionPrompt); refuses, saying why, per-head or
 tanh gates, lora+prefix, full fine-tuning and the matrix scenario.
 """

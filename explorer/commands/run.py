@@ -2,6 +2,14 @@
 
     python -m explorer run --scenario matrix --method lora --rank 4 --size 256 --steps 2000 --out runs/m4
     python -m explorer run --scenario lm --method prefix --prefix-len 10 --prefix-layers 2 --steps 300 --out runs/p
+    python -m explorer run --model ~/models/TinyLlama-1.1B --data reviews.jsonl --device cuda --dtype bf16 \
+        --seq-len 512 --batch-size 4 --steps 500 --out runs/tiny
+
+`--model DIR` trains on a Hugging Face checkpoint directory (llama, mistral, qwen2; safetensors and
+tokenizer.json), `--data PATH` on a .txt file or folder of them or a .jsonl / .json of "text" or
+instruction / input / output records (`--eval-data`, `--loss-on`, `--prompt`); the memory the run
+needs is estimated and checked before anything loads, and config.json records the directory and a
+hash of its config and weights index.
 
 Every training setting has a flag (generated from explorer/schema/settings.py). Records are taken by
 step (`--record-every K`; step 0 and the last step always), so two runs of the same settings record
