@@ -63,6 +63,7 @@ class RunShape:
 
     method: str = "lora"
     rank: int = 8
+    use_dora: bool = False
     targets: tuple[str, ...] = ("q_proj", "v_proj")
     layers: tuple[int, ...] | None = None
     prefix_len: int = 10
@@ -124,6 +125,7 @@ def estimate_training_memory(
             config,
             run.method,
             rank=run.rank,
+            use_dora=run.use_dora,
             targets=tuple(run.targets),
             layers=None if run.layers is None else list(run.layers),
             prefix_len=run.prefix_len,

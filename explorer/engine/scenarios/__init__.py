@@ -8,7 +8,8 @@ another method draws exactly the same batch k.
 
 Interface (duck-typed; see matrix.py and lm.py):
     name, device, autocast (None or a dtype), base (the pristine frozen model; never modified)
-    build(settings) -> model           a deep copy of the base with adapters, trainables marked
+    build(settings) -> model           a copy of the base with adapters, trainables marked (frozen
+                                       weights may be shared with the base: lm.shared_copy)
     batch(step, batch_size) -> tuple   the training batch of that step
     loss(model, batch) -> tensor
     eval_loss(model) -> tensor         on the fixed held-out set
