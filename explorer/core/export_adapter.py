@@ -153,7 +153,8 @@ def _recorded_base(state: TrainedState, path: Path | None) -> tuple[str | None, 
 
 def _resolve_base(base, state: TrainedState, path: Path | None):
     """(our LlamaForCausalLM, a copy we may modify; description; source directory or None)."""
-    from explorer.core.llama import LlamaForCausalLM, load_pretrained
+    from explorer.core.checkpoint import load_checkpoint
+    from explorer.core.llama import LlamaForCausalLM
 
     if isinstance(base, LlamaForCausalLM):
         model = copy.deepcopy(base).float().cpu().eval()
@@ -164,7 +165,7 @@ def _resolve_base(base, state: TrainedState, path: Path | None):
         base_dir = Path(base)
         if not base_dir.is_dir():
             raise FileNotFoundError(f"{base_dir}: no such base model directory")
-        return load_pretrained(base_dir).eval(), str(base_dir), base_dir
+        return load_checkpoint(base_dir).eval(), str(base_dir), base_dir
     named, described, where = _recorded_base(state, path)
     if named is not None:
         base_dir = Path(named)
@@ -173,16 +174,16 @@ def _resolve_base(base, state: TrainedState, path: Path | None):
                 f"{base_dir}: no such base model directory (named by {where}); "
                 "pass the base the run trained on with --base DIR"
             )
-        return load_pretrained(base_dir).eval(), str(base_dir), base_dir
+        return load_checkpoint(base_dir).eval(), str(base_dir), base_dir
     if described is not None and isinstance(described.get("path"), str) and Path(described["path"]).is_dir():
         base_dir = Path(described["path"])
-        model = load_pretrained(base_dir).eval()
+        model = load_checkpoint(base_dir).eval()
         _check_described(described, model, base_dir, where)
         return model, str(base_dir), base_dir
     from explorer.schema.resources import base_model_dir
 
     base_dir = base_model_dir()
-    model = load_pretrained(base_dir).eval()
+    model = load_checkpoint(base_dir).eval()
     if described is not None:
         _check_described(described, model, base_dir, where)
     return model, f"the shipped base model ({base_dir})", base_dir

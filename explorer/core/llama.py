@@ -1,7 +1,9 @@
-"""A LLaMA-architecture decoder in one readable file, numerically equal to transformers' Llama.
+"""A LLaMA-architecture decoder in one readable file, numerically equal to transformers' Llama,
+Mistral (sliding-window attention) and Qwen2 (biases on q, k, v), with RoPE's `linear` and `llama3`
+scaling.
 
 Parameter names follow `LlamaForCausalLM` (model.embed_tokens, model.layers.{i}.self_attn.q_proj, ...),
-so an HF Llama `model.safetensors` loads unchanged. Each attention layer may carry a zero-init gated
+so an HF checkpoint's safetensors load unchanged (explorer.core.checkpoint reads the directories). Each attention layer may carry a zero-init gated
 prefix (see `prefix.py`); the attention computes it in the same pass that trains, and hands out its
 probabilities over [prompt | tokens] when asked.
 """
@@ -242,7 +244,7 @@ def generate(
     return ids
 
 
-# --- HF Llama directories (config.json + model.safetensors) ---------------------------------
+# --- HF directories (config.json + model.safetensors; reading them is explorer.core.checkpoint) ---------------------------------
 
 
 def base_state_dict(model: LlamaForCausalLM) -> dict[str, torch.Tensor]:
@@ -269,13 +271,3 @@ def save_pretrained(model: LlamaForCausalLM, directory: str | Path) -> None:
     with atomic_replace(directory / "model.safetensors") as tmp:
         save_file(weights, str(tmp), metadata={"format": "pt"})
     atomic_write_text(directory / "config.json", json.dumps(model.config.to_hf_dict(), indent=2))
-
-
-def load_pretrained(
-    directory: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
-) -> LlamaForCausalLM:
-    """Load an HF checkpoint directory (llama, mistral, qwen2; safetensors only, never pickle) straight
-    into `dtype` on `device`; every check is in explorer.core.checkpoint."""
-    from explorer.core.checkpoint import load_checkpoint
-
-    return load_checkpoint(directory, device=device, dtype=dtype)

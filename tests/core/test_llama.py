@@ -6,7 +6,8 @@ import pytest
 import torch
 from helpers import tiny_hf_llama
 
-from explorer.core.llama import LlamaConfig, generate, load_pretrained, save_pretrained
+from explorer.core.checkpoint import load_checkpoint
+from explorer.core.llama import LlamaConfig, generate, save_pretrained
 
 
 @pytest.mark.parametrize("kv_heads", [4, 2, 1], ids=["mha", "gqa2", "mqa"])
@@ -32,7 +33,7 @@ def test_hf_directory_round_trip(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "llama"
     ids = torch.randint(0, 97, (1, 16))
     loaded_hf = HFLlama.from_pretrained(tmp_path).eval()
-    loaded = load_pretrained(tmp_path)
+    loaded = load_checkpoint(tmp_path)
     with torch.no_grad():
         assert torch.equal(loaded(ids), ours(ids))
         assert torch.allclose(loaded_hf(ids).logits, ours(ids), atol=1e-5)
@@ -43,7 +44,7 @@ def test_pickled_weights_are_refused(tmp_path):
     save_pretrained(ours, tmp_path)
     (tmp_path / "model.safetensors").rename(tmp_path / "pytorch_model.bin")
     with pytest.raises(ValueError, match="pickled weights are never loaded"):
-        load_pretrained(tmp_path)
+        load_checkpoint(tmp_path)
 
 
 def test_damaged_weights_give_a_clear_error(tmp_path):
@@ -52,7 +53,7 @@ def test_damaged_weights_give_a_clear_error(tmp_path):
     data = (tmp_path / "model.safetensors").read_bytes()
     (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="model.safetensors"):
-        load_pretrained(tmp_path)
+        load_checkpoint(tmp_path)
 
 
 def test_bad_config_values_are_refused():

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from explorer.core.llama import LlamaConfig, load_pretrained
+from explorer.core.checkpoint import load_checkpoint
+from explorer.core.llama import LlamaConfig
 
 LLAMA3 = {
     "rope_type": "llama3",
@@ -63,7 +64,7 @@ def test_logits_equal_transformers(tmp_path, rope_theta, scaling, layout):
     from transformers import AutoModelForCausalLM
 
     hf = _save_hf(tmp_path, rope_theta, scaling, layout)
-    ours = load_pretrained(tmp_path).eval()
+    ours = load_checkpoint(tmp_path).eval()
     assert ours.config.rope_theta == rope_theta
     ids = torch.randint(0, 61, (2, 96), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -89,9 +90,9 @@ def test_saved_config_round_trips_the_scaling(tmp_path):
     from explorer.core.llama import save_pretrained
 
     _save_hf(tmp_path / "a", 500000.0, LLAMA3, "new")
-    ours = load_pretrained(tmp_path / "a").eval()
+    ours = load_checkpoint(tmp_path / "a").eval()
     save_pretrained(ours, tmp_path / "b")
-    again = load_pretrained(tmp_path / "b").eval()
+    again = load_checkpoint(tmp_path / "b").eval()
     hf = AutoModelForCausalLM.from_pretrained(tmp_path / "b").eval()
     ids = torch.randint(0, 61, (1, 80))
     with torch.no_grad():
