@@ -18,7 +18,9 @@ Conventions
 - Faults: a non-finite loss at step s restores the weights of step s - 1 (the last ones whose loss
   was finite; they are kept aside before every update) and raises `NonFiniteLoss`; an exception
   inside a step leaves the weights of that step (restoring them if the update was half done) and
-  propagates. The optimizer restarts after a restore.
+  propagates. The optimizer restarts after a restore. `snapshot` first checks that the weights are
+  finite: an update that left a NaN or infinity (a diverging run) is the same fault
+  (`NonFiniteWeights`, a NonFiniteLoss), with the same restore, before any analysis sees it.
 """
 
 from __future__ import annotations
@@ -73,6 +75,19 @@ class NonFiniteLoss(RuntimeError):
             else "the starting weights already give it"
         )
         super().__init__(f"non-finite loss at step {step} (lr={lr:g}): loss={value}; {back}")
+
+
+class NonFiniteWeights(NonFiniteLoss):
+    """An update left a trained weight NaN or infinite (found before any analysis touches it)."""
+
+    def __init__(self, step: int, lr: float, restored: int | None, good: bool):
+        self.step, self.lr, self.value, self.restored, self.good = step, lr, float("nan"), restored, good
+        back = (
+            f"restored the weights of step {restored}"
+            if restored is not None
+            else "the last good weights were not kept"
+        )
+        RuntimeError.__init__(self, f"non-finite weights at step {step} (lr={lr:g}); {back}")
 
 
 class InjectedFault(RuntimeError):
@@ -265,6 +280,39 @@ class Trainer:
         if seg.dropout_generator is not None:
             seg.dropout_generator.manual_seed(derive_seed(seg.settings.seed, "dropout", step))
 
+    def _rewind_to_backup(self, seg: _Segment) -> int | None:
+        """After a fault at step s: the weights of step s - 1 (the last ones whose loss was finite)
+        and the histories up to them, when they were kept; returns s - 1, or None when they were not."""
+        s = seg.step
+        if seg.backup_step is None or seg.backup_step != s - 1:
+            return None
+        self._restore(seg)
+        seg.step = s - 1
+        seg.loss_hist.rewind(s - 1)
+        seg.eval_hist.rewind(s)
+        if seg.gate_hist is not None:
+            seg.gate_hist.rewind(s)
+        seg.spectrum_hist.rewind(s)
+        seg.last_view_step = min(seg.last_view_step, s - 1)
+        seg.last_eval_step = min(seg.last_eval_step, s - 1)
+        seg.backup_step = None
+        return s - 1
+
+    def weights_finite(self) -> bool:
+        """Whether every trained tensor is finite (one device sync for all of them)."""
+        params = self._seg.params
+        return bool(torch.stack([torch.isfinite(p).all() for p in params]).all().item())
+
+    def check_finite_weights(self) -> None:
+        """Raise NonFiniteWeights (after going back to the last good weights, when they were kept) if an
+        update left a weight NaN or infinite: analyses never see such values."""
+        if self.weights_finite():
+            return
+        seg = self._seg
+        s = seg.step
+        restored = self._rewind_to_backup(seg)
+        raise NonFiniteWeights(s, seg.settings.lr, restored, restored is not None and self.weights_finite())
+
     @torch.enable_grad()  # grad mode is thread-local: callers (scripts, other threads) may have it off
     def train_step(self) -> float:
         """Loss of this step's batch at the current weights, then one update. See the module doc for faults."""
@@ -283,19 +331,7 @@ class Trainer:
                 loss = loss * float("nan")
             value = loss.item()
             if not math.isfinite(value):
-                restored = None
-                if seg.backup_step is not None and seg.backup_step == s - 1:
-                    self._restore(seg)
-                    restored = seg.step = s - 1
-                    seg.loss_hist.rewind(s - 1)
-                    seg.eval_hist.rewind(s)
-                    if seg.gate_hist is not None:
-                        seg.gate_hist.rewind(s)
-                    seg.spectrum_hist.rewind(s)
-                    seg.last_view_step = min(seg.last_view_step, s - 1)
-                    seg.last_eval_step = min(seg.last_eval_step, s - 1)
-                    seg.backup_step = None
-                raise NonFiniteLoss(s, seg.settings.lr, value, restored)
+                raise NonFiniteLoss(s, seg.settings.lr, value, self._rewind_to_backup(seg))
             seg.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         except BaseException:
@@ -525,6 +561,7 @@ class Trainer:
     @torch.no_grad()
     def snapshot(self, display_size: int | None = None, with_samples: bool = False) -> Snapshot:
         """Everything the views draw, reduced on the device and copied to the host in one transfer."""
+        self.check_finite_weights()  # before any SVD: linalg fails on non-finite input
         seg = self._seg
         settings = seg.settings
         ds = int(display_size or settings.display_size)
