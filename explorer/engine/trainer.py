@@ -44,6 +44,7 @@ from explorer.core.lora import set_dropout_generator
 from explorer.engine import device as devices
 from explorer.engine.history import SpectrumHistory, ThinningBuffer
 from explorer.engine.scenarios import SCENARIO_SETTINGS, build_scenario, derive_seed
+from explorer.engine.state_checks import finite_number, optimizer_entry_problem, resumed_histories
 from explorer.schema.faults import FAULT_KINDS
 from explorer.schema.settings import COLD, TrainSettings, changed_kinds, validate
 from explorer.schema.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
@@ -468,10 +469,12 @@ class Trainer:
             raise ValueError(f"{path}: the settings in the file are not valid ({exc})") from None
         rebuild = any(getattr(settings, k) != getattr(self.settings, k) for k in SCENARIO_SETTINGS)
         old = (self._seg, self.segment, self.device, self.autocast)
-        self._new_segment(settings, rebuild_scenario=rebuild)
-        seg = self._seg
-        names = dict(seg.named)
         try:
+            # Everything is checked against the new segment before anything is copied into it; on
+            # any failure (a check, or applying what passed them) the running segment comes back.
+            self._new_segment(settings, rebuild_scenario=rebuild)
+            seg = self._seg
+            names = dict(seg.named)
             missing = sorted(set(names) - set(st.tensors))
             unexpected = sorted(set(st.tensors) - set(names))
             if missing or unexpected:
@@ -485,21 +488,23 @@ class Trainer:
                         f"{path}: tensor {name} has shape {tuple(t.shape)}, "
                         f"the model expects {tuple(names[name].shape)}"
                     )
+                if not t.is_floating_point():
+                    raise ValueError(f"{path}: tensor {name} has dtype {t.dtype}, expected floating point")
             optimizer = self._resumed_optimizer_state(st.resume, path)
-            histories = self._resumed_histories(st.resume, path)
-        except ValueError:
+            histories = resumed_histories(st.resume, path, st.step)
+            with torch.no_grad():
+                for name, t in st.tensors.items():
+                    names[name].copy_(t.to(device=names[name].device, dtype=names[name].dtype))
+            if optimizer is not None:
+                seg.optimizer.load_state_dict(optimizer)
+        except BaseException:
             self._seg, self.segment, self.device, self.autocast = old
             raise
-        with torch.no_grad():
-            for name, t in st.tensors.items():
-                names[name].copy_(t.to(device=names[name].device, dtype=names[name].dtype))
-        if optimizer is not None:
-            seg.optimizer.load_state_dict(optimizer)
         seg.step = st.step
         extra = st.extra if isinstance(st.extra, dict) else {}
         loss, eval_loss = extra.get("loss"), extra.get("eval_loss")
-        seg.loss = float(loss) if isinstance(loss, (int, float)) else None
-        seg.eval_loss = float(eval_loss) if isinstance(eval_loss, (int, float)) else None
+        seg.loss = float(loss) if finite_number(loss) else None
+        seg.eval_loss = float(eval_loss) if finite_number(eval_loss) else None
         for key, buf in (("loss", seg.loss_hist), ("eval", seg.eval_hist)):
             steps, values = histories.get(key, ((), ()))
             for s_, v in zip(steps, values):
@@ -527,25 +532,13 @@ class Trainer:
             keys = entries.get(name)
             if keys is None:
                 continue
-            moments = [v for k, v in keys.items() if k != "step"]
-            if "step" not in keys or not moments or any(tuple(v.shape) != tuple(p.shape) for v in moments):
-                raise ValueError(f"{path}: the optimizer state does not fit parameter {name}")
+            problem = optimizer_entry_problem(keys, p)
+            if problem:
+                raise ValueError(f"{path}: the optimizer state does not fit parameter {name}: {problem}")
             state[i] = keys
         sd = seg.optimizer.state_dict()
         sd["state"] = state
         return sd
-
-    @staticmethod
-    def _resumed_histories(resume: dict, path) -> dict:
-        out = {}
-        for key in ("loss", "eval"):
-            steps, values = resume.get(f"history/{key}_steps"), resume.get(f"history/{key}_values")
-            if steps is None or values is None:
-                continue
-            if steps.dim() != 1 or values.shape != steps.shape:
-                raise ValueError(f"{path}: the {key} history is damaged")
-            out[key] = (steps.tolist(), values.tolist())
-        return out
 
     # --- snapshots --------------------------------------------------------------------------------
     def _constant(self, key, make):
