@@ -35,6 +35,7 @@ from explorer.core.peft_files import (
     read_adapter,
     read_safetensors_header,
 )
+from explorer.schema.text import printable
 
 JSON_FORMAT = "peft-explorer-inspect"
 JSON_VERSION = 1
@@ -634,7 +635,7 @@ def format_report(report: AdapterReport) -> str:
         else f"{report.adaption_prompt.adapter_layers} prompt layers"
     )
     lines.append(
-        f"{report.path}: {report.peft_type}, {what}, {report.trainable_parameters:,} parameters, "
+        f"{printable(report.path)}: {report.peft_type}, {what}, {report.trainable_parameters:,} parameters, "
         f"{', '.join(report.dtypes)}, {mb:.1f} MB"
     )
     counts = report.trainable_parts.counts()
@@ -669,7 +670,7 @@ def format_report(report: AdapterReport) -> str:
         lines.append(head)
         for m in report.modules:
             row = (
-                f"  {m.name[-40:]:<40} {m.shape[0]:>5}x{m.shape[1]:<5} {m.rank:>4} {m.alpha:>7.4g} "
+                f"  {printable(m.name)[-40:]:<40} {m.shape[0]:>5}x{m.shape[1]:<5} {m.rank:>4} {m.alpha:>7.4g} "
                 f"{m.scaling:>8.4g} {m.fro_norm:>10.4g} {m.spectral_norm:>10.4g} "
                 f"{m.energy_top_k.get(1, 0):>6.1%} {m.effective_rank:>7.3f} {m.stable_rank:>6.3f}"
             )
@@ -699,7 +700,7 @@ def format_report(report: AdapterReport) -> str:
             g = report.grid
             lines.append("")
             lines.append("  ||dW||_F by layer and module:")
-            lines.append("  " + f"{'layer':>5} " + " ".join(f"{k:>10}" for k in g.modules))
+            lines.append("  " + f"{'layer':>5} " + " ".join(f"{printable(k):>10}" for k in g.modules))
             for layer, row in zip(g.layers, g.fro_norm):
                 lines.append(
                     "  " + f"{layer:>5} " + " ".join(f"{v:>10.4g}" if v is not None else f"{'-':>10}" for v in row)
@@ -720,15 +721,19 @@ def format_report(report: AdapterReport) -> str:
     others = [n for n in report.other_tensors if n not in counted]
     if others:
         lines.append(f"  other tensors (not analysed, not counted): {_names(others)}")
-    return "\n".join(lines)
+    # Names from the file are escaped (in _names and above); this pass keeps any other field from
+    # reaching the terminal with a control character (an ANSI escape, a line break that forges a line).
+    return "\n".join(printable(line) for line in lines)
 
 
 def _names(names: list[str], shown: int = 5) -> str:
-    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+    return ", ".join(printable(n) for n in names[:shown]) + (
+        f" and {len(names) - shown} more" if len(names) > shown else ""
+    )
 
 
 def _compact(value) -> str:
-    s = json.dumps(value, separators=(",", ":"))
+    s = json.dumps(value, separators=(",", ":"))  # JSON escapes control characters itself
     return s if len(s) <= 80 else s[:77] + "..."
 
 

@@ -106,6 +106,20 @@ def _temp_dir_name(name: str) -> str:
     return f".{stem}{TMP_MARK}{host_tag()}.{os.getpid()}.{secrets.token_hex(4)}"
 
 
+def private_temp_dir(parent: str | Path, name: str) -> Path:
+    """A new private directory in `parent` for building `name` before it is moved into place; named
+    so that one left by a killed process is swept by the next write into `parent`. Remove it when done."""
+    parent = Path(parent)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale_temporaries(parent)
+        tmp_dir = parent / _temp_dir_name(name)
+        os.mkdir(tmp_dir, 0o700)
+    except OSError as exc:
+        raise _named(exc, parent / name) from None
+    return tmp_dir
+
+
 @contextlib.contextmanager
 def atomic_replace(path: str | Path):
     """Yield a temporary path; once the block has written it, it is fsynced and renamed over `path`.
