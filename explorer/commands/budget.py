@@ -52,11 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load_config(model: str):
     """A preset by name, else an HF directory (or its config.json) read as a LlamaConfig."""
-    import json
     from pathlib import Path
 
     from explorer.core.llama import LlamaConfig
     from explorer.schema.budget import PRESETS
+    from explorer.schema.jsonio import read_json_file
 
     if model in PRESETS:
         return PRESETS[model]
@@ -67,10 +67,11 @@ def _load_config(model: str):
         raise ValueError(
             f"model={model!r} is neither a preset ({', '.join(PRESETS)}) nor a model directory with config.json"
         )
+    data = read_json_file(path, max_bytes=16 * 1024 * 1024)  # ValueError naming the file: not UTF-8, not JSON...
     try:
-        return LlamaConfig.from_hf_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise ValueError(f"{path}: not a valid Llama config ({exc})") from None
+        return LlamaConfig.from_hf_dict(data)
+    except (TypeError, KeyError, AttributeError, OverflowError, ZeroDivisionError) as exc:
+        raise ValueError(f"{path}: not a valid Llama config ({type(exc).__name__}: {exc})") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -35,6 +35,7 @@ from explorer.core.peft_files import (
     read_adapter,
     read_safetensors_header,
 )
+from explorer.schema.jsonio import need_int, read_json_file
 from explorer.schema.text import printable
 
 JSON_FORMAT = "peft-explorer-inspect"
@@ -462,10 +463,7 @@ def _base_files(base: str | Path) -> tuple[Path, dict]:
         infos, _, _ = read_safetensors_header(single)
         return base, {name: single for name in infos}
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text()).get("weight_map")
-        except (ValueError, RecursionError, UnicodeDecodeError, AttributeError) as exc:
-            raise ValueError(f"{index}: invalid JSON ({exc})") from None
+        weight_map = read_json_file(index, max_bytes=64 * 1024 * 1024).get("weight_map")
         if not isinstance(weight_map, dict) or not all(
             isinstance(v, str) and "/" not in v and "\\" not in v for v in weight_map.values()
         ):
@@ -528,11 +526,9 @@ def _check_prompt_base(base, adapter: PeftAdapter) -> None:
     cfg_path = Path(base) / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path}: missing: the base model directory needs config.json")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-        n_layers, hidden = cfg["num_hidden_layers"], cfg["hidden_size"]
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise ValueError(f"{cfg_path}: not a valid model config ({type(exc).__name__}: {exc})") from None
+    cfg = read_json_file(cfg_path, max_bytes=16 * 1024 * 1024)
+    n_layers = need_int(cfg.get("num_hidden_layers"), str(cfg_path), "num_hidden_layers", 1, 1 << 20)
+    hidden = need_int(cfg.get("hidden_size"), str(cfg_path), "hidden_size", 1, 1 << 24)
     top = adapter.prompts[-1].layer
     if top != n_layers - 1:
         raise ValueError(
