@@ -268,6 +268,20 @@ def _locked(tmp):
     return RUN + ["--overwrite", "--out", str(rec)]
 
 
+def _export_full_disk(tmp, monkeypatch):
+    import explorer.schema.files as files
+
+    rec = tmp / "lm"
+    lm = ["run", "--method", "lora", "--rank", "2", "--steps", "1", "--seq-len", "8", "--batch-size", "1"]
+    assert main(lm + ["--device", "cpu", "--quiet", "--out", str(rec)]) == 0
+    _fail_os(monkeypatch, files, "write", errno.ENOSPC)
+    return ["export", str(rec), "--out", str(tmp / "exp")]
+
+
+def _export_half_done(tmp: Path) -> None:
+    assert not (tmp / "exp" / "adapter").exists() and not (tmp / "exp" / "base").exists()
+
+
 def _internal_error(tmp, monkeypatch):
     from explorer.engine import trainer
 
@@ -315,6 +329,7 @@ CASES = [
         "/sys/kernel/peft-explorer-test",
     ),
     Case("run --out", "a full disk mid-run", _full_disk, "No space left on device"),
+    Case("export --out", "a full disk", _export_full_disk, "adapter_model.safetensors: No space left on device"),
     Case(
         "run --overwrite --out",
         "a model directory, not a recording",
@@ -557,7 +572,12 @@ CASES = [
         "state.safetensors",
         "a history out of order",
         lambda t, m: _load_into_trainer(
-            _state(t, change_tensors=lambda ts: ts.update({"resume/history/loss_steps": ts["resume/history/loss_steps"].flip(0) + 1}))
+            _state(
+                t,
+                change_tensors=lambda ts: ts.update(
+                    {"resume/history/loss_steps": ts["resume/history/loss_steps"].flip(0) + 1}
+                ),
+            )
         ),
         "history is damaged",
     ),
@@ -667,5 +687,7 @@ def test_hostile_input_is_refused_in_one_line(case, tmp_path, monkeypatch, capsy
         assert str(tmp_path) in message, message  # it names the file
     if before is not None:
         assert _tree(tmp_path) == before  # nothing touched
-    leftovers = [p for p in tmp_path.rglob("*") if ".peft-tmp." in p.name or p.name == LOCK_NAME + ".takeover"]
-    assert not leftovers, leftovers
+    leftovers = [p for p in tmp_path.rglob("*") if ".peft-tmp." in p.name or p.name.startswith(LOCK_NAME)]
+    assert not leftovers or case.case.startswith("a recording another run"), leftovers
+    if case.kind.startswith("export"):
+        _export_half_done(tmp_path)
