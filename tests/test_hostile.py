@@ -270,12 +270,13 @@ def _locked(tmp):
 
 def _export_full_disk(tmp, monkeypatch):
     import explorer.schema.files as files
+    from explorer.engine.trainer import Trainer
+    from explorer.schema.settings import TrainSettings
 
-    rec = tmp / "lm"
-    lm = ["run", "--method", "lora", "--rank", "2", "--steps", "1", "--seq-len", "8", "--batch-size", "1"]
-    assert main(lm + ["--device", "cpu", "--quiet", "--out", str(rec)]) == 0
+    state = tmp / "state.safetensors"
+    Trainer(TrainSettings(rank=2, seq_len=8, batch_size=1, device="cpu")).save_state(state)
     _fail_os(monkeypatch, files, "write", errno.ENOSPC)
-    return ["export", str(rec), "--out", str(tmp / "exp")]
+    return ["export", str(state), "--out", str(tmp / "exp")]
 
 
 def _export_half_done(tmp: Path) -> None:
@@ -665,7 +666,6 @@ def _load_state(path):
     return load_state(path)
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.kind}: {c.case}" for c in CASES])
 def test_hostile_input_is_refused_in_one_line(case, tmp_path, monkeypatch, capsys):
     target = case.build(tmp_path, monkeypatch)

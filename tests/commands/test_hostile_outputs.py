@@ -97,14 +97,11 @@ def test_run_overwrite_replaces_a_recording_of_ours_and_nothing_else(tmp_path):
 
 
 def test_export_force_replaces_only_an_export_of_ours(tmp_path):
-    rec = tmp_path / "rec"
-    assert (
-        main(
-            ["run", "--method", "lora", "--rank", "2", "--steps", "1", "--seq-len", "8", "--batch-size", "1"]
-            + ["--device", "cpu", "--quiet", "--out", str(rec)]
-        )
-        == 0
-    )
+    from explorer.engine.trainer import Trainer
+    from explorer.schema.settings import TrainSettings
+
+    rec = tmp_path / "state.safetensors"
+    Trainer(TrainSettings(rank=2, seq_len=8, batch_size=1, device="cpu")).save_state(rec)
     out = tmp_path / "exp"
     assert main(["export", str(rec), "--out", str(out)]) == 0
     assert main(["export", str(rec), "--out", str(out), "--force"]) == 0  # ours: replaced
