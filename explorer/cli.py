@@ -2,13 +2,22 @@
 
 Each subcommand lives in `explorer/commands/<name>.py` and exposes `add_arguments(parser)` and
 `run(args) -> int`. Heavy imports (torch, Qt) happen inside `run`, so `--help` stays instant.
+
+Exit codes: 0 done; 1 an internal error (a bug: the traceback with `--debug` first, or
+PEFT_EXPLORER_DEBUG=1); 2 bad input (a flag, a file, an output path) said in one line; 3 training
+stopped on a fault (a diverging run: the recording keeps the last good state); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
+
+from explorer.commands import exit_codes
+from explorer.schema.text import one_line
 
 SUBCOMMANDS = {
     "budget": "Price a PEFT setting on a model (trainable parameters, storage).",
@@ -17,6 +26,16 @@ SUBCOMMANDS = {
     "export": "Export a recording or saved state as a PEFT adapter and an HF Llama base.",
     "compare": "Train several settings on the same data and seed; write a comparison table.",
 }
+
+
+EXIT_INTERNAL, EXIT_INPUT, EXIT_FAULT, EXIT_INTERRUPTED = (
+    exit_codes.INTERNAL,
+    exit_codes.INPUT,
+    exit_codes.FAULT,
+    exit_codes.INTERRUPTED,
+)
+DEBUG_ENV = "PEFT_EXPLORER_DEBUG"
+EXIT_CODES_HELP = exit_codes.HELP
 
 
 class UsageError(Exception):
@@ -45,6 +64,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = bool(os.environ.get(DEBUG_ENV))
+    if argv[:1] == ["--debug"]:
+        debug, argv = True, argv[1:]
     if argv[:1] in (["-h"], ["--help"]):
         # Both halves of the command line: the window's options, then the headless subcommands.
         from explorer.commands import app
@@ -54,25 +76,53 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         print()
         build_parser().print_help()
+        print(EXIT_CODES_HELP)
         return 0
     if not argv or argv[0] not in SUBCOMMANDS:
         from explorer.commands import app
 
         parser = OneLineParser(prog="peft-explorer", description="Open the peft-explorer window.")
         app.add_arguments(parser)
-        return _guarded(app.run, parser.parse_args(argv))
+        return _guarded(app.run, parser.parse_args(argv), debug)
     args = build_parser(argv[0]).parse_args(argv)
     module = importlib.import_module(f"explorer.commands.{args.command}")
-    return _guarded(module.run, args)
+    return _guarded(module.run, args, debug)
 
 
-def _guarded(run, args) -> int:
-    """Bad settings end as one line and exit code 2, never a traceback."""
+def error_text(exc: BaseException) -> str:
+    """One line for an error from reading or writing files: the file, then the reason."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        where = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+        return f"{where}: {exc.strerror or exc}"
+    if isinstance(exc, RecursionError):
+        return f"the input is nested too deeply to read ({exc})"
+    if isinstance(exc, MemoryError):
+        return "out of memory (the input asks for more than this machine has)"
+    return str(exc) or type(exc).__name__
+
+
+def _report(text: str) -> None:
+    sys.stderr.write(f"peft-explorer: {one_line(text)}\n")
+    sys.stderr.flush()
+
+
+def _guarded(run, args, debug: bool = False) -> int:
+    """The error boundary of every entry point: bad input or an unusable path ends as one line and
+    exit code 2; training stopped by a fault is the command's own code (3); anything else is a bug of
+    ours, said as such (exit 1), with the traceback under --debug or PEFT_EXPLORER_DEBUG=1."""
     try:
         return int(run(args) or 0)
-    except (ValueError, UsageError, FileNotFoundError) as exc:
-        sys.stderr.write(f"peft-explorer: error: {exc}\n")
-        return 2
     except KeyboardInterrupt:
-        sys.stderr.write("peft-explorer: interrupted\n")
-        return 130
+        _report("interrupted")
+        return EXIT_INTERRUPTED
+    except (ValueError, UsageError, OSError, RecursionError, MemoryError) as exc:
+        if debug:
+            traceback.print_exc()
+        _report("error: " + error_text(exc))
+        return EXIT_INPUT
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else f" (run with --debug or {DEBUG_ENV}=1 for the traceback)"
+        _report(f"internal error: {type(exc).__name__}: {exc}{hint}")
+        return EXIT_INTERNAL

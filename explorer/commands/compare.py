@@ -32,10 +32,12 @@ import time
 from pathlib import Path
 
 # Import only the settings table here (no torch), so `--help` stays instant.
+from explorer.commands import exit_codes
 from explorer.commands.run import _TYPES, _layers
 from explorer.commands.run import _csv as _csv_list
 from explorer.schema.format import format_bytes, format_clock, format_fixed, format_short
 from explorer.schema.settings import SETTINGS_SPEC, TrainSettings
+from explorer.schema.text import printable
 
 MANIFEST = "compare.json"
 FORMAT = "peft-explorer-compare"
@@ -285,6 +287,18 @@ def table_markdown(snap, header: dict) -> str:
 # ---- the command -----------------------------------------------------------------------------------
 
 
+def _record_fault(r, writer, display_size: int, recorded: set, progress) -> None:
+    """Write a stopped run's fault record (at its last good weights, when they were kept), once."""
+    from explorer.commands.run import record_fault
+
+    if r.label in recorded:
+        return
+    recorded.add(r.label)
+    progress.done()
+    record_fault(r.trainer, writer, display_size, r.fault)
+    sys.stderr.write(f"peft-explorer: run {printable(r.label)} stopped at step {r.trainer.step}: {r.fault}\n")
+
+
 class _Progress:
     """A progress line on stderr: redrawn in place on a terminal, one line per 10% otherwise."""
 
@@ -325,25 +339,44 @@ class _Progress:
             self.stream.flush()
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out={str(out)!r} is a file: allowed a new or empty directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise ValueError(
-                f"out={str(out)!r} is not empty: choose a new directory "
-                "(or pass --overwrite to replace a comparison there)"
-            )
-        if not (out / MANIFEST).is_file():
-            raise ValueError(
-                f"out={str(out)!r} holds no earlier comparison ({MANIFEST} is missing): "
-                "--overwrite only replaces a comparison"
-            )
-        for name in ("table.csv", "table.md", "analysis.json", MANIFEST):
-            (out / name).unlink(missing_ok=True)
-        if (out / "runs").is_dir():
-            shutil.rmtree(out / "runs")
-    out.mkdir(parents=True, exist_ok=True)
+_TOP_FILES = ("table.csv", "table.md", "analysis.json", MANIFEST)
+
+
+def comparison_problem(out: Path) -> str | None:
+    """Why `out` is not a comparison of ours that --overwrite may replace (None when it is): its
+    compare.json must carry our format, and it may hold only our tables and runs/ of recordings."""
+    from explorer.schema.outdir import entries, foreign_entries, marker_problem
+    from explorer.schema.recording import recording_problem
+
+    problem = marker_problem(out / MANIFEST, FORMAT) or foreign_entries(
+        out, lambda name, is_dir: (name == "runs") if is_dir else name in _TOP_FILES
+    )
+    runs = out / "runs"
+    if problem is None and runs.is_dir():
+        for name in entries(runs):
+            if not (runs / name).is_dir():
+                return f"runs/ holds {name!r}, which is not a recording"
+            if entries(runs / name) and recording_problem(runs / name) is not None:
+                return f"runs/{name} is not a recording ({recording_problem(runs / name)})"
+    return problem
+
+
+def _prepare_out(out: Path, overwrite: bool):
+    """Claim (check, create, lock) the output directory; with --overwrite clear the comparison there.
+    Returns the held lock."""
+    from explorer.schema.outdir import claim_output_dir, entries
+
+    lock = claim_output_dir(out, what="comparison", overwrite=overwrite, ours=comparison_problem)
+    try:
+        if entries(out):
+            for name in _TOP_FILES:
+                (out / name).unlink(missing_ok=True)
+            if (out / "runs").is_dir():
+                shutil.rmtree(out / "runs")
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def run(args: argparse.Namespace, base_model=None) -> int:
@@ -361,16 +394,26 @@ def run(args: argparse.Namespace, base_model=None) -> int:
     for s in specs:
         s.settings(base)  # every spec is checked before any work
     out = Path(args.out)
-    _prepare_out(out, args.overwrite)
+    lock = _prepare_out(out, args.overwrite)
+    try:
+        return _compare(args, base, specs, out, base_model)
+    finally:
+        lock.release()
+
+
+def _compare(args, base, specs, out: Path, base_model) -> int:
 
     import platform
 
     import torch
 
-    from explorer.commands.run import record_bytes, record_every
+    from explorer.commands.run import finish_recording, record_bytes, record_every
+    from explorer.core.analysis import NonFiniteInput
     from explorer.engine import device as devices
     from explorer.engine.compare import CompareRunner
+    from explorer.engine.trainer import NonFiniteLoss
     from explorer.schema.compare import TABLE_COLUMNS
+    from explorer.schema.files import atomic_write_text
     from explorer.schema.recording import RecordingWriter
 
     torch.set_num_threads(args.threads or devices.worker_threads())
@@ -402,7 +445,12 @@ def run(args: argparse.Namespace, base_model=None) -> int:
             "command": command,
             "compare": {"label": r.label, "spec": r.spec.text, "index": r.index, "runs": runner.labels},
         }
-        writers.append(RecordingWriter(out / "runs" / r.label, config))
+        try:
+            writers.append(RecordingWriter(out / "runs" / r.label, config))
+        except BaseException:
+            for w in writers:
+                w.close()
+            raise
     manifest = {
         "format": FORMAT,
         "version": 1,
@@ -413,7 +461,7 @@ def run(args: argparse.Namespace, base_model=None) -> int:
         "command": command,
         "record_every": every,
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
 
     progress = _Progress(args.steps, args.quiet)
     recorded_fault = set()
@@ -427,7 +475,13 @@ def run(args: argparse.Namespace, base_model=None) -> int:
                 for i, (r, w) in enumerate(zip(runner.runs, writers)):
                     if r.fault is not None:
                         continue
-                    snap = firsts[i] if k == 0 else r.trainer.snapshot(ds, with_samples=last)
+                    try:
+                        snap = firsts[i] if k == 0 else r.trainer.snapshot(ds, with_samples=last)
+                    except NonFiniteLoss as exc:  # an update left NaN or infinity: this run stops
+                        r.fault = f"{exc}; this run stopped"
+                        status = exit_codes.FAULT
+                        _record_fault(r, w, ds, recorded_fault, progress)
+                        continue
                     snap.state = "paused" if last else "running"
                     snap.steps_per_second = r.summary().steps_per_second
                     w.write(snap, fresh_samples=(k == 0 or last))
@@ -436,32 +490,27 @@ def run(args: argparse.Namespace, base_model=None) -> int:
             runner.step_round()
             for r, w in zip(runner.runs, writers):
                 if r.fault is not None and r.label not in recorded_fault:
-                    recorded_fault.add(r.label)
-                    r.trainer.eval_loss()
-                    snap = r.trainer.snapshot(ds)
-                    snap.state, snap.fault = "fault", r.fault
-                    w.write(snap)
-                    progress.done()
-                    sys.stderr.write(f"peft-explorer: run {r.label} stopped at step {r.trainer.step}: {r.fault}\n")
-                    status = 1
+                    _record_fault(r, w, ds, recorded_fault, progress)
+                    status = exit_codes.FAULT
             if not runner.active():
                 break
             progress.update(k + 1, runner)
         progress.update(runner.step, runner, force=True)
         progress.done()
-    finally:
+    except BaseException as exc:
         for r, w in zip(runner.runs, writers):
-            r.trainer.save_state(w.dir / "state.safetensors")
-            w.finish(
-                final_step=r.trainer.step,
-                wall_seconds=r.trainer.clock.elapsed(),
-                completed=r.fault is None and r.trainer.step == args.steps,
-            )
+            finish_recording(r.trainer, w, args.steps, r.trainer.clock.elapsed(), failed=exc)
+        raise
+    for r, w in zip(runner.runs, writers):
+        finish_recording(r.trainer, w, args.steps, r.trainer.clock.elapsed(), fault=r.fault)
 
     runner.evaluate()
-    snap = runner.snapshot(analysis=True)
+    try:
+        snap = runner.snapshot(analysis=True)
+    except NonFiniteInput:  # a run that faulted without good weights to go back to: tables without analyses
+        snap = runner.snapshot(analysis=False)
     rows = snap.table_rows()
-    (out / "table.csv").write_text(table_csv(rows, TABLE_COLUMNS))
+    atomic_write_text(out / "table.csv", table_csv(rows, TABLE_COLUMNS))
     first = runner.runs[0].trainer
     info = first.scenario.info()
     base_text = (
@@ -477,7 +526,7 @@ def run(args: argparse.Namespace, base_model=None) -> int:
         "base": base_text,
         "device": first.device_label(),
     }
-    (out / "table.md").write_text(table_markdown(snap, header))
+    atomic_write_text(out / "table.md", table_markdown(snap, header))
     analysis = snap.analysis.to_json() if snap.analysis is not None else {}
     analysis["runs"] = [
         {
@@ -497,7 +546,7 @@ def run(args: argparse.Namespace, base_model=None) -> int:
         "intrinsic": "LoRA ΔW spectrum exact from the factors; the full update ΔW = W - W0 by the method in "
         "full_method",
     }
-    (out / "analysis.json").write_text(json.dumps(analysis, indent=1))
+    atomic_write_text(out / "analysis.json", json.dumps(analysis, indent=1))
     if not args.quiet:
         sys.stderr.write(
             f"wrote {out / 'table.csv'}, {out / 'table.md'}, {out / 'analysis.json'} and "

@@ -15,6 +15,10 @@ Every training setting has a flag (generated from explorer/schema/settings.py). 
 step (`--record-every K`; step 0 and the last step always), so two runs of the same settings record
 the same steps. The recording (config.json, metrics.jsonl, snapshots/, state.safetensors) is
 described in explorer/schema/recording.py and replays in the app.
+
+A run whose training diverges (a non-finite loss, or an update that leaves a weight NaN or infinite)
+stops with one line and exit code 3: the recording keeps the fault's record at the last good
+weights, and state.safetensors holds those weights. Bad flags and unusable paths exit 2.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import sys
 import time
 
 # Import only the settings table here (no torch), so `--help` stays instant.
+from explorer.commands import exit_codes
 from explorer.schema.format import format_clock, format_fixed
 from explorer.schema.settings import SETTINGS_SPEC, TrainSettings
 
@@ -241,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
     writer = RecordingWriter(args.out, config, overwrite=args.overwrite)
     progress = Progress(args.steps, quiet=args.quiet)
     started = time.perf_counter()
-    status = 0
+    fault = None
     try:
         for k in range(args.steps + 1):
             if k % every == 0 or k == args.steps:
@@ -250,7 +255,11 @@ def run(args: argparse.Namespace) -> int:
                     snap = first
                 else:
                     trainer.eval_loss()
-                    snap = trainer.snapshot(settings.display_size, with_samples=bool(samples))
+                    try:
+                        snap = trainer.snapshot(settings.display_size, with_samples=bool(samples))
+                    except NonFiniteLoss as exc:  # NonFiniteWeights: an update left NaN or infinity
+                        fault = exc
+                        break
                 snap.state = "running" if k < args.steps else "paused"
                 writer.write(snap, fresh_samples=bool(samples))
             if k == args.steps:
@@ -258,24 +267,62 @@ def run(args: argparse.Namespace) -> int:
             try:
                 trainer.train_step()
             except NonFiniteLoss as exc:
-                trainer.eval_loss()
-                snap = trainer.snapshot(settings.display_size)
-                snap.state, snap.fault = "fault", f"{exc}; stopped; lower the learning rate"
-                writer.write(snap)
-                progress.done()
-                sys.stderr.write(f"peft-explorer: training stopped: {snap.fault}\n")
-                status = 1
+                fault = exc
                 break
             progress.update(k + 1, trainer.loss, trainer.last_eval_loss)
+        if fault is not None:
+            progress.done()
+            message = f"{fault}; stopped; lower the learning rate"
+            record_fault(trainer, writer, settings.display_size, message)
+            sys.stderr.write(f"peft-explorer: training stopped: {message}\n")
         progress.update(trainer.step, trainer.loss, trainer.last_eval_loss, force=True)
         progress.done()
-    finally:
-        trainer.save_state(writer.dir / "state.safetensors")
-        writer.finish(
-            final_step=trainer.step,
-            wall_seconds=time.perf_counter() - started,
-            completed=status == 0 and trainer.step == args.steps,
-        )
+    except BaseException as exc:
+        finish_recording(trainer, writer, args.steps, time.perf_counter() - started, failed=exc)
+        raise
+    finish_recording(trainer, writer, args.steps, time.perf_counter() - started, fault=fault)
     if not args.quiet:
         sys.stderr.write(f"recorded {writer.records} steps to {writer.dir} ({writer.bytes_written / 1e6:.1f} MB)\n")
-    return status
+    return exit_codes.FAULT if fault is not None else exit_codes.OK
+
+
+def record_fault(trainer, writer, display_size: int, message: str) -> None:
+    """Write the fault's record: at the last good weights when they were kept, else without analyses."""
+    from explorer.engine.trainer import NonFiniteLoss
+
+    if trainer.weights_finite():
+        trainer.eval_loss()
+        try:
+            snap = trainer.snapshot(display_size)
+        except NonFiniteLoss:
+            snap = trainer.bare_snapshot("fault", message)
+    else:
+        snap = trainer.bare_snapshot("fault", message)
+    snap.state, snap.fault = "fault", message
+    writer.write(snap)
+
+
+def finish_recording(trainer, writer, steps: int, wall_seconds: float, fault=None, failed: BaseException | None = None):
+    """Save the trained state (only finite weights: the last good ones after a fault) and note in
+    config.json how the run ended. After a failure (`failed`), errors here are secondary: the
+    recording is left marked incomplete and the first error is the one reported."""
+    info = {
+        "final_step": trainer.step,
+        "wall_seconds": wall_seconds,
+        "completed": fault is None and failed is None and trainer.step == steps,
+    }
+    if fault is not None:
+        info["fault"] = str(fault)
+    if failed is not None:
+        info["error"] = f"{type(failed).__name__}: {failed}"
+    try:
+        try:
+            if trainer.weights_finite():
+                trainer.save_state(writer.dir / "state.safetensors")
+            else:
+                info["state"] = "not saved: the weights were not finite and the last good ones were not kept"
+        finally:
+            writer.finish(**info)
+    except Exception:
+        if failed is None:
+            raise

@@ -10,6 +10,7 @@ QR or an SVD, and none of these figures is ever differentiated.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -45,6 +46,22 @@ def _f32(x: torch.Tensor) -> torch.Tensor:
     return x.detach().to(torch.float32)
 
 
+class NonFiniteInput(ValueError):
+    """An analysis was handed NaN or infinite values (a diverged run): said in one line, not a LinAlgError."""
+
+
+@contextlib.contextmanager
+def _finite_inputs(what: str, *tensors: torch.Tensor):
+    """Turn LAPACK's failure on non-finite input into NonFiniteInput. The check runs only when the
+    decomposition failed, so a healthy call pays nothing (no device sync)."""
+    try:
+        yield
+    except torch.linalg.LinAlgError:
+        if all(bool(torch.isfinite(t).all()) for t in tensors):
+            raise
+        raise NonFiniteInput(f"{what}: the matrix holds NaN or infinite values (did training diverge?)") from None
+
+
 # --- spectra ------------------------------------------------------------------------------------
 
 
@@ -70,12 +87,13 @@ def spectrum_from_factors(A: torch.Tensor, B: torch.Tensor, scaling: float = 1.0
     Qb, Rb = torch.linalg.qr(B32)  # Qb (out, kb), Rb (kb, r), kb = min(out, r)
     Qa, Ra = torch.linalg.qr(A32.T)  # Qa (in, ka),  Ra (ka, r), ka = min(in, r)
     core = float(scaling) * (Rb @ Ra.T)  # (kb, ka)
-    if vectors:
-        Uc, s, Vhc = torch.linalg.svd(core, full_matrices=False)
-        U, V = Qb @ Uc, Qa @ Vhc.T
-    else:
-        s = torch.linalg.svdvals(core)
-        U = V = None
+    with _finite_inputs("spectrum of B·A", A32, B32):
+        if vectors:
+            Uc, s, Vhc = torch.linalg.svd(core, full_matrices=False)
+            U, V = Qb @ Uc, Qa @ Vhc.T
+        else:
+            s = torch.linalg.svdvals(core)
+            U = V = None
     # A negative scaling flips signs of vectors only; svd already gives s >= 0, descending.
     if s.shape[0] < r:  # r exceeds min(in, out): the remaining values are structurally zero
         s = torch.cat([s, s.new_zeros(r - s.shape[0])])
@@ -134,8 +152,10 @@ def dense_spectrum(
     if method == "auto":
         method = "exact" if n <= DENSE_EXACT_MAX else "lowrank"
     if method == "exact" or q >= n:
-        return torch.linalg.svdvals(W32), f"exact svdvals, all {n} values"
-    _, s, _ = randomized_svd(W32, q, niter)
+        with _finite_inputs("spectrum of a dense update", W32):
+            return torch.linalg.svdvals(W32), f"exact svdvals, all {n} values"
+    with _finite_inputs("spectrum of a dense update", W32):
+        _, s, _ = randomized_svd(W32, q, niter)
     return s, lowrank_description(q, n, niter)
 
 
@@ -328,8 +348,9 @@ def subspace_similarity(A1: torch.Tensor, A2: torch.Tensor) -> torch.Tensor:
     """
     if A1.ndim != 2 or A2.ndim != 2 or A1.shape[1] != A2.shape[1]:
         raise ValueError(f"A1 {tuple(A1.shape)} and A2 {tuple(A2.shape)} must be (r, in) with the same in")
-    _, _, Vh1 = torch.linalg.svd(_f32(A1), full_matrices=False)
-    _, _, Vh2 = torch.linalg.svd(_f32(A2), full_matrices=False)
+    with _finite_inputs("subspace similarity", A1, A2):
+        _, _, Vh1 = torch.linalg.svd(_f32(A1), full_matrices=False)
+        _, _, Vh2 = torch.linalg.svd(_f32(A2), full_matrices=False)
     M2 = (Vh1 @ Vh2.T).square()  # (k1, k2), k = min(r, in)
     block = M2.cumsum(0).cumsum(1)
     i = torch.arange(1, M2.shape[0] + 1, device=M2.device, dtype=M2.dtype)

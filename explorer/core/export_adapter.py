@@ -24,13 +24,16 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from explorer.core.state_file import TrainedState, load_state
+from explorer.schema.dirlock import DirLock
+from explorer.schema.files import atomic_write_text, private_temp_dir
+from explorer.schema.jsonio import read_json_file
+from explorer.schema.outdir import marker_problem
 
 EXPORTABLE = (
     "LoRA (plain, rsLoRA or DoRA, any init including PiSSA) in the lm scenario, or prefix "
@@ -137,10 +140,7 @@ def _recorded_base(state: TrainedState, path: Path | None) -> tuple[str | None, 
                 return None, value, f"the state's extra[{key!r}]"
     if path is not None and path.is_dir() and (path / "config.json").is_file():
         cfg_path = path / "config.json"
-        try:
-            cfg = json.loads(cfg_path.read_text())
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise ValueError(f"{cfg_path}: invalid JSON ({exc})") from None
+        cfg = read_json_file(cfg_path, max_bytes=16 * 1024 * 1024)  # ValueError naming the file
         if isinstance(cfg, dict):
             for key in BASE_KEYS:
                 value = cfg.get(key)
@@ -214,8 +214,8 @@ def _check_described(described: dict, model, base_dir: Path, where: str) -> None
     info_path = base_dir / "training.json"
     if isinstance(recorded_training, dict) and info_path.is_file():
         try:
-            training = json.loads(info_path.read_text())
-        except (ValueError, UnicodeDecodeError, RecursionError):
+            training = read_json_file(info_path, max_bytes=16 * 1024 * 1024)
+        except ValueError:
             training = None
         if training != recorded_training:
             raise ValueError(
@@ -334,22 +334,59 @@ def export_state(source, out: str | Path, *, base=None, overwrite: bool = False)
     `source`: a recording directory, a saved state file, or a TrainedState. `base`: our
     LlamaForCausalLM, an HF Llama directory, or None (the base recorded with the state, else the
     shipped base model). Existing OUT/adapter or OUT/base are replaced only with overwrite=True.
-    The two directories appear complete or not at all."""
+    The two directories appear complete or not at all; OUT is locked while they are written, and an
+    earlier export is replaced only when OUT/export.json says it is one of ours."""
+    out = Path(out)
+    adapter_dir, base_dir = out / "adapter", out / "base"
+    _check_replaceable(out, overwrite)
+    model, settings, state, base_desc, source_base_dir = build_trained_model(source, base)
+    peft_type, payload = _adapter_tensors(model, settings)
+    with DirLock(out, "export"):
+        _check_replaceable(out, overwrite)  # again, under the lock
+        names = _write_export(out, model, settings, state, base_desc, source_base_dir, peft_type, payload)
+    return ExportResult(
+        out=out,
+        adapter_dir=adapter_dir,
+        base_dir=base_dir,
+        peft_type=peft_type,
+        modules=names,
+        step=state.step,
+        base_source=base_desc,
+    )
+
+
+EXPORT_FORMAT = "peft-explorer-export"
+EXPORT_NAMES = ("adapter", "base", "export.json")
+
+
+def _check_replaceable(out: Path, overwrite: bool) -> None:
+    """OUT may be new or any directory; OUT/adapter, OUT/base and OUT/export.json are replaced only
+    with `overwrite` and only when OUT/export.json says they are an export of ours. Nothing is touched
+    when refused."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a directory")
+    present = [out / n for n in EXPORT_NAMES if (out / n).exists() or (out / n).is_symlink()]
+    if not present:
+        return
+    if not overwrite:
+        raise ValueError(f"{present[0]}: already exists; choose another output directory or overwrite it (--force)")
+    problem = marker_problem(out / "export.json", EXPORT_FORMAT)
+    if problem is None and not all(
+        (out / n).is_dir() and not (out / n).is_symlink() for n in ("adapter", "base") if (out / n).exists()
+    ):
+        problem = "its adapter or base is not a directory"
+    if problem is not None:
+        raise ValueError(
+            f"{out}: not an export of peft-explorer ({problem}): refused to replace {present[0].name}, nothing changed"
+        )
+
+
+def _write_export(out, model, settings, state, base_desc, source_base_dir, peft_type, payload) -> list[str]:
+    """Build the export in a private directory inside OUT, then move each part into place."""
     from explorer.core.llama import save_pretrained
     from explorer.core.peft_files import read_adapter, write_adaption_prompt_adapter, write_lora_adapter
 
-    out = Path(out)
-    adapter_dir, base_dir = out / "adapter", out / "base"
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a directory")
-    if not overwrite:
-        for d in (adapter_dir, base_dir):
-            if d.exists():
-                raise ValueError(f"{d}: already exists; choose another output directory or overwrite it (--force)")
-    model, settings, state, base_desc, source_base_dir = build_trained_model(source, base)
-    peft_type, payload = _adapter_tensors(model, settings)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    tmp = private_temp_dir(out, "export")
     try:
         if peft_type == "LORA":
             write_lora_adapter(
@@ -389,22 +426,14 @@ def export_state(source, out: str | Path, *, base=None, overwrite: bool = False)
                 "model = peft.PeftModel.from_pretrained(model, OUT/adapter)"
             ),
         }
-        (tmp / "export.json").write_text(json.dumps(info, indent=2) + "\n")
-        for name in ("adapter", "base", "export.json"):
+        atomic_write_text(tmp / "export.json", json.dumps(info, indent=2) + "\n")
+        for name in EXPORT_NAMES:
             dest = out / name
-            if dest.is_dir():
+            if dest.is_dir() and not dest.is_symlink():
                 shutil.rmtree(dest)
-            elif dest.exists():
+            elif dest.exists() or dest.is_symlink():
                 dest.unlink()
             (tmp / name).replace(dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return ExportResult(
-        out=out,
-        adapter_dir=adapter_dir,
-        base_dir=base_dir,
-        peft_type=peft_type,
-        modules=names,
-        step=state.step,
-        base_source=base_desc,
-    )
+    return names

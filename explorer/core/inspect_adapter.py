@@ -35,6 +35,8 @@ from explorer.core.peft_files import (
     read_adapter,
     read_safetensors_header,
 )
+from explorer.schema.jsonio import need_int, read_json_file
+from explorer.schema.text import printable
 
 JSON_FORMAT = "peft-explorer-inspect"
 JSON_VERSION = 1
@@ -461,10 +463,7 @@ def _base_files(base: str | Path) -> tuple[Path, dict]:
         infos, _, _ = read_safetensors_header(single)
         return base, {name: single for name in infos}
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text()).get("weight_map")
-        except (ValueError, RecursionError, UnicodeDecodeError, AttributeError) as exc:
-            raise ValueError(f"{index}: invalid JSON ({exc})") from None
+        weight_map = read_json_file(index, max_bytes=64 * 1024 * 1024).get("weight_map")
         if not isinstance(weight_map, dict) or not all(
             isinstance(v, str) and "/" not in v and "\\" not in v for v in weight_map.values()
         ):
@@ -527,11 +526,9 @@ def _check_prompt_base(base, adapter: PeftAdapter) -> None:
     cfg_path = Path(base) / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path}: missing: the base model directory needs config.json")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-        n_layers, hidden = cfg["num_hidden_layers"], cfg["hidden_size"]
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise ValueError(f"{cfg_path}: not a valid model config ({type(exc).__name__}: {exc})") from None
+    cfg = read_json_file(cfg_path, max_bytes=16 * 1024 * 1024)
+    n_layers = need_int(cfg.get("num_hidden_layers"), str(cfg_path), "num_hidden_layers", 1, 1 << 20)
+    hidden = need_int(cfg.get("hidden_size"), str(cfg_path), "hidden_size", 1, 1 << 24)
     top = adapter.prompts[-1].layer
     if top != n_layers - 1:
         raise ValueError(
@@ -634,7 +631,7 @@ def format_report(report: AdapterReport) -> str:
         else f"{report.adaption_prompt.adapter_layers} prompt layers"
     )
     lines.append(
-        f"{report.path}: {report.peft_type}, {what}, {report.trainable_parameters:,} parameters, "
+        f"{printable(report.path)}: {report.peft_type}, {what}, {report.trainable_parameters:,} parameters, "
         f"{', '.join(report.dtypes)}, {mb:.1f} MB"
     )
     counts = report.trainable_parts.counts()
@@ -669,7 +666,7 @@ def format_report(report: AdapterReport) -> str:
         lines.append(head)
         for m in report.modules:
             row = (
-                f"  {m.name[-40:]:<40} {m.shape[0]:>5}x{m.shape[1]:<5} {m.rank:>4} {m.alpha:>7.4g} "
+                f"  {printable(m.name)[-40:]:<40} {m.shape[0]:>5}x{m.shape[1]:<5} {m.rank:>4} {m.alpha:>7.4g} "
                 f"{m.scaling:>8.4g} {m.fro_norm:>10.4g} {m.spectral_norm:>10.4g} "
                 f"{m.energy_top_k.get(1, 0):>6.1%} {m.effective_rank:>7.3f} {m.stable_rank:>6.3f}"
             )
@@ -699,7 +696,7 @@ def format_report(report: AdapterReport) -> str:
             g = report.grid
             lines.append("")
             lines.append("  ||dW||_F by layer and module:")
-            lines.append("  " + f"{'layer':>5} " + " ".join(f"{k:>10}" for k in g.modules))
+            lines.append("  " + f"{'layer':>5} " + " ".join(f"{printable(k):>10}" for k in g.modules))
             for layer, row in zip(g.layers, g.fro_norm):
                 lines.append(
                     "  " + f"{layer:>5} " + " ".join(f"{v:>10.4g}" if v is not None else f"{'-':>10}" for v in row)
@@ -720,15 +717,19 @@ def format_report(report: AdapterReport) -> str:
     others = [n for n in report.other_tensors if n not in counted]
     if others:
         lines.append(f"  other tensors (not analysed, not counted): {_names(others)}")
-    return "\n".join(lines)
+    # Names from the file are escaped (in _names and above); this pass keeps any other field from
+    # reaching the terminal with a control character (an ANSI escape, a line break that forges a line).
+    return "\n".join(printable(line) for line in lines)
 
 
 def _names(names: list[str], shown: int = 5) -> str:
-    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+    return ", ".join(printable(n) for n in names[:shown]) + (
+        f" and {len(names) - shown} more" if len(names) > shown else ""
+    )
 
 
 def _compact(value) -> str:
-    s = json.dumps(value, separators=(",", ":"))
+    s = json.dumps(value, separators=(",", ":"))  # JSON escapes control characters itself
     return s if len(s) <= 80 else s[:77] + "..."
 
 

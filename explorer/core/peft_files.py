@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 
 from explorer.schema.format import short_json
+from explorer.schema.jsonio import JsonFileError, parse_json, read_regular_file
+from explorer.schema.safe_regex import UnsafePattern, compile_safe
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -316,17 +318,21 @@ def _read_json(path: Path, what: str) -> dict:
         size = path.stat().st_size
         if size > MAX_CONFIG_BYTES:
             raise AdapterFileError(path, f"is {size} bytes, too large for a {what} config (limit {MAX_CONFIG_BYTES})")
-        text = path.read_bytes().decode("utf-8")
+        raw = read_regular_file(path, MAX_CONFIG_BYTES)  # never blocks on a FIFO, never reads past the limit
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise AdapterFileError(path, "invalid JSON: not UTF-8 text") from None
+    except JsonFileError as exc:
+        raise AdapterFileError(path, str(exc).removeprefix(f"{path}: ")) from None
     except OSError as exc:
         raise AdapterFileError(path, f"cannot be read ({exc.strerror or exc})") from None
     try:
-        data = json.loads(text)
-    except RecursionError:
-        raise AdapterFileError(path, "invalid JSON: nested too deeply") from None
-    except ValueError as exc:
-        raise AdapterFileError(path, f"invalid JSON ({exc})") from None
+        data = parse_json(text, str(path), expect=None, allow_nonfinite=True)
+    except JsonFileError as exc:
+        problem = str(exc).removeprefix(f"{path}: ")
+        if "nested" in problem:
+            problem = "invalid JSON: nested too deeply"
+        raise AdapterFileError(path, problem.replace("not valid JSON", "invalid JSON")) from None
     if not isinstance(data, dict):
         raise AdapterFileError(path, f"invalid config: the top level is a JSON {_json_kind(data)}, not an object")
     return data
@@ -363,29 +369,41 @@ def _jsonable(v) -> bool:
         return False
 
 
-# Nested repetition like (a+)+ can take exponential time in Python's re; PEFT would hang on it too.
-_NESTED_REPEAT = re.compile(r"\([^()]*[*+}][^()]*\)\s*[*+{]")
-
-
 def _check_pattern(path, field_name, key) -> None:
-    if len(key) > 500:
-        raise AdapterFileError(path, f"{field_name} key of {len(key)} characters is too long (limit 500)")
-    if _NESTED_REPEAT.search(key):
+    """A pattern from the config is matched as PEFT matches it, but refused when it is not a plain
+    regular expression, or when PEFT's backtracking matcher would take exponential time on it
+    (explorer.schema.safe_regex); the message names the field and the key."""
+    if not isinstance(key, str):
+        raise _type_error(path, f"a {field_name} key", key, "a pattern string")
+    try:
+        pattern = compile_safe(key)
+        if field_name != "target_modules":
+            compile_safe(_peft_key_pattern(key))  # as PEFT composes it (a stray ')' could change its meaning)
+    except UnsafePattern as exc:
+        raise AdapterFileError(path, f"{field_name} key {_shown_key(key)} is refused: {exc}") from None
+    if pattern.backtracking:
         raise AdapterFileError(
             path,
-            f"{field_name} key {key!r} has a nested repetition; refused because matching it can take exponential time",
+            f"{field_name} key {_shown_key(key)} has {pattern.backtracking}; refused because matching "
+            "it (as PEFT does, with Python's re) can take exponential time",
         )
-    try:
-        re.compile(key)
-    except re.error as exc:
-        raise AdapterFileError(path, f"{field_name} key {key!r} is not a valid pattern ({exc})") from None
+
+
+def _shown_key(key: str) -> str:
+    text = repr(key)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _peft_key_pattern(key: str) -> str:
+    return rf"(.*\.)?({key})$"
 
 
 def pattern_key(keys, module_name: str) -> str | None:
     """PEFT's `get_pattern_key`: the first key such that the module path ends with it (after a dot,
-    or equals it), the key read as a regular expression. None when no key matches."""
+    or equals it), the key read as a regular expression. None when no key matches. Matched in linear
+    time (explorer.schema.safe_regex); the keys were checked by `validate_config`."""
     for key in keys:
-        if re.match(rf"(.*\.)?({key})$", module_name):
+        if compile_safe(_peft_key_pattern(key)).match(module_name):
             return key
     return None
 
@@ -396,8 +414,26 @@ def target_matches(target_modules, module_name: str) -> bool:
     if target_modules is None or target_modules == "all-linear":
         return True
     if isinstance(target_modules, str):
-        return re.fullmatch(target_modules, module_name) is not None
+        return compile_safe(target_modules).fullmatch(module_name)
     return any(module_name == t or module_name.endswith("." + t) for t in target_modules)
+
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def layer_index(module_name: str, layers_pattern=None) -> int | None:
+    """The layer a module is in, as PEFT finds it for layers_to_transform: the number after the
+    first `<layers_pattern>.` (default: after `layers.`)."""
+    if not layers_pattern:
+        return _layer_of(module_name)
+    parts = module_name.split(".")
+    names = [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern
+    for name in names:
+        width = name.count(".") + 1
+        for i in range(len(parts) - width - 1):
+            if ".".join(parts[i : i + width]) == name and parts[i + width].isdecimal() and parts[i + width].isascii():
+                return int(parts[i + width])
+    return None
 
 
 def validate_config(config: dict, path: Path) -> dict:
@@ -464,6 +500,19 @@ def validate_config(config: dict, path: Path) -> dict:
                 _check_pattern(path, "target_modules", tm)
         elif tm is not None and not (isinstance(tm, list) and all(isinstance(t, str) for t in tm)):
             raise _type_error(path, "target_modules", tm, "a list of module names or a pattern string")
+        lp = cfg.get("layers_pattern")
+        if lp is not None:
+            names = [lp] if isinstance(lp, str) else lp
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(names) > 100:
+                raise _type_error(path, "layers_pattern", lp, "a module name or a list of module names")
+            for n in names:
+                if len(n) > 200 or not _PLAIN_NAME.match(n):
+                    raise AdapterFileError(
+                        path,
+                        f"layers_pattern {_shown_key(n)} is refused: allowed a plain module name such as "
+                        '"layers" or "transformer.h" (PEFT reads it as a pattern; only plain names are read here)',
+                    )
+            cfg["layers_pattern"] = lp if lp else None
         lt = cfg["layers_to_transform"]
         if _is_int(lt):
             cfg["layers_to_transform"] = lt = [lt]
@@ -626,6 +675,8 @@ def _read_lora(adapter: PeftAdapter, tensors, infos, w_path: Path, cfg_path: Pat
                 f"module {module} is not among target_modules={short_json(cfg['target_modules'], 60)} of {CONFIG_NAME}",
             )
         lt = cfg["layers_to_transform"]
+        if lt is not None and cfg.get("layers_pattern"):
+            layer = layer_index(module, cfg["layers_pattern"])
         if lt is not None and layer is not None and layer not in lt:
             raise AdapterFileError(
                 w_path,
@@ -751,9 +802,9 @@ def _peft_version() -> str | None:
 
 
 def _write_dir(directory: Path, config: dict, tensors: dict[str, torch.Tensor]) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    from explorer.schema.files import atomic_replace, atomic_write_text
+    from explorer.schema.files import atomic_write_bytes, atomic_write_text
 
     directory.mkdir(parents=True, exist_ok=True)
     host = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
@@ -762,8 +813,8 @@ def _write_dir(directory: Path, config: dict, tensors: dict[str, torch.Tensor]) 
             raise ValueError(
                 f"{directory / WEIGHTS_NAME}: refusing to write tensor {k!r}: it contains NaN or infinite values"
             )
-    with atomic_replace(directory / WEIGHTS_NAME) as tmp:
-        save_file(host, str(tmp), metadata={"format": "pt"})
+    # Serialised to bytes and written by our atomic path: no temporary file of the library's own.
+    atomic_write_bytes(directory / WEIGHTS_NAME, save(host, metadata={"format": "pt"}))
     atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 

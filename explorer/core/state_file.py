@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from explorer.schema.files import atomic_replace
+from explorer.schema.files import atomic_write_bytes
+from explorer.schema.jsonio import parse_json
 
 FORMAT = "peft-explorer-state"
 VERSION = "1"
@@ -48,7 +49,7 @@ def save_state(
     resume: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write atomically: a failure at any point (a full disk, a kill) leaves the previous file as it was."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     meta = {
         "format": FORMAT,
@@ -62,8 +63,9 @@ def save_state(
         raise ValueError(f"tensor name {clash[0]!r} uses the reserved prefix {RESUME!r}")
     host = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     host.update({RESUME + k: v.detach().to("cpu").contiguous() for k, v in (resume or {}).items()})
-    with atomic_replace(path) as tmp:
-        save_file(host, str(tmp), metadata=meta)
+    # Serialised to bytes and written by our atomic path: no temporary file of the library's own
+    # (a kill mid-save used to leave one, never cleaned), and the user's ordinary file mode.
+    atomic_write_bytes(path, save(host, metadata=meta))
 
 
 def load_state(path: str | Path) -> TrainedState:
@@ -72,7 +74,7 @@ def load_state(path: str | Path) -> TrainedState:
     path = Path(path)
     if path.is_dir():
         path = path / "state.safetensors"
-    if not path.is_file():
+    if not path.is_file():  # a FIFO or a device is not a file either: never opened
         raise FileNotFoundError(f"{path}: no such trained-state file")
     try:
         with safe_open(str(path), framework="pt") as fh:
@@ -81,22 +83,38 @@ def load_state(path: str | Path) -> TrainedState:
     except Exception as exc:  # safetensors raises its own types for truncated or garbled files
         raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a peft-explorer state file (format={meta.get('format')!r})")
+        raise ValueError(f"{path}: not a peft-explorer state file (format={_short(meta.get('format'))})")
     if meta.get("version") != VERSION:
         raise ValueError(
-            f"{path}: state file version {meta.get('version')!r} is not supported "
+            f"{path}: state file version {_short(meta.get('version'))} is not supported "
             f"(this peft-explorer reads version {VERSION})"
         )
-    try:
-        settings = json.loads(meta["settings"])
-        step = int(meta.get("step", "0"))
-        extra = json.loads(meta.get("extra", "{}"))
-    except (KeyError, ValueError) as exc:
-        raise ValueError(f"{path}: damaged state metadata ({exc})") from None
-    if not isinstance(settings, dict):
-        raise ValueError(f"{path}: damaged state metadata (settings is not an object)")
+    settings = _meta_json(meta, "settings", path)
+    extra = _meta_json(meta, "extra", path, default="{}")
+    step_text = meta.get("step", "0")
+    if not isinstance(step_text, str) or not step_text.isascii() or not step_text.isdecimal() or len(step_text) > 16:
+        raise ValueError(f"{path}: damaged state metadata (step is {step_text[:40]!r}, expected a whole number >= 0)")
+    step = int(step_text)
     for name, t in tensors.items():
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise ValueError(f"{path}: tensor {name} contains NaN or infinite values")
     resume = {k[len(RESUME) :]: tensors.pop(k) for k in [k for k in tensors if k.startswith(RESUME)]}
+    for name, t in tensors.items():
+        if not t.is_floating_point():
+            raise ValueError(f"{path}: tensor {name} has dtype {t.dtype}; trained tensors are floating point")
     return TrainedState(tensors, settings, step, extra, resume)
+
+
+def _meta_json(meta: dict, key: str, path: Path, default: str | None = None) -> dict:
+    """A JSON object stored as text in the metadata, read with the size and depth limits of every
+    JSON reader; ValueError naming the file and the field otherwise."""
+    text = meta.get(key, default)
+    if text is None:
+        raise ValueError(f"{path}: damaged state metadata (no {key})")
+    # our own writer may store a NaN loss in `extra`: non-finite constants are read, as numbers
+    return parse_json(text, f"{path}: damaged state metadata: {key}", expect=dict, allow_nonfinite=True)
+
+
+def _short(value) -> str:
+    """A metadata value as a message shows it: quoted, at most 40 characters of it."""
+    return repr(value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "...")

@@ -18,7 +18,9 @@ Conventions
 - Faults: a non-finite loss at step s restores the weights of step s - 1 (the last ones whose loss
   was finite; they are kept aside before every update) and raises `NonFiniteLoss`; an exception
   inside a step leaves the weights of that step (restoring them if the update was half done) and
-  propagates. The optimizer restarts after a restore.
+  propagates. The optimizer restarts after a restore. `snapshot` first checks that the weights are
+  finite: an update that left a NaN or infinity (a diverging run) is the same fault
+  (`NonFiniteWeights`, a NonFiniteLoss), with the same restore, before any analysis sees it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from explorer.core.lora import set_dropout_generator
 from explorer.engine import device as devices
 from explorer.engine.history import SpectrumHistory, ThinningBuffer
 from explorer.engine.scenarios import SCENARIO_SETTINGS, build_scenario, derive_seed
+from explorer.engine.state_checks import finite_number, optimizer_entry_problem, resumed_histories
 from explorer.schema.faults import FAULT_KINDS
 from explorer.schema.settings import COLD, TrainSettings, changed_kinds, validate
 from explorer.schema.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
@@ -73,6 +76,19 @@ class NonFiniteLoss(RuntimeError):
             else "the starting weights already give it"
         )
         super().__init__(f"non-finite loss at step {step} (lr={lr:g}): loss={value}; {back}")
+
+
+class NonFiniteWeights(NonFiniteLoss):
+    """An update left a trained weight NaN or infinite (found before any analysis touches it)."""
+
+    def __init__(self, step: int, lr: float, restored: int | None, good: bool):
+        self.step, self.lr, self.value, self.restored, self.good = step, lr, float("nan"), restored, good
+        back = (
+            f"restored the weights of step {restored}"
+            if restored is not None
+            else "the last good weights were not kept"
+        )
+        RuntimeError.__init__(self, f"non-finite weights at step {step} (lr={lr:g}); {back}")
 
 
 class InjectedFault(RuntimeError):
@@ -265,6 +281,39 @@ class Trainer:
         if seg.dropout_generator is not None:
             seg.dropout_generator.manual_seed(derive_seed(seg.settings.seed, "dropout", step))
 
+    def _rewind_to_backup(self, seg: _Segment) -> int | None:
+        """After a fault at step s: the weights of step s - 1 (the last ones whose loss was finite)
+        and the histories up to them, when they were kept; returns s - 1, or None when they were not."""
+        s = seg.step
+        if seg.backup_step is None or seg.backup_step != s - 1:
+            return None
+        self._restore(seg)
+        seg.step = s - 1
+        seg.loss_hist.rewind(s - 1)
+        seg.eval_hist.rewind(s)
+        if seg.gate_hist is not None:
+            seg.gate_hist.rewind(s)
+        seg.spectrum_hist.rewind(s)
+        seg.last_view_step = min(seg.last_view_step, s - 1)
+        seg.last_eval_step = min(seg.last_eval_step, s - 1)
+        seg.backup_step = None
+        return s - 1
+
+    def weights_finite(self) -> bool:
+        """Whether every trained tensor is finite (one device sync for all of them)."""
+        params = self._seg.params
+        return bool(torch.stack([torch.isfinite(p).all() for p in params]).all().item())
+
+    def check_finite_weights(self) -> None:
+        """Raise NonFiniteWeights (after going back to the last good weights, when they were kept) if an
+        update left a weight NaN or infinite: analyses never see such values."""
+        if self.weights_finite():
+            return
+        seg = self._seg
+        s = seg.step
+        restored = self._rewind_to_backup(seg)
+        raise NonFiniteWeights(s, seg.settings.lr, restored, restored is not None and self.weights_finite())
+
     @torch.enable_grad()  # grad mode is thread-local: callers (scripts, other threads) may have it off
     def train_step(self) -> float:
         """Loss of this step's batch at the current weights, then one update. See the module doc for faults."""
@@ -283,19 +332,7 @@ class Trainer:
                 loss = loss * float("nan")
             value = loss.item()
             if not math.isfinite(value):
-                restored = None
-                if seg.backup_step is not None and seg.backup_step == s - 1:
-                    self._restore(seg)
-                    restored = seg.step = s - 1
-                    seg.loss_hist.rewind(s - 1)
-                    seg.eval_hist.rewind(s)
-                    if seg.gate_hist is not None:
-                        seg.gate_hist.rewind(s)
-                    seg.spectrum_hist.rewind(s)
-                    seg.last_view_step = min(seg.last_view_step, s - 1)
-                    seg.last_eval_step = min(seg.last_eval_step, s - 1)
-                    seg.backup_step = None
-                raise NonFiniteLoss(s, seg.settings.lr, value, restored)
+                raise NonFiniteLoss(s, seg.settings.lr, value, self._rewind_to_backup(seg))
             seg.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         except BaseException:
@@ -432,10 +469,12 @@ class Trainer:
             raise ValueError(f"{path}: the settings in the file are not valid ({exc})") from None
         rebuild = any(getattr(settings, k) != getattr(self.settings, k) for k in SCENARIO_SETTINGS)
         old = (self._seg, self.segment, self.device, self.autocast)
-        self._new_segment(settings, rebuild_scenario=rebuild)
-        seg = self._seg
-        names = dict(seg.named)
         try:
+            # Everything is checked against the new segment before anything is copied into it; on
+            # any failure (a check, or applying what passed them) the running segment comes back.
+            self._new_segment(settings, rebuild_scenario=rebuild)
+            seg = self._seg
+            names = dict(seg.named)
             missing = sorted(set(names) - set(st.tensors))
             unexpected = sorted(set(st.tensors) - set(names))
             if missing or unexpected:
@@ -449,21 +488,23 @@ class Trainer:
                         f"{path}: tensor {name} has shape {tuple(t.shape)}, "
                         f"the model expects {tuple(names[name].shape)}"
                     )
+                if not t.is_floating_point():
+                    raise ValueError(f"{path}: tensor {name} has dtype {t.dtype}, expected floating point")
             optimizer = self._resumed_optimizer_state(st.resume, path)
-            histories = self._resumed_histories(st.resume, path)
-        except ValueError:
+            histories = resumed_histories(st.resume, path, st.step)
+            with torch.no_grad():
+                for name, t in st.tensors.items():
+                    names[name].copy_(t.to(device=names[name].device, dtype=names[name].dtype))
+            if optimizer is not None:
+                seg.optimizer.load_state_dict(optimizer)
+        except BaseException:
             self._seg, self.segment, self.device, self.autocast = old
             raise
-        with torch.no_grad():
-            for name, t in st.tensors.items():
-                names[name].copy_(t.to(device=names[name].device, dtype=names[name].dtype))
-        if optimizer is not None:
-            seg.optimizer.load_state_dict(optimizer)
         seg.step = st.step
         extra = st.extra if isinstance(st.extra, dict) else {}
         loss, eval_loss = extra.get("loss"), extra.get("eval_loss")
-        seg.loss = float(loss) if isinstance(loss, (int, float)) else None
-        seg.eval_loss = float(eval_loss) if isinstance(eval_loss, (int, float)) else None
+        seg.loss = float(loss) if finite_number(loss) else None
+        seg.eval_loss = float(eval_loss) if finite_number(eval_loss) else None
         for key, buf in (("loss", seg.loss_hist), ("eval", seg.eval_hist)):
             steps, values = histories.get(key, ((), ()))
             for s_, v in zip(steps, values):
@@ -491,25 +532,13 @@ class Trainer:
             keys = entries.get(name)
             if keys is None:
                 continue
-            moments = [v for k, v in keys.items() if k != "step"]
-            if "step" not in keys or not moments or any(tuple(v.shape) != tuple(p.shape) for v in moments):
-                raise ValueError(f"{path}: the optimizer state does not fit parameter {name}")
+            problem = optimizer_entry_problem(keys, p)
+            if problem:
+                raise ValueError(f"{path}: the optimizer state does not fit parameter {name}: {problem}")
             state[i] = keys
         sd = seg.optimizer.state_dict()
         sd["state"] = state
         return sd
-
-    @staticmethod
-    def _resumed_histories(resume: dict, path) -> dict:
-        out = {}
-        for key in ("loss", "eval"):
-            steps, values = resume.get(f"history/{key}_steps"), resume.get(f"history/{key}_values")
-            if steps is None or values is None:
-                continue
-            if steps.dim() != 1 or values.shape != steps.shape:
-                raise ValueError(f"{path}: the {key} history is damaged")
-            out[key] = (steps.tolist(), values.tolist())
-        return out
 
     # --- snapshots --------------------------------------------------------------------------------
     def _constant(self, key, make):
@@ -525,6 +554,7 @@ class Trainer:
     @torch.no_grad()
     def snapshot(self, display_size: int | None = None, with_samples: bool = False) -> Snapshot:
         """Everything the views draw, reduced on the device and copied to the host in one transfer."""
+        self.check_finite_weights()  # before any SVD: linalg fails on non-finite input
         seg = self._seg
         settings = seg.settings
         ds = int(display_size or settings.display_size)

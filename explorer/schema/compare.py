@@ -27,6 +27,7 @@ is the point of the two-seed similarity control). The default label is the spec 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field, fields
@@ -133,6 +134,18 @@ def _convert(key: str, name: str, raw: str, text: str):
     return raw
 
 
+MAX_DEFAULT_LABEL = 64  # as an explicit label: a label names a directory and a legend entry
+
+
+def bounded_label(label: str) -> str:
+    """A default label of at most MAX_DEFAULT_LABEL characters: a long one keeps its start and gets a
+    short hash of the whole, so two long specs that differ only at the end still differ."""
+    if len(label) <= MAX_DEFAULT_LABEL:
+        return label
+    digest = hashlib.sha1(label.encode("utf-8")).hexdigest()[:8]
+    return label[: MAX_DEFAULT_LABEL - 9].rstrip("-._+=") + "-" + digest
+
+
 def _label_part(key: str, raw: str) -> str:
     return key + re.sub(r"[^A-Za-z0-9._+-]", "_", raw)
 
@@ -191,7 +204,9 @@ def parse_run_spec(text: str) -> RunSpec:
             )
         overrides[name] = _convert(key, name, raw, text)
         parts.append(_label_part(key, raw))
-    spec = RunSpec(label=label or "-".join(parts), overrides=overrides, text=text, explicit_label=label is not None)
+    spec = RunSpec(
+        label=label or bounded_label("-".join(parts)), overrides=overrides, text=text, explicit_label=label is not None
+    )
     try:  # ranges and choices (the scenario-specific checks come when the runs are built)
         TrainSettings().with_changes(**overrides)
     except ValueError as exc:
@@ -474,76 +489,44 @@ def comparison_from_snapshot(snap, label: str | None = None) -> CompareSnapshot:
     )
 
 
-def analysis_from_json(d: dict) -> CompareAnalysis:
-    """The CompareAnalysis that `CompareAnalysis.to_json` wrote (analysis.json of the compare command)."""
-    similarity, control, pairs = {}, {}, []
-    for p in d.get("similarity", []):
-        key = (p["a"], p["b"])
-        pairs.append(key)
-        similarity[key] = {m: np.asarray(v["phi"], np.float32) for m, v in p["modules"].items()}
-        control[key] = {
-            m: np.asarray(v["control_phi"], np.float32)
-            for m, v in p["modules"].items()
-            if v.get("control_phi") is not None
-        }
-    intrinsic = {}
-    for p in d.get("intrinsic", []):
-        per = {}
-        for m, v in p["modules"].items():
-            v = dict(v)
-            for k in ("lora_values", "full_values"):
-                v[k] = np.asarray(v[k], np.float32)
-            per[m] = v
-        intrinsic[(p["lora"], p["full"])] = per
-    amp = {
-        label: [{k: (math.inf if k == "factor" and v is None else v) for k, v in row.items()} for row in rows]
-        for label, rows in d.get("amplification", {}).items()
-    }
-    return CompareAnalysis(
-        step=int(d.get("step", 0)),
-        modules=list(d.get("modules", [])),
-        pairs=pairs,
-        similarity=similarity,
-        control=control,
-        amplification=amp,
-        intrinsic=intrinsic,
-    )
+def analysis_from_json(d: dict, where: str = "analysis.json") -> CompareAnalysis:
+    """The CompareAnalysis that `CompareAnalysis.to_json` wrote (analysis.json of the compare command),
+    every field checked (ValueError naming `where` and the field otherwise)."""
+    from explorer.schema.compare_checks import check_analysis
+
+    return CompareAnalysis(**check_analysis(d, where))
 
 
 def load_comparison(directory) -> CompareSnapshot:
     """A headless comparison (the compare command's DIR) as a CompareSnapshot: each run's last recorded
     snapshot, the final figures from table.csv and the analyses from analysis.json."""
-    import csv
-    import json
     from pathlib import Path
 
+    from explorer.schema.compare_checks import check_manifest, read_table
+    from explorer.schema.jsonio import read_json_file
     from explorer.schema.recording import RecordingReader
 
     root = Path(directory)
     manifest_path = root / "compare.json"
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{manifest_path}: not a comparison directory (no compare.json)")
-    manifest = json.loads(manifest_path.read_text())
-    table = {}
-    if (root / "table.csv").is_file():
-        with open(root / "table.csv", newline="", encoding="utf-8") as fh:
-            table = {row["run"]: row for row in csv.DictReader(fh)}
+    manifest = read_json_file(manifest_path, max_bytes=16 * 1024 * 1024)
+    entries = check_manifest(manifest, str(manifest_path))
+    table = read_table(root / "table.csv") if (root / "table.csv").is_file() else {}
     runs = []
     step = 0
-    scenario, device = manifest.get("base_settings", {}).get("scenario", "lm"), ""
-    for i, entry in enumerate(manifest["runs"]):
+    base_settings = manifest.get("base_settings", {})
+    scenario, device = base_settings.get("scenario", "lm"), ""
+    if scenario not in ("lm", "matrix"):
+        raise ValueError(f"{manifest_path}: base_settings.scenario is {scenario!r}, expected lm or matrix")
+    for i, entry in enumerate(entries):
         reader = RecordingReader(root / entry["dir"])
         if not reader.steps:
             continue
         snap = reader.snapshot(reader.steps[-1])
-        s = summary_from_snapshot(snap, entry["label"], i, entry.get("spec", ""))
-        row = table.get(entry["label"])
-        if row:
-            num = {
-                k: (float(v) if v not in ("", None) else None)
-                for k, v in row.items()
-                if k not in ("run", "method", "spec")
-            }
+        s = summary_from_snapshot(snap, entry["label"], i, entry["spec"])
+        num = table.get(entry["label"])
+        if num:
             s.final_loss, s.final_eval_loss = num.get("final_loss"), num.get("final_eval_loss")
             s.steps_per_second = num.get("steps_per_second") or s.steps_per_second
         runs.append(s)
@@ -551,7 +534,8 @@ def load_comparison(directory) -> CompareSnapshot:
         device = snap.device
     analysis = None
     if (root / "analysis.json").is_file():
-        analysis = analysis_from_json(json.loads((root / "analysis.json").read_text()))
+        path = root / "analysis.json"
+        analysis = analysis_from_json(read_json_file(path, allow_nonfinite=True), str(path))
     return CompareSnapshot(
         step=step, segment=0, time=0.0, runs=runs, analysis=analysis, scenario=scenario, device=device, state="paused"
     )

@@ -26,11 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from explorer.schema.compare import SHARED
+from explorer.schema.jsonio import read_regular_file, shown
 from explorer.schema.settings import TrainSettings
+from explorer.schema.text import one_line
 
 VIEW_IDS = ("delta", "spectrum", "attention", "gates", "loss", "budget", "samples", "compare")
 LAYOUTS = ("grid", "row", "column", "focus")
 SCENE_FIELDS = {"title", "caption", "views", "layout", "play", "settings", "runs", "focus"}
+MAX_DECK_BYTES = 1024 * 1024  # the default deck is 4 kB
+MAX_SCENES = 500
+MAX_TEXT = 10_000  # a title or a caption
+MAX_LABEL = 64
 
 
 @dataclass
@@ -66,12 +72,17 @@ def default_deck_path() -> Path:
 
 def load_deck(path: str | Path | None = None) -> Deck:
     path = Path(path) if path is not None else default_deck_path()
-    if not path.is_file():
+    if not path.is_file():  # a FIFO or a device is not a file either: never opened
         raise FileNotFoundError(f"{path}: no such deck file")
+    raw = read_regular_file(path, MAX_DECK_BYTES)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({one_line(exc)})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not valid TOML here (nested too deeply)") from None
     deck = parse_deck(data, str(path))
     deck.path = path
     return deck
@@ -84,12 +95,18 @@ def parse_deck(data: dict, source: str = "deck") -> Deck:
     unknown_top = sorted(set(data) - {"title", "scene"})
     if unknown_top:
         raise ValueError(f"{source}: unknown field {unknown_top[0]!r} at the top level: allowed title, scene")
+    if len(scenes_data) > MAX_SCENES:
+        raise ValueError(f"{source}: {len(scenes_data)} scenes, more than the {MAX_SCENES} a deck may hold")
+    title = data.get("title", "peft-explorer")
+    if not isinstance(title, str) or len(title) > MAX_TEXT:
+        raise ValueError(f"{source}: title must be text of at most {MAX_TEXT} characters")
     scenes = [_parse_scene(i + 1, s, source) for i, s in enumerate(scenes_data)]
-    return Deck(title=str(data.get("title", "peft-explorer")), scenes=scenes)
+    return Deck(title=title, scenes=scenes)
 
 
 def _parse_scene(number: int, s: dict, source: str) -> Scene:
-    name = f"scene {number}" + (f" ({s.get('title')!r})" if isinstance(s, dict) and s.get("title") else "")
+    title = s.get("title") if isinstance(s, dict) else None
+    name = f"scene {number}" + (f" ({title[:60]!r})" if isinstance(title, str) and title else "")
 
     def fail(field_name: str, problem: str):
         raise ValueError(f"{source}: {name}: {field_name}: {problem}")
@@ -102,8 +119,9 @@ def _parse_scene(number: int, s: dict, source: str) -> Scene:
     for required in ("title", "caption", "views"):
         if required not in s:
             fail(required, "missing (every scene needs title, caption and views)")
-    if not isinstance(s["title"], str) or not isinstance(s["caption"], str):
-        fail("title" if not isinstance(s["title"], str) else "caption", "must be text")
+    for name_ in ("title", "caption"):
+        if not isinstance(s[name_], str) or len(s[name_]) > MAX_TEXT:
+            fail(name_, f"must be text of at most {MAX_TEXT} characters")
     views = s["views"]
     if not isinstance(views, list) or not views or not all(isinstance(v, str) for v in views):
         fail("views", f"must be a non-empty list of view names: allowed {', '.join(VIEW_IDS)}")
@@ -124,6 +142,12 @@ def _parse_scene(number: int, s: dict, source: str) -> Scene:
     for j, r in enumerate(runs_data):
         if not isinstance(r, dict) or "label" not in r:
             fail(f"runs[{j}]", "needs a label")
+        unknown_run = sorted(set(r) - {"label", "settings"})
+        if unknown_run:
+            fail(f"runs[{j}].{unknown_run[0]}", "unknown field: allowed label, settings")
+        label = r["label"]
+        if not isinstance(label, str) or not label.strip() or len(label) > MAX_LABEL or not label.isprintable():
+            fail(f"runs[{j}].label", f"must be text of 1 to {MAX_LABEL} printable characters, got {shown(label)}")
         run_settings = r.get("settings", {})
         if not isinstance(run_settings, dict):
             fail(f"runs[{j}].settings", "must be a table of settings")
@@ -134,7 +158,7 @@ def _parse_scene(number: int, s: dict, source: str) -> Scene:
                 "is shared by every run of a comparison: set it in the scene's settings",
             )
         merged = {**settings.to_dict(), **run_settings}
-        runs.append(Run(str(r["label"]), _settings(merged, f"runs[{j}].settings", fail)))
+        runs.append(Run(label, _settings(merged, f"runs[{j}].settings", fail)))
     if runs and "compare" not in views:
         fail("runs", 'runs are shown by the compare view: add "compare" to views')
     focus = s.get("focus")

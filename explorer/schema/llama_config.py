@@ -195,21 +195,16 @@ CONFIG_MAX_BYTES = 4_000_000
 def read_hf_config(path) -> LlamaConfig:
     """A config.json file (or a directory holding one) as a LlamaConfig; ValueError (one line) naming
     the file for anything unreadable or unsupported."""
-    import json
     from pathlib import Path
+
+    from explorer.schema.jsonio import read_json_file
 
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model config.json")
-    size = path.stat().st_size
-    if size > CONFIG_MAX_BYTES:
-        raise ValueError(f"{path}: {size:,} bytes is too large for a model config.json (at most {CONFIG_MAX_BYTES:,})")
-    try:
-        d = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ValueError(f"{path}: not a valid JSON model config.json ({str(exc).splitlines()[0]})") from None
+    d = read_json_file(path, max_bytes=CONFIG_MAX_BYTES)  # size, UTF-8, depth, top-level type: named errors
     return LlamaConfig.from_hf_dict(d, where=str(path))
 
 

@@ -13,6 +13,12 @@ A record's snapshot file is complete before its metrics line is written, so a ru
 moment leaves a recording whose every metrics line has its snapshot; a torn last line and a missing
 final state are tolerated by the reader. `RecordingReader.snapshot(step)` gives back the Snapshot
 that was recorded, field for field and array for array.
+
+Writing takes the directory's lock (explorer.schema.dirlock) and replaces only a recording of ours
+(`overwrite`); reading treats every file as hostile: config.json is refused with one line when any
+field has the wrong type; a metrics line that is torn, not JSON or has a wrong field is skipped and
+counted (`skipped_lines`, the first reasons in `problems`), never handed on; a snapshot whose metadata
+or arrays are wrong is refused with one line naming its file (explorer/schema/recording_checks.py).
 """
 
 from __future__ import annotations
@@ -20,12 +26,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
-from explorer.schema.files import atomic_replace, atomic_write_text
-from explorer.schema.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
+from explorer.schema import recording_checks as checks
+from explorer.schema.files import atomic_write_bytes, atomic_write_text
+from explorer.schema.jsonio import JsonFileError, parse_json, read_json_file
+from explorer.schema.outdir import claim_output_dir, entries, foreign_entries, housekeeping, marker_problem
+from explorer.schema.snapshot import Snapshot
 
 FORMAT = "peft-explorer-recording"
 VERSION = 1
@@ -116,34 +126,69 @@ def metrics_line(snap: Snapshot, fresh_samples: bool = False) -> dict:
     return _strict(line)
 
 
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+MAX_METRICS_LINE = 16 * 1024 * 1024  # one record's line; a real one is at most a few hundred kB
+MAX_PROBLEMS = 5  # reasons kept for skipped metrics lines
+_SNAPSHOT_NAME = re.compile(r"^(?:\d{6,}|const-\d{3,})\.safetensors$")
+_OLD_TEMPORARY = re.compile(r"^\..+\.tmp$|^\.tmp[A-Za-z0-9_]{6,}$")  # earlier versions' and the safetensors library's
+_TOP_FILES = ("config.json", "metrics.jsonl", "state.safetensors")
+
+
+def _recording_entry(name: str, is_dir: bool) -> bool:
+    if name == "snapshots":
+        return is_dir
+    return not is_dir and (name in _TOP_FILES or bool(_OLD_TEMPORARY.match(name)))
+
+
+def _snapshot_entry(name: str, is_dir: bool) -> bool:
+    return not is_dir and bool(_SNAPSHOT_NAME.match(name) or _OLD_TEMPORARY.match(name))
+
+
+def recording_problem(directory: Path) -> str | None:
+    """Why `directory` is not a recording of ours that --overwrite may replace (None when it is):
+    config.json must carry our format and every entry must be one a recording holds."""
+    directory = Path(directory)
+    problem = marker_problem(directory / "config.json", FORMAT) or foreign_entries(directory, _recording_entry)
+    if problem is None and (directory / "snapshots").is_dir():
+        inner = foreign_entries(directory / "snapshots", _snapshot_entry)
+        if inner is not None:
+            problem = "snapshots/: " + inner
+    return problem
+
+
 class RecordingWriter:
+    """Writes a recording into a new or empty directory (or, with `overwrite`, over a recording of
+    ours), holding the directory's lock until `close()`."""
+
     def __init__(self, directory: str | Path, config: dict, overwrite: bool = False):
         self.dir = Path(directory)
-        if self.dir.exists() and not self.dir.is_dir():
-            raise ValueError(f"out={str(self.dir)!r} is a file: allowed a new or empty directory")
-        if self.dir.is_dir() and any(self.dir.iterdir()):
-            if not overwrite:
-                raise ValueError(
-                    f"out={str(self.dir)!r} is not empty: choose a new directory "
-                    "(or pass --overwrite to replace the recording there)"
-                )
-            self._clear()
-        (self.dir / "snapshots").mkdir(parents=True, exist_ok=True)
-        self.config = {"format": FORMAT, "version": VERSION, **config}
-        atomic_write_text(self.dir / "config.json", json.dumps(_strict(self.config), indent=2))
-        self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (held open while recording; closed in close())
+        self._lock = claim_output_dir(self.dir, what="recording", overwrite=overwrite, ours=recording_problem)
+        self._metrics = None
+        try:
+            if entries(self.dir):
+                self._clear()
+            (self.dir / "snapshots").mkdir(exist_ok=True)
+            self.config = {"format": FORMAT, "version": VERSION, **config}
+            atomic_write_text(self.dir / "config.json", json.dumps(_strict(self.config), indent=2))
+            self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (held open while recording; closed in close())
+        except BaseException:
+            self._lock.release()
+            raise
         self._constants: dict[str, tuple[np.ndarray, str]] = {}  # key -> (array, "const-000.safetensors")
         self._n_const = 0
         self.records = 0
         self.bytes_written = 0
 
     def _clear(self) -> None:
-        for name in ("metrics.jsonl", "config.json", "state.safetensors"):
-            (self.dir / name).unlink(missing_ok=True)
+        """Remove the recording that was here; `recording_problem` has checked that every entry is one."""
         snaps = self.dir / "snapshots"
         if snaps.is_dir():
-            for p in snaps.glob("*.safetensors"):
-                p.unlink()
+            for name in os.listdir(snaps):
+                if _snapshot_entry(name, (snaps / name).is_dir()):
+                    (snaps / name).unlink()
+        for name in os.listdir(self.dir):
+            if name != "snapshots" and not housekeeping(name) and _recording_entry(name, False):
+                (self.dir / name).unlink(missing_ok=True)
 
     def _constant_refs(self, snap: Snapshot) -> dict[str, str]:
         """Write the constant arrays that changed since the last record into a new const file."""
@@ -169,11 +214,11 @@ class RecordingWriter:
         return refs
 
     def _save(self, path: Path, tensors: dict, metadata: dict) -> None:
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
-        with atomic_replace(path) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
-        self.bytes_written += path.stat().st_size
+        data = save(tensors, metadata=metadata)  # bytes: no temporary file of the library's own
+        atomic_write_bytes(path, data)
+        self.bytes_written += len(data)
 
     def write(self, snap: Snapshot, fresh_samples: bool = False) -> None:
         refs = self._constant_refs(snap)
@@ -217,65 +262,100 @@ class RecordingWriter:
         line = metrics_line(snap, fresh_samples)
         line["snapshot"] = f"snapshots/{fname}"
         text = json.dumps(line) + "\n"
-        self._metrics.write(text)
-        self._metrics.flush()
+        try:
+            self._metrics.write(text)
+            self._metrics.flush()
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(self.dir / "metrics.jsonl")) from None
         self.bytes_written += len(text)
         self.records += 1
 
     def finish(self, **info) -> None:
-        """Note in config.json how the run ended (final step, wall time, state file)."""
-        self.config.update(info)
-        atomic_write_text(self.dir / "config.json", json.dumps(_strict(self.config), indent=2))
-        self.close()
+        """Note in config.json how the run ended (final step, wall time, state file), then close."""
+        try:
+            self.config.update(info)
+            atomic_write_text(self.dir / "config.json", json.dumps(_strict(self.config), indent=2))
+        finally:
+            self.close()
 
     def close(self) -> None:
-        if not self._metrics.closed:
-            self._metrics.flush()
-            os.fsync(self._metrics.fileno())
-            self._metrics.close()
+        try:
+            if self._metrics is not None and not self._metrics.closed:
+                try:
+                    self._metrics.flush()
+                    os.fsync(self._metrics.fileno())
+                finally:
+                    self._metrics.close()
+        finally:
+            self._lock.release()
 
 
 class RecordingReader:
-    """A recording, possibly cut off mid-write. `.steps`, `.metrics`, `.snapshot(step)`, `.settings`."""
+    """A recording, possibly cut off mid-write. `.steps`, `.metrics`, `.snapshot(step)`, `.settings`.
+
+    `skipped_lines` counts the metrics lines that were not used (torn, not JSON, a wrong field, a
+    missing snapshot file); `problems` holds the first few reasons."""
 
     def __init__(self, directory: str | Path):
-        from explorer.schema.settings import TrainSettings
-
         self.dir = Path(directory)
         cfg = self.dir / "config.json"
         if not cfg.is_file():
             raise FileNotFoundError(f"{cfg}: not a recording (no config.json)")
-        try:
-            self.config = json.loads(cfg.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{cfg}: damaged config ({exc})") from None
+        self.config = read_json_file(cfg, max_bytes=MAX_CONFIG_BYTES)
         if self.config.get("format") != FORMAT:
-            raise ValueError(f"{cfg}: not a peft-explorer recording (format={self.config.get('format')!r})")
+            raise JsonFileError(
+                f"{cfg}: not a peft-explorer recording (format={checks.shown(self.config.get('format'))})"
+            )
         if self.config.get("version") != VERSION:
-            raise ValueError(
-                f"{cfg}: recording version {self.config.get('version')!r} is not supported "
+            raise JsonFileError(
+                f"{cfg}: recording version {checks.shown(self.config.get('version'))} is not supported "
                 f"(this peft-explorer reads version {VERSION})"
             )
-        self.settings = TrainSettings.from_dict(self.config["settings"])
-        self.metrics: list[dict] = []
+        self.settings = checks.check_config(self.config, str(cfg))
         self.skipped_lines = 0
-        path = self.dir / "metrics.jsonl"
+        self.problems: list[str] = []
         by_step: dict[int, dict] = {}
-        if path.is_file():
-            for raw in path.read_bytes().split(b"\n"):
-                if not raw.strip():
-                    continue
-                try:
-                    line = json.loads(raw)
-                    step = int(line["step"])
-                except (ValueError, KeyError, TypeError):
-                    self.skipped_lines += 1  # a line torn by a kill mid-write
-                    continue
-                if (self.dir / line.get("snapshot", snapshot_file_name(step))).is_file():
-                    by_step[step] = line  # a later record of the same step (a fault) wins
-        self.metrics = [by_step[s] for s in sorted(by_step)]
+        for line in self.iter_metrics():
+            if (self.dir / line["snapshot"]).is_file():
+                by_step[line["step"]] = line  # a later record of the same step (a fault) wins
+            else:
+                self._skip(f"step {line['step']}: {line['snapshot']} is missing")
+        self.metrics: list[dict] = [by_step[s] for s in sorted(by_step)]
         self.steps = [m["step"] for m in self.metrics]
         self._const_cache: dict[str, dict] = {}
+
+    def _skip(self, reason: str) -> None:
+        self.skipped_lines += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(reason)
+
+    def iter_metrics(self):
+        """The valid records of metrics.jsonl in file order, read line by line (bounded memory per
+        line); the others are skipped and counted."""
+        path = self.dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        with open(path, "rb") as fh:
+            number = 0
+            while True:
+                raw = fh.readline(MAX_METRICS_LINE + 1)
+                if not raw:
+                    break
+                number += 1
+                if len(raw) > MAX_METRICS_LINE and not raw.endswith(b"\n"):
+                    while raw and not raw.endswith(b"\n"):  # skip the rest of an overlong line
+                        raw = fh.readline(MAX_METRICS_LINE)
+                    self._skip(f"{path.name} line {number}: longer than {MAX_METRICS_LINE} bytes")
+                    continue
+                if not raw.strip():
+                    continue
+                where = f"{path} line {number}"
+                try:
+                    line = checks.check_metrics_line(parse_json(raw, where), where)
+                except JsonFileError as exc:
+                    self._skip(str(exc))  # a line torn by a kill mid-write, or a hostile one
+                    continue
+                yield line
 
     @property
     def finished(self) -> bool:
@@ -291,12 +371,14 @@ class RecordingReader:
     def _load(self, path: Path) -> tuple[dict, dict]:
         from safetensors import safe_open
 
+        if not path.is_file():  # never open a FIFO or a device: it could block forever
+            raise FileNotFoundError(f"{path}: no such snapshot file")
         try:
             with safe_open(str(path), framework="np") as fh:
                 # safe_open is not a mapping: it has keys() but no iteration
                 return {k: fh.get_tensor(k) for k in fh.keys()}, (fh.metadata() or {})  # noqa: SIM118
         except Exception as exc:
-            raise ValueError(f"{path}: not a readable snapshot file ({exc})") from None
+            raise ValueError(f"{path}: not a readable snapshot file ({checks.one_line(exc)})") from None
 
     def _const(self, fname: str) -> dict:
         if fname not in self._const_cache:
@@ -304,53 +386,26 @@ class RecordingReader:
         return self._const_cache[fname]
 
     def snapshot(self, step: int) -> Snapshot:
+        """The Snapshot recorded at `step`; KeyError when there is none, ValueError (one line naming
+        the file) when its file is damaged or hostile."""
         line = next((m for m in self.metrics if m["step"] == step), None)
         if line is None:
             raise KeyError(f"step {step} is not in this recording (recorded: {_span(self.steps)})")
-        tensors, meta = self._load(self.dir / line.get("snapshot", f"snapshots/{snapshot_file_name(step)}"))
-        if meta.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(f"snapshot of step {step}: not a peft-explorer snapshot file")
-        d = json.loads(meta["snapshot"])
-        matrices = {}
-        for m in d["matrices"]:
-            arrays = {}
-            for field, where in m["arrays"].items():
-                if field not in _MATRIX_ARRAYS:
-                    raise ValueError(f"snapshot of step {step}: matrix {m['name']!r} has an unknown array {field!r}")
-                key = f"m/{m['name']}/{field}"
-                arrays[field] = None if where is None else (tensors[key] if where == "" else self._const(where)[key])
-            optional = {}
-            for key, (types, default) in _MATRIX_OPTIONAL.items():
-                value = m.get(key, default)
-                if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-                    raise ValueError(
-                        f"snapshot of step {step}: matrix {m['name']!r} field {key}={value!r} has the wrong type"
-                    )
-                optional[key] = value
-            matrices[m["name"]] = MatrixSnapshot(
-                name=m["name"],
-                shape=tuple(m["shape"]),
-                fro_norm=m["fro_norm"],
-                effective_rank=m["effective_rank"],
-                stable_rank=m["stable_rank"],
-                spectrum_method=m["spectrum_method"],
-                **optional,
-                **arrays,
-            )
-        prefixes = [
-            PrefixSnapshot(
-                layer=p["layer"],
-                gates=tensors[f"p/{i}/gates"],
-                attention=tensors[f"p/{i}/attention"] if p["attention"] else None,
-                prompt_norm=p["prompt_norm"],
-            )
-            for i, p in enumerate(d["prefixes"])
-        ]
-        history = History(
-            **{f: tensors[f"h/{f}"] for f in _HISTORY_ARRAYS},
-            spectra={n: tensors[f"h/spectra/{n}"] for n in d["spectra_names"]},
-        )
-        return Snapshot(**{k: d[k] for k in _SCALARS}, matrices=matrices, prefixes=prefixes, history=history)
+        path = self.dir / line["snapshot"]
+        tensors, meta = self._load(path)
+        where = str(path)
+        if meta.get("format") != SNAPSHOT_FORMAT or not isinstance(meta.get("snapshot"), str):
+            raise ValueError(f"{where}: not a peft-explorer snapshot file")
+        d = parse_json(meta["snapshot"], f"{where} (metadata)", allow_nonfinite=True)
+        return checks.snapshot_from(d, tensors, self._const_ref, where, _SCALARS, _HISTORY_ARRAYS, _MATRIX_OPTIONAL)
+
+    def _const_ref(self, fname: str, key: str, where: str) -> np.ndarray:
+        if not isinstance(fname, str) or not _SNAPSHOT_NAME.match(fname) or not fname.startswith("const-"):
+            raise ValueError(f"{where}: array {key} refers to {checks.shown(fname)}, not a constants file")
+        arrays = self._const(fname)
+        if key not in arrays:
+            raise ValueError(f"{where}: array {key} is missing from snapshots/{fname}")
+        return arrays[key]
 
     def __len__(self) -> int:
         return len(self.steps)

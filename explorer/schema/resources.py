@@ -9,10 +9,18 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.resources
-import json
+import zlib
 from pathlib import Path
 
 CORPUS_SPLITS = ("train", "heldout")
+MAX_CORPUS_BYTES = 256 * 1024 * 1024  # decompressed; the shipped ones are a few MB
+
+
+class DamagedInstallation(ValueError):
+    """A shipped file that is there but unreadable: one line naming it."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"the installation is damaged: {path} ({reason}); reinstall peft-explorer")
 
 
 def _candidates() -> list[Path]:
@@ -52,10 +60,15 @@ def base_model_dir() -> Path:
 
 def base_training_info() -> dict:
     """What scripts/train_base.py recorded: steps, seconds, losses, corpus, seed, command."""
+    from explorer.schema.jsonio import JsonFileError, read_json_file
+
     path = base_model_dir() / "training.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no training record beside the base model")
-    return json.loads(path.read_text())
+    try:
+        return read_json_file(path, max_bytes=16 * 1024 * 1024)
+    except JsonFileError as exc:
+        raise DamagedInstallation(path, str(exc).removeprefix(f"{path}: ")) from None
 
 
 def _corpora_dir() -> Path:
@@ -79,5 +92,16 @@ def corpus_path(name: str, split: str = "train") -> Path:
 
 @functools.lru_cache(maxsize=8)
 def load_corpus(name: str, split: str = "train") -> str:
-    """The text of a shipped corpus split (cached: the base corpus is ~1.3 MB)."""
-    return gzip.decompress(corpus_path(name, split).read_bytes()).decode("utf-8")
+    """The text of a shipped corpus split (cached: the base corpus is ~1.3 MB). A damaged file
+    (truncated, not gzip, not UTF-8) is DamagedInstallation naming it."""
+    path = corpus_path(name, split)
+    try:
+        with gzip.open(path, "rb") as fh:
+            data = fh.read(MAX_CORPUS_BYTES + 1)
+        if len(data) > MAX_CORPUS_BYTES:
+            raise DamagedInstallation(path, f"it unpacks to more than {MAX_CORPUS_BYTES} bytes")
+        return data.decode("utf-8")
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise DamagedInstallation(path, f"not a whole gzip file: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DamagedInstallation(path, f"not UTF-8 text at byte {exc.start}") from None

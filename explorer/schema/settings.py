@@ -83,15 +83,33 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainSettings:
+        """Settings from a file's dict, every value's type checked (ValueError naming the setting)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"settings must be a table of name = value, not {type(d).__name__}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted((k for k in d if k not in known), key=str)
         if unknown:
-            raise ValueError(f"unknown setting {unknown[0]!r}: allowed {', '.join(sorted(known))}")
+            shown = repr(unknown[0]) if len(repr(unknown[0])) <= 60 else repr(unknown[0])[:57] + "..."
+            raise ValueError(f"unknown setting {shown}: allowed {', '.join(sorted(known))}")
         d = dict(d)
+        types = {f.name: f.type for f in fields(cls)}
+        for name, value in d.items():
+            if types[name] in ("bool", bool) and not isinstance(value, bool):
+                raise ValueError(f"{name}={_short(value)} is not true or false")
+            if types[name] in ("str", str) and not isinstance(value, str):
+                raise ValueError(f"{name}={_short(value)} is not text")
         if "targets" in d:
-            d["targets"] = tuple(d["targets"])
+            targets = d["targets"]
+            if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) for t in targets):
+                raise ValueError(f"targets={_short(targets)} is not a list of module names")
+            d["targets"] = tuple(targets)
         if d.get("layers") is not None:
-            d["layers"] = tuple(d["layers"])
+            layers = d["layers"]
+            if not isinstance(layers, (list, tuple)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in layers
+            ):
+                raise ValueError(f"layers={_short(layers)} is not a list of layer indices")
+            d["layers"] = tuple(layers)
         s = cls(**d)
         validate(s)
         return s
@@ -224,6 +242,11 @@ SETTINGS_SPEC: dict[str, Spec] = {
 }
 
 
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def kind_of(name: str) -> str:
     return SETTINGS_SPEC[name].kind
 
@@ -241,7 +264,9 @@ def validate(s: TrainSettings) -> None:
                     raise ValueError(f"targets={t!r} is unknown: allowed {', '.join(spec.choices)}")
             continue
         if f.name == "layers":
-            if value is not None and any((not isinstance(i, int)) or i < 0 for i in value):
+            if value is not None and any(
+                (not isinstance(i, int)) or isinstance(i, bool) or i < 0 or i >= 1 << 20 for i in value
+            ):
                 raise ValueError(f"layers={list(value)} is out of range: allowed indices >= 0")
             continue
         if f.name in TEXT_SETTINGS:

@@ -55,7 +55,7 @@ def test_a_recording_cut_off_mid_write_still_loads(tmp_path):
     metrics.write_bytes(data[: len(data) - 25])  # the last line torn by a kill
     (tmp_path / "rec" / "snapshots" / "000003.safetensors").unlink()  # and a record never finished
     reader = RecordingReader(tmp_path / "rec")
-    assert reader.steps == [0, 1, 2] and reader.skipped_lines == 1
+    assert reader.steps == [0, 1, 2] and reader.skipped_lines == 2  # the torn line and the unfinished record
     assert reader.state_path is None and not reader.finished
     assert_snapshots_equal(reader.snapshot(2), written[2])
     with pytest.raises(KeyError, match="step 4 is not in this recording"):
