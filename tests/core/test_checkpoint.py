@@ -179,7 +179,7 @@ def test_damaged_files_and_configs(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError) as err:
         load_checkpoint(tmp_path)
-    assert "config.json: not a valid JSON" in _one_line(err)
+    assert "config.json: not valid JSON" in _one_line(err)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "num_hidden_layers": "2"}))
     with pytest.raises(ValueError) as err:
         read_config(tmp_path)
