@@ -14,6 +14,15 @@ moment leaves a recording whose every metrics line has its snapshot; a torn last
 final state are tolerated by the reader. `RecordingReader.snapshot(step)` gives back the Snapshot
 that was recorded, field for field and array for array.
 
+metrics.jsonl is appended one line at a time and flushed after each, so a follower can tail it. Besides
+the records (objects with "step" and "snapshot") it may hold event lines, objects with an "event" key:
+{"event": "finished", "wall_time": unix seconds, "final_step": N, ...} is the last line of a run that
+ended normally (config.json holds "final_step" by then), {"event": "failed", "wall_time": ...,
+"step": N, "message": "..."} that of a run stopped by an exception. A recording with neither that
+stops growing was cut off (killed, crashed) or is training slowly. Records may carry more keys than
+`metrics_line` writes (`RecordingWriter.write(extra=...)`: a user run's "grad_norm" per module and
+"wall_time"); the reader checks those it knows.
+
 Writing takes the directory's lock (explorer.schema.dirlock) and replaces only a recording of ours
 (`overwrite`); reading treats every file as hostile: config.json is refused with one line when any
 field has the wrong type; a metrics line that is torn, not JSON or has a wrong field is skipped and
@@ -27,6 +36,7 @@ import json
 import math
 import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +50,7 @@ from explorer.schema.snapshot import Snapshot
 FORMAT = "peft-explorer-recording"
 VERSION = 1
 SNAPSHOT_FORMAT = "peft-explorer-snapshot"
+EVENTS = ("finished", "failed")
 
 _SCALARS = (
     "step",
@@ -220,7 +231,8 @@ class RecordingWriter:
         atomic_write_bytes(path, data)
         self.bytes_written += len(data)
 
-    def write(self, snap: Snapshot, fresh_samples: bool = False) -> None:
+    def write(self, snap: Snapshot, fresh_samples: bool = False, extra: dict | None = None) -> None:
+        """Write one record. `extra`: more keys for its metrics line (never replacing a record's own)."""
         refs = self._constant_refs(snap)
         tensors: dict[str, np.ndarray] = {}
         matrices = []
@@ -260,21 +272,38 @@ class RecordingWriter:
             {"format": SNAPSHOT_FORMAT, "version": str(VERSION), "snapshot": json.dumps(meta)},
         )
         line = metrics_line(snap, fresh_samples)
+        if extra:
+            clash = sorted(set(extra) & (set(line) | {"snapshot", "event"}))
+            if clash:
+                raise ValueError(f"extra metrics key {clash[0]!r} would replace a record's own field")
+            line.update(_strict(extra))
         line["snapshot"] = f"snapshots/{fname}"
+        self._append(line)
+        self.records += 1
+
+    def _append(self, line: dict) -> None:
         text = json.dumps(line) + "\n"
         try:
             self._metrics.write(text)
-            self._metrics.flush()
+            self._metrics.flush()  # one line at a time: a follower tailing the file sees whole lines
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror or str(exc), str(self.dir / "metrics.jsonl")) from None
         self.bytes_written += len(text)
-        self.records += 1
+
+    def event(self, kind: str, **fields) -> None:
+        """Append an event line (see the module docstring): "finished" or "failed"."""
+        if kind not in EVENTS:
+            raise ValueError(f"event={kind!r} is unknown: allowed {', '.join(EVENTS)}")
+        self._append(_strict({"event": kind, "wall_time": time.time(), **fields}))
 
     def finish(self, **info) -> None:
-        """Note in config.json how the run ended (final step, wall time, state file), then close."""
+        """Note in config.json how the run ended (final step, wall time, state file), then the last
+        line of metrics.jsonl, the "finished" event, so a follower knows the run is complete; close."""
         try:
             self.config.update(info)
             atomic_write_text(self.dir / "config.json", json.dumps(_strict(self.config), indent=2))
+            if self._metrics is not None and not self._metrics.closed:
+                self.event("finished", **{k: v for k, v in info.items() if k in ("final_step", "completed")})
         finally:
             self.close()
 
@@ -314,6 +343,7 @@ class RecordingReader:
         self.settings = checks.check_config(self.config, str(cfg))
         self.skipped_lines = 0
         self.problems: list[str] = []
+        self.events: list[dict] = []  # "finished" / "failed" lines (see the module docstring)
         by_step: dict[int, dict] = {}
         for line in self.iter_metrics():
             if (self.dir / line["snapshot"]).is_file():
@@ -351,7 +381,11 @@ class RecordingReader:
                     continue
                 where = f"{path} line {number}"
                 try:
-                    line = checks.check_metrics_line(parse_json(raw, where), where)
+                    parsed = parse_json(raw, where)
+                    if isinstance(parsed, dict) and "event" in parsed:
+                        self.events.append(checks.check_event_line(parsed, where, EVENTS))
+                        continue
+                    line = checks.check_metrics_line(parsed, where)
                 except JsonFileError as exc:
                     self._skip(str(exc))  # a line torn by a kill mid-write, or a hostile one
                     continue
@@ -359,7 +393,7 @@ class RecordingReader:
 
     @property
     def finished(self) -> bool:
-        return "final_step" in self.config
+        return "final_step" in self.config or any(e["event"] == "finished" for e in self.events)
 
     @property
     def state_path(self) -> Path | None:

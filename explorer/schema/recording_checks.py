@@ -110,7 +110,27 @@ def check_metrics_line(line, where: str) -> dict:
         _numbers(line["gates"], where, "gates", 2)
     if "samples" in line:
         _check_samples(line["samples"], where, "samples")
+    if "wall_time" in line:
+        need_number(line["wall_time"], where, "wall_time", 0.0, None)
+    if "grad_norm" in line:  # a user run's (explorer.integrations): per module, None without a gradient
+        for name, value in need_dict(line["grad_norm"], where, "grad_norm").items():
+            need_str(name, where, "a grad_norm name", MAX_NAME)
+            need_number(value, where, f"grad_norm[{shown(name)}]", 0.0, None, none_ok=True)
     return {**line, "snapshot": snapshot, "state": state}
+
+
+def check_event_line(line: dict, where: str, events: tuple[str, ...]) -> dict:
+    """An event line of metrics.jsonl ("finished", "failed") with its fields' types checked."""
+    if line.get("event") not in events:
+        raise JsonFileError(f"{where}: event is {shown(line.get('event'))}, expected one of {', '.join(events)}")
+    need_number(line.get("wall_time"), where, "wall_time", 0.0, None, none_ok=True)
+    for name in ("final_step", "step"):
+        if line.get(name) is not None:
+            need_int(line[name], where, name, 0, MAX_STEP)
+    if "completed" in line:
+        need_bool(line["completed"], where, "completed")
+    need_str(line.get("message"), where, "message", MAX_TEXT, none_ok=True)
+    return line
 
 
 def _check_samples(samples, where: str, name: str) -> None:
@@ -148,7 +168,8 @@ MATRIX_ARRAY_DIMS = {
     "effective_update": 2,
     "effective_update_spectrum": 1,
 }
-REQUIRED_ARRAYS = ("delta", "base", "spectrum")
+# delta and base may be absent: a recording of a user's own run keeps heatmaps for a few modules only
+REQUIRED_ARRAYS = ("spectrum",)
 
 
 def _matrix(m, tensors, const_ref, where: str, optional: dict) -> MatrixSnapshot:

@@ -17,8 +17,10 @@ class MatrixSnapshot:
 
     name: str  # "model.layers.3.self_attn.q_proj", or "W" in the matrix scenario
     shape: tuple[int, int]  # (out, in) of the full matrix
-    delta: np.ndarray  # ΔW pooled to at most display_size per side, float32
-    base: np.ndarray  # W0 pooled the same way (mean pooling is linear: W0+ΔW = base + delta)
+    # ΔW pooled to at most display_size per side, float32; None in a recording of a user's own run for
+    # the modules outside its bounded heatmap set (explorer.integrations)
+    delta: np.ndarray | None
+    base: np.ndarray | None  # W0 pooled the same way (mean pooling is linear: W0+ΔW = base + delta)
     spectrum: np.ndarray  # singular values of ΔW, descending (r values for LoRA)
     fro_norm: float
     effective_rank: float
