@@ -267,11 +267,21 @@ class DeltaView(View):
         elif mode == "merged":
             # mean pooling is linear: pooled(W0 + ΔW) = pooled W0 + pooled ΔW; for DoRA the merged
             # weight is W0 + (W_eff - W0)
-            data = m.base + (m.delta if effective is None else effective)
+            added = m.delta if effective is None else effective
+            data = None if m.base is None or added is None else m.base + added
         elif mode == "effective":
             data = effective
         else:
             data = m.target
+        if data is None:  # recordings of a user's own run keep heatmaps for a few modules only
+            self._data = None
+            self.image.clear()
+            self.caption.setText(
+                f"No {MODE_LABELS[mode]} heatmap was recorded for {html.escape(m.name)} "
+                "(a recording of your own run keeps heatmaps for a few modules); its spectrum is in the spectrum view"
+            )
+            self.draw_count += 1
+            return
         data = np.ascontiguousarray(data, dtype=np.float32)
         self._data = data
         levels = self._levels[mode].update(data)
