@@ -25,7 +25,13 @@ from __future__ import annotations
 import torch
 from transformers import TrainerCallback
 
-from explorer.integrations.recorder import DEFAULT_HEATMAP_SIZE, DEFAULT_INTERVAL_S, DEFAULT_SHARE, MAX_HEATMAPS, Recorder
+from explorer.integrations.recorder import (
+    DEFAULT_HEATMAP_SIZE,
+    DEFAULT_INTERVAL_S,
+    DEFAULT_SHARE,
+    MAX_HEATMAPS,
+    Recorder,
+)
 
 
 def _output_loss(output):
