@@ -65,13 +65,32 @@ class Layout:
 
     # --- detection --------------------------------------------------------------------------------
     @classmethod
-    def detect(cls, model: nn.Module, params: list[nn.Parameter]) -> Layout:
+    def unsupported_wrapping(cls, model: nn.Module) -> Layout | None:
+        """A layout saying why, for a wrapping that hides the adapters' names (checked before they are
+        looked for: FSDP1 without use_orig_params removes the original parameters from the modules)."""
+        fsdp1 = _fsdp1_modules(model)
+        if fsdp1 and not all(getattr(m, "_use_orig_params", False) for m in fsdp1):
+            lay = cls._base()
+            lay.unsupported = (
+                "FSDP without use_orig_params=True keeps the LoRA factors inside flat parameters "
+                "(set use_orig_params=True; accelerate: fsdp_use_orig_params: true)"
+            )
+            return lay
+        return None
+
+    @classmethod
+    def _base(cls) -> Layout:
         dist = _dist()
         lay = cls()
         if dist is not None:
             lay.rank, lay.world = dist.get_rank(), dist.get_world_size()
             if dist.get_backend() == "nccl" and torch.cuda.is_available():
                 lay.comm_device = torch.device("cuda", torch.cuda.current_device())
+        return lay
+
+    @classmethod
+    def detect(cls, model: nn.Module, params: list[nn.Parameter]) -> Layout:
+        lay = cls._base()
         if any(p.device.type == "meta" for p in params):
             lay.unsupported = "the adapter parameters are on the meta device (not materialised yet)"
             return lay
@@ -87,12 +106,6 @@ class Layout:
             return lay
         fsdp1 = _fsdp1_modules(model)
         if fsdp1:
-            if not all(getattr(m, "_use_orig_params", False) for m in fsdp1):
-                lay.unsupported = (
-                    "FSDP without use_orig_params=True keeps the LoRA factors inside flat parameters "
-                    "(set use_orig_params=True, accelerate: fsdp_use_orig_params: true)"
-                )
-                return lay
             lay.kind = FSDP1
             lay.fsdp1_slices = _fsdp1_slices(fsdp1)
             missing = [p for p in params if id(p) not in lay.fsdp1_slices]

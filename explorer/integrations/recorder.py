@@ -127,6 +127,13 @@ class Recorder:
         self.cadence = Cadence(every, interval_s, share)
         if isinstance(heatmap_size, bool) or not isinstance(heatmap_size, int) or not 8 <= heatmap_size <= 1024:
             raise ValueError(f"heatmap_size={heatmap_size!r} must be a whole number from 8 to 1024")
+        self._writer = self._background = None
+        self._hook = None
+        self.layout = Layout.unsupported_wrapping(model)
+        if self.layout is not None:
+            if self.layout.is_writer:
+                _say(f"not recording this run: {self.layout.unsupported}; training goes on")
+            return
         self.adapters = find_adapters(model, adapter)
         if not self.adapters:
             why = f" ({'; '.join(self.adapters.skipped)})" if self.adapters.skipped else ""
@@ -135,8 +142,6 @@ class Recorder:
                 "wrap it with peft.get_peft_model first"
             )
         self.layout = Layout.detect(model, self.adapters.params())
-        self._writer = self._background = None
-        self._hook = None
         if self.layout.unsupported:
             if self.layout.is_writer:
                 _say(f"not recording this run: {self.layout.unsupported}; training goes on")
@@ -411,29 +416,48 @@ class Recorder:
     def _save_adapter(self) -> str | None:
         """PEFT's save_pretrained of the whole trainable state into DIR/adapter (written beside, then
         renamed, so DIR/adapter is complete or absent). Every rank takes part in the gather."""
-        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        peft_model = _unwrap(self.model)
+        # names as the PeftModel sees them: PEFT picks its entries by walking its own modules, which under
+        # FSDP1 still hold the nested units' "_fsdp_wrapped_module" segments (taken out of the file below)
+        named = [(n, p) for n, p in peft_model.named_parameters() if p.requires_grad]
         whole = self.layout.gather([p for _, p in named])
         if not self.layout.is_writer:
             return None
-        state = {peft_name(n): t.to(p.dtype).detach().cpu().contiguous() for (n, p), t in zip(named, whole)}
+        state = {n: t.to(p.dtype).detach().cpu().contiguous() for (n, p), t in zip(named, whole)}
         target = self.out_dir / "adapter"
         partial = self.out_dir / "adapter.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        peft_model = _unwrap(self.model)
         try:
             if hasattr(peft_model, "peft_config") and hasattr(peft_model, "save_pretrained"):
                 peft_model.save_pretrained(str(partial), state_dict=state)
+                _clean_adapter_keys(partial / "adapter_model.safetensors")
             else:
                 from safetensors.torch import save_file
 
                 partial.mkdir(parents=True)
-                save_file(state, str(partial / "adapter_model.safetensors"))
+                save_file({peft_name(n): t for n, t in state.items()}, str(partial / "adapter_model.safetensors"))
             os.replace(partial, target)
         except Exception as exc:  # noqa: BLE001 - the recording stays good without the adapter
             _say(f"could not write the adapter to {target}: {_one_line(exc)}")
             shutil.rmtree(partial, ignore_errors=True)
             return None
         return "adapter"
+
+
+def _clean_adapter_keys(path: Path) -> None:
+    """Rewrite an adapter file whose keys carry wrapper segments with the names an unwrapped model loads."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    if not path.is_file():
+        return
+    with safe_open(str(path), framework="pt") as fh:
+        keys = list(fh.keys())
+        if all(peft_name(k) == k for k in keys):
+            return
+        tensors = {peft_name(k): fh.get_tensor(k) for k in keys}
+        metadata = fh.metadata()
+    save_file(tensors, str(path), metadata=metadata)
 
 
 def _as_tensor(v, device) -> torch.Tensor:
