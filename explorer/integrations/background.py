@@ -23,6 +23,7 @@ class BackgroundWriter:
         self.dropped = 0
         self.error: str | None = None
         self.write_seconds = 0.0  # smoothed wall time of one write
+        self.total_seconds = 0.0  # all writes together
         self.last_bytes = 0
         self._thread = threading.Thread(target=self._run, name="explorer-recorder", daemon=True)
         self._thread.start()
@@ -59,6 +60,7 @@ class BackgroundWriter:
                 print(f"explorer: recording stopped at step {snap.step}: {self.error}", file=sys.stderr)
                 continue
             cost = time.perf_counter() - t0
+            self.total_seconds += cost
             self.write_seconds = cost if self.write_seconds == 0.0 else 0.7 * self.write_seconds + 0.3 * cost
             self.last_bytes = self.writer.bytes_written - before
 

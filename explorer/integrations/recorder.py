@@ -31,6 +31,7 @@ model that is not a PeftModel).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -224,6 +225,7 @@ class Recorder:
         self._started = time.perf_counter()
         self._t_last = self._started
         self._rate: list[tuple[float, int]] = []
+        self._record_seconds = 0.0
         self._record(int(start_step), "running")
         self._t_last = time.perf_counter()
 
@@ -234,8 +236,10 @@ class Recorder:
             return
         upcoming = self._last_step + 1
         if upcoming >= self._next and self._grads_for != upcoming:
+            t0 = time.perf_counter()
             self._grads = self.layout.grad_sumsq(self._groups)
             self._grads_for = upcoming
+            self._record_seconds += time.perf_counter() - t0
 
     def step(self, step: int | None = None, *, loss=None, lr: float | None = None, eval_loss: float | None = None):
         """After an optimizer step: `step` (default: one more than the last), this rank's `loss` (a
@@ -319,6 +323,17 @@ class Recorder:
     def records(self) -> int:
         return self._writer.records if self._writer is not None else 0
 
+    def cost(self) -> dict:
+        """What recording took on this rank: seconds in the training thread (records, collectives) and,
+        on rank 0, in the writer thread, against the wall time since the recorder started."""
+        written = self._background.total_seconds if self._background is not None else 0.0
+        return {
+            "records": self.records,
+            "record_seconds": self._record_seconds,
+            "write_seconds": written,
+            "elapsed_seconds": time.perf_counter() - self._started,
+        }
+
     # --- recording --------------------------------------------------------------------------------
     def _remove_hook(self) -> None:
         if self._hook is not None:
@@ -370,6 +385,7 @@ class Recorder:
         self._grads, self._grads_for = None, -1
         self._last_recorded = step
         if not lay.is_writer:
+            self._record_seconds += time.perf_counter() - t0
             return
         host = vec.cpu().numpy()
         loss_values = host[: len(steps)] / lay.world
@@ -379,31 +395,34 @@ class Recorder:
         if self._eval_new:
             b.add_eval(*self._eval)
             self._eval_new = False
-        if bases:
-            b.pool_bases(bases, whole[len(params) :])
         lora = [(whole[2 * i], whole[2 * i + 1]) for i in range(len(entries.lora))]
         k = 2 * len(entries.lora)
         prompts = [(whole[k + 2 * i], whole[k + 2 * i + 1]) for i in range(len(entries.prompts))]
         loss = float(loss_values[-1]) if len(steps) and steps[-1] == step and math.isfinite(loss_values[-1]) else None
-        snap = b.build(
-            step,
-            lora,
-            prompts,
-            loss=loss,
-            eval_loss=self._eval[1] if self._eval is not None else None,
-            lr=self._lr,
-            elapsed=time.perf_counter() - self._started,
-            steps_per_second=self._steps_per_second(),
-            memory_bytes=devices.memory_bytes(self._device),
-            state=state,
-        )
+        with _one_cpu_thread(self._device):
+            if bases:
+                b.pool_bases(bases, whole[len(params) :])
+            snap = b.build(
+                step,
+                lora,
+                prompts,
+                loss=loss,
+                eval_loss=self._eval[1] if self._eval is not None else None,
+                lr=self._lr,
+                elapsed=time.perf_counter() - self._started,
+                steps_per_second=self._steps_per_second(),
+                memory_bytes=devices.memory_bytes(self._device),
+                state=state,
+            )
         extra = {"wall_time": time.time()}
         if sums is not None:
             extra["grad_norm"] = {
                 name: (math.sqrt(max(s, 0.0)) if n > 0 else None) for name, (s, n) in zip(self.names, sums)
             }
         self._background.submit(snap, extra)
-        self.cadence.observe_record(time.perf_counter() - t0 + self._background.write_seconds)
+        spent = time.perf_counter() - t0
+        self._record_seconds += spent
+        self.cadence.observe_record(spent + self._background.write_seconds)
 
     def _steps_per_second(self) -> float:
         now = time.perf_counter()
@@ -458,6 +477,23 @@ def _clean_adapter_keys(path: Path) -> None:
         tensors = {peft_name(k): fh.get_tensor(k) for k in keys}
         metadata = fh.metadata()
     save_file(tensors, str(path), metadata=metadata)
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device):
+    """Run a record's small CPU linear algebra (QR and SVD of n x r factors) on one thread: split over
+    several it gains nothing, and on a busy machine each op waits at a barrier for a descheduled
+    thread (measured: 9 ms instead of 30 µs for a 512 x 16 QR at load 10 on 2 cores). The record runs
+    in the training thread, between two steps, so nothing else in this process is using torch."""
+    if device.type != "cpu" or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _as_tensor(v, device) -> torch.Tensor:
