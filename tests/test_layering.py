@@ -17,7 +17,7 @@ def _modules_under(package: str) -> list[str]:
     )
 
 
-@pytest.mark.parametrize("package", ["explorer.core", "explorer.engine"])
+@pytest.mark.parametrize("package", ["explorer.core", "explorer.engine", "explorer.integrations"])
 def test_importing_everything_loads_no_qt(package):
     modules = _modules_under(package)
     assert modules, f"nothing found under {package}"
@@ -33,7 +33,7 @@ def test_importing_everything_loads_no_qt(package):
 
 
 def test_no_qt_import_statement_in_core_sources():
-    for package in ("explorer/core", "explorer/engine"):
+    for package in ("explorer/core", "explorer/engine", "explorer/integrations"):
         for path in (ROOT / package).rglob("*.py"):
             for line in path.read_text().splitlines():
                 stripped = line.strip()
@@ -88,7 +88,9 @@ def test_the_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": set()}) == []
 
 
-@pytest.mark.parametrize("package", ["explorer.schema", "explorer.core", "explorer.gui", "explorer.commands"])
+@pytest.mark.parametrize(
+    "package", ["explorer.schema", "explorer.core", "explorer.gui", "explorer.commands", "explorer.integrations"]
+)
 def test_no_import_cycles(package):
     """Every import counts, the ones inside functions too (grimp reads them all): a module that needs
     another lazily is still tied to it."""

@@ -408,8 +408,8 @@ def _compare(args, base, specs, out: Path, base_model) -> int:
     import torch
 
     from explorer.commands.run import finish_recording, record_bytes, record_every
+    from explorer.core import device as devices
     from explorer.core.analysis import NonFiniteInput
-    from explorer.engine import device as devices
     from explorer.engine.compare import CompareRunner
     from explorer.engine.trainer import NonFiniteLoss
     from explorer.schema.compare import TABLE_COLUMNS

@@ -14,6 +14,7 @@ import contextlib
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -255,6 +256,36 @@ def spectrum_summary(values: torch.Tensor, shape: tuple[int, int] | None = None)
     out = dict(zip(names, figures))
     out["numerical_rank"] = int(out["numerical_rank"])
     out["count"] = n
+    return out
+
+
+def spectrum_figures(values: np.ndarray, fro_norm: float | None = None) -> tuple[float, float, float]:
+    """(fro_norm, effective_rank, stable_rank) of a spectrum, in numpy on the host (the same
+    formulas as explorer.core.analysis.spectrum_summary, without a dozen small torch calls).
+
+    `fro_norm`: the matrix's exact ||M||_F when `values` are only its leading singular values; the
+    stable rank ||M||_F² / σ₁² is then exact too, while the effective rank is that of the values given."""
+    s = np.abs(np.asarray(values, np.float64))
+    s2 = s * s
+    fro = math.sqrt(s2.sum()) if fro_norm is None else float(fro_norm)
+    total = s.sum()
+    if total <= 0:
+        return fro, 0.0, 0.0
+    p = s[s > 0] / total
+    eff = math.exp(-(p * np.log(p)).sum())
+    return fro, eff, float(fro * fro / s2.max())
+
+
+def to_host(parts: list[torch.Tensor]) -> list[np.ndarray]:
+    """Copy several device tensors to the host in one transfer, as float32 numpy arrays."""
+    if not parts:
+        return []
+    flat = torch.cat([p.detach().reshape(-1).float() for p in parts]).cpu().numpy()
+    out, start = [], 0
+    for p in parts:
+        n = p.numel()
+        out.append(flat[start : start + n].reshape(tuple(p.shape)))
+        start += n
     return out
 
 

@@ -41,6 +41,7 @@ import weakref
 import numpy as np
 import torch
 
+from explorer.core import device as devices
 from explorer.core.analysis import (
     DENSE_EXACT_MAX,
     amplification,
@@ -50,8 +51,7 @@ from explorer.core.analysis import (
     spectrum_from_factors,
     subspace_similarity,
 )
-from explorer.engine import device as devices
-from explorer.engine.history import ThinningBuffer
+from explorer.core.history import ThinningBuffer
 from explorer.engine.mailbox import Mailbox
 from explorer.schema.compare import (
     FINAL_WINDOW_MAX,

@@ -449,7 +449,7 @@ def _child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole process group; the parent closes us
     import torch
 
-    from explorer.engine import device as devices
+    from explorer.core import device as devices
     from explorer.engine.worker import TrainingWorker
 
     try:

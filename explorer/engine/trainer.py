@@ -33,27 +33,32 @@ import time
 import numpy as np
 import torch
 
+from explorer.core import device as devices
 from explorer.core.analysis import (
     dora_effective_update,
     pool_matrix,
     pooled_delta,
+    spectrum_figures,
     spectrum_from_factors,
+    to_host,
     update_spectrum,
 )
+from explorer.core.history import (
+    EVAL_HISTORY,
+    GATE_HISTORY,
+    LOSS_HISTORY,
+    SPECTRUM_HISTORY,
+    SPECTRUM_HISTORY_VALUES,
+    SpectrumHistory,
+    ThinningBuffer,
+)
 from explorer.core.lora import set_dropout_generator
-from explorer.engine import device as devices
-from explorer.engine.history import SpectrumHistory, ThinningBuffer
 from explorer.engine.scenarios import SCENARIO_SETTINGS, build_scenario, derive_seed
 from explorer.engine.state_checks import finite_number, optimizer_entry_problem, resumed_histories
 from explorer.schema.faults import FAULT_KINDS
 from explorer.schema.settings import COLD, TrainSettings, changed_kinds, validate
 from explorer.schema.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
 
-LOSS_HISTORY = 2048
-EVAL_HISTORY = 512
-GATE_HISTORY = 512
-SPECTRUM_HISTORY = 256
-SPECTRUM_HISTORY_VALUES = 64  # leading singular values kept per matrix in the waterfall history
 RATE_WINDOW_S = 2.0
 # Full fine-tuning has no factors (and DoRA's effective update W_eff - W0 is full rank): their spectra
 # come from an SVD of the dense update, exact up to this size (28 ms at 512 on one CPU core, 275 ms at
@@ -135,23 +140,6 @@ def _json_clean(d):
     """What a dict becomes after a JSON round trip (tuples -> lists), so live and replayed
     snapshots hold equal values."""
     return None if d is None else json.loads(json.dumps(d))
-
-
-def spectrum_figures(values: np.ndarray, fro_norm: float | None = None) -> tuple[float, float, float]:
-    """(fro_norm, effective_rank, stable_rank) of a spectrum, in numpy on the host (the same
-    formulas as explorer.core.analysis.spectrum_summary, without a dozen small torch calls).
-
-    `fro_norm`: the matrix's exact ||M||_F when `values` are only its leading singular values; the
-    stable rank ||M||_F² / σ₁² is then exact too, while the effective rank is that of the values given."""
-    s = np.abs(np.asarray(values, np.float64))
-    s2 = s * s
-    fro = math.sqrt(s2.sum()) if fro_norm is None else float(fro_norm)
-    total = s.sum()
-    if total <= 0:
-        return fro, 0.0, 0.0
-    p = s[s > 0] / total
-    eff = math.exp(-(p * np.log(p)).sum())
-    return fro, eff, float(fro * fro / s2.max())
 
 
 def _live_dense_spectrum(d: torch.Tensor) -> tuple[torch.Tensor, str, bool]:
@@ -601,7 +589,7 @@ class Trainer:
                     parts.append(attention[layer])
 
         # 2. one copy to the host
-        host = _to_host(parts)
+        host = to_host(parts)
 
         # 3. plain data
         matrices = {}
@@ -609,12 +597,12 @@ class Trainer:
         for src, method, partial, i, exact_fro, dora in plan:
             values, delta = host[i], host[i + 1]
             fro, eff, stable = spectrum_figures(values, None if exact_fro is None else float(host[exact_fro][0]))
-            base = self._constant(("base", src.name, ds), lambda src=src: _to_host([pool_matrix(src.base, ds, ds)])[0])
+            base = self._constant(("base", src.name, ds), lambda src=src: to_host([pool_matrix(src.base, ds, ds)])[0])
             target = target_values = None
             if hasattr(scenario, "target") and scenario.name == "matrix":
                 target, target_values = self._constant(
                     ("target", ds),
-                    lambda: tuple(_to_host([pool_matrix(scenario.target, ds, ds), scenario.target_values])),
+                    lambda: tuple(to_host([pool_matrix(scenario.target, ds, ds), scenario.target_values])),
                 )
             effective = {}
             if dora is not None:
@@ -732,16 +720,3 @@ class Trainer:
             state=state,
             fault=fault,
         )
-
-
-def _to_host(parts: list[torch.Tensor]) -> list[np.ndarray]:
-    """Copy several device tensors to the host in one transfer, as float32 numpy arrays."""
-    if not parts:
-        return []
-    flat = torch.cat([p.detach().reshape(-1).float() for p in parts]).cpu().numpy()
-    out, start = [], 0
-    for p in parts:
-        n = p.numel()
-        out.append(flat[start : start + n].reshape(tuple(p.shape)))
-        start += n
-    return out

@@ -25,7 +25,7 @@ from collections import deque
 
 import torch
 
-from explorer.engine import device as devices
+from explorer.core import device as devices
 from explorer.engine.mailbox import Mailbox
 from explorer.engine.trainer import NonFiniteLoss, Trainer
 from explorer.schema.faults import FAULT_KINDS

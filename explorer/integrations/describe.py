@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from explorer.engine.settings import SETTINGS_SPEC, TrainSettings
 from explorer.integrations.adapters import Adapters, layer_index
+from explorer.schema.settings import SETTINGS_SPEC, TrainSettings
 
 OPTIMIZER_BYTES_PER_PARAM = 12  # two fp32 Adam moments and an fp32 gradient, as explorer.core.budget
 

@@ -10,7 +10,7 @@
 
 Every rank constructs the Recorder and calls `step` and `close` (or leaves the `with`) at the same
 points; only global rank 0 writes (explorer.integrations.distributed). The directory then holds what
-`python -m explorer run` writes (explorer.engine.recording): `--replay DIR` and the analyses read it.
+`python -m explorer run` writes (explorer.schema.recording): `--replay DIR` and the analyses read it.
 
 Cadence: like the engine's snapshots, records are spaced by time and by their measured cost: at least
 `every` steps and `interval_s` seconds apart, and far enough apart that recording (on the training
@@ -41,13 +41,13 @@ from pathlib import Path
 
 import torch
 
-from explorer.engine import device as devices
-from explorer.engine.recording import RecordingWriter
+from explorer.core import device as devices
 from explorer.integrations.adapters import choose_heatmaps, find_adapters, peft_name
 from explorer.integrations.background import BackgroundWriter
 from explorer.integrations.describe import _unwrap, budget_for, peft_config, settings_for
 from explorer.integrations.distributed import Layout
 from explorer.integrations.snapshots import SnapshotBuilder
+from explorer.schema.recording import RecordingWriter
 
 DEFAULT_INTERVAL_S = 1.0
 # 1.5 % for the records themselves leaves room, under the 2 % target, for the per-step bookkeeping
@@ -150,6 +150,14 @@ class Recorder:
         self.names = [e.name for e in self.adapters.lora] + [p.name for p in self.adapters.prompts]
         self.heatmaps = choose_heatmaps([e.name for e in self.adapters.lora], heatmaps, max_heatmaps)
         self._groups = [e.params for e in self.adapters.lora] + [p.params for p in self.adapters.prompts]
+        # DoRA heatmap modules also get their effective update W_eff - W0, which needs W0 whole: kept on
+        # rank 0 (a reference in one process or DDP; a gathered copy, bounded by max_heatmaps, when sharded)
+        self._dora = [
+            e
+            for e in self.adapters.lora
+            if e.name in self.heatmaps and e.magnitude is not None and e.base is not None and e.kind != "embedding"
+        ]
+        self._dora_w0: dict[str, torch.Tensor] = {}
         first = self.adapters.params()[0]
         device = first.device if first.device.type != "meta" else torch.device("cpu")
         self._device = device
@@ -366,8 +374,9 @@ class Recorder:
         params = [t for e in entries.lora for t in (e.A, e.B)] + [
             t for p in entries.prompts for t in (p.gate, p.prompt)
         ]
+        params += [e.magnitude for e in self._dora]
         bases = []
-        if not self._bases_done:
+        if not self._bases_done:  # W0 is frozen: gathered once (pooled for the heatmaps; whole for DoRA's)
             bases = [e for e in entries.lora if e.name in self.heatmaps and e.base is not None]
         whole = lay.gather(params + [e.base for e in bases])  # collective under FSDP / ZeRO-3
         self._bases_done = True
@@ -395,6 +404,12 @@ class Recorder:
         if self._eval_new:
             b.add_eval(*self._eval)
             self._eval_new = False
+        gathered_bases = dict(zip([e.name for e in bases], whole[len(params) :]))
+        for e in self._dora:
+            if e.name in gathered_bases:
+                self._dora_w0[e.name] = gathered_bases[e.name]
+        m_at = len(params) - len(self._dora)
+        dora = {e.name: (self._dora_w0[e.name], whole[m_at + i]) for i, e in enumerate(self._dora)}
         lora = [(whole[2 * i], whole[2 * i + 1]) for i in range(len(entries.lora))]
         k = 2 * len(entries.lora)
         prompts = [(whole[k + 2 * i], whole[k + 2 * i + 1]) for i in range(len(entries.prompts))]
@@ -413,6 +428,7 @@ class Recorder:
                 steps_per_second=self._steps_per_second(),
                 memory_bytes=devices.memory_bytes(self._device),
                 state=state,
+                dora=dora,
             )
         extra = {"wall_time": time.time()}
         if sums is not None:

@@ -6,9 +6,11 @@ host in one transfer:
   core: explorer.core.analysis.spectrum_from_factors), without forming ΔW;
 - a pooled ΔW heatmap (and a pooled W0, computed once) for a bounded set of modules only; the others
   have `delta` and `base` None;
-- DoRA: the spectrum and heatmap are those of the direction update ΔW = scaling · B @ A, which is what
-  PEFT's `get_delta_weight` returns; the learned magnitude m (W' = m ⊙ (W0 + ΔW) / ||W0 + ΔW||_row)
-  is not in them, and `spectrum_method` says so;
+- DoRA: `spectrum` and `delta` are those of the direction update ΔW = scaling · B @ A, which is what
+  PEFT's `get_delta_weight` returns, and `spectrum_method` says so; for the heatmap modules the
+  snapshot also carries the effective update W_eff - W0, W_eff = m / ||W0 + ΔW||_row · (W0 + ΔW) (what
+  a merge writes; full rank in general), pooled, with its spectrum (exact up to 512, else the top 64
+  by a randomized SVD) and exact Frobenius norm, as the engine's own DoRA snapshots do;
 - the gates of PEFT's AdaptionPrompt layers (one per layer, repeated per head as the gates view
   expects) and the norm of each layer's prompt;
 - bounded, thinned histories of loss, eval loss, gates and (for the heatmap modules) spectra.
@@ -21,19 +23,26 @@ import time
 import numpy as np
 import torch
 
-from explorer.core.analysis import pool_matrix, pooled_delta, spectrum_from_factors
-from explorer.engine.history import SpectrumHistory, ThinningBuffer
-from explorer.engine.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
-from explorer.engine.trainer import (
+from explorer.core.analysis import (
+    dora_effective_update,
+    pool_matrix,
+    pooled_delta,
+    spectrum_figures,
+    spectrum_from_factors,
+    to_host,
+    update_spectrum,
+)
+from explorer.core.history import (
     EVAL_HISTORY,
     GATE_HISTORY,
     LOSS_HISTORY,
     SPECTRUM_HISTORY,
     SPECTRUM_HISTORY_VALUES,
-    _to_host,
-    spectrum_figures,
+    SpectrumHistory,
+    ThinningBuffer,
 )
 from explorer.integrations.adapters import Adapters, LoraEntry
+from explorer.schema.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
 
 EXACT = "exact: QR of the factors + SVD of the r x r core"
 
@@ -98,7 +107,7 @@ class SnapshotBuilder:
     @torch.no_grad()
     def pool_bases(self, entries: list[LoraEntry], weights: list[torch.Tensor]) -> None:
         pooled = [pool_matrix(base_map(e, W), self.size, self.size) for e, W in zip(entries, weights)]
-        for e, arr in zip(entries, _to_host(pooled)):
+        for e, arr in zip(entries, to_host(pooled)):
             self.base_pooled[e.name] = arr
 
     def add_losses(self, steps: list[int], losses: list[float | None]) -> None:
@@ -124,8 +133,11 @@ class SnapshotBuilder:
         steps_per_second: float,
         memory_bytes: int,
         state: str,
+        dora: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> Snapshot:
-        """`lora`: (A, B) per LoRA entry, whole; `prompts`: (gate, prompt) per prompt entry."""
+        """`lora`: (A, B) per LoRA entry, whole; `prompts`: (gate, prompt) per prompt entry; `dora`:
+        {name: (W0, m)} of the DoRA heatmap modules, whole, for their effective update W_eff - W0."""
+        dora = dora or {}
         ds = self.size
         parts: list[torch.Tensor] = []
         plan = []
@@ -136,20 +148,41 @@ class SnapshotBuilder:
             scaling = e.scaling
             values = spectrum_from_factors(A2, B2, scaling).values
             heat = e.name in self.heatmaps
-            plan.append((e, len(parts), heat))
+            at = len(parts)
             parts.append(values)
             if heat:
                 parts.append(pooled_delta(A2, B2, scaling, ds, ds))
+            effective = None
+            if e.name in dora:  # the full-rank W_eff - W0 beside the low-rank B·A, as the engine shows it
+                W0, m = dora[e.name]
+                upd = dora_effective_update(base_map(e, W0), A2, B2, scaling, m.reshape(-1))
+                e_values, e_method, e_partial = update_spectrum(upd)
+                effective = (e_method, e_partial, len(parts))
+                parts += [e_values, pool_matrix(upd, ds, ds), torch.linalg.matrix_norm(upd).reshape(1)]
+            plan.append((e, at, heat, effective))
         prompt_at = len(parts)
         for gate, prompt in prompts:
             g = gate.detach().float().reshape(-1)
             parts += [g.expand(self.heads) if g.numel() == 1 else g, prompt.detach().float().norm().reshape(1)]
-        host = _to_host(parts)  # one device -> host copy
+        host = to_host(parts)  # one device -> host copy
 
         matrices, spectra_now = {}, {}
-        for e, i, heat in plan:
+        for e, i, heat, effective in plan:
             values = host[i]
             fro, eff, stable = spectrum_figures(values)
+            extra = {}
+            if effective is not None:
+                e_method, e_partial, j = effective
+                e_fro, e_eff, e_stable = spectrum_figures(host[j], float(host[j + 2][0]))
+                extra = dict(
+                    effective_update=host[j + 1],
+                    effective_update_spectrum=host[j],
+                    effective_update_fro_norm=e_fro,
+                    effective_update_effective_rank=e_eff,
+                    effective_update_stable_rank=e_stable,
+                    effective_update_method=e_method,
+                    effective_update_partial=e_partial,
+                )
             matrices[e.name] = MatrixSnapshot(
                 name=e.name,
                 shape=shapes[e.name],
@@ -160,6 +193,7 @@ class SnapshotBuilder:
                 effective_rank=eff,
                 stable_rank=stable,
                 spectrum_method=spectrum_method(e),
+                **extra,
             )
             if heat:
                 spectra_now[e.name] = values

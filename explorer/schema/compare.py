@@ -265,7 +265,7 @@ class RunSummary:
     step: int
     loss: float | None  # the latest training loss
     eval_loss: float | None  # the latest held-out loss
-    steps: np.ndarray  # loss history (thinned, see engine/history.py)
+    steps: np.ndarray  # loss history (thinned, see core/history.py)
     losses: np.ndarray
     eval_steps: np.ndarray
     eval_losses: np.ndarray

@@ -53,7 +53,7 @@ class PrefixSnapshot:
 
 @dataclass
 class History:
-    """Bounded, thinned histories (see engine/history.py) copied into each snapshot."""
+    """Bounded, thinned histories (see core/history.py) copied into each snapshot."""
 
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     loss: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))

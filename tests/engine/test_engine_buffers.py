@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from engine_helpers import one_thread  # noqa: F401  (autouse fixture)
 
-from explorer.engine.history import SpectrumHistory, ThinningBuffer
+from explorer.core.history import SpectrumHistory, ThinningBuffer
 from explorer.engine.mailbox import Mailbox
 
 

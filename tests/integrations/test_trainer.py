@@ -8,8 +8,8 @@ import pytest
 import torch
 from integrations_helpers import lora_llama, token_data
 
-from explorer.engine.recording import RecordingReader
 from explorer.integrations import ExplorerCallback
+from explorer.schema.recording import RecordingReader
 
 WAIT_MS = 30_000
 
@@ -87,35 +87,24 @@ def test_a_refused_directory_stops_the_trainer_with_one_line(tmp_path):
         _train(tmp_path / "rec", {}, steps=2, layers=2)
 
 
-def test_the_app_replays_a_trainer_recording(qtbot, tmp_path, trainer_run):
-    from explorer.gui import replay
-    from explorer.gui.main_window import MainWindow
-    from explorer.gui.persistence import Persistence
-
+def test_the_app_replays_a_trainer_recording(qtbot, make_window, trainer_run):
     out, _, _ = trainer_run
     reader = RecordingReader(out)
-    win = MainWindow(store=Persistence(path=str(tmp_path / "s.ini")), restore=False)
-    qtbot.addWidget(win)
-    win.resize(1600, 1000)
-    win.show()
-    qtbot.waitExposed(win)
-    try:
-        ctl = replay.open_recording(win, out)
-        assert ctl is not None and ctl.steps == [0, 5, 10, 15, 20]
-        assert ctl.show_step(20)
-        views = ("delta", "spectrum", "loss")
-        qtbot.waitUntil(lambda: all(win.views[v].snapshot is ctl.shown for v in views), timeout=WAIT_MS)
-        want = reader.snapshot(20)
-        delta = win.views["delta"]
-        name = delta.picker.current()
-        assert name in reader.config["recorder"]["heatmap_modules"]
-        assert np.array_equal(delta.image.image, want.matrices[name].delta)
-        hx, hy = win.views["loss"].train_raw.getData()
-        assert np.array_equal(hx, want.history.steps) and np.allclose(hy, want.history.loss)
-        # a module recorded without a heatmap: the view says so and keeps its picker
-        assert delta.picker.set_current("model.layers.1.self_attn.q_proj")
-        qtbot.waitUntil(lambda: "No ΔW heatmap was recorded" in delta.caption.text(), timeout=WAIT_MS)
-        assert delta.message() == ""
-        assert win.controls.settings == reader.settings
-    finally:
-        win.close()  # qtbot deletes it
+    win = make_window(factory=None, start=False, size=(1600, 1000))
+    ctl = win.features.replay.open(out)
+    assert ctl is not None and ctl.steps == [0, 5, 10, 15, 20]
+    assert ctl.show_step(20)
+    views = ("delta", "spectrum", "loss")
+    qtbot.waitUntil(lambda: all(win.views[v].snapshot is ctl.shown for v in views), timeout=WAIT_MS)
+    want = reader.snapshot(20)
+    delta = win.views["delta"]
+    name = delta.picker.current()
+    assert name in reader.config["recorder"]["heatmap_modules"]
+    assert np.array_equal(delta.image.image, want.matrices[name].delta)
+    hx, hy = win.views["loss"].train_raw.getData()
+    assert np.array_equal(hx, want.history.steps) and np.allclose(hy, want.history.loss)
+    # a module recorded without a heatmap: the view says so and keeps its picker
+    assert delta.picker.set_current("model.layers.1.self_attn.q_proj")
+    qtbot.waitUntil(lambda: "No ΔW heatmap was recorded" in delta.caption.text(), timeout=WAIT_MS)
+    assert delta.message() == ""
+    assert win.controls.settings == reader.settings

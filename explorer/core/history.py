@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+# How much history a snapshot carries (the engine's runs and the recordings of a user's own run alike)
+LOSS_HISTORY = 2048
+EVAL_HISTORY = 512
+GATE_HISTORY = 512
+SPECTRUM_HISTORY = 256
+SPECTRUM_HISTORY_VALUES = 64  # leading singular values kept per matrix in the waterfall history
+
 
 class ThinningBuffer:
     def __init__(self, capacity: int = 2048, shape: tuple[int, ...] = (), dtype=np.float32):

@@ -19,11 +19,11 @@ import torch
 from integrations_helpers import lora_llama, tiny_gpt2, tiny_llama, train_steps
 
 from explorer.core.analysis import pool_matrix
-from explorer.engine.recording import LOCK_NAME, RecordingReader
 from explorer.integrations import Recorder
 from explorer.integrations.recorder import Cadence
+from explorer.schema.recording import LOCK_NAME, RecordingReader
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXACT = {"every": 1, "interval_s": 0, "share": None}
 
 
@@ -96,6 +96,22 @@ def test_dora_spectra_are_those_of_the_direction_update_and_say_so(tmp_path):
     assert checked == 6
     for m in snap.matrices.values():
         assert "DoRA" in m.spectrum_method and "without the magnitude" in m.spectrum_method
+    # the heatmap modules also carry W_eff - W0, equal to what PEFT's own merge writes
+    import copy
+
+    merged = copy.deepcopy(model).merge_and_unload()
+    modules, merged_modules = dict(model.named_modules()), dict(merged.named_modules())
+    heat = reader.config["recorder"]["heatmap_modules"]
+    assert heat == [n for n in snap.matrices if "self_attn" in n] and len(heat) == 4
+    for name in heat:
+        m = snap.matrices[name]
+        w0 = modules["base_model.model." + name].get_base_layer().weight.detach()
+        update = (merged_modules[name].weight.detach() - w0).double()
+        scale = float(torch.linalg.matrix_norm(update))
+        np.testing.assert_allclose(m.effective_update, update.numpy(), atol=1e-5 * scale)
+        np.testing.assert_allclose(m.effective_update_fro_norm, scale, rtol=1e-4)
+        np.testing.assert_allclose(m.effective_update_spectrum, torch.linalg.svdvals(update).numpy(), atol=1e-5 * scale)
+        assert m.effective_update_spectrum.shape == (32,) and not m.effective_update_partial  # full rank
     # DoRA's magnitude trained too: its gradient is part of the module's gradient norm
     grads = reader.metrics[-1]["grad_norm"]
     assert set(grads) == set(snap.matrices) and all(g > 0 for g in grads.values())
@@ -238,7 +254,7 @@ def test_a_directory_that_cannot_be_written_is_refused(tmp_path):
 
 KILLED_WRITER = """
 import sys
-sys.path.insert(0, "tests")
+sys.path.insert(0, "tests/integrations")
 from integrations_helpers import lora_llama, train_steps
 from explorer.integrations import Recorder
 model = lora_llama()
