@@ -1,13 +1,15 @@
-"""Run under `python -m torch.distributed.run --nproc_per_node 2` by test_integrations_distributed.py.
+"""Run under `python -m torch.distributed.run --nproc_per_node 2` by test_distributed.py (and gpu_checks).
 
     integrations_dist_worker.py trainer OUT        HF Trainer under DDP (gloo, CPU), ExplorerCallback
     integrations_dist_worker.py fsdp OUT           plain loops under FSDP2, FSDP1 (use_orig_params) and
                                                    FSDP1 without use_orig_params (unsupported: trains on)
 Each rank trains on its half of the same global batches as the single-process reference in the test.
+EXPLORER_DIST_DEVICE=cuda runs the FSDP loops on the GPUs with NCCL (gpu_checks), else the CPU and gloo.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -59,12 +61,18 @@ def local_rows(x: torch.Tensor) -> torch.Tensor:
     return x[dist.get_rank() * n : (dist.get_rank() + 1) * n]
 
 
+def device() -> torch.device:
+    if os.environ.get("EXPLORER_DIST_DEVICE") == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
 def run_loop(model, out: str, lr: float = 1e-2) -> Recorder:
     """The plain loop of the README: the recorder's pre-step hook takes the gradient norms."""
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     with Recorder(model, out, optimizer=opt, lr=lr, **EXACT) as rec:
         for step, x in enumerate(batches(STEPS, 2 * PER_RANK), 1):
-            x = local_rows(x)
+            x = local_rows(x).to(next(model.parameters()).device)
             loss = model(input_ids=x, labels=x).loss
             loss.backward()
             opt.step()
@@ -78,8 +86,11 @@ def run_fsdp(out: str) -> None:
     from torch.distributed.fsdp.wrap import ModuleWrapPolicy
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
-    dist.init_process_group("gloo")
-    model = lora_llama(layers=2)
+    dev = device()
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    model = lora_llama(layers=2).to(dev)
     for layer in model.base_model.model.model.layers:
         fully_shard(layer)
     fully_shard(model)
@@ -89,7 +100,7 @@ def run_fsdp(out: str) -> None:
     wrapped = FullyShardedDataParallel(
         model,
         use_orig_params=True,
-        device_id=torch.device("cpu"),
+        device_id=dev,
         auto_wrap_policy=ModuleWrapPolicy({LlamaDecoderLayer}),
     )
     run_loop(wrapped, f"{out}/fsdp1")
@@ -98,7 +109,7 @@ def run_fsdp(out: str) -> None:
 
     model = lora_llama(layers=2)
     flat = FullyShardedDataParallel(
-        model, use_orig_params=False, device_id=torch.device("cpu"), auto_wrap_policy=fsdp_auto_wrap_policy(model)
+        model, use_orig_params=False, device_id=dev, auto_wrap_policy=fsdp_auto_wrap_policy(model)
     )
     rec = run_loop(flat, f"{out}/flat")  # unsupported: says so, records nothing, training goes on
     assert not rec.active

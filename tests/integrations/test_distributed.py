@@ -21,10 +21,10 @@ from explorer.schema.recording import LOCK_NAME, RecordingReader
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def torchrun(mode: str, out: Path) -> subprocess.CompletedProcess:
-    """Two processes on this machine (a free port of its own); the whole group is killed on a timeout."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+def torchrun(mode: str, out: Path, nproc: int = 2, **env_extra) -> subprocess.CompletedProcess:
+    """`nproc` processes on this machine (a free port of their own); the whole group is killed on a timeout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **env_extra}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
     cmd += [str(ROOT / "tests" / "integrations" / "integrations_dist_worker.py"), mode, str(out)]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env, start_new_session=True

@@ -173,6 +173,19 @@ def test_adaption_prompt_gates_are_recorded_per_layer(tmp_path):
     assert reader.settings.prefix_len == 4 and reader.settings.prefix_layers == 2
 
 
+def test_a_run_stopped_by_an_exception_ends_its_recording_with_a_failed_line(tmp_path):
+    model = lora_llama()
+    with pytest.raises(RuntimeError, match="out of patience"), Recorder(model, tmp_path / "rec", **EXACT) as rec:
+        train_steps(model, 2, rec)
+        raise RuntimeError("out of patience")
+    reader = RecordingReader(tmp_path / "rec")
+    assert reader.steps == [0, 1, 2] and not reader.finished
+    assert [(e["event"], e["step"], e["message"]) for e in reader.events] == [
+        ("failed", 2, "RuntimeError: out of patience")
+    ]
+    assert not (tmp_path / "rec" / LOCK_NAME).exists() and not (tmp_path / "rec" / "adapter").exists()
+
+
 # --- refusals ---------------------------------------------------------------------------------------
 
 
