@@ -130,6 +130,8 @@ class Recorder:
             raise ValueError(f"heatmap_size={heatmap_size!r} must be a whole number from 8 to 1024")
         self._writer = self._background = None
         self._hook = None
+        self._record_seconds = 0.0
+        self._started = time.perf_counter()
         self.layout = Layout.unsupported_wrapping(model)
         if self.layout is not None:
             if self.layout.is_writer:
@@ -233,8 +235,11 @@ class Recorder:
         self._started = time.perf_counter()
         self._t_last = self._started
         self._rate: list[tuple[float, int]] = []
-        self._record_seconds = 0.0
-        self._record(int(start_step), "running")
+        try:
+            self._record(int(start_step), "running")
+        except BaseException as exc:
+            self.fail(exc)  # let go of the directory's lock and the writer thread
+            raise
         self._t_last = time.perf_counter()
 
     # --- the user's calls -------------------------------------------------------------------------
