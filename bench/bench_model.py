@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from explorer.engine import device as devices  # noqa: E402
+from explorer.core import device as devices  # noqa: E402
 from explorer.engine.worker import TrainingWorker  # noqa: E402
 from explorer.schema.settings import TrainSettings  # noqa: E402
 

@@ -47,6 +47,7 @@ from explorer.integrations.background import BackgroundWriter
 from explorer.integrations.describe import _unwrap, budget_for, peft_config, settings_for
 from explorer.integrations.distributed import Layout
 from explorer.integrations.snapshots import SnapshotBuilder
+from explorer.schema.format import one_line
 from explorer.schema.recording import RecordingWriter
 
 DEFAULT_INTERVAL_S = 1.0
@@ -207,8 +208,10 @@ class Recorder:
         if self.layout.is_writer:
             try:
                 self._writer = RecordingWriter(self.out_dir, config, overwrite=overwrite)
-            except ValueError as exc:
-                error = str(exc)
+            except ValueError as exc:  # not empty, not ours, in use (explorer.schema.outdir, .dirlock)
+                error = one_line(exc)
+            except OSError as exc:  # cannot be created or written
+                error = f"{self.out_dir}: cannot be written ({exc.strerror or one_line(exc)})"
         error = self.layout.agree(error)
         if error is not None:
             raise ValueError(error)

@@ -16,7 +16,8 @@ import safetensors.torch as st
 from integrations_dist_worker import run_loop, run_trainer
 from integrations_helpers import lora_llama
 
-from explorer.schema.recording import LOCK_NAME, RecordingReader
+from explorer.schema.dirlock import LOCK_NAME
+from explorer.schema.recording import RecordingReader
 
 ROOT = Path(__file__).resolve().parents[2]
 

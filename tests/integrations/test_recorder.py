@@ -21,7 +21,8 @@ from integrations_helpers import lora_llama, tiny_gpt2, tiny_llama, train_steps
 from explorer.core.analysis import pool_matrix
 from explorer.integrations import Recorder
 from explorer.integrations.recorder import Cadence
-from explorer.schema.recording import LOCK_NAME, RecordingReader
+from explorer.schema.dirlock import LOCK_NAME
+from explorer.schema.recording import RecordingReader
 
 ROOT = Path(__file__).resolve().parents[2]
 EXACT = {"every": 1, "interval_s": 0, "share": None}
@@ -199,7 +200,7 @@ def test_a_directory_holding_another_run_is_refused(tmp_path):
     model = lora_llama()
     with Recorder(model, tmp_path / "rec", **EXACT) as rec:
         train_steps(model, 1, rec)
-        with pytest.raises(ValueError, match=rf"is being written by pid {os.getpid()}") as err:
+        with pytest.raises(ValueError, match=rf"in use by a recording process {os.getpid()}") as err:
             Recorder(model, tmp_path / "rec", overwrite=True)  # a live writer's lock holds even then
         assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="is not empty: choose a new directory") as err:
@@ -209,21 +210,30 @@ def test_a_directory_holding_another_run_is_refused(tmp_path):
 
 
 def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    from explorer.schema.files import host_tag
+
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     directory = tmp_path / "rec"
     directory.mkdir()
-    import socket
-
-    (directory / LOCK_NAME).write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    left = {
+        "pid": int(dead.stdout),
+        "host": "here",
+        "host_tag": host_tag(),
+        "time": time.time(),
+        "purpose": "recording",
+    }
+    (directory / LOCK_NAME).write_text(json.dumps(left))
     model = lora_llama()
     with Recorder(model, directory, **EXACT) as rec:
         assert json.loads((directory / LOCK_NAME).read_text())["pid"] == os.getpid()
         train_steps(model, 1, rec)
     assert RecordingReader(directory).finished
-    (directory.parent / "other").mkdir()
-    (directory.parent / "other" / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere.example"}))
-    with pytest.raises(ValueError, match="being written by pid 1 on elsewhere.example"):
-        Recorder(model, directory.parent / "other")  # another host's lock: cannot tell, so it holds
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / LOCK_NAME).write_text(json.dumps({**left, "pid": 1, "host": "elsewhere", "host_tag": "0badf00d"}))
+    with pytest.raises(ValueError, match="in use by a recording process 1 on host 'elsewhere'") as err:
+        Recorder(model, other)  # another host's lock cannot be checked: it holds
+    assert "\n" not in str(err.value)
 
 
 def test_a_directory_that_cannot_be_written_is_refused(tmp_path):
@@ -259,7 +269,7 @@ def test_a_directory_that_cannot_be_written_is_refused(tmp_path):
     leftovers = list(target.iterdir())
     shutil.rmtree(target.parent)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert message == f"out={str(target)!r} is not writable: Permission denied"
+    assert message == f"{target}: cannot be written (Permission denied)"
     assert not leftovers
 
 
