@@ -3,6 +3,8 @@ import threading
 
 # Tests never need a screen: Qt draws offscreen, and torch keeps to the machine's cores politely.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# What explorer/__init__.py does for the app, here before torch loads: OpenMP threads sleep, not spin.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

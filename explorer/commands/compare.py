@@ -69,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=0,
-        help="CPU threads for torch (default: every core but one; on a busy machine 1 is fastest)",
+        help="CPU threads for torch, 1 to 4 x the cores (default 0: the fastest of 1 .. the cores the "
+        "largest run can use, timed on the steps; see explorer/core/cpu_threads.py)",
     )
     cmp.add_argument("--overwrite", action="store_true", help="replace an earlier comparison in --out")
     cmp.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -388,8 +389,9 @@ def run(args: argparse.Namespace, base_model=None) -> int:
         raise ValueError(f"steps={args.steps} is out of range: allowed 0 or more")
     if args.record_every < 0:
         raise ValueError(f"record-every={args.record_every} is out of range: allowed 0 (automatic) or more")
-    if args.threads < 0:
-        raise ValueError(f"threads={args.threads} is out of range: allowed 0 (automatic) or more")
+    from explorer.core.cpu_threads import check_threads
+
+    check_threads(args.threads)
     specs = unique_labels([parse_run_spec(t) for t in args.runs])
     for s in specs:
         s.settings(base)  # every spec is checked before any work
@@ -407,8 +409,7 @@ def _compare(args, base, specs, out: Path, base_model) -> int:
 
     import torch
 
-    from explorer.commands.run import finish_recording, record_bytes, record_every
-    from explorer.core import device as devices
+    from explorer.commands.run import finish_recording, record_bytes, record_every, threads_info
     from explorer.core.analysis import NonFiniteInput
     from explorer.engine.compare import CompareRunner
     from explorer.engine.trainer import NonFiniteLoss
@@ -416,8 +417,8 @@ def _compare(args, base, specs, out: Path, base_model) -> int:
     from explorer.schema.files import atomic_write_text
     from explorer.schema.recording import RecordingWriter
 
-    torch.set_num_threads(args.threads or devices.worker_threads())
     runner = CompareRunner(base, specs, base_model=base_model)
+    tuner = runner.use_threads(args.threads)
     ds = base.display_size
     for r in runner.runs:
         r.trainer.eval_loss()
@@ -435,6 +436,7 @@ def _compare(args, base, specs, out: Path, base_model) -> int:
             "settings": t.settings.to_dict(),
             "device": t.device_label(),
             "device_type": t.device.type,
+            "threads": tuner.current,
             "base": t.scenario.info(),
             "steps": args.steps,
             "record_every": every,
@@ -499,10 +501,10 @@ def _compare(args, base, specs, out: Path, base_model) -> int:
         progress.done()
     except BaseException as exc:
         for r, w in zip(runner.runs, writers):
-            finish_recording(r.trainer, w, args.steps, r.trainer.clock.elapsed(), failed=exc)
+            finish_recording(r.trainer, w, args.steps, r.trainer.clock.elapsed(), failed=exc, **threads_info(tuner))
         raise
     for r, w in zip(runner.runs, writers):
-        finish_recording(r.trainer, w, args.steps, r.trainer.clock.elapsed(), fault=r.fault)
+        finish_recording(r.trainer, w, args.steps, r.trainer.clock.elapsed(), fault=r.fault, **threads_info(tuner))
 
     runner.evaluate()
     try:

@@ -113,7 +113,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="lm scenario: also generate samples every K steps (default: at step 0 and the last step only)",
     )
-    run.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: all cores)")
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads for torch, 1 to 4 x the cores (default 0: the fastest of 1 .. the cores the "
+        "model can use, timed on the steps; see explorer/core/cpu_threads.py)",
+    )
     run.add_argument("--overwrite", action="store_true", help="replace a recording already in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -171,8 +177,13 @@ class Progress:
         self._last_draw = 0.0
         self._last_tenth = -1
         self._last_step = -1
+        self._last_width = 0
 
-    def update(self, step: int, loss, eval_loss, force: bool = False) -> None:
+    def update(
+        self, step: int, loss, eval_loss, force: bool = False, rate: float | None = None, slow: str | None = None
+    ) -> None:
+        """`rate`: the recent steps/s (default: the average since the start); `slow`: why it fell far
+        below what it was a moment ago, when known (Trainer.slow_reason), shown after it."""
         if self.quiet:
             return
         now = time.perf_counter()
@@ -191,14 +202,16 @@ class Progress:
         self._last_draw, self._last_step = now, step
         width = 30
         bar = "#" * int(frac * width) + "." * (width - int(frac * width))
-        rate = step / elapsed if elapsed > 0 else 0.0
+        average = step / elapsed if elapsed > 0 else 0.0
+        rate = rate if rate else average
         eta = (self.total - step) / rate if rate > 0 else float("nan")
         text = (
             f"[{bar}] {step}/{self.total}  loss {format_fixed(loss)}  held-out {format_fixed(eval_loss)}  "
-            f"{rate:.1f} steps/s  {format_clock(elapsed)} elapsed, {format_clock(eta)} left"
+            f"{rate:.1f} steps/s{f'  slow: {slow}' if slow else ''}  {format_clock(elapsed)} elapsed, {format_clock(eta)} left"
         )
-        if self.tty:
-            self.stream.write("\r" + text)
+        if self.tty:  # padded: a shorter line (the slow reason gone) must cover the longer one
+            self.stream.write("\r" + text.ljust(self._last_width))
+            self._last_width = len(text)
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
@@ -216,6 +229,9 @@ def run(args: argparse.Namespace) -> int:
     record_every(args.steps, args.record_every)  # a bad value fails before any work
     if args.sample_every < 0:
         raise ValueError(f"sample-every={args.sample_every} is out of range: allowed 0 or more")
+    from explorer.core.cpu_threads import check_threads
+
+    check_threads(args.threads)
 
     import platform
 
@@ -224,9 +240,8 @@ def run(args: argparse.Namespace) -> int:
     from explorer.engine.trainer import NonFiniteLoss, Trainer
     from explorer.schema.recording import RecordingWriter
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     trainer = Trainer(settings)
+    tuner = trainer.use_threads(args.threads)
     trainer.eval_loss()
     first = trainer.snapshot(settings.display_size, with_samples=True)
     every = record_every(args.steps, args.record_every, record_bytes(first))
@@ -234,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
         "settings": settings.to_dict(),
         "device": trainer.device_label(),
         "device_type": trainer.device.type,
+        "threads": tuner.current,  # at the start; finish() notes the count in force at the end
         "base": trainer.scenario.info(),
         "steps": args.steps,
         "record_every": every,
@@ -269,7 +285,9 @@ def run(args: argparse.Namespace) -> int:
             except NonFiniteLoss as exc:
                 fault = exc
                 break
-            progress.update(k + 1, trainer.loss, trainer.last_eval_loss)
+            progress.update(
+                k + 1, trainer.loss, trainer.last_eval_loss, rate=trainer.steps_per_second, slow=trainer.slow_reason
+            )
         if fault is not None:
             progress.done()
             message = f"{fault}; stopped; lower the learning rate"
@@ -278,9 +296,9 @@ def run(args: argparse.Namespace) -> int:
         progress.update(trainer.step, trainer.loss, trainer.last_eval_loss, force=True)
         progress.done()
     except BaseException as exc:
-        finish_recording(trainer, writer, args.steps, time.perf_counter() - started, failed=exc)
+        finish_recording(trainer, writer, args.steps, time.perf_counter() - started, failed=exc, **threads_info(tuner))
         raise
-    finish_recording(trainer, writer, args.steps, time.perf_counter() - started, fault=fault)
+    finish_recording(trainer, writer, args.steps, time.perf_counter() - started, fault=fault, **threads_info(tuner))
     if not args.quiet:
         sys.stderr.write(f"recorded {writer.records} steps to {writer.dir} ({writer.bytes_written / 1e6:.1f} MB)\n")
     return exit_codes.FAULT if fault is not None else exit_codes.OK
@@ -302,7 +320,15 @@ def record_fault(trainer, writer, display_size: int, message: str) -> None:
     writer.write(snap)
 
 
-def finish_recording(trainer, writer, steps: int, wall_seconds: float, fault=None, failed: BaseException | None = None):
+def threads_info(tuner) -> dict:
+    """What config.json notes about the CPU threads at the end: the count in force, and the steps/s
+    each count gave at the tuner's last trial (engine/thread_tuner.py; empty when nothing was tried)."""
+    return {"threads": tuner.current, "thread_rates": {str(n): round(r, 3) for n, r in tuner.rates.items()}}
+
+
+def finish_recording(
+    trainer, writer, steps: int, wall_seconds: float, fault=None, failed: BaseException | None = None, **extra
+):
     """Save the trained state (only finite weights: the last good ones after a fault) and note in
     config.json how the run ended. After a failure (`failed`), errors here are secondary: the
     recording is left marked incomplete and the first error is the one reported."""
@@ -315,6 +341,7 @@ def finish_recording(trainer, writer, steps: int, wall_seconds: float, fault=Non
         info["fault"] = str(fault)
     if failed is not None:
         info["error"] = f"{type(failed).__name__}: {failed}"
+    info.update(extra)
     try:
         try:
             if trainer.weights_finite():

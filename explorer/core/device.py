@@ -11,6 +11,9 @@ import sys
 
 import torch
 
+import explorer
+from explorer.core import cpu_threads
+
 
 def cuda_available() -> bool:
     return torch.cuda.is_available()
@@ -119,7 +122,33 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def worker_threads() -> int:
-    """Threads for a worker beside a GUI: every core but one."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - 1)
+def worker_threads(
+    matmul_flops: float | None = None, *, device: torch.device | None = None, beside_gui: bool = True
+) -> int:
+    """A torch thread count from a look at the machine, untuned (explorer/core/cpu_threads.py says
+    where it is used and why the default tunes instead): on the CPU the cores free now, capped by what
+    a step's matrix products can use, less one core for the window when `beside_gui`; on a GPU every
+    core (less the window's), as before."""
+    if device is not None and device.type != "cpu":
+        return max(1, cpu_threads.usable_cores() - (1 if beside_gui else 0))
+    return cpu_threads.default_threads(matmul_flops, reserve=1 if beside_gui else 0)
+
+
+def thread_plan(
+    requested: int | None, matmul_flops: float | None, device: torch.device, *, beside_gui: bool
+) -> tuple[int, list[int]]:
+    """(the count to start with, the counts engine/thread_tuner.py may try). A request (checked:
+    1 .. 4 x cores) is kept as it is, and so is the GPU's count. On the CPU the tuner tries 1 up to the
+    cores (less the window's) and what the model's matrix products can use; but while OpenMP's threads
+    may spin (torch was loaded before explorer, without OMP_WAIT_POLICY=PASSIVE) only the cores free
+    now are used, untuned: a spinning thread on a core another process takes is what collapsed (issue 17)."""
+    n = cpu_threads.check_threads(requested)
+    if n:
+        return n, [n]
+    if device.type != "cpu" or not explorer.OPENMP_PASSIVE:
+        n = worker_threads(matmul_flops, device=device, beside_gui=beside_gui)
+        return n, [n]
+    # Start with the most: sleeping threads cost little when cores are taken, and on a crowded machine
+    # they get more of the CPU; the tuner drops to fewer within the first steps where fewer are faster.
+    cap = max(1, min(cpu_threads.usable_cores() - (1 if beside_gui else 0), cpu_threads.work_threads(matmul_flops)))
+    return cap, list(range(1, cap + 1))

@@ -51,8 +51,10 @@ from explorer.core.analysis import (
     spectrum_from_factors,
     subspace_similarity,
 )
+from explorer.core.cpu_threads import check_threads
 from explorer.core.history import ThinningBuffer
 from explorer.engine.mailbox import Mailbox
+from explorer.engine.thread_tuner import ThreadTuner
 from explorer.schema.compare import (
     FINAL_WINDOW_MAX,
     FINAL_WINDOW_SHARE,
@@ -321,8 +323,25 @@ class CompareRunner:
             self.runs.append(_Run(i, spec, st, trainer))
         self.segment = 0
         self.rounds = 0
+        self.threads: ThreadTuner | None = None  # set by use_threads; fed each round's step time
         self._amp_cache: dict = {}
         self._analysis: CompareAnalysis | None = None
+
+    def matmul_flops(self) -> float:
+        """The largest run's typical matrix product per step: what decides how many CPU threads pay
+        (the runs take turns on one thread, so the biggest one's products set the need)."""
+        return max(r.trainer.matmul_flops() for r in self.runs)
+
+    @property
+    def device(self):
+        return self.runs[0].trainer.device
+
+    def use_threads(self, requested: int | None = 0, *, beside_gui: bool = False) -> ThreadTuner:
+        """Torch's CPU threads for the rounds, from the thread that steps them (see Trainer.use_threads);
+        the tuner times whole rounds, since the runs take turns on that one thread."""
+        start, candidates = devices.thread_plan(requested, self.matmul_flops(), self.device, beside_gui=beside_gui)
+        self.threads = ThreadTuner(candidates, start, torch.set_num_threads)
+        return self.threads
 
     # --- stepping -------------------------------------------------------------------------------
     @property
@@ -351,6 +370,7 @@ class CompareRunner:
         from explorer.engine.trainer import NonFiniteLoss
 
         faults = []
+        started = time.perf_counter()
         for r in self.runs:
             if r.fault is not None:
                 continue
@@ -376,6 +396,8 @@ class CompareRunner:
             if r.fault is not None:
                 faults.append(f"{r.label}: {r.fault}")
         self.rounds += 1
+        if self.threads is not None:
+            self.threads.step_done(time.perf_counter() - started)
         return faults
 
     def evaluate(self) -> None:
@@ -514,6 +536,7 @@ class CompareWorker:
         specs = unique_labels([parse_run_spec(s) if isinstance(s, str) else s for s in specs])
         for s in specs:  # a bad spec is the caller's error, raised here, not in the thread
             s.settings(base_settings)
+        check_threads(threads)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._mailbox: Mailbox[CompareSnapshot] = Mailbox()
@@ -622,7 +645,6 @@ class CompareWorker:
 
     # --- the worker thread --------------------------------------------------------------------------
     def _run(self) -> None:
-        torch.set_num_threads(self._threads or devices.worker_threads())
         torch.set_grad_enabled(True)
         self._snap = _Cadence(1.0 / self._base.snapshot_hz, SNAPSHOT_SHARE)
         self._eval = _Cadence(EVAL_INTERVAL_S, EVAL_SHARE)
@@ -682,6 +704,8 @@ class CompareWorker:
             )
             return
         runner.segment = old_segment + 1
+        # In this thread (OpenMP keeps a count per thread), for these runs: beside the window.
+        runner.use_threads(self._threads, beside_gui=True)
         self._runner = runner
         self._fault = None
         self._snap.interval = 1.0 / base.snapshot_hz

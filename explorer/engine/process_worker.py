@@ -50,6 +50,7 @@ import time
 import traceback
 import weakref
 
+from explorer.core.cpu_threads import check_threads
 from explorer.engine.mailbox import Mailbox
 from explorer.schema.faults import FAULT_KINDS
 from explorer.schema.settings import TrainSettings, changed_kinds, validate
@@ -111,10 +112,11 @@ class ProcessTrainingWorker:
         instrument: bool = True,
     ):
         """`base_model`: a model to adapt instead of the shipped one (tests; sent to the child with
-        torch.save); `threads`: torch threads in the child (default: all cores but one);
-        `instrument=False`: no snapshots while playing (benchmarks)."""
+        torch.save); `threads`: torch threads in the child (1 .. 4 x cores; default: tuned in the child's
+        training thread, see TrainingWorker); `instrument=False`: no snapshots while playing."""
         settings = settings if settings is not None else TrainSettings()
         validate(settings)
+        check_threads(threads)
         self._lock = threading.Lock()
         self._mailbox: Mailbox[Snapshot] = Mailbox()
         self._running_settings = settings  # what the child's trainer runs, as last reported
@@ -449,17 +451,16 @@ def _child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole process group; the parent closes us
     import torch
 
-    from explorer.core import device as devices
     from explorer.engine.worker import TrainingWorker
 
     try:
         os.nice(CHILD_NICE)  # when the machine is busy, the window goes first
     except (AttributeError, OSError):  # pragma: no cover - no nice on this platform
         pass
-    n = threads or devices.worker_threads()  # leave the GUI a core
-    torch.set_num_threads(n)
+    # The thread count is chosen (or `threads` applied) by the worker in its training thread: OpenMP
+    # keeps one per thread, and the default depends on the model the trainer builds there.
     base_model = torch.load(io.BytesIO(model_blob), weights_only=False) if model_blob is not None else None
-    worker = TrainingWorker(settings, base_model=base_model, threads=n, instrument=instrument)
+    worker = TrainingWorker(settings, base_model=base_model, threads=threads, instrument=instrument)
     code = _Relay(conn, worker, seq).run()
     # The worker is closed and joined, the pipe closed: skip the interpreter's teardown (torch's takes
     # most of a second), as multiprocessing's forked children do.

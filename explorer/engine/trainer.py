@@ -54,7 +54,9 @@ from explorer.core.history import (
 )
 from explorer.core.lora import set_dropout_generator
 from explorer.engine.scenarios import SCENARIO_SETTINGS, build_scenario, derive_seed
+from explorer.engine.slowdown import SlowWatch
 from explorer.engine.state_checks import finite_number, optimizer_entry_problem, resumed_histories
+from explorer.engine.thread_tuner import ThreadTuner
 from explorer.schema.faults import FAULT_KINDS
 from explorer.schema.settings import COLD, TrainSettings, changed_kinds, validate
 from explorer.schema.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
@@ -175,6 +177,7 @@ class _Segment:
         self.initial_loss: float | None = None
         self.clock = SegmentClock(running_clock)
         self.rate = collections.deque()
+        self.slow = SlowWatch()  # why the rate fell, when it is known (engine/slowdown.py)
         self.settings_dict, self.settings_dict_of = settings.to_dict(), settings
         self.budget = _json_clean(scenario.budget(settings, self.model))
         self.sources = scenario.matrix_sources(self.model, settings)
@@ -204,6 +207,7 @@ class Trainer:
         self._seg = _Segment(self, settings, scenario, clock_running)
         self.segment = 0
         self._fault: str | None = None
+        self.threads: ThreadTuner | None = None  # set by use_threads; fed each step's duration
 
     # --- read-only views ------------------------------------------------------------------------
     @property
@@ -242,6 +246,23 @@ class Trainer:
             return 0.0
         (t0, s0), (t1, s1) = r[0], r[-1]
         return (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
+
+    @property
+    def slow_reason(self) -> str | None:
+        """Why steps run far slower than a moment ago, when it can be known (engine/slowdown.py)."""
+        return self._seg.slow.reason
+
+    def matmul_flops(self) -> float:
+        """A typical matrix product's cost in one step: what decides how many CPU threads pay."""
+        return float(self._seg.scenario.matmul_flops(self._seg.settings))
+
+    def use_threads(self, requested: int | None = 0, *, beside_gui: bool = False) -> ThreadTuner:
+        """Torch's CPU threads for this trainer's steps, from the thread that calls train_step (OpenMP
+        keeps a count per thread): `requested` (1 .. 4 x cores) as it is, or by default a count that
+        engine/thread_tuner.py settles by timing the steps (core/device.thread_plan says which)."""
+        start, candidates = devices.thread_plan(requested, self.matmul_flops(), self.device, beside_gui=beside_gui)
+        self.threads = ThreadTuner(candidates, start, torch.set_num_threads)
+        return self.threads
 
     def device_label(self) -> str:
         return devices.device_name(self.device)
@@ -307,6 +328,7 @@ class Trainer:
         """Loss of this step's batch at the current weights, then one update. See the module doc for faults."""
         seg = self._seg
         s = seg.step
+        started = time.perf_counter()
         fault, self._fault = self._fault, None
         if fault == "exception":
             raise InjectedFault(f"injected exception at step {s}")
@@ -345,6 +367,9 @@ class Trainer:
         if not (s == 0 and len(seg.loss_hist)):  # step 0 may already hold the measured initial loss
             seg.loss_hist.append(s, value)
         now = time.perf_counter()
+        seg.slow.step_done(now - started)
+        if self.threads is not None:
+            self.threads.step_done(now - started)
         rate = seg.rate
         rate.append((now, s + 1))
         while len(rate) > 2 and now - rate[1][0] >= RATE_WINDOW_S:
@@ -385,6 +410,8 @@ class Trainer:
             seg = self._seg
             for group in seg.optimizer.param_groups:
                 group["lr"] = new.lr
+            if new.batch_size != seg.settings.batch_size:
+                seg.slow.reset()  # other work: the earlier rates say nothing about the new one
             seg.settings = new
         return kinds
 
@@ -676,6 +703,7 @@ class Trainer:
             probe_tokens=list(getattr(scenario, "probe_tokens", [])) if seg.prefixes else [],
             state="paused",
             fault=None,
+            slow_reason=seg.slow.reason,
         )
 
     def _settings_dict(self) -> dict:
@@ -719,4 +747,5 @@ class Trainer:
             budget=seg.budget,
             state=state,
             fault=fault,
+            slow_reason=seg.slow.reason,
         )

@@ -25,7 +25,7 @@ from collections import deque
 
 import torch
 
-from explorer.core import device as devices
+from explorer.core.cpu_threads import check_threads, work_threads
 from explorer.engine.mailbox import Mailbox
 from explorer.engine.trainer import NonFiniteLoss, Trainer
 from explorer.schema.faults import FAULT_KINDS
@@ -122,10 +122,12 @@ class TrainingWorker:
         instrument: bool = True,
     ):
         """`base_model`: a model to adapt instead of the shipped one (tests); `threads`: torch threads
-        in the worker (default: all cores but one); `instrument=False`: no snapshots while playing
-        (benchmarks measure what the live snapshots cost against it)."""
+        in the worker (1 .. 4 x cores; default: tuned on the steps among the counts that
+        core/device.thread_plan allows, a core left to the window); `instrument=False`: no snapshots
+        while playing (benchmarks measure what the live snapshots cost against it)."""
         settings = settings if settings is not None else TrainSettings()
         validate(settings)
+        check_threads(threads)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._mailbox: Mailbox[Snapshot] = Mailbox()
@@ -137,6 +139,7 @@ class TrainingWorker:
         self._thread: threading.Thread | None = None
         self._base_model = base_model
         self._threads = threads
+        self._threads_for = None  # (device type, threads the work can use) the counts were planned for
         self._instrument = instrument
         self._trainer: Trainer | None = None  # touched only in the worker thread
         self._fault: str | None = None
@@ -304,7 +307,6 @@ class TrainingWorker:
 
     # --- the worker thread --------------------------------------------------------------------
     def _run(self) -> None:
-        torch.set_num_threads(self._threads or devices.worker_threads())
         torch.set_grad_enabled(True)
         self._snap = _Cadence(1.0 / self._running_settings.snapshot_hz, SNAPSHOT_SHARE)
         self._eval = _Cadence(EVAL_INTERVAL_S, EVAL_SHARE)
@@ -357,6 +359,7 @@ class TrainingWorker:
             self._trainer = None
             self._set_fault(f"could not start training: {type(exc).__name__}: {exc}")
             return
+        self._use_threads(self._trainer)  # before the first snapshot, whose device label names the count
         self._fault = None
         self._post(eval_=True, samples=True)
 
@@ -437,9 +440,25 @@ class TrainingWorker:
         self._fault = None
         self._post(eval_=cold, samples=cold)
 
+    @property
+    def threads(self) -> int:
+        """Torch threads the training thread uses now (0 before the trainer is built)."""
+        t = self._trainer
+        return t.threads.current if t is not None and t.threads is not None else 0
+
+    def _use_threads(self, t: Trainer) -> None:
+        """Plan the training thread's torch threads for the trainer's work, beside the window. Planned
+        again only when the threads the work can use change (a cold change, a batch size, a loaded
+        state), since looking at the machine takes cpu_threads.SAMPLE_S; the tuner follows the load."""
+        key = (t.device.type, work_threads(t.matmul_flops()))
+        if key != self._threads_for or t.threads is None:
+            self._threads_for = key
+            t.use_threads(self._threads, beside_gui=True)
+
     def _train_one(self) -> bool:
         t = self._trainer
         try:
+            self._use_threads(t)
             t.train_step()
             return True
         except NonFiniteLoss as exc:

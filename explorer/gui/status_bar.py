@@ -1,4 +1,5 @@
-"""The status bar: a message on the left; state, step, steps per second, device and memory on the right."""
+"""The status bar: a message on the left; state, step, steps per second (and why it fell, when the
+engine knows: Snapshot.slow_reason), device and memory on the right."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ STATE_TEXT = {
 }
 
 
+RATE_TIP = "Training steps per second"
+
+
 class StatusBar(QStatusBar):
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -26,7 +30,9 @@ class StatusBar(QStatusBar):
         self.step = self._label(
             "step", "Training steps in this segment (a cold change or Reset starts a new one)", min_width=92
         )
-        self.rate = self._label("rate", "Training steps per second", min_width=92)
+        self.slow = self._label("slow", "", min_width=0)
+        self.slow.hide()  # shown only while the engine says why training runs far slower than a moment ago
+        self.rate = self._label("rate", RATE_TIP, min_width=92)
         self.loss = self._label("loss", "Last training loss", min_width=120)
         self.device = self._label("device", "Where training runs", min_width=90)
         self.memory = self._label(
@@ -62,9 +68,27 @@ class StatusBar(QStatusBar):
         self.set_state(snap.state)
         self.step.setText(f"step {snap.step:,}")
         self.rate.setText(f"{format_rate(snap.steps_per_second)} steps/s")
+        self.show_slow_reason(snap.slow_reason if snap.state == "running" else None)
         self.loss.setText("loss –" if snap.loss is None else f"loss {snap.loss:.4g}")
         self.device.setText(str(snap.device))
         self.memory.setText(f"mem {format_bytes(snap.memory_bytes)}")
+
+    def show_slow_reason(self, reason: str | None) -> None:
+        """'slow: <reason>' beside the rate while training runs far slower than a moment ago for a
+        reason the engine could tell (engine/slowdown.py), hidden otherwise."""
+        if not reason:
+            self.slow.hide()
+            self.slow.setText("")
+            self.rate.setToolTip(RATE_TIP)
+            return
+        from explorer.gui.app import current_theme
+
+        self.slow.setText(f"slow: {reason}")
+        self.slow.setStyleSheet(f"color: {current_theme().warn};")
+        tip = f"Training runs far slower than a moment ago: {reason}"
+        self.slow.setToolTip(tip)
+        self.rate.setToolTip(f"{RATE_TIP}. {tip}")
+        self.slow.show()
 
     def info(self, message: str, ms: int = 6000) -> None:
         self._clear_error_style()

@@ -264,6 +264,8 @@ class RecordingWriter:
         for name, arr in h.spectra.items():
             tensors[f"h/spectra/{name}"] = np.ascontiguousarray(arr)
         meta = {k: getattr(snap, k) for k in _SCALARS}
+        if snap.slow_reason:  # optional: recordings made before it was added have none
+            meta["slow_reason"] = snap.slow_reason
         meta.update(matrices=matrices, prefixes=prefixes, spectra_names=list(h.spectra))
         fname = snapshot_file_name(snap.step)
         self._save(

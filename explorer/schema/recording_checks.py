@@ -261,6 +261,8 @@ def snapshot_from(
         "probe_tokens": need_list(d["probe_tokens"], where, "probe_tokens", 100_000),
         "state": d["state"],
         "fault": need_str(d["fault"], where, "fault", MAX_TEXT, none_ok=True),
+        # optional: recordings made before it was added have none
+        "slow_reason": need_str(d.get("slow_reason"), where, "slow_reason", MAX_TEXT, none_ok=True),
     }
     _check_samples(v["samples"], where, "samples")
     for i, t in enumerate(v["probe_tokens"]):

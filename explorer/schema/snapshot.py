@@ -85,3 +85,4 @@ class Snapshot:
     probe_tokens: list[str] = field(default_factory=list)  # axis labels for the attention maps
     state: str = "paused"  # "running" | "paused" | "fault"
     fault: str | None = None  # a message for the user when training stopped on a fault
+    slow_reason: str | None = None  # why steps run far slower than a moment ago, when known (engine/slowdown.py)

@@ -17,6 +17,7 @@ Interface (duck-typed; see matrix.py and lm.py):
     prefix_layers(model) -> dict[int, PrefixAdapter]
     budget(settings, model) -> dict
     info() -> dict                     what the base is (for config.json and the status bar)
+    matmul_flops(settings) -> float    a typical matrix product's cost in one step (for the CPU threads)
     optional: probe(model) -> (list of layer attentions, token labels); samples(model) -> dict
 """
 

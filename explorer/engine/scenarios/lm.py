@@ -107,6 +107,13 @@ class LmScenario:
             del info["corpus"]
         return info
 
+    def matmul_flops(self, settings) -> float:
+        """Floating-point operations of a typical matrix product in one step (the MLP's, over every
+        token of the batch): what decides how many CPU threads pay (core/cpu_threads.py)."""
+        hidden = int(getattr(self.config, "hidden_size", 0) or 0)
+        wide = max(hidden, int(getattr(self.config, "intermediate_size", 0) or 0))
+        return 2.0 * settings.batch_size * self.seq_len * hidden * wide
+
     # --- adapters -------------------------------------------------------------------------------
     def build(self, settings) -> nn.Module:
         check_build_fits(self.source, settings, self.device, self.autocast)

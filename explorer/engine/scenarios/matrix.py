@@ -84,6 +84,11 @@ class MatrixScenario:
             "target_rank": int((self.target_values > 0).sum()),
         }
 
+    def matmul_flops(self, settings) -> float:
+        """Floating-point operations of the step's matrix product W x over the batch (see lm.py)."""
+        out_f, in_f = self.W0.shape
+        return 2.0 * settings.batch_size * out_f * in_f
+
     def build(self, settings) -> nn.Module:
         model = copy.deepcopy(self.base)
         if settings.method == "lora":
