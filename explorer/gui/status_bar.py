@@ -81,8 +81,6 @@ class StatusBar(QStatusBar):
             self.slow.setText("")
             self.rate.setToolTip(RATE_TIP)
             return
-        from explorer.gui.app import current_theme
-
         self.slow.setText(f"slow: {reason}")
         self.slow.setStyleSheet(f"color: {current_theme().warn};")
         tip = f"Training runs far slower than a moment ago: {reason}"
