@@ -330,6 +330,30 @@ CASES = [
         "/sys/kernel/peft-explorer-test",
     ),
     Case("run --out", "a full disk mid-run", _full_disk, "No space left on device"),
+    Case(
+        "run --threads",
+        "-1",
+        lambda t, m: RUN + ["--threads", "-1", "--out", str(t / "rec")],
+        "threads=-1 is out of range",
+        untouched=True,
+    ),
+    Case(
+        "run --threads",
+        "1000000 (crashed OpenMP)",
+        lambda t, m: RUN + ["--threads", "1000000", "--out", str(t / "rec")],
+        "threads=1000000 is out of range",
+        untouched=True,
+    ),
+    Case(
+        "compare --threads",
+        "1000000",
+        lambda t, m: (
+            ["compare", "--scenario", "matrix", "--runs", "lora:r=2", "--steps", "1", "--threads", "1000000"]
+            + ["--out", str(t / "cmp")]
+        ),
+        "threads=1000000 is out of range",
+        untouched=True,
+    ),
     Case("export --out", "a full disk", _export_full_disk, "adapter_model.safetensors: No space left on device"),
     Case(
         "run --overwrite --out",
