@@ -31,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="where to train (default auto: cuda, then mps, then cpu)",
     )
+    parser.add_argument(
+        "--model", default=None, metavar="DIR", help="train on this Hugging Face checkpoint directory (lm scenario)"
+    )
+    parser.add_argument(
+        "--data", default=None, metavar="PATH", help="train on this .txt file or folder, .jsonl or .json (lm scenario)"
+    )
     parser.add_argument("--theme", choices=("dark", "light"), default=None, help="colour theme (remembered)")
     parser.add_argument("--reset-layout", action="store_true", help="forget the remembered window layout")
     parser.add_argument(

@@ -66,7 +66,11 @@ def main(args) -> int:
     theme = getattr(args, "theme", None) or store.theme()
     app = make_app(theme=theme)
     settings = store.load_settings()
-    overrides = {k: getattr(args, k) for k in ("scenario", "method", "device") if getattr(args, k, None)}
+    overrides = {
+        k: getattr(args, k) for k in ("scenario", "method", "device", "model", "data") if getattr(args, k, None)
+    }
+    if ("model" in overrides or "data" in overrides) and "scenario" not in overrides:
+        overrides["scenario"] = "lm"  # a model or a dataset is the language model's
     worker = THREAD_WORKER if getattr(args, "in_process", False) else None  # None: the child process
     window = MainWindow(settings, store=store, theme=theme, overrides=overrides, worker_factory=worker)
     if getattr(args, "theme", None):
@@ -81,8 +85,8 @@ def main(args) -> int:
             app.quit()
             return
         replay = getattr(args, "replay", None)
-        # the recording first; the training engine starts on Back to live
-        if replay and window.features.replay.open(replay) is not None:
+        # the recording first; the training engine starts on Back to live (or now, when it cannot be shown)
+        if replay and window.files.open_recording(replay) is not None:
             return
         window.start_worker(play=bool(getattr(args, "play", False)))
         talk = getattr(args, "talk", None)

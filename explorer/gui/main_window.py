@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QPoint, QRect, Qt, QTimer, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QWidget
+from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMenu, QMessageBox, QWidget
 
 from explorer.gui import shortcuts
 from explorer.gui.compare_host import CompareHost
@@ -31,9 +31,18 @@ from explorer.gui.controls import ControlsPanel, label_of, setting_named_in
 from explorer.gui.features import Features
 from explorer.gui.help_overlay import HelpOverlay
 from explorer.gui.persistence import Persistence, layout_version
+from explorer.gui.services import report_failure
 from explorer.gui.status_bar import StatusBar
 from explorer.gui.theme import apply_theme
-from explorer.gui.window_actions import LIVE_ACTIONS, SpeedBox, make_actions, make_menus, make_toolbar
+from explorer.gui.window_actions import (
+    ACTIONS,
+    LIVE_ACTIONS,
+    RECENT_MENU,
+    SpeedBox,
+    make_actions,
+    make_menus,
+    make_toolbar,
+)
 from explorer.gui.window_files import FileCommands
 from explorer.gui.window_layout import default_geometry, place_docks, size_docks
 from explorer.gui.window_worker import WorkerHosting
@@ -138,7 +147,13 @@ class MainWindow(WorkerHosting, QMainWindow):
         self.compare_host = CompareHost(self)  # the compare view's runs (a CompareWorker)
         self.features = Features(self)
         self.files = FileCommands(self)
-        self.actions_by_name: dict[str, QAction] = make_actions(self, self._action_slots())
+        self.actions_by_name: dict[str, QAction] = make_actions(
+            self,
+            {
+                name: self.guarded(ACTIONS[name][0].rstrip("…").lower(), slot)
+                for name, slot in self._action_slots().items()
+            },
+        )
         self.toolbar, self.speed_box, self.scenario_label = make_toolbar(self, self.actions_by_name)
         self.speed_box.activated.connect(lambda _i: self.set_speed(float(self.speed_box.currentData())))
         self._show_speed(self.settings.speed)
@@ -146,6 +161,7 @@ class MainWindow(WorkerHosting, QMainWindow):
         self.theme_actions = make_menus(
             self, self.actions_by_name, [self.controls_dock, *self.view_docks.values()], self.theme, self.set_theme
         )
+        self.files.install_recent_menu(self.findChild(QMenu, RECENT_MENU))
         shortcuts.bind(self.actions_by_name, self)
         self.help_overlay = HelpOverlay(self)
         place_docks(self, self.controls_dock, self.view_docks)
@@ -209,12 +225,14 @@ class MainWindow(WorkerHosting, QMainWindow):
             "slower": lambda: self.change_speed(-1),
             "save_state": self.files.save_state,
             "open": self.files.open_file,
+            "open_model": self.files.open_model,
+            "open_data": self.files.open_data,
             "export_view": self.files.export_current_view,
             "export_metrics": self.files.export_metrics,
-            "open_adapter": lambda: f.inspector.open(),
+            "open_adapter": self.files.open_adapter,
             "export_adapter": lambda: f.adapter_export.export(),
             "record": lambda: f.screen_recording.toggle(),
-            "open_recording": lambda: f.replay.open(),
+            "open_recording": self.files.open_recording,
             "record_run": lambda: f.run_recording.toggle(),
             "quit": self.close,
             "full_screen": self.toggle_full_screen,
@@ -223,6 +241,23 @@ class MainWindow(WorkerHosting, QMainWindow):
             "reset_layout": self.reset_layout,
             "about": self.about,
         }
+
+    def report_failure(self, what: str, exc: BaseException) -> None:
+        """An entry point (open, save, talk mode, replay, an adapter) failed: one line in the status bar
+        and on stderr that says what failed and why; the window stays as it was and usable."""
+        report_failure(self.status, what, exc)
+
+    def guarded(self, what: str, fn: Callable[..., object]) -> Callable[..., object]:
+        """fn, with any exception it raises reported by report_failure instead of escaping Qt's loop."""
+
+        def call(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - the one error boundary of the window's entry points
+                self.report_failure(what, exc)
+                return None
+
+        return call
 
     def layout_version(self) -> int:
         return layout_version(["controls", *self.view_docks])
@@ -523,7 +558,7 @@ class MainWindow(WorkerHosting, QMainWindow):
 
     def enter_talk_mode(self, deck: str | None = None):
         """F5 / --talk: talk mode with `deck` (None: the default deck). Returns the TalkMode or None."""
-        return self.features.talk.enter(deck)
+        return self.guarded("talk mode", self.features.talk.enter)(deck)
 
     # ------------------------------------------------------------------ window
     def toggle_full_screen(self) -> None:

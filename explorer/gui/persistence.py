@@ -1,11 +1,12 @@
-"""What the app remembers between launches, in QSettings: window geometry and dock layout, theme, and
-the last training settings. Anything stored that is missing, of the wrong type or no longer valid is
+"""What the app remembers between launches, in QSettings: window geometry and dock layout, theme, the
+last training settings and the files opened lately. Anything stored that is missing, of the wrong type or no longer valid is
 ignored (and the default used), so a damaged settings file can never stop the app from starting.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import zlib
 
 from PySide6.QtCore import QByteArray, QSettings
@@ -18,6 +19,9 @@ KEY_STATE = "window/state"
 KEY_STATE_VERSION = "window/state_version"
 KEY_THEME = "ui/theme"
 KEY_SETTINGS = "training/settings"
+KEY_RECENT = "files/recent"
+MAX_RECENT = 10
+RECENT_KINDS = ("state", "settings", "recording", "adapter", "model", "data")
 
 
 def layout_version(dock_names: list[str]) -> int:
@@ -60,6 +64,42 @@ class Persistence:
 
     def save_settings(self, settings: TrainSettings) -> None:
         self.q.setValue(KEY_SETTINGS, json.dumps(settings.to_dict()))
+
+    # -- recent files ---------------------------------------------------------------------------
+    def recent_files(self) -> list[tuple[str, str]]:
+        """(path, kind) of the files opened lately, newest first; entries whose path is gone (or that
+        are damaged) are dropped, and the list stored again without them."""
+        raw = self.q.value(KEY_RECENT, None)
+        try:
+            data = json.loads(raw) if isinstance(raw, str) and raw else []
+        except ValueError:
+            data = []
+        entries = []
+        for item in data if isinstance(data, list) else []:
+            if (
+                isinstance(item, list)
+                and len(item) == 2
+                and isinstance(item[0], str)
+                and item[1] in RECENT_KINDS
+                and (item[0], item[1]) not in entries
+            ):
+                entries.append((item[0], item[1]))
+        kept = [(p, k) for p, k in entries[:MAX_RECENT] if os.path.lexists(p)]
+        if kept != entries or (raw and not entries):
+            self._store_recent(kept)
+        return kept
+
+    def add_recent(self, path: str, kind: str) -> None:
+        if kind not in RECENT_KINDS:
+            raise ValueError(f"recent file kind {kind!r}: allowed {', '.join(RECENT_KINDS)}")
+        entries = [(p, k) for p, k in self.recent_files() if p != path]
+        self._store_recent([(path, kind), *entries][:MAX_RECENT])
+
+    def clear_recent(self) -> None:
+        self.q.remove(KEY_RECENT)
+
+    def _store_recent(self, entries: list[tuple[str, str]]) -> None:
+        self.q.setValue(KEY_RECENT, json.dumps([list(e) for e in entries]))
 
     # -- window ---------------------------------------------------------------------------------
     def save_window(self, window, version: int) -> None:

@@ -10,6 +10,8 @@ what goes full screen.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from PySide6.QtCore import SignalInstance
@@ -21,8 +23,36 @@ from explorer.gui.controls import ControlsPanel
 from explorer.gui.help_overlay import HelpOverlay
 from explorer.gui.persistence import Persistence
 from explorer.gui.status_bar import StatusBar
+from explorer.schema.format import one_line
 from explorer.schema.settings import TrainSettings
 from explorer.schema.snapshot import Snapshot
+
+# What report_failure says for failures whose message is not one of ours (a ValueError of a reader
+# names the file and the reason; a RecursionError or MemoryError says nothing useful on its own).
+_PLAIN_KINDS = (ValueError, OSError)
+
+
+def failure_line(what: str, exc: BaseException) -> str:
+    """'Could not <what>: <reason>' on one line, the exception's kind added when its text is not ours."""
+    text = one_line(exc) if str(exc).strip() else ""
+    if isinstance(exc, MemoryError):
+        text = "not enough memory" + (f" ({text})" if text else "")
+    elif isinstance(exc, RecursionError):
+        text = "nested too deeply to read"
+    elif not isinstance(exc, _PLAIN_KINDS) or not text:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return f"Could not {what}: {text}"
+
+
+def report_failure(status: StatusBar, what: str, exc: BaseException) -> str:
+    """Say in the status bar (and on stderr) that `what` failed and why; returns the line."""
+    line = failure_line(what, exc)
+    try:
+        sys.stderr.write(f"peft-explorer: {line}\n")
+    except (OSError, ValueError):  # no usable stderr (a closed terminal)
+        pass
+    status.error(line)
+    return line
 
 
 @runtime_checkable
@@ -67,6 +97,15 @@ class WindowServices(Protocol):
 
     def live_controls(self) -> list[QAction | QWidget]:
         """The actions and widgets that act on the live run (a replay disables them)."""
+        ...
+
+    # ---- failures
+    def report_failure(self, what: str, exc: BaseException) -> None:
+        """One line in the status bar saying that `what` failed and why; the app stays usable."""
+        ...
+
+    def guarded(self, what: str, fn: Callable[..., object]) -> Callable[..., object]:
+        """fn with every exception it raises reported (report_failure) instead of raised; None then."""
         ...
 
     # ---- the run

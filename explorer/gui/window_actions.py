@@ -23,7 +23,19 @@ ACTIONS: dict[str, tuple[str, str, QStyle.StandardPixmap | None, bool]] = {
     "faster": ("Faster", "Raise the steps-per-second cap", None, False),
     "slower": ("Slower", "Lower the steps-per-second cap", None, False),
     "save_state": ("Save state…", "Save the trained state, or the settings as JSON", QStyle.SP_DialogSaveButton, False),
-    "open": ("Open…", "Open a saved state or a settings file", QStyle.SP_DialogOpenButton, False),
+    "open": (
+        "Open…",
+        "Open a saved state, a settings file, a recording, a PEFT adapter, a model or a dataset",
+        QStyle.SP_DialogOpenButton,
+        False,
+    ),
+    "open_model": ("Open model…", "Train on a Hugging Face checkpoint directory (Llama, Mistral, Qwen2)", None, False),
+    "open_data": (
+        "Open data…",
+        "Train on a .txt file or folder, or .jsonl / .json with text or instructions",
+        None,
+        False,
+    ),
     "export_view": ("Export current view…", "Export the current view as PNG or SVG", None, False),
     "export_metrics": ("Export metrics (CSV)…", "Losses over the steps as CSV", None, False),
     "open_adapter": ("Open PEFT adapter…", "Look inside a PEFT adapter directory", None, False),
@@ -49,10 +61,26 @@ ACTIONS: dict[str, tuple[str, str, QStyle.StandardPixmap | None, bool]] = {
     "about": ("About", "About peft-explorer", None, False),
 }
 # The actions that act on the live run (a replay disables them meanwhile).
-LIVE_ACTIONS = ("play_pause", "step", "reset", "faster", "slower", "save_state", "open", "export_adapter", "talk_mode")
+LIVE_ACTIONS = (
+    "play_pause",
+    "step",
+    "reset",
+    "faster",
+    "slower",
+    "save_state",
+    "open",
+    "open_model",
+    "open_data",
+    "export_adapter",
+    "talk_mode",
+)
+RECENT_MENU = "menu_recent"  # File > Open recent (filled by window_files.FileCommands)
 # None: a separator
 FILE_MENU = (
     "open",
+    RECENT_MENU,
+    "open_model",
+    "open_data",
     "save_state",
     None,
     "open_recording",
@@ -163,7 +191,12 @@ def make_menus(
     Returns the theme actions by theme name."""
     menu = window.menuBar().addMenu("&File")
     for name in FILE_MENU:
-        menu.addSeparator() if name is None else menu.addAction(actions[name])
+        if name is None:
+            menu.addSeparator()
+        elif name == RECENT_MENU:
+            menu.addMenu("Open recent").setObjectName(RECENT_MENU)
+        else:
+            menu.addAction(actions[name])
     menu = window.menuBar().addMenu("&Training")
     for name in TRAINING_MENU:
         menu.addSeparator() if name is None else menu.addAction(actions[name])

@@ -1,25 +1,108 @@
-"""The window's file commands: save and open the trained state or the settings (Ctrl+S, Ctrl+O),
-export the current view (Ctrl+E) and the metrics as CSV. A part the window owns, through
-WindowServices; every failure is one line in the status bar and changes nothing.
+"""The window's file commands: one Open… (Ctrl+O) for a saved state, a settings file, a recording, a
+PEFT adapter, a model directory or a dataset, with a recent-files list; Open model… / Open data…;
+save the trained state or the settings (Ctrl+S); export the current view (Ctrl+E) and the metrics as
+CSV. A part the window owns, through WindowServices; every failure is one line in the status bar
+(WindowServices.report_failure) and changes nothing.
+
+Files the user names are untrusted: a settings file is read on a helper thread, only when it is a
+regular file (a FIFO named *.json never blocks the window) of at most MAX_SETTINGS_BYTES.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
+import threading
 from pathlib import Path
 
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QFileDialog, QMenu
 
 from explorer.gui.export import FILTERS, export_view, suffix_for, write_metrics_csv
 from explorer.gui.services import WindowServices
+from explorer.schema.files import atomic_write_text
 from explorer.schema.format import one_line
+from explorer.schema.jsonio import read_json_file
+from explorer.schema.recording import recorded_model_problem
 from explorer.schema.settings import TrainSettings
+
+MAX_SETTINGS_BYTES = 1 << 20  # a settings file is a few hundred bytes
+KIND_NAMES = {
+    "state": "trained state",
+    "settings": "settings",
+    "recording": "recording",
+    "adapter": "PEFT adapter",
+    "model": "model",
+    "data": "data",
+}
+DATA_SUFFIXES = (".txt", ".jsonl")
+OPEN_FILTER = (
+    "Anything the app opens (*.safetensors *.json *.jsonl *.txt);;Trained state (*.safetensors);;"
+    "Settings (*.json);;Data (*.txt *.jsonl *.json);;All files (*)"
+)
+
+
+def kind_of(path) -> str:
+    """What `path` holds, from its type and names alone (nothing is read; a FIFO is never opened):
+    state, settings, recording, adapter, model or data. ValueError (one line) for anything else."""
+    path = Path(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file or directory") from None
+    if stat.S_ISDIR(info.st_mode):
+        if (path / "adapter_config.json").is_file():
+            return "adapter"
+        if (path / "metrics.jsonl").is_file() and (path / "config.json").is_file():
+            return "recording"
+        if (path / "config.json").is_file():
+            return "model"
+        if any(p.suffix in DATA_SUFFIXES for p in _first_entries(path)):
+            return "data"
+        raise ValueError(
+            f"{path}: not a recording (config.json + metrics.jsonl), a PEFT adapter (adapter_config.json), "
+            "a model (config.json) or a folder of .txt files"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path}: not a regular file")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return "state"
+    if suffix == ".json":
+        return "settings"
+    if suffix in DATA_SUFFIXES:
+        return "data"
+    raise ValueError(
+        f"{path}: unknown file type {suffix or '(none)'!r}: the app opens .safetensors, .json, .jsonl, .txt"
+    )
+
+
+def _first_entries(directory: Path, limit: int = 200) -> list[Path]:
+    out = []
+    with os.scandir(directory) as it:
+        for entry in it:
+            out.append(Path(entry.path))
+            if len(out) >= limit:
+                break
+    return out
+
+
+class _Relay(QObject):
+    """Carries a helper thread's result to the GUI thread."""
+
+    settings_read = Signal(str, object)  # path, TrainSettings or the exception
 
 
 class FileCommands:
     def __init__(self, window: WindowServices):
         self.window = window
+        self.relay = _Relay(window.widget)
+        self.relay.settings_read.connect(self._on_settings_read)
+        self.recent_menu: QMenu | None = None
+        self._threads: list[threading.Thread] = []
 
+    # ---- save ------------------------------------------------------------------------------------
     def save_state(self, path: str | None = None) -> None:
         """Ctrl+S: the trained state (.safetensors, through the engine) or the settings (.json)."""
         status = self.window.status
@@ -34,10 +117,10 @@ class FileCommands:
                 return
         path = str(path)
         if path.endswith(".json"):
-            try:
-                Path(path).write_text(json.dumps(self.window.settings.to_dict(), indent=2) + "\n")
-            except OSError as exc:
-                status.error(f"Could not save {path}: {exc}")
+            try:  # temp file + fsync + rename: a failed write leaves the previous file whole
+                atomic_write_text(path, json.dumps(self.window.settings.to_dict(), indent=2) + "\n")
+            except Exception as exc:  # noqa: BLE001 - the entry point's boundary
+                self.window.report_failure(f"save the settings to {path}", exc)
                 return
             status.info(f"Settings saved to {path}")
             return
@@ -48,45 +131,185 @@ class FileCommands:
         try:
             saver(path)
         except Exception as exc:  # noqa: BLE001
-            status.error(f"Could not save the state: {exc}")
+            self.window.report_failure(f"save the state to {path}", exc)
             return
         status.info(f"State saved to {path}")
 
-    def open_file(self, path: str | None = None) -> None:
-        """Ctrl+O: a settings file (.json) or a saved state (.safetensors)."""
-        status = self.window.status
+    # ---- open ------------------------------------------------------------------------------------
+    def open_file(self, path: str | None = None) -> str | None:
+        """Ctrl+O: a saved state, a settings file, a recording, an adapter, a model or a dataset,
+        recognised by kind_of. Returns the kind opened (a settings file follows on a helper thread)."""
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(
-                self.window.widget, "Open", str(Path.home()), "State or settings (*.safetensors *.json);;All files (*)"
-            )
+            path, _ = QFileDialog.getOpenFileName(self.window.widget, "Open", str(Path.home()), OPEN_FILTER)
             if not path:
-                return
-        path = str(path)
-        if path.endswith(".json"):
-            try:
-                data = json.loads(Path(path).read_text())
-                new = TrainSettings.from_dict(data)
-            except (OSError, ValueError, TypeError) as exc:
-                status.error(f"{path}: not a settings file ({exc})")
-                return
-            self.window.apply_settings(new)
-            status.info(f"Settings loaded from {path}")
+                return None
+        try:
+            kind = kind_of(path)
+        except Exception as exc:  # noqa: BLE001
+            self.window.report_failure(f"open {path}", exc)
+            return None
+        opener = {
+            "state": self.open_state,
+            "settings": self.open_settings,
+            "recording": self.open_recording,
+            "adapter": self.open_adapter,
+            "model": self.open_model,
+            "data": self.open_data,
+        }[kind]
+        return kind if opener(str(path)) is not None else None
+
+    def open_settings(self, path: str) -> threading.Thread | None:
+        """A settings .json, read and checked on a helper thread; applied when it arrives."""
+        thread = threading.Thread(target=self._read_settings, args=(str(path),), name="explorer-open-file", daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+        return thread
+
+    def _read_settings(self, path: str) -> None:
+        try:
+            result = TrainSettings.from_dict(read_json_file(path, expect=dict, max_bytes=MAX_SETTINGS_BYTES))
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the GUI thread
+            result = exc if isinstance(exc, Exception) else RuntimeError(type(exc).__name__)
+        try:
+            self.relay.settings_read.emit(path, result)
+        except RuntimeError:  # the window went away meanwhile
+            pass
+
+    def _on_settings_read(self, path: str, result) -> None:
+        if isinstance(result, Exception):
+            self.window.report_failure(f"open the settings {path}", result)
             return
+        try:
+            self.window.apply_settings(result)
+        except Exception as exc:  # noqa: BLE001
+            self.window.report_failure(f"apply the settings from {path}", exc)
+            return
+        self.remember(path, "settings")
+        self.window.status.info(f"Settings loaded from {path}")
+
+    def open_state(self, path: str) -> str | None:
         worker = self.window.worker
         loader = getattr(worker, "load_state", None)
         if loader is None:
-            status.error("Opening a trained state needs a running training engine.")
-            return
+            self.window.status.error("Opening a trained state needs a running training engine.")
+            return None
         try:
+            if not Path(path).is_file():
+                raise ValueError(f"{path}: not a regular file")
             result = loader(path)
         except Exception as exc:  # noqa: BLE001
-            status.error(f"Could not open {path}: {exc}")
-            return
+            self.window.report_failure(f"open the state {path}", exc)
+            return None
         in_force = result if isinstance(result, TrainSettings) else getattr(worker, "settings", None)
         if isinstance(in_force, TrainSettings):
             self.window.show_settings(in_force)
             self.window.store.save_settings(in_force)
-        status.info(f"State opened from {path}")
+        self.remember(path, "state")
+        self.window.status.info(f"State opened from {path}")
+        return path
+
+    def open_recording(self, path: str | None = None):
+        """Replay the recording in `path` (a chooser when None). A recording made on a model directory
+        that is gone is refused, saying so. Returns the replay controller, or None."""
+        if path is None:
+            path = QFileDialog.getExistingDirectory(self.window.widget, "Open recording", str(Path.home()))
+            if not path:
+                return None
+        try:
+            problem = recorded_model_problem(path)
+            if problem:
+                raise ValueError(problem)
+            controller = self.window.features.replay.open(path)
+        except Exception as exc:  # noqa: BLE001
+            self.window.report_failure(f"open the recording {path}", exc)
+            return None
+        if controller is not None:
+            self.remember(path, "recording")
+        return controller
+
+    def open_adapter(self, path: str | None = None):
+        try:
+            inspector = self.window.features.inspector.open(path)
+        except Exception as exc:  # noqa: BLE001
+            self.window.report_failure(f"open the adapter {path}", exc)
+            return None
+        if inspector is not None and path is not None:
+            self.remember(str(path), "adapter")
+        return inspector
+
+    def open_model(self, path: str | None = None) -> str | None:
+        """File > Open model…: the base model of the lm scenario becomes the checkpoint in `path` (a cold
+        change: new adapters on the new base; the engine refuses one that is unusable or will not fit,
+        and the run in force stays)."""
+        return self._set_source("model", path)
+
+    def open_data(self, path: str | None = None) -> str | None:
+        """File > Open data…: the training data of the lm scenario (a cold change)."""
+        return self._set_source("data", path)
+
+    def _set_source(self, name: str, path: str | None) -> str | None:
+        widget = self.window.widget
+        if path is None:
+            if name == "model":
+                path = QFileDialog.getExistingDirectory(
+                    widget, "Open model (a Hugging Face checkpoint)", str(Path.home())
+                )
+            else:
+                path, _ = QFileDialog.getOpenFileName(
+                    widget, "Open data", str(Path.home()), "Text or JSON lines (*.txt *.jsonl *.json);;All files (*)"
+                )
+            if not path:
+                return None
+        path = str(path)
+        try:
+            if name == "model" and not (Path(path) / "config.json").is_file():
+                raise ValueError(f"{path}: not a model directory (no config.json)")
+            if name == "data" and not Path(path).exists():
+                raise FileNotFoundError(f"{path}: no such file or directory")
+            changes = {name: path}
+            if self.window.settings.scenario != "lm":
+                changes["scenario"] = "lm"
+            new = self.window.settings.with_changes(**changes)
+            if not self.window.apply_settings(new):
+                return None
+        except Exception as exc:  # noqa: BLE001
+            self.window.report_failure(f"open the {name} {path}", exc)
+            return None
+        self.remember(path, name)
+        self.window.status.info(f"{KIND_NAMES[name].capitalize()} set to {path}: the run restarts on it")
+        return path
+
+    # ---- recent files ------------------------------------------------------------------------------
+    def remember(self, path: str, kind: str) -> None:
+        self.window.store.add_recent(str(Path(path).absolute()), kind)
+
+    def install_recent_menu(self, menu: QMenu) -> QMenu:
+        """File > Open recent, filled from the store each time it opens (missing entries pruned)."""
+        self.recent_menu = menu
+        menu.aboutToShow.connect(self.fill_recent_menu)
+        self.fill_recent_menu()
+        return menu
+
+    def fill_recent_menu(self) -> None:
+        menu = self.recent_menu
+        if menu is None:
+            return
+        menu.clear()
+        entries = self.window.store.recent_files()
+        for path, kind in entries:
+            action = menu.addAction(f"{Path(path).name}  ({KIND_NAMES.get(kind, kind)})")
+            action.setToolTip(path)
+            action.setStatusTip(path)
+            action.triggered.connect(lambda *_, p=path, k=kind: self.open_recent(p, k))
+        if not entries:
+            menu.addAction("(none)").setEnabled(False)
+        else:
+            menu.addSeparator()
+            menu.addAction("Clear the list").triggered.connect(lambda *_: self.window.store.clear_recent())
+
+    def open_recent(self, path: str, kind: str):
+        opener = {"model": self.open_model, "data": self.open_data}.get(kind)
+        return opener(path) if opener is not None else self.open_file(path)
 
     def export_current_view(self, path: str | None = None) -> str | None:
         """Ctrl+E: the current view (last focused or shown) as PNG or SVG."""
@@ -127,11 +350,12 @@ class FileCommands:
                 return None
         try:
             rows = write_metrics_csv(snap, path)
-        except (OSError, ValueError) as exc:
-            status.error(f"Could not write {path}: {exc}")
+        except Exception as exc:  # noqa: BLE001
+            self.window.report_failure(f"write {path}", exc)
             return None
         status.info(f"Metrics written to {path} ({rows} steps)")
         return str(path)
 
     def window_closing(self) -> None:
-        pass
+        for thread in self._threads:  # a settings read is bounded (a regular file of at most 1 MiB)
+            thread.join(5)

@@ -167,6 +167,33 @@ def recording_problem(directory: Path) -> str | None:
     return problem
 
 
+def recorded_model_problem(directory: str | Path) -> str | None:
+    """Why the recording in `directory` cannot be shown with its model (None when it can): a run on a
+    user's checkpoint names it (config.json's base.model_dir, or settings.model), and that directory
+    must still hold a checkpoint. A recording of the shipped base (or one without config.json, which
+    the reader reports itself) is no problem here."""
+    directory = Path(directory)
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        return None
+    config = read_json_file(config_path, expect=dict, max_bytes=MAX_CONFIG_BYTES)
+    base = config.get("base")
+    settings = config.get("settings")
+    model_dir = base.get("model_dir") if isinstance(base, dict) else None
+    if not model_dir and isinstance(settings, dict):
+        model_dir = settings.get("model")
+    if model_dir is None or model_dir == "":
+        return None
+    if not isinstance(model_dir, str) or len(model_dir) > 4096:
+        return f"{config_path}: model_dir is not a path"
+    if not (Path(model_dir) / "config.json").is_file():
+        return (
+            f"{directory}: recorded on the model in {model_dir}, which is missing "
+            "(restore that directory, or replay on a machine that has it)"
+        )
+    return None
+
+
 class RecordingWriter:
     """Writes a recording into a new or empty directory (or, with `overwrite`, over a recording of
     ours), holding the directory's lock until `close()`."""

@@ -270,13 +270,16 @@ class BudgetView(View):
     def _form_rows(self, form: int) -> list[list[str]]:
         short, short_names, _ = TABLE_FORMS[form]
         rows = self._short_rows if short else self._rows
-        if short_names:  # 'LLaMA-2-70B' -> '2-70B' (the title says LLaMA)
+        if short_names and rows:  # 'LLaMA-2-70B' -> '2-70B' (the title says LLaMA); no presets: no header either
             rows = [rows[0]] + [[r[0].replace("LLaMA-", "")] + r[1:] for r in rows[1:]]
         return rows
 
     def _fit_table(self, avail: int) -> None:
         """The roomiest form of the preset table that fits the width (see TABLE_FORMS): full numbers,
         then short numbers (4.19M), then fewer columns and short model names."""
+        if not self._rows:  # no presets (the matrix scenario): no table to fit, whatever the width
+            self._table_form = 0
+            return
         form = len(TABLE_FORMS) - 1
         for i, (_, _, hidden) in enumerate(TABLE_FORMS):
             if self._table_width(self._form_rows(i), hidden, TABLE_SPACING[1]) <= avail:
