@@ -1,5 +1,7 @@
 import os
+import signal
 import threading
+import time
 
 # Tests never need a screen: Qt draws offscreen, and torch keeps to the machine's cores politely.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -104,3 +106,74 @@ def window(request, make_window):
     @pytest.mark.window(start=False, size=(1600, 900)) (a module's pytestmark sets them for all)."""
     mark = request.node.get_closest_marker("window")
     return make_window(*(mark.args if mark else ()), **(mark.kwargs if mark else {}))
+
+
+# ---------------------------------------------------------------------------- the event-loop watchdog
+class EventLoopStalled(Exception):
+    """Raised in the test's thread when its GUI event loop has not turned for far too long."""
+
+
+class _Watchdog:
+    """A 25 ms QTimer on the GUI thread marks each turn of the event loop; a helper thread notes the
+    longest gap. A gap over `hard_s` (a blocked GUI thread, e.g. on a FIFO) is broken with SIGALRM,
+    whose handler raises EventLoopStalled in the blocked call."""
+
+    def __init__(self, limit_s: float, hard_s: float):
+        from PySide6.QtCore import QTimer
+
+        self.limit_s, self.hard_s = limit_s, hard_s
+        self.last = time.monotonic()
+        self.worst = 0.0
+        self.broken = False
+        self._done = threading.Event()
+        self._timer = QTimer()
+        self._timer.setInterval(25)
+        self._timer.timeout.connect(self._tick)
+        self._main = threading.main_thread().ident
+        self._thread = threading.Thread(target=self._watch, name="explorer-test-watchdog", daemon=True)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.worst = max(self.worst, now - self.last)
+        self.last = now
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.05):
+            gap = time.monotonic() - self.last
+            if gap > self.hard_s and not self.broken:
+                self.broken = True
+                self.worst = max(self.worst, gap)
+                signal.pthread_kill(self._main, signal.SIGALRM)
+
+    def __enter__(self):
+        def on_alarm(_signum, _frame):
+            raise EventLoopStalled(f"the GUI thread was blocked for more than {self.hard_s:g} s")
+
+        self._old = signal.signal(signal.SIGALRM, on_alarm)
+        self.last = time.monotonic()
+        self._timer.start()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+        self._timer.stop()
+        self._tick()
+        signal.signal(signal.SIGALRM, self._old)
+        return False
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """Tests marked @pytest.mark.stall_watchdog(limit_s=1.0) fail when their GUI event loop stalls
+    for more than limit_s while the test body runs (setup, where windows are built, is not watched)."""
+    mark = item.get_closest_marker("stall_watchdog")
+    if mark is None:
+        return (yield)
+    limit_s = float(mark.kwargs.get("limit_s", 1.0))
+    with _Watchdog(limit_s, hard_s=float(mark.kwargs.get("hard_s", 10 * limit_s))) as dog:
+        result = yield
+    if dog.worst > limit_s:
+        pytest.fail(f"the GUI event loop stalled for {dog.worst:.2f} s (limit {limit_s:g} s)", pytrace=False)
+    return result

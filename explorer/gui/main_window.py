@@ -242,10 +242,10 @@ class MainWindow(WorkerHosting, QMainWindow):
             "about": self.about,
         }
 
-    def report_failure(self, what: str, exc: BaseException) -> None:
+    def report_failure(self, what: str, exc: BaseException, path=None) -> None:
         """An entry point (open, save, talk mode, replay, an adapter) failed: one line in the status bar
         and on stderr that says what failed and why; the window stays as it was and usable."""
-        report_failure(self.status, what, exc)
+        report_failure(self.status, what, exc, path)
 
     def guarded(self, what: str, fn: Callable[..., object]) -> Callable[..., object]:
         """fn, with any exception it raises reported by report_failure instead of escaping Qt's loop."""

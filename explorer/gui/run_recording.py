@@ -51,6 +51,13 @@ class RunRecorder(QtCore.QObject):
         self._closing = False
         self._thread: threading.Thread | None = None
         self.active = False
+        # connected here, before start() starts the writer thread: a first write that fails at once
+        # (a full disk) emits before any caller could connect, and was lost (1 in 4 tries)
+        self._written.connect(self._on_write_failed)
+
+    def _on_write_failed(self) -> None:
+        if self.active:
+            self.stop("the disk refused a record")
 
     def start(self) -> None:
         snap = self.window.last_snapshot
@@ -193,14 +200,13 @@ class RunRecordingFeature:
             if not directory:
                 return None
         rec = RunRecorder(win, directory, overwrite=overwrite)
+        rec.ended.connect(lambda reason, r=rec: self._ended(r, reason))  # before start: see RunRecorder
         try:
             rec.start()
-        except (OSError, ValueError) as exc:
-            win.status.error(f"Could not record the run: {one_line(exc)}")
+        except Exception as exc:  # noqa: BLE001 - the entry point's boundary
+            win.report_failure("record the run", exc)
             return None
         self.recorder = rec
-        rec.ended.connect(lambda reason, r=rec: self._ended(r, reason))
-        rec._written.connect(lambda r=rec: r.stop("the disk refused a record") if r.active else None)
         self._sync_action()
         win.status.info(f"Recording the run to {rec.dir} (File > Stop recording the run to end it).")
         return rec

@@ -32,9 +32,12 @@ from explorer.schema.snapshot import Snapshot
 _PLAIN_KINDS = (ValueError, OSError)
 
 
-def failure_line(what: str, exc: BaseException) -> str:
-    """'Could not <what>: <reason>' on one line, the exception's kind added when its text is not ours."""
+def failure_line(what: str, exc: BaseException, path=None) -> str:
+    """'Could not <what> <path>: <reason>' on one line (the path left out when the reason names it),
+    the exception's kind added when its text is not ours."""
     text = one_line(exc) if str(exc).strip() else ""
+    if path is not None and str(path) not in text:
+        what = f"{what} {path}"
     if isinstance(exc, MemoryError):
         text = "not enough memory" + (f" ({text})" if text else "")
     elif isinstance(exc, RecursionError):
@@ -44,9 +47,9 @@ def failure_line(what: str, exc: BaseException) -> str:
     return f"Could not {what}: {text}"
 
 
-def report_failure(status: StatusBar, what: str, exc: BaseException) -> str:
-    """Say in the status bar (and on stderr) that `what` failed and why; returns the line."""
-    line = failure_line(what, exc)
+def report_failure(status: StatusBar, what: str, exc: BaseException, path=None) -> str:
+    """Say in the status bar (and on stderr) that `what` (on `path`) failed and why; returns the line."""
+    line = failure_line(what, exc, path)
     try:
         sys.stderr.write(f"peft-explorer: {line}\n")
     except (OSError, ValueError):  # no usable stderr (a closed terminal)
@@ -100,8 +103,8 @@ class WindowServices(Protocol):
         ...
 
     # ---- failures
-    def report_failure(self, what: str, exc: BaseException) -> None:
-        """One line in the status bar saying that `what` failed and why; the app stays usable."""
+    def report_failure(self, what: str, exc: BaseException, path=None) -> None:
+        """One line in the status bar saying that `what` (on `path`) failed and why; the app stays usable."""
         ...
 
     def guarded(self, what: str, fn: Callable[..., object]) -> Callable[..., object]:

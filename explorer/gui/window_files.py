@@ -120,7 +120,7 @@ class FileCommands:
             try:  # temp file + fsync + rename: a failed write leaves the previous file whole
                 atomic_write_text(path, json.dumps(self.window.settings.to_dict(), indent=2) + "\n")
             except Exception as exc:  # noqa: BLE001 - the entry point's boundary
-                self.window.report_failure(f"save the settings to {path}", exc)
+                self.window.report_failure("save the settings to", exc, path)
                 return
             status.info(f"Settings saved to {path}")
             return
@@ -131,7 +131,7 @@ class FileCommands:
         try:
             saver(path)
         except Exception as exc:  # noqa: BLE001
-            self.window.report_failure(f"save the state to {path}", exc)
+            self.window.report_failure("save the state to", exc, path)
             return
         status.info(f"State saved to {path}")
 
@@ -146,7 +146,7 @@ class FileCommands:
         try:
             kind = kind_of(path)
         except Exception as exc:  # noqa: BLE001
-            self.window.report_failure(f"open {path}", exc)
+            self.window.report_failure("open", exc, path)
             return None
         opener = {
             "state": self.open_state,
@@ -177,12 +177,12 @@ class FileCommands:
 
     def _on_settings_read(self, path: str, result) -> None:
         if isinstance(result, Exception):
-            self.window.report_failure(f"open the settings {path}", result)
+            self.window.report_failure("open the settings", result, path)
             return
         try:
             self.window.apply_settings(result)
         except Exception as exc:  # noqa: BLE001
-            self.window.report_failure(f"apply the settings from {path}", exc)
+            self.window.report_failure("apply the settings from", exc, path)
             return
         self.remember(path, "settings")
         self.window.status.info(f"Settings loaded from {path}")
@@ -198,7 +198,7 @@ class FileCommands:
                 raise ValueError(f"{path}: not a regular file")
             result = loader(path)
         except Exception as exc:  # noqa: BLE001
-            self.window.report_failure(f"open the state {path}", exc)
+            self.window.report_failure("open the state", exc, path)
             return None
         in_force = result if isinstance(result, TrainSettings) else getattr(worker, "settings", None)
         if isinstance(in_force, TrainSettings):
@@ -221,17 +221,22 @@ class FileCommands:
                 raise ValueError(problem)
             controller = self.window.features.replay.open(path)
         except Exception as exc:  # noqa: BLE001
-            self.window.report_failure(f"open the recording {path}", exc)
+            self.window.report_failure("open the recording", exc, path)
             return None
         if controller is not None:
             self.remember(path, "recording")
         return controller
 
     def open_adapter(self, path: str | None = None):
+        """The adapter inspector on the PEFT adapter in `path` (a chooser when None)."""
         try:
+            # a directory that is no adapter is told at once, without starting the inspector's reader
+            # (which loads the analysis libraries into this process on a helper thread)
+            if path is not None and not (Path(path) / "adapter_config.json").is_file():
+                raise ValueError(f"{path}: not a PEFT adapter directory (no adapter_config.json)")
             inspector = self.window.features.inspector.open(path)
         except Exception as exc:  # noqa: BLE001
-            self.window.report_failure(f"open the adapter {path}", exc)
+            self.window.report_failure("open the adapter", exc, path)
             return None
         if inspector is not None and path is not None:
             self.remember(str(path), "adapter")
@@ -273,7 +278,7 @@ class FileCommands:
             if not self.window.apply_settings(new):
                 return None
         except Exception as exc:  # noqa: BLE001
-            self.window.report_failure(f"open the {name} {path}", exc)
+            self.window.report_failure(f"open the {name}", exc, path)
             return None
         self.remember(path, name)
         self.window.status.info(f"{KIND_NAMES[name].capitalize()} set to {path}: the run restarts on it")
@@ -351,7 +356,7 @@ class FileCommands:
         try:
             rows = write_metrics_csv(snap, path)
         except Exception as exc:  # noqa: BLE001
-            self.window.report_failure(f"write {path}", exc)
+            self.window.report_failure("write", exc, path)
             return None
         status.info(f"Metrics written to {path} ({rows} steps)")
         return str(path)
