@@ -101,6 +101,9 @@ class FileCommands:
         self.relay.settings_read.connect(self._on_settings_read)
         self.recent_menu: QMenu | None = None
         self._threads: list[threading.Thread] = []
+        self._pending_sources: dict[str, str] = {}  # model / data asked for, not yet in force
+        window.snapshot_delivered.connect(self._on_snapshot)
+        window.controls.rejected.connect(self._on_rejected)
 
     # ---- save ------------------------------------------------------------------------------------
     def save_state(self, path: str | None = None) -> None:
@@ -275,14 +278,28 @@ class FileCommands:
             if self.window.settings.scenario != "lm":
                 changes["scenario"] = "lm"
             new = self.window.settings.with_changes(**changes)
+            self._pending_sources[name] = path
             if not self.window.apply_settings(new):
+                self._pending_sources.pop(name, None)
                 return None
         except Exception as exc:  # noqa: BLE001
             self.window.report_failure(f"open the {name}", exc, path)
             return None
-        self.remember(path, name)
-        self.window.status.info(f"{KIND_NAMES[name].capitalize()} set to {path}: the run restarts on it")
+        self.window.status.info(f"Opening the {KIND_NAMES[name]} {path}: the run restarts on it")
         return path
+
+    def _on_snapshot(self, snap) -> None:
+        """A model or dataset joins the recent files once a snapshot of a run on it arrives (the engine
+        may still refuse it after the panel took it: a bad checkpoint, one that will not fit)."""
+        if not self._pending_sources or not isinstance(snap.settings, dict) or snap.state == "replay":
+            return
+        for name, path in list(self._pending_sources.items()):
+            if snap.settings.get(name) == path:
+                del self._pending_sources[name]
+                self.remember(path, name)
+
+    def _on_rejected(self, _name: str, _message: str) -> None:
+        self._pending_sources.clear()  # refused (said by the window): not remembered
 
     # ---- recent files ------------------------------------------------------------------------------
     def remember(self, path: str, kind: str) -> None:
