@@ -150,7 +150,7 @@ class MainWindow(WorkerHosting, QMainWindow):
         self.actions_by_name: dict[str, QAction] = make_actions(
             self,
             {
-                name: self.guarded(ACTIONS[name][0].rstrip("…").lower(), slot)
+                name: self.guarded(f"carry out “{ACTIONS[name][0].rstrip('…')}”", slot)
                 for name, slot in self._action_slots().items()
             },
         )
@@ -558,7 +558,7 @@ class MainWindow(WorkerHosting, QMainWindow):
 
     def enter_talk_mode(self, deck: str | None = None):
         """F5 / --talk: talk mode with `deck` (None: the default deck). Returns the TalkMode or None."""
-        return self.guarded("talk mode", self.features.talk.enter)(deck)
+        return self.guarded("enter talk mode", self.features.talk.enter)(deck)
 
     # ------------------------------------------------------------------ window
     def toggle_full_screen(self) -> None:

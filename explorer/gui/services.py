@@ -77,6 +77,7 @@ class WindowServices(Protocol):
     snapshot_delivered: SignalInstance  # every snapshot the views were handed (live or replayed)
     theme: str  # "dark" or "light"
     worker: object | None  # the training worker (engine API), None before it starts
+    features: object  # the window's features (explorer.gui.features.Features): what the file commands open
 
     # ---- state
     @property

@@ -266,7 +266,7 @@ def test_shortcuts_trigger_their_actions(qtbot, make_window, tmp_path, monkeypat
     win.controls.request({"lr": 0.05})
     monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getOpenFileName", lambda *a, **k: (str(settings_file), ""))
     qtbot.keyClick(win, Qt.Key_O, Qt.ControlModifier)
-    assert win.settings.lr == saved_lr
+    qtbot.waitUntil(lambda: win.settings.lr == saved_lr, timeout=WAIT_MS)  # read on a helper thread
     wait_snapshot(qtbot, win, lambda s: s.settings["lr"] == saved_lr)
     if win.views:
         png = tmp_path / "view.png"

@@ -124,3 +124,28 @@ def test_hostile_input_at_an_entry_point_says_what_failed_and_the_window_lives_o
     win.worker.step(1)
     qtbot.waitUntil(lambda: win.last_snapshot.step > step, timeout=WAIT_MS)
     QApplication.processEvents()
+
+
+@pytest.mark.stall_watchdog(limit_s=1.0)
+def test_any_exception_at_an_entry_point_is_one_line_and_changes_nothing(window, tmp_path, monkeypatch):
+    """Not only the reader's ValueError / OSError: whatever escapes a File action or talk mode."""
+    win = window
+    rec = recording_of_wrong_types(tmp_path)
+
+    def too_deep(*_a, **_k):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(win.features.replay, "open", too_deep)
+    assert win.files.open_recording(str(rec)) is None
+    assert win.status.currentMessage() == f"⚠ Could not open the recording {rec}: nested too deeply to read"
+
+    def broken(*_a, **_k):
+        return 1 / 0
+
+    monkeypatch.setattr(win.features.talk, "enter", broken)
+    win.actions_by_name["talk_mode"].trigger()
+    assert win.status.currentMessage() == "⚠ Could not enter talk mode: ZeroDivisionError: division by zero"
+    monkeypatch.setattr(win.features.adapter_export, "export", lambda *a: {}["missing"])
+    win.actions_by_name["export_adapter"].trigger()
+    assert win.status.currentMessage() == "⚠ Could not carry out “Export as PEFT adapter”: KeyError: 'missing'"
+    assert win.isVisible() and win.worker is not None and win.controls.isEnabled()

@@ -195,3 +195,28 @@ def test_open_recent_reopens_through_open(window, tmp_path):
     window.files.open_recent(str(path), "state")
     assert "unknown file type" in window.status.currentMessage()
     assert Path(path).exists()
+
+
+def test_command_line_model_and_data_flags_set_the_window_settings(tmp_path):
+    """`python -m explorer --model DIR --data PATH`: the window starts on the lm scenario with them
+    (the settings it remembers on close say so)."""
+    import subprocess
+    import sys
+
+    model_dir, data = tmp_path / "m", tmp_path / "d.txt"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    data.write_text("text\n")
+    ini = tmp_path / "s.ini"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    args = ["--first-frame-exit", "--scenario", "lm", "--settings-path", str(ini)]
+    out = subprocess.run(
+        [sys.executable, "-m", "explorer", *args, "--model", str(model_dir), "--data", str(data)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    saved = Persistence(path=str(ini)).load_settings()
+    assert saved is not None and saved.model == str(model_dir) and saved.data == str(data)
