@@ -296,3 +296,21 @@ def test_export_of_per_head_gate_prefix_is_refused(qtbot, make_window, tmp_path)
     assert "per head" in win.status.currentMessage()
     assert not out.exists()
     box.close()
+
+
+def test_a_first_adapter_that_cannot_be_opened_shows_the_reason_not_empty_axes(
+    qtbot, make_window, other_adapter_dir, tmp_path
+):
+    win = make_window(tiny_lm(), start=False)
+    bad = tmp_path / "bad"
+    shutil.copytree(other_adapter_dir[0], bad)
+    _bad_truncated(bad)
+    inspector = win.features.inspector.inspector(create=True)
+    assert inspector.pages.currentWidget() is inspector.message_page  # nothing opened yet: words
+    with qtbot.waitSignal(inspector.failed, timeout=WAIT_MS) as blocker:
+        win.features.inspector.open(str(bad))
+    assert inspector.pages.currentWidget() is inspector.message_page
+    assert blocker.args[0] in inspector.message_page.text()
+    inspector.error_box.close()
+    _, report = _open(qtbot, win, other_adapter_dir[0])
+    assert inspector.pages.currentWidget() is not inspector.message_page

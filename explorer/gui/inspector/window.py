@@ -159,6 +159,16 @@ class AdapterInspector(QtWidgets.QMainWindow):
         self.pages.addWidget(lora)
         self.prompt_panel = PromptPanel()
         self.pages.addWidget(self.prompt_panel)
+        # before any adapter is shown, and after one could not be opened: words, not empty axes
+        self.message_page = QtWidgets.QLabel(
+            "Open a PEFT adapter directory (adapter_config.json + adapter_model.safetensors)."
+        )
+        self.message_page.setObjectName("inspector_message")
+        self.message_page.setAlignment(Qt.AlignCenter)
+        self.message_page.setWordWrap(True)
+        self.message_page.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.pages.addWidget(self.message_page)
+        self.pages.setCurrentWidget(self.message_page)
         outer.addWidget(self.pages, 1)
         self.setCentralWidget(central)
 
@@ -264,6 +274,9 @@ class AdapterInspector(QtWidgets.QMainWindow):
             return
         self.last_error = message
         self.status.setText(("Kept the previous adapter. " if self.report is not None else "") + message)
+        if self.report is None:  # nothing to keep showing: the reason takes the plots' place
+            self.message_page.setText(f"Cannot open this adapter.\n\n{message}")
+            self.pages.setCurrentWidget(self.message_page)
         self._show_error(message)
         self.failed.emit(message)
 
