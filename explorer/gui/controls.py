@@ -197,6 +197,9 @@ class LogSpinBox(QDoubleSpinBox):
         self.editingFinished.emit()
 
 
+MIN_WIDTH = 240  # the settings panel's floor; wider rows scroll sideways
+
+
 class SettingRow(QWidget):
     """One setting: label, editor, hot/cold tag; an error line beneath that shows only on error."""
 
@@ -443,7 +446,8 @@ class ControlsPanel(QScrollArea):
         self.setObjectName("controls")
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        # A narrow window scrolls the settings sideways rather than being held wide by them (1280 x 720)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAsNeeded)
         self.settings = settings or TrainSettings()
         self.configure = configure
         self.rows: dict[str, SettingRow] = {}
@@ -478,7 +482,9 @@ class ControlsPanel(QScrollArea):
             self.groups[title] = box
         layout.addStretch(1)
         self.setWidget(body)
-        self.setMinimumWidth(body.sizeHint().width() + 24)
+        # The natural width is a preference (size_docks), never a floor: at most MIN_WIDTH is enforced
+        self.natural_width = body.sizeHint().width() + 24
+        self.setMinimumWidth(min(self.natural_width, MIN_WIDTH))
         self._refresh()
 
     def _legend(self) -> QWidget:

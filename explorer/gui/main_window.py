@@ -44,7 +44,7 @@ from explorer.gui.window_actions import (
     make_toolbar,
 )
 from explorer.gui.window_files import FileCommands
-from explorer.gui.window_layout import default_geometry, place_docks, size_docks
+from explorer.gui.window_layout import default_geometry, fit_views, place_docks, size_docks
 from explorer.gui.window_worker import WorkerHosting
 from explorer.schema.settings import SETTINGS_SPEC, TrainSettings, changed_kinds
 
@@ -165,6 +165,8 @@ class MainWindow(WorkerHosting, QMainWindow):
         shortcuts.bind(self.actions_by_name, self)
         self.help_overlay = HelpOverlay(self)
         place_docks(self, self.controls_dock, self.view_docks)
+        self.inapplicable_views: set[str] = set()  # the views fit_views hid (not the user)
+        fit_views(self.view_docks, settings, self.inapplicable_views)
         self._default_state = self.saveState(self.layout_version())
         if restore:
             got_geometry, _ = self.store.restore_window(self, self.layout_version())
@@ -286,8 +288,18 @@ class MainWindow(WorkerHosting, QMainWindow):
             return self.worker.configure(**changes)
         return changed_kinds(self.settings, self.settings.with_changes(**changes))
 
+    def fit_views(self, settings: TrainSettings | None = None) -> None:
+        """The views that apply to `settings` (default: those in force) in docks, the others hidden;
+        not on stage (talk mode arranges its own views and puts the docks back when it leaves)."""
+        talk = self.features.made("talk")
+        if (talk is None or talk.active is None) and fit_views(
+            self.view_docks, settings or self.settings, self.inapplicable_views
+        ):
+            self.size_docks()
+
     def _on_settings_applied(self, changes: dict, kinds: dict) -> None:
         self.store.save_settings(self.settings)
+        self.fit_views()
         self._show_speed(self.settings.speed)
         self._update_scenario_label()
         parts = []
@@ -333,6 +345,7 @@ class MainWindow(WorkerHosting, QMainWindow):
         recording's; a loaded state brings its own, already in force in the worker)."""
         self.controls.set_settings(settings)
         self._show_speed(settings.speed)
+        self.fit_views(settings)
         self._update_scenario_label()
 
     # ------------------------------------------------------------------ deliver and draw

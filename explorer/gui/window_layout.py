@@ -1,7 +1,9 @@
 """The window's default dock layout: the settings on the left, the views in columns to the right.
 
 Functions of the window's docks (not methods of the window) so the layout can be read in one place:
-`place_docks` arranges them, `size_docks` shares the space, `default_geometry` sizes the window.
+`place_docks` arranges them, `size_docks` shares the space, `default_geometry` sizes the window,
+`fit_views` hides the docks of views that do not apply to the method and scenario in force (and shows
+them again when they apply), so an empty panel never holds space the plots could use.
 """
 
 from __future__ import annotations
@@ -16,6 +18,42 @@ DEFAULT_COLUMNS = (
     (("attention", "samples", "budget"), (0.42, 0.26, 0.32)),
 )
 COLUMN_WIDTHS = (1.0, 1.0, 1.15)  # the third column holds text (samples, budget): a little wider
+EXTRA_HOST = "budget"
+VIEW_MIN = (200, 120)  # a view's floor in a dock: its own minimum size hint is a wish (it clips below it)
+CONTROLS_SHARE = 0.24  # the settings' most of the window's width: the rest (and any growth) is the plots'
+CONTROLS_WIDTH = 300  # ... and at least this (the panel scrolls sideways when narrower than its rows)
+
+
+def view_applies(view_id: str, settings) -> bool:
+    """Whether `view_id` has anything to show for `settings` (method and scenario): gates and prefix
+    attention need prefix layers in the language model, samples need text, ΔW and its spectrum need a
+    trained weight. Views not named here always apply."""
+    lm = settings.scenario == "lm"
+    if view_id in ("gates", "attention"):
+        return lm and settings.uses_prefix()
+    if view_id == "samples":
+        return lm
+    if view_id in ("delta", "spectrum"):
+        return settings.method != "prefix"
+    return True
+
+
+def fit_views(view_docks: dict[str, QDockWidget], settings, hidden: set[str]) -> bool:
+    """Hide the docks of views that do not apply to `settings`; show again those this function hid
+    (`hidden`, updated in place) once they apply. A dock the user closed stays closed. Returns whether
+    anything changed."""
+    changed = False
+    for view_id, dock in view_docks.items():
+        applies = view_applies(view_id, settings)
+        if not applies and not dock.isHidden():
+            dock.hide()
+            hidden.add(view_id)
+            changed = True
+        elif applies and view_id in hidden:
+            hidden.discard(view_id)
+            dock.show()
+            changed = True
+    return changed
 
 
 def view_columns(view_docks: dict[str, QDockWidget]) -> tuple[list[list[QDockWidget]], list[QDockWidget]]:
@@ -34,9 +72,14 @@ def view_columns(view_docks: dict[str, QDockWidget]) -> tuple[list[list[QDockWid
 
 def place_docks(window: QMainWindow, controls_dock: QDockWidget, view_docks: dict[str, QDockWidget]) -> None:
     """Settings on the left; the views in columns to the right (DEFAULT_COLUMNS); views not named
-    there are tabbed behind the first column's last view."""
+    there are tabbed behind EXTRA_HOST."""
     window.addDockWidget(Qt.LeftDockWidgetArea, controls_dock)
     controls_dock.show()
+    for d in view_docks.values():
+        # A view's minimum size hint (the compare table's ~390 px, a heatmap's pickers) would add up
+        # along a column and across the columns and hold the window wider and taller than 1280 x 720
+        hint = d.widget().minimumSizeHint()
+        d.widget().setMinimumSize(min(max(hint.width(), 1), VIEW_MIN[0]), min(max(hint.height(), 1), VIEW_MIN[1]))
     cols, extra = view_columns(view_docks)
     if not cols:
         return
@@ -49,18 +92,23 @@ def place_docks(window: QMainWindow, controls_dock: QDockWidget, view_docks: dic
     for col in cols:
         for upper, lower in zip(col, col[1:]):
             window.splitDockWidget(upper, lower, Qt.Vertical)
+    # Views not named in DEFAULT_COLUMNS (compare) are tabbed behind the widest column's first view
+    # (the budget, which every method and scenario shows), where a table is readable at 1280 x 720
+    host = view_docks.get(EXTRA_HOST) or cols[0][-1]
     for d in extra:
-        window.tabifyDockWidget(cols[0][-1], d)
+        window.tabifyDockWidget(host, d)
     if extra:
-        cols[0][-1].raise_()
+        host.raise_()
 
 
 def size_docks(window: QMainWindow, controls_dock: QDockWidget, view_docks: dict[str, QDockWidget]) -> None:
     """Controls at their natural width; the view columns share the rest, and each column's docks
     the height, by DEFAULT_COLUMNS' weights."""
-    controls = max(controls_dock.widget().minimumWidth(), 320)
+    panel = controls_dock.widget()
+    natural = getattr(panel, "natural_width", panel.minimumWidth())
+    controls = max(panel.minimumWidth(), min(natural, max(CONTROLS_WIDTH, int(window.width() * CONTROLS_SHARE))))
     window.resizeDocks([controls_dock], [controls], Qt.Horizontal)
-    cols, _extra = view_columns(view_docks)
+    cols, _extra = view_columns({v: d for v, d in view_docks.items() if not d.isHidden()})
     if not cols:
         return
     width = max(window.width() - controls - 16, 200 * len(cols))

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QApplication, QDockWidget, QMessageBox
 from explorer.gui.persistence import Persistence
 from explorer.gui.shortcuts import SHORTCUTS, native_text
 from explorer.gui.theme import apply_theme
+from explorer.gui.window_layout import view_applies
 from explorer.schema.settings import SETTINGS_SPEC, TrainSettings
 
 WAIT_MS = 60_000
@@ -46,7 +47,8 @@ def test_window_starts_with_every_part(make_window):
     docks = win.findChildren(QDockWidget)
     assert win.controls_dock in docks
     for view_id, dock in win.view_docks.items():
-        assert dock.isVisible(), view_id
+        # the views that apply to the method and scenario are shown (test_layout: the others give way)
+        assert dock.isVisible() == view_applies(view_id, win.settings), view_id
         assert dock.toolTip(), f"{view_id} has no formula tooltip"
     assert win.statusBar().isVisible()
     names = {a.objectName() for a in win.actions()}
