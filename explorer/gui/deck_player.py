@@ -12,8 +12,9 @@ ShortcutOverride (so the window's own Space / Right shortcuts don't fire) and th
 Entering a scene always starts it from a known state, so a deck plays the same way every time:
 the single run gets exactly the scene's settings (one configure call) and is reset to step 0; a
 scene with `runs` starts a fresh comparison (compare_host) at step 0. The views are arranged at once
-(no animation: a fast cut); if the scene plays, training starts after a short hold, so the audience
-sees the starting state (ΔW = 0, gates at 0) before it moves.
+(no animation: a fast cut). A scene that plays holds at step 0 until the presenter presses P (or for
+its deck's `hold` seconds), so the audience sees the starting state (ΔW = 0, gates at 0) and the
+speaker says so before it moves.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from explorer.gui.shortcuts import SHORTCUTS
 from explorer.schema.deck import Deck, Scene
 
 TALK_GROUP = "Talk mode"
-PLAY_DELAY_MS = 900  # the starting state holds this long before a scene plays
+PLAY_DELAY_MS = None  # None: a playing scene holds until P or its `hold`; a number overrides every hold
 _IGNORED_MODIFIERS = Qt.ShiftModifier | Qt.KeypadModifier
 _MODIFIER_KEYS = {
     Qt.Key_Shift,
@@ -95,13 +96,13 @@ class DeckPlayer(QObject):
         window: WindowServices,
         deck: Deck,
         arrange: Callable[[Scene], None] | None = None,
-        play_delay_ms: int = PLAY_DELAY_MS,
+        play_delay_ms: int | None = PLAY_DELAY_MS,
     ):
         super().__init__(window.widget)
         self.window = window
         self.deck = deck
         self.arrange = arrange
-        self.play_delay_ms = int(play_delay_ms)
+        self.play_delay_ms = None if play_delay_ms is None else int(play_delay_ms)
         self.index = -1
         self.errors: list[str] = []
         self.keymap = talk_key_map()
@@ -181,9 +182,18 @@ class DeckPlayer(QObject):
             compare = w.views.get("compare")
             if compare is not None and hasattr(compare, "set_tab"):
                 compare.set_tab(_compare_tab(scene))
-        if scene.play:
-            self._play_timer.start(self.play_delay_ms)
+        hold_ms = self.hold_ms(scene)
+        if hold_ms is not None:
+            self._play_timer.start(hold_ms)
         self.sceneEntered.emit(index)
+
+    def hold_ms(self, scene: Scene) -> int | None:
+        """How long `scene` holds at step 0 before it plays by itself; None: until P."""
+        if not scene.play:
+            return None
+        if self.play_delay_ms is not None:
+            return self.play_delay_ms
+        return None if scene.hold is None else int(round(scene.hold * 1000))
 
     def next(self) -> None:
         if self.index < len(self.deck.scenes) - 1:

@@ -13,8 +13,10 @@ and on the stage, and in every view the colour-blind-safe diverging map with lev
 (symmetric, never shrinking within a run).
 
 On leaving: the views go back into their docks, and the dock layout, window geometry and state,
-theme, fonts, each view's style and the training settings are restored (the run restarts from
-step 0 with the settings it had, playing if it was playing).
+theme, fonts, each view's style and the run are restored: the run exactly as it was (weights,
+optimizer moments, loss histories, step: saved through the engine's save_state on entering and
+loaded back on leaving), playing if it was playing. Without a saved state (no engine yet, or the
+save failed) the run restarts from step 0 with the settings it had.
 
 The deck's keys, scenes and blank screen are `explorer.gui.deck_player`'s; a deck that cannot be
 loaded is reported (status bar, a message box, stderr) with the scene and the field, and the window
@@ -24,7 +26,9 @@ stays as it is.
 from __future__ import annotations
 
 import math
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
@@ -46,6 +50,7 @@ from explorer.gui.persistence import Persistence
 from explorer.gui.services import WindowServices
 from explorer.gui.theme import Theme, palette_for, restyle_plots, theme_by_name
 from explorer.schema.deck import Deck, Scene, load_deck
+from explorer.schema.settings import TrainSettings
 
 DEFAULT_FONT_SCALE = 1.8
 FONT_SCALES = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.3, 2.6, 3.0)
@@ -95,7 +100,10 @@ class TalkFeature:
         return self.mode if self.mode is not None and self.mode.active else None
 
     def enter(
-        self, deck: str | Path | Deck | None = None, font_scale: float | None = None, play_delay_ms: int = PLAY_DELAY_MS
+        self,
+        deck: str | Path | Deck | None = None,
+        font_scale: float | None = None,
+        play_delay_ms: int | None = PLAY_DELAY_MS,
     ) -> TalkMode | None:
         """Talk mode with `deck` (a path, a Deck, or None for the default deck). Returns the TalkMode,
         or None when the deck could not be loaded (reported; the window stays as it is)."""
@@ -323,7 +331,11 @@ class TalkMode(QObject):
     left = Signal()
 
     def __init__(
-        self, window: WindowServices, deck: Deck, font_scale: float | None = None, play_delay_ms: int = PLAY_DELAY_MS
+        self,
+        window: WindowServices,
+        deck: Deck,
+        font_scale: float | None = None,
+        play_delay_ms: int | None = PLAY_DELAY_MS,
     ):
         super().__init__(window.widget)
         self.window = window
@@ -336,6 +348,8 @@ class TalkMode(QObject):
         self.player.fontStep.connect(self.step_font_scale)
         self.player.sceneEntered.connect(self._on_scene)
         self._saved: dict = {}
+        self._run_dir: str | None = None  # the run saved on entering (a temporary folder and its state file)
+        self._run_state: str | None = None
         self._styled: dict[str, float] = {}  # views restyled for the stage, at which font scale
 
     # ------------------------------------------------------------------ enter
@@ -348,13 +362,15 @@ class TalkMode(QObject):
         import pyqtgraph as pg
 
         compare = win.views.get("compare")
+        playing = win.playing
+        self._run_dir, self._run_state = self._save_run()
         self._saved = {
             "geometry": qt.geometry(),
             "state": qt.saveState(win.layout_version()),
             "window_state": qt.windowState(),
             "bars": {bar: not bar.isHidden() for bar in (qt.menuBar(), qt.statusBar(), *self._toolbars())},
             "settings": win.settings,
-            "playing": win.playing,
+            "playing": playing,
             "palette": app.palette(),
             "style_sheet": app.styleSheet(),
             "font": app.font(),
@@ -382,6 +398,46 @@ class TalkMode(QObject):
         self.stage.setFocus(Qt.OtherFocusReason)
         win.status.info("Talk mode: Space / PageDown next scene, PageUp previous, B blank, Esc leaves.")
         self.entered.emit()
+
+    def _save_run(self) -> tuple[str | None, str | None]:
+        """The run as it is now, in a temporary state file (the deck's scenes replace it): (folder,
+        file), or (None, None) when there is no engine to ask or it could not save (said in the
+        status bar: leaving will then restart the run from step 0)."""
+        win = self.window
+        saver = getattr(win.worker, "save_state", None)
+        if saver is None:
+            return None, None
+        win.pause()
+        folder = tempfile.mkdtemp(prefix="peft-explorer-talk-")
+        path = str(Path(folder) / "run.safetensors")
+        try:
+            saver(path)
+        except Exception as exc:  # noqa: BLE001 - any failure: talk mode goes on without the saved run
+            shutil.rmtree(folder, ignore_errors=True)
+            win.status.error(f"Talk mode could not save the run ({exc}): leaving will restart it from step 0.")
+            return None, None
+        return folder, path
+
+    def _restore_run(self) -> bool:
+        """Load the run saved on entering; True when it is back exactly as it was."""
+        win = self.window
+        path, folder = self._run_state, self._run_dir
+        self._run_state = self._run_dir = None
+        if path is None:
+            return False
+        loader = getattr(win.worker, "load_state", None)
+        try:
+            if loader is None:
+                return False
+            in_force = loader(path)
+        except Exception as exc:  # noqa: BLE001 - reported; the caller restarts the run instead
+            win.status.error(f"Talk mode could not restore the run ({exc}): restarted from step 0.")
+            return False
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(in_force, TrainSettings):
+            win.show_settings(in_force)
+        return True
 
     def _toolbars(self):
         from PySide6.QtWidgets import QToolBar
@@ -529,12 +585,22 @@ class TalkMode(QObject):
             QTimer.singleShot(ms, qt, lambda st=s["state"]: self._restore_docks(st))
         if closing:  # the window saves these as the settings to start with next time
             win.controls.set_settings(s["settings"])
+            if self._run_dir is not None:
+                shutil.rmtree(self._run_dir, ignore_errors=True)
         else:
+            # the settings first: loading a state keeps the engine's placement settings (device, speed,
+            # display size), which must be the run's, not the last scene's
             win.apply_settings(s["settings"])
-            win.reset()
+            restored = self._restore_run()
+            if not restored:
+                win.reset()
             if s["playing"]:
                 win.play()
-            win.status.info("Left talk mode: your layout and settings are back (training restarted from step 0).")
+            win.status.info(
+                "Left talk mode: your layout and run are back, as they were."
+                if restored
+                else "Left talk mode: your layout and settings are back (training restarted from step 0)."
+            )
         self.left.emit()
 
     def _restore_docks(self, state) -> None:

@@ -8,7 +8,8 @@ A deck is a TOML file:
     caption = "LoRA: ΔW = scaling · B · A is exactly zero at step 0, then grows."
     views = ["delta", "spectrum", "loss"]     # which views are visible, in this order
     layout = "grid"                           # grid | row | column | focus (first view large)
-    play = true                               # start training on entry
+    play = true                               # a scene that trains: it holds at step 0 until P ...
+    hold = 3                                  # ... or starts by itself after this many seconds
     [scene.settings]                          # TrainSettings fields; the rest keep their defaults
     scenario = "matrix"
     rank = 4
@@ -32,7 +33,8 @@ from explorer.schema.text import one_line
 
 VIEW_IDS = ("delta", "spectrum", "attention", "gates", "loss", "budget", "samples", "compare")
 LAYOUTS = ("grid", "row", "column", "focus")
-SCENE_FIELDS = {"title", "caption", "views", "layout", "play", "settings", "runs", "focus"}
+SCENE_FIELDS = {"title", "caption", "views", "layout", "play", "hold", "settings", "runs", "focus"}
+MAX_HOLD_S = 600.0
 MAX_DECK_BYTES = 1024 * 1024  # the default deck is 4 kB
 MAX_SCENES = 500
 MAX_TEXT = 10_000  # a title or a caption
@@ -55,6 +57,8 @@ class Scene:
     settings: TrainSettings
     runs: list[Run] = field(default_factory=list)
     focus: str | None = None  # delta view: which matrix to show (e.g. "W" or "model.layers.3.self_attn.q_proj")
+    # A playing scene holds at step 0 until the presenter presses P, or for `hold` seconds when given
+    hold: float | None = None
 
 
 @dataclass
@@ -134,6 +138,13 @@ def _parse_scene(number: int, s: dict, source: str) -> Scene:
     play = s.get("play", False)
     if not isinstance(play, bool):
         fail("play", "must be true or false")
+    hold = s.get("hold")
+    if hold is not None:
+        if isinstance(hold, bool) or not isinstance(hold, (int, float)) or not 0 <= hold <= MAX_HOLD_S:
+            fail("hold", f"must be a number of seconds from 0 to {MAX_HOLD_S:g}, got {shown(hold)}")
+        if not play:
+            fail("hold", "holds a playing scene: set play = true (a still scene never starts)")
+        hold = float(hold)
     settings = _settings(s.get("settings", {}), "settings", fail)
     runs = []
     runs_data = s.get("runs", [])
@@ -164,7 +175,7 @@ def _parse_scene(number: int, s: dict, source: str) -> Scene:
     focus = s.get("focus")
     if focus is not None and not isinstance(focus, str):
         fail("focus", "must be a matrix name")
-    return Scene(s["title"], s["caption"], list(views), layout, play, settings, runs, focus)
+    return Scene(s["title"], s["caption"], list(views), layout, play, settings, runs, focus, hold)
 
 
 def _settings(d, where, fail) -> TrainSettings:

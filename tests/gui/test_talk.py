@@ -426,3 +426,58 @@ def test_talk_keys_are_in_the_shortcut_table():
     ):
         assert keys[(int(key), 0)] == action
     assert any(s.action == "talk_mode" and s.keys == ("F5",) for s in SHORTCUTS)
+
+
+def test_leaving_talk_mode_gives_the_run_back_exactly_as_it_was(qtbot, window):
+    """Weights, optimizer, histories and step: the run goes on from where it was, not from step 0."""
+    import numpy as np
+
+    win = window
+    activate(qtbot, win)
+    win.play()
+    qtbot.waitUntil(lambda: win.last_snapshot is not None and win.last_snapshot.step >= 6, timeout=WAIT_MS)
+    win.pause()
+    qtbot.waitUntil(lambda: win.last_snapshot.state == "paused", timeout=WAIT_MS)
+    before = win.last_snapshot
+    talk = win.features.talk.enter(None)
+    wait_scene(qtbot, win, talk, 0, before.segment)
+    qtbot.keyClick(win.views["loss"], Qt.Key_Escape)
+    assert win.features.talk.active is None
+
+    def back():
+        snap = win.last_snapshot
+        assert snap.settings == before.settings and snap.step == before.step and snap.state == "paused"
+
+    qtbot.waitUntil(back, timeout=WAIT_MS)
+    after = win.last_snapshot
+    assert win.settings.to_dict() == before.settings
+    np.testing.assert_array_equal(after.history.steps, before.history.steps)
+    np.testing.assert_allclose(after.history.loss, before.history.loss)
+    for name, m in before.matrices.items():
+        np.testing.assert_allclose(after.matrices[name].delta, m.delta, rtol=1e-5, atol=1e-7)
+    # and it trains on from there (the optimizer's moments came back: the next step is not a first step)
+    win.step_once()
+    qtbot.waitUntil(lambda: win.last_snapshot.step == before.step + 1, timeout=WAIT_MS)
+
+
+def test_a_playing_scene_holds_at_step_0_until_p_or_its_hold(qtbot, window, tmp_path):
+    deck = tmp_path / "hold.toml"
+    deck.write_text(
+        'title = "hold"\n'
+        f'[[scene]]\ntitle = "A"\ncaption = "waits for P"\nviews = ["delta", "loss"]\nplay = true\n'
+        f"[scene.settings]\n{MATRIX}"
+        f'[[scene]]\ntitle = "B"\ncaption = "starts by itself"\nviews = ["loss"]\nplay = true\nhold = 0.2\n'
+        f"[scene.settings]\n{MATRIX}"
+    )
+    win = window
+    activate(qtbot, win)
+    talk = win.features.talk.enter(str(deck))
+    assert talk.player.hold_ms(talk.deck.scenes[0]) is None and talk.player.hold_ms(talk.deck.scenes[1]) == 200
+    wait_scene(qtbot, win, talk, 0, -1, playing=False)
+    assert not talk.player._play_timer.isActive() and not win.playing  # nothing will start it but P
+    qtbot.keyClick(win.views["delta"], Qt.Key_P)
+    qtbot.waitUntil(lambda: win.last_snapshot.step > 0, timeout=WAIT_MS)
+    seg = win.last_snapshot.segment
+    qtbot.keyClick(win.views["delta"], Qt.Key_Space)
+    wait_scene(qtbot, win, talk, 1, seg, playing=True)  # its hold ran out: it plays without P
+    qtbot.keyClick(win.views["loss"], Qt.Key_Escape)

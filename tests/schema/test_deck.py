@@ -33,6 +33,10 @@ def _deck(**scene):
         ({"layout": "spiral"}, "scene 2 ('t'): layout: unknown layout 'spiral'"),
         ({"play": "yes"}, "scene 2 ('t'): play: must be true or false"),
         ({"wobble": 1}, "scene 2 ('t'): wobble: unknown field"),
+        ({"play": True, "hold": -1}, "scene 2 ('t'): hold: must be a number of seconds from 0 to 600"),
+        ({"play": True, "hold": "3"}, "scene 2 ('t'): hold: must be a number of seconds"),
+        ({"play": True, "hold": float("nan")}, "scene 2 ('t'): hold: must be a number of seconds"),
+        ({"hold": 2}, "scene 2 ('t'): hold: holds a playing scene"),
         (
             {"runs": [{"label": "a", "settings": {"rank": 2}}]},
             "scene 2 ('t'): runs: runs are shown by the compare view",
@@ -68,3 +72,8 @@ def test_bad_toml_and_missing_file(tmp_path):
         load_deck(tmp_path / "nope.toml")
     with pytest.raises(ValueError, match="at least one"):
         parse_deck({"title": "empty"})
+
+
+def test_a_scene_holds_until_p_unless_it_says_how_long():
+    deck = parse_deck(_deck(play=True, hold=2.5))
+    assert deck.scenes[0].hold is None and deck.scenes[1].hold == 2.5
