@@ -13,7 +13,15 @@ import snapshot_factory as sf
 from PIL import Image
 from PySide6 import QtWidgets
 
-from explorer.gui.export import export_view, metrics_table, on_screen_size, suffix_for, write_metrics_csv
+from explorer.gui.export import (
+    TITLE_PX,
+    export_title,
+    export_view,
+    metrics_table,
+    on_screen_size,
+    suffix_for,
+    write_metrics_csv,
+)
 from explorer.gui.views import VIEW_CLASSES
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -49,7 +57,9 @@ def test_png_is_valid_and_twice_the_on_screen_size(qtbot, tmp_path, view_id):
         im.verify()
     with Image.open(path) as im:
         assert im.format == "PNG"
-        assert abs(im.width - 2 * size.width()) <= 1 and abs(im.height - 2 * size.height()) <= 1, (im.size, size)
+        # twice the on-screen size, under a title line twice its on-screen height
+        want_h = 2 * (size.height() + TITLE_PX)
+        assert abs(im.width - 2 * size.width()) <= 1 and abs(im.height - want_h) <= 1, (im.size, size)
         px = np.asarray(im.convert("RGB"))
     assert len(np.unique(px.reshape(-1, 3), axis=0)) > 8  # a picture, not a blank rectangle
     assert [p.name for p in tmp_path.iterdir()] == [f"{view_id}.png"]
@@ -117,6 +127,7 @@ def test_metrics_csv_has_the_histories(tmp_path):
         assert float(by_step[int(s)]["eval_loss"]) == pytest.approx(float(v))
     last_gate_step = int(h.gate_steps[-1])
     first_gate = gates[0]
+    assert header[-1] == "lr" and all(float(r["lr"]) == pytest.approx(snap.lr) for r in table)
     assert float(by_step[last_gate_step][first_gate]) == pytest.approx(float(np.asarray(h.gates)[-1, 0, 0]))
     # a step with a loss but no held-out value leaves that cell empty
     only_train = sorted(set(int(s) for s in h.steps) - set(int(s) for s in h.eval_steps))
@@ -142,3 +153,55 @@ def test_window_exports_the_current_view_and_the_metrics(qtbot, make_window, tmp
         assert abs(im.width - 2 * size.width()) <= 1
     out = win.files.export_metrics(str(tmp_path / "m.csv"))
     assert out and Path(out).read_text().startswith("step,loss,eval_loss")
+
+
+def test_png_has_a_title_line_and_everything_doubles(qtbot, tmp_path):
+    """The title names the view, the matrix, the step and the run; everything is twice as large,
+    the legend and its type too."""
+    view = shown(qtbot, "loss")
+    snap = SCENES["loss"]
+    title = export_title(view)
+    assert title.startswith("Loss · ") and f"step {snap.step}" in title and snap.settings["method"] in title
+    assert " · W · " in export_title(shown(qtbot, "delta")) or "q_proj" in export_title(shown(qtbot, "delta"))
+    path = export_view(view, tmp_path / "loss.png")
+    px = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    band = px[: 2 * TITLE_PX]
+    assert (np.abs(band - px[-1, -1]).sum(axis=2) > 200).mean() > 0.01  # type in the title band
+    # halved, the picture is what the screen shows (pyqtgraph's ImageExporter widened the plot but
+    # kept the legend and the ticks at screen size)
+    item = view.export_item()
+    gv = item.scene().views()[0]
+    screen = Image.fromqimage(gv.grab(gv.mapFromScene(item.sceneBoundingRect()).boundingRect()).toImage())
+    screen = screen.convert("RGB")
+    halved = Image.open(path).convert("RGB").crop((0, 2 * TITLE_PX, px.shape[1], px.shape[0]))
+    halved = halved.resize(screen.size, Image.Resampling.BOX)
+    diff = np.abs(np.asarray(halved).astype(int) - np.asarray(screen).astype(int)).mean()
+    assert diff < 6, diff
+
+
+@pytest.mark.parametrize("view_id", ["loss", "budget"])
+def test_svg_renders_like_the_png_in_a_second_renderer(qtbot, tmp_path, view_id):
+    """rsvg-convert (librsvg, without vector-effect support) draws the SVG: not blank, and covering
+    about as much of the frame as the PNG export (a curve drawn with its pen scaled by the data
+    transform became a band covering a third of the plot)."""
+    import shutil
+    import subprocess
+
+    rsvg = shutil.which("rsvg-convert")
+    assert rsvg, "rsvg-convert is needed for this test (apt install librsvg2-bin)"
+    view = shown(qtbot, view_id)
+    svg = export_view(view, tmp_path / f"{view_id}.svg")
+    png = export_view(view, tmp_path / f"{view_id}.png", scale=1.0)
+    out = tmp_path / "rendered.png"
+    subprocess.run([rsvg, "-b", "white", "-o", str(out), str(svg)], check=True, timeout=60)
+
+    def coverage(path, skip_top=0):
+        img = np.asarray(Image.open(path).convert("L")).astype(int)[skip_top:]
+        bg = np.median(np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]]))
+        return (np.abs(img - bg) > 40).mean(), img.shape
+
+    drawn, shape = coverage(out)
+    want, want_shape = coverage(png, skip_top=TITLE_PX)
+    assert abs(shape[0] - want_shape[0]) <= 2 and abs(shape[1] - want_shape[1]) <= 2, (shape, want_shape)
+    assert drawn > 0.005, "the SVG renders blank"
+    assert 0.4 * want <= drawn <= 2.5 * want, (drawn, want)
