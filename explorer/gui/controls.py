@@ -217,7 +217,7 @@ class SettingRow(QWidget):
         line = QHBoxLayout()
         line.setSpacing(6)
         self.label = QLabel(label_of(name))
-        self.label.setMinimumWidth(104)
+        self.label.setMinimumWidth(96)
         self.label.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Preferred)
         self.editor = self._make_editor(value)
         self.editor.setObjectName(f"control_{name}")
@@ -281,7 +281,7 @@ class SettingRow(QWidget):
                 cb = QCheckBox(choice.replace("_proj", ""))
                 cb.setObjectName(f"control_targets_{choice}")
                 cb.clicked.connect(self._targets_clicked)
-                grid.addWidget(cb, i // 4, i % 4)
+                grid.addWidget(cb, i // 3, i % 3)  # three to a row: the panel fits a 1280 px window
                 self._checks[choice] = cb
             return box
         if name == "layers":
@@ -292,6 +292,9 @@ class SettingRow(QWidget):
             return ed
         if s.choices is not None:
             ed = QComboBox()
+            # its width from the panel, not its longest choice (which held the panel ~400 px wide)
+            ed.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            ed.setMinimumContentsLength(8)
             for choice in s.choices:
                 ed.addItem(CHOICE_LABELS.get(str(choice), str(choice)), choice)
             ed.activated.connect(lambda _i: self._emit(ed.currentData()))
@@ -492,7 +495,7 @@ class ControlsPanel(QScrollArea):
         h = QHBoxLayout(w)
         h.setContentsMargins(2, 0, 2, 0)
         h.setSpacing(4)
-        for kind, text in ((HOT, "applies at once"), (COLD, "restarts adapters")):
+        for kind, text in ((HOT, "at once"), (COLD, "restarts adapters")):
             tag = QLabel(kind)
             tag.setProperty("role", kind)
             tag.setFixedWidth(34)

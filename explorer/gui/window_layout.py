@@ -20,7 +20,7 @@ DEFAULT_COLUMNS = (
 COLUMN_WIDTHS = (1.0, 1.0, 1.15)  # the third column holds text (samples, budget): a little wider
 EXTRA_HOST = "budget"
 VIEW_MIN = (200, 120)  # a view's floor in a dock: its own minimum size hint is a wish (it clips below it)
-CONTROLS_SHARE = 0.24  # the settings' most of the window's width: the rest (and any growth) is the plots'
+CONTROLS_SHARE = 0.27  # the settings' most of the window's width: the rest (and any growth) is the plots'
 CONTROLS_WIDTH = 300  # ... and at least this (the panel scrolls sideways when narrower than its rows)
 
 
