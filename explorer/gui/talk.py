@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtGui import QColor, QFont, QPalette, QPen
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
@@ -55,6 +55,7 @@ from explorer.schema.settings import TrainSettings
 DEFAULT_FONT_SCALE = 1.8
 FONT_SCALES = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.3, 2.6, 3.0)
 FONT_SCALE_KEY = "talk/font_scale"
+STAGE_LINE_PX = 3.0  # the thinnest curve on stage
 ACCENT = "#E69F00"  # Okabe-Ito orange: the scene title's rule, readable on black
 
 # Black and white, the Okabe-Ito colours for the accents (safe for colour-blind eyes).
@@ -350,6 +351,7 @@ class TalkMode(QObject):
         self._saved: dict = {}
         self._run_dir: str | None = None  # the run saved on entering (a temporary folder and its state file)
         self._run_state: str | None = None
+        self._thin: dict[int, tuple] = {}  # the curves widened on stage: id -> (item, its own pen)
         self._styled: dict[str, float] = {}  # views restyled for the stage, at which font scale
 
     # ------------------------------------------------------------------ enter
@@ -482,6 +484,34 @@ class TalkMode(QObject):
             self.window.call_view(view, "set_theme", True)
         self.window.call_view(view, "set_talk_mode", self.font_scale, True)
         self._styled[view_id] = self.font_scale
+        self._thicken(view)
+
+    def _thicken(self, view: QWidget) -> None:
+        """Every curve on stage at least STAGE_LINE_PX wide (a 1 px line vanishes on a projector); the
+        pens are put back on leaving."""
+        import pyqtgraph as pg
+
+        for gv in view.findChildren(pg.GraphicsView):
+            for item in gv.scene().items() if gv.scene() is not None else ():
+                if isinstance(item, pg.PlotCurveItem) and isinstance(item.parentItem(), pg.PlotDataItem):
+                    continue  # its PlotDataItem's pen rules it (and is reapplied on every setData)
+                if not isinstance(item, (pg.PlotDataItem, pg.PlotCurveItem)):
+                    continue
+                pen = item.opts.get("pen")
+                if not isinstance(pen, QPen) or pen.style() == Qt.NoPen or pen.widthF() >= STAGE_LINE_PX:
+                    continue
+                self._thin.setdefault(id(item), (item, QPen(pen)))
+                wide = QPen(pen)
+                wide.setWidthF(STAGE_LINE_PX)
+                item.setPen(wide)
+
+    def _unthicken(self) -> None:
+        for item, pen in self._thin.values():
+            try:
+                item.setPen(pen)
+            except RuntimeError:  # the item went with its plot
+                pass
+        self._thin = {}
 
     def step_font_scale(self, direction: int) -> None:
         """+1: the next larger talk font scale, -1: smaller (remembered)."""
@@ -562,6 +592,7 @@ class TalkMode(QObject):
                 win.call_view(view, "set_theme", dark)
             win.call_view(view, "set_talk_mode", scale, contrast)
         self._styled = {}
+        self._unthicken()
         app.setStyleSheet(s["style_sheet"])
         restyle_plots(qt, theme_by_name(win.theme))
         compare = win.views.get("compare")

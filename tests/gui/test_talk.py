@@ -230,6 +230,7 @@ def test_esc_gives_the_window_back_as_it_was(qtbot, window):
         "font": QApplication.instance().font().pointSizeF(),
         "styles": {v: (view.style_.font_scale, view.style_.high_contrast) for v, view in win.views.items()},
         "label_font": win.views["loss"].caption.font().pointSizeF(),
+        "pen": win.views["loss"].train_curve.opts["pen"].widthF(),
         "control_font": win.controls.rows["rank"].font().pointSizeF(),
     }
     seg = win.last_snapshot.segment
@@ -244,6 +245,7 @@ def test_esc_gives_the_window_back_as_it_was(qtbot, window):
     assert loss.style_.high_contrast and loss.style_.font_scale == pytest.approx(talk.font_scale)
     assert loss.caption.font().pointSizeF() > 1.5 * before["label_font"]  # the views' own labels grow too
     assert win.views["delta"]._cmap_name == "PuOr"  # the colour-blind-safe map
+    assert loss.train_curve.opts["pen"].widthF() >= 3  # lines legible from the back of the room
     assert win.views["delta"].plot.getAxis("bottom").autoSIPrefixScale == 1.0
     qtbot.keyClick(win.views["delta"], Qt.Key_Escape)
     assert win.features.talk.active is None
@@ -260,6 +262,7 @@ def test_esc_gives_the_window_back_as_it_was(qtbot, window):
     assert app.styleSheet() == before["style_sheet"] and app.font().pointSizeF() == before["font"]
     assert {v: (view.style_.font_scale, view.style_.high_contrast) for v, view in win.views.items()} == before["styles"]
     assert win.views["loss"].caption.font().pointSizeF() == before["label_font"]
+    assert win.views["loss"].train_curve.opts["pen"].widthF() == before["pen"]
     assert win.controls.rows["rank"].font().pointSizeF() == before["control_font"]
     assert win.settings == before["settings"]  # the settings it had, running again
     qtbot.waitUntil(
