@@ -28,11 +28,10 @@ from __future__ import annotations
 import math
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QPalette, QPen
+from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
@@ -48,14 +47,13 @@ from PySide6.QtWidgets import (
 from explorer.gui.deck_player import PLAY_DELAY_MS, DeckPlayer
 from explorer.gui.persistence import Persistence
 from explorer.gui.services import WindowServices
+from explorer.gui.talk_keep import restore_run, save_run, thicken, unthicken
 from explorer.gui.theme import Theme, palette_for, restyle_plots, theme_by_name
 from explorer.schema.deck import Deck, Scene, load_deck
-from explorer.schema.settings import TrainSettings
 
 DEFAULT_FONT_SCALE = 1.8
 FONT_SCALES = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.3, 2.6, 3.0)
 FONT_SCALE_KEY = "talk/font_scale"
-STAGE_LINE_PX = 3.0  # the thinnest curve on stage
 ACCENT = "#E69F00"  # Okabe-Ito orange: the scene title's rule, readable on black
 
 # Black and white, the Okabe-Ito colours for the accents (safe for colour-blind eyes).
@@ -365,7 +363,7 @@ class TalkMode(QObject):
 
         compare = win.views.get("compare")
         playing = win.playing
-        self._run_dir, self._run_state = self._save_run()
+        self._run_dir, self._run_state = save_run(self.window)
         self._saved = {
             "geometry": qt.geometry(),
             "state": qt.saveState(win.layout_version()),
@@ -400,46 +398,6 @@ class TalkMode(QObject):
         self.stage.setFocus(Qt.OtherFocusReason)
         win.status.info("Talk mode: Space / PageDown next scene, PageUp previous, B blank, Esc leaves.")
         self.entered.emit()
-
-    def _save_run(self) -> tuple[str | None, str | None]:
-        """The run as it is now, in a temporary state file (the deck's scenes replace it): (folder,
-        file), or (None, None) when there is no engine to ask or it could not save (said in the
-        status bar: leaving will then restart the run from step 0)."""
-        win = self.window
-        saver = getattr(win.worker, "save_state", None)
-        if saver is None:
-            return None, None
-        win.pause()
-        folder = tempfile.mkdtemp(prefix="peft-explorer-talk-")
-        path = str(Path(folder) / "run.safetensors")
-        try:
-            saver(path)
-        except Exception as exc:  # noqa: BLE001 - any failure: talk mode goes on without the saved run
-            shutil.rmtree(folder, ignore_errors=True)
-            win.status.error(f"Talk mode could not save the run ({exc}): leaving will restart it from step 0.")
-            return None, None
-        return folder, path
-
-    def _restore_run(self) -> bool:
-        """Load the run saved on entering; True when it is back exactly as it was."""
-        win = self.window
-        path, folder = self._run_state, self._run_dir
-        self._run_state = self._run_dir = None
-        if path is None:
-            return False
-        loader = getattr(win.worker, "load_state", None)
-        try:
-            if loader is None:
-                return False
-            in_force = loader(path)
-        except Exception as exc:  # noqa: BLE001 - reported; the caller restarts the run instead
-            win.status.error(f"Talk mode could not restore the run ({exc}): restarted from step 0.")
-            return False
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        if isinstance(in_force, TrainSettings):
-            win.show_settings(in_force)
-        return True
 
     def _toolbars(self):
         from PySide6.QtWidgets import QToolBar
@@ -484,34 +442,7 @@ class TalkMode(QObject):
             self.window.call_view(view, "set_theme", True)
         self.window.call_view(view, "set_talk_mode", self.font_scale, True)
         self._styled[view_id] = self.font_scale
-        self._thicken(view)
-
-    def _thicken(self, view: QWidget) -> None:
-        """Every curve on stage at least STAGE_LINE_PX wide (a 1 px line vanishes on a projector); the
-        pens are put back on leaving."""
-        import pyqtgraph as pg
-
-        for gv in view.findChildren(pg.GraphicsView):
-            for item in gv.scene().items() if gv.scene() is not None else ():
-                if isinstance(item, pg.PlotCurveItem) and isinstance(item.parentItem(), pg.PlotDataItem):
-                    continue  # its PlotDataItem's pen rules it (and is reapplied on every setData)
-                if not isinstance(item, (pg.PlotDataItem, pg.PlotCurveItem)):
-                    continue
-                pen = item.opts.get("pen")
-                if not isinstance(pen, QPen) or pen.style() == Qt.NoPen or pen.widthF() >= STAGE_LINE_PX:
-                    continue
-                self._thin.setdefault(id(item), (item, QPen(pen)))
-                wide = QPen(pen)
-                wide.setWidthF(STAGE_LINE_PX)
-                item.setPen(wide)
-
-    def _unthicken(self) -> None:
-        for item, pen in self._thin.values():
-            try:
-                item.setPen(pen)
-            except RuntimeError:  # the item went with its plot
-                pass
-        self._thin = {}
+        thicken(view, self._thin)
 
     def step_font_scale(self, direction: int) -> None:
         """+1: the next larger talk font scale, -1: smaller (remembered)."""
@@ -592,7 +523,7 @@ class TalkMode(QObject):
                 win.call_view(view, "set_theme", dark)
             win.call_view(view, "set_talk_mode", scale, contrast)
         self._styled = {}
-        self._unthicken()
+        unthicken(self._thin)
         app.setStyleSheet(s["style_sheet"])
         restyle_plots(qt, theme_by_name(win.theme))
         compare = win.views.get("compare")
@@ -622,7 +553,8 @@ class TalkMode(QObject):
             # the settings first: loading a state keeps the engine's placement settings (device, speed,
             # display size), which must be the run's, not the last scene's
             win.apply_settings(s["settings"])
-            restored = self._restore_run()
+            restored = restore_run(win, self._run_dir, self._run_state)
+            self._run_dir = self._run_state = None
             if not restored:
                 win.reset()
             if s["playing"]:
