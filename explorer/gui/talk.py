@@ -396,7 +396,9 @@ class TalkMode(QObject):
         qt.showFullScreen()
         self.player.start(index)
         self.stage.setFocus(Qt.OtherFocusReason)
-        win.status.info("Talk mode: Space / PageDown next scene, PageUp previous, B blank, Esc leaves.")
+        win.status.info(
+            "Talk mode: each scene holds at step 0: P plays; Space / PageDown next scene, PageUp previous, B blank, Esc leaves."
+        )
         self.entered.emit()
 
     def _toolbars(self):
