@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "inspect": "Look inside a PEFT adapter directory.",
     "export": "Export a recording or saved state as a PEFT adapter and an HF Llama base.",
     "compare": "Train several settings on the same data and seed; write a comparison table.",
+    "resize": "Resize a LoRA adapter to per-module ranks (best rank-k approximation of each ΔW).",
 }
 
 

@@ -369,7 +369,7 @@ def _jsonable(v) -> bool:
         return False
 
 
-def _check_pattern(path, field_name, key) -> None:
+def check_pattern_key(path, field_name, key) -> None:
     """A pattern from the config is matched as PEFT matches it, but refused when it is not a plain
     regular expression, or when PEFT's backtracking matcher would take exponential time on it
     (explorer.schema.safe_regex); the message names the field and the key."""
@@ -493,11 +493,11 @@ def validate_config(config: dict, path: Path) -> dict:
             for k, v in pat.items():
                 if not check(v):
                     raise _type_error(path, f"{key}[{k!r}]", v, expected[:-1] if expected.endswith("s") else expected)
-                _check_pattern(path, key, k)
+                check_pattern_key(path, key, k)
         tm = cfg["target_modules"]
         if isinstance(tm, str):
             if tm != "all-linear":
-                _check_pattern(path, "target_modules", tm)
+                check_pattern_key(path, "target_modules", tm)
         elif tm is not None and not (isinstance(tm, list) and all(isinstance(t, str) for t in tm)):
             raise _type_error(path, "target_modules", tm, "a list of module names or a pattern string")
         lp = cfg.get("layers_pattern")
@@ -801,11 +801,14 @@ def _peft_version() -> str | None:
         return None
 
 
-def _write_dir(directory: Path, config: dict, tensors: dict[str, torch.Tensor]) -> None:
+def write_adapter_files(directory: str | Path, config: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """Write adapter_config.json and adapter_model.safetensors (each atomically) as PEFT lays them out;
+    `tensors` are keyed as in the file. Refuses NaN or infinite values."""
     from safetensors.torch import save
 
     from explorer.schema.files import atomic_write_bytes, atomic_write_text
 
+    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     host = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     for k, v in host.items():
@@ -871,7 +874,7 @@ def write_lora_adapter(
     version = _peft_version()
     if version:
         config["peft_version"] = version
-    _write_dir(directory, config, tensors)
+    write_adapter_files(directory, config, tensors)
     return directory
 
 
@@ -912,5 +915,5 @@ def write_adaption_prompt_adapter(
     version = _peft_version()
     if version:
         config["peft_version"] = version
-    _write_dir(directory, config, tensors)
+    write_adapter_files(directory, config, tensors)
     return directory

@@ -1,0 +1,1 @@
+"""Plain data that crosses layers and processes: no torch, no Qt."""
