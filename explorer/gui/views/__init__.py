@@ -2,7 +2,8 @@
 
 `VIEW_CLASSES` lists them in the order the product describes them (and a default layout shows them):
 what the weights do (ΔW, spectrum), what the prefix does (attention, gates), then how training goes
-(loss), what it costs (budget) and what the model says (samples); then comparisons of several runs.
+(loss), what it costs (budget) and what the model says (samples); then comparisons of several runs and
+the rank advice drawn from the spectra.
 """
 
 from explorer.gui.views.attention_view import AttentionView
@@ -12,12 +13,23 @@ from explorer.gui.views.compare_view import CompareView
 from explorer.gui.views.delta_view import DeltaView
 from explorer.gui.views.gates_view import GatesView
 from explorer.gui.views.loss_view import LossView
+from explorer.gui.views.rank_view import RankView
 from explorer.gui.views.samples_view import SamplesView
 from explorer.gui.views.spectrum_view import SpectrumView
 
 VIEW_CLASSES: dict[str, type[View]] = {
     cls.view_id: cls
-    for cls in (DeltaView, SpectrumView, AttentionView, GatesView, LossView, BudgetView, SamplesView, CompareView)
+    for cls in (
+        DeltaView,
+        SpectrumView,
+        AttentionView,
+        GatesView,
+        LossView,
+        BudgetView,
+        SamplesView,
+        CompareView,
+        RankView,
+    )
 }
 
 __all__ = [
@@ -31,4 +43,5 @@ __all__ = [
     "BudgetView",
     "SamplesView",
     "CompareView",
+    "RankView",
 ]

@@ -17,6 +17,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
 from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, nice_step, qt_alive, style_legend, style_plot
+from explorer.schema.rank_advice import ENERGY_LEVELS, energy_ranks
 
 DECADES = 4.0  # the waterfall's colour spans this many decades below the largest value
 AXIS_WIDTH = 56
@@ -190,6 +191,20 @@ class SpectrumView(View):
         )
         self.rank_line.hide()
         self.plot.addItem(self.rank_line, ignoreBounds=True)
+        # the energy ranks: where 90, 95 and 99 % of Σσ² are reached (levels reached at the same k share a line)
+        self.energy_lines: list[pg.InfiniteLine] = []
+        for i in range(len(ENERGY_LEVELS)):
+            line = pg.InfiniteLine(
+                angle=90,
+                movable=False,
+                pen=pg.mkPen("#009E73", width=1, style=QtCore.Qt.PenStyle.DashLine),
+                label="",
+                labelOpts={"position": 0.92 - 0.1 * i, "color": "#009E73", "anchors": [(-0.1, 0.5), (-0.1, 0.5)]},
+            )
+            line.hide()
+            self.plot.addItem(line, ignoreBounds=True)
+            self.energy_lines.append(line)
+        self._energy_ranks: dict[float, int] = {}
         # -- cumulative energy on a second y axis
         self.energy_box = pg.ViewBox(enableMouse=False)
         self.energy_box.disableAutoRange()
@@ -260,6 +275,14 @@ class SpectrumView(View):
 
     def ranks_text(self) -> str:
         return self.ranks.text()
+
+    def energy_marks(self) -> dict[float, int]:
+        """{level: rank} marked on the plot: the smallest k keeping 90 / 95 / 99 % of Σσ² ({} for ΔW = 0)."""
+        return dict(self._energy_ranks)
+
+    def energy_line_labels(self) -> list[tuple[float, str]]:
+        """(x, label) of every energy-rank line drawn now."""
+        return [(line.value(), line.label.toPlainText()) for line in self.energy_lines if line.isVisible()]
 
     def export_item(self):
         return self.glw.ci
@@ -449,6 +472,8 @@ class SpectrumView(View):
             self.rank_line.label.valueChanged()
         else:
             self.rank_line.hide()
+        # a partial spectrum (the leading values of a large full update) cannot say where 90 % is reached
+        self._mark_energy_ranks(positive[:0] if getattr(m, "spectrum_partial", False) else positive)
         # text
         zero = s.size - positive.size
         if s.size and positive.size == 0:
@@ -471,6 +496,10 @@ class SpectrumView(View):
                 if zero:
                     head += f" ({zero} zero)"
                 head += f" · effective rank <b>{m.effective_rank:.2f}</b> · stable rank <b>{m.stable_rank:.2f}</b>"
+                ranks = self._energy_ranks
+                head += f" · keeps {' / '.join(f'{round(100 * e)}' for e in ranks)} % of Σσ² at rank " + " / ".join(
+                    f"<b>{k}</b>" for k in ranks.values()
+                )
             self.empty_text.hide()
         if getattr(m, "effective_update_spectrum", None) is not None:
             count = np.size(m.effective_update_spectrum)
@@ -492,6 +521,23 @@ class SpectrumView(View):
         if getattr(m, "effective_update_method", None):
             self._caption_text += f" · W_eff − W₀: {m.effective_update_method}"
         self._set_caption()
+
+    def _mark_energy_ranks(self, positive: np.ndarray) -> None:
+        """Dashed lines at the 90 / 95 / 99 % energy ranks; levels reached at the same k share one line."""
+        self._energy_ranks = energy_ranks(positive) if positive.size else {}
+        by_rank: dict[int, list[float]] = {}
+        for level, k in self._energy_ranks.items():
+            by_rank.setdefault(k, []).append(level)
+        marks = sorted(by_rank.items())
+        for i, line in enumerate(self.energy_lines):
+            if i >= len(marks):
+                line.hide()
+                continue
+            k, levels = marks[i]
+            line.show()  # before the label: a hidden label skips its text update
+            line.setPos(k)
+            line.label.setFormat("/".join(f"{round(100 * e)}" for e in levels) + " %")
+            line.label.valueChanged()
 
     def _set_caption(self) -> None:
         if not hasattr(self, "caption"):  # still building the view
@@ -539,6 +585,9 @@ class SpectrumView(View):
         self.effective_curve.setData([], [])
         self.energy_curve.setData([], [])
         self.waterfall.clear()
+        self._energy_ranks = {}
+        for line in self.energy_lines:
+            line.hide()
         self.empty_text.hide()
         self.ranks.setText("")
         self._caption_text = ""
@@ -557,6 +606,8 @@ class SpectrumView(View):
         self.empty_text.setFont(s.font(11))
         self.rank_line.label.setColor(s.muted)
         self.rank_line.label.setFont(s.font(8.5))
+        for line in self.energy_lines:
+            line.label.setFont(s.font(8))
         self._with_waterfall = None
         self._fit_rows()
         name = colormaps.sequential_for(s.high_contrast)

@@ -1,0 +1,342 @@
+"""Rank advice: which LoRA rank each module needs, from the spectra the snapshot already carries.
+
+Top: the modules as a grid (layers as rows, projections as columns), each cell coloured by, and
+labelled with, the smallest rank that keeps 95 % (or the chosen level) of its ΔW's energy Σσ².
+Below: a table of the 90 / 95 / 99 % ranks per module beside today's rank, and for each level the
+rank_pattern it implies for the whole adapter and its parameters against today's.
+
+The numbers come from `explorer.schema.rank_advice` (plain numpy), the same rule the resize command
+and the trainer's rank_pattern use; nothing here touches a model.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from explorer.gui import colormaps
+from explorer.gui.views.base import (
+    MODULE_ORDER,
+    View,
+    format_count,
+    new_layout_widget,
+    qt_alive,
+    split_matrix_name,
+    style_colorbar,
+    style_plot,
+)
+from explorer.schema.rank_advice import ENERGY_LEVELS, ModuleSpectrum, energy_ranks, pattern_advice
+
+TABLE_HEADERS = ("module", "r", *(f"{round(100 * e)} %" for e in ENERGY_LEVELS))
+PATTERN_SHOWN = 6  # rank_pattern entries written out in the summary; the rest are counted
+
+
+def _kind_key(kind: str) -> tuple[int, str]:
+    return (MODULE_ORDER.index(kind) if kind in MODULE_ORDER else len(MODULE_ORDER), kind)
+
+
+def _pct(level: float) -> str:
+    return f"{round(100 * level)} %"
+
+
+class RankView(View):
+    view_id = "rank"
+    title = "Rank advice"
+    formula_tooltip = (
+        "rank at e = the smallest k with Σᵢ≤ₖ σᵢ² ≥ e · Σ σᵢ² (e = 90, 95, 99 %), from each module's ΔW spectrum; "
+        "parameters k·(out + in) per module"
+    )
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self._key = None
+        self._seq_name = colormaps.SEQUENTIAL
+        self._modules: list[ModuleSpectrum] = []
+        self._ranks: dict[str, dict[float, int]] = {}
+        self._grid = np.zeros((0, 0), np.float64)
+        self._rows: list[str] = []
+        self._cols: list[str] = []
+        self._cells: list[pg.TextItem] = []
+        self._tick_key = None
+
+        content = QtWidgets.QWidget(self)
+        lay = QtWidgets.QVBoxLayout(content)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(3)
+        top = QtWidgets.QHBoxLayout()
+        top.addWidget(QtWidgets.QLabel("Colour: rank keeping", content))
+        self.level_box = QtWidgets.QComboBox(content)
+        self.level_box.addItems([_pct(e) for e in ENERGY_LEVELS])
+        self.level_box.setCurrentIndex(ENERGY_LEVELS.index(0.95))
+        self.level_box.setToolTip("The share of each module's Σσ² that the coloured rank keeps")
+        self.level_box.currentIndexChanged.connect(self._level_picked)
+        top.addWidget(self.level_box)
+        top.addWidget(QtWidgets.QLabel("of the energy", content))
+        top.addStretch(1)
+        lay.addLayout(top)
+
+        self.glw = new_layout_widget(self.style_)
+        self.glw.ci.setToolTip(self.formula_tooltip)
+        self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
+        self.plot.hideButtons()
+        self.plot.setMenuEnabled(False)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.invertY(True)
+        self.plot.getAxis("left").setStyle(tickLength=0)
+        self.plot.getAxis("bottom").setStyle(tickLength=0)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.image)
+        self.bar = pg.ColorBarItem(
+            values=(0.0, 1.0),
+            colorMap=colormaps.colormap(self._seq_name),
+            interactive=False,
+            width=12,
+            colorMapMenu=False,
+        )
+        self.glw.addItem(self.bar, row=0, col=1)
+        self.plot.vb.sigResized.connect(self._resized)
+        lay.addWidget(self.glw, 3)
+
+        self.table = QtWidgets.QTableWidget(0, len(TABLE_HEADERS), content)
+        self.table.setHorizontalHeaderLabels(list(TABLE_HEADERS))
+        self.table.horizontalHeaderItem(1).setToolTip("today's rank r")
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        lay.addWidget(self.table, 2)
+        self.summary = QtWidgets.QLabel(content)
+        self.summary.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(self.summary)
+        self.caption = QtWidgets.QLabel(content)
+        self.caption.setWordWrap(True)
+        lay.addWidget(self.caption)
+        self.set_content(content)
+        self._restyle()
+
+    # ---- public (what a person reads, for tests) --------------------------------------------------
+    def level(self) -> float:
+        return ENERGY_LEVELS[self.level_box.currentIndex()]
+
+    def set_level(self, level: float) -> None:
+        self.level_box.setCurrentIndex(ENERGY_LEVELS.index(level))
+
+    def ranks(self) -> dict[str, dict[float, int]]:
+        """module path -> {level: rank} as shown (0 where ΔW = 0)."""
+        return {k: dict(v) for k, v in self._ranks.items()}
+
+    def grid(self) -> tuple[list[str], list[str], np.ndarray]:
+        """(row labels, column labels, ranks at the chosen level; NaN where no module is)."""
+        return list(self._rows), list(self._cols), self._grid.copy()
+
+    def cell_texts(self) -> list[str]:
+        return [c.textItem.toPlainText() for c in self._cells if c.isVisible()]
+
+    def table_rows(self) -> list[list[str]]:
+        t = self.table
+        return [[t.item(r, c).text() for c in range(t.columnCount())] for r in range(t.rowCount())]
+
+    def summary_text(self) -> str:
+        return QtGui.QTextDocumentFragment.fromHtml(self.summary.text()).toPlainText()
+
+    def export_item(self):
+        return self
+
+    # ---- drawing ---------------------------------------------------------------------------------
+    def _level_picked(self, _index: int) -> None:
+        self._key = None
+        self.refresh()
+
+    def _draw(self, snapshot) -> None:
+        method = (snapshot.settings or {}).get("method", "")
+        matrices = snapshot.matrices or {}
+        if method not in ("lora", "lora+prefix"):
+            text = {
+                "prefix": "No LoRA modules: prefix tuning trains prompt vectors and gates, which have no rank.",
+                "full": "Rank advice is for LoRA modules; full fine-tuning's update is in the spectrum view.",
+            }.get(method, "No LoRA modules in this run.")
+            self.show_message(text)
+            self._key = None
+            return
+        if not matrices:
+            self.show_message("No rank advice yet: waiting for the first snapshot with weights.")
+            self._key = None
+            return
+        self.hide_message()
+        key = (snapshot.segment, snapshot.step, snapshot.time, tuple(id(m.spectrum) for m in matrices.values()))
+        if key == self._key:
+            return
+        self._key = key
+        modules = []
+        for name, m in matrices.items():
+            values = np.asarray(m.spectrum, dtype=np.float64).ravel()
+            values = values[np.isfinite(values)]
+            # the QR path gives exactly r values: today's rank of the module
+            modules.append(ModuleSpectrum(name, tuple(m.shape), int(values.size), values))
+        modules.sort(key=lambda m: self._order(m.name))
+        self._modules = modules
+        self._ranks = {m.name: energy_ranks(m.values) for m in modules}
+        self._draw_grid()
+        self._fill_table()
+        self._write_summary(snapshot)
+        self.draw_count += 1
+
+    @staticmethod
+    def _order(name: str):
+        layer, kind = split_matrix_name(name)
+        return (layer is None, layer or 0, _kind_key(kind), name)
+
+    def _draw_grid(self) -> None:
+        level = self.level()
+        rows: list[int | None] = sorted(
+            {split_matrix_name(m.name)[0] for m in self._modules}, key=lambda v: (v is None, v or 0)
+        )
+        cols = sorted({split_matrix_name(m.name)[1] for m in self._modules}, key=_kind_key)
+        grid = np.full((len(rows), len(cols)), np.nan)
+        top = max(m.rank for m in self._modules) or 1
+        for m in self._modules:
+            layer, kind = split_matrix_name(m.name)
+            grid[rows.index(layer), cols.index(kind)] = self._ranks[m.name][level]
+        self._grid = grid
+        self._rows = ["–" if r is None else f"L{r}" for r in rows]
+        self._cols = cols
+        # colours by hand: a missing module is transparent, not the map's lowest colour
+        lut = colormaps.lut(self._seq_name)
+        index = np.clip(np.nan_to_num(grid / top) * (len(lut) - 1), 0, len(lut) - 1).astype(np.intp)
+        rgba = lut[index].copy()
+        rgba[np.isnan(grid)] = 0
+        self.image.setImage(rgba, autoLevels=False)
+        self.image.setRect(QtCore.QRectF(0, 0, len(cols), len(rows)))
+        self.bar.setLevels((0.0, float(top)))
+        self.plot.setRange(xRange=(0, len(cols)), yRange=(0, len(rows)), padding=0)
+        self._place_cells(grid, lut, index)
+        self._tick_key = None
+        self._set_ticks()
+
+    def _place_cells(self, grid: np.ndarray, lut: np.ndarray, index: np.ndarray) -> None:
+        needed = grid.size
+        while len(self._cells) < needed:
+            cell = pg.TextItem(anchor=(0.5, 0.5))
+            self.plot.addItem(cell, ignoreBounds=True)
+            self._cells.append(cell)
+        font = self.style_.font(8.5, bold=True)
+        for i, cell in enumerate(self._cells):
+            if i >= needed:
+                cell.hide()
+                continue
+            r, c = divmod(i, grid.shape[1])
+            if np.isnan(grid[r, c]):
+                cell.hide()
+                continue
+            red, green, blue = (int(v) for v in lut[index[r, c], :3])
+            light = 0.299 * red + 0.587 * green + 0.114 * blue > 140
+            cell.setColor("#000000" if light else "#ffffff")
+            cell.setFont(font)
+            cell.setText(str(int(grid[r, c])))
+            cell.setPos(c + 0.5, r + 0.5)
+            cell.show()
+
+    def _set_ticks(self) -> None:
+        """Every layer label while the rows are tall enough for them, else every n-th."""
+        if not self._rows:
+            return
+        line = QtGui.QFontMetrics(self.style_.font()).height()
+        pitch = self.plot.vb.height() / len(self._rows)
+        every = max(1, int(np.ceil(line * 1.05 / max(pitch, 1e-6))))
+        key = (tuple(self._rows), tuple(self._cols), every)
+        if key == self._tick_key:
+            return
+        self._tick_key = key
+        self.plot.getAxis("left").setTicks([[(i + 0.5, r) for i, r in enumerate(self._rows) if i % every == 0], []])
+        self.plot.getAxis("bottom").setTicks([[(j + 0.5, c) for j, c in enumerate(self._cols)], []])
+
+    def _resized(self) -> None:
+        if not qt_alive(self, self.plot, self.bar):
+            return
+        colormaps.align_colorbar(self.bar, self.plot)
+        self._set_ticks()
+
+    def _fill_table(self) -> None:
+        t = self.table
+        if t.rowCount() != len(self._modules):
+            t.setRowCount(len(self._modules))
+        for row, m in enumerate(self._modules):
+            layer, kind = split_matrix_name(m.name)
+            ranks = self._ranks[m.name]
+            label = kind if layer is None else f"L{layer} {kind}"
+            values = (label, str(m.rank), *(str(ranks[e]) for e in ENERGY_LEVELS))
+            for col, text in enumerate(values):
+                item = t.item(row, col)
+                if item is None:
+                    item = QtWidgets.QTableWidgetItem()
+                    if col >= 1:
+                        item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+                    t.setItem(row, col, item)
+                if item.text() != text:
+                    item.setText(text)
+            t.item(row, 0).setToolTip(m.name)
+
+    def _write_summary(self, snapshot) -> None:
+        if all(not np.any(m.values > 0) for m in self._modules):
+            self.summary.setText(
+                "ΔW = 0 in every module"
+                + (" (B starts at zero)" if snapshot.step == 0 else "")
+                + ": nothing to advise yet."
+            )
+            self.caption.setText(f"{len(self._modules)} LoRA modules · step {snapshot.step:,}")
+            return
+        lines = []
+        chosen = None
+        for level in ENERGY_LEVELS:
+            a = pattern_advice(self._modules, level)
+            if level == self.level():
+                chosen = a
+            n = len(a.rank_pattern)
+            others = f" + rank_pattern for {n} module{'s' if n != 1 else ''}" if n else " everywhere"
+            lines.append(
+                f"<b>{_pct(level)}</b>: r = {a.r}{others} → <b>{format_count(a.parameters)}</b> parameters vs "
+                f"{format_count(a.parameters_today)} today ({100 * a.ratio:.0f} %), keeps {100 * a.energy_kept:.1f} % "
+                f"of the adapter's energy"
+            )
+        pattern = chosen.rank_pattern
+        shown = dict(list(pattern.items())[:PATTERN_SHOWN])
+        text = json.dumps({"r": chosen.r, "rank_pattern": shown}, separators=(", ", ": "))
+        if len(pattern) > PATTERN_SHOWN:
+            text = text[:-2] + f", … {len(pattern) - PATTERN_SHOWN} more}}}}"
+        lines.append(f"<span style='font-family: monospace'>{_pct(chosen.energy)}: {text.replace('<', '&lt;')}</span>")
+        self.summary.setText("<br>".join(lines))
+        self.caption.setText(
+            f"{len(self._modules)} LoRA modules · colour and labels: rank keeping {_pct(self.level())} of each "
+            f"module's Σσ² · step {snapshot.step:,}"
+        )
+
+    def _clear(self) -> None:
+        self._key = None
+        self._modules, self._ranks = [], {}
+        self._grid = np.zeros((0, 0), np.float64)
+        self._rows, self._cols = [], []
+        self.image.clear()
+        for cell in self._cells:
+            cell.hide()
+        self.table.setRowCount(0)
+        self.summary.setText("")
+        self.caption.setText("")
+
+    def _apply_style(self) -> None:
+        s = self.style_
+        self.glw.setBackground(s.background)
+        style_plot(self.plot, s)
+        style_colorbar(self.bar, s)
+        name = colormaps.sequential_for(s.high_contrast)
+        if name != self._seq_name:
+            self._seq_name = name
+            self.bar.setColorMap(colormaps.colormap(name))
+        self._tick_key = None
+        self._key = None
