@@ -33,10 +33,10 @@ from pathlib import Path
 
 # Import only the settings table here (no torch), so `--help` stays instant.
 from explorer.commands import exit_codes
-from explorer.commands.run import _TYPES, _layers
+from explorer.commands.run import _TYPES, _layers, _shown, pattern_type
 from explorer.commands.run import _csv as _csv_list
 from explorer.schema.format import format_bytes, format_clock, format_fixed, format_short
-from explorer.schema.settings import SETTINGS_SPEC, TrainSettings
+from explorer.schema.settings import PATTERNS, SETTINGS_SPEC, TrainSettings
 from explorer.schema.text import printable
 
 MANIFEST = "compare.json"
@@ -82,9 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + name.replace("_", "-")
         default = getattr(defaults, name)
-        shown = ",".join(default) if isinstance(default, tuple) else default
-        note = f" [default {shown}]"
-        if name == "targets":
+        note = f" [default {_shown(default)}]"
+        if name in PATTERNS:
+            group.add_argument(
+                flag, type=pattern_type(name), default=None, metavar="PATTERN=VALUE,...", help=spec.help + note
+            )
+        elif name == "targets":
             group.add_argument(flag, type=_csv_list, default=None, metavar="T1,T2", help=spec.help + note)
         elif name == "layers":
             group.add_argument(flag, type=_layers, default=None, metavar="I,J|all", help=spec.help + note)

@@ -31,7 +31,7 @@ import time
 # Import only the settings table here (no torch), so `--help` stays instant.
 from explorer.commands import exit_codes
 from explorer.schema.format import format_clock, format_fixed
-from explorer.schema.settings import SETTINGS_SPEC, TrainSettings
+from explorer.schema.settings import PATTERNS, SETTINGS_SPEC, TrainSettings, format_pattern, parse_pattern
 
 MAX_AUTO_RECORDS = 100
 LIVE_ONLY = ("speed", "snapshot_hz")  # settings of the live app only: a headless run records by step
@@ -53,6 +53,27 @@ def _layers(text: str):
         raise argparse.ArgumentTypeError(f"{text!r} is not 'all' or a comma-separated list of layer indices") from None
 
 
+def pattern_type(name: str):
+    """An argparse type for rank_pattern / alpha_pattern: PATTERN=VALUE pairs or a JSON object."""
+
+    def parse(text: str) -> dict:
+        try:
+            return parse_pattern(name, text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = name
+    return parse
+
+
+def _shown(default) -> str:
+    if isinstance(default, tuple):
+        return ",".join(default)
+    if isinstance(default, dict):
+        return format_pattern(default, ",") or "none"
+    return str(default)
+
+
 def _allowed(spec) -> str:
     if spec.choices is not None:
         return "; one of " + ", ".join(map(str, spec.choices))
@@ -70,10 +91,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + name.replace("_", "-")
         default = getattr(defaults, name)
-        note = (
-            f" [{spec.kind}; default {default if not isinstance(default, tuple) else ','.join(default)}"
-            f"{_allowed(spec) if name != 'targets' else ''}]"
-        )
+        note = f" [{spec.kind}; default {_shown(default)}{_allowed(spec) if name != 'targets' else ''}]"
+        if name in PATTERNS:
+            group.add_argument(
+                flag,
+                type=pattern_type(name),
+                default=None,
+                metavar="PATTERN=VALUE,...",
+                help=spec.help + " (or a JSON object)" + note,
+            )
+            continue
         if name == "targets":
             group.add_argument(
                 flag,

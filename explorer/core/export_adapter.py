@@ -256,6 +256,8 @@ def build_trained_model(source, base=None):
                 use_rslora=settings.use_rslora,
                 init=settings.init,
                 use_dora=settings.use_dora,
+                rank_pattern=dict(settings.rank_pattern),
+                alpha_pattern=dict(settings.alpha_pattern),
             ),
             gen,
         )
@@ -400,6 +402,9 @@ def _write_export(out, model, settings, state, base_desc, source_base_dir, peft_
                 layers_to_transform=settings["layers"],
                 lora_dropout=settings["dropout"],
                 base_model_name_or_path=_base_name(source_base_dir, settings, out),
+                # as PEFT writes them: the keys as given, matched by PEFT's own rule on load
+                rank_pattern=settings.get("rank_pattern") or {},
+                alpha_pattern=settings.get("alpha_pattern") or {},
             )
             names = list(payload)
         else:

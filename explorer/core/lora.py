@@ -33,9 +33,29 @@ class LoraSettings:
     use_rslora: bool = False
     init: str = "kaiming"
     use_dora: bool = False
+    # PEFT's per-module overrides: pattern key -> rank / alpha (see `rank_and_alpha`)
+    rank_pattern: dict[str, int] | None = None
+    alpha_pattern: dict[str, float] | None = None
 
     def scaling(self) -> float:
         return lora_scaling(self.rank, self.alpha, self.use_rslora)
+
+    def rank_and_alpha(self, module_name: str) -> tuple[int, float, str, str]:
+        """(rank, alpha, where the rank came from, where the alpha came from) for one module path, as
+        PEFT resolves them: the first rank_pattern / alpha_pattern key that matches the end of the path
+        (`(.*\\.)?key$`), else rank / alpha."""
+        from explorer.core.peft_files import pattern_key
+
+        rkey = pattern_key(self.rank_pattern or {}, module_name)
+        akey = pattern_key(self.alpha_pattern or {}, module_name)
+        rank = self.rank_pattern[rkey] if rkey is not None else self.rank
+        alpha = self.alpha_pattern[akey] if akey is not None else self.alpha
+        return (
+            rank,
+            alpha,
+            "rank" if rkey is None else f"rank_pattern[{rkey!r}]",
+            "alpha" if akey is None else f"alpha_pattern[{akey!r}]",
+        )
 
 
 def lora_scaling(rank: int, alpha: float, use_rslora: bool) -> float:
@@ -214,9 +234,9 @@ def _check_rank(rank, out_f, in_f, name):
         )
 
 
-def _check_common(alpha, dropout, init):
+def _check_common(alpha, dropout, init, name="alpha"):
     if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha={alpha!r} is out of range: allowed a finite number > 0")
+        raise ValueError(f"{name}={alpha!r} is out of range: allowed a finite number > 0")
     if not (0.0 <= dropout < 1.0):
         raise ValueError(f"dropout={dropout!r} is out of range: allowed 0 <= dropout < 1")
     if init not in LORA_INITS:
@@ -264,17 +284,28 @@ def inject_lora(model: nn.Module, settings: LoraSettings, generator: torch.Gener
     """Wrap the chosen Linears in LoraLinear. All-or-nothing: on any error the model is unchanged."""
     names = find_targets(model, settings.targets, settings.layers)
     _check_common(settings.alpha, settings.dropout, settings.init)
+    chosen = {}
     for name in names:
+        rank, alpha, rank_from, alpha_from = settings.rank_and_alpha(name)
         out_f, in_f = model.get_submodule(name).weight.shape
-        _check_rank(settings.rank, out_f, in_f, "rank")
+        _check_rank(rank, out_f, in_f, rank_from)
+        _check_common(alpha, settings.dropout, settings.init, alpha_from)
+        chosen[name] = (rank, alpha)
+    for setting in ("rank_pattern", "alpha_pattern"):
+        # PEFT ignores a key that matches nothing; here it is almost surely a typo, so it is refused
+        for key in getattr(settings, setting) or {}:
+            if not any(re.match(rf"(.*\.)?({key})$", name) for name in names):
+                raise ValueError(
+                    f"{setting}: key {key!r} matches no LoRA module (they look like {names[0]!r}; "
+                    "a key matches the end of a module path)"
+                )
     done: list[tuple[str, LoraLinear]] = []
     try:
         for name in names:
             base = model.get_submodule(name)
             wrapper = LoraLinear(
                 base,
-                settings.rank,
-                settings.alpha,
+                *chosen[name],
                 settings.dropout,
                 settings.use_rslora,
                 settings.init,

@@ -26,6 +26,8 @@ import traceback
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
+from explorer.schema.settings import format_pattern
+
 COMPARE_MODULE = "explorer.engine.compare"
 DRAIN_MS = 33  # ~30 Hz, as the worker posts at most snapshot_hz (30) anyway
 CLOSE_TIMEOUT_S = 10.0
@@ -42,6 +44,8 @@ def spec_text(overrides: dict) -> str:
             value = "true" if value else "false"
         elif isinstance(value, (tuple, list)):
             value = "+".join(str(v) for v in value)
+        elif isinstance(value, dict):  # rank_pattern / alpha_pattern
+            value = format_pattern(value, "+") or "none"
         elif isinstance(value, float):
             value = f"{value:g}"
         elif value is None:

@@ -32,12 +32,26 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.schema.settings import COLD, HOT, SETTINGS_SPEC, TrainSettings
+from explorer.schema.settings import COLD, HOT, PATTERNS, SETTINGS_SPEC, TrainSettings, format_pattern, parse_pattern
 
 # Where each setting goes; a setting missing here still gets a row, under "Other".
 GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("Run", ("scenario", "method", "device", "dtype", "seed")),
-    ("LoRA", ("rank", "alpha", "use_rslora", "init", "dropout", "use_dora", "targets", "layers")),
+    (
+        "LoRA",
+        (
+            "rank",
+            "alpha",
+            "use_rslora",
+            "init",
+            "dropout",
+            "use_dora",
+            "targets",
+            "layers",
+            "rank_pattern",
+            "alpha_pattern",
+        ),
+    ),
     ("Prefix (zero-init, gated)", ("prefix_len", "prefix_layers", "gate_shape", "gate_fn", "prompt_init")),
     ("Optimisation", ("lr", "batch_size", "seq_len")),
     ("Matrix", ("size_in", "size_out", "target_rank", "noise", "preset")),
@@ -61,6 +75,8 @@ LABELS = {
     "use_dora": "DoRA",
     "targets": "Targets",
     "layers": "Layers",
+    "rank_pattern": "Rank pattern",
+    "alpha_pattern": "Alpha pattern",
     "prefix_len": "Prompt length K",
     "prefix_layers": "Prefix layers L",
     "gate_shape": "Gate shape",
@@ -248,11 +264,13 @@ class SettingRow(QWidget):
             if self.name == "targets":
                 return "one or more of " + ", ".join(s.choices)
             return "one of " + ", ".join(map(str, s.choices))
-        if s.low is not None:
+        if s.low is not None and self.name not in PATTERNS:
             high = self.high()
             return f"{_fmt(s.low)} to {_fmt(high)}"
         if self.name == "layers":
             return "layer indices, e.g. 0,1,4-7 (empty: all)"
+        if self.name in PATTERNS:
+            return f"PATTERN=VALUE pairs, values {_fmt(s.low)} to {_fmt(s.high)} (empty: none)"
         return "on or off"
 
     def tooltip(self) -> str:
@@ -289,6 +307,12 @@ class SettingRow(QWidget):
             ed.setPlaceholderText("all")
             ed.setClearButtonEnabled(True)
             ed.editingFinished.connect(self._layers_finished)
+            return ed
+        if name in PATTERNS:
+            ed = QLineEdit()
+            ed.setPlaceholderText("none: r and α everywhere" if name == "rank_pattern" else "none: α everywhere")
+            ed.setClearButtonEnabled(True)
+            ed.editingFinished.connect(self._pattern_finished)
             return ed
         if s.choices is not None:
             ed = QComboBox()
@@ -338,6 +362,15 @@ class SettingRow(QWidget):
             return
         self._emit(value)
 
+    def _pattern_finished(self) -> None:
+        try:
+            value = parse_pattern(self.name, self.editor.text())
+        except ValueError as exc:
+            self.show_error(str(exc))
+            self.set_value(self._value)
+            return
+        self._emit(value)
+
     def _emit(self, value) -> None:
         if self._quiet or value == self._value:
             return
@@ -358,6 +391,8 @@ class SettingRow(QWidget):
                     cb.setChecked(c in tuple(value))
             elif self.name == "layers":
                 ed.setText(format_layers(value))
+            elif self.name in PATTERNS:
+                ed.setText(format_pattern(value))
             elif isinstance(ed, QComboBox):
                 i = ed.findData(value)
                 if i >= 0:

@@ -208,6 +208,9 @@ class MainWindow(WorkerHosting, QMainWindow):
                 view.setAlignment(Qt.AlignCenter)
                 view.setWordWrap(True)
                 self.view_errors[view_id] = f"{type(exc).__name__}: {exc}"
+            proposed = getattr(view, "settingsProposed", None)
+            if proposed is not None:  # a view that proposes settings (rank advice), as a cold change
+                proposed.connect(lambda changes: self.controls.isEnabled() and self.controls.request(changes))
             dock = self._dock(view_id, title, view, getattr(cls, "formula_tooltip", ""))
             dock.visibilityChanged.connect(lambda visible, v=view_id: self._on_dock_visibility(v, visible))
             self.views[view_id] = view

@@ -8,14 +8,15 @@ headless comparison back from its directory. No torch: the GUI process reads the
 METHOD is `lora`, `prefix`, `lora+prefix` or `full`. KEY is one of the aliases `r` (rank), `K`
 (prefix_len), `L` (prefix_layers), `label` (the run's name in the table, the legend and its
 recording directory), or any per-run TrainSettings field: rank, alpha, use_rslora, init, dropout,
-use_dora, targets, layers, prefix_len, prefix_layers, gate_shape, gate_fn, prompt_init, lr,
-batch_size, seed. Examples:
+use_dora, targets, layers, rank_pattern, alpha_pattern, prefix_len, prefix_layers, gate_shape,
+gate_fn, prompt_init, lr, batch_size, seed. Examples:
 
     lora:r=8                 lora:r=16,alpha=32          lora:r=8,targets=q_proj+v_proj+o_proj
     prefix:K=10,L=2          lora+prefix:r=8,K=10        full
     lora:r=8,label=mine      lora:r=8,seed=1             lora:r=8,layers=0+1   (layers=all: every layer)
+    lora:r=8,rank_pattern=down_proj=4+model.layers.0.self_attn.q_proj=16,alpha_pattern=v_proj=32
 
-Lists (targets, layers) are joined with `+`; booleans are true/false (or yes/no, on/off, 1/0). A
+Lists (targets, layers) and a pattern's PATTERN=VALUE pairs are joined with `+`; booleans are true/false (or yes/no, on/off, 1/0). A
 key that does not apply to the method (`prefix:r=8`) is an error, except that `full` accepts
 targets and layers (which matrices' ΔW = W - W0 the analyses look at). Settings that define the data
 or the device (scenario, model, data, prompt, seq_len, the matrix scenario's sizes, device, dtype,
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from explorer.schema.budget import PRESETS, compute_budget
-from explorer.schema.settings import METHODS, SETTINGS_SPEC, TrainSettings
+from explorer.schema.settings import METHODS, PATTERNS, SETTINGS_SPEC, TrainSettings, parse_pattern
 
 # ---- run specs -----------------------------------------------------------------------------------
 
@@ -111,6 +112,11 @@ def _convert(key: str, name: str, raw: str, text: str):
             raise ValueError(
                 f"{key}={raw!r} {where} is not 'all' or layer indices joined with '+' (e.g. layers=0+1)"
             ) from None
+    if name in PATTERNS:
+        try:
+            return parse_pattern(name, raw)
+        except ValueError as exc:
+            raise ValueError(f"{exc} {where} (pairs joined with '+', e.g. {key}=down_proj=4+q_proj=16)") from None
     if kind in ("bool", bool):
         low = raw.lower()
         if low in _TRUE:

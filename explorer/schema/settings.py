@@ -7,8 +7,10 @@ validation; so a new setting is added here once.
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
 
 METHODS = ("lora", "prefix", "lora+prefix", "full")
 LOSS_ON = ("response", "all")
@@ -42,6 +44,10 @@ class TrainSettings:
     use_dora: bool = False
     targets: tuple[str, ...] = ("q_proj", "v_proj")
     layers: tuple[int, ...] | None = None
+    # per-module rank and alpha, PEFT's semantics: key -> value, the first key that matches the end of a
+    # module path (after a dot) wins, read as a regular expression; modules no key matches use rank / alpha
+    rank_pattern: dict[str, int] = field(default_factory=dict)
+    alpha_pattern: dict[str, float] = field(default_factory=dict)
     # zero-init prefix (LLaMA-Adapter)
     prefix_len: int = 10
     prefix_layers: int = 2
@@ -79,6 +85,8 @@ class TrainSettings:
         d = asdict(self)
         d["targets"] = list(self.targets)
         d["layers"] = None if self.layers is None else list(self.layers)
+        d["rank_pattern"] = dict(self.rank_pattern)
+        d["alpha_pattern"] = dict(self.alpha_pattern)
         return d
 
     @classmethod
@@ -110,6 +118,11 @@ class TrainSettings:
             ):
                 raise ValueError(f"layers={_short(layers)} is not a list of layer indices")
             d["layers"] = tuple(layers)
+        for name in PATTERNS:
+            if d.get(name) is None:
+                d.pop(name, None)
+            elif not isinstance(d[name], dict):
+                raise ValueError(f"{name}={_short(d[name])} is not an object of module patterns and values")
         s = cls(**d)
         validate(s)
         return s
@@ -160,6 +173,23 @@ SETTINGS_SPEC: dict[str, Spec] = {
         methods=("lora", "lora+prefix"),
     ),
     "layers": Spec(COLD, "Which layers get LoRA (empty: all)", scenario="lm", methods=("lora", "lora+prefix")),
+    "rank_pattern": Spec(
+        COLD,
+        "Per-module ranks as in PEFT: pattern=rank pairs, e.g. down_proj=4, model.layers.0.self_attn.q_proj=16 "
+        "(a key matches the end of a module path; modules no key matches use r)",
+        low=1,
+        high=4096,
+        scenario="lm",
+        methods=("lora", "lora+prefix"),
+    ),
+    "alpha_pattern": Spec(
+        COLD,
+        "Per-module alphas as in PEFT: pattern=alpha pairs, e.g. v_proj=32 (modules no key matches use alpha)",
+        low=1e-6,
+        high=1e6,
+        scenario="lm",
+        methods=("lora", "lora+prefix"),
+    ),
     "prefix_len": Spec(
         COLD,
         "Prompt length K: learnable prompt vectors per adapted layer",
@@ -274,6 +304,9 @@ def validate(s: TrainSettings) -> None:
                 shown = repr(value)[:60]
                 raise ValueError(f"{f.name}={shown} is not valid: allowed text of at most {TEXT_MAX_CHARS} characters")
             continue
+        if f.name in PATTERNS:
+            _check_pattern_setting(f.name, value, spec)
+            continue
         if spec.choices is not None:
             if value not in spec.choices:
                 raise ValueError(f"{f.name}={value!r} is unknown: allowed {', '.join(map(str, spec.choices))}")
@@ -306,3 +339,85 @@ def validate(s: TrainSettings) -> None:
 def changed_kinds(old: TrainSettings, new: TrainSettings) -> dict[str, str]:
     """{setting: 'hot'|'cold'} for every setting that differs."""
     return {f.name: kind_of(f.name) for f in fields(old) if getattr(old, f.name) != getattr(new, f.name)}
+
+
+# ---- rank_pattern / alpha_pattern ----------------------------------------------------------------
+
+PATTERNS = ("rank_pattern", "alpha_pattern")
+# Nested repetition like (a+)+ can take exponential time in Python's re (PEFT would hang on it too).
+_NESTED_REPEAT = re.compile(r"\([^()]*[*+}][^()]*\)\s*[*+{]")
+MAX_PATTERN_KEY = 500
+
+
+def pattern_key_problem(key) -> str | None:
+    """Why `key` cannot be a PEFT pattern key (not a string, too long, exponential, not a regex), or None."""
+    if not isinstance(key, str) or not key:
+        return f"key {key!r} is not a non-empty string"
+    if len(key) > MAX_PATTERN_KEY:
+        return f"key of {len(key)} characters is too long (limit {MAX_PATTERN_KEY})"
+    if _NESTED_REPEAT.search(key):
+        return f"key {key!r} has a nested repetition; refused because matching it can take exponential time"
+    try:
+        re.compile(key)
+    except re.error as exc:
+        return f"key {key!r} is not a valid pattern ({exc})"
+    return None
+
+
+def _check_pattern_setting(name: str, value, spec: Spec) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}={value!r} is not an object of module patterns and values")
+    for key, v in value.items():
+        problem = pattern_key_problem(key)
+        if problem:
+            raise ValueError(f"{name}: {problem}")
+        whole = name == "rank_pattern"
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or not math.isfinite(v)
+            or (whole and not isinstance(v, int))
+        ):
+            raise ValueError(
+                f"{name}[{key!r}]={v!r} is not a {'whole ' if whole else 'finite '}number: "
+                f"allowed {spec.low:g} to {spec.high:g}"
+            )
+        if not (spec.low <= v <= spec.high):
+            raise ValueError(f"{name}[{key!r}]={v!r} is out of range: allowed {spec.low:g} to {spec.high:g}")
+
+
+def parse_pattern(name: str, text: str) -> dict:
+    """A pattern setting from text: a JSON object, or KEY=VALUE (or KEY:VALUE) pairs separated by ',',
+    '+' or spaces ('' or 'none' is empty). Values are whole numbers for rank_pattern, numbers for alpha_pattern;
+    ranges are checked by `validate`. A key with ',', '+', '=', ':' or spaces needs the JSON form."""
+    text = text.strip()
+    if text.lower() in ("", "none"):
+        return {}
+    whole = name == "rank_pattern"
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"{name}={text!r} is not valid JSON ({exc})") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"{name}={text!r} is not an object of module patterns and values")
+        return value
+    out: dict = {}
+    text = re.sub(r"\s*([=:])\s*", r"\1", text)  # 'q_proj = 4' and 'q_proj: 4' are one pair
+    for item in re.split(r"[,+\s]+", text):
+        if not item:
+            continue
+        key, sep, raw = re.split(r"([=:])", item, maxsplit=1) if re.search(r"[=:]", item) else (item, "", "")
+        if not sep or not key or not raw:
+            example = "down_proj=4, q_proj=16" if whole else "v_proj=32"
+            raise ValueError(f"{name}: {item!r} is not PATTERN=VALUE (e.g. {example})")
+        try:
+            out[key] = int(raw) if whole else float(raw)
+        except ValueError:
+            raise ValueError(f"{name}[{key!r}]={raw!r} is not a {'whole ' if whole else ''}number") from None
+    return out
+
+
+def format_pattern(value: dict, sep: str = ", ") -> str:
+    """{'down_proj': 4, 'q_proj': 16} -> 'down_proj=4, q_proj=16' (what `parse_pattern` reads back); {} -> ''."""
+    return sep.join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())

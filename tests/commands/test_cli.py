@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,3 +26,42 @@ def test_an_unknown_option_is_one_line_and_exit_2():
     out = _explorer("--no-such-option")
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def test_run_flags_take_rank_and_alpha_patterns():
+    from explorer.cli import build_parser
+    from explorer.commands.run import settings_from_args
+
+    args = build_parser("run").parse_args(
+        [
+            "run",
+            "--out",
+            "x",
+            "--rank-pattern",
+            "down_proj=4,model.layers.0.self_attn.q_proj=16",
+            "--alpha-pattern",
+            '{"v_proj": 32}',
+        ]
+    )
+    s = settings_from_args(args)
+    assert s.rank_pattern == {"down_proj": 4, "model.layers.0.self_attn.q_proj": 16}
+    assert s.alpha_pattern == {"v_proj": 32}
+
+
+@pytest.mark.parametrize(
+    "flag,message",
+    [
+        ("q_proj", "argument --rank-pattern: rank_pattern: 'q_proj' is not PATTERN=VALUE"),
+        ("q_proj=0", "rank_pattern['q_proj']=0 is out of range: allowed 1 to 4096"),
+    ],
+)
+def test_a_bad_pattern_flag_is_one_line_and_exit_2(flag, message):
+    out = subprocess.run(
+        [sys.executable, "-m", "explorer", "run", "--out", "never-written", "--rank-pattern", flag],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (ROOT / "never-written").exists()

@@ -36,6 +36,8 @@ def _trained(base, settings: TrainSettings, seed=1):
                 use_rslora=settings.use_rslora,
                 init=settings.init,
                 use_dora=settings.use_dora,
+                rank_pattern=settings.rank_pattern,
+                alpha_pattern=settings.alpha_pattern,
             ),
             g,
         )
@@ -80,6 +82,17 @@ def base():
         ("rslora", dict(rank=4, use_rslora=True, targets=("q_proj", "k_proj", "o_proj", "down_proj"), layers=(0, 2))),
         ("dora", dict(rank=2, use_dora=True, targets=("q_proj", "v_proj", "up_proj"))),
         ("pissa", dict(rank=4, init="pissa", targets=("q_proj", "v_proj"))),
+        (
+            "patterns",
+            dict(
+                rank=4,
+                alpha=8.0,
+                use_rslora=True,
+                targets=("q_proj", "v_proj", "down_proj"),
+                rank_pattern={"down_proj": 2, "model.layers.1.self_attn.q_proj": 6},
+                alpha_pattern={"v_proj": 3.0},
+            ),
+        ),
         ("prefix", dict(method="prefix", prefix_len=5, prefix_layers=2, gate_shape="layer", gate_fn="identity")),
     ],
 )

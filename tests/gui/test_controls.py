@@ -64,7 +64,7 @@ def test_widgets_enforce_the_ranges_and_choices_of_the_spec(panel):
         elif name == "targets":
             assert set(row._checks) == set(spec.choices)
         else:
-            assert isinstance(ed, QLineEdit) and name == "layers"
+            assert isinstance(ed, QLineEdit) and name in ("layers", "rank_pattern", "alpha_pattern")
 
 
 def test_out_of_range_values_are_refused(qtbot, panel):
@@ -221,3 +221,23 @@ def test_setting_named_in_messages():
     assert setting_named_in("targets is empty: allowed one or more") == "targets"
     assert setting_named_in("could not apply prefix_len=9: too long") == "prefix_len"
     assert setting_named_in("something else") is None
+
+
+def test_pattern_editors_take_pattern_value_pairs(panel):
+    row = panel.rows["rank_pattern"]
+    assert row.tag.text() == "cold" and row.isVisibleTo(panel)
+    row.editor.setText("down_proj=4, model.layers.0.self_attn.q_proj: 16")
+    row.editor.editingFinished.emit()
+    assert panel.settings.rank_pattern == {"down_proj": 4, "model.layers.0.self_attn.q_proj": 16}
+    assert panel.calls[-1] == {"rank_pattern": {"down_proj": 4, "model.layers.0.self_attn.q_proj": 16}}
+    assert row.editor.text() == "down_proj=4, model.layers.0.self_attn.q_proj=16"
+    row.editor.setText("down_proj=0")  # out of range: refused, the error shown, the value in force kept
+    row.editor.editingFinished.emit()
+    assert panel.settings.rank_pattern == {"down_proj": 4, "model.layers.0.self_attn.q_proj": 16}
+    assert "rank_pattern['down_proj']=0 is out of range" in row.error.text() and row.error.isVisibleTo(panel)
+    alpha = panel.rows["alpha_pattern"]
+    alpha.editor.setText("v_proj=32")
+    alpha.editor.editingFinished.emit()
+    assert panel.settings.alpha_pattern == {"v_proj": 32.0}
+    panel.request({"scenario": "matrix"})  # a setting of the language-model scenario only
+    assert not row.isVisibleTo(panel)

@@ -4,6 +4,7 @@ numbers in the cells, the table and the summary) against sums done here."""
 from __future__ import annotations
 
 import snapshot_factory as sf
+from test_app import make_window, store  # noqa: F401 (fixtures: a real window with a tiny model)
 from test_views import colours, make, pixels
 
 from explorer.gui.views import VIEW_CLASSES
@@ -90,3 +91,49 @@ def test_spectrum_view_marks_the_energy_ranks(qtbot):
     assert "keeps 90 / 95 / 99 % of Σσ² at rank " + " / ".join(f"<b>{k}</b>" for k in expected.values()) in text
     view.update_snapshot(sf.lora_snapshot(0, rank=16))
     assert view.energy_marks() == {} and view.energy_line_labels() == []
+
+
+# ---- restarting with the suggested ranks ------------------------------------------------------
+
+
+def test_the_restart_button_proposes_the_chosen_levels_pattern(qtbot):
+    from explorer.schema.rank_advice import ModuleSpectrum, pattern_advice
+
+    view = make(qtbot, "rank", 560, 700)
+    snap = lora()
+    view.update_snapshot(snap)
+    qtbot.waitUntil(lambda: view.draw_count == 1)
+    modules = [ModuleSpectrum(n, m.shape, m.spectrum.size, m.spectrum) for n, m in snap.matrices.items()]
+    advice = pattern_advice(modules, 0.95)
+    assert view.proposal() == {"rank": advice.r, "rank_pattern": advice.rank_pattern}
+    assert view.restart.isEnabled() and "95 %" in view.restart.text()
+    with qtbot.waitSignal(view.settingsProposed, timeout=5000) as got:
+        view.restart.click()
+    assert got.args == [view.proposal()]
+    # the same ranks already in force: nothing to restart
+    snap.settings.update(rank=advice.r, rank_pattern=dict(advice.rank_pattern))
+    snap.step += 1
+    view.update_snapshot(snap)
+    qtbot.waitUntil(lambda: view.draw_count == 2)
+    assert not view.restart.isEnabled() and "in force" in view.restart.text()
+
+
+def test_the_window_restarts_training_with_the_suggested_ranks(qtbot, make_window):  # noqa: F811
+    from engine_helpers import tiny_lm
+    from test_app import wait_snapshot
+
+    win = make_window(tiny_lm(rank=4, targets=("q_proj", "v_proj")))
+    win.play()
+    old = wait_snapshot(qtbot, win, lambda s: s.step >= 6)
+    win.view_docks["rank"].show()
+    win.view_docks["rank"].raise_()
+    view = win.views["rank"]
+    qtbot.waitUntil(lambda: view.proposal() is not None, timeout=60_000)
+    win.pause()
+    proposal = view.proposal()
+    view.restart.click()
+    assert win.settings.rank == proposal["rank"] and win.settings.rank_pattern == proposal["rank_pattern"]
+    snap = wait_snapshot(qtbot, win, lambda s: s.segment > old.segment)
+    ranks = {n: m.spectrum.size for n, m in snap.matrices.items()}
+    assert ranks == {n: proposal["rank_pattern"].get(n, proposal["rank"]) for n in ranks}
+    assert "cold" in win.status.currentMessage() or "restarted" in win.status.currentMessage()

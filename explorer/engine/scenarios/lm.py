@@ -130,6 +130,8 @@ class LmScenario:
                     use_rslora=settings.use_rslora,
                     init=settings.init,
                     use_dora=settings.use_dora,
+                    rank_pattern=dict(settings.rank_pattern),
+                    alpha_pattern=dict(settings.alpha_pattern),
                 ),
                 generator=init_generator(settings.seed, "lora"),
             )
@@ -270,6 +272,7 @@ class LmScenario:
             prefix_layers=settings.prefix_layers,
             gate_shape=settings.gate_shape,
             use_dora=settings.use_dora,
+            rank_pattern=dict(settings.rank_pattern) or None,
         )
         b = compute_budget(self.config, settings.method, **choice).to_dict()
         b["measured_trainable_params"] = count_trainable(model)

@@ -50,9 +50,14 @@ class RankView(View):
         "parameters k·(out + in) per module"
     )
 
+    # settings a person asked for with the restart button, e.g. {"rank": 4, "rank_pattern": {...}}; the
+    # window hands them to its settings panel (a cold change: a new segment from the frozen base)
+    settingsProposed = QtCore.Signal(dict)
+
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self._key = None
+        self._proposal: dict | None = None
         self._seq_name = colormaps.SEQUENTIAL
         self._modules: list[ModuleSpectrum] = []
         self._ranks: dict[str, dict[float, int]] = {}
@@ -115,6 +120,11 @@ class RankView(View):
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.summary)
+        self.restart = QtWidgets.QPushButton("Restart with these ranks", content)
+        self.restart.setObjectName("rank_restart")
+        self.restart.setEnabled(False)
+        self.restart.clicked.connect(self._restart_clicked)
+        lay.addWidget(self.restart, 0, QtCore.Qt.AlignmentFlag.AlignLeft)
         self.caption = QtWidgets.QLabel(content)
         self.caption.setWordWrap(True)
         lay.addWidget(self.caption)
@@ -146,8 +156,16 @@ class RankView(View):
     def summary_text(self) -> str:
         return QtGui.QTextDocumentFragment.fromHtml(self.summary.text()).toPlainText()
 
+    def proposal(self) -> dict | None:
+        """The settings the restart button would ask for ({"rank", "rank_pattern"}), or None."""
+        return None if self._proposal is None else dict(self._proposal)
+
     def export_item(self):
         return self
+
+    def _restart_clicked(self) -> None:
+        if self._proposal is not None:
+            self.settingsProposed.emit(dict(self._proposal))
 
     # ---- drawing ---------------------------------------------------------------------------------
     def _level_picked(self, _index: int) -> None:
@@ -284,6 +302,7 @@ class RankView(View):
             t.item(row, 0).setToolTip(m.name)
 
     def _write_summary(self, snapshot) -> None:
+        self._set_proposal(None, snapshot)
         if all(not np.any(m.values > 0) for m in self._modules):
             self.summary.setText(
                 "ΔW = 0 in every module"
@@ -312,9 +331,30 @@ class RankView(View):
             text = text[:-2] + f", … {len(pattern) - PATTERN_SHOWN} more}}}}"
         lines.append(f"<span style='font-family: monospace'>{_pct(chosen.energy)}: {text.replace('<', '&lt;')}</span>")
         self.summary.setText("<br>".join(lines))
+        self._set_proposal(chosen, snapshot)
         self.caption.setText(
             f"{len(self._modules)} LoRA modules · colour and labels: rank keeping {_pct(self.level())} of each "
             f"module's Σσ² · step {snapshot.step:,}"
+        )
+
+    def _set_proposal(self, advice, snapshot) -> None:
+        """The chosen level's ranks as settings for the restart button; disabled when they are in force."""
+        settings = snapshot.settings or {}
+        self._proposal = None
+        if advice is not None and settings.get("scenario", "lm") == "lm":
+            self._proposal = {"rank": int(advice.r), "rank_pattern": dict(advice.rank_pattern)}
+        in_force = self._proposal is not None and (
+            settings.get("rank") == self._proposal["rank"]
+            and (settings.get("rank_pattern") or {}) == self._proposal["rank_pattern"]
+        )
+        self.restart.setEnabled(self._proposal is not None and not in_force)
+        level = _pct(self.level())
+        self.restart.setText(f"Restart with the {level} ranks" if not in_force else f"The {level} ranks are in force")
+        self.restart.setToolTip(
+            f"Start a new segment with r and the rank_pattern that keep {level} of each module's energy: a cold "
+            "change, the adapters restart from the frozen base"
+            if self._proposal is not None
+            else "Per-module ranks are a setting of the language-model scenario"
         )
 
     def _clear(self) -> None:

@@ -416,6 +416,8 @@ class SpectrumView(View):
         s = s[np.isfinite(s)]
         settings = snapshot.settings or {}
         rank = settings.get("rank") if settings.get("method") in ("lora", "lora+prefix") else None
+        if rank and settings.get("rank_pattern"):
+            rank = s.size  # a per-module rank: the factors give exactly this module's r values
         positive = s[s > 0]
         self._values = positive.astype(np.float32)
         n_shown = positive.size
