@@ -115,7 +115,7 @@ def random_control(trainer_a, module: str, rows: int, seed: int = 0) -> np.ndarr
 
 def seed_similarity(trainer_a, trainer_b, module: str, control_seed: int = 0) -> dict:
     """phi between two runs at the same rank that differ in seed, and the random-basis control."""
-    ra, rb = trainer_a.settings.rank, trainer_b.settings.rank
+    ra, rb = (_lora_source(t, module).A.shape[0] for t in (trainer_a, trainer_b))
     if ra != rb:
         raise ValueError(f"seed similarity compares one rank: the runs have rank {ra} and {rb}")
     if trainer_a.settings.seed == trainer_b.settings.seed:
@@ -448,8 +448,10 @@ class CompareRunner:
                 similarity[(a.label, b.label)] = {
                     m: subspace_similarity_between(a.trainer, b.trainer, m) for m in common
                 }
-                rb = b.trainer.settings.rank
-                control[(a.label, b.label)] = {m: random_control(a.trainer, m, rb, control_seed) for m in common}
+                # b's own rank of each module (a rank_pattern can give modules different ranks)
+                control[(a.label, b.label)] = {
+                    m: random_control(a.trainer, m, _lora_source(b.trainer, m).A.shape[0], control_seed) for m in common
+                }
         amp = {r.label: amplification_table(r.trainer, control_seed, self._amp_cache) for r in lora}
         intrinsic = {}
         for f in self.full_runs():
