@@ -44,7 +44,7 @@ def test_rank_view_draws_the_95_percent_ranks_a_person_can_read(qtbot):
     today = 9 * 8 * (64 + 64)
     advice = sum(expected[n][0.95] * 128 for n in expected)
     summary = view.summary_text()
-    assert "95 %: r = " in summary and f"{advice:,} parameters vs {today:,} today" in summary
+    assert "95 %: r = " in summary and f"{advice:,} of {today:,} parameters" in summary
     assert '"rank_pattern"' in summary
 
 

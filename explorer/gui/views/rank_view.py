@@ -31,7 +31,7 @@ from explorer.gui.views.base import (
 from explorer.schema.rank_advice import ENERGY_LEVELS, ModuleSpectrum, energy_ranks, pattern_advice
 
 TABLE_HEADERS = ("module", "r", *(f"{round(100 * e)} %" for e in ENERGY_LEVELS))
-PATTERN_SHOWN = 6  # rank_pattern entries written out in the summary; the rest are counted
+PATTERN_SHOWN = 3  # rank_pattern entries written out in the summary; the rest are counted
 
 
 def _kind_key(kind: str) -> tuple[int, str]:
@@ -103,7 +103,11 @@ class RankView(View):
         )
         self.glw.addItem(self.bar, row=0, col=1)
         self.plot.vb.sigResized.connect(self._resized)
-        lay.addWidget(self.glw, 3)
+        # grid, table and summary share the height in a splitter, so a small dock clips none of them
+        self.splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical, content)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self.glw)
+        lay.addWidget(self.splitter, 1)
 
         self.table = QtWidgets.QTableWidget(0, len(TABLE_HEADERS), content)
         self.table.setHorizontalHeaderLabels(list(TABLE_HEADERS))
@@ -114,12 +118,23 @@ class RankView(View):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
-        lay.addWidget(self.table, 2)
-        self.summary = QtWidgets.QLabel(content)
+        self.table.verticalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setMinimumHeight(70)
+        self.splitter.addWidget(self.table)
+        self.summary = QtWidgets.QLabel()
         self.summary.setTextFormat(QtCore.Qt.TextFormat.RichText)
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
-        lay.addWidget(self.summary)
+        self.summary.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft)
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self.summary)
+        scroll.setMinimumHeight(40)
+        self.splitter.addWidget(scroll)
+        for i, stretch in enumerate((3, 2, 2)):
+            self.splitter.setStretchFactor(i, stretch)
         self.restart = QtWidgets.QPushButton("Restart with these ranks", content)
         self.restart.setObjectName("rank_restart")
         self.restart.setEnabled(False)
@@ -318,11 +333,11 @@ class RankView(View):
             if level == self.level():
                 chosen = a
             n = len(a.rank_pattern)
-            others = f" + rank_pattern for {n} module{'s' if n != 1 else ''}" if n else " everywhere"
+            others = f" + {n} in rank_pattern" if n else " everywhere"
             lines.append(
-                f"<b>{_pct(level)}</b>: r = {a.r}{others} → <b>{format_count(a.parameters)}</b> parameters vs "
-                f"{format_count(a.parameters_today)} today ({100 * a.ratio:.0f} %), keeps {100 * a.energy_kept:.1f} % "
-                f"of the adapter's energy"
+                f"<b>{_pct(level)}</b>: r = {a.r}{others} · <b>{format_count(a.parameters)}</b> of "
+                f"{format_count(a.parameters_today)} parameters ({100 * a.ratio:.0f} %) · "
+                f"{100 * a.energy_kept:.1f} % of the energy"
             )
         pattern = chosen.rank_pattern
         shown = dict(list(pattern.items())[:PATTERN_SHOWN])
@@ -331,11 +346,9 @@ class RankView(View):
             text = text[:-2] + f", … {len(pattern) - PATTERN_SHOWN} more}}}}"
         lines.append(f"<span style='font-family: monospace'>{_pct(chosen.energy)}: {text.replace('<', '&lt;')}</span>")
         self.summary.setText("<br>".join(lines))
+        self.summary.setToolTip(json.dumps({"r": chosen.r, "rank_pattern": pattern}, indent=1))
         self._set_proposal(chosen, snapshot)
-        self.caption.setText(
-            f"{len(self._modules)} LoRA modules · colour and labels: rank keeping {_pct(self.level())} of each "
-            f"module's Σσ² · step {snapshot.step:,}"
-        )
+        self.caption.setText(f"{len(self._modules)} LoRA modules · energy = Σσ² of each ΔW · step {snapshot.step:,}")
 
     def _set_proposal(self, advice, snapshot) -> None:
         """The chosen level's ranks as settings for the restart button; disabled when they are in force."""
