@@ -51,6 +51,7 @@ from explorer.core.peft_files import (
     read_adapter,
     write_adapter_files,
 )
+from explorer.schema.format import format_count
 from explorer.schema.rank_advice import (
     check_energy,
     compact_pattern,
@@ -478,13 +479,13 @@ def format_plan(plan: ResizePlan) -> str:
     lines = [f"resize {plan.source} by {plan.how}", head, "-" * len(head)]
     for m in plan.modules:
         ranks = f"{m.rank_before} → {m.rank_after}"
-        params = f"{m.params_before:,} → {m.params_after:,}"
+        params = f"{format_count(m.params_before)} → {format_count(m.params_after)}"
         line = f"{m.name:<{width}}  {ranks:>11}  {100 * m.energy_kept:>10.2f}%  {params:>23}"
         lines.append(line + (f"  ({m.note})" if m.note else ""))
     lines.append("-" * len(head))
     before, after = plan.params_before, plan.params_after
     change = f"{100 * (after - before) / before:+.1f} %" if before else ""
-    total = f"{before:,} → {after:,}"
+    total = f"{format_count(before)} → {format_count(after)}"
     lines.append(
         f"{'total (' + str(len(plan.modules)) + ' modules)':<{width}}  {'':>11}  {100 * plan.energy_kept:>10.2f}%  {total:>23}  {change}"
     )

@@ -4,7 +4,6 @@ numbers in the cells, the table and the summary) against sums done here."""
 from __future__ import annotations
 
 import snapshot_factory as sf
-from test_app import make_window, store  # noqa: F401 (fixtures: a real window with a tiny model)
 from test_views import colours, make, pixels
 
 from explorer.gui.views import VIEW_CLASSES
@@ -118,7 +117,7 @@ def test_the_restart_button_proposes_the_chosen_levels_pattern(qtbot):
     assert not view.restart.isEnabled() and "in force" in view.restart.text()
 
 
-def test_the_window_restarts_training_with_the_suggested_ranks(qtbot, make_window):  # noqa: F811
+def test_the_window_restarts_training_with_the_suggested_ranks(qtbot, make_window):
     from engine_helpers import tiny_lm
     from test_app import wait_snapshot
 

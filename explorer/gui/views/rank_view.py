@@ -21,13 +21,13 @@ from explorer.gui import colormaps
 from explorer.gui.views.base import (
     MODULE_ORDER,
     View,
-    format_count,
     new_layout_widget,
     qt_alive,
     split_matrix_name,
     style_colorbar,
     style_plot,
 )
+from explorer.schema.format import format_count
 from explorer.schema.rank_advice import ENERGY_LEVELS, ModuleSpectrum, energy_ranks, pattern_advice
 
 TABLE_HEADERS = ("module", "r", *(f"{round(100 * e)} %" for e in ENERGY_LEVELS))
@@ -94,13 +94,7 @@ class RankView(View):
         self.plot.getAxis("bottom").setStyle(tickLength=0)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.plot.addItem(self.image)
-        self.bar = pg.ColorBarItem(
-            values=(0.0, 1.0),
-            colorMap=colormaps.colormap(self._seq_name),
-            interactive=False,
-            width=12,
-            colorMapMenu=False,
-        )
+        self.bar = colormaps.colorbar(self._seq_name, width=12)
         self.glw.addItem(self.bar, row=0, col=1)
         self.plot.vb.sigResized.connect(self._resized)
         # grid, table and summary share the height in a splitter, so a small dock clips none of them
