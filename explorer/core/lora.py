@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from explorer.core.peft_files import pattern_key
+
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LORA_INITS = ("kaiming", "gaussian", "pissa")
 
@@ -44,8 +46,6 @@ class LoraSettings:
         """(rank, alpha, where the rank came from, where the alpha came from) for one module path, as
         PEFT resolves them: the first rank_pattern / alpha_pattern key that matches the end of the path
         (`(.*\\.)?key$`), else rank / alpha."""
-        from explorer.core.peft_files import pattern_key
-
         rkey = pattern_key(self.rank_pattern or {}, module_name)
         akey = pattern_key(self.alpha_pattern or {}, module_name)
         rank = self.rank_pattern[rkey] if rkey is not None else self.rank
@@ -294,7 +294,7 @@ def inject_lora(model: nn.Module, settings: LoraSettings, generator: torch.Gener
     for setting in ("rank_pattern", "alpha_pattern"):
         # PEFT ignores a key that matches nothing; here it is almost surely a typo, so it is refused
         for key in getattr(settings, setting) or {}:
-            if not any(re.match(rf"(.*\.)?({key})$", name) for name in names):
+            if not any(pattern_key([key], name) for name in names):
                 raise ValueError(
                     f"{setting}: key {key!r} matches no LoRA module (they look like {names[0]!r}; "
                     "a key matches the end of a module path)"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -241,7 +240,7 @@ def plan_resize(
         rank_pattern = parse_rank_pattern(rank_pattern)
         names = [f.name for f in adapter.lora]
         for key in rank_pattern:
-            if not any(re.match(rf"(.*\.)?({key})$", n) for n in names):
+            if not any(pattern_key([key], n) for n in names):
                 raise ValueError(
                     f"--rank-pattern: key {key!r} names no module of {adapter.path} "
                     f"(modules look like {names[0]!r}; keys match the end of a module path)"
@@ -370,14 +369,13 @@ def _check_written(written: PeftAdapter, plan: ResizePlan) -> None:
 
 
 def _text_ids(base_dir: Path, vocab: int, limit: int) -> tuple[torch.Tensor, str]:
-    """FIXED_TEXT as token ids: the base's tokenizer.json when it has one, else bytes (the shipped
-    base is byte-level); bytes above a small vocabulary wrap around (said so)."""
-    tok = base_dir / "tokenizer.json"
-    if tok.is_file():
-        from tokenizers import Tokenizer
+    """FIXED_TEXT as token ids: the base's tokenizer.json when it has one (explorer.core.hf_tokenizer),
+    else bytes (the shipped base is byte-level); bytes above a small vocabulary wrap around (said so)."""
+    if (base_dir / "tokenizer.json").is_file():
+        from explorer.core.hf_tokenizer import load_tokenizer
 
-        ids = Tokenizer.from_file(str(tok)).encode(FIXED_TEXT).ids
-        how = f"{tok.name}"
+        ids = load_tokenizer(base_dir, vocab).encode(FIXED_TEXT)
+        how = "tokenizer.json"
     else:
         ids = list(FIXED_TEXT.encode("utf-8"))
         how = "bytes"
@@ -385,9 +383,8 @@ def _text_ids(base_dir: Path, vocab: int, limit: int) -> tuple[torch.Tensor, str
             ids = [i % vocab for i in ids]
             how = f"bytes modulo the vocabulary of {vocab}"
     if not ids or max(ids) >= vocab:
-        raise ValueError(f"{tok}: its token ids do not fit the model's vocabulary of {vocab}")
-    ids = ids[:limit]
-    return torch.tensor([ids]), how
+        raise ValueError(f"{base_dir / 'tokenizer.json'}: its token ids do not fit the model's vocabulary of {vocab}")
+    return torch.tensor([ids[:limit]]), how
 
 
 def _attach(model, adapter: PeftAdapter, factors) -> None:
@@ -427,13 +424,13 @@ def logit_difference(
 ) -> tuple[float, float, int, str]:
     """(max |logits original - resized|, max |logits original - base|, tokens, how the text was
     tokenized) on FIXED_TEXT, with the explorer's Llama loaded from `base_dir`."""
-    from explorer.core.llama import load_pretrained
+    from explorer.core.checkpoint import load_checkpoint
     from explorer.core.lora import remove_lora
 
     base_dir = Path(base_dir)
     if not base_dir.is_dir():
         raise FileNotFoundError(f"{base_dir}: no such base model directory")
-    model = load_pretrained(base_dir).eval()
+    model = load_checkpoint(base_dir).eval()
     ids, how = _text_ids(base_dir, model.config.vocab_size, model.config.max_position_embeddings)
     base_logits = model(ids)
     _attach(model, adapter, {})

@@ -344,23 +344,27 @@ def changed_kinds(old: TrainSettings, new: TrainSettings) -> dict[str, str]:
 # ---- rank_pattern / alpha_pattern ----------------------------------------------------------------
 
 PATTERNS = ("rank_pattern", "alpha_pattern")
-# Nested repetition like (a+)+ can take exponential time in Python's re (PEFT would hang on it too).
-_NESTED_REPEAT = re.compile(r"\([^()]*[*+}][^()]*\)\s*[*+{]")
 MAX_PATTERN_KEY = 500
 
 
 def pattern_key_problem(key) -> str | None:
-    """Why `key` cannot be a PEFT pattern key (not a string, too long, exponential, not a regex), or None."""
+    """Why `key` cannot be a PEFT pattern key, or None: not a non-empty string, too long, not a plain
+    regular expression, or one PEFT's backtracking matcher could take exponential time on (checked
+    as PEFT composes it, `(.*\\.)?(key)$`, by explorer.schema.safe_regex, as adapter files are)."""
+    from explorer.schema.safe_regex import UnsafePattern, compile_safe
+
     if not isinstance(key, str) or not key:
         return f"key {key!r} is not a non-empty string"
     if len(key) > MAX_PATTERN_KEY:
         return f"key of {len(key)} characters is too long (limit {MAX_PATTERN_KEY})"
-    if _NESTED_REPEAT.search(key):
-        return f"key {key!r} has a nested repetition; refused because matching it can take exponential time"
+    shown = repr(key) if len(repr(key)) <= 80 else repr(key)[:77] + "..."
     try:
-        re.compile(key)
-    except re.error as exc:
-        return f"key {key!r} is not a valid pattern ({exc})"
+        pattern = compile_safe(key)
+        compile_safe(rf"(.*\.)?({key})$")
+    except UnsafePattern as exc:
+        return f"key {shown} is refused: {exc}"
+    if pattern.backtracking:
+        return f"key {shown} has {pattern.backtracking}; refused because matching it (as PEFT does) can take exponential time"
     return None
 
 
