@@ -27,7 +27,7 @@ CONTROLS_WIDTH = 300  # ... and at least this (the panel scrolls sideways when n
 def view_applies(view_id: str, settings) -> bool:
     """Whether `view_id` has anything to show for `settings` (method and scenario): gates and prefix
     attention need prefix layers in the language model, samples need text, ΔW and its spectrum need a
-    trained weight. Views not named here always apply."""
+    trained weight, rank advice needs LoRA modules. Views not named here always apply."""
     lm = settings.scenario == "lm"
     if view_id in ("gates", "attention"):
         return lm and settings.uses_prefix()
@@ -35,6 +35,8 @@ def view_applies(view_id: str, settings) -> bool:
         return lm
     if view_id in ("delta", "spectrum"):
         return settings.method != "prefix"
+    if view_id == "rank":  # rank advice is about LoRA modules
+        return settings.uses_lora()
     return True
 
 

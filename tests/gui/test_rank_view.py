@@ -136,3 +136,13 @@ def test_the_window_restarts_training_with_the_suggested_ranks(qtbot, make_windo
     ranks = {n: m.spectrum.size for n, m in snap.matrices.items()}
     assert ranks == {n: proposal["rank_pattern"].get(n, proposal["rank"]) for n in ranks}
     assert "cold" in win.status.currentMessage() or "restarted" in win.status.currentMessage()
+
+
+def test_the_rank_dock_shows_only_for_lora_runs():
+    from explorer.gui.window_layout import view_applies
+    from explorer.schema.settings import TrainSettings
+
+    lm = TrainSettings()
+    assert view_applies("rank", lm) and view_applies("rank", lm.with_changes(method="lora+prefix"))
+    assert not view_applies("rank", lm.with_changes(method="prefix"))
+    assert not view_applies("rank", lm.with_changes(method="full"))
