@@ -302,7 +302,9 @@ def test_a_writer_killed_mid_run_leaves_a_readable_recording(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     reader = RecordingReader(out)
-    assert len(reader.steps) >= 6 and reader.steps == list(range(reader.steps[0], reader.steps[-1] + 1))
+    # Six lines were written before the kill (the last may be torn); a busy disk may have made the
+    # recorder drop a record rather than stall training, so steps increase but need not be contiguous.
+    assert len(reader.steps) >= 5 and reader.steps == sorted(set(reader.steps)) and reader.steps[0] == 0
     assert not reader.finished and not reader.events
     for step in (reader.steps[0], reader.steps[-1]):
         assert reader.snapshot(step).step == step
