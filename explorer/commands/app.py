@@ -52,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="open a recording (from `python -m explorer run` or the app) in replay mode",
     )
     parser.add_argument(
+        "--follow",
+        default=None,
+        metavar="DIR",
+        help="follow a recording still being written (a run with ExplorerCallback / Recorder, or "
+        "`python -m explorer run`), also over a mounted filesystem: new records show as they come",
+    )
+    parser.add_argument(
         "--talk",
         nargs="?",
         const="default",

@@ -84,9 +84,10 @@ def main(args) -> int:
             window.close()
             app.quit()
             return
-        replay = getattr(args, "replay", None)
-        # the recording first; the training engine starts on Back to live (or now, when it cannot be shown)
-        if replay and window.files.open_recording(replay) is not None:
+        follow = getattr(args, "follow", None)
+        recording = follow or getattr(args, "replay", None)
+        # the recording first; the training engine starts on Back to live (or when it cannot be shown)
+        if recording and window.files.open_recording(recording, follow=bool(follow), live_on_failure=True) is not None:
             return
         window.start_worker(play=bool(getattr(args, "play", False)))
         talk = getattr(args, "talk", None)

@@ -1,6 +1,7 @@
 """Replay a recording in the window (File > Open recording…, `python -m explorer --replay DIR`).
 
     window.features.replay.open(path=None)     # a directory chooser when path is None
+    window.features.replay.open(path, follow=True)   # follow a run still being written (--follow DIR)
     window.features.replay.back_to_live()      # the replay bar's "Back to live"
 
 A recording is a directory written by `python -m explorer run` or by the app itself
@@ -18,11 +19,17 @@ A recording is a directory written by `python -m explorer run` or by the app its
   every step shown.
 A recording cut off mid-write (a killed run) opens with the records that are complete. Recording
 the live run is explorer.gui.run_recording's.
+
+Recordings are read off the GUI thread with bounded memory (explorer.schema.recording_index: the byte
+offset of each record's line, read again when it is shown; a thinned whole-run loss); `open` returns
+at once and the window enters replay mode when the index is ready (`ReplayController.ready`), or says
+why not (`failed`) and stays usable. A bad line is skipped and counted, never drawn. Following a run
+(explorer.gui.replay_follow) polls the file and indexes what was appended; the views stay at the head
+unless the scrubber went back; the status bar says following / finished / stalled.
 """
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import time
 from pathlib import Path
@@ -30,52 +37,160 @@ from pathlib import Path
 from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Qt
 
+from explorer.gui.replay_bar import SPEEDS, ReplayBar  # noqa: F401 (SPEEDS: part of this module's API)
+from explorer.gui.replay_follow import POLL_MS, STALL_S, FollowWatch, ScanJob
 from explorer.gui.services import WindowServices
 from explorer.gui.shortcuts import SHORTCUTS
-from explorer.schema.format import format_rate, one_line
-from explorer.schema.recording import RecordingReader
+from explorer.schema.format import one_line
+from explorer.schema.recording_index import RecordingIndex
 
-SPEEDS = (0.5, 1.0, 2.0, 4.0, 8.0)
 FALLBACK_RECORDS_PER_S = 10.0  # 1x for a recording without usable time stamps
 FRAME_MS = 33  # playback timer: at most ~30 snapshots drawn per second
 
 
 # ---------------------------------------------------------------------------------------- replay
 class ReplayController(QtCore.QObject):
-    """The window in replay mode: a reader, a position, the replay bar and a playback timer."""
+    """The window in replay mode: an index, a position, the replay bar and a playback timer."""
 
     position_changed = QtCore.Signal(int)  # the step now shown
     back_requested = QtCore.Signal()  # the bar's Back to live
+    ready = QtCore.Signal()  # the first records are indexed: replay mode can start
+    failed = QtCore.Signal(str)  # the recording cannot be shown (one line)
 
-    def __init__(self, window: WindowServices, reader: RecordingReader):
+    def __init__(
+        self,
+        window: WindowServices,
+        index: RecordingIndex,
+        follow: bool = False,
+        stall_s: float = STALL_S,
+        poll_ms: int = POLL_MS,
+    ):
         super().__init__(window.widget)
         self.window = window
-        self.reader = reader
-        self.steps: list[int] = list(reader.steps)
+        self.reader = index
+        self.steps = index.steps  # grows while a scan runs: only the first `count` are ours yet
+        self.count = 0
+        self.follow = follow
+        self.entered = False
         self.index = 0
         self.speed = 1.0
         self.playing = False
         self.shown_step: int | None = None
         self.shown: object | None = None  # the snapshot last drawn
         self.errors = 0
-        self._pos = float(self.steps[0])  # playback position, in training steps
+        self._pos = 0.0  # playback position, in training steps
         self._last_tick = 0.0
         self._pending: int | None = None
         self._disabled: list[tuple[QtGui.QAction | QtWidgets.QWidget, bool]] = []
         self._actions: list[QtGui.QAction] = []
-        self.rate = recorded_rate(reader)  # training steps per second at 1x
-        # generated samples are recorded when fresh; live, the newest ones ride along in every snapshot
-        self._samples = [(m["step"], m["samples"]) for m in reader.metrics if isinstance(m.get("samples"), dict)]
+        self.rate = FALLBACK_RECORDS_PER_S  # training steps per second at 1x
         self._live_settings = None
+        self._job: ScanJob | None = None
+        self._said: set[str] = set()  # the follow messages given once (finished, failed, stalled)
+        self.watch = FollowWatch(index, stall_s) if follow else None
+        self.follow_label: QtWidgets.QLabel | None = None
+        self.poll = QtCore.QTimer(self)
+        self.poll.setInterval(int(poll_ms))
+        self.poll.timeout.connect(self._poll)
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.setInterval(FRAME_MS)
         self.timer.timeout.connect(self._tick)
-        self.bar = ReplayBar(self)
+        self.bar: ReplayBar | None = None
+
+    # ---- reading -------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Index the recording on a helper thread; `ready` or `failed` follows on the GUI thread."""
+        if self.follow:
+            self.watch.grown()
+            self.poll.start()
+        self._scan(final=not self.follow)
+
+    def _scan(self, final: bool) -> None:
+        job = ScanJob(self, self.reader, final)
+        job.done.connect(self._scanned)
+        self._job = job
+        job.start()
+
+    def cancel(self) -> None:
+        """Stop reading and polling (the window closes, or another recording is opened)."""
+        self.poll.stop()
+        if self._job is not None:
+            self._job.cancel()
+            self._job = None
+
+    @QtCore.Slot(int, str)
+    def _scanned(self, new: int, error: str) -> None:
+        job, self._job = self._job, None
+        if job is not None:
+            job.deleteLater()
+        if error:
+            if not self.entered:
+                self.cancel()
+                self.failed.emit(error)
+            else:
+                self.poll.stop()
+                self.window.status.error(f"Following {self.reader.dir.name} stopped: {error}")
+            return
+        old, self.count = self.count, len(self.steps)
+        if new:
+            self.rate = recorded_rate(self.reader, self.count)
+            if self.watch is not None:
+                self.watch.records_arrived()
+        if not self.entered:
+            if self.count:
+                self.ready.emit()
+            elif not self.follow:
+                why = f" ({self.reader.problems[0]})" if self.reader.problems else ""
+                self.failed.emit(f"{self.reader.dir}: no complete record in this recording yet{why}")
+            return
+        if self.count > old:
+            self.bar.update_range()
+            if self.index >= old - 1 and not self.playing:  # at the head: the views follow the run
+                self.show_index(self.count - 1)
+            else:
+                self.bar.sync()
+        self._follow_news()
+
+    def _poll(self) -> None:
+        if self._job is None and self.watch.grown():
+            self._scan(final=False)
+        elif self.watch.check_stalled() and "stalled" not in self._said and self.entered:
+            self._said.add("stalled")
+            self.window.status.error(
+                f"The run in {self.reader.dir.name} looks stalled: no new record for "
+                f"{self.watch.quiet_for():.0f} s and its writer is gone; keeping the {self.count} records read.",
+                60_000,
+            )
+        self._update_follow_label()
+
+    def _follow_news(self) -> None:
+        """Say once that the followed run finished or failed; polling ends then."""
+        if not self.follow:
+            return
+        status = self.window.status
+        if self.reader.finished and "finished" not in self._said:
+            self._said.add("finished")
+            self.poll.stop()
+            status.info(
+                f"The run in {self.reader.dir.name} finished: {self.count} records, up to step "
+                f"{self.steps[self.count - 1]:,}.",
+                60_000,
+            )
+        elif self.reader.failed is not None and "failed" not in self._said:
+            self._said.add("failed")
+            self.poll.stop()
+            status.error(f"The run in {self.reader.dir.name} failed: {self.reader.failed.get('message', '')}", 60_000)
+        self._update_follow_label()
+
+    def _update_follow_label(self) -> None:
+        if self.follow_label is not None and self.count:
+            self.follow_label.setText(self.watch.describe(self.steps[self.count - 1]))
 
     # ---- entering and leaving ------------------------------------------------------------------
     def enter(self) -> None:
         win = self.window
+        self.entered = True
         if win.playing:
             win.pause()
         for target in win.live_controls():
@@ -85,14 +200,23 @@ class ReplayController(QtCore.QObject):
         # the panel shows (greyed) the settings the recording was made with
         self._live_settings = win.settings
         win.show_settings(self.reader.settings)
+        self.bar = ReplayBar(self)
         win.widget.addToolBar(Qt.ToolBarArea.BottomToolBarArea, self.bar)
         self.bar.show()
+        if self.follow:
+            self.follow_label = QtWidgets.QLabel()
+            self.follow_label.setObjectName("status_follow")
+            self.follow_label.setToolTip("The run followed: its newest step and how long ago its last record came")
+            win.status.addPermanentWidget(self.follow_label)
+            self._update_follow_label()
         win.clear_views()
-        self.show_index(0)
+        self.show_index(self.count - 1 if self.follow else 0)
         self.bar.slider.setFocus()
+        self._follow_news()
 
     def leave(self) -> None:
         win = self.window
+        self.cancel()
         self.pause()
         self.timer.stop()
         for act in self._actions:
@@ -103,8 +227,15 @@ class ReplayController(QtCore.QObject):
             target.setEnabled(enabled)
         self._disabled.clear()
         self.restore_live_settings()
-        win.widget.removeToolBar(self.bar)
-        self.bar.deleteLater()
+        if self.follow_label is not None:
+            win.status.removeWidget(self.follow_label)
+            self.follow_label.deleteLater()
+            self.follow_label = None
+        if self.bar is not None:
+            win.widget.removeToolBar(self.bar)
+            self.bar.deleteLater()
+        if "loss" in win.views:
+            win.call_view(win.views["loss"], "set_cursor", None)
         win.clear_views()
 
     def restore_live_settings(self) -> None:
@@ -118,11 +249,10 @@ class ReplayController(QtCore.QObject):
         """The Replay group of shortcuts.SHORTCUTS: Space plays / pauses; Left / Right and Home / End
         go back / on (their first key back, their second on). The live actions with those keys are
         disabled meanwhile, so nothing is ambiguous."""
-        last = len(self.steps) - 1
         slots = {
             "replay_play": (self.toggle_play,),
             "replay_step": (lambda: self.step_by(-1), lambda: self.step_by(1)),
-            "replay_ends": (lambda: self.show_index(0), lambda: self.show_index(last)),
+            "replay_ends": (lambda: self.show_index(0), self.go_to_head),
         }
         for sc in SHORTCUTS:
             for i, (key, slot) in enumerate(zip(sc.keys, slots.get(sc.action, ()))):
@@ -137,10 +267,11 @@ class ReplayController(QtCore.QObject):
     # ---- position ------------------------------------------------------------------------------
     def show_index(self, index: int) -> bool:
         """Draw the record at `index` in every view (now). False (and a message) if it cannot be read."""
-        index = max(0, min(len(self.steps) - 1, int(index)))
+        index = max(0, min(self.count - 1, int(index)))
         step = self.steps[index]
         try:
-            snap = self.reader.snapshot(step)
+            snap = self.reader.snapshot(index)
+            samples = snap.samples if snap.samples is not None else self.reader.samples_near(step)
         except (KeyError, ValueError, OSError) as exc:
             self.errors += 1
             self.window.status.error(f"Replay: step {step} cannot be read: {one_line(exc)}")
@@ -151,24 +282,27 @@ class ReplayController(QtCore.QObject):
         if not self.playing or self._pos < step or self._pos >= self._next_step(index):
             self._pos = float(step)
         fault = snap.fault if snap.state == "fault" else None
-        samples = snap.samples
-        if samples is None and self._samples:
-            i = bisect.bisect_right([s for s, _ in self._samples], step) - 1
-            samples = dict(self._samples[i][1]) if i >= 0 else None
         self.shown = dataclasses.replace(snap, state="replay", fault=None, samples=samples)
         self.window.deliver(self.shown)
+        if "loss" in self.window.views:  # the whole run, with a cursor at the step shown
+            self.window.call_view(self.window.views["loss"], "set_cursor", step, self.reader.loss_history())
         self.bar.sync(fault)
+        self._update_follow_label()
         self.position_changed.emit(step)
         return True
 
     def show_step(self, step: int) -> bool:
         """Draw the last record at or before training step `step`."""
-        i = bisect.bisect_right(self.steps, int(step)) - 1
-        return self.show_index(max(0, i))
+        return self.show_index(min(self.count - 1, self.reader.index_of(step)))
 
     def step_by(self, n: int) -> None:
         self.pause()
         self.show_index(self.index + n)
+
+    def go_to_head(self) -> None:
+        """The newest record (End); a followed run's new records are then shown as they come."""
+        self.pause()
+        self.show_index(self.count - 1)
 
     def request_index(self, index: int) -> None:
         """The slider moved: draw that record when the event loop next runs (a drag that sends many
@@ -183,13 +317,13 @@ class ReplayController(QtCore.QObject):
             self.show_index(index)
 
     def _next_step(self, index: int) -> float:
-        return float(self.steps[index + 1]) if index + 1 < len(self.steps) else float("inf")
+        return float(self.steps[index + 1]) if index + 1 < self.count else float("inf")
 
     # ---- playback ------------------------------------------------------------------------------
     def play(self) -> None:
-        if len(self.steps) < 2:
+        if self.count < 2:
             return
-        if self.index >= len(self.steps) - 1:  # at the end: from the start again
+        if self.index >= self.count - 1:  # at the end: from the start again
             self.show_index(0)
         self._pos = float(self.steps[self.index])
         self.playing = True
@@ -200,7 +334,8 @@ class ReplayController(QtCore.QObject):
     def pause(self) -> None:
         self.playing = False
         self.timer.stop()
-        self.bar.sync()
+        if self.bar is not None:
+            self.bar.sync()
 
     def toggle_play(self) -> None:
         self.pause() if self.playing else self.play()
@@ -216,8 +351,8 @@ class ReplayController(QtCore.QObject):
         now = time.perf_counter()
         dt, self._last_tick = now - self._last_tick, now
         self._pos += dt * self.steps_per_second()
-        i = bisect.bisect_right(self.steps, self._pos) - 1
-        last = len(self.steps) - 1
+        i = min(self.count - 1, self.reader.index_of(int(self._pos)))
+        last = self.count - 1
         if i >= last:
             self.show_index(last)
             self.pause()
@@ -226,143 +361,108 @@ class ReplayController(QtCore.QObject):
             self.index = i  # an unreadable record: play on past it
 
 
-def recorded_rate(reader) -> float:
+def recorded_rate(index: RecordingIndex, count: int) -> float:
     """The training steps per second of the recording (1x), from its time stamps; if they are
     missing, FALLBACK_RECORDS_PER_S records per second."""
-    m = reader.metrics
-    if len(m) >= 2:
-        t0, t1 = m[0].get("time"), m[-1].get("time")
-        s0, s1 = m[0]["step"], m[-1]["step"]
-        if isinstance(t0, (int, float)) and isinstance(t1, (int, float)) and t1 > t0 and s1 > s0:
-            return (s1 - s0) / (t1 - t0)
+    if count >= 2:
+        s0, s1 = index.steps[0], index.steps[count - 1]
+        span = index.time_span()
+        if span is not None and span[1] > span[0] and s1 > s0:
+            return (s1 - s0) / (span[1] - span[0])
         if s1 > s0:
-            return (s1 - s0) / (len(m) - 1) * FALLBACK_RECORDS_PER_S
+            return (s1 - s0) / (count - 1) * FALLBACK_RECORDS_PER_S
     return FALLBACK_RECORDS_PER_S
 
 
-class ReplayBar(QtWidgets.QToolBar):
-    """Play / pause, the step slider and label, the speed, the recording's name, Back to live."""
-
-    def __init__(self, ctl: ReplayController):
-        super().__init__("Replay")
-        self.setObjectName("replay_bar")
-        self.setMovable(False)
-        self.setFloatable(False)
-        self.ctl = ctl
-        reader = ctl.reader
-        name = QtWidgets.QLabel(f"  Replay  {reader.dir.name}  ")
-        name.setObjectName("replay_name")
-        name.setStyleSheet("font-weight: 600;")
-        finished = "finished" if reader.finished else "cut off" if reader.metrics else "empty"
-        name.setToolTip(
-            f"{reader.dir}\n{len(ctl.steps)} recorded steps, {ctl.steps[0]} to {ctl.steps[-1]} "
-            f"({finished}); {reader.settings.scenario} · {reader.settings.method}"
-        )
-        self.addWidget(name)
-        self.play_button = QtWidgets.QToolButton()
-        self.play_button.setObjectName("replay_play")
-        self.play_button.clicked.connect(ctl.toggle_play)
-        self.addWidget(self.play_button)
-        self.slider = QtWidgets.QSlider(Qt.Orientation.Horizontal)
-        self.slider.setObjectName("replay_slider")
-        self.slider.setRange(0, max(0, len(ctl.steps) - 1))
-        self.slider.setPageStep(max(1, len(ctl.steps) // 10))
-        self.slider.setMinimumWidth(240)
-        self.slider.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
-        self.slider.setToolTip("The recorded steps (Left / Right: one record; Home / End)")
-        self.slider.valueChanged.connect(self._slider_moved)
-        self.addWidget(self.slider)
-        self.step_label = QtWidgets.QLabel()
-        self.step_label.setObjectName("replay_step")
-        self.step_label.setMinimumWidth(
-            QtGui.QFontMetrics(self.step_label.font()).horizontalAdvance(
-                f"step {ctl.steps[-1]:,} of {ctl.steps[-1]:,} ({len(ctl.steps)}/{len(ctl.steps)})"
-            )
-            + 16
-        )
-        self.addWidget(self.step_label)
-        self.addWidget(QtWidgets.QLabel(" Speed "))
-        self.speed_box = QtWidgets.QComboBox()
-        self.speed_box.setObjectName("replay_speed")
-        for s in SPEEDS:
-            self.speed_box.addItem(f"{s:g}x  ({format_rate(ctl.rate * s)} steps/s)", s)
-        self.speed_box.setCurrentIndex(SPEEDS.index(1.0))
-        self.speed_box.setToolTip(
-            f"1x plays the recording at the pace it was trained ({format_rate(ctl.rate)} steps per second)"
-        )
-        self.speed_box.activated.connect(lambda _i: ctl.set_speed(float(self.speed_box.currentData())))
-        self.addWidget(self.speed_box)
-        self.fault_label = QtWidgets.QLabel()
-        self.fault_label.setObjectName("replay_fault")
-        self.fault_label.setProperty("role", "error")
-        self.addWidget(self.fault_label)
-        self.addSeparator()
-        self.live_button = QtWidgets.QPushButton("Back to live")
-        self.live_button.setObjectName("replay_back")
-        self.live_button.setToolTip("Leave the replay: the views follow the training run again")
-        self.live_button.clicked.connect(ctl.back_requested.emit)
-        self.addWidget(self.live_button)
-        self.sync()
-
-    def _slider_moved(self, value: int) -> None:
-        if value != self.ctl.index:
-            if self.slider.isSliderDown() or not self.ctl.playing:
-                self.ctl.pause()
-            self.ctl.request_index(value)
-
-    def sync(self, fault: str | None = None) -> None:
-        ctl = self.ctl
-        with QtCore.QSignalBlocker(self.slider):
-            self.slider.setValue(ctl.index)
-        self.play_button.setText("❚❚ Pause" if ctl.playing else "▶ Play")
-        self.play_button.setToolTip("Pause the replay (Space)" if ctl.playing else "Play the replay (Space)")
-        step = ctl.steps[ctl.index]
-        self.step_label.setText(f"step {step:,} of {ctl.steps[-1]:,} ({ctl.index + 1}/{len(ctl.steps)})")
-        i = self.speed_box.findData(ctl.speed)
-        if i >= 0 and i != self.speed_box.currentIndex():
-            self.speed_box.setCurrentIndex(i)
-        if fault is not None or ctl.shown_step == step:
-            self.fault_label.setText(f"  ▲ {fault}" if fault else "")
-            self.fault_label.setToolTip(fault or "")
-
-
 class ReplayFeature:
-    """Replay as a part of the window: at most one recording shown at a time."""
+    """Replay as a part of the window: at most one recording shown (or being read) at a time."""
 
     def __init__(self, window: WindowServices):
         self.window = window
         self.controller: ReplayController | None = None  # while a recording is shown
+        self.pending: ReplayController | None = None  # while a recording is being read
 
-    def open(self, path=None) -> ReplayController | None:
-        """Switch the window to replay mode on the recording in `path` (a directory chooser when None).
-        A directory that is not a readable recording gives one line in the status bar and changes nothing."""
+    def open(
+        self,
+        path=None,
+        follow: bool = False,
+        live_on_failure: bool = False,
+        stall_s: float = STALL_S,
+        poll_ms: int = POLL_MS,
+    ) -> ReplayController | None:
+        """Read the recording in `path` (a directory chooser when None) on a helper thread and switch
+        the window to replay mode when its first records are indexed (`ReplayController.ready`).
+        `follow`: the recording is still being written; keep up with it. A directory that is not a
+        readable recording gives one line in the status bar and changes nothing (None at once when
+        its config.json says so; `failed` later when its records do); `live_on_failure` then starts
+        the live engine, so a window opened for a replay is never left without one."""
         win = self.window
         if path is None:
-            path = QtWidgets.QFileDialog.getExistingDirectory(win.widget, "Open recording", str(Path.home()))
+            title = "Follow a run (its recording directory)" if follow else "Open recording"
+            path = QtWidgets.QFileDialog.getExistingDirectory(win.widget, title, str(Path.home()))
             if not path:
                 return None
         path = Path(path)
         try:
-            reader = RecordingReader(path)
-            if not reader.steps:
-                raise ValueError(f"{path}: no complete record in this recording yet")
+            index = RecordingIndex(path)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            win.status.error(f"Could not open the recording: {one_line(exc)}")
+            self._failed(None, f"{one_line(exc)}", live_on_failure)
             return None
+        self.cancel_pending()
+        ctl = ReplayController(win, index, follow=follow, stall_s=stall_s, poll_ms=poll_ms)
+        ctl.ready.connect(lambda c=ctl: self._ready(c))
+        ctl.failed.connect(lambda message, c=ctl: self._failed(c, message, live_on_failure))
+        self.pending = ctl
+        ctl.load()
+        if follow:
+            win.status.info(f"Following {path.name}: waiting for its records…", 60_000)
+        else:
+            win.status.info(f"Reading the recording {path.name}…", 60_000)
+        return ctl
+
+    def cancel_pending(self) -> None:
+        ctl, self.pending = self.pending, None
+        if ctl is not None:
+            ctl.cancel()
+            ctl.deleteLater()
+
+    def _failed(self, ctl: ReplayController | None, message: str, live_on_failure: bool) -> None:
+        if ctl is not None:
+            if self.pending is ctl:
+                self.pending = None
+            ctl.deleteLater()
+        win = self.window
+        win.status.error(f"Could not open the recording: {message}")
+        if live_on_failure and win.worker is None and not win.closed:
+            win.start_worker()
+
+    def _ready(self, ctl: ReplayController) -> None:
+        if self.pending is not ctl:
+            return
+        self.pending = None
         if self.controller is not None:
-            self.controller.leave()
-        ctl = ReplayController(win, reader)
+            old, self.controller = self.controller, None
+            old.leave()
+            old.deleteLater()
         ctl.back_requested.connect(self.back_to_live)
         self.controller = ctl
         ctl.enter()
-        skipped = f"; {reader.skipped_lines} torn line(s) skipped" if reader.skipped_lines else ""
-        state = "" if reader.finished else " (cut off before the end)"
-        win.status.info(
-            f"Replaying {path.name}{state}: {len(reader.steps)} recorded steps, {reader.steps[0]} to "
-            f"{reader.steps[-1]}{skipped}. Space plays; Back to live returns.",
+        index = ctl.reader
+        if ctl.follow:
+            if not index.finished:
+                self.window.status.info(
+                    f"Following {index.dir.name}: {ctl.count} records so far, up to step {ctl.steps[ctl.count - 1]:,}. "
+                    "New records show as they come; the scrubber can go back, End returns to the head.",
+                    15_000,
+                )
+            return
+        skipped = f"; {index.skipped_lines} torn line(s) skipped" if index.skipped_lines else ""
+        state = "" if index.finished else " (cut off before the end)"
+        self.window.status.info(
+            f"Replaying {index.dir.name}{state}: {ctl.count} recorded steps, {ctl.steps[0]} to "
+            f"{ctl.steps[ctl.count - 1]}{skipped}. Space plays; Back to live returns.",
             15_000,
         )
-        return ctl
 
     def back_to_live(self) -> None:
         """Leave replay mode: the views follow the live worker again (started if there is none)."""
@@ -384,6 +484,8 @@ class ReplayFeature:
 
     def window_closing(self) -> None:
         """A window closed in replay remembers the live run's settings, not the recording's."""
+        self.cancel_pending()
         if self.controller is not None:
+            self.controller.cancel()
             self.controller.pause()
             self.controller.restore_live_settings()

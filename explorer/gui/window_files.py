@@ -211,18 +211,20 @@ class FileCommands:
         self.window.status.info(f"State opened from {path}")
         return path
 
-    def open_recording(self, path: str | None = None):
-        """Replay the recording in `path` (a chooser when None). A recording made on a model directory
-        that is gone is refused, saying so. Returns the replay controller, or None."""
+    def open_recording(self, path: str | None = None, follow: bool = False, live_on_failure: bool = False):
+        """Replay the recording in `path` (a chooser when None); `follow`: one still being written. A
+        recording made on a model directory that is gone is refused, saying so. Returns the replay
+        controller (it reads the recording off the GUI thread; see explorer.gui.replay), or None."""
         if path is None:
-            path = QFileDialog.getExistingDirectory(self.window.widget, "Open recording", str(Path.home()))
+            title = "Follow a run (its recording directory)" if follow else "Open recording"
+            path = QFileDialog.getExistingDirectory(self.window.widget, title, str(Path.home()))
             if not path:
                 return None
         try:
             problem = recorded_model_problem(path)
             if problem:
                 raise ValueError(problem)
-            controller = self.window.features.replay.open(path)
+            controller = self.window.features.replay.open(path, follow=follow, live_on_failure=live_on_failure)
         except Exception as exc:  # noqa: BLE001
             self.window.report_failure("open the recording", exc, path)
             return None

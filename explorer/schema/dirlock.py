@@ -153,3 +153,19 @@ def _holder(info: dict | None) -> str:
         since = f" since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(when))}" if 0 < when < 1e11 else ""
     what = f"a {purpose} " if isinstance(purpose, str) and purpose.isidentifier() else "a "
     return f"{what}process {pid!r} on host {str(host)[:64]!r}{since}"
+
+
+def holder_alive(directory: str | Path) -> bool | None:
+    """Whether the process holding `directory`'s lock still runs: False when there is no lock or its
+    process of this host is gone, True when it runs, None when that cannot be told (another host's
+    lock, an unreadable one). A follower uses it to tell a slow run from a dead one."""
+    path = Path(directory) / LOCK_NAME
+    if not path.exists():
+        return False
+    info = _read(path)
+    if info is None:
+        return None
+    pid = info.get("pid")
+    if info.get("host_tag") != host_tag() or not isinstance(pid, int) or isinstance(pid, bool):
+        return None
+    return pid_alive(pid)

@@ -354,7 +354,9 @@ class RecordingReader:
     `skipped_lines` counts the metrics lines that were not used (torn, not JSON, a wrong field, a
     missing snapshot file); `problems` holds the first few reasons."""
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, scan: bool = True):
+        """`scan=False`: read config.json only (explorer.schema.recording_index then indexes the
+        metrics without holding them in memory)."""
         self.dir = Path(directory)
         cfg = self.dir / "config.json"
         if not cfg.is_file():
@@ -373,17 +375,21 @@ class RecordingReader:
         self.skipped_lines = 0
         self.problems: list[str] = []
         self.events: list[dict] = []  # "finished" / "failed" lines (see the module docstring)
+        self._const_cache: dict[str, dict] = {}
+        self.metrics: list[dict] = []
+        self.steps: list[int] = []
+        if not scan:
+            return
         by_step: dict[int, dict] = {}
         for line in self.iter_metrics():
             if (self.dir / line["snapshot"]).is_file():
                 by_step[line["step"]] = line  # a later record of the same step (a fault) wins
             else:
-                self._skip(f"step {line['step']}: {line['snapshot']} is missing")
-        self.metrics: list[dict] = [by_step[s] for s in sorted(by_step)]
+                self.skip(f"step {line['step']}: {line['snapshot']} is missing")
+        self.metrics = [by_step[s] for s in sorted(by_step)]
         self.steps = [m["step"] for m in self.metrics]
-        self._const_cache: dict[str, dict] = {}
 
-    def _skip(self, reason: str) -> None:
+    def skip(self, reason: str) -> None:
         self.skipped_lines += 1
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(reason)
@@ -404,21 +410,27 @@ class RecordingReader:
                 if len(raw) > MAX_METRICS_LINE and not raw.endswith(b"\n"):
                     while raw and not raw.endswith(b"\n"):  # skip the rest of an overlong line
                         raw = fh.readline(MAX_METRICS_LINE)
-                    self._skip(f"{path.name} line {number}: longer than {MAX_METRICS_LINE} bytes")
+                    self.skip(f"{path.name} line {number}: longer than {MAX_METRICS_LINE} bytes")
                     continue
-                if not raw.strip():
-                    continue
-                where = f"{path} line {number}"
-                try:
-                    parsed = parse_json(raw, where)
-                    if isinstance(parsed, dict) and "event" in parsed:
-                        self.events.append(checks.check_event_line(parsed, where, EVENTS))
-                        continue
-                    line = checks.check_metrics_line(parsed, where)
-                except JsonFileError as exc:
-                    self._skip(str(exc))  # a line torn by a kill mid-write, or a hostile one
+                line = self.parse_line(raw, f"{path} line {number}")
+                if line is None:
                     continue
                 yield line
+
+    def parse_line(self, raw: bytes, where: str) -> dict | None:
+        """One whole line of metrics.jsonl: the checked record, or None for a blank line, an event
+        (kept in `.events`) or a bad line (skipped and counted)."""
+        if not raw.strip():
+            return None
+        try:
+            parsed = parse_json(raw, where)
+            if isinstance(parsed, dict) and "event" in parsed:
+                self.events.append(checks.check_event_line(parsed, where, EVENTS))
+                return None
+            return checks.check_metrics_line(parsed, where)
+        except JsonFileError as exc:
+            self.skip(str(exc))  # a line torn by a kill mid-write, or a hostile one
+            return None
 
     @property
     def finished(self) -> bool:
@@ -454,6 +466,11 @@ class RecordingReader:
         line = next((m for m in self.metrics if m["step"] == step), None)
         if line is None:
             raise KeyError(f"step {step} is not in this recording (recorded: {_span(self.steps)})")
+        return self.load_record(line)
+
+    def load_record(self, line: dict) -> Snapshot:
+        """The Snapshot of a checked metrics record (`parse_line`); ValueError naming the file when
+        that file is damaged or hostile."""
         path = self.dir / line["snapshot"]
         tensors, meta = self._load(path)
         where = str(path)

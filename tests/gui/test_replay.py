@@ -65,6 +65,14 @@ def drawn(qtbot, win, ctl, view_ids):
     qtbot.waitUntil(lambda: all(win.views[v].snapshot is ctl.shown for v in view_ids), timeout=WAIT_MS)
 
 
+def open_replay(qtbot, win, directory, **kw):
+    """Open a recording and wait until it is indexed (off the GUI thread) and shown."""
+    ctl = win.features.replay.open(directory, **kw)
+    assert ctl is not None
+    qtbot.waitUntil(lambda: win.replay is ctl, timeout=WAIT_MS)
+    return ctl
+
+
 def positive(values):
     v = np.asarray(values, np.float64)
     return v[v > 0]
@@ -73,8 +81,8 @@ def positive(values):
 def test_replay_at_step_s_draws_what_the_live_run_had_at_step_s(qtbot, window, matrix_run):
     directory, live = matrix_run
     win = window
-    ctl = win.features.replay.open(directory)
-    assert ctl is not None and win.replay is ctl and ctl.steps == list(range(13))
+    ctl = open_replay(qtbot, win, directory)
+    assert list(ctl.steps) == list(range(13)) and ctl.count == 13
     assert "Replaying matrix: 13 recorded steps" in win.status.currentMessage()
     for s in (0, 5, 12, 3):
         assert ctl.show_step(s)
@@ -97,7 +105,7 @@ def test_replay_at_step_s_draws_what_the_live_run_had_at_step_s(qtbot, window, m
 def test_prefix_views_replay_gates_and_attention(qtbot, window, lm_run):
     directory, live = lm_run
     win = window
-    ctl = win.features.replay.open(directory)
+    ctl = open_replay(qtbot, win, directory)
     qtbot.waitUntil(lambda: {"attention", "gates", "samples"} <= set(win.visible_view_ids()), timeout=WAIT_MS)
     assert ctl.show_step(4)
     drawn(qtbot, win, ctl, ["attention", "gates", "samples"])
@@ -115,7 +123,7 @@ def test_prefix_views_replay_gates_and_attention(qtbot, window, lm_run):
 def test_slider_keys_and_playback_move_the_views(qtbot, window, matrix_run):
     directory, live = matrix_run
     win = window
-    ctl = win.features.replay.open(directory)
+    ctl = open_replay(qtbot, win, directory)
     delta = win.views["delta"]
     ctl.bar.slider.setValue(7)  # the user drags the slider
     qtbot.waitUntil(lambda: ctl.shown_step == 7 and delta.snapshot is ctl.shown, timeout=WAIT_MS)
@@ -153,7 +161,7 @@ def test_live_controls_are_disabled_and_back_to_live_restores_them(qtbot, make_w
     win.worker.step(2)
     qtbot.waitUntil(lambda: win.last_snapshot is not None and win.last_snapshot.step == 2, timeout=WAIT_MS)
     assert win.settings == tiny_matrix()
-    ctl = win.features.replay.open(directory)
+    ctl = open_replay(qtbot, win, directory)
     assert not win.controls.isEnabled() and not win.speed_box.isEnabled()
     assert win.controls.settings == ctl.reader.settings and win.settings.rank == 3  # what it was made with
     for name in ("play_pause", "step", "reset", "save_state", "open", "talk_mode"):
@@ -182,7 +190,7 @@ def test_live_controls_are_disabled_and_back_to_live_restores_them(qtbot, make_w
 def test_closing_in_replay_remembers_the_live_settings(qtbot, window, matrix_run, tmp_path):
     directory, _live = matrix_run
     win = window
-    win.features.replay.open(directory)
+    open_replay(qtbot, win, directory)
     assert win.settings.rank == 3
     win.close()
     assert Persistence(path=str(tmp_path / "settings.ini")).load_settings() == tiny_matrix()
@@ -202,8 +210,8 @@ def test_a_recording_cut_off_mid_write_still_opens(qtbot, window, matrix_run, tm
     lines = [x for x in raw.split(b"\n") if b'"event": "finished"' not in x]  # the end the kill never reached
     (cut / "metrics.jsonl").write_bytes(b"\n".join(lines[:-3]) + b"\n" + lines[-3][: len(lines[-3]) // 2])
     win = window
-    ctl = win.features.replay.open(cut)
-    assert ctl is not None and ctl.steps == list(range(11))  # 11 torn, 12 never written
+    ctl = open_replay(qtbot, win, cut)
+    assert list(ctl.steps) == list(range(11))  # 11 torn, 12 never written
     assert "cut off" in win.status.currentMessage() and "torn line" in win.status.currentMessage()
     assert ctl.show_step(10)
     drawn(qtbot, win, ctl, ["delta"])
@@ -246,7 +254,7 @@ def test_the_live_run_recorded_from_the_app_replays(qtbot, make_window, tmp_path
     reader = RecordingReader(out)
     assert reader.finished and 6 in reader.steps and (out / "state.safetensors").is_file()
     assert_snapshots_equal(reader.snapshot(6), dataclasses.replace(delivered[6]))
-    ctl = win.features.replay.open(out)
+    ctl = open_replay(qtbot, win, out)
     assert ctl.show_step(6)
     drawn(qtbot, win, ctl, ["spectrum"])
     assert np.allclose(win.views["spectrum"].curve.yData, positive(delivered[6].matrices["W"].spectrum))
@@ -267,14 +275,13 @@ def test_command_line_replay_opens_the_recording_without_the_engine(matrix_run, 
         "import sys\n"
         "from PySide6.QtCore import QTimer\n"
         "import explorer.gui.replay as r\n"
-        "opened = r.ReplayFeature.open\n"
-        "def wrapped(self, path=None):\n"
-        "    ctl = opened(self, path)\n"
+        "ready = r.ReplayFeature._ready\n"
+        "def wrapped(self, ctl):\n"
+        "    ready(self, ctl)\n"
         "    window = self.window\n"
-        "    print('replaying', len(ctl.steps), 'worker', window.worker, 'torch' in sys.modules, flush=True)\n"
+        "    print('replaying', ctl.count, 'worker', window.worker, 'torch' in sys.modules, flush=True)\n"
         "    QTimer.singleShot(0, window.widget.close)\n"
-        "    return ctl\n"
-        "r.ReplayFeature.open = wrapped\n"
+        "r.ReplayFeature._ready = wrapped\n"
         "from explorer.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )

@@ -92,7 +92,8 @@ def test_the_app_replays_a_trainer_recording(qtbot, make_window, trainer_run):
     reader = RecordingReader(out)
     win = make_window(factory=None, start=False, size=(1600, 1000))
     ctl = win.features.replay.open(out)
-    assert ctl is not None and ctl.steps == [0, 5, 10, 15, 20]
+    qtbot.waitUntil(lambda: win.replay is ctl, timeout=WAIT_MS)  # read off the GUI thread
+    assert list(ctl.steps) == [0, 5, 10, 15, 20]
     assert ctl.show_step(20)
     views = ("delta", "spectrum", "loss")
     qtbot.waitUntil(lambda: all(win.views[v].snapshot is ctl.shown for v in views), timeout=WAIT_MS)
