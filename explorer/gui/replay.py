@@ -56,6 +56,7 @@ class ReplayController(QtCore.QObject):
     back_requested = QtCore.Signal()  # the bar's Back to live
     ready = QtCore.Signal()  # the first records are indexed: replay mode can start
     failed = QtCore.Signal(str)  # the recording cannot be shown (one line)
+    loaded = QtCore.Signal()  # a scan ended: every record written so far is indexed
 
     def __init__(
         self,
@@ -108,9 +109,15 @@ class ReplayController(QtCore.QObject):
 
     def _scan(self, final: bool) -> None:
         job = ScanJob(self, self.reader, final)
+        job.progress.connect(self._progress)
         job.done.connect(self._scanned)
         self._job = job
         job.start()
+
+    @property
+    def reading(self) -> bool:
+        """A scan of the recording is under way."""
+        return self._job is not None
 
     def cancel(self) -> None:
         """Stop reading and polling (the window closes, or another recording is opened)."""
@@ -119,8 +126,13 @@ class ReplayController(QtCore.QObject):
             self._job.cancel()
             self._job = None
 
+    @QtCore.Slot(int)
+    def _progress(self, _records: int) -> None:
+        if self._job is not None:
+            self._grew(done=False)
+
     @QtCore.Slot(int, str)
-    def _scanned(self, new: int, error: str) -> None:
+    def _scanned(self, _new: int, error: str) -> None:
         job, self._job = self._job, None
         if job is not None:
             job.deleteLater()
@@ -130,27 +142,35 @@ class ReplayController(QtCore.QObject):
                 self.failed.emit(error)
             else:
                 self.poll.stop()
-                self.window.status.error(f"Following {self.reader.dir.name} stopped: {error}")
+                self.window.status.error(f"Reading {self.reader.dir.name} stopped: {error}")
             return
+        self._grew(done=True)
+
+    def _grew(self, done: bool) -> None:
+        """More records are indexed (a long recording being read, a followed run that grew)."""
         old, self.count = self.count, len(self.steps)
-        if new:
+        if self.count > old:
             self.rate = recorded_rate(self.reader, self.count)
             if self.watch is not None:
                 self.watch.records_arrived()
         if not self.entered:
             if self.count:
                 self.ready.emit()
-            elif not self.follow:
+                if done:
+                    self.loaded.emit()
+            elif done and not self.follow:
                 why = f" ({self.reader.problems[0]})" if self.reader.problems else ""
                 self.failed.emit(f"{self.reader.dir}: no complete record in this recording yet{why}")
             return
         if self.count > old:
             self.bar.update_range()
-            if self.index >= old - 1 and not self.playing:  # at the head: the views follow the run
+            if self.follow and self.index >= old - 1 and not self.playing:  # at the head: follow the run
                 self.show_index(self.count - 1)
             else:
                 self.bar.sync()
-        self._follow_news()
+        if done:
+            self.loaded.emit()
+            self._follow_news()
 
     def _poll(self) -> None:
         if self._job is None and self.watch.grown():
@@ -447,12 +467,25 @@ class ReplayFeature:
         ctl.back_requested.connect(self.back_to_live)
         self.controller = ctl
         ctl.enter()
+        ctl.loaded.connect(lambda c=ctl: self._loaded(c))
+        if ctl.reading:
+            self.window.status.info(
+                f"Reading the recording {ctl.reader.dir.name}: {ctl.count:,} records so far…", 60_000
+            )
+        else:
+            self._loaded(ctl)
+
+    def _loaded(self, ctl: ReplayController) -> None:
+        """Say what the recording holds, once it is read (a followed run: once, at the start)."""
+        if ctl is not self.controller or "loaded" in ctl._said:
+            return
+        ctl._said.add("loaded")
         index = ctl.reader
         if ctl.follow:
             if not index.finished:
                 self.window.status.info(
-                    f"Following {index.dir.name}: {ctl.count} records so far, up to step {ctl.steps[ctl.count - 1]:,}. "
-                    "New records show as they come; the scrubber can go back, End returns to the head.",
+                    f"Following {index.dir.name}: {ctl.count:,} records so far, up to step "
+                    f"{ctl.steps[ctl.count - 1]:,}. New records show as they come; End returns to the head.",
                     15_000,
                 )
             return

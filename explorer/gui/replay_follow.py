@@ -29,12 +29,16 @@ from explorer.schema.recording_index import RecordingIndex
 
 STALL_S = 60.0
 POLL_MS = 500
+PROGRESS_S = 0.25
+YIELD_S = 0.002  # per RecordingIndex.CHECK_EVERY lines read
 
 
 class ScanJob(QtCore.QObject):
-    """`index.scan(final)` on a helper thread; `done(new_records, error)` arrives on the GUI thread."""
+    """`index.scan(final)` on a helper thread; `done(new_records, error)` arrives on the GUI thread,
+    `progress(records)` every PROGRESS_S meanwhile (a long recording opens at once and fills in)."""
 
     done = QtCore.Signal(int, str)
+    progress = QtCore.Signal(int)
 
     def __init__(self, parent: QtCore.QObject, index: RecordingIndex, final: bool):
         super().__init__(parent)
@@ -57,8 +61,23 @@ class ScanJob(QtCore.QObject):
 
     def _run(self) -> None:
         new, error = 0, ""
+        last = time.monotonic()
+
+        def stop() -> bool:
+            nonlocal last
+            # a moment without the GIL now and then: else every Qt call of the GUI thread that lets the
+            # GIL go waits a whole switch interval to get it back, and a first paint takes 7x as long
+            time.sleep(YIELD_S)
+            if not self.cancelled and time.monotonic() - last >= PROGRESS_S:
+                last = time.monotonic()
+                try:
+                    self.progress.emit(len(self.index))
+                except RuntimeError:  # the window went away meanwhile
+                    self.cancelled = True
+            return self.cancelled
+
         try:
-            new = self.index.scan(final=self.final, stop=lambda: self.cancelled)
+            new = self.index.scan(final=self.final, stop=stop)
         except (OSError, ValueError) as exc:
             error = one_line(exc) or type(exc).__name__
         except Exception as exc:  # noqa: BLE001 - a hostile file: say so, the window stays usable

@@ -33,7 +33,7 @@ from explorer.schema.recording import MAX_METRICS_LINE, RecordingReader
 from explorer.schema.snapshot import Snapshot
 
 LOSS_POINTS = 4096  # the whole-run loss kept for the views: thinned by halves beyond this
-CHECK_EVERY = 2048  # lines between two looks at `stop`
+CHECK_EVERY = 256  # lines between two looks at `stop`
 
 
 class RecordingIndex:

@@ -160,17 +160,17 @@ class LossView(View):
     def set_cursor(self, step: int | None, run: tuple | None = None) -> None:
         """A replay's cursor at `step` over `run` = (steps, losses), the whole recorded run drawn
         faintly behind the curves up to `step`; None takes both away (back to live)."""
-        if getattr(self, "cursor", None) is None:
-            self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((150, 150, 150), width=1, dash=[4, 3]))
+        if getattr(self, "replay_cursor", None) is None:
+            self.replay_cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((150, 150, 150), width=1, dash=[4, 3]))
             self.run_curve = pg.PlotDataItem(pen=pg.mkPen(QtGui.QColor(150, 150, 150, 110), width=1))
             self.run_curve.setZValue(-1)
-            for item in (self.run_curve, self.cursor):
-                self.plot.addItem(item, ignoreBounds=item is self.cursor)
+            for item in (self.run_curve, self.replay_cursor):
+                self.plot.addItem(item, ignoreBounds=item is self.replay_cursor)
         shown = step is not None
-        self.cursor.setVisible(shown)
+        self.replay_cursor.setVisible(shown)
         self.run_curve.setVisible(shown and run is not None)
         if shown:
-            self.cursor.setValue(float(step))
+            self.replay_cursor.setValue(float(step))
             if run is not None:
                 self.run_curve.setData(np.asarray(run[0], np.float64), np.asarray(run[1], np.float64))
 
