@@ -238,6 +238,7 @@ class MainWindow(WorkerHosting, QMainWindow):
             "export_adapter": lambda: f.adapter_export.export(),
             "record": lambda: f.screen_recording.toggle(),
             "open_recording": self.files.open_recording,
+            "follow_run": lambda: self.files.open_recording(follow=True),
             "record_run": lambda: f.run_recording.toggle(),
             "quit": self.close,
             "full_screen": self.toggle_full_screen,

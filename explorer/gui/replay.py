@@ -331,6 +331,11 @@ class ReplayController(QtCore.QObject):
             QtCore.QTimer.singleShot(0, self, self._show_pending)
         self._pending = int(index)
 
+    @property
+    def pending_index(self) -> int | None:
+        """The slider's position waiting to be drawn (request_index), if any."""
+        return self._pending
+
     def _show_pending(self) -> None:
         index, self._pending = self._pending, None
         if index is not None and index != self.index:

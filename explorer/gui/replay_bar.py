@@ -113,14 +113,15 @@ class ReplayBar(QtWidgets.QToolBar):
 
     def _slider_moved(self, value: int) -> None:
         if value != self.ctl.index:
+            self.ctl.request_index(value)  # first: pause() syncs the slider, which keeps a requested value
             if self.slider.isSliderDown() or not self.ctl.playing:
                 self.ctl.pause()
-            self.ctl.request_index(value)
 
     def sync(self, fault: str | None = None) -> None:
         ctl = self.ctl
-        with QtCore.QSignalBlocker(self.slider):
-            self.slider.setValue(ctl.index)
+        if ctl.pending_index is None:  # else the slider shows where it was moved, drawn next
+            with QtCore.QSignalBlocker(self.slider):
+                self.slider.setValue(ctl.index)
         self.play_button.setText("❚❚ Pause" if ctl.playing else "▶ Play")
         self.play_button.setToolTip("Pause the replay (Space)" if ctl.playing else "Play the replay (Space)")
         step, last = ctl.steps[ctl.index], ctl.steps[ctl.count - 1]

@@ -47,6 +47,12 @@ ACTIONS: dict[str, tuple[str, str, QStyle.StandardPixmap | None, bool]] = {
         None,
         False,
     ),
+    "follow_run": (
+        "Follow a run…",
+        "Open a recording still being written (a training job's) and keep up with it as it grows",
+        None,
+        False,
+    ),
     "record_run": (
         "Record run to directory…",
         "Write the live run's snapshots to a directory, to replay later",
@@ -84,6 +90,7 @@ FILE_MENU = (
     "save_state",
     None,
     "open_recording",
+    "follow_run",
     "record_run",
     None,
     "export_view",

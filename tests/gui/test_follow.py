@@ -83,7 +83,7 @@ def test_the_follower_keeps_up_goes_back_returns_to_the_head_and_sees_the_end(qt
         ctl = win.features.replay.open(out, follow=True, poll_ms=100)
         qtbot.waitUntil(lambda: win.replay is ctl, timeout=WAIT_MS)
         assert ctl.shown_step == 1 and ctl.count == 2  # at the head
-        assert label(ctl).startswith("following · step 1 · last record") and "Following live" in ctl.bar.name.text()
+        assert label(ctl).startswith("following · step 1 · last record") and "Following  live" in ctl.bar.name.text()
         writer.write(snaps[2], snaps[3])
         qtbot.waitUntil(lambda: ctl.shown_step == 3, timeout=KEEP_UP_MS)
         assert ctl.bar.slider.maximum() == 3 and "step 3" in label(ctl)

@@ -402,3 +402,47 @@ def test_indexing_a_recording_takes_memory_by_record_not_by_line(matrix_run, tmp
     finally:
         tracemalloc.stop()
     assert reader_peak > 10 * peak  # what it replaced
+
+
+def test_a_recording_with_no_good_record_says_so_and_leaves_a_usable_window(qtbot, window, matrix_run, tmp_path):
+    """Issue 18: --replay of a bad recording left a dead window (no engine, no message)."""
+    directory, _live = matrix_run
+    bad = tmp_path / "bad"
+    shutil.copytree(directory, bad)
+    (bad / "metrics.jsonl").write_bytes(
+        b'{"step": "zero", "snapshot": "snapshots/000000.safetensors"}\n{"step": 1, "lr": [1]}\nnot json\n'
+    )
+    win = window
+    started = []
+    win.start_worker = lambda play=False: started.append(play)  # what --replay falls back to
+    ctl = win.features.replay.open(bad, live_on_failure=True)
+    assert ctl is not None
+    qtbot.waitUntil(lambda: "Could not open the recording" in win.status.currentMessage(), timeout=WAIT_MS)
+    message = win.status.currentMessage()
+    assert "no complete record" in message and "line 1" in message and "step" in message
+    assert win.replay is None and started == [False] and win.controls.isEnabled()
+
+
+def test_the_slider_jumps_to_where_it_is_clicked(qtbot, window, matrix_run):
+    """Issue 16: a click on the slider's groove went a tenth of the way, not to the click."""
+    directory, _live = matrix_run
+    win = window
+    ctl = open_replay(qtbot, win, directory)
+    slider = ctl.bar.slider
+    qtbot.waitUntil(lambda: slider.isVisible() and slider.width() > 100, timeout=WAIT_MS)
+    x = round(slider.width() * 0.8)
+    qtbot.mouseClick(slider, replay.Qt.MouseButton.LeftButton, pos=replay.QtCore.QPoint(x, slider.height() // 2))
+    qtbot.waitUntil(lambda: ctl.shown_step is not None and ctl.shown_step >= 9, timeout=WAIT_MS)
+    assert 9 <= slider.value() <= 11  # where it was clicked (a page step would have gone to 1)
+
+
+def test_follow_a_run_is_in_the_file_menu(qtbot, window, monkeypatch, tmp_path):
+    win = window
+    monkeypatch.setattr(replay.QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: "")
+    calls = []
+    real = replay.ReplayFeature.open
+    monkeypatch.setattr(replay.ReplayFeature, "open", lambda self, *a, **k: calls.append(k) or real(self, *a, **k))
+    win.actions_by_name["follow_run"].trigger()
+    assert calls == [{"follow": True}] and win.replay is None  # the chooser was cancelled
+    menu = next(a.menu() for a in win.menuBar().actions() if a.text() == "&File")
+    assert win.actions_by_name["follow_run"] in menu.actions()
