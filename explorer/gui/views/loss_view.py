@@ -161,7 +161,9 @@ class LossView(View):
         """A replay's cursor at `step` over `run` = (steps, losses), the whole recorded run drawn
         faintly behind the curves up to `step`; None takes both away (back to live)."""
         if getattr(self, "replay_cursor", None) is None:
-            self.replay_cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((150, 150, 150), width=1, dash=[4, 3]))
+            self.replay_cursor = pg.InfiniteLine(
+                angle=90, movable=False, pen=pg.mkPen((150, 150, 150), width=1, dash=[4, 3])
+            )
             self.run_curve = pg.PlotDataItem(pen=pg.mkPen(QtGui.QColor(150, 150, 150, 110), width=1))
             self.run_curve.setZValue(-1)
             for item in (self.run_curve, self.replay_cursor):
