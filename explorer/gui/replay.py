@@ -205,7 +205,8 @@ class ReplayController(QtCore.QObject):
 
     def _update_follow_label(self) -> None:
         if self.follow_label is not None and self.count:
-            self.follow_label.setText(self.watch.describe(self.steps[self.count - 1]))
+            ended = next((e for e in ("finished", "failed") if e in self._said), None)
+            self.follow_label.setText(self.watch.describe(self.steps[self.count - 1], ended))
 
     # ---- entering and leaving ------------------------------------------------------------------
     def enter(self) -> None:
@@ -232,7 +233,8 @@ class ReplayController(QtCore.QObject):
         win.clear_views()
         self.show_index(self.count - 1 if self.follow else 0)
         self.bar.slider.setFocus()
-        self._follow_news()
+        if not self.reading:  # else the scan's end says it, with every record before its last line
+            self._follow_news()
 
     def leave(self) -> None:
         win = self.window

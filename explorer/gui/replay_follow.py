@@ -127,14 +127,13 @@ class FollowWatch:
             self.stalled = holder_alive(self.index.dir) is False
         return self.stalled
 
-    def describe(self, step: int) -> str:
-        """The status bar's line: following, the step, and how long ago the last record came."""
+    def describe(self, step: int, ended: str | None) -> str:
+        """The status bar's line: following, the step, and how long ago the last record came.
+        `ended`: "finished" / "failed" once the controller has taken in the records before that line
+        (the index's events change on the reading thread, ahead of the records the GUI has)."""
         ago = format_ago(time.monotonic() - self.last_record)
-        if self.index.finished:
-            return f"finished · step {step:,}"
-        failed = self.index.failed
-        if failed is not None:
-            return f"failed · step {step:,}"
+        if ended:
+            return f"{ended} · step {step:,}"
         if self.stalled:
             return f"stalled? · step {step:,} · last record {ago} ago"
         return f"following · step {step:,} · last record {ago} ago"
