@@ -368,11 +368,11 @@ def test_a_long_recording_opens_without_stalling_the_window(qtbot, window, matri
     assert np.array_equal(win.views["delta"].image.image, want.delta)
     # the loss view: the whole run (thinned), a cursor at the step shown
     loss = win.views["loss"]
-    rx, ry = loss.run_curve.getData()
+    rx, ry = loss.run_curve.getOriginalDataset()
     assert (
         len(rx) <= 2 * 4096 and rx[-1] == last and loss.replay_cursor.value() == last and loss.replay_cursor.isVisible()
     )
-    assert ctl.show_step(3) and loss.replay_cursor.value() == 3 and loss.run_curve.getData()[0][-1] == last
+    assert ctl.show_step(3) and loss.replay_cursor.value() == 3 and loss.run_curve.getOriginalDataset()[0][-1] == last
 
 
 def test_indexing_a_recording_takes_memory_by_record_not_by_line(matrix_run, tmp_path):
@@ -436,13 +436,16 @@ def test_the_slider_jumps_to_where_it_is_clicked(qtbot, window, matrix_run):
     assert 9 <= slider.value() <= 11  # where it was clicked (a page step would have gone to 1)
 
 
-def test_follow_a_run_is_in_the_file_menu(qtbot, window, monkeypatch, tmp_path):
+def test_follow_a_run_is_in_the_file_menu(qtbot, window, monkeypatch, matrix_run):
+    directory, _live = matrix_run
     win = window
-    monkeypatch.setattr(replay.QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: "")
-    calls = []
-    real = replay.ReplayFeature.open
-    monkeypatch.setattr(replay.ReplayFeature, "open", lambda self, *a, **k: calls.append(k) or real(self, *a, **k))
-    win.actions_by_name["follow_run"].trigger()
-    assert calls == [{"follow": True}] and win.replay is None  # the chooser was cancelled
+    titles = []
+    chooser = lambda _parent, title, _start: titles.append(title) or str(directory)  # noqa: E731
+    monkeypatch.setattr(replay.QtWidgets.QFileDialog, "getExistingDirectory", chooser)
     menu = next(a.menu() for a in win.menuBar().actions() if a.text() == "&File")
     assert win.actions_by_name["follow_run"] in menu.actions()
+    win.actions_by_name["follow_run"].trigger()  # File > Follow a run…
+    qtbot.waitUntil(lambda: win.replay is not None, timeout=WAIT_MS)
+    assert titles == ["Follow a run (its recording directory)"] and win.replay.follow
+    assert win.replay.shown_step == 12  # at the head; the recording is finished
+    qtbot.waitUntil(lambda: win.replay.follow_label.text().startswith("finished · step 12"), timeout=WAIT_MS)
