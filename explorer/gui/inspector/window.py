@@ -7,7 +7,8 @@ SpectrumView as live training (views.py). AdaptionPrompt adapters show prompts.p
 "Compare with base model…" (an HF Llama directory) adds the LoRA paper's amplification factor per
 module and W₀ in the heatmap. Reading and analysing run off the GUI thread (loader.py) with a
 progress bar; a bad directory shows a message with the reader's one line, the previous inspection
-stays and the app keeps running.
+stays and the app keeps running. Beside the pages, resize_panel.py's energy slider shows the
+parameters each energy level keeps and writes the resized adapter (the resize command, in a child process).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from explorer.gui.inspector.grid import NormGridView
 from explorer.gui.inspector.loader import InspectJob
 from explorer.gui.inspector.module_table import ENERGY_KS, ModuleTable
 from explorer.gui.inspector.prompts import PromptPanel
+from explorer.gui.inspector.resize_panel import ResizePanel
 from explorer.gui.inspector.views import InspectorDeltaView, InspectorSpectrumView
 from explorer.schema.format import format_bytes, format_count, one_line, short_json
 
@@ -169,12 +171,20 @@ class AdapterInspector(QtWidgets.QMainWindow):
         self.message_page.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.pages.addWidget(self.message_page)
         self.pages.setCurrentWidget(self.message_page)
-        outer.addWidget(self.pages, 1)
+        # beside every page: an AdaptionPrompt adapter's panel says why it has nothing to resize
+        self.resize_panel = ResizePanel()
+        body = QtWidgets.QSplitter(Qt.Horizontal)
+        body.addWidget(self.pages)
+        body.addWidget(self.resize_panel)
+        body.setStretchFactor(0, 4)
+        body.setStretchFactor(1, 1)
+        body.setSizes([1080, 360])
+        outer.addWidget(body, 1)
         self.setCentralWidget(central)
 
     # ---- theme
     def _apply_theme(self) -> None:
-        for v in (self.delta_view, self.spectrum_view, self.grid, self.prompt_panel):
+        for v in (self.delta_view, self.spectrum_view, self.grid, self.prompt_panel, self.resize_panel):
             v.set_theme(self._dark)
 
     def set_theme(self, dark: bool) -> None:
@@ -322,6 +332,7 @@ class AdapterInspector(QtWidgets.QMainWindow):
             else f"Read {len(report.adaption_prompt.layers)} prompt layers in {report.seconds:.2f} s"
         )
         self.base_button.setEnabled(report.peft_type == "LORA")
+        self.resize_panel.set_report(report)
         if report.peft_type == "LORA":
             self.pages.setCurrentWidget(self.lora_page)
             self.grid.set_grid(report.grid, report.modules)
