@@ -91,6 +91,10 @@ class ResizePanel(QtWidgets.QWidget):
 
         self.glw = new_layout_widget(self.style_)
         self.glw.setMinimumHeight(150)
+        self.glw.setToolTip(
+            "One point per slider level (50–100 %): every module keeps at least that share of its Σσ², so the "
+            "whole adapter keeps at least as much (x); y counts the LoRA factors' values"
+        )
         self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
         self.plot.hideButtons()
         self.plot.setMenuEnabled(False)
