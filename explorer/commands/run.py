@@ -30,6 +30,7 @@ import time
 
 # Import only the settings table here (no torch), so `--help` stays instant.
 from explorer.commands import exit_codes
+from explorer.schema.faults import DIVERGED, Fault
 from explorer.schema.format import format_clock, format_fixed
 from explorer.schema.settings import PATTERNS, SETTINGS_SPEC, TrainSettings, format_pattern, parse_pattern
 
@@ -318,7 +319,7 @@ def run(args: argparse.Namespace) -> int:
         if fault is not None:
             progress.done()
             message = f"{fault}; stopped; lower the learning rate"
-            record_fault(trainer, writer, settings.display_size, message)
+            record_fault(trainer, writer, settings.display_size, Fault(DIVERGED, message))
             sys.stderr.write(f"peft-explorer: training stopped: {message}\n")
         progress.update(trainer.step, trainer.loss, trainer.last_eval_loss, force=True)
         progress.done()
@@ -331,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
     return exit_codes.FAULT if fault is not None else exit_codes.OK
 
 
-def record_fault(trainer, writer, display_size: int, message: str) -> None:
+def record_fault(trainer, writer, display_size: int, fault: Fault) -> None:
     """Write the fault's record: at the last good weights when they were kept, else without analyses."""
     from explorer.engine.trainer import NonFiniteLoss
 
@@ -340,10 +341,10 @@ def record_fault(trainer, writer, display_size: int, message: str) -> None:
         try:
             snap = trainer.snapshot(display_size)
         except NonFiniteLoss:
-            snap = trainer.bare_snapshot("fault", message)
+            snap = trainer.bare_snapshot("fault", fault)
     else:
-        snap = trainer.bare_snapshot("fault", message)
-    snap.state, snap.fault = "fault", message
+        snap = trainer.bare_snapshot("fault", fault)
+    snap.state, snap.fault = "fault", fault
     writer.write(snap)
 
 

@@ -57,7 +57,7 @@ from explorer.engine.scenarios import SCENARIO_SETTINGS, build_scenario, derive_
 from explorer.engine.slowdown import SlowWatch
 from explorer.engine.state_checks import finite_number, optimizer_entry_problem, resumed_histories
 from explorer.engine.thread_tuner import ThreadTuner
-from explorer.schema.faults import FAULT_KINDS
+from explorer.schema.faults import FAULT_KINDS, Fault
 from explorer.schema.settings import COLD, TrainSettings, changed_kinds, validate
 from explorer.schema.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
 
@@ -729,7 +729,7 @@ class Trainer:
         h.spectrum_steps, h.spectra = seg.spectrum_hist.arrays()
         return h
 
-    def bare_snapshot(self, state: str = "fault", fault: str | None = None) -> Snapshot:
+    def bare_snapshot(self, state: str = "fault", fault: Fault | None = None) -> Snapshot:
         """A snapshot without analyses (used when a snapshot itself failed)."""
         seg = self._seg
         return Snapshot(

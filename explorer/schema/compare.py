@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from explorer.schema.budget import PRESETS, compute_budget
+from explorer.schema.faults import Fault
 from explorer.schema.settings import METHODS, PATTERNS, SETTINGS_SPEC, TrainSettings, parse_pattern
 
 # ---- run specs -----------------------------------------------------------------------------------
@@ -285,7 +286,7 @@ class RunSummary:
     final_eval_loss: float | None  # the held-out loss at the last evaluation
     measured_trainable_params: int = 0
     matrices: list[str] = field(default_factory=list)
-    fault: str | None = None  # a run that diverged stops; the others go on
+    fault: Fault | None = None  # a run that diverged stops; the others go on
 
     def table_row(self) -> dict:
         return {
@@ -382,7 +383,7 @@ class CompareSnapshot:
     scenario: str = "lm"
     device: str = ""
     state: str = "paused"  # "running" | "paused" | "fault"
-    fault: str | None = None
+    fault: Fault | None = None  # why the comparison stopped (every run stopped, it could not start, ...)
 
     def table_rows(self) -> list[dict]:
         return [r.table_row() for r in self.runs]

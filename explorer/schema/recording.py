@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from explorer.schema import recording_checks as checks
+from explorer.schema.faults import Fault
 from explorer.schema.files import atomic_write_bytes, atomic_write_text
 from explorer.schema.jsonio import JsonFileError, parse_json, read_json_file
 from explorer.schema.outdir import claim_output_dir, entries, foreign_entries, housekeeping, marker_problem
@@ -132,9 +133,19 @@ def metrics_line(snap: Snapshot, fresh_samples: bool = False) -> dict:
         line["gates"] = [p.gates.tolist() for p in snap.prefixes]
     if fresh_samples and snap.samples is not None:
         line["samples"] = snap.samples
-    if snap.fault:
-        line["fault"] = snap.fault
+    line.update(fault_fields(snap.fault))
     return _strict(line)
+
+
+def fault_fields(fault: Fault | None) -> dict:
+    """A fault as recorded: `fault` holds the message (what readers before structured faults read), its
+    kind and setting go beside it."""
+    if fault is None:
+        return {}
+    out = {"fault": fault.message, "fault_kind": fault.kind}
+    if fault.setting is not None:
+        out["fault_setting"] = fault.setting
+    return out
 
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
@@ -290,7 +301,8 @@ class RecordingWriter:
             tensors[f"h/{field}"] = np.ascontiguousarray(getattr(h, field))
         for name, arr in h.spectra.items():
             tensors[f"h/spectra/{name}"] = np.ascontiguousarray(arr)
-        meta = {k: getattr(snap, k) for k in _SCALARS}
+        meta = {k: getattr(snap, k) for k in _SCALARS if k != "fault"}
+        meta.update({"fault": None, **fault_fields(snap.fault)})
         if snap.slow_reason:  # optional: recordings made before it was added have none
             meta["slow_reason"] = snap.slow_reason
         meta.update(matrices=matrices, prefixes=prefixes, spectra_names=list(h.spectra))

@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 
+from explorer.schema.faults import Fault
 from explorer.schema.jsonio import (
     JsonFileError,
     is_number,
@@ -98,7 +99,7 @@ def check_metrics_line(line, where: str) -> dict:
     state = line.get("state", "paused")
     if state not in STATES:
         raise JsonFileError(f"{where}: state is {shown(state)}, expected one of {', '.join(STATES)}")
-    need_str(line.get("fault"), where, "fault", MAX_TEXT, none_ok=True)
+    fault_from(line, where)
     snapshot = line.get("snapshot", f"snapshots/{step:06d}.safetensors")
     if not isinstance(snapshot, str) or not SNAPSHOT_PATH.match(snapshot):
         raise JsonFileError(f"{where}: snapshot is {shown(snapshot)}, expected snapshots/NNNNNN.safetensors")
@@ -238,6 +239,17 @@ def _history(d, tensors, where: str, fields) -> History:
     return History(**arrays, spectra=spectra)
 
 
+def fault_from(d: dict, where: str) -> Fault | None:
+    """The Fault a record holds: its message in `fault` (all a recording from before structured faults
+    has: kind "error"), its kind and setting in `fault_kind` / `fault_setting`."""
+    message = need_str(d.get("fault"), where, "fault", MAX_TEXT, none_ok=True)
+    setting = need_str(d.get("fault_setting"), where, "fault_setting", MAX_NAME, none_ok=True)
+    try:
+        return Fault.read(message, d.get("fault_kind"), setting)
+    except ValueError as exc:
+        raise JsonFileError(f"{where}: {exc}") from None
+
+
 def snapshot_from(
     d: dict, tensors: dict, const_ref, where: str, scalars, history_fields, matrix_optional: dict
 ) -> Snapshot:
@@ -260,7 +272,7 @@ def snapshot_from(
         "samples": d["samples"],
         "probe_tokens": need_list(d["probe_tokens"], where, "probe_tokens", 100_000),
         "state": d["state"],
-        "fault": need_str(d["fault"], where, "fault", MAX_TEXT, none_ok=True),
+        "fault": fault_from(d, where),
         # optional: recordings made before it was added have none
         "slow_reason": need_str(d.get("slow_reason"), where, "slow_reason", MAX_TEXT, none_ok=True),
     }

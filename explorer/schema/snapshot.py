@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from explorer.schema.faults import Fault
+
 
 @dataclass
 class MatrixSnapshot:
@@ -84,5 +86,5 @@ class Snapshot:
     samples: dict | None = None  # {"prompt": str, "adapted": str, "base": str, "step": int}
     probe_tokens: list[str] = field(default_factory=list)  # axis labels for the attention maps
     state: str = "paused"  # "running" | "paused" | "fault"
-    fault: str | None = None  # a message for the user when training stopped on a fault
+    fault: Fault | None = None  # why training stopped (state "fault")
     slow_reason: str | None = None  # why steps run far slower than a moment ago, when known (engine/slowdown.py)
