@@ -178,7 +178,8 @@ def test_a_run_that_diverges_stops_and_the_others_go_on():
     r.step_round()
     snap = r.snapshot()
     assert [x.step for x in snap.runs] == [3, 0]
-    assert snap.runs[1].fault and snap.runs[0].fault is None
+    assert snap.runs[1].fault.kind == "diverged" and snap.runs[0].fault is None
+    assert snap.runs[1].fault.message == faults[0].removeprefix("full: ")
 
 
 # ---- the table against the budget function ------------------------------------------------------------
@@ -507,8 +508,8 @@ def test_compare_worker_reports_runs_it_cannot_build():
     worker._base = tiny_lm(seq_len=200)  # longer than the tiny model's context: fails in the thread
     with worker:
         snap = worker.wait_for(lambda s: s.state == "fault", 60)
-        assert "could not start the comparison" in snap.fault and "seq_len=200" in snap.fault
-        assert snap.runs == []
+        assert snap.fault.kind == "start" and "could not start the comparison" in snap.fault.message
+        assert "seq_len=200" in snap.fault.message and snap.runs == []
     assert not worker.alive
 
 
@@ -525,3 +526,34 @@ def test_amplification_of_a_pissa_run_says_its_w0_is_the_residual():
     assert all(row["rank"] <= row["adapter_rank"] == 2 for rs in rows.values() for row in rs)
     text = table_markdown(snap, {"scenario": "matrix", "steps": 3, "seed": 0, "base": "W0", "device": "cpu"})
     assert "`lora-r2-initpissa`: PiSSA, so W0 here is the residual" in text
+
+
+def test_compare_worker_says_when_every_run_has_stopped():
+    """The comparison's own fault (kind all-stopped) once the last run diverges; play then says so
+    again instead of stepping nothing."""
+    with CompareWorker(tiny_matrix(), ["lora:r=2"], threads=1) as worker:
+        worker.wait_for(lambda s: s.step == 0, 60)
+        worker.step(2)
+        worker.wait_for(lambda s: s.step == 2, 60)
+        worker._command("call", _Inject(worker, "nan"))
+        worker.play()
+        snap = worker.wait_for(lambda s: s.state == "fault", 60)
+        assert snap.fault.kind == "all-stopped" and snap.fault.message.startswith("every run stopped: lora-r2: ")
+        assert snap.runs[0].fault.kind == "diverged" and not worker.running
+        worker.play()
+        again = worker.wait_for(lambda s: s.state == "fault", 60)
+        assert again.fault == snap.fault and again.step == snap.step
+        worker.reset()
+        fresh = worker.wait_for(lambda s: s.state == "paused", 60)
+        assert fresh.fault is None and fresh.runs[0].fault is None and fresh.step == 0
+
+
+class _Inject:
+    """A call into the worker's thread that arms a fault in every run's trainer."""
+
+    def __init__(self, worker, kind):
+        self.worker, self.kind = worker, kind
+
+    def run(self):
+        for r in self.worker._runner.runs:
+            r.trainer.inject_fault(self.kind)

@@ -64,7 +64,8 @@ def test_configure_validates_in_the_caller_and_applies_in_the_worker(make_worker
     # a change that passes the settings check but not the model: a fault naming it, old settings kept
     assert w.configure(rank=64) == {"rank": "cold"}
     s = w.wait_for(lambda s: s.state == "fault", 30)
-    assert "rank=64" in s.fault and "previous settings stay in force" in s.fault
+    assert "rank=64" in s.fault.message and "previous settings stay in force" in s.fault.message
+    assert s.fault.kind == "setting" and s.fault.setting == "rank"
     assert w.settings.rank == 3 and s.settings["rank"] == 3 and s.segment == 1
     assert w.configure(rank=2) == {"rank": "cold"}  # validated against the running settings again
     w.wait_for(lambda s: s.settings["rank"] == 2 and s.state == "paused", 30)
@@ -81,9 +82,10 @@ def test_faults_pause_with_a_message_and_training_goes_on_after_reset(make_worke
     w.inject_fault(kind)
     w.play()
     s = w.wait_for(lambda s: s.state == "fault", 30)
-    assert words in s.fault and "paused" in s.fault and not w.running
+    assert words in s.fault.message and "paused" in s.fault.message and not w.running
+    assert s.fault.kind == {"nan": "diverged", "exception": "error", "oom": "memory"}[kind] and s.fault.setting is None
     if kind == "nan":
-        assert "lr=0.01" in s.fault and "lower the learning rate or reset" in s.fault and s.step == 3
+        assert "lr=0.01" in s.fault.message and "lower the learning rate or reset" in s.fault.message and s.step == 3
     else:
         assert s.step == 4
     assert np.isfinite(s.loss)
@@ -97,7 +99,7 @@ def test_faults_pause_with_a_message_and_training_goes_on_after_reset(make_worke
 def test_a_failed_start_reports_and_recovers(make_worker):
     w = make_worker(tiny_lm(seq_len=200), base_model=tiny_byte_model())  # longer than the model's context
     s = w.wait_for(timeout=30)
-    assert s.state == "fault" and "seq_len=200" in s.fault
+    assert s.state == "fault" and "seq_len=200" in s.fault.message and s.fault.kind == "start"
     w.configure(seq_len=16)
     s = w.wait_for(lambda s: s.state == "paused", 30)
     assert s.step == 0 and s.settings["seq_len"] == 16
