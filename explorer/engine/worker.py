@@ -86,11 +86,10 @@ class TrainingWorker(WorkerLoop):
         with self._lock:
             return self._running_settings
 
-    @property
-    def requested(self) -> TrainSettings:
-        """The settings asked for (the running ones with the changes not yet applied)."""
-        with self._lock:
-            return self._requested
+    def relay_info(self) -> dict:
+        with self._lock:  # the settings asked for are reset when a change fails
+            settings, requested = self._running_settings, self._requested
+        return {**super().relay_info(), "settings": settings, "requested": requested}
 
     def request_snapshot(self) -> None:
         self._command("snapshot")

@@ -32,6 +32,7 @@ import torch
 
 from explorer.core.cpu_threads import check_threads
 from explorer.engine.mailbox import Mailbox
+from explorer.engine.spawn import one_line
 from explorer.schema.faults import ERROR, Fault
 
 SNAPSHOT_SHARE = 0.025
@@ -93,14 +94,6 @@ class Call:
                 self.cancelled = True
                 self.error = ValueError(message)
                 self.done.set()
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as the one line a user reads (the type named unless it is a ValueError / OSError)."""
-    text = " ".join(str(exc).split())
-    if isinstance(exc, (ValueError, OSError)) and text:
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @functools.cache
@@ -204,6 +197,11 @@ class WorkerLoop:
         if call.error is not None:
             raise ValueError(one_line(call.error)) from None
         return call.result
+
+    def relay_info(self) -> dict:
+        """What the process relay (engine/relay_child.py) sends beside each snapshot for the parent's
+        mirror of this worker."""
+        return {"running": self.running, "posted": self.snapshots_posted, "instrument_seconds": self.instrument_seconds}
 
     def latest(self):
         """The newest snapshot not yet taken, or None. Never blocks."""

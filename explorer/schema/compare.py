@@ -38,7 +38,7 @@ import numpy as np
 
 from explorer.schema.budget import PRESETS, compute_budget
 from explorer.schema.faults import Fault
-from explorer.schema.settings import METHODS, PATTERNS, SETTINGS_SPEC, TrainSettings, parse_pattern
+from explorer.schema.settings import METHODS, PATTERNS, SETTINGS_SPEC, TrainSettings, parse_pattern, validate
 
 # ---- run specs -----------------------------------------------------------------------------------
 
@@ -239,6 +239,18 @@ def unique_labels(specs: list[RunSpec]) -> list[RunSpec]:
         taken.add(label)
         out.append(RunSpec(label=label, overrides=dict(s.overrides), text=s.text, explicit_label=s.explicit_label))
     return out
+
+
+def checked_specs(base_settings: TrainSettings, specs: list) -> list[RunSpec]:
+    """The run specs (strings or RunSpecs) with unique labels, each checked against `base_settings`:
+    a bad spec is the caller's ValueError, raised before any thread or process starts."""
+    if not specs:
+        raise ValueError("no runs to compare: give at least one run spec (e.g. lora:r=8)")
+    validate(base_settings)
+    specs = unique_labels([parse_run_spec(s) if isinstance(s, str) else s for s in specs])
+    for s in specs:
+        s.settings(base_settings)
+    return specs
 
 
 # ---- plain data for the view and the table -------------------------------------------------------

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from engine_helpers import no_engine_threads, one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401
 
-from explorer.engine.process_worker import CHILD_NICE, ProcessTrainingWorker
+from explorer.engine.process_worker import ProcessTrainingWorker
+from explorer.engine.relay_child import CHILD_NICE
 
 WAIT_S = 60
 
@@ -112,7 +113,7 @@ def test_faults_arrive_as_fault_snapshots_and_reset_then_play_works(shared, kind
     w.inject_fault(kind)
     w.play()
     s = w.wait_for(lambda s: s.state == "fault", WAIT_S)
-    assert words in s.fault and "paused" in s.fault and not w.running and w.alive
+    assert words in s.fault.message and "paused" in s.fault.message and not w.running and w.alive
     assert np.isfinite(s.loss)
     w.reset()
     s = w.wait_for(lambda s: s.state == "paused" and s.step == 0, WAIT_S)
@@ -134,11 +135,12 @@ def test_a_killed_child_is_a_fault_and_reset_starts_a_new_one(shared):
     old = w.pid
     os.kill(old, signal.SIGKILL)
     s = w.wait_for(lambda s: s.state == "fault", WAIT_S)
-    assert s.fault == ("the training process stopped unexpectedly (exit code -9); Reset starts it again")
+    assert s.fault.message == "the training process stopped unexpectedly (exit code -9); Reset starts it again"
+    assert s.fault.kind == "died"
     assert not w.alive and not w.running and reaped(old)
     assert s.step >= 5 and s.matrices  # the last picture stays, marked as a fault
     w.play()  # nothing to play: the fault is said again
-    assert "exit code -9" in w.wait_for(timeout=WAIT_S).fault
+    assert "exit code -9" in w.wait_for(timeout=WAIT_S).fault.message
     with pytest.raises(ValueError, match="not running"):
         w.save_state("never-written.safetensors")
     w.reset()  # a new child, the same settings
@@ -284,7 +286,7 @@ def test_lm_with_a_given_base_model_failed_start_samples_and_failed_apply():
         tiny_lm(method="prefix", prefix_len=2, prefix_layers=2, seq_len=200), base_model=tiny_byte_model(), threads=1
     ) as w:
         s = w.wait_for(timeout=WAIT_S)  # longer than the model's context
-        assert s.state == "fault" and "seq_len=200" in s.fault and w.alive
+        assert s.state == "fault" and "seq_len=200" in s.fault.message and s.fault.kind == "start" and w.alive
         w.configure(seq_len=16)
         s = w.wait_for(lambda s: s.state == "paused" and s.samples is not None, WAIT_S)
         assert s.step == 0 and s.settings["seq_len"] == 16
@@ -298,7 +300,8 @@ def test_lm_with_a_given_base_model_failed_start_samples_and_failed_apply():
         w.wait_for(lambda s: s.settings["method"] == "lora", WAIT_S)
         assert w.configure(rank=64) == {"rank": "cold"}
         s = w.wait_for(lambda s: s.state == "fault", WAIT_S)
-        assert "rank=64" in s.fault and "previous settings stay in force" in s.fault
+        assert "rank=64" in s.fault.message and "previous settings stay in force" in s.fault.message
+        assert s.fault.setting == "rank"
         assert w.settings.rank == 2
         w.request_snapshot()
         w.wait_for(timeout=WAIT_S)  # the child's view of what is asked comes back

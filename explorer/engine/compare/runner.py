@@ -32,12 +32,11 @@ from explorer.schema.compare import (
     CompareSnapshot,
     RunSpec,
     RunSummary,
-    parse_run_spec,
+    checked_specs,
     price_on_llama,
-    unique_labels,
 )
 from explorer.schema.faults import DIVERGED, ERROR, MEMORY, Fault
-from explorer.schema.settings import TrainSettings, validate
+from explorer.schema.settings import TrainSettings
 
 
 class _Run:
@@ -110,11 +109,8 @@ class CompareRunner:
     def __init__(self, base_settings: TrainSettings, specs: list[RunSpec], *, base_model=None):
         from explorer.engine.trainer import Trainer
 
-        if not specs:
-            raise ValueError("no runs to compare: give at least one run spec (e.g. lora:r=8)")
-        validate(base_settings)
-        specs = unique_labels([parse_run_spec(s) if isinstance(s, str) else s for s in specs])
-        settings = [s.settings(base_settings) for s in specs]  # every spec is checked before any work
+        specs = checked_specs(base_settings, specs)  # every spec is checked before any work
+        settings = [s.settings(base_settings) for s in specs]
         self.base_settings = base_settings
         self.specs = specs
         self.runs: list[_Run] = []

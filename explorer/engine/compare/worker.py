@@ -15,25 +15,15 @@ from __future__ import annotations
 
 from explorer.engine.compare.runner import CompareRunner
 from explorer.engine.worker_loop import Cadence, WorkerLoop
-from explorer.schema.compare import CompareSnapshot, parse_run_spec, unique_labels
+from explorer.schema.compare import CompareSnapshot, checked_specs
 from explorer.schema.faults import ALL_STOPPED, START, Fault
-from explorer.schema.settings import TrainSettings, validate
+from explorer.schema.settings import TrainSettings
 
 EVAL_INTERVAL_S = 1.0
 EVAL_SHARE = 0.02
 ANALYSIS_INTERVAL_S = 2.0
 ANALYSIS_SHARE = 0.05
 ALL_STOPPED_HINT = "every run has stopped: reset to go on"
-
-
-def checked_specs(base_settings: TrainSettings, specs: list) -> list:
-    """The run specs (strings or RunSpecs) with unique labels, each checked against `base_settings`:
-    a bad spec is the caller's ValueError, raised before any thread or process starts."""
-    validate(base_settings)
-    specs = unique_labels([parse_run_spec(s) if isinstance(s, str) else s for s in specs])
-    for s in specs:
-        s.settings(base_settings)
-    return specs
 
 
 class CompareWorker(WorkerLoop):
