@@ -31,14 +31,11 @@ import torch
 
 from explorer.core.state_file import TrainedState, load_state
 from explorer.schema.dirlock import DirLock
+from explorer.schema.exportable import EXPORTABLE, check_exportable, export_problem
 from explorer.schema.files import atomic_write_text, private_temp_dir
 from explorer.schema.jsonio import read_json_file
 from explorer.schema.outdir import marker_problem
 
-EXPORTABLE = (
-    "LoRA (plain, rsLoRA or DoRA, any init including PiSSA) in the lm scenario, or prefix "
-    "tuning with gate shape 'layer' and gate function 'identity' (PEFT AdaptionPrompt)"
-)
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -67,52 +64,6 @@ class ExportResult:
             f"exported step {self.step} as a PEFT {self.peft_type} adapter ({what}) to {self.adapter_dir}\n"
             f"base model (trained on: {self.base_source}) to {self.base_dir}"
         )
-
-
-def _settings_dict(settings) -> dict:
-    return settings.to_dict() if hasattr(settings, "to_dict") else dict(settings)
-
-
-def export_problem(settings) -> str | None:
-    """None when a run with these settings (TrainSettings or its dict) can be exported, else why
-    not and what would: the line the command prints and the app shows on a greyed-out File > Export."""
-    s = _settings_dict(settings)
-    scenario, method = s.get("scenario", "lm"), s.get("method", "lora")
-    if scenario != "lm":
-        return (
-            f"the {scenario!r} scenario trains a single matrix, not a language model, so there is nothing "
-            f"PEFT could load it into; what exports: {EXPORTABLE}"
-        )
-    if method == "full":
-        return (
-            "full fine-tuning changes every weight and is not an adapter, so PEFT cannot hold it; "
-            f"what exports: {EXPORTABLE}"
-        )
-    if method == "lora+prefix":
-        return (
-            "a PEFT adapter holds one method, and this run trained LoRA and a prefix together; "
-            f"what exports: {EXPORTABLE}"
-        )
-    if method == "prefix":
-        why = []
-        if s.get("gate_shape", "head") != "layer":
-            why.append("its gates are per head and PEFT's AdaptionPrompt has one gate per layer")
-        if s.get("gate_fn", "tanh") != "identity":
-            why.append("its gate goes through tanh and AdaptionPrompt applies its gate as is")
-        if why:
-            return (
-                f"this prefix run cannot be expressed as a PEFT adapter: {'; '.join(why)}; what exports: {EXPORTABLE}"
-            )
-        return None
-    if method == "lora":
-        return None
-    return f"method {method!r} is unknown; what exports: {EXPORTABLE}"
-
-
-def check_exportable(settings) -> None:
-    problem = export_problem(settings)
-    if problem:
-        raise ValueError(f"cannot export: {problem}")
 
 
 # --- rebuilding the trained model ----------------------------------------------------------
@@ -330,6 +281,12 @@ def _base_name(source_base_dir: Path | None, settings: dict, out: Path) -> str:
     return str((out / "base").resolve())
 
 
+def export_summary(source, out: str | Path, *, base=None, overwrite: bool = False) -> str:
+    """export_state, answered with its summary: plain text for a process that imports no torch (the
+    app's File > Export runs this in a child process, engine/jobs.py)."""
+    return export_state(source, out, base=base, overwrite=overwrite).summary()
+
+
 def export_state(source, out: str | Path, *, base=None, overwrite: bool = False) -> ExportResult:
     """Write OUT/adapter (PEFT) and OUT/base (HF Llama) for a trained state; see the module docstring.
 
@@ -442,3 +399,14 @@ def _write_export(out, model, settings, state, base_desc, source_base_dir, peft_
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return names
+
+
+__all__ = [
+    "EXPORTABLE",
+    "ExportResult",
+    "build_trained_model",
+    "check_exportable",
+    "export_problem",
+    "export_state",
+    "export_summary",
+]
