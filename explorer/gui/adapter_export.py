@@ -3,17 +3,18 @@
     window.features.adapter_export.export(out=None, overwrite=None)
 
 1. The running settings (the worker's, else the panel's) must be exportable
-   (`explorer.core.export_adapter.export_problem`): LoRA in the lm scenario, or prefix tuning with one
+   (`explorer.schema.exportable.export_problem`): LoRA in the lm scenario, or prefix tuning with one
    identity gate per layer. Otherwise a message says why and what would export, and nothing is written.
 2. `out` (a directory chooser when None). Existing OUT/adapter or OUT/base are replaced only after
    the user confirms (`overwrite=None` asks; True replaces; False refuses with a message).
-3. On a helper thread: the worker saves its trained state to a temporary file
-   (`worker.save_state(path)`), and `export_state` rebuilds the adapted model on the base the run
-   trained on and writes the PEFT adapter and the HF Llama base. The window keeps training and
-   drawing meanwhile; a progress dialog shows, and the summary (or the one-line reason) follows.
+3. A background job (gui/jobs.py): the worker saves its trained state to a temporary file
+   (`worker.save_state(path)`), and a child process (`export_summary`: torch never enters the GUI
+   process) rebuilds the adapted model on the base the run trained on and writes the PEFT adapter and
+   the HF Llama base. The window keeps training and drawing meanwhile; a progress dialog shows, and
+   the summary (or the one-line reason) follows.
 
-Returns the `ExportJob` (its `finished(ok, text)` signal fires on the GUI thread), or None when
-nothing was started.
+Returns the `Job` (its `done(summary)` or `failed(reason)` signal fires on the GUI thread), or None
+when nothing was started.
 """
 
 from __future__ import annotations
@@ -21,54 +22,35 @@ from __future__ import annotations
 import inspect
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtWidgets
 from PySide6.QtCore import Qt
 
+from explorer.engine.jobs import ChildJob
+from explorer.gui.jobs import Job, thread_job
 from explorer.gui.services import WindowServices
+from explorer.schema.exportable import export_problem
 
 TITLE = "Export as PEFT adapter"
 
 
-class ExportJob(QtCore.QObject):
-    """One export on a helper thread; `finished(ok, text)` arrives queued on the GUI thread."""
+EXPORT = "explorer.core.export_adapter:export_summary"  # run in a child process (engine/jobs.py)
 
-    finished = QtCore.Signal(bool, str)
 
-    def __init__(self, worker, out: Path, overwrite: bool, base=None, parent=None):
-        super().__init__(parent)
-        self.worker, self.out, self.overwrite, self.base = worker, Path(out), bool(overwrite), base
-        self.result = None  # the ExportResult, once done
-        self.error: str | None = None
-        self.thread = threading.Thread(target=self._run, name="explorer-export-adapter", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def _run(self) -> None:
-        tmp = Path(tempfile.mkdtemp(prefix="peft-explorer-export-"))
-        try:
-            from explorer.core.export_adapter import export_state
-
-            state_path = tmp / "state.safetensors"
-            self.worker.save_state(str(state_path))
-            self.result = export_state(state_path, self.out, base=self.base, overwrite=self.overwrite)
-            text = self.result.summary()
-            ok = True
-        except (ValueError, OSError) as exc:
-            text, ok = " ".join(str(exc).split()) or type(exc).__name__, False
-        except Exception as exc:  # noqa: BLE001 - said in a message; the app lives on
-            text, ok = f"{type(exc).__name__}: {' '.join(str(exc).split())}", False
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if not ok:
-            self.error = text
-        try:
-            self.finished.emit(ok, text)
-        except RuntimeError:  # the window (and this job with it) was closed meanwhile
-            pass
+def _export(worker, out: Path, overwrite: bool, base) -> str:
+    """On the job's helper thread: the worker's trained state to a temporary file, exported by a child
+    process; the summary."""
+    tmp = Path(tempfile.mkdtemp(prefix="peft-explorer-export-"))
+    try:
+        state_path = tmp / "state.safetensors"
+        worker.save_state(str(state_path))
+        job = ChildJob(
+            EXPORT, str(state_path), str(out), base=base, overwrite=overwrite, name="explorer-export-adapter"
+        )
+        return job.run()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _worker_base(worker):
@@ -86,7 +68,8 @@ class AdapterExportFeature:
 
     def __init__(self, window: WindowServices):
         self.window = window
-        self.job: ExportJob | None = None  # the last export started
+        self.job: Job | None = None  # the last export started
+        self.out: Path | None = None  # where it writes
         self.message: QtWidgets.QMessageBox | None = None
         self.last_dir = ""  # where the chooser opens next time
 
@@ -117,17 +100,15 @@ class AdapterExportFeature:
         status = self.window.status
         (status.error if error else status.info)(text)
 
-    def export(self, out=None, overwrite: bool | None = None) -> ExportJob | None:
+    def export(self, out=None, overwrite: bool | None = None) -> Job | None:
         """File > Export as PEFT adapter. See the module docstring."""
-        from explorer.core.export_adapter import export_problem
-
         win = self.window
         running = self.job
-        if running is not None and running.thread.is_alive():
+        if running is not None and running.running:
             self._message(
                 QtWidgets.QMessageBox.Information,
                 "An export is already running.",
-                f"It writes to {running.out}; the summary shows when it is done.",
+                f"It writes to {self.out}; the summary shows when it is done.",
             )
             return None
         problem = export_problem(self.running_settings())
@@ -191,8 +172,16 @@ class AdapterExportFeature:
                     "Choose another directory, or confirm replacing them.",
                 )
                 return None
-        job = ExportJob(worker, out, bool(overwrite), base=_worker_base(worker), parent=win.widget)
-        self.job = job
+        job = thread_job(
+            _export,
+            worker,
+            out,
+            bool(overwrite),
+            _worker_base(worker),
+            name="explorer-export-adapter",
+            parent=win.widget,
+        )
+        self.job, self.out = job, out
         progress = QtWidgets.QProgressDialog(f"Exporting to {out}…", "", 0, 0, win.widget)
         progress.setObjectName("adapter_export_progress")
         progress.setWindowTitle(TITLE)
@@ -202,7 +191,7 @@ class AdapterExportFeature:
         progress.setAutoClose(False)
         progress.setAutoReset(False)
 
-        def done(ok: bool, text: str) -> None:
+        def finished(ok: bool, text: str) -> None:
             progress.close()
             progress.deleteLater()
             if ok:
@@ -217,13 +206,15 @@ class AdapterExportFeature:
                 self._status(f"Export failed: {text}", error=True)
                 self._message(QtWidgets.QMessageBox.Warning, "The export failed; nothing was written.", text)
 
-        job.finished.connect(done)
+        job.done.connect(lambda summary: finished(True, summary))
+        job.failed.connect(lambda reason: finished(False, reason))
         self._status(f"Exporting to {out}…")
         job.start()
         return job
 
     def window_closing(self) -> None:
-        """An export still running goes on; its result arrives unheard (ExportJob says why)."""
+        """An export still running goes on (its child process writes OUT atomically); its result
+        arrives unheard."""
 
 
-__all__ = ["AdapterExportFeature", "ExportJob"]
+__all__ = ["AdapterExportFeature"]

@@ -1,36 +1,44 @@
-"""The main window's comparison: a CompareWorker behind the compare view.
+"""The main window's comparison: a comparison worker behind the compare view.
 
 The compare view asks for a comparison (`compareRequested(specs)`, from its run-spec field and
 Compare button); talk mode's scenes with `runs` ask for one too (`start(base, specs)`). The host
 
-- makes the CompareWorker (the engine module, and with it torch, is imported on a helper thread
-  the first time, so the window never waits on it), replacing the one before;
-- drains its newest CompareSnapshot on its own timer (latest value wins, as for the single run)
-  and hands it to the compare view, which then belongs to the comparison: the window stops feeding
-  it the single run (`owns("compare")`);
+- runs the comparison through a WorkerHost (gui/worker_host.py, as the window runs its training):
+  by default in a child process (engine/process_worker.py, ProcessCompareWorker), so its training
+  holds neither this process's GIL nor torch; in this process when the window trains here too
+  (`--in-process`, and the GUI tests: `compare_worker_for`);
+- drains its newest CompareSnapshot (latest value wins, as for the single run) and hands it to the
+  compare view, which then belongs to the comparison: the window stops feeding it the single run
+  (`owns("compare")`);
 - never lets both train at once: they share the machine's cores (both set torch's threads), so a
   comparison that plays pauses the single run, and the window's Play / Step pause the comparison;
 - reports errors where the specs were typed: a spec that does not fit the scenario (ValueError
   from the worker) or runs that could not be built (a fault snapshot without runs) go to
-  `show_spec_error`;
-- closes workers off the GUI thread (a round of several language-model runs must finish first),
-  and joins every one of them in `close()`, which the window calls when it closes.
+  `show_spec_error`; a comparison whose runs all stopped, or whose process died, stops playing;
+- closes a replaced worker off the GUI thread (a round of several language-model runs must finish
+  first), and joins every one of them in `close()`, which the window calls when it closes.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-import threading
 import traceback
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
+from explorer.gui.worker_host import WorkerHost
+from explorer.schema.faults import ALL_STOPPED, DIED
 from explorer.schema.settings import format_pattern
 
-COMPARE_MODULE = "explorer.engine.compare"
+PROCESS_COMPARE = "explorer.engine.process_worker:ProcessCompareWorker"
+THREAD_COMPARE = "explorer.engine.compare.worker:CompareWorker"
 DRAIN_MS = 33  # ~30 Hz, as the worker posts at most snapshot_hz (30) anyway
-CLOSE_TIMEOUT_S = 10.0
+
+
+def compare_worker_for(training_factory) -> str:
+    """Where a comparison runs: in a child process when the window trains in one (the default), else
+    in this process beside the window's own training thread."""
+    in_child = isinstance(training_factory, str) and training_factory.startswith("explorer.engine.process_worker:")
+    return PROCESS_COMPARE if in_child else THREAD_COMPARE
 
 
 def spec_text(overrides: dict) -> str:
@@ -83,36 +91,35 @@ def specs_from_runs(base, runs) -> list:
 
 
 class CompareHost(QObject):
-    started = Signal(object)  # the CompareWorker, once it runs
+    started = Signal(object)  # the comparison's worker, once it runs
     failed = Signal(str)  # why a comparison could not start
     snapshot_delivered = Signal(object)  # every CompareSnapshot handed to the view
-    _module_loaded = Signal(object, str, int)
 
-    def __init__(self, window, view=None, worker_kwargs: dict | None = None):
+    def __init__(self, window, view=None, worker_kwargs: dict | None = None, factory=PROCESS_COMPARE):
         super().__init__(window)
         self.window = window
         self.view = view if view is not None else getattr(window, "views", {}).get("compare")
-        self.worker = None
         self.last = None
         self.delivered = 0
         self.error = ""
         self.worker_kwargs = dict(worker_kwargs or {})  # tests: base_model, threads
         self._playing = False
-        self._generation = 0
-        self._loading = False
-        self._pending = None
+        self._play_on_start = False
         self._closed = False
-        self._closers: list[threading.Thread] = []
-        self.timer = QTimer(self)
-        self.timer.setTimerType(Qt.PreciseTimer)
-        self.timer.setInterval(DRAIN_MS)
-        self.timer.timeout.connect(self.drain)
-        self._module_loaded.connect(self._on_module_loaded)
+        self.host = WorkerHost(factory, drain_ms=DRAIN_MS, name="compare", parent=self)
+        self.host.attached.connect(self._on_attached)
+        self.host.failed.connect(self._on_failed)
+        self.host.snapshot.connect(self._on_snapshot)
+        self.host.died.connect(self._on_died)
         signal = getattr(self.view, "compareRequested", None)
         if signal is not None:
             signal.connect(self.compare_specs)
 
     # ------------------------------------------------------------------ state
+    @property
+    def worker(self):
+        return self.host.worker
+
     @property
     def playing(self) -> bool:
         return self._playing
@@ -120,7 +127,7 @@ class CompareHost(QObject):
     @property
     def active(self) -> bool:
         """A comparison is running or starting."""
-        return self.worker is not None or self._loading
+        return self.worker is not None or self.host.loading
 
     def owns(self, view_id: str) -> bool:
         """The view belongs to the comparison (the window must not feed it the single run)."""
@@ -137,56 +144,24 @@ class CompareHost(QObject):
         (`explorer.schema.deck.Run`)."""
         if self._closed:
             return
-        self._generation += 1
-        gen = self._generation
-        self._retire()
+        self.stop()
         self.error = ""
         if self.view is not None:
             self.view.clear()
             self.view.show_spec_error("")
-        if COMPARE_MODULE in sys.modules:
-            self._create(sys.modules[COMPARE_MODULE], base_settings, specs, play)
-            return
-        self._loading = True
-        self._pending = (base_settings, specs, play)
-
-        def load():
-            try:
-                module = importlib.import_module(COMPARE_MODULE)
-                self._module_loaded.emit(module, "", gen)
-            except BaseException as exc:  # noqa: BLE001 - reported in the view
-                self._module_loaded.emit(None, f"{type(exc).__name__}: {exc}", gen)
-
-        threading.Thread(target=load, name="explorer-import-compare", daemon=True).start()
-
-    def _on_module_loaded(self, module, error: str, gen: int) -> None:
-        if gen != self._generation or self._closed:
-            return
-        self._loading = False
-        base, specs, play = self._pending
-        self._pending = None
-        if module is None:
-            self._fail(f"The comparison engine could not be loaded: {error}")
-            return
-        self._create(module, base, specs, play)
-
-    def _create(self, module, base, specs, play: bool) -> None:
         try:
             if specs and all(
                 hasattr(s, "label") and hasattr(s, "settings") and not callable(s.settings) for s in specs
             ):
-                specs = specs_from_runs(base, specs)
-            worker = module.CompareWorker(base, specs, **self.worker_kwargs)
-            worker.start()
-        except ValueError as exc:  # a spec that does not fit the scenario, a bad base setting
+                specs = specs_from_runs(base_settings, specs)
+        except ValueError as exc:
             self._fail(str(exc))
             return
-        except Exception as exc:  # noqa: BLE001 - a broken engine must not take the window down
-            traceback.print_exc()
-            self._fail(f"The comparison could not start: {type(exc).__name__}: {exc}")
-            return
-        self.worker = worker
-        self.timer.start()
+        self._play_on_start = play
+        self.host.start(base_settings, specs, **self.worker_kwargs)
+
+    def _on_attached(self, worker) -> None:
+        play, self._play_on_start = self._play_on_start, False
         if play:
             self.play()
         status = getattr(self.window, "status", None)
@@ -197,6 +172,9 @@ class CompareHost(QObject):
                 + (" (the single run is paused)." if play else ".")
             )
         self.started.emit(worker)
+
+    def _on_failed(self, message: str, specs_error: bool) -> None:
+        self._fail(message if specs_error else f"The comparison could not start: {message}")
 
     def _fail(self, message: str) -> None:
         self.error = message
@@ -211,8 +189,8 @@ class CompareHost(QObject):
     # ------------------------------------------------------------------ commands
     def play(self) -> None:
         if self.worker is None:
-            if self._loading and self._pending is not None:  # play once it has started
-                self._pending = (*self._pending[:2], True)
+            if self.host.loading:  # play once it has started
+                self._play_on_start = True
             return
         pause = getattr(self.window, "pause", None)
         if pause is not None:
@@ -221,8 +199,7 @@ class CompareHost(QObject):
         self._playing = True
 
     def pause(self) -> None:
-        if self._loading and self._pending is not None:
-            self._pending = (*self._pending[:2], False)
+        self._play_on_start = False
         if self.worker is not None and self._playing:
             self.worker.pause()
         self._playing = False
@@ -237,24 +214,15 @@ class CompareHost(QObject):
 
     # ------------------------------------------------------------------ snapshots
     def drain(self) -> None:
-        worker = self.worker
-        if worker is None:
-            return
-        try:
-            snap = worker.latest()
-        except Exception as exc:  # noqa: BLE001
-            self._fail(f"Reading from the comparison failed: {exc}")
-            return
-        if snap is None:
-            if not worker.alive and self._playing:
-                self._playing = False
-            return
+        self.host.drain()
+
+    def _on_snapshot(self, snap) -> None:
         self.last = snap
         self.delivered += 1
-        if snap.state == "fault":
+        if snap.state == "fault" and snap.fault is not None:
             if not snap.runs:
-                self._fail(snap.fault or "the comparison stopped")
-            elif snap.fault and "every run stopped" in snap.fault:
+                self._fail(snap.fault.message)
+            elif snap.fault.kind in (ALL_STOPPED, DIED):
                 self._playing = False
         if self.view is not None:
             try:
@@ -264,34 +232,20 @@ class CompareHost(QObject):
                 self._fail(f"The compare view failed to draw: {exc}")
         self.snapshot_delivered.emit(snap)
 
-    # ------------------------------------------------------------------ stopping
-    def _retire(self) -> None:
-        """Stop the comparison now (no more snapshots) and join its thread off the GUI thread."""
-        worker, self.worker = self.worker, None
+    def _on_died(self) -> None:
         self._playing = False
-        self._loading = False
-        self.last = None
-        self.timer.stop()
-        if worker is None:
-            return
-        self._closers = [t for t in self._closers if t.is_alive()]
-        closer = threading.Thread(
-            target=worker.close, args=(CLOSE_TIMEOUT_S,), name="explorer-compare-close", daemon=True
-        )
-        closer.start()
-        self._closers.append(closer)
 
+    # ------------------------------------------------------------------ stopping
     def stop(self) -> None:
-        """End the comparison (the compare view goes back to following the single run after its
-        next clear)."""
-        self._generation += 1
-        self._retire()
+        """End the comparison (closed off the GUI thread; the compare view goes back to following the
+        single run after its next clear)."""
+        self.host.retire()
+        self._playing = False
+        self._play_on_start = False
+        self.last = None
 
     def close(self) -> None:
-        """End the comparison and join every worker thread this host started. Idempotent."""
-        self._generation += 1
-        self._retire()
+        """End the comparison and join every worker this host started. Idempotent."""
+        self.stop()
         self._closed = True
-        for t in self._closers:
-            t.join(CLOSE_TIMEOUT_S + 1.0)
-        self._closers = []
+        self.host.close()

@@ -8,8 +8,8 @@ trainer elsewhere, so the window shows and answers at once. By default training 
 process (engine/process_worker.py), so it never holds this process's GIL; `worker_factory` picks
 another worker (THREAD_WORKER: `--in-process`, and the GUI tests, for speed).
 
-Where the rest of the window lives: window_worker.py (starting and driving the worker, the drain
-timer's slot), window_actions.py (actions, toolbar, menus), window_layout.py (the default dock
+Where the rest of the window lives: window_worker.py (starting and driving the worker through a
+WorkerHost, worker_host.py), window_actions.py (actions, toolbar, menus), window_layout.py (the default dock
 layout), window_files.py (save, open, export). Features reach the window only through the
 WindowServices it implements (services.py): the public members under "services" below.
 """
@@ -26,8 +26,8 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMenu, QMessageBox, QWidget
 
 from explorer.gui import shortcuts
-from explorer.gui.compare_host import CompareHost
-from explorer.gui.controls import ControlsPanel, label_of, setting_named_in
+from explorer.gui.compare_host import CompareHost, compare_worker_for
+from explorer.gui.controls import ControlsPanel, label_of
 from explorer.gui.features import Features
 from explorer.gui.help_overlay import HelpOverlay
 from explorer.gui.persistence import Persistence, layout_version
@@ -46,13 +46,13 @@ from explorer.gui.window_actions import (
 from explorer.gui.window_files import FileCommands
 from explorer.gui.window_layout import default_geometry, fit_views, place_docks, size_docks
 from explorer.gui.window_worker import WorkerHosting
+from explorer.schema.faults import SETTING
 from explorer.schema.settings import SETTINGS_SPEC, TrainSettings, changed_kinds
 
 # Workers by "module:attribute", imported on a helper thread when the window first needs one.
 PROCESS_WORKER = "explorer.engine.process_worker:ProcessTrainingWorker"
 THREAD_WORKER = "explorer.engine.worker:TrainingWorker"
 DEFAULT_WORKER = PROCESS_WORKER
-DRAIN_MS = 25  # 40 Hz: the worker sends at most snapshot_hz (30) anyway
 
 
 def load_view_classes() -> list[type]:
@@ -84,7 +84,6 @@ def apply_overrides(settings: TrainSettings, overrides: dict) -> TrainSettings:
 class MainWindow(WorkerHosting, QMainWindow):
     snapshot_delivered = Signal(object)  # every snapshot taken from the worker, after the views drew it
     worker_attached = Signal(object)
-    _worker_module_loaded = Signal(object, str)
 
     def __init__(
         self,
@@ -103,7 +102,7 @@ class MainWindow(WorkerHosting, QMainWindow):
         self.store = store or Persistence()
         self.theme = theme or self.store.theme()
         self.worker_factory = worker_factory if worker_factory is not None else DEFAULT_WORKER
-        self.worker = None
+        self.worker_host = self._make_worker_host(self.worker_factory)  # the training run's worker
         self.last_snapshot = None
         self.delivered = 0
         self.view_errors: dict[str, str] = {}
@@ -115,8 +114,6 @@ class MainWindow(WorkerHosting, QMainWindow):
         self._pending_steps = 0
         self._closing = False
         self._closed = False
-        self._loading = False
-        self._worker_dead_reported = False
         self._current_view_id: str | None = None
         self._frame_queue: list[str] = []
         self._frame_snap = None
@@ -144,7 +141,8 @@ class MainWindow(WorkerHosting, QMainWindow):
         self.views: dict[str, QWidget] = {}
         self.view_docks: dict[str, QDockWidget] = {}
         self._make_views(view_classes if view_classes is not None else load_view_classes())
-        self.compare_host = CompareHost(self)  # the compare view's runs (a CompareWorker)
+        # the compare view's runs: in a child process unless the window trains in its own process
+        self.compare_host = CompareHost(self, factory=compare_worker_for(self.worker_factory))
         self.features = Features(self)
         self.files = FileCommands(self)
         self.actions_by_name: dict[str, QAction] = make_actions(
@@ -176,11 +174,6 @@ class MainWindow(WorkerHosting, QMainWindow):
             default_geometry(self, self.controls_dock, self.view_docks)
         self._apply_view_theme()
 
-        self.drain_timer = QTimer(self)
-        self.drain_timer.setTimerType(Qt.PreciseTimer)
-        self.drain_timer.setInterval(DRAIN_MS)
-        self.drain_timer.timeout.connect(self.drain)
-        self._worker_module_loaded.connect(self._on_worker_module_loaded)
         QApplication.instance().focusChanged.connect(self._on_focus_changed)
         self.status.info("Ready. Space plays, N steps, F1 lists every shortcut.")
         self._sync_play_action()
@@ -369,14 +362,12 @@ class MainWindow(WorkerHosting, QMainWindow):
         elif snap.state in ("paused", "fault") and self._playing and not self._want_play:
             self._playing = False
             self._sync_play_action()
-        if snap.state == "fault" and snap.fault:
+        if snap.state == "fault" and snap.fault is not None:
             key = (snap.segment, snap.fault)
             if key != self._fault_seen:
                 self._fault_seen = key
                 self._sync_rejected_settings(snap)
-                self.show_fault(snap.fault)
-            if not self._worker_alive():
-                self._worker_dead_reported = True  # the worker said why it stopped: no second message
+                self.show_fault(snap.fault.message)
         self._update_limits(snap)
         self._queue_views([v for v in self._fed_views() if self._view_visible(v)], snap)
         self.snapshot_delivered.emit(snap)
@@ -492,7 +483,7 @@ class MainWindow(WorkerHosting, QMainWindow):
     def _sync_rejected_settings(self, snap) -> None:
         """The engine could not apply a change (e.g. a rank above this model's min(in, out)): it keeps
         the previous settings, and so do the controls; the message goes beside the control."""
-        if "could not apply" not in snap.fault or self.worker is None:
+        if snap.fault.kind != SETTING or self.worker is None:
             return
         try:
             in_force = self.worker.settings
@@ -503,9 +494,9 @@ class MainWindow(WorkerHosting, QMainWindow):
             self.store.save_settings(in_force)
             self._show_speed(in_force.speed)
             self._update_scenario_label()
-        name = setting_named_in(snap.fault)
+        name = snap.fault.setting
         if name in self.controls.rows:
-            self.controls.rows[name].show_error(snap.fault)
+            self.controls.rows[name].show_error(snap.fault.message)
 
     def _forget_fault_dialog(self) -> None:
         self.fault_dialog = None
@@ -630,7 +621,7 @@ class MainWindow(WorkerHosting, QMainWindow):
                 traceback.print_exc()
             self._close_fault_dialog()
             self.compare_host.close()
-            self._stop_worker()
+            self.worker_host.close()
             try:
                 QApplication.instance().focusChanged.disconnect(self._on_focus_changed)
             except (RuntimeError, TypeError):

@@ -19,7 +19,6 @@ How it works, and what it costs:
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Qt
 
+from explorer.gui.jobs import thread_job
 from explorer.schema.files import atomic_replace
 from explorer.schema.format import format_bytes, one_line
 
@@ -70,7 +70,6 @@ class Recorder(QtCore.QObject):
     frame_taken = QtCore.Signal(int)
     stopped = QtCore.Signal(str)
     finished = QtCore.Signal(bool, str)
-    _encoded = QtCore.Signal(bool, str)
 
     def __init__(
         self,
@@ -106,12 +105,11 @@ class Recorder(QtCore.QObject):
         self._t_stop = 0.0
         self._grab_cost = 0.0
         self._next_grab = 0.0
-        self._thread: threading.Thread | None = None
+        self._job = None  # the encoding job (gui/jobs.py)
         self._timer = QtCore.QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.setInterval(max(1, int(1000 / self.fps)))
         self._timer.timeout.connect(self._tick)
-        self._encoded.connect(self._on_encoded)
 
     # ---- capture ------------------------------------------------------------------------------
     @property
@@ -187,23 +185,22 @@ class Recorder(QtCore.QObject):
         self.state = "encoding"
         self.stopped.emit(reason)
         if not self.images:  # (queued: whoever connects right after start() still hears it)
-            QtCore.QTimer.singleShot(0, self, lambda: self._encoded.emit(False, "nothing was recorded"))
+            QtCore.QTimer.singleShot(0, self, lambda: self._on_encoded(False, "nothing was recorded"))
             return
         images, counts = list(self.images), list(self.counts)
-        self._thread = threading.Thread(
-            target=self._encode, args=(images, counts), name="explorer-encode-recording", daemon=False
+        # not a daemon: a window closed while encoding still gets its file
+        self._job = thread_job(
+            self._encode, images, counts, name="explorer-encode-recording", daemon=False, parent=self
         )
-        self._thread.start()
+        self._job.done.connect(lambda outcome: self._on_encoded(*outcome))
+        self._job.start()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until encoding is done (scripts and tests; the GUI waits for `finished`)."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
+        return self._job.wait(timeout) if self._job is not None else True
 
     # ---- encoding (helper thread) -----------------------------------------------------------------
-    def _encode(self, images: list[QtGui.QImage], counts: list[int]) -> None:
+    def _encode(self, images: list[QtGui.QImage], counts: list[int]) -> tuple[bool, str]:
         try:
             size = encode(images, counts, self.path, self.fps, self.format)
             total = sum(counts)
@@ -214,10 +211,7 @@ class Recorder(QtCore.QObject):
             ok = True
         except Exception as exc:  # noqa: BLE001 - said in the status bar
             text, ok = f"Could not write the recording {self.path.name}: {one_line(exc)}", False
-        try:
-            self._encoded.emit(ok, text)
-        except RuntimeError:  # the window (and this recorder) went away meanwhile
-            pass
+        return ok, text
 
     def _on_encoded(self, ok: bool, text: str) -> None:
         self.state = "done" if ok else "failed"

@@ -303,7 +303,7 @@ class ReplayController(QtCore.QObject):
         self.shown_step = step
         if not self.playing or self._pos < step or self._pos >= self._next_step(index):
             self._pos = float(step)
-        fault = snap.fault if snap.state == "fault" else None
+        fault = snap.fault.message if snap.state == "fault" and snap.fault is not None else None
         self.shown = dataclasses.replace(snap, state="replay", fault=None, samples=samples)
         self.window.deliver(self.shown)
         if "loss" in self.window.views:  # the whole run, with a cursor at the step shown

@@ -1,66 +1,59 @@
-"""The window's worker hosting: start the worker (its module imported on a helper thread), play,
-pause, step, reset, and the drain timer's slot that takes the newest snapshot.
+"""The window's worker hosting: start the worker, play, pause, step, reset, and what the window does
+with what the worker sends (snapshots, a failed start, a death).
 
-A block of MainWindow kept whole in a file of its own (MainWindow inherits it), so that the one
-GUI-side worker host (explorer/gui/worker_host.py) can replace it in one piece. It uses the window's
-own state (worker, status, show_fault, deliver, ...): it is part of the window, not a feature.
+A block of MainWindow kept whole in a file of its own (MainWindow inherits it). The worker itself is
+made, drained and closed by the GUI-side WorkerHost (explorer/gui/worker_host.py), the same one that
+runs the compare view's comparison: its module is imported on a helper thread, a timer takes the
+newest snapshot, a death nobody explained is reported once. It uses the window's own state (status,
+show_fault, deliver, ...): it is part of the window, not a feature.
 """
 
 from __future__ import annotations
 
-import importlib
-import threading
-import traceback
-
 from PySide6.QtWidgets import QStyle
+
+from explorer.gui.worker_host import WorkerHost
 
 
 class WorkerHosting:
     """Mixed into MainWindow (see the module docstring)."""
 
+    def _make_worker_host(self, factory) -> WorkerHost:
+        """The host of the training run's worker (called once, by MainWindow.__init__)."""
+        host = WorkerHost(factory, should_drain=lambda: self.replay is None, parent=self)
+        host.attached.connect(self._on_worker_attached)
+        host.failed.connect(self._on_worker_failed)
+        host.snapshot.connect(self.deliver)
+        host.died.connect(self._on_worker_died)
+        return host
+
     # ------------------------------------------------------------------ worker
+    @property
+    def worker(self):
+        """The training run's worker (None before it starts and after the window closes)."""
+        return self.worker_host.worker
+
+    @property
+    def drain_timer(self):
+        return self.worker_host.timer
+
     def start_worker(self, play: bool = False) -> None:
-        """Make the worker and start it. With the default factory the worker module (torch) is imported
-        on a helper thread, so this returns at once; `worker_attached` fires when it runs."""
+        """Make the worker and start it. Its module (torch, for a thread worker) is imported on a helper
+        thread, so this returns at once; `worker_attached` fires when it runs."""
         self._want_play = self._want_play or play
-        if self.worker is not None or self._loading or self._closed:
+        if self.worker is not None or self.worker_host.loading or self._closed:
             return
         self.status.set_state("starting")
-        if not isinstance(self.worker_factory, str):
-            self._create_worker(self.worker_factory)
-            return
-        self._loading = True
-        self.status.info("Loading the training engine…")
-        module_name, _, attr = self.worker_factory.partition(":")
+        if isinstance(self.worker_factory, str):
+            self.status.info("Loading the training engine…")
+        self.worker_host.start(self.settings)
 
-        def load():
-            try:
-                factory = getattr(importlib.import_module(module_name), attr)
-                self._worker_module_loaded.emit(factory, "")
-            except BaseException as exc:  # noqa: BLE001 - reported in the window
-                self._worker_module_loaded.emit(None, f"{type(exc).__name__}: {exc}")
+    def _on_worker_failed(self, message: str, _settings_error: bool) -> None:
+        if not self._closed:
+            what = "Training could not start" if self.worker is None else "The training engine failed"
+            self.show_fault(f"{what}: {message}")
 
-        threading.Thread(target=load, name="explorer-import-engine", daemon=True).start()
-
-    def _on_worker_module_loaded(self, factory, error: str) -> None:
-        self._loading = False
-        if self._closed:
-            return
-        if factory is None:
-            self.show_fault(f"The training engine could not be loaded: {error}")
-            return
-        self.worker_factory = factory
-        self._create_worker(self.worker_factory)
-
-    def _create_worker(self, factory) -> None:
-        try:
-            worker = factory(self.settings)
-            worker.start()
-        except Exception as exc:  # noqa: BLE001 - bad settings or a broken engine: say so, live on
-            self.show_fault(f"Training could not start: {exc}")
-            return
-        self.worker = worker
-        self._worker_dead_reported = False
+    def _on_worker_attached(self, worker) -> None:
         if self._want_play:
             worker.play()
             self._playing = True
@@ -68,20 +61,18 @@ class WorkerHosting:
             worker.step(self._pending_steps)
             self._pending_steps = 0
         self._want_play = False
-        self.drain_timer.start()
         self._sync_play_action()
         self.status.set_state("running" if self._playing else "paused")
         self.status.info("Training engine ready." + ("" if self._playing else " Space plays."))
         self.worker_attached.emit(worker)
 
-    def _stop_worker(self) -> None:
-        worker, self.worker = self.worker, None
-        self.drain_timer.stop()
-        if worker is not None:
-            try:
-                worker.close()
-            except Exception:  # noqa: BLE001 - closing must not raise at exit
-                traceback.print_exc()
+    def _on_worker_died(self) -> None:
+        if self._closing:
+            return
+        self._playing = False
+        self._sync_play_action()
+        self.status.set_state("stopped")
+        self.show_fault("The training engine has stopped. Press Reset (R) to start a new one.")
 
     def toggle_play(self) -> None:
         self.pause() if self._playing else self.play()
@@ -91,7 +82,7 @@ class WorkerHosting:
         self._playing = True
         if self.worker is None:
             self.start_worker(play=True)
-        elif not self._worker_alive():
+        elif not self.worker_host.alive:
             self.show_fault("The training engine has stopped. Press Reset (R) to start a new one.")
             self._playing = False
         else:
@@ -111,7 +102,7 @@ class WorkerHosting:
         if self.worker is None:
             self._pending_steps += 1
             self.start_worker()
-        elif self._worker_alive():
+        elif self.worker_host.alive:
             self.worker.step(1)
         self._sync_play_action()
 
@@ -123,20 +114,14 @@ class WorkerHosting:
         self._frame_queue.clear()
         for view in self._fed_views().values():
             self.call_view(view, "clear")
-        if self.worker is not None and not self._worker_alive():
-            self._stop_worker()
+        if self.worker is not None and not self.worker_host.alive:
+            self.worker_host.stop()
         if self.worker is None:
             self.start_worker()
         else:
             self.worker.reset()
         self.status.info("Reset: adapters restarted from the frozen base.")
         self._sync_play_action()
-
-    def _worker_alive(self) -> bool:
-        try:
-            return bool(self.worker is not None and self.worker.alive)
-        except Exception:  # noqa: BLE001
-            return False
 
     def _sync_play_action(self) -> None:
         act = self.actions_by_name["play_pause"]
@@ -148,21 +133,7 @@ class WorkerHosting:
             act.setIcon(self._icon(QStyle.SP_MediaPlay))
 
     def drain(self) -> None:
-        """Timer slot: take the newest snapshot (never waits) and draw it."""
-        worker = self.worker
-        if worker is None or self.replay is not None:  # replaying: the live run waits in its mailbox
-            return
-        try:
-            snap = worker.latest()
-        except Exception as exc:  # noqa: BLE001
-            self.show_fault(f"Reading from the training engine failed: {exc}")
-            return
-        if snap is None:
-            if not self._worker_alive() and not self._worker_dead_reported and not self._closing:
-                self._worker_dead_reported = True
-                self._playing = False
-                self._sync_play_action()
-                self.status.set_state("stopped")
-                self.show_fault("The training engine has stopped. Press Reset (R) to start a new one.")
-            return
-        self.deliver(snap)
+        """Take the newest snapshot (never waits) and draw it (the host's timer does this ~40 times a
+        second); while a recording is replayed the live run waits in its mailbox."""
+        if self.replay is None:
+            self.worker_host.drain()

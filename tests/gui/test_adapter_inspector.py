@@ -265,10 +265,9 @@ def test_export_running_lora_writes_a_peft_adapter(qtbot, make_window, tmp_path,
     out = tmp_path / "export"
     job = win.features.adapter_export.export(str(out))
     assert job is not None
-    with qtbot.waitSignal(job.finished, timeout=WAIT_MS) as blocker:
-        pass
-    ok, text = blocker.args
-    assert ok, text
+    qtbot.waitUntil(lambda: job.result is not None or job.error is not None, timeout=WAIT_MS)
+    assert job.error is None, job.error
+    qtbot.waitUntil(lambda: win.features.adapter_export.message is not None, timeout=WAIT_MS)
     adapter = read_adapter(out / "adapter")
     assert adapter.peft_type == "LORA" and len(adapter.lora) == 2 * 2
     assert all(f.rank == 2 for f in adapter.lora)

@@ -3,7 +3,7 @@
     window.features.inspector.open(path=None)     # a directory chooser when path is None
 
 opens (or reuses) the window's inspector (window.py; its parts: grid.py, module_table.py, views.py,
-prompts.py, and loader.py, which reads and analyses off the GUI thread).
+prompts.py; reading and analysing run in a child process through gui/jobs.py).
 """
 
 from __future__ import annotations

@@ -5,10 +5,13 @@ module grid of ||ΔW||_F (grid.py: click a cell to select that module), a table 
 (module_table.py), and the selected module's ΔW heatmap and spectrum drawn by the SAME DeltaView and
 SpectrumView as live training (views.py). AdaptionPrompt adapters show prompts.py's page instead.
 "Compare with base model…" (an HF Llama directory) adds the LoRA paper's amplification factor per
-module and W₀ in the heatmap. Reading and analysing run off the GUI thread (loader.py) with a
-progress bar; a bad directory shows a message with the reader's one line, the previous inspection
-stays and the app keeps running. Beside the pages, resize_panel.py's energy slider shows the
-parameters each energy level keeps and writes the resized adapter (the resize command, in a child process).
+module and W₀ in the heatmap. Reading and analysing need torch: they run in a child process
+(gui/jobs.py, engine/jobs.py), which returns plain data (the report, each module pooled for the
+views) and ends when a newer load supersedes it or the inspector closes (a hostile file costs a
+process, not the window), with a progress bar; a bad directory shows a message with the reader's one
+line, the previous inspection stays and the app keeps running. Beside the pages, resize_panel.py's
+energy slider shows the parameters each energy level keeps and writes the resized adapter (the resize
+command, in a child process).
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ from PySide6 import QtCore, QtWidgets
 from PySide6.QtCore import Qt
 
 from explorer.gui.inspector.grid import NormGridView
-from explorer.gui.inspector.loader import InspectJob
 from explorer.gui.inspector.module_table import ENERGY_KS, ModuleTable
 from explorer.gui.inspector.prompts import PromptPanel
 from explorer.gui.inspector.resize_panel import ResizePanel
 from explorer.gui.inspector.views import InspectorDeltaView, InspectorSpectrumView
+from explorer.gui.jobs import Job, child_job
 from explorer.schema.format import format_bytes, format_count, one_line, short_json
+
+# Reading and analysing an adapter, in a child process: plain data back (engine/jobs.py).
+INSPECT = "explorer.core.inspect_adapter:inspect_for_views"
 
 
 class AdapterInspector(QtWidgets.QMainWindow):
@@ -45,10 +51,9 @@ class AdapterInspector(QtWidgets.QMainWindow):
         self.error_box: QtWidgets.QMessageBox | None = None
         self.last_error: str = ""
         self._generation = 0
-        self._jobs: dict[int, InspectJob] = {}
+        self._jobs: dict[int, Job] = {}
         self._busy_label = ""
         self._selected: str | None = None
-        self._matrix_cache: dict[str, object] = {}
         self._selection_count = 0
         self._dark = bool(dark)
         self._build()
@@ -216,41 +221,29 @@ class AdapterInspector(QtWidgets.QMainWindow):
             self.compare_with_base(path)
 
     def load(self, path, base=None) -> int:
-        """Read and analyse an adapter directory on a helper thread; `loaded` or `failed` follows.
-        Returns the job's number. A newer load supersedes an older one still running."""
+        """Read and analyse an adapter directory in a child process; `loaded` or `failed` follows.
+        Returns the job's number. A newer load supersedes (and ends) an older one still running."""
         from_path = str(path)
-        label = from_path
-
-        def work(progress):
-            from explorer.core.inspect_adapter import inspect_adapter
-
-            return inspect_adapter(from_path, base=base, progress=progress)
-
-        return self._start(work, label, f"Reading {from_path}…")
+        base = None if base is None else str(base)
+        return self._start(from_path, base, from_path, f"Reading {from_path}…")
 
     def compare_with_base(self, base_dir) -> int | None:
         """Re-analyse the adapter shown now against an HF Llama base (amplification, W₀)."""
         if self.report is None:
             return None
-        adapter = self.report.adapter
-        source = adapter if adapter is not None else self.report.path
         base_dir = str(base_dir)
+        return self._start(self.report.path, base_dir, base_dir, f"Comparing with the base model {base_dir}…")
 
-        def work(progress):
-            from explorer.core.inspect_adapter import inspect_adapter
-
-            return inspect_adapter(source, base=base_dir, progress=progress)
-
-        return self._start(work, base_dir, f"Comparing with the base model {base_dir}…")
-
-    def _start(self, fn, label: str, text: str) -> int:
+    def _start(self, path: str, base: str | None, label: str, text: str) -> int:
         self._generation += 1
         g = self._generation
-        job = InspectJob(g, fn, label)
-        job.progress.connect(self._on_progress)
-        job.done.connect(self._on_done)
-        job.failed.connect(self._on_failed)
-        self._jobs = {g: job}  # older jobs finish unheard
+        for old in self._jobs.values():
+            old.cancel()  # its process ends; it is heard no more
+        job = child_job(INSPECT, path, base, progress=True, label=label, name="explorer-inspect-adapter", parent=self)
+        job.progress.connect(lambda done, total, g=g: self._on_progress(g, done, total))
+        job.done.connect(lambda report, g=g: self._on_done(g, report))
+        job.failed.connect(lambda message, g=g: self._on_failed(g, message))
+        self._jobs = {g: job}
         self._busy_label = text
         self.progress.setRange(0, 0)  # busy until the first module is done
         self.progress.show()
@@ -320,7 +313,6 @@ class AdapterInspector(QtWidgets.QMainWindow):
     def show_report(self, report) -> None:
         keep = self._selected if self.report is not None and self.report.path == report.path else None
         self.report = report
-        self._matrix_cache = {}
         self._selected = None
         self.setWindowTitle(f"PEFT adapter · {Path(report.path).name}")
         self.header.setText(self._header_html(report))
@@ -454,13 +446,11 @@ class AdapterInspector(QtWidgets.QMainWindow):
         return True
 
     def _snapshot_for(self, name: str):
-        from explorer.core.inspect_adapter import matrix_snapshot
         from explorer.schema.snapshot import Snapshot
 
-        ms = self._matrix_cache.get(name)
+        ms = self.report.matrices.get(name)
         if ms is None:
-            ms = matrix_snapshot(self.report, name)
-            self._matrix_cache[name] = ms
+            raise ValueError(f"module {name} has no pooled ΔW in this report")
         m = self.report.module(name)
         self._selection_count += 1
         snap = Snapshot(
@@ -482,7 +472,9 @@ class AdapterInspector(QtWidgets.QMainWindow):
 
     # ---- closing
     def closeEvent(self, event):  # noqa: N802 - Qt API
-        self._jobs = {}  # a job still running finishes unheard
+        for job in self._jobs.values():
+            job.cancel()  # a job still running ends with its process, unheard
+        self._jobs = {}
         if self.error_box is not None:
             self.error_box.close()
         super().closeEvent(event)
