@@ -54,11 +54,12 @@ import weakref
 
 from explorer.core.cpu_threads import check_threads
 from explorer.engine.mailbox import Mailbox
+from explorer.engine.requests import RunsRequests, SettingsRequests
 from explorer.engine.spawn import spawn
-from explorer.schema.compare import CompareSnapshot, checked_specs
-from explorer.schema.faults import DIED, FAULT_KINDS, Fault
-from explorer.schema.settings import TrainSettings, changed_kinds, validate
-from explorer.schema.snapshot import Snapshot
+from explorer.schema.compare import CompareSnapshot
+from explorer.schema.faults import DIED, Fault
+from explorer.schema.settings import TrainSettings
+from explorer.schema.snapshot import Snapshot, fault_snapshot
 
 CALL_TIMEOUT_S = 60.0  # save_state / load_state, as in the thread worker
 REPLY_MARGIN_S = 10.0  # on top of a call's timeout: the child answers by then even when it gives up
@@ -239,6 +240,9 @@ class ProcessWorker:
             raise ValueError(f"step n={n!r} must be a whole number of at least 1")
         self._command("step", n)
 
+    def request_snapshot(self, *parts) -> None:
+        self._command("request_snapshot", *parts)
+
     def reset(self) -> None:
         """Back to step 0 from the frozen base; a child that died is replaced by a new one with the
         same settings."""
@@ -374,7 +378,7 @@ class ProcessWorker:
         self._spawn()
 
 
-class ProcessTrainingWorker(ProcessWorker):
+class ProcessTrainingWorker(SettingsRequests, ProcessWorker):
     """TrainingWorker's API with the trainer in a spawned child process (see the module docstring)."""
 
     target = "explorer.engine.worker:TrainingWorker"
@@ -392,18 +396,10 @@ class ProcessTrainingWorker(ProcessWorker):
         """`base_model`: a model to adapt instead of the shipped one (tests; pickled to the child);
         `threads`: torch threads in the child (1 .. 4 x cores; default: tuned in the child's training
         thread, see TrainingWorker); `instrument=False`: no snapshots while playing (benchmarks)."""
-        settings = settings if settings is not None else TrainSettings()
-        validate(settings)
+        self._init_settings(settings)
         super().__init__(threads=threads)
-        self._running_settings = settings  # what the child's trainer runs, as last reported
-        self._requested = settings  # with the changes not yet applied
         self._base_model = base_model
         self._instrument = instrument
-
-    @property
-    def settings(self) -> TrainSettings:
-        with self._lock:
-            return self._running_settings
 
     def _worker_args(self):
         return (self._running_settings,), {"base_model": self._base_model, "instrument": self._instrument}
@@ -417,41 +413,13 @@ class ProcessTrainingWorker(ProcessWorker):
         self._running_settings = self._requested
 
     def _empty_snapshot(self, fault: Fault) -> Snapshot:
-        s = self._running_settings
-        return Snapshot(
-            step=0,
-            time=0.0,
-            segment=0,
-            loss=None,
-            eval_loss=None,
-            lr=float(s.lr),
-            steps_per_second=0.0,
-            device="",
-            memory_bytes=0,
-            settings=s.to_dict(),
-            state="fault",
-            fault=fault,
-        )
+        return fault_snapshot(self._running_settings.to_dict(), fault)
 
-    def request_snapshot(self) -> None:
-        self._command("request_snapshot")
-
-    def inject_fault(self, kind: str) -> None:
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"fault={kind!r} is unknown: allowed {', '.join(FAULT_KINDS)}")
-        self._command("inject_fault", kind)
-
-    def configure(self, **changes) -> dict[str, str]:
-        """Validate here (ValueError naming the setting), apply in the child before its next step.
-        Returns {setting: 'hot'|'cold'} for the settings that change."""
-        with self._lock:
-            new = self._requested.with_changes(**changes)
-            kinds = changed_kinds(self._requested, new)
-            if kinds:
-                self._requested = new
-        if kinds:
-            self._command("configure", **{k: getattr(new, k) for k in kinds})
-        return kinds
+    def _queue_configure(self, changes: dict):
+        self._sent += 1  # under the lock: a snapshot arriving meanwhile knows this change is in flight
+        msg = ("cmd", self._sent, "configure", (), changes)
+        child = self._child
+        return lambda: self._send(child, msg)
 
     def save_state(self, path, timeout: float = CALL_TIMEOUT_S) -> None:
         """Write the trained state to `path` (in the child, between two steps); returns when written.
@@ -468,7 +436,7 @@ class ProcessTrainingWorker(ProcessWorker):
         return settings
 
 
-class ProcessCompareWorker(ProcessWorker):
+class ProcessCompareWorker(RunsRequests, ProcessWorker):
     """CompareWorker's API with the runs in a spawned child process, so a comparison's training never
     holds the GUI's GIL either."""
 
@@ -479,15 +447,9 @@ class ProcessCompareWorker(ProcessWorker):
 
     def __init__(self, base_settings: TrainSettings, specs: list, *, base_model=None, threads: int | None = None):
         """As CompareWorker: the specs are checked here (ValueError naming the run and setting)."""
-        specs = checked_specs(base_settings, specs)
+        self._init_runs(base_settings, specs)
         super().__init__(threads=threads)
-        self._base, self._specs = base_settings, specs
         self._base_model = base_model
-
-    @property
-    def labels(self) -> list[str]:
-        with self._lock:
-            return [s.label for s in self._specs]
 
     def _worker_args(self):
         with self._lock:
@@ -497,14 +459,3 @@ class ProcessCompareWorker(ProcessWorker):
         return CompareSnapshot(
             step=0, segment=0, time=0.0, runs=[], scenario=self._base.scenario, state="fault", fault=fault
         )
-
-    def request_snapshot(self, analysis: bool = False) -> None:
-        self._command("request_snapshot", bool(analysis))
-
-    def set_runs(self, base_settings: TrainSettings | None = None, specs: list | None = None) -> None:
-        """Replace the comparison (validated here; rebuilt in the child, paused, at step 0)."""
-        base = base_settings if base_settings is not None else self._base
-        new = checked_specs(base, specs if specs is not None else self._specs)
-        with self._lock:
-            self._base, self._specs = base, new
-        self._command("set_runs", base, new)

@@ -25,11 +25,12 @@ import time
 import torch
 
 from explorer.core.cpu_threads import work_threads
+from explorer.engine.requests import SettingsRequests
 from explorer.engine.trainer import NonFiniteLoss, Trainer
 from explorer.engine.worker_loop import CALL_TIMEOUT_S, SNAPSHOT_SHARE, Cadence, WorkerLoop
-from explorer.schema.faults import DIVERGED, ERROR, FAULT_KINDS, MEMORY, SETTING, START, Fault
-from explorer.schema.settings import TrainSettings, changed_kinds, validate
-from explorer.schema.snapshot import Snapshot
+from explorer.schema.faults import DIVERGED, ERROR, MEMORY, SETTING, START, Fault
+from explorer.schema.settings import TrainSettings
+from explorer.schema.snapshot import Snapshot, fault_snapshot
 
 __all__ = ["CALL_TIMEOUT_S", "SNAPSHOT_SHARE", "TrainingWorker"]
 
@@ -52,7 +53,7 @@ def refused_setting(changes: dict, message: str) -> str | None:
     return next(iter(changes)) if len(changes) == 1 else None
 
 
-class TrainingWorker(WorkerLoop):
+class TrainingWorker(SettingsRequests, WorkerLoop):
     FULL = {"eval_": True, "samples": True}
 
     def __init__(
@@ -67,11 +68,8 @@ class TrainingWorker(WorkerLoop):
         in the worker (1 .. 4 x cores; default: tuned on the steps among the counts that
         core/device.thread_plan allows, a core left to the window); `instrument=False`: no snapshots
         while playing (benchmarks measure what the live snapshots cost against it)."""
-        settings = settings if settings is not None else TrainSettings()
-        validate(settings)
+        settings = self._init_settings(settings)
         super().__init__(snapshot_hz=settings.snapshot_hz, threads=threads, instrument=instrument)
-        self._running_settings = settings  # what the trainer runs
-        self._requested = settings  # with the changes not yet applied
         self._base_model = base_model
         self._trainer: Trainer | None = None  # touched only in the worker thread
         self._samples: dict | None = None
@@ -81,36 +79,14 @@ class TrainingWorker(WorkerLoop):
         self._threads_for = None  # (device type, threads the work can use) the counts were planned for
 
     # --- the caller's side --------------------------------------------------------------------
-    @property
-    def settings(self) -> TrainSettings:
-        with self._lock:
-            return self._running_settings
-
     def relay_info(self) -> dict:
         with self._lock:  # the settings asked for are reset when a change fails
             settings, requested = self._running_settings, self._requested
         return {**super().relay_info(), "settings": settings, "requested": requested}
 
-    def request_snapshot(self) -> None:
-        self._command("snapshot")
-
-    def inject_fault(self, kind: str) -> None:
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"fault={kind!r} is unknown: allowed {', '.join(FAULT_KINDS)}")
-        self._command("fault", kind)
-
-    def configure(self, **changes) -> dict[str, str]:
-        """Validate here (ValueError naming the setting), apply in the worker before its next step.
-        Returns {setting: 'hot'|'cold'} for the settings that change."""
-        with self._lock:
-            new = self._requested.with_changes(**changes)
-            kinds = changed_kinds(self._requested, new)
-            if kinds:
-                self._requested = new
-                self._commands.append(("configure", {k: getattr(new, k) for k in kinds}))
-        if kinds:
-            self._wake.set()
-        return kinds
+    def _queue_configure(self, changes: dict):
+        self._commands.append(("configure", changes))
+        return self._wake.set
 
     def save_state(self, path, timeout: float = CALL_TIMEOUT_S) -> None:
         """Write the trained state (every setting, the trained tensors, the optimizer's moments) to
@@ -118,13 +94,7 @@ class TrainingWorker(WorkerLoop):
         ValueError (one line) when it cannot be: no engine, no trainer, a disk error."""
         path = str(path)
 
-        def save():
-            t = self._trainer
-            if t is None:
-                raise ValueError(f"nothing to save: {self._fault or 'the training engine has no model yet'}")
-            t.save_state(path)
-
-        self._call("save the state", save, timeout)
+        self._call("save the state", lambda: self._built("nothing to save").save_state(path), timeout)
 
     def load_state(self, path, timeout: float = CALL_TIMEOUT_S) -> TrainSettings:
         """Restore a saved state in the worker thread: its settings (this machine's device and display
@@ -134,9 +104,7 @@ class TrainingWorker(WorkerLoop):
         path = str(path)
 
         def load():
-            t = self._trainer
-            if t is None:
-                raise ValueError(f"cannot open a state: {self._fault or 'the training engine has no model yet'}")
+            t = self._built("cannot open a state")
             t.load_state(path)
             with self._lock:
                 self._running_settings = self._requested = t.settings
@@ -149,6 +117,12 @@ class TrainingWorker(WorkerLoop):
             return t.settings
 
         return self._call("open the state", load, timeout)
+
+    def _built(self, refusal: str) -> Trainer:
+        """The trainer, or ValueError: `refusal` and why there is none."""
+        if self._trainer is None:
+            raise ValueError(f"{refusal}: {self._fault or 'the training engine has no model yet'}")
+        return self._trainer
 
     # --- the hooks (in the worker thread) -------------------------------------------------------
     def _ready(self) -> bool:
@@ -245,7 +219,7 @@ class TrainingWorker(WorkerLoop):
         self._post_full()
 
     def _handle_other(self, cmd) -> None:
-        if cmd[0] == "fault":
+        if cmd[0] == "inject_fault":
             if self._trainer is not None:
                 self._trainer.inject_fault(cmd[1])
         elif cmd[0] == "configure":
@@ -325,22 +299,10 @@ class TrainingWorker(WorkerLoop):
 
     def _empty_snapshot(self, fault: Fault | None) -> Snapshot:
         t = self._trainer
-        if t is not None:
-            return t.bare_snapshot("fault", fault)
-        s = self._running_settings
-        return Snapshot(
-            step=0,
-            time=0.0,
-            segment=0,
-            loss=None,
-            eval_loss=None,
-            lr=float(s.lr),
-            steps_per_second=0.0,
-            device="",
-            memory_bytes=0,
-            settings=s.to_dict(),
-            state="fault",
-            fault=fault,
+        return (
+            t.bare_snapshot("fault", fault)
+            if t is not None
+            else fault_snapshot(self._running_settings.to_dict(), fault)
         )
 
     def _teardown(self) -> None:

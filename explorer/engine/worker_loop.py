@@ -177,6 +177,10 @@ class WorkerLoop:
     def reset(self) -> None:
         self._command("reset")
 
+    def request_snapshot(self, *parts) -> None:
+        """Post a snapshot now (a comparison: `request_snapshot(True)` with the analyses)."""
+        self._command("request_snapshot", *parts)
+
     def _call(self, what: str, fn, timeout: float = CALL_TIMEOUT_S):
         """fn() in the worker thread between two steps; its result, or ValueError (one line)."""
         if self._thread is not None and self._thread is threading.current_thread():
@@ -278,7 +282,7 @@ class WorkerLoop:
             return cmd[1].run()
         if kind == "reset":
             return self._on_reset() if self._ready() else self._build()
-        if kind in ("play", "step", "snapshot") and not self._ready():
+        if kind in ("play", "step", "request_snapshot") and not self._ready():
             return self._repost_fault()
         if kind == "play":
             self._on_play()
@@ -292,7 +296,7 @@ class WorkerLoop:
             self._fault = None
             self._steps_left += cmd[1]
             self._on_step()
-        elif kind == "snapshot":
+        elif kind == "request_snapshot":
             self._on_snapshot(*cmd[1:])
         else:
             self._handle_other(cmd)

@@ -88,3 +88,22 @@ class Snapshot:
     state: str = "paused"  # "running" | "paused" | "fault"
     fault: Fault | None = None  # why training stopped (state "fault")
     slow_reason: str | None = None  # why steps run far slower than a moment ago, when known (engine/slowdown.py)
+
+
+def fault_snapshot(settings: dict, fault: Fault | None) -> Snapshot:
+    """A snapshot that only says why nothing trains (the engine could not start, or its process
+    died before it sent anything): step 0, no data, the settings asked for."""
+    return Snapshot(
+        step=0,
+        time=0.0,
+        segment=0,
+        loss=None,
+        eval_loss=None,
+        lr=float(settings.get("lr", 0.0)),
+        steps_per_second=0.0,
+        device="",
+        memory_bytes=0,
+        settings=dict(settings),
+        state="fault",
+        fault=fault,
+    )

@@ -14,8 +14,9 @@ RunSummary.fault; the others go on; when every run has stopped the snapshot's fa
 from __future__ import annotations
 
 from explorer.engine.compare.runner import CompareRunner
+from explorer.engine.requests import RunsRequests
 from explorer.engine.worker_loop import Cadence, WorkerLoop
-from explorer.schema.compare import CompareSnapshot, checked_specs
+from explorer.schema.compare import CompareSnapshot
 from explorer.schema.faults import ALL_STOPPED, START, Fault
 from explorer.schema.settings import TrainSettings
 
@@ -26,37 +27,19 @@ ANALYSIS_SHARE = 0.05
 ALL_STOPPED_HINT = "every run has stopped: reset to go on"
 
 
-class CompareWorker(WorkerLoop):
+class CompareWorker(RunsRequests, WorkerLoop):
     thread_name = "peft-explorer-compare"
     what = "the comparison"
     FULL = {"eval_": True, "analysis": True}
 
     def __init__(self, base_settings: TrainSettings, specs: list, *, base_model=None, threads: int | None = None):
-        specs = checked_specs(base_settings, specs)
+        self._init_runs(base_settings, specs)
         super().__init__(snapshot_hz=base_settings.snapshot_hz, threads=threads)
-        self._base, self._specs = base_settings, specs
         self._base_model = base_model
         self._runner: CompareRunner | None = None  # touched only in the worker thread
         self._segment = 0  # of the next build
         self._eval = Cadence(EVAL_INTERVAL_S, EVAL_SHARE)
         self._analysis = Cadence(ANALYSIS_INTERVAL_S, ANALYSIS_SHARE)
-
-    # --- the caller's side ----------------------------------------------------------------------
-    @property
-    def labels(self) -> list[str]:
-        with self._lock:
-            return [s.label for s in self._specs]
-
-    def request_snapshot(self, analysis: bool = False) -> None:
-        self._command("snapshot", bool(analysis))
-
-    def set_runs(self, base_settings: TrainSettings | None = None, specs: list | None = None) -> None:
-        """Replace the comparison (validated here; rebuilt in the thread, paused, at step 0)."""
-        base = base_settings if base_settings is not None else self._base
-        new = checked_specs(base, specs if specs is not None else self._specs)
-        with self._lock:
-            self._base, self._specs = base, new
-        self._command("rebuild")
 
     # --- the hooks (in the worker thread) -------------------------------------------------------
     def _ready(self) -> bool:
@@ -111,7 +94,7 @@ class CompareWorker(WorkerLoop):
         self._post(analysis=analysis)
 
     def _handle_other(self, cmd) -> None:
-        if cmd[0] == "rebuild":
+        if cmd[0] == "set_runs":  # the new runs are in _base / _specs already
             self._build()
         else:
             super()._handle_other(cmd)
