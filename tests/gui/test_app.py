@@ -170,8 +170,8 @@ def test_fault_shows_message_and_window_stays_usable(qtbot, make_window, kind):
     dialog = win.fault_dialog
     assert isinstance(dialog, QMessageBox)
     assert dialog.windowModality() == Qt.NonModal
-    assert snap.fault in dialog.text()
-    assert snap.fault in win.status.currentMessage()
+    assert snap.fault.message in dialog.text()
+    assert snap.fault.message in win.status.currentMessage()
     assert win.status.state.property("state") == "fault"
     assert win.drain_timer.isActive()  # the window keeps draining while the dialog is open
     assert win.settings == settings_before

@@ -12,6 +12,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from explorer.gui import colormaps
 from explorer.gui.views import VIEW_CLASSES, View
 from explorer.gui.views.loss_view import ema_debiased
+from explorer.schema.faults import Fault
 
 
 @pytest.fixture(autouse=True)
@@ -155,7 +156,7 @@ def test_views_survive_non_finite_values(qtbot, view_id):
     snap.history.loss[-5:] = np.nan
     snap.history.gates[-1] = np.nan
     snap.prefixes[0].attention[0, 0, 0] = np.nan
-    snap.state, snap.fault = "fault", "loss is NaN at step 60"
+    snap.state, snap.fault = "fault", Fault("diverged", "loss is NaN at step 60")
     view.update_snapshot(snap)
     assert colours(pixels(view)) > 16
     if view_id == "delta":
