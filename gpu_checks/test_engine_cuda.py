@@ -72,7 +72,7 @@ def test_worker_on_cuda_trains_snapshots_and_reports_oom():
         assert s.device.startswith("cuda:") and s.steps_per_second > 0
         w.inject_fault("oom")
         s = w.wait_for(lambda s: s.state == "fault", 60)
-        assert "out of memory" in s.fault and "bf16" in s.fault
+        assert "out of memory" in s.fault.message and "bf16" in s.fault.message and s.fault.kind == "memory"
         w.reset()
         w.play()
         w.wait_for(lambda s: s.step >= 10 and s.state == "running", 60)

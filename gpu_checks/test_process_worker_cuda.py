@@ -25,13 +25,13 @@ def test_process_worker_on_cuda_trains_survives_oom_and_a_kill():
         assert s.matrices["W"].delta.shape == (128, 128)  # reduced on the device, small over the pipe
         w.inject_fault("oom")
         s = w.wait_for(lambda s: s.state == "fault", 60)
-        assert "out of memory" in s.fault
+        assert "out of memory" in s.fault.message and s.fault.kind == "memory"
         w.reset()
         w.play()
         w.wait_for(lambda s: s.step >= 10 and s.state == "running", 60)
         os.kill(w.pid, signal.SIGKILL)  # a dead CUDA process: reported, replaced
         s = w.wait_for(lambda s: s.state == "fault", 60)
-        assert "exit code -9" in s.fault
+        assert "exit code -9" in s.fault.message and s.fault.kind == "died"
         w.reset()
         s = w.wait_for(lambda s: s.state == "paused", 180)
         assert s.step == 0 and s.device.startswith("cuda:")
