@@ -16,8 +16,9 @@ from engine_helpers import one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # 
 from torch import nn
 
 from explorer.core.lora import LoraDropout, LoraLinear, set_dropout_generator
-from explorer.engine.compare import CompareRunner, parse_run_spec
+from explorer.engine.compare import CompareRunner
 from explorer.engine.trainer import Trainer
+from explorer.schema.compare import parse_run_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,6 +124,7 @@ torch.set_num_threads(1)
 torch.rand(7)  # a different global-generator history than the parent's
 from tests.engine_helpers import tiny_matrix
 from explorer.engine.trainer import Trainer
+from explorer.schema.compare import parse_run_spec
 t = Trainer(tiny_matrix(dropout=0.3))
 print(json.dumps([t.train_step() for _ in range(5)]))
 """

@@ -31,7 +31,7 @@ from explorer.core.analysis import (
 
 def sources_of(trainer) -> dict:
     """The trainer's adapted matrices by name (the scenario's MatrixSources)."""
-    return {s.name: s for s in trainer.scenario.matrixsources_of(trainer.model, trainer.settings)}
+    return {s.name: s for s in trainer.scenario.matrix_sources(trainer.model, trainer.settings)}
 
 
 def lora_source(trainer, module: str):
