@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
     host.pause()
 
     # an adapter in the inspector: its grid, its table, a module drawn
-    inspector = win.run_feature("open_adapter", str(adapter))
+    inspector = win.features.inspector.open(str(adapter))
     report = wait("inspection", lambda: inspector.report)
     assert inspector.select_module(report.modules[0].name), inspector.status.text()
     print("inspected:", len(report.modules), "modules", flush=True)
@@ -81,21 +81,19 @@ def main(argv: list[str]) -> int:
     # the run exported as a PEFT adapter
     win.play()
     wait("training again", lambda: win.last_snapshot.state == "running")
-    job = win.run_feature("export_adapter", str(work / "export"), True)
+    job = win.features.adapter_export.export(str(work / "export"), True)
     wait("export", lambda: job.result is not None or job.error is not None)
     assert job.error is None, job.error
     print("exported:", (work / "export" / "adapter" / "adapter_config.json").is_file(), flush=True)
     win.pause()
 
     # a recording replayed, then back to live
-    from explorer.gui import replay
-
-    ctl = replay.open_recording(win, recording)
+    ctl = win.features.replay.open(recording)
     assert ctl is not None, win.status.currentMessage()
     ctl.show_index(len(ctl.steps) - 1)
     ctl.play()
     wait("replay drawn", lambda: win.last_snapshot.state == "replay")
-    replay.back_to_live(win)
+    win.features.replay.back_to_live()
     print("replayed:", len(ctl.steps), "records", flush=True)
 
     # talk mode: every scene of a deck, then the window back
