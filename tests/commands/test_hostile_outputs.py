@@ -203,7 +203,7 @@ def test_a_diverging_full_run_faults_with_its_own_exit_code_and_keeps_the_last_g
     assert len(err) == 1 and "training stopped: non-finite" in err[0] and "Traceback" not in err[0]
     reader = RecordingReader(out)
     last = reader.snapshot(reader.steps[-1])
-    assert last.state == "fault" and "non-finite" in last.fault
+    assert last.state == "fault" and "non-finite" in last.fault.message and last.fault.kind == "diverged"
     assert all(np.isfinite(m.spectrum).all() for m in last.matrices.values())
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["completed"] is False and "non-finite" in cfg["fault"]
