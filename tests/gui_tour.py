@@ -90,11 +90,12 @@ def main(argv: list[str]) -> int:
     # a recording replayed, then back to live
     ctl = win.features.replay.open(recording)
     assert ctl is not None, win.status.currentMessage()
-    ctl.show_index(len(ctl.steps) - 1)
+    wait("the recording read", lambda: ctl.entered and ctl.count == 7)  # read by a background job
+    ctl.show_index(ctl.count - 1)
     ctl.play()
     wait("replay drawn", lambda: win.last_snapshot.state == "replay")
     win.features.replay.back_to_live()
-    print("replayed:", len(ctl.steps), "records", flush=True)
+    print("replayed:", ctl.count, "records", flush=True)
 
     # talk mode: every scene of a deck, then the window back
     talk = win.enter_talk_mode(str(deck))

@@ -37,8 +37,9 @@ from pathlib import Path
 from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Qt
 
+from explorer.gui.jobs import Job
 from explorer.gui.replay_bar import SPEEDS, ReplayBar  # noqa: F401 (SPEEDS: part of this module's API)
-from explorer.gui.replay_follow import POLL_MS, STALL_S, FollowWatch, ScanJob
+from explorer.gui.replay_follow import POLL_MS, STALL_S, FollowWatch, scan_job
 from explorer.gui.services import WindowServices
 from explorer.gui.shortcuts import SHORTCUTS
 from explorer.schema.format import one_line
@@ -86,7 +87,7 @@ class ReplayController(QtCore.QObject):
         self._actions: list[QtGui.QAction] = []
         self.rate = FALLBACK_RECORDS_PER_S  # training steps per second at 1x
         self._live_settings = None
-        self._job: ScanJob | None = None
+        self._job: Job | None = None
         self._said: set[str] = set()  # the follow messages given once (finished, failed, stalled)
         self.watch = FollowWatch(index, stall_s) if follow else None
         self.follow_label: QtWidgets.QLabel | None = None
@@ -108,9 +109,10 @@ class ReplayController(QtCore.QObject):
         self._scan(final=not self.follow)
 
     def _scan(self, final: bool) -> None:
-        job = ScanJob(self, self.reader, final)
-        job.progress.connect(self._progress)
-        job.done.connect(self._scanned)
+        job = scan_job(self, self.reader, final)
+        job.progress.connect(lambda records, _total: self._progress(records))
+        job.done.connect(lambda new: self._scanned(new, ""))
+        job.failed.connect(lambda error: self._scanned(0, error))
         self._job = job
         job.start()
 

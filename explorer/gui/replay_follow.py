@@ -1,12 +1,12 @@
 """Reading a recording off the GUI thread, and following one that is still being written.
 
-    job = ScanJob(parent, index, final=True); job.done.connect(slot); job.start()
+    job = scan_job(parent, index, final=True); job.done.connect(slot); job.start()
     watch = FollowWatch(index, stall_s=60.0)   # plain bookkeeping: has it grown, is it stalled
 
-ScanJob runs RecordingIndex.scan on a plain daemon thread and reports on the GUI thread through a
-queued signal (`done(new_records, error)`); kept small so it can move onto the GUI's one job helper
-(explorer/gui/jobs.py) when that lands. A window closed meanwhile cancels it (the scan stops at its
-next look at `stop`).
+scan_job runs RecordingIndex.scan as a background job of the GUI's one job helper (gui/jobs.py):
+`done(new_records)` or `failed(reason)` on the GUI thread, `progress(records, 0)` every PROGRESS_S
+meanwhile (a long recording opens at once and fills in). A window closed meanwhile cancels it (the
+scan stops at its next look at `stop`).
 
 A followed run is polled (size and modification time of metrics.jsonl, no inotify: it works over NFS
 and other mounted filesystems, plain files and no locks). It is stalled when it has not grown for
@@ -18,13 +18,12 @@ the follower only says how long ago the last record came.
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 from PySide6 import QtCore
 
+from explorer.gui.jobs import Job, thread_job
 from explorer.schema.dirlock import holder_alive
-from explorer.schema.format import one_line
 from explorer.schema.recording_index import RecordingIndex
 
 STALL_S = 60.0
@@ -33,34 +32,11 @@ PROGRESS_S = 0.25
 YIELD_S = 0.002  # per RecordingIndex.CHECK_EVERY lines read
 
 
-class ScanJob(QtCore.QObject):
-    """`index.scan(final)` on a helper thread; `done(new_records, error)` arrives on the GUI thread,
-    `progress(records)` every PROGRESS_S meanwhile (a long recording opens at once and fills in)."""
+def scan_job(parent: QtCore.QObject, index: RecordingIndex, final: bool) -> Job:
+    """`index.scan(final)` on a helper thread (see the module docstring); not started."""
+    job: Job | None = None
 
-    done = QtCore.Signal(int, str)
-    progress = QtCore.Signal(int)
-
-    def __init__(self, parent: QtCore.QObject, index: RecordingIndex, final: bool):
-        super().__init__(parent)
-        self.index = index
-        self.final = final
-        self.cancelled = False
-        self.running = False
-        self._thread = threading.Thread(target=self._run, name="explorer-read-recording", daemon=True)
-
-    def start(self) -> None:
-        self.running = True
-        self._thread.start()
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _run(self) -> None:
-        new, error = 0, ""
+    def scan(progress) -> int:
         last = time.monotonic()
 
         def stop() -> bool:
@@ -68,26 +44,15 @@ class ScanJob(QtCore.QObject):
             # a moment without the GIL now and then: else every Qt call of the GUI thread that lets the
             # GIL go waits a whole switch interval to get it back, and a first paint takes 7x as long
             time.sleep(YIELD_S)
-            if not self.cancelled and time.monotonic() - last >= PROGRESS_S:
+            if not job.cancelled and time.monotonic() - last >= PROGRESS_S:
                 last = time.monotonic()
-                try:
-                    self.progress.emit(len(self.index))
-                except RuntimeError:  # the window went away meanwhile
-                    self.cancelled = True
-            return self.cancelled
+                progress(len(index), 0)
+            return job.cancelled
 
-        try:
-            new = self.index.scan(final=self.final, stop=stop)
-        except (OSError, ValueError) as exc:
-            error = one_line(exc) or type(exc).__name__
-        except Exception as exc:  # noqa: BLE001 - a hostile file: say so, the window stays usable
-            error = f"{type(exc).__name__}: {one_line(exc)}"
-        if self.cancelled:
-            return
-        try:
-            self.done.emit(new, error)  # queued: the receiver lives on the GUI thread
-        except RuntimeError:  # the window went away meanwhile
-            pass
+        return index.scan(final=final, stop=stop)
+
+    job = thread_job(scan, name="explorer-read-recording", progress=True, parent=parent)
+    return job
 
 
 class FollowWatch:

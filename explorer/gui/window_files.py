@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import os
 import stat
-import threading
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QMenu
 
 from explorer.gui.export import FILTERS, export_view, suffix_for, write_metrics_csv
+from explorer.gui.jobs import Job, thread_job
 from explorer.gui.services import WindowServices
 from explorer.schema.files import atomic_write_text
 from explorer.schema.format import one_line
@@ -88,19 +87,20 @@ def _first_entries(directory: Path, limit: int = 200) -> list[Path]:
     return out
 
 
-class _Relay(QObject):
-    """Carries a helper thread's result to the GUI thread."""
-
-    settings_read = Signal(str, object)  # path, TrainSettings or the exception
+def _read_settings(path: str):
+    """The TrainSettings of a settings file, or the exception that says why not (the window reports it
+    as it reports every entry point's failure)."""
+    try:
+        return TrainSettings.from_dict(read_json_file(path, expect=dict, max_bytes=MAX_SETTINGS_BYTES))
+    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the GUI thread
+        return exc if isinstance(exc, Exception) else RuntimeError(type(exc).__name__)
 
 
 class FileCommands:
     def __init__(self, window: WindowServices):
         self.window = window
-        self.relay = _Relay(window.widget)
-        self.relay.settings_read.connect(self._on_settings_read)
         self.recent_menu: QMenu | None = None
-        self._threads: list[threading.Thread] = []
+        self._jobs: list[Job] = []  # settings files being read
         self._pending_sources: dict[str, str] = {}  # model / data asked for, not yet in force
         window.snapshot_delivered.connect(self._on_snapshot)
         window.controls.rejected.connect(self._on_rejected)
@@ -161,22 +161,13 @@ class FileCommands:
         }[kind]
         return kind if opener(str(path)) is not None else None
 
-    def open_settings(self, path: str) -> threading.Thread | None:
-        """A settings .json, read and checked on a helper thread; applied when it arrives."""
-        thread = threading.Thread(target=self._read_settings, args=(str(path),), name="explorer-open-file", daemon=True)
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
-        return thread
-
-    def _read_settings(self, path: str) -> None:
-        try:
-            result = TrainSettings.from_dict(read_json_file(path, expect=dict, max_bytes=MAX_SETTINGS_BYTES))
-        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the GUI thread
-            result = exc if isinstance(exc, Exception) else RuntimeError(type(exc).__name__)
-        try:
-            self.relay.settings_read.emit(path, result)
-        except RuntimeError:  # the window went away meanwhile
-            pass
+    def open_settings(self, path: str) -> Job:
+        """A settings .json, read and checked by a background job (gui/jobs.py); applied when it arrives."""
+        path = str(path)
+        job = thread_job(_read_settings, path, name="explorer-open-file", parent=self.window.widget)
+        job.done.connect(lambda result: self._on_settings_read(path, result))
+        self._jobs = [j for j in self._jobs if j.running] + [job]
+        return job.start()
 
     def _on_settings_read(self, path: str, result) -> None:
         if isinstance(result, Exception):
@@ -381,5 +372,5 @@ class FileCommands:
         return str(path)
 
     def window_closing(self) -> None:
-        for thread in self._threads:  # a settings read is bounded (a regular file of at most 1 MiB)
-            thread.join(5)
+        for job in self._jobs:  # a settings read is bounded (a regular file of at most 1 MiB)
+            job.wait(5)
