@@ -120,6 +120,11 @@ if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
     if mode == "trainer":
         run_trainer(out, PER_RANK)
+        # The Trainer leaves its process group up; tearing it down at interpreter exit raced gloo's
+        # threads on a busy machine ("terminate called without an active exception" on rank 1).
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
     elif mode == "fsdp":
         run_fsdp(out)
     else:
