@@ -1,5 +1,9 @@
 """PEFT adapter directories: read them strictly, write them exactly as PEFT does.
 
+Why one file of ~900 lines: it is the one strict reader and writer of PEFT's format; every check
+sits beside the field it guards, so a new field cannot be read without its validation. Its pattern
+matching lives in schema/safe_regex.py and its JSON parsing in schema/jsonio.py.
+
 A PEFT adapter directory holds `adapter_config.json` and `adapter_model.safetensors` (format in
 docs/reference.md). This module reads LoRA (incl. rsLoRA, DoRA, rank/alpha patterns) and
 AdaptionPrompt adapters into plain tensors, and writes both kinds.

@@ -1,5 +1,9 @@
 """The synchronous training API: one scenario, one set of adapters, one optimizer, step by step.
 
+Why one file of ~750 lines: the Trainer is one state machine (segments, faults, snapshots, saved
+state) whose parts share its invariants; the scenario-specific work lives in engine/scenarios/, the
+saved-state checks in engine/state_checks.py and the thread choice in engine/thread_tuner.py.
+
     t = Trainer(TrainSettings(scenario="matrix", rank=4))
     t.train_step()            # -> the loss of this step's batch at the current weights, then one update
     t.apply(lr=1e-3)          # {"lr": "hot"}: applies at once
