@@ -180,8 +180,6 @@ def build_trained_model(source, base=None):
     state file, or a TrainedState) loaded into it, rebuilt on `base` (our model, an HF Llama dir, or
     None: the base recorded in the state, else the shipped one). Returns (model, settings dict, state,
     base description, base directory or None). Raises ValueError when the run cannot be exported."""
-    from explorer.core.lora import LoraSettings, inject_lora
-    from explorer.core.prefix import PrefixSettings, inject_prefix
     from explorer.schema.settings import TrainSettings
 
     state, path = _load_source(source)
@@ -195,35 +193,9 @@ def build_trained_model(source, base=None):
     # The generator only feeds initial values that the trained tensors overwrite (PiSSA's SVD is
     # deterministic and needs none).
     gen = torch.Generator().manual_seed(int(settings.seed))
-    if settings.uses_lora():
-        inject_lora(
-            model,
-            LoraSettings(
-                rank=settings.rank,
-                alpha=settings.alpha,
-                targets=tuple(settings.targets),
-                layers=None if settings.layers is None else tuple(settings.layers),
-                dropout=settings.dropout,
-                use_rslora=settings.use_rslora,
-                init=settings.init,
-                use_dora=settings.use_dora,
-                rank_pattern=dict(settings.rank_pattern),
-                alpha_pattern=dict(settings.alpha_pattern),
-            ),
-            gen,
-        )
-    if settings.uses_prefix():
-        inject_prefix(
-            model,
-            PrefixSettings(
-                length=settings.prefix_len,
-                layers=settings.prefix_layers,
-                gate_shape=settings.gate_shape,
-                gate_fn=settings.gate_fn,
-                init=settings.prompt_init,
-            ),
-            gen,
-        )
+    from explorer.core.adapters import inject_adapters
+
+    inject_adapters(model, settings, gen, gen)
     _load_trained(model, state.tensors, where)
     return model.eval(), settings.to_dict(), state, base_desc, base_dir
 

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explorer.core.adapters import count_trainable, mark_all_trainable, mark_only_adapters_trainable
+from explorer.core.adapters import count_trainable, inject_adapters, mark_all_trainable, mark_only_adapters_trainable
 from explorer.core.llama import lm_loss
-from explorer.core.lora import LoraSettings, find_targets, inject_lora, lora_modules
-from explorer.core.prefix import PrefixSettings, inject_prefix, prefix_adapters
+from explorer.core.lora import find_targets, lora_modules
+from explorer.core.prefix import prefix_adapters
 from explorer.engine.sampling import sample
 from explorer.engine.scenarios import MatrixSource, autocast_ctx, cpu_generator, derive_seed, init_generator
 from explorer.engine.scenarios.lm_sources import CORPUS, ShippedCorpus, UserData, check_build_fits, load_base
@@ -118,35 +118,7 @@ class LmScenario:
     def build(self, settings) -> nn.Module:
         check_build_fits(self.source, settings, self.device, self.autocast)
         model = shared_copy(self.base, settings)
-        if settings.uses_lora():
-            inject_lora(
-                model,
-                LoraSettings(
-                    rank=settings.rank,
-                    alpha=settings.alpha,
-                    targets=tuple(settings.targets),
-                    layers=settings.layers,
-                    dropout=settings.dropout,
-                    use_rslora=settings.use_rslora,
-                    init=settings.init,
-                    use_dora=settings.use_dora,
-                    rank_pattern=dict(settings.rank_pattern),
-                    alpha_pattern=dict(settings.alpha_pattern),
-                ),
-                generator=init_generator(settings.seed, "lora"),
-            )
-        if settings.uses_prefix():
-            inject_prefix(
-                model,
-                PrefixSettings(
-                    length=settings.prefix_len,
-                    layers=settings.prefix_layers,
-                    gate_shape=settings.gate_shape,
-                    gate_fn=settings.gate_fn,
-                    init=settings.prompt_init,
-                ),
-                generator=init_generator(settings.seed, "prefix"),
-            )
+        inject_adapters(model, settings, init_generator(settings.seed, "lora"), init_generator(settings.seed, "prefix"))
         if settings.method == "full":
             mark_all_trainable(model)
         else:
