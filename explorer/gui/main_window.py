@@ -26,10 +26,12 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMenu, QMessageBox, QWidget
 
 from explorer.gui import shortcuts
+from explorer.gui.cold_edits import COLD_EDIT_MS
 from explorer.gui.compare_host import CompareHost
 from explorer.gui.controls import ControlsPanel, label_of, setting_named_in
 from explorer.gui.features import Features
 from explorer.gui.help_overlay import HelpOverlay
+from explorer.gui.matrix_link import link_matrix_views
 from explorer.gui.persistence import Persistence, layout_version
 from explorer.gui.services import report_failure
 from explorer.gui.status_bar import StatusBar
@@ -38,7 +40,6 @@ from explorer.gui.window_actions import (
     ACTIONS,
     LIVE_ACTIONS,
     RECENT_MENU,
-    SpeedBox,
     make_actions,
     make_menus,
     make_toolbar,
@@ -132,7 +133,7 @@ class MainWindow(WorkerHosting, QMainWindow):
 
         self.status = StatusBar(self)
         self.setStatusBar(self.status)
-        self.controls = ControlsPanel(settings, configure=self._configure)
+        self.controls = ControlsPanel(settings, configure=self._configure, cold_delay_ms=COLD_EDIT_MS)
         self.controls.applied.connect(self._on_settings_applied)
         self.controls.rejected.connect(self._on_settings_rejected)
         self.controls_dock = self._dock(
@@ -144,6 +145,7 @@ class MainWindow(WorkerHosting, QMainWindow):
         self.views: dict[str, QWidget] = {}
         self.view_docks: dict[str, QDockWidget] = {}
         self._make_views(view_classes if view_classes is not None else load_view_classes())
+        self.matrix_selection = link_matrix_views(self.views, self)  # ΔW and spectrum: one matrix
         self.compare_host = CompareHost(self)  # the compare view's runs (a CompareWorker)
         self.features = Features(self)
         self.files = FileCommands(self)
@@ -319,7 +321,7 @@ class MainWindow(WorkerHosting, QMainWindow):
 
     def change_speed(self, direction: int) -> None:
         """+1: faster (towards 'max'), -1: slower, along the toolbar's list."""
-        self.set_speed(SpeedBox.neighbour(self.settings.speed, direction))
+        self.set_speed(self.speed_box.next_speed(self.settings.speed, direction))
 
     def apply_settings(self, new: TrainSettings) -> bool:
         """Apply every difference between `new` and the settings in force (one configure call)."""
@@ -361,6 +363,8 @@ class MainWindow(WorkerHosting, QMainWindow):
             if not self._worker_alive():
                 self._worker_dead_reported = True  # the worker said why it stopped: no second message
         self._update_limits(snap)
+        if snap.state != "replay":
+            self.speed_box.note_snapshot(snap)
         self._queue_views([v for v in self._fed_views() if self._view_visible(v)], snap)
         self.snapshot_delivered.emit(snap)
 

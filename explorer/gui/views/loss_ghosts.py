@@ -1,0 +1,156 @@
+"""What the loss view keeps of earlier settings: a faded "ghost" of each earlier segment's training loss,
+labelled with what a cold change changed ("r=8 → r=16"), and a marker on the step axis where a hot
+change (learning rate, batch) took effect ("lr 0.01 → 0.003").
+
+A cold change restarts the adapters at step 0, so the ghosts share the step axis with the live curve:
+tuning by eye compares the new setting with the old ones at the same step, as TensorBoard overlays runs.
+The ghosts stay until cleared (a button on the view, or the plot's context menu); at most MAX_GHOSTS,
+the oldest goes first and is the faintest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui
+
+from explorer.gui.views.base import Style
+
+MAX_GHOSTS = 6
+GHOST_RGB = (86, 180, 233)  # the training curve's colour, faded
+MARKER_COLOUR = "#9aa0a8"
+
+
+@dataclass
+class Ghost:
+    steps: np.ndarray
+    loss: np.ndarray
+    label: str
+    curve: pg.PlotDataItem = field(repr=False)
+    text: pg.TextItem = field(repr=False)
+
+
+class LossGhosts:
+    """The ghost curves and hot-change markers of one loss plot."""
+
+    def __init__(self, plot: pg.PlotItem, style: Style, smooth: Callable[[np.ndarray, float], np.ndarray]):
+        self.plot = plot
+        self.style_ = style
+        self.smooth = smooth  # how the live training curve is smoothed: (values, weight) -> smoothed
+        self.ghosts: list[Ghost] = []
+        self.markers: list[pg.InfiniteLine] = []
+        self._smoothing = 0.0
+        self._log = False
+        self._shown = True
+        # what the legend shows for the ghosts (not in the plot: ghosts come and go)
+        self.sample = pg.PlotDataItem(
+            pen=pg.mkPen(QtGui.QColor(*GHOST_RGB, 150), width=1.5, style=QtCore.Qt.PenStyle.DashLine)
+        )
+
+    # ---- ghosts ----------------------------------------------------------------------------------
+    def labels(self) -> list[str]:
+        """The ghosts' labels, oldest first."""
+        return [g.label for g in self.ghosts]
+
+    def add(self, steps, loss, label: str) -> None:
+        """Keep (steps, training loss) of a segment that ended as a ghost labelled `label`."""
+        steps = np.asarray(steps, dtype=np.float64).ravel()
+        loss = np.asarray(loss, dtype=np.float64).ravel()
+        n = min(steps.size, loss.size)
+        if n < 2:
+            return  # a segment of one point draws no curve
+        while len(self.ghosts) >= MAX_GHOSTS:
+            self._remove(self.ghosts[0])
+        curve = pg.PlotDataItem(clipToView=True, autoDownsample=True, downsampleMethod="peak")
+        curve.setZValue(-10)  # behind the live curves
+        text = pg.TextItem(label, anchor=(1.0, 1.0))
+        text.setZValue(-5)
+        self.plot.addItem(curve)
+        self.plot.addItem(text, ignoreBounds=True)
+        self.ghosts.append(Ghost(steps[:n].copy(), loss[:n].copy(), label, curve, text))
+        self._restyle_ghosts()
+        self.redraw()
+
+    def clear(self) -> None:
+        """Forget every ghost (the view's "Clear ghosts")."""
+        for ghost in list(self.ghosts):
+            self._remove(ghost)
+
+    def _remove(self, ghost: Ghost) -> None:
+        self.plot.removeItem(ghost.curve)
+        self.plot.removeItem(ghost.text)
+        self.ghosts.remove(ghost)
+
+    def set_smoothing(self, weight: float) -> None:
+        self._smoothing = float(weight)
+        self.redraw()
+
+    def set_log(self, on: bool) -> None:
+        self._log = bool(on)
+        self.redraw()
+
+    def set_shown(self, shown: bool) -> None:
+        """Hide the ghosts and markers (a replay shows its recording alone), or show them again."""
+        shown = bool(shown)
+        if shown == self._shown:
+            return
+        self._shown = shown
+        for ghost in self.ghosts:
+            ghost.curve.setVisible(shown)
+            ghost.text.setVisible(shown)
+        for marker in self.markers:
+            marker.setVisible(shown)
+
+    def redraw(self) -> None:
+        """Smooth every ghost as the live curve is smoothed; each label at its curve's last point."""
+        for ghost in self.ghosts:
+            y = self.smooth(ghost.loss, self._smoothing)
+            ghost.curve.setData(ghost.steps, y)
+            last_y = float(y[-1])
+            if self._log:  # a text item is placed in view coordinates: log10 of the value on a log axis
+                last_y = float(np.log10(last_y)) if last_y > 0 else 0.0
+            ghost.text.setPos(float(ghost.steps[-1]), last_y)
+
+    def _restyle_ghosts(self) -> None:
+        n = len(self.ghosts)
+        for i, ghost in enumerate(self.ghosts):
+            alpha = int(150 - 80 * (n - 1 - i) / max(1, MAX_GHOSTS - 1))  # the newest least faded
+            colour = QtGui.QColor(*GHOST_RGB, alpha)
+            ghost.curve.setPen(pg.mkPen(colour, width=1.5, style=QtCore.Qt.PenStyle.DashLine))
+            ghost.text.setColor(QtGui.QColor(self.style_.muted))
+            ghost.text.setFont(self.style_.font(8))
+
+    # ---- hot-change markers ------------------------------------------------------------------------
+    def marker_labels(self) -> list[tuple[float, str]]:
+        """(step, label) of every hot-change marker."""
+        return [(float(m.value()), m.label.format) for m in self.markers]
+
+    def mark(self, step: float, label: str) -> None:
+        """A vertical marker at `step` labelled `label` (a hot change took effect there)."""
+        marker = pg.InfiniteLine(
+            pos=float(step),
+            angle=90,
+            movable=False,
+            pen=pg.mkPen(MARKER_COLOUR, width=1, style=QtCore.Qt.PenStyle.DotLine),
+            label=label,
+            labelOpts={"position": 0.97, "anchors": [(0.0, 0.0), (0.0, 0.0)], "color": self.style_.muted},
+        )
+        marker.setZValue(-4)
+        marker.setVisible(self._shown)
+        self.plot.addItem(marker, ignoreBounds=True)
+        marker.label.setFont(self.style_.font(8))
+        self.markers.append(marker)
+
+    def clear_markers(self) -> None:
+        for marker in self.markers:
+            self.plot.removeItem(marker)
+        self.markers = []
+
+    def apply_style(self) -> None:
+        self._restyle_ghosts()
+        for marker in self.markers:
+            marker.label.setColor(self.style_.muted)
+            marker.label.setFont(self.style_.font(8))
