@@ -31,7 +31,7 @@ import time
 # Import only the settings table here (no torch), so `--help` stays instant.
 from explorer.commands import exit_codes
 from explorer.schema.format import format_clock, format_fixed
-from explorer.schema.settings import SETTINGS_SPEC, TrainSettings
+from explorer.schema.settings import SETTINGS_SPEC, TrainSettings, with_method_defaults
 
 MAX_AUTO_RECORDS = 100
 LIVE_ONLY = ("speed", "snapshot_hz")  # settings of the live app only: a headless run records by step
@@ -137,7 +137,8 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
             if name in changes and changes[name] != args.size:
                 raise ValueError(f"--size {args.size} contradicts --{name.replace('_', '-')} {changes[name]}")
             changes[name] = args.size
-    return TrainSettings().with_changes(**changes)
+    # --method full without --lr trains at full fine-tuning's own rate, not LoRA's
+    return TrainSettings().with_changes(**with_method_defaults(TrainSettings(), changes))
 
 
 def record_every(steps: int, every: int, record_bytes: int = 0) -> int:
