@@ -47,7 +47,7 @@ from explorer.gui.window_actions import (
 from explorer.gui.window_files import FileCommands
 from explorer.gui.window_layout import default_geometry, place_docks, size_docks
 from explorer.gui.window_worker import WorkerHosting
-from explorer.schema.settings import SETTINGS_SPEC, TrainSettings, changed_kinds
+from explorer.schema.settings import SETTINGS_SPEC, TrainSettings, changed_kinds, with_method_defaults
 
 # Workers by "module:attribute", imported on a helper thread when the window first needs one.
 PROCESS_WORKER = "explorer.engine.process_worker:ProcessTrainingWorker"
@@ -69,6 +69,7 @@ def apply_overrides(settings: TrainSettings, overrides: dict) -> TrainSettings:
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if not overrides:
         return settings
+    overrides = with_method_defaults(settings, overrides)  # --method full: full fine-tuning's own lr
     try:
         return settings.with_changes(**overrides)
     except ValueError:

@@ -137,6 +137,7 @@ class SpeedBox(QComboBox):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("speed_box")
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)  # 'max (≈9.3 /s)' fits
         self.setToolTip(f"{SETTINGS_SPEC['speed'].help} — hot: applies at once  ([ and ])")
         self.max_rate: float | None = None  # steps/s this segment reaches uncapped (None: not measured)
         self._segment = None

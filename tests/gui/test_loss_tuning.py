@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import snapshot_factory as sf
 from PySide6 import QtGui, QtWidgets
+from PySide6.QtCore import Qt
 
 from explorer.gui.views import VIEW_CLASSES
 from explorer.gui.views.loss_view import ema_debiased
@@ -111,6 +112,49 @@ def test_a_reset_keeps_no_ghost_and_a_replay_hides_them(qtbot):
     assert view.ghost_labels() == ["r=4 → r=16"]
     new_segment(view, sf.lora_snapshot(7, rank=16, segment=2))  # back to the live run
     assert ghost.curve.isVisible() and view.ghost_labels() == ["r=4 → r=16"]
+
+
+def test_ghost_labels_do_not_cover_each_other(qtbot):
+    view = make(qtbot, "loss")
+    for segment, rank in enumerate((4, 8, 16, 32)):  # every segment ends at the same step and loss
+        view.clear()
+        view.update_snapshot(sf.lora_snapshot(100, rank=rank, segment=segment))
+    assert view.ghost_labels() == ["r=4 → r=8", "r=8 → r=16", "r=16 → r=32"]
+    pixels(view.glw)  # drawing settles the range; the labels are placed again after it
+    qtbot.waitUntil(lambda: not view.ghosts._place_timer.isActive(), timeout=5000)
+    rects = [g.text.sceneBoundingRect() for g in view.ghosts.ghosts]
+    assert all(r.width() > 20 for r in rects)
+    assert not any(r.intersects(view.legend.sceneBoundingRect()) for r in rects)
+    for i, a in enumerate(rects):
+        for b in rects[i + 1 :]:
+            assert not a.intersects(b), (a, b)
+    # and they are drawn over the curves, each on its own background
+    assert all(g.text.zValue() > view.train_curve.zValue() for g in view.ghosts.ghosts)
+    assert all(g.text.fill.style() != Qt.BrushStyle.NoBrush for g in view.ghosts.ghosts)
+
+
+def test_a_ghost_label_under_the_legend_moves_clear_of_it_inside_the_plot(qtbot):
+    view = make(qtbot, "loss", 370, 330)
+    view.set_log_y(True)
+
+    def segment(number, rank, last, loss):
+        steps = np.arange(last + 1)
+        snap = dataclasses.replace(
+            sf.matrix_snapshot(last), segment=number, history=History(steps=steps, loss=loss(steps).astype(np.float32))
+        )
+        snap.settings = dict(snap.settings, rank=rank)
+        return snap
+
+    view.update_snapshot(segment(0, 2, 3300, lambda s: 1e-2 + 0 * s))  # a plateau ending under the legend
+    new_segment(view, segment(1, 4, 2500, lambda s: 0.1 * np.exp(-s / 100) + 1e-5))
+    new_segment(view, segment(2, 8, 100, lambda s: 0.1 * np.exp(-s / 100) + 1e-5))
+    pixels(view.glw)
+    qtbot.waitUntil(lambda: not view.ghosts._place_timer.isActive(), timeout=5000)
+    box, legend = view.plot.vb.sceneBoundingRect(), view.legend.sceneBoundingRect()
+    for ghost in view.ghosts.ghosts:
+        rect = ghost.text.sceneBoundingRect()
+        assert box.contains(rect), (ghost.label, rect, box)  # not clipped away
+        assert not rect.intersects(legend), ghost.label
 
 
 def test_the_plot_menu_clears_the_ghosts(qtbot):

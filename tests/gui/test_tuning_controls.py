@@ -335,3 +335,11 @@ def test_the_speed_menu_offers_only_rates_the_run_reaches(qtbot):
     # another segment measures again
     box.note_snapshot(dataclasses.replace(running, segment=running.segment + 1, state="paused"))
     assert all(box.model().item(i).isEnabled() for i in range(box.count()))
+
+
+def test_the_command_lines_method_brings_its_learning_rate():
+    from explorer.gui.main_window import apply_overrides
+    from explorer.schema.settings import default_lr
+
+    assert apply_overrides(TrainSettings(), {"method": "full"}).lr == default_lr("lm", "full")
+    assert apply_overrides(TrainSettings(lr=5e-3), {"method": "full"}).lr == 5e-3  # the user's own rate stays

@@ -20,8 +20,12 @@ from PySide6 import QtCore, QtGui
 from explorer.gui.views.base import Style
 
 MAX_GHOSTS = 6
-GHOST_RGB = (86, 180, 233)  # the training curve's colour, faded
 MARKER_COLOUR = "#9aa0a8"
+
+
+def ghost_rgb(style: Style) -> tuple[int, int, int]:
+    """Grey, not the live curve's blue: an earlier run reads as past even where the curves cross."""
+    return (170, 176, 186) if style.dark else (90, 96, 106)
 
 
 @dataclass
@@ -45,10 +49,16 @@ class LossGhosts:
         self._smoothing = 0.0
         self._log = False
         self._shown = True
+        # labels are kept apart in pixels: placed again once a new range or size has taken effect
+        self._place_timer = QtCore.QTimer()
+        self._place_timer.setSingleShot(True)
+        self._place_timer.setInterval(0)
+        self._place_timer.timeout.connect(self.place_labels)
+        plot.vb.sigRangeChanged.connect(self._place_timer.start)
+        plot.vb.sigResized.connect(self._place_timer.start)
         # what the legend shows for the ghosts (not in the plot: ghosts come and go)
-        self.sample = pg.PlotDataItem(
-            pen=pg.mkPen(QtGui.QColor(*GHOST_RGB, 150), width=1.5, style=QtCore.Qt.PenStyle.DashLine)
-        )
+        self.sample = pg.PlotDataItem()
+        self.avoid: list = []  # items the labels keep clear of (the view's legend)
 
     # ---- ghosts ----------------------------------------------------------------------------------
     def labels(self) -> list[str]:
@@ -66,8 +76,8 @@ class LossGhosts:
             self._remove(self.ghosts[0])
         curve = pg.PlotDataItem(clipToView=True, autoDownsample=True, downsampleMethod="peak")
         curve.setZValue(-10)  # behind the live curves
-        text = pg.TextItem(label, anchor=(1.0, 1.0))
-        text.setZValue(-5)
+        text = pg.TextItem(label, anchor=(1.0, 1.0))  # above its curve's last point, ending there
+        text.setZValue(20)  # over every curve, on its own background
         self.plot.addItem(curve)
         self.plot.addItem(text, ignoreBounds=True)
         self.ghosts.append(Ghost(steps[:n].copy(), loss[:n].copy(), label, curve, text))
@@ -113,15 +123,47 @@ class LossGhosts:
             if self._log:  # a text item is placed in view coordinates: log10 of the value on a log axis
                 last_y = float(np.log10(last_y)) if last_y > 0 else 0.0
             ghost.text.setPos(float(ghost.steps[-1]), last_y)
+        self.place_labels()
+
+    def place_labels(self) -> None:
+        """Each label just above its curve's end; one that would cover a newer one (ghosts of settings
+        tried one after another often end at the same height) or the legend moves by a line, up or
+        down, to the nearest place that is clear."""
+        box = self.plot.vb.sceneBoundingRect()
+        obstacles = [item.sceneBoundingRect() for item in self.avoid if item.isVisible()]
+        for ghost in reversed(self.ghosts):  # the newest keeps its place
+            if not ghost.text.isVisible():
+                continue
+            ghost.text.updateTransform(force=True)  # pyqtgraph updates it when painting: now, to measure
+            fallback = None
+            for lift in (0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6):
+                ghost.text.setAnchor((1.0, 1.0 + lift))
+                rect = ghost.text.sceneBoundingRect()
+                if rect.top() < box.top() or rect.bottom() > box.bottom():
+                    continue  # the plot clips what leaves it
+                if not any(rect.intersects(other) for other in obstacles):
+                    break
+                fallback = lift if fallback is None else fallback
+            else:  # nowhere clear: the first place inside the plot
+                ghost.text.setAnchor((1.0, 1.0 + (fallback or 0)))
+                rect = ghost.text.sceneBoundingRect()
+            obstacles.append(rect)
 
     def _restyle_ghosts(self) -> None:
         n = len(self.ghosts)
+        rgb = ghost_rgb(self.style_)
+        width = 1.5 * max(1.0, self.style_.font_scale)
+        self.sample.setPen(pg.mkPen(QtGui.QColor(*rgb, 170), width=width, style=QtCore.Qt.PenStyle.DashLine))
+        background = QtGui.QColor(self.style_.background)
+        background.setAlpha(200)
         for i, ghost in enumerate(self.ghosts):
-            alpha = int(150 - 80 * (n - 1 - i) / max(1, MAX_GHOSTS - 1))  # the newest least faded
-            colour = QtGui.QColor(*GHOST_RGB, alpha)
-            ghost.curve.setPen(pg.mkPen(colour, width=1.5, style=QtCore.Qt.PenStyle.DashLine))
-            ghost.text.setColor(QtGui.QColor(self.style_.muted))
-            ghost.text.setFont(self.style_.font(8))
+            alpha = int(170 - 90 * (n - 1 - i) / max(1, MAX_GHOSTS - 1))  # the newest least faded
+            colour = QtGui.QColor(*rgb, alpha)
+            ghost.curve.setPen(pg.mkPen(colour, width=width, style=QtCore.Qt.PenStyle.DashLine))
+            ghost.text.setColor(QtGui.QColor(*rgb))
+            ghost.text.fill = pg.mkBrush(background)  # legible over the curves it ends among
+            ghost.text.update()
+            ghost.text.setFont(self.style_.font(8.5))
 
     # ---- hot-change markers ------------------------------------------------------------------------
     def marker_labels(self) -> list[tuple[float, str]]:

@@ -33,7 +33,7 @@ DEFAULT_SMOOTHING = 0.6
 TRAIN_COLOR = "#56B4E9"
 EVAL_COLOR = "#E69F00"
 HOT_MARKED = ("lr", "batch_size")
-TRAIN_ABOVE_NOTE = "train above held-out: a batch's loss before its update, with dropout; held-out is another split"  # hot settings that change the training, marked where they change
+TRAIN_ABOVE_NOTE = "train above held-out: batch loss before each update, with dropout (hover for more)"  # hot settings that change the training, marked where they change
 WHY_TRAIN_ABOVE = (
     "Train loss can sit above held-out: each training loss is its batch's, measured before the update "
     "that batch makes (the held-out loss is measured after), with dropout on (off for held-out), and the "
@@ -144,6 +144,7 @@ class LossView(View):
         self.legend.addItem(self.eval_curve, "held-out")
         self._legend_ghost = False
         self.ghosts = LossGhosts(self.plot, self.style_, ema_debiased)
+        self.ghosts.avoid = [self.legend]
         self.ghosts.set_smoothing(self._smoothing)
         self._clear_action = self.plot.vb.menu.addAction("Clear ghost curves")
         self._clear_action.triggered.connect(self.clear_ghosts)
