@@ -178,6 +178,11 @@ def test_a_hot_change_is_marked_on_the_step_axis(qtbot):
     marker = view.ghosts.markers[0]
     assert marker in view.plot.items and marker.isVisible() and marker.angle == 90
     assert marker.label.isVisible() and marker.label.toPlainText() == "lr 0.01 → 0.003"
+    pixels(view.glw)
+    qtbot.waitUntil(lambda: not view.ghosts._place_timer.isActive(), timeout=5000)
+    label = marker.label.sceneBoundingRect()  # at the newest step, under the legend's corner: moved clear of it
+    assert view.plot.vb.sceneBoundingRect().contains(label)
+    assert not label.intersects(view.legend.sceneBoundingRect())
     assert view.clear_ghosts_button.isVisible()
     # no marker for a snapshot with the same rate; a display setting (speed) is never marked
     again = dataclasses.replace(changed, step=60)

@@ -21,6 +21,7 @@ from explorer.gui.views.base import Style
 
 MAX_GHOSTS = 6
 MARKER_COLOUR = "#9aa0a8"
+MARKER_PLACES = (0.97, 0.82, 0.67, 0.52, 0.37, 0.22, 0.07)  # where along its line a marker's label may sit
 
 
 def ghost_rgb(style: Style) -> tuple[int, int, int]:
@@ -126,9 +127,10 @@ class LossGhosts:
         self.place_labels()
 
     def place_labels(self) -> None:
-        """Each label just above its curve's end; one that would cover a newer one (ghosts of settings
-        tried one after another often end at the same height) or the legend moves by a line, up or
-        down, to the nearest place that is clear."""
+        """Each ghost's label just above its curve's end; one that would cover a newer one (ghosts of
+        settings tried one after another often end at the same height) or the legend moves by a line,
+        up or down, to the nearest place inside the plot that is clear. Then each marker's label, from
+        the top of its line down, where it covers none of those."""
         box = self.plot.vb.sceneBoundingRect()
         obstacles = [item.sceneBoundingRect() for item in self.avoid if item.isVisible()]
         for ghost in reversed(self.ghosts):  # the newest keeps its place
@@ -148,20 +150,35 @@ class LossGhosts:
                 ghost.text.setAnchor((1.0, 1.0 + (fallback or 0)))
                 rect = ghost.text.sceneBoundingRect()
             obstacles.append(rect)
+        for marker in self.markers:  # then each marker's label, down its line until it is clear
+            if not marker.isVisible():
+                continue
+            label = marker.label
+            for place, side in [(p, s) for p in MARKER_PLACES for s in (0.0, 1.0)]:  # right of the line, or left
+                label.anchors = [(side, 0.0), (side, 0.0)]
+                label.setPosition(place)
+                label.updateTransform(force=True)
+                rect = label.sceneBoundingRect()
+                if box.contains(rect) and not any(rect.intersects(other) for other in obstacles):
+                    break
+            obstacles.append(rect)
+
+    def _label_fill(self) -> QtGui.QBrush:
+        background = QtGui.QColor(self.style_.background)
+        background.setAlpha(200)
+        return pg.mkBrush(background)
 
     def _restyle_ghosts(self) -> None:
         n = len(self.ghosts)
         rgb = ghost_rgb(self.style_)
         width = 1.5 * max(1.0, self.style_.font_scale)
         self.sample.setPen(pg.mkPen(QtGui.QColor(*rgb, 170), width=width, style=QtCore.Qt.PenStyle.DashLine))
-        background = QtGui.QColor(self.style_.background)
-        background.setAlpha(200)
         for i, ghost in enumerate(self.ghosts):
             alpha = int(170 - 90 * (n - 1 - i) / max(1, MAX_GHOSTS - 1))  # the newest least faded
             colour = QtGui.QColor(*rgb, alpha)
             ghost.curve.setPen(pg.mkPen(colour, width=width, style=QtCore.Qt.PenStyle.DashLine))
             ghost.text.setColor(QtGui.QColor(*rgb))
-            ghost.text.fill = pg.mkBrush(background)  # legible over the curves it ends among
+            ghost.text.fill = self._label_fill()  # legible over the curves it ends among
             ghost.text.update()
             ghost.text.setFont(self.style_.font(8.5))
 
@@ -178,13 +195,19 @@ class LossGhosts:
             movable=False,
             pen=pg.mkPen(MARKER_COLOUR, width=1, style=QtCore.Qt.PenStyle.DotLine),
             label=label,
-            labelOpts={"position": 0.97, "anchors": [(0.0, 0.0), (0.0, 0.0)], "color": self.style_.muted},
+            labelOpts={
+                "position": MARKER_PLACES[0],
+                "anchors": [(0.0, 0.0), (0.0, 0.0)],
+                "color": self.style_.muted,
+                "fill": self._label_fill(),
+            },
         )
         marker.setZValue(-4)
         marker.setVisible(self._shown)
         self.plot.addItem(marker, ignoreBounds=True)
         marker.label.setFont(self.style_.font(8))
         self.markers.append(marker)
+        self._place_timer.start()
 
     def clear_markers(self) -> None:
         for marker in self.markers:
@@ -196,3 +219,4 @@ class LossGhosts:
         for marker in self.markers:
             marker.label.setColor(self.style_.muted)
             marker.label.setFont(self.style_.font(8))
+            marker.label.fill = self._label_fill()
