@@ -45,7 +45,7 @@ def test_a_new_method_brings_its_rate():
     [
         {"method": "full", "lr": 0.05},  # the change sets the rate itself
         {"rank": 16},  # no new method
-        {"method": "prefix"},  # the same rate
+        {"method": "lora+prefix"},  # the same rate
     ],
 )
 def test_nothing_else_changes_the_rate(changes):
@@ -65,3 +65,22 @@ def test_compare_runs_use_their_methods_rate():
     assert runs["full-lr1e-3"].lr == 1e-3
     # a base rate set by hand is every run's
     assert parse_run_spec("full").settings(base.with_changes(lr=5e-3)).lr == 5e-3
+
+
+def test_a_deck_scene_or_run_of_a_method_trains_at_its_rate(tmp_path):
+    from explorer.schema.deck import load_deck
+
+    deck = tmp_path / "d.toml"
+    deck.write_text(
+        '[[scene]]\ntitle = "a"\ncaption = "c"\nviews = ["loss", "compare"]\n'
+        '[scene.settings]\nmethod = "full"\n'
+        '[[scene.runs]]\nlabel = "lora"\nsettings = { method = "lora" }\n'
+        '[[scene.runs]]\nlabel = "own"\nsettings = { method = "lora", lr = 0.05 }\n'
+        '[[scene]]\ntitle = "b"\ncaption = "c"\nviews = ["loss"]\n'
+        '[scene.settings]\nmethod = "full"\nlr = 0.02\n',
+        encoding="utf-8",
+    )
+    first, second = load_deck(deck).scenes
+    assert first.settings.lr == default_lr("lm", "full")
+    assert [r.settings.lr for r in first.runs] == [default_lr("lm", "lora"), 0.05]
+    assert second.settings.lr == 0.02
