@@ -32,7 +32,14 @@ import time
 from explorer.commands import exit_codes
 from explorer.schema.faults import DIVERGED, Fault
 from explorer.schema.format import format_clock, format_fixed
-from explorer.schema.settings import PATTERNS, SETTINGS_SPEC, TrainSettings, format_pattern, parse_pattern
+from explorer.schema.settings import (
+    PATTERNS,
+    SETTINGS_SPEC,
+    TrainSettings,
+    format_pattern,
+    parse_pattern,
+    with_method_defaults,
+)
 
 MAX_AUTO_RECORDS = 100
 LIVE_ONLY = ("speed", "snapshot_hz")  # settings of the live app only: a headless run records by step
@@ -165,7 +172,8 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
             if name in changes and changes[name] != args.size:
                 raise ValueError(f"--size {args.size} contradicts --{name.replace('_', '-')} {changes[name]}")
             changes[name] = args.size
-    return TrainSettings().with_changes(**changes)
+    # --method full without --lr trains at full fine-tuning's own rate, not LoRA's
+    return TrainSettings().with_changes(**with_method_defaults(TrainSettings(), changes))
 
 
 def record_every(steps: int, every: int, record_bytes: int = 0) -> int:

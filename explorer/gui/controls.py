@@ -9,7 +9,6 @@ shows next to the control it names and the control returns to the value in force
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 
@@ -32,7 +31,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.schema.settings import COLD, HOT, PATTERNS, SETTINGS_SPEC, TrainSettings, format_pattern, parse_pattern
+from explorer.gui.cold_edits import ColdEdits
+from explorer.gui.editors import LogSpinBox, format_layers, number_field, parse_layers
+from explorer.schema.settings import (
+    COLD,
+    HOT,
+    PATTERNS,
+    SETTINGS_SPEC,
+    TrainSettings,
+    format_pattern,
+    parse_pattern,
+    with_method_defaults,
+)
 
 # Where each setting goes; a setting missing here still gets a row, under "Other".
 GROUPS: list[tuple[str, tuple[str, ...]]] = [
@@ -155,64 +165,6 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-class LogSpinBox(QDoubleSpinBox):
-    """A float box for settings spanning decades: shows '3e-03', steps along a ladder (1, 2, 5, 10...)."""
-
-    def __init__(self, ladder=(1.0, 2.0, 5.0), parent=None):
-        super().__init__(parent)
-        self._ladder = ladder
-        self.setDecimals(12)
-
-    def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt API
-        return f"{value:.4g}"
-
-    def valueFromText(self, text: str) -> float:  # noqa: N802 - Qt API
-        try:
-            return float(text)
-        except ValueError:
-            return self.value()
-
-    def validate(self, text: str, pos: int):
-        from PySide6.QtGui import QValidator
-
-        t = text.strip()
-        if t == "" or re.fullmatch(r"[0-9.eE+-]*", t) is None:
-            return QValidator.Invalid if t else QValidator.Intermediate, text, pos
-        try:
-            v = float(t)
-        except ValueError:
-            return QValidator.Intermediate, text, pos
-        if not math.isfinite(v) or not (self.minimum() <= v <= self.maximum()):
-            return QValidator.Intermediate, text, pos
-        return QValidator.Acceptable, text, pos
-
-    def _ladder_values(self) -> list[float]:
-        lo, hi = self.minimum(), self.maximum()
-        out = []
-        for e in range(math.floor(math.log10(max(lo, 1e-30))) - 1, math.ceil(math.log10(max(hi, 1e-30))) + 1):
-            for m in self._ladder:
-                v = float(f"{m * 10.0**e:.6g}")
-                if lo <= v <= hi:
-                    out.append(v)
-        return sorted(set(out))
-
-    def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt API
-        values = self._ladder_values()
-        if not values:
-            return
-        v = self.value()
-        if steps > 0:
-            bigger = [x for x in values if x > v * (1 + 1e-9)]
-            idx = min(steps - 1, len(bigger) - 1)
-            new = bigger[idx] if bigger else values[-1]
-        else:
-            smaller = [x for x in values if x < v * (1 - 1e-9)]
-            idx = max(len(smaller) + steps, 0)
-            new = smaller[idx] if smaller else values[0]
-        self.setValue(new)
-        self.editingFinished.emit()
-
-
 MIN_WIDTH = 240  # the settings panel's floor; wider rows scroll sideways
 
 
@@ -328,19 +280,19 @@ class SettingRow(QWidget):
             ed.clicked.connect(lambda checked: self._emit(bool(checked)))
             return ed
         if _is_int(name):
-            ed = QSpinBox()
+            ed = number_field(QSpinBox())
             ed.setRange(int(s.low), int(min(s.high, INT_MAX)))
             ed.setKeyboardTracking(False)
             ed.setAccelerated(True)
             ed.valueChanged.connect(lambda v: self._emit(int(v)))
             return ed
         if name in LOG_LADDERS or (s.low and s.low > 0 and s.high / s.low >= 1e4):
-            ed = LogSpinBox(LOG_LADDERS.get(name, (1.0, 2.0, 5.0)))
+            ed = number_field(LogSpinBox(LOG_LADDERS.get(name, (1.0, 2.0, 5.0))))
             ed.setRange(float(s.low), float(s.high))
             ed.setKeyboardTracking(False)
             ed.editingFinished.connect(lambda: self._emit(float(ed.value())))
             return ed
-        ed = QDoubleSpinBox()
+        ed = number_field(QDoubleSpinBox())
         span = float(s.high) - float(s.low)
         ed.setDecimals(2 if span <= 1 else (2 if span <= 200 else 1))
         ed.setSingleStep(0.05 if span <= 1 else (0.1 if span <= 20 else (1.0 if span <= 200 else 10.0)))
@@ -379,6 +331,10 @@ class SettingRow(QWidget):
     # -- value -------------------------------------------------------------------------------------
     def value(self):
         return self._value
+
+    def hold(self, value) -> None:
+        """`value` is shown and waits to apply (ColdEdits): the next edit is compared with it."""
+        self._value = value
 
     def set_value(self, value) -> None:
         """Show `value` (the one in force) without emitting anything."""
@@ -436,41 +392,6 @@ class SettingRow(QWidget):
         self.error.hide()
 
 
-def parse_layers(text: str) -> tuple[int, ...] | None:
-    """'' or 'all' -> None (every layer); '0,2,4-6' -> (0, 2, 4, 5, 6)."""
-    text = text.strip().lower()
-    if text in ("", "all"):
-        return None
-    out: list[int] = []
-    for part in re.split(r"[,\s]+", text):
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise ValueError(f"layers={text!r} is not a list of layer indices: e.g. 0,1,4-7 (empty: all)")
-        a = int(m.group(1))
-        b = int(m.group(2)) if m.group(2) else a
-        if b < a or b - a > 4096:
-            raise ValueError(f"layers={part!r} is not a valid range: e.g. 4-7")
-        out.extend(range(a, b + 1))
-    return tuple(sorted(set(out))) or None
-
-
-def format_layers(value) -> str:
-    if not value:
-        return ""
-    value = sorted(value)
-    parts, start, prev = [], value[0], value[0]
-    for v in value[1:] + [None]:
-        if v is not None and v == prev + 1:
-            prev = v
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if v is not None:
-            start = prev = v
-    return ",".join(parts)
-
-
 class ControlsPanel(QScrollArea):
     """Every setting, grouped; `configure(**changes) -> {name: kind}` applies them (raises ValueError)."""
 
@@ -478,7 +399,11 @@ class ControlsPanel(QScrollArea):
     rejected = Signal(str, str)  # setting name ("" if none named), message
 
     def __init__(
-        self, settings: TrainSettings | None = None, configure: Callable[..., dict] | None = None, parent=None
+        self,
+        settings: TrainSettings | None = None,
+        configure: Callable[..., dict] | None = None,
+        parent=None,
+        cold_delay_ms: int = 0,
     ):
         super().__init__(parent)
         self.setObjectName("controls")
@@ -491,6 +416,8 @@ class ControlsPanel(QScrollArea):
         self.rows: dict[str, SettingRow] = {}
         self.groups: dict[str, QGroupBox] = {}
         self._model_limits: dict[str, int] = {}
+        # the user's edits: cold ones within cold_delay_ms of each other apply as one restart
+        self.edits = ColdEdits(self._apply_edits, cold_delay_ms, self)
 
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -546,10 +473,22 @@ class ControlsPanel(QScrollArea):
 
     # -- applying ----------------------------------------------------------------------------------
     def _on_committed(self, name: str, value) -> None:
-        self.request({name: value})
+        self.edits.submit(name, value)
+        if name in self.edits.pending:
+            self.rows[name].hold(value)  # a change back to the value in force is an edit too
+
+    def _apply_edits(self, changes: dict) -> bool:
+        """The user's edits: a new method brings its own default learning rate unless the user set
+        the rate by hand (schema.settings.with_method_defaults)."""
+        changes = {k: v for k, v in changes.items() if getattr(self.settings, k) != v}
+        if not changes:
+            self._refresh()
+            return True
+        return self.request(with_method_defaults(self.settings, self._with_companions(changes)))
 
     def request(self, changes: dict) -> bool:
-        """Validate and apply `changes`; on a ValueError show it and keep the settings in force."""
+        """Validate and apply `changes` now; on a ValueError show it and keep the settings in force."""
+        self.edits.drop(changes)  # an explicit request wins over the user's pending edits of the same settings
         changes = self._with_companions(changes)
         try:
             new = self.settings.with_changes(**changes)
@@ -588,7 +527,7 @@ class ControlsPanel(QScrollArea):
     def reject(self, message: str, fallback_name: str | None = None) -> None:
         name = setting_named_in(message) or fallback_name
         for row_name, row in self.rows.items():
-            row.set_value(getattr(self.settings, row_name))
+            row.set_value(self.edits.pending.get(row_name, getattr(self.settings, row_name)))
         if name in self.rows:
             self.rows[name].show_error(message)
             if not self.rows[name].isVisible():
@@ -597,6 +536,7 @@ class ControlsPanel(QScrollArea):
 
     def set_settings(self, settings: TrainSettings) -> None:
         """Show `settings` (already in force) in every control."""
+        self.edits.drop()
         self.settings = settings
         for row in self.rows.values():
             row.clear_error()
@@ -613,7 +553,7 @@ class ControlsPanel(QScrollArea):
     def _refresh(self) -> None:
         s = self.settings
         for name, row in self.rows.items():
-            row.set_value(getattr(s, name))
+            row.set_value(self.edits.pending.get(name, getattr(s, name)))  # a pending edit stays shown
             row.setVisible(is_relevant(name, s))
         for _title, box in self.groups.items():
             box.setVisible(any(not row.isHidden() for row in box.findChildren(SettingRow)))

@@ -26,10 +26,12 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMenu, QMessageBox, QWidget
 
 from explorer.gui import shortcuts
+from explorer.gui.cold_edits import COLD_EDIT_MS
 from explorer.gui.compare_host import CompareHost, compare_worker_for
 from explorer.gui.controls import ControlsPanel, label_of
 from explorer.gui.features import Features
 from explorer.gui.help_overlay import HelpOverlay
+from explorer.gui.matrix_link import link_matrix_views
 from explorer.gui.persistence import Persistence, layout_version
 from explorer.gui.services import report_failure
 from explorer.gui.status_bar import StatusBar
@@ -38,7 +40,6 @@ from explorer.gui.window_actions import (
     ACTIONS,
     LIVE_ACTIONS,
     RECENT_MENU,
-    SpeedBox,
     make_actions,
     make_menus,
     make_toolbar,
@@ -47,7 +48,7 @@ from explorer.gui.window_files import FileCommands
 from explorer.gui.window_layout import default_geometry, fit_views, place_docks, size_docks
 from explorer.gui.window_worker import WorkerHosting
 from explorer.schema.faults import SETTING
-from explorer.schema.settings import SETTINGS_SPEC, TrainSettings, changed_kinds
+from explorer.schema.settings import SETTINGS_SPEC, TrainSettings, changed_kinds, with_method_defaults
 
 # Workers by "module:attribute", imported on a helper thread when the window first needs one.
 PROCESS_WORKER = "explorer.engine.process_worker:ProcessTrainingWorker"
@@ -68,6 +69,7 @@ def apply_overrides(settings: TrainSettings, overrides: dict) -> TrainSettings:
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if not overrides:
         return settings
+    overrides = with_method_defaults(settings, overrides)  # --method full: full fine-tuning's own lr
     try:
         return settings.with_changes(**overrides)
     except ValueError:
@@ -129,7 +131,7 @@ class MainWindow(WorkerHosting, QMainWindow):
 
         self.status = StatusBar(self)
         self.setStatusBar(self.status)
-        self.controls = ControlsPanel(settings, configure=self._configure)
+        self.controls = ControlsPanel(settings, configure=self._configure, cold_delay_ms=COLD_EDIT_MS)
         self.controls.applied.connect(self._on_settings_applied)
         self.controls.rejected.connect(self._on_settings_rejected)
         self.controls_dock = self._dock(
@@ -141,6 +143,7 @@ class MainWindow(WorkerHosting, QMainWindow):
         self.views: dict[str, QWidget] = {}
         self.view_docks: dict[str, QDockWidget] = {}
         self._make_views(view_classes if view_classes is not None else load_view_classes())
+        self.matrix_selection = link_matrix_views(self.views, self)  # ΔW and spectrum: one matrix
         # the compare view's runs: in a child process unless the window trains in its own process
         self.compare_host = CompareHost(self, factory=compare_worker_for(self.worker_factory))
         self.features = Features(self)
@@ -328,7 +331,7 @@ class MainWindow(WorkerHosting, QMainWindow):
 
     def change_speed(self, direction: int) -> None:
         """+1: faster (towards 'max'), -1: slower, along the toolbar's list."""
-        self.set_speed(SpeedBox.neighbour(self.settings.speed, direction))
+        self.set_speed(self.speed_box.next_speed(self.settings.speed, direction))
 
     def apply_settings(self, new: TrainSettings) -> bool:
         """Apply every difference between `new` and the settings in force (one configure call)."""
@@ -369,6 +372,8 @@ class MainWindow(WorkerHosting, QMainWindow):
                 self._sync_rejected_settings(snap)
                 self.show_fault(snap.fault.message)
         self._update_limits(snap)
+        if snap.state != "replay":
+            self.speed_box.note_snapshot(snap)
         self._queue_views([v for v in self._fed_views() if self._view_visible(v)], snap)
         self.snapshot_delivered.emit(snap)
 

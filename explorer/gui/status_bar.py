@@ -22,6 +22,17 @@ STATE_TEXT = {
 RATE_TIP = "Training steps per second"
 
 
+def rate_text(state: str, steps_per_second) -> str:
+    """Steps per second as the status bar shows them: the measured rate while training, 0 while paused
+    or stopped (the engine's figure is that of the last stretch of play), nothing in a replay (the
+    recording's rate is not this machine's)."""
+    if state == "replay":
+        return ""
+    if state == "running":
+        return f"{format_rate(steps_per_second)} steps/s"
+    return "0 steps/s"
+
+
 class StatusBar(QStatusBar):
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -67,7 +78,7 @@ class StatusBar(QStatusBar):
     def update_from(self, snap) -> None:
         self.set_state(snap.state)
         self.step.setText(f"step {snap.step:,}")
-        self.rate.setText(f"{format_rate(snap.steps_per_second)} steps/s")
+        self.rate.setText(rate_text(snap.state, snap.steps_per_second))
         self.show_slow_reason(snap.slow_reason if snap.state == "running" else None)
         self.loss.setText("loss –" if snap.loss is None else f"loss {snap.loss:.4g}")
         self.device.setText(str(snap.device))

@@ -118,6 +118,11 @@ def style_sheet_for(t: Theme) -> str:
     QLabel[role="error"] {{ color: {t.error}; font-size: 8pt; }}
     QLabel[role="dim"] {{ color: {t.dim_text}; }}
     QStatusBar QLabel {{ padding: 0 6px; }}
+    QToolButton[role="mode"] {{ color: {t.text}; background: {t.button}; border: 1px solid {t.alt_base};
+                                border-radius: 3px; padding: 2px 6px; }}
+    QToolButton[role="mode"]:hover {{ border-color: {t.highlight}; }}
+    QToolButton[role="mode"]:checked {{ color: #ffffff; background: {t.highlight}; border-color: {t.highlight}; }}
+    QToolButton[role="mode"]:disabled {{ color: {t.dim_text}; background: {t.window}; }}
     QToolBar {{ spacing: 6px; padding: 2px; }}
     """
 

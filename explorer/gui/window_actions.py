@@ -13,6 +13,7 @@ from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QComboBox, QDockWidget, QLabel, QMainWindow, QSizePolicy, QStyle, QToolBar, QWidget
 
 from explorer.gui.theme import THEMES
+from explorer.schema.format import format_rate
 from explorer.schema.settings import SETTINGS_SPEC
 
 # name: (text, tip, standard icon or None, checkable)
@@ -132,12 +133,21 @@ def make_actions(window: QMainWindow, slots: dict[str, Callable[[], object]]) ->
 
 
 class SpeedBox(QComboBox):
-    """The toolbar's steps-per-second cap: SPEEDS, and any other value a settings file brought."""
+    """The toolbar's steps-per-second cap: SPEEDS, and any other value a settings file brought.
+
+    It offers only the caps the run can reach: from the rate a segment trains at uncapped (or below
+    its cap), a cap at or above REACHABLE of that rate is greyed out (it would change nothing), 'max'
+    says the rate it reaches, and a cap in force above it says the run is at its maximum."""
+
+    REACHABLE = 0.9  # a cap is worth offering below this share of the fastest rate seen
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("speed_box")
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)  # 'max (≈9.3 /s)' fits
         self.setToolTip(f"{SETTINGS_SPEC['speed'].help} — hot: applies at once  ([ and ])")
+        self.max_rate: float | None = None  # steps/s this segment reaches uncapped (None: not measured)
+        self._segment = None
         for value, text in SPEEDS:
             self.addItem(text, value)
 
@@ -147,6 +157,55 @@ class SpeedBox(QComboBox):
             self.addItem(f"{speed:g} /s", float(speed))
             i = self.count() - 1
         self.setCurrentIndex(i)
+        self._sync_items()
+
+    def note_snapshot(self, snap) -> None:
+        """Learn the rate the run reaches from a live snapshot: measured while uncapped, or well below
+        its cap; a new segment (other settings, another speed) measures again."""
+        if snap.segment != self._segment:
+            self._segment = snap.segment
+            if self.max_rate is not None:
+                self.max_rate = None
+                self._sync_items()
+        rate = float(snap.steps_per_second or 0.0)
+        cap = float((snap.settings or {}).get("speed", 0.0) or 0.0)
+        if snap.state != "running" or not rate > 0 or (cap > 0 and rate >= 0.8 * cap):
+            return
+        self.max_rate = rate if self.max_rate is None else 0.8 * self.max_rate + 0.2 * rate
+        self._sync_items()
+
+    def reachable(self, value: float) -> bool:
+        """A cap of `value` steps/s slows this run (0, 'max', always counts)."""
+        return value == 0 or self.max_rate is None or value < self.REACHABLE * self.max_rate
+
+    def _sync_items(self) -> None:
+        model = self.model()
+        fastest = self.max_rate
+        for i in range(self.count()):
+            value = float(self.itemData(i))
+            base = "max" if value == 0 else f"{value:g} /s"
+            item = model.item(i) if hasattr(model, "item") else None
+            ok = self.reachable(value)
+            if value == 0:
+                text = base if fastest is None else f"max (≈{format_rate(fastest)} /s)"
+            elif not ok and i == self.currentIndex():
+                text = f"{base}: at its maximum ≈{format_rate(fastest)} /s"
+            else:
+                text = base
+            if self.itemText(i) != text:
+                self.setItemText(i, text)
+            if item is not None and item.isEnabled() != ok:
+                item.setEnabled(ok)
+                item.setToolTip("" if ok else f"this run trains at about {format_rate(fastest)} steps/s")
+
+    def next_speed(self, current: float, direction: int) -> float:
+        """SpeedBox.neighbour among the caps this run can reach: past the fastest reachable one is 'max'."""
+        value = self.neighbour(current, direction)
+        if direction > 0:
+            return value if self.reachable(value) else 0.0
+        while not self.reachable(value) and self.neighbour(value, direction) != value:
+            value = self.neighbour(value, direction)
+        return value
 
     @staticmethod
     def neighbour(current: float, direction: int) -> float:

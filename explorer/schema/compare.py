@@ -38,7 +38,15 @@ import numpy as np
 
 from explorer.schema.budget import PRESETS, compute_budget
 from explorer.schema.faults import Fault
-from explorer.schema.settings import METHODS, PATTERNS, SETTINGS_SPEC, TrainSettings, parse_pattern, validate
+from explorer.schema.settings import (
+    METHODS,
+    PATTERNS,
+    SETTINGS_SPEC,
+    TrainSettings,
+    parse_pattern,
+    validate,
+    with_method_defaults,
+)
 
 # ---- run specs -----------------------------------------------------------------------------------
 
@@ -85,9 +93,11 @@ class RunSpec:
         return self.overrides["method"]
 
     def settings(self, base: TrainSettings) -> TrainSettings:
-        """The run's settings: `base` with this spec's changes (ValueError naming the run if invalid)."""
+        """The run's settings: `base` with this spec's changes (ValueError naming the run if invalid); a
+        run of another method than `base`'s starts from that method's learning rate unless the spec or
+        `base` set one by hand (settings.with_method_defaults)."""
         try:
-            return base.with_changes(**self.overrides)
+            return base.with_changes(**with_method_defaults(base, self.overrides))
         except ValueError as exc:
             raise ValueError(f"run {self.label!r} ({self.text or self.method}): {exc}") from None
 

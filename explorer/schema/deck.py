@@ -10,7 +10,7 @@ A deck is a TOML file:
     layout = "grid"                           # grid | row | column | focus (first view large)
     play = true                               # a scene that trains: it holds at step 0 until P ...
     hold = 3                                  # ... or starts by itself after this many seconds
-    [scene.settings]                          # TrainSettings fields; the rest keep their defaults
+    [scene.settings]                          # TrainSettings fields; the rest keep their defaults (lr: the method's)
     scenario = "matrix"
     rank = 4
     # optional: several runs overlaid on the same data and seed (the compare view)
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from explorer.schema.compare import SHARED
 from explorer.schema.jsonio import read_regular_file, shown
-from explorer.schema.settings import TrainSettings
+from explorer.schema.settings import TrainSettings, with_method_defaults
 from explorer.schema.text import one_line
 
 VIEW_IDS = ("delta", "spectrum", "attention", "gates", "loss", "budget", "samples", "compare")
@@ -168,7 +168,7 @@ def _parse_scene(number: int, s: dict, source: str) -> Scene:
                 f"runs[{j}].settings.{shared[0]}",
                 "is shared by every run of a comparison: set it in the scene's settings",
             )
-        merged = {**settings.to_dict(), **run_settings}
+        merged = {**settings.to_dict(), **_method_defaults(settings, run_settings)}
         runs.append(Run(label, _settings(merged, f"runs[{j}].settings", fail)))
     if runs and "compare" not in views:
         fail("runs", 'runs are shown by the compare view: add "compare" to views')
@@ -182,6 +182,15 @@ def _settings(d, where, fail) -> TrainSettings:
     if not isinstance(d, dict):
         fail(where, "must be a table of settings")
     try:
-        return TrainSettings.from_dict(d)
+        return TrainSettings.from_dict(_method_defaults(TrainSettings(), d))
     except (ValueError, TypeError) as exc:
         fail(where, str(exc))
+
+
+def _method_defaults(base: TrainSettings, changes: dict) -> dict:
+    """A scene or run of another method than `base` without an lr of its own trains at that method's
+    default rate (settings.with_method_defaults); a malformed method is left to the settings' check."""
+    try:
+        return with_method_defaults(base, changes)
+    except TypeError:  # e.g. method = [1]: unhashable, reported by TrainSettings.from_dict
+        return dict(changes)

@@ -56,8 +56,8 @@ class TrainSettings:
     prompt_init: str = "normal"
     # optimisation
     # lm defaults measured on 2 shared CPU cores (one worker thread): the samples turn towards review
-    # comments and diff headers within about a minute (README, engine section). Full fine-tuning
-    # wants a lower rate (1e-3): at 1e-2 it wrecks the base model in a few steps.
+    # comments and diff headers within about a minute (README, engine section). Each method has its
+    # own default (DEFAULT_LR): full fine-tuning at 1e-2 wrecks the base model in a few steps.
     lr: float = 1e-2
     batch_size: int = 16
     seq_len: int = 64
@@ -275,6 +275,39 @@ SETTINGS_SPEC: dict[str, Spec] = {
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+# The learning rate each method starts from, by scenario (bench/bench_default_lr.py measures them:
+# held-out loss after 200 to 400 headless steps on one CPU thread, README). Every weight of the model
+# moves under full fine-tuning, so it wants a far lower rate than the adapters, whose updates start
+# from zero (lm: 1e-2 ends above the untouched base); the few prompt vectors and gates of prefix
+# tuning take a higher one than LoRA (at 3e-2 LoRA is unstable, prefix tuning learns fastest).
+DEFAULT_LR: dict[tuple[str, str], float] = {
+    ("lm", "lora"): 1e-2,
+    ("lm", "prefix"): 3e-2,
+    ("lm", "lora+prefix"): 1e-2,
+    ("lm", "full"): 3e-4,
+    ("matrix", "lora"): 1e-2,
+    ("matrix", "full"): 3e-3,
+}
+
+
+def default_lr(scenario: str, method: str) -> float:
+    """The learning rate `method` starts from in `scenario` (DEFAULT_LR; 1e-2 for a pair not listed)."""
+    return DEFAULT_LR.get((scenario, method), 1e-2)
+
+
+def with_method_defaults(current: TrainSettings, changes: dict) -> dict:
+    """`changes` plus the new method's default learning rate, when the method or scenario changes, the
+    changes bring no lr of their own, and the lr in force is the old method's default (a rate the user
+    set by hand is a different number, and is kept)."""
+    if "lr" in changes or not ({"method", "scenario"} & set(changes)):
+        return dict(changes)
+    old = default_lr(current.scenario, current.method)
+    new = default_lr(changes.get("scenario", current.scenario), changes.get("method", current.method))
+    if not math.isclose(current.lr, old, rel_tol=1e-9) or math.isclose(old, new, rel_tol=1e-9):
+        return dict(changes)
+    return {**changes, "lr": new}
 
 
 def kind_of(name: str) -> str:

@@ -65,3 +65,18 @@ def test_a_bad_pattern_flag_is_one_line_and_exit_2(flag, message):
     )
     assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert not (ROOT / "never-written").exists()
+
+
+def test_run_trains_each_method_at_its_own_default_learning_rate():
+    """--method full without --lr: full fine-tuning's rate, not LoRA's (which diverges; issue 16)."""
+    import argparse
+
+    from explorer.commands.run import add_arguments, settings_from_args
+    from explorer.schema.settings import default_lr
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert settings_from_args(parser.parse_args(["--method", "full", "--out", "x"])).lr == default_lr("lm", "full")
+    assert settings_from_args(parser.parse_args(["--method", "full", "--lr", "0.01", "--out", "x"])).lr == 0.01
+    matrix = parser.parse_args(["--scenario", "matrix", "--method", "full", "--out", "x"])
+    assert settings_from_args(matrix).lr == default_lr("matrix", "full")

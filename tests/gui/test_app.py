@@ -112,7 +112,8 @@ def test_rank_change_restarts_adapters_and_spectrum_has_rank_values(qtbot, make_
     row = win.controls.rows["rank"]
     assert row.tag.text() == "cold"
     row.editor.setValue(3)  # what the spin box does on Enter or an arrow click
-    assert win.settings.rank == 3
+    # a cold edit applies once no other follows within a moment (several make one restart)
+    qtbot.waitUntil(lambda: win.settings.rank == 3, timeout=WAIT_MS)
     snap = wait_snapshot(qtbot, win, lambda s: s.segment > old.segment and s.step >= 3)
     assert snap.settings["rank"] == 3
     for m in snap.matrices.values():
@@ -135,7 +136,7 @@ def test_switching_to_prefix_shows_gates_from_zero_then_moving(qtbot, make_windo
     combo = win.controls.rows["method"].editor
     combo.setCurrentIndex(combo.findData("prefix"))
     combo.activated.emit(combo.currentIndex())  # what a user's pick emits
-    assert win.settings.method == "prefix"
+    qtbot.waitUntil(lambda: win.settings.method == "prefix", timeout=WAIT_MS)  # cold: after a moment
     assert win.controls.rows["prefix_len"].isVisibleTo(win.controls)
     assert not win.controls.rows["rank"].isVisibleTo(win.controls)
     first = wait_snapshot(qtbot, win, lambda s: s.segment > old.segment and s.prefixes)
@@ -194,7 +195,7 @@ def test_rank_is_capped_by_the_model_and_engine_rejections_keep_settings(qtbot, 
     row = win.controls.rows["rank"]
     assert row.editor.maximum() == cap
     row.editor.setValue(cap + 50)  # a spin box cannot go past the model's min(in, out)
-    assert win.settings.rank == cap
+    qtbot.waitUntil(lambda: win.settings.rank == cap, timeout=WAIT_MS)
     wait_snapshot(qtbot, win, lambda s: s.settings["rank"] == cap)
     before = win.settings
     # A change the engine refuses when it applies it (here: past the cap, sent without the widget).
@@ -206,7 +207,8 @@ def test_rank_is_capped_by_the_model_and_engine_rejections_keep_settings(qtbot, 
     assert row.error.isVisibleTo(win.controls) and f"rank={cap + 50}" in row.error.text()
     assert f"rank={cap + 50}" in win.status.currentMessage()
     row.editor.setValue(2)
-    assert win.settings.rank == 2 and not row.error.isVisibleTo(win.controls)
+    qtbot.waitUntil(lambda: win.settings.rank == 2, timeout=WAIT_MS)
+    assert not row.error.isVisibleTo(win.controls)
     win.play()
     wait_snapshot(qtbot, win, lambda s: s.state == "running" and s.settings["rank"] == 2 and s.step >= 2)
 

@@ -24,6 +24,8 @@ import pyqtgraph as pg
 import shiboken6
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from explorer.gui.views.axes import LogValueAxis, StepAxis, nice_step
+
 # The order in which Llama modules are listed in pickers.
 MODULE_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _LAYER_RE = re.compile(r"(?:^|\.)layers\.(\d+)\.(?:.*\.)?([^.]+)$")
@@ -119,18 +121,6 @@ def style_colorbar(bar: pg.ColorBarItem, style: Style) -> None:
     bar.axis.setWidth(metrics.horizontalAdvance("-0.025") + 12)
 
 
-def nice_step(span: float, count: int = 3) -> float:
-    """A round step (1, 2, 2.5 or 5 times a power of ten) that cuts `span` into about `count` parts."""
-    if not np.isfinite(span) or span <= 0:
-        return 1.0
-    raw = span / max(1, count)
-    power = 10.0 ** np.floor(np.log10(raw))
-    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if m * power >= raw:
-            return float(m * power)
-    return float(10 * power)
-
-
 def set_colorbar_levels(bar: pg.ColorBarItem, levels: tuple[float, float]) -> None:
     """Show `levels` on a colour bar with a few round, labelled ticks (0 always, for diverging bars).
 
@@ -168,7 +158,9 @@ def new_layout_widget(style: Style) -> pg.GraphicsLayoutWidget:
 
 def loss_plot(glw: pg.GraphicsLayoutWidget) -> pg.PlotItem:
     """Loss against step, as the loss view and the compare view draw it (grid, clipped, peak-downsampled)."""
-    plot: pg.PlotItem = glw.addPlot(row=0, col=0)
+    plot: pg.PlotItem = glw.addPlot(
+        row=0, col=0, axisItems={"bottom": StepAxis("bottom"), "left": LogValueAxis("left")}
+    )
     plot.hideButtons()
     plot.setLabel("bottom", "step")
     plot.setLabel("left", "loss")
@@ -355,6 +347,8 @@ class MatrixPicker(QtWidgets.QWidget):
         self._names: tuple[str, ...] = ()
         self._by_layer: dict[str, dict[str, str]] = {}
         self._current = ""
+        self._selection = None  # a MatrixSelection shared with other pickers (explorer/gui/matrix_link.py)
+        self.link_box: QtWidgets.QCheckBox | None = None
         self.layer_box = QtWidgets.QComboBox(self)
         self.layer_box.setToolTip("Layer of the adapted matrix")
         self.module_box = QtWidgets.QComboBox(self)
@@ -370,6 +364,27 @@ class MatrixPicker(QtWidgets.QWidget):
         lay.addWidget(self.module_box)
         self.layer_box.currentIndexChanged.connect(self._layer_changed)
         self.module_box.currentIndexChanged.connect(self._module_changed)
+
+    def link(self, selection) -> None:
+        """Show the matrix `selection` names and make it follow this picker's choices, while it is
+        linked; a "linked" box beside the pickers links and unlinks."""
+        self._selection = selection
+        self.link_box = QtWidgets.QCheckBox("linked", self)
+        self.link_box.setObjectName("matrix_link")
+        self.link_box.setToolTip("The ΔW and spectrum views show the same matrix; untick to pick each on its own")
+        self.link_box.setChecked(selection.linked)
+        self.layout().addWidget(self.link_box)
+        self.link_box.clicked.connect(lambda on: selection.set_linked(on, self._current))
+        selection.linkedChanged.connect(self._linked_changed)
+        selection.changed.connect(self._follow)
+
+    def _linked_changed(self, on: bool) -> None:
+        if self.link_box is not None and self.link_box.isChecked() != on:
+            self.link_box.setChecked(on)
+
+    def _follow(self, name: str) -> None:
+        if name != self._current and name in self._names:
+            self._select(name)
 
     def names(self) -> tuple[str, ...]:
         return self._names
@@ -392,6 +407,8 @@ class MatrixPicker(QtWidgets.QWidget):
             for k, v in sorted(by_layer.items(), key=lambda kv: (kv[0] == "-", int(kv[0]) if kv[0] != "-" else 0))
         }
         keep = self._current if self._current in names else (names[0] if names else "")
+        if self._selection is not None and self._selection.linked and self._selection.name in names:
+            keep = self._selection.name  # linked: the matrix the other picker shows
         with QtCore.QSignalBlocker(self.layer_box):
             self.layer_box.clear()
             self.layer_box.addItems(list(self._by_layer))
@@ -436,6 +453,8 @@ class MatrixPicker(QtWidgets.QWidget):
         if name != self._current:
             self._current = name
             self.matrixChanged.emit(name)
+        if self._selection is not None:
+            self._selection.select(name)
 
     def _layer_changed(self, _index: int) -> None:
         layer_key = self.layer_box.currentText()

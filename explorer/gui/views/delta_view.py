@@ -72,17 +72,31 @@ class IndexAxis(pg.AxisItem):
         return [f"{v * scale:.0f}" if float(v).is_integer() else f"{v * scale:g}" for v in values]
 
 
+def target_norm(m) -> float | None:
+    """‖ΔW*‖F of the planted target: exact from its singular values (the pooled image is not), else None."""
+    values = getattr(m, "target_spectrum", None)
+    if values is None or np.size(values) == 0:
+        return None
+    return float(np.sqrt(np.sum(np.asarray(values, dtype=np.float64) ** 2)))
+
+
 def caption_head(m, mode: str, data: np.ndarray, level: float) -> tuple[list[str], tuple[int, int]]:
-    """The caption's first parts (what is shown, of which matrix, its size, ‖ΔW‖F, DoRA's effective
-    update, the colour range), and the matrix's (out, in) size."""
+    """The caption's first parts (what is shown, of which matrix, its size, the norm of what is shown
+    (‖ΔW*‖F for the target, else ‖ΔW‖F), DoRA's effective update, the colour range), and the matrix's
+    (out, in) size."""
     out_f, in_f = (int(m.shape[0]), int(m.shape[1])) if len(m.shape) == 2 else data.shape
     dora = getattr(m, "effective_update", None) is not None
     label = "W_eff = W₀ + (W_eff − W₀) (DoRA: what a merge writes)" if dora and mode == "merged" else MODE_LABELS[mode]
-    parts = [
-        f"<b>{label}</b> of {html.escape(m.name)}",
-        f"{out_f}×{in_f}",
-        f"‖ΔW‖<sub>F</sub> = {m.fro_norm:.4g}" + (" (ΔW = s·B·A, the low-rank part)" if dora else ""),
-    ]
+    if mode == "target":
+        exact = target_norm(m)
+        norm = (
+            f"‖ΔW*‖<sub>F</sub> = {exact:.4g}"
+            if exact is not None
+            else f"‖ΔW*‖<sub>F</sub> ≈ {float(np.linalg.norm(data)):.4g} (pooled)"
+        )
+    else:
+        norm = f"‖ΔW‖<sub>F</sub> = {m.fro_norm:.4g}" + (" (ΔW = s·B·A, the low-rank part)" if dora else "")
+    parts = [f"<b>{label}</b> of {html.escape(m.name)}", f"{out_f}×{in_f}", norm]
     if dora:
         parts.append(f"‖W_eff − W₀‖<sub>F</sub> = {m.effective_update_fro_norm:.4g}")
     parts.append(f"colours ±{level:.3g}")
@@ -132,6 +146,7 @@ class DeltaView(View):
             b.setToolTip(MODE_TIPS[mode])
             b.setCheckable(True)
             b.setAutoRaise(False)
+            b.setProperty("role", "mode")  # the theme shows the checked one in the highlight colour
             b.clicked.connect(lambda _=False, m=mode: self.set_mode(m))
             group.addButton(b)
             modes.addWidget(b)
@@ -284,7 +299,12 @@ class DeltaView(View):
             return
         data = np.ascontiguousarray(data, dtype=np.float32)
         self._data = data
-        levels = self._levels[mode].update(data)
+        if mode in ("delta", "target") and has_target:
+            # one colour scale for ΔW and ΔW*: flipping between them compares the two, colour for colour
+            largest = max(colormaps.abs_max(m.delta), colormaps.abs_max(m.target))
+            levels = self._levels["delta"].update_max(largest)
+        else:
+            levels = self._levels[mode].update(data)
         self.image.setImage(data, autoLevels=False, levels=levels)
         out_f, in_f = (int(m.shape[0]), int(m.shape[1])) if len(m.shape) == 2 else data.shape
         geometry = (data.shape, out_f, in_f)

@@ -13,6 +13,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
+from explorer.gui.views.axes import StepAxis
 from explorer.gui.views.base import (
     View,
     corner_legend,
@@ -71,7 +72,7 @@ class GatesView(View):
         lay.setSpacing(3)
         self.glw = new_layout_widget(self.style_)
         self.glw.ci.setToolTip(self.formula_tooltip)
-        self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
+        self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0, axisItems={"bottom": StepAxis("bottom")})
         self.plot.hideButtons()
         self.plot.setLabel("bottom", "step")
         self.plot.setLabel("left", "gate(g)")
@@ -82,7 +83,7 @@ class GatesView(View):
         )
         self.plot.addItem(self.zero_line, ignoreBounds=True)
         self.legend = corner_legend(self.plot, left=True)
-        self.heat_plot: pg.PlotItem = self.glw.addPlot(row=0, col=1)
+        self.heat_plot: pg.PlotItem = self.glw.addPlot(row=0, col=1, axisItems={"bottom": StepAxis("bottom")})
         self.heat_plot.hideButtons()
         self.heat_plot.setMenuEnabled(False)
         self.heat_plot.setMouseEnabled(x=False, y=False)

@@ -1,7 +1,12 @@
-"""Training and held-out loss against the step, smoothed the way TensorBoard smooths (debiased EMA).
+"""Training and held-out loss against the step; the training loss smoothed the way TensorBoard smooths
+(debiased EMA), the held-out loss as measured.
 
-The raw curves are drawn faint behind the smoothed ones; the smoothing weight is 0.6 by default and
-adjustable from 0 (raw) to 0.99 with a slider; the y axis can be logarithmic.
+The raw training curve is drawn faint behind the smoothed one; the smoothing weight is 0.6 by default
+and adjustable from 0 (raw) to 0.99 with a slider; the y axis can be logarithmic. The held-out loss is
+not smoothed: each point is already a mean over the whole held-out split, and its points are sparse
+(one every few dozen steps), so a point-by-point EMA lagged far behind them (in the matrix scenario
+the line sat at 0.004 over points at 3.4e-7). Earlier settings stay as faded ghost curves, hot changes
+as markers on the step axis (loss_ghosts.py).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from explorer.gui.cold_edits import change_label, change_parts
 from explorer.gui.views.base import (
     View,
     centre_text,
@@ -21,10 +27,18 @@ from explorer.gui.views.base import (
     style_legend,
     style_plot,
 )
+from explorer.gui.views.loss_ghosts import LossGhosts
 
 DEFAULT_SMOOTHING = 0.6
 TRAIN_COLOR = "#56B4E9"
 EVAL_COLOR = "#E69F00"
+HOT_MARKED = ("lr", "batch_size")
+TRAIN_ABOVE_NOTE = "train above held-out: batch loss before each update, with dropout (hover for more)"  # hot settings that change the training, marked where they change
+WHY_TRAIN_ABOVE = (
+    "Train loss can sit above held-out: each training loss is its batch's, measured before the update "
+    "that batch makes (the held-out loss is measured after), with dropout on (off for held-out), and the "
+    "held-out split is a fixed, different set of text."
+)
 
 
 def ema_debiased(values, weight: float) -> np.ndarray:
@@ -55,8 +69,9 @@ class LossView(View):
     view_id = "loss"
     title = "Loss"
     formula_tooltip = (
-        "cross-entropy (lm) or MSE (matrix) against the step; smoothed: s_n = (w·s'_{n-1} + (1-w)·y_n) "
-        "/ (1 - wⁿ), TensorBoard's debiased EMA, w = 0.6 by default"
+        "cross-entropy (lm) or MSE (matrix) against the step; training loss smoothed: s_n = (w·s'_{n-1} + "
+        "(1-w)·y_n) / (1 - wⁿ), TensorBoard's debiased EMA, w = 0.6 by default; held-out loss as measured. "
+        + WHY_TRAIN_ABOVE
     )
 
     smoothingChanged = QtCore.Signal(float)
@@ -68,6 +83,7 @@ class LossView(View):
         self._smoothing = DEFAULT_SMOOTHING
         self._train_smoothed = np.zeros(0)
         self._empty = None
+        self._live = None  # (segment, step, settings, steps, loss) of the last live snapshot drawn
 
         content = QtWidgets.QWidget(self)
         lay = QtWidgets.QVBoxLayout(content)
@@ -78,7 +94,10 @@ class LossView(View):
         self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal, content)
         self.slider.setRange(0, 99)
         self.slider.setValue(round(DEFAULT_SMOOTHING * 100))
-        self.slider.setToolTip("Exponential moving average weight w, 0 (raw) to 0.99; TensorBoard's default is 0.6")
+        self.slider.setToolTip(
+            "Exponential moving average weight w of the training loss, 0 (raw) to 0.99; TensorBoard's default "
+            "is 0.6. The held-out loss is drawn as measured (each point is a mean over the held-out split)."
+        )
         self.slider.setMaximumWidth(220)
         self.slider.valueChanged.connect(lambda v: self.set_smoothing(v / 100.0))
         top.addWidget(self.slider, 1)
@@ -86,6 +105,16 @@ class LossView(View):
         self.smoothing_label.setMinimumWidth(QtGui.QFontMetrics(self.font()).horizontalAdvance("0.000"))
         top.addWidget(self.smoothing_label)
         top.addStretch(1)
+        self.clear_ghosts_button = QtWidgets.QToolButton(content)
+        self.clear_ghosts_button.setObjectName("clear_ghosts")
+        self.clear_ghosts_button.setText("Clear ghosts")
+        self.clear_ghosts_button.setToolTip("Remove the faded curves of earlier settings (and the hot-change markers)")
+        self.clear_ghosts_button.clicked.connect(self.clear_ghosts)
+        keep_room = self.clear_ghosts_button.sizePolicy()
+        keep_room.setRetainSizeWhenHidden(True)  # the plot does not jump when the button comes and goes
+        self.clear_ghosts_button.setSizePolicy(keep_room)
+        self.clear_ghosts_button.hide()
+        top.addWidget(self.clear_ghosts_button)
         self.log_box = QtWidgets.QCheckBox("log y", content)
         self.log_box.setToolTip("Logarithmic loss axis")
         self.log_box.toggled.connect(self.set_log_y)
@@ -97,9 +126,9 @@ class LossView(View):
         self.plot = loss_plot(self.glw)
         opts = dict(clipToView=True, autoDownsample=True, downsampleMethod="peak")
         self.train_raw = pg.PlotDataItem(pen=pg.mkPen(QtGui.QColor(86, 180, 233, 70), width=1), **opts)
-        # held-out measurements keep their markers (they are the real points); the smoothed line runs through
+        # held-out measurements: their markers, and the line through them (not smoothed)
         self.eval_raw = pg.PlotDataItem(
-            pen=pg.mkPen(QtGui.QColor(230, 159, 0, 70), width=1),
+            pen=None,
             symbol="o",
             symbolSize=4,
             symbolPen=None,
@@ -113,12 +142,20 @@ class LossView(View):
         self.legend = corner_legend(self.plot)
         self.legend.addItem(self.train_curve, "train")
         self.legend.addItem(self.eval_curve, "held-out")
+        self._legend_ghost = False
+        self.ghosts = LossGhosts(self.plot, self.style_, ema_debiased)
+        self.ghosts.avoid = [self.legend]
+        self.ghosts.set_smoothing(self._smoothing)
+        self._clear_action = self.plot.vb.menu.addAction("Clear ghost curves")
+        self._clear_action.triggered.connect(self.clear_ghosts)
+        self._clear_action.setEnabled(False)
         self.empty_text = centre_text(self.plot, "waiting for the first step")
         self._set_empty(True)
         lay.addWidget(self.glw, 1)
         self.caption = QtWidgets.QLabel(content)
         self.caption.setTextFormat(QtCore.Qt.TextFormat.RichText)
         self.caption.setWordWrap(True)
+        self.caption.setToolTip(WHY_TRAIN_ABOVE)
         lay.addWidget(self.caption)
         self.set_content(content)
         self._restyle()
@@ -137,6 +174,7 @@ class LossView(View):
             self.slider.setValue(round(weight * 100))
         self.smoothing_label.setText(f"{weight:.2f}")
         self._key = None
+        self.ghosts.set_smoothing(weight)
         self.smoothingChanged.emit(weight)
         self.refresh()
 
@@ -148,6 +186,21 @@ class LossView(View):
             self.log_box.setChecked(bool(on))  # comes back here through toggled
             return
         self.plot.setLogMode(x=False, y=bool(on))
+        self.ghosts.set_log(bool(on))
+
+    def ghost_labels(self) -> list[str]:
+        """The labels of the ghost curves (earlier settings), oldest first."""
+        return self.ghosts.labels()
+
+    def marker_labels(self) -> list[tuple[float, str]]:
+        """(step, label) of the hot-change markers on the step axis."""
+        return self.ghosts.marker_labels()
+
+    def clear_ghosts(self) -> None:
+        """Remove the ghost curves of earlier settings and the hot-change markers."""
+        self.ghosts.clear()
+        self.ghosts.clear_markers()
+        self._sync_ghost_controls()
 
     def smoothed_train(self) -> tuple[np.ndarray, np.ndarray]:
         """(steps, smoothed training loss) as drawn now."""
@@ -183,6 +236,7 @@ class LossView(View):
         loss = np.asarray(h.loss) if h is not None else np.zeros(0)
         eval_steps = np.asarray(h.eval_steps) if h is not None else np.zeros(0)
         eval_loss = np.asarray(h.eval_loss) if h is not None else np.zeros(0)
+        self._follow_segments(snapshot, steps, loss)
         key = (
             snapshot.segment,
             steps.size,
@@ -196,24 +250,27 @@ class LossView(View):
             return
         self._key = key
         n = min(steps.size, loss.size)
+        train_last = None
         if n:
             x = steps[:n].astype(np.float64)
             y = loss[:n].astype(np.float64)
+            smoothed = ema_debiased(y, self._smoothing)
             self.train_raw.setData(x, y)
-            self.train_curve.setData(x, ema_debiased(y, self._smoothing))
+            self.train_curve.setData(x, smoothed)
             self.train_raw.setVisible(self._smoothing > 0)
+            train_last = float(smoothed[-1])
         else:
             self.train_raw.setData([], [])
             self.train_curve.setData([], [])
         m = min(eval_steps.size, eval_loss.size)
-        eval_key = (snapshot.segment, m, float(eval_steps[m - 1]) if m else -1.0, self._smoothing)
+        eval_key = (snapshot.segment, m, float(eval_steps[m - 1]) if m else -1.0)
         if eval_key == self._eval_key:
             pass  # held-out loss is measured now and then: keep it
         elif m:
             x = eval_steps[:m].astype(np.float64)
             y = eval_loss[:m].astype(np.float64)
             self.eval_raw.setData(x, y)
-            self.eval_curve.setData(x, ema_debiased(y, self._smoothing))
+            self.eval_curve.setData(x, y)  # as measured: each point is a mean over the held-out split
         else:
             self.eval_raw.setData([], [])
             self.eval_curve.setData([], [])
@@ -224,12 +281,53 @@ class LossView(View):
             parts.append(f"train <b>{snapshot.loss:.4g}</b>")
         if snapshot.eval_loss is not None:
             parts.append(f"held-out <b>{snapshot.eval_loss:.4g}</b>")
-        if snapshot.steps_per_second:
+        if snapshot.steps_per_second and snapshot.state == "running":
             parts.append(f"{snapshot.steps_per_second:.1f} steps/s")
         if snapshot.lr:
             parts.append(f"lr {snapshot.lr:.3g}")
+        held_out = float(eval_loss[m - 1]) if m else None
+        if train_last is not None and held_out is not None and train_last > held_out:
+            parts.append(TRAIN_ABOVE_NOTE)
         self.caption.setText(" · ".join(parts))
         self.draw_count += 1
+
+    def _follow_segments(self, snapshot, steps: np.ndarray, loss: np.ndarray) -> None:
+        """Ghosts and markers from the run's own snapshots: a live snapshot of a new segment whose settings
+        differ from the last one drawn leaves that segment as a ghost labelled with what changed; within a
+        segment a changed learning rate or batch is marked at the step it took effect. A replay shows its
+        recording alone (ghosts hidden, none made)."""
+        live = snapshot.state != "replay"
+        self.ghosts.set_shown(live)
+        if not live:
+            return
+        settings = dict(snapshot.settings or {})
+        prev = self._live
+        if prev is not None:
+            p_segment, p_step, p_settings, p_steps, p_loss = prev
+            if snapshot.segment != p_segment or snapshot.step < p_step:
+                self.ghosts.clear_markers()
+                if change_parts(p_settings, settings):  # a cold change (a reset keeps no ghost)
+                    self.ghosts.add(p_steps, p_loss, change_label(p_settings, settings))
+            else:
+                before = {k: p_settings[k] for k in HOT_MARKED if k in p_settings and k in settings}
+                after = {k: settings[k] for k in before}
+                if change_parts(before, after):
+                    self.ghosts.mark(snapshot.step, change_label(before, after))
+        self._live = (snapshot.segment, snapshot.step, settings, steps, loss)
+        self._sync_ghost_controls()
+
+    def _sync_ghost_controls(self) -> None:
+        has = bool(self.ghosts.ghosts or self.ghosts.markers)
+        if self.clear_ghosts_button.isVisibleTo(self) != has:
+            self.clear_ghosts_button.setVisible(has)
+        self._clear_action.setEnabled(has)
+        if bool(self.ghosts.ghosts) != self._legend_ghost:
+            self._legend_ghost = bool(self.ghosts.ghosts)
+            if self._legend_ghost:
+                self.legend.addItem(self.ghosts.sample, "earlier settings")
+            else:
+                self.legend.removeItem("earlier settings")
+            style_legend(self.legend, self.style_)
 
     def _set_empty(self, empty: bool) -> None:
         """Before the first step: the note, and no made-up 0 ... 1 tick values on the axes."""
@@ -241,6 +339,8 @@ class LossView(View):
             self.plot.getAxis(name).setStyle(showValues=not empty)
 
     def _clear(self) -> None:
+        """A new segment, a reset or a replay: the live curves go; the ghosts and markers stay (the next
+        snapshot decides what becomes of them)."""
         self._key = self._eval_key = None
         for item in (self.train_raw, self.eval_raw, self.train_curve, self.eval_curve):
             item.setData([], [])
@@ -254,4 +354,5 @@ class LossView(View):
         style_legend(self.legend, s)
         self.empty_text.setColor(s.muted)
         self.empty_text.setFont(s.font(11))
+        self.ghosts.apply_style()
         self._key = self._eval_key = None

@@ -16,87 +16,13 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, nice_step, qt_alive, style_legend, style_plot
+from explorer.gui.views.axes import LogValueAxis, StepAxis, format_log_value, log_ticks  # noqa: F401 - importable here too
+from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, qt_alive, style_legend, style_plot
 from explorer.schema.rank_advice import ENERGY_LEVELS, energy_ranks
 
 DECADES = 4.0  # the waterfall's colour spans this many decades below the largest value
 AXIS_WIDTH = 56
 MAX_SYMBOLS = 96  # draw point markers for at most this many singular values
-
-
-_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-# Mantissas of the labelled ticks, densest first; a set is used when its labels fit the axis.
-_MANTISSAS = ((1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 2, 3, 5), (1, 2, 5), (1, 3), (1,))
-
-
-def format_log_value(value: float, powers: bool = False) -> str:
-    """A tick label for a value on a log axis: '0.2', '30', '10⁻⁵', '2×10⁻⁵' (no float noise, no
-    'e-05'); `powers` writes every value as a power of ten (an axis spanning many decades)."""
-    if value <= 0 or not np.isfinite(value):
-        return ""
-    exponent = int(np.floor(np.log10(value) + 1e-9))
-    if not powers and -3 <= exponent <= 4:
-        return f"{value:.3g}"
-    mantissa = value / 10.0**exponent
-    power = f"10{str(exponent).translate(_SUPERSCRIPT)}"
-    return power if abs(mantissa - 1) < 1e-6 else f"{mantissa:.2g}×{power}"
-
-
-def log_ticks(lo: float, hi: float, max_labels: int) -> tuple[list[float], list[float]]:
-    """(labelled, unlabelled) tick values, as log10 of the value, for a log axis spanning [lo, hi] (log10).
-
-    Labels at round values (1, 2, 5 x 10^k, or fewer), at most `max_labels` of them, so an axis of
-    less than two decades is not crowded with the minor labels pyqtgraph would write; unlabelled
-    minor ticks at 1..9 x 10^k while there are few decades. An axis too short to hold two round values
-    gets evenly spaced ones (0.75, 0.8, 0.85)."""
-    if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo:
-        return [], []
-    max_labels = max(2, int(max_labels))
-    decades = range(int(np.floor(lo)), int(np.ceil(hi)) + 1)
-
-    def inside(mantissas):
-        return [d + float(np.log10(m)) for d in decades for m in mantissas if lo <= d + np.log10(m) <= hi]
-
-    labelled: list[float] = []
-    for mantissas in _MANTISSAS:
-        values = inside(mantissas)
-        if 2 <= len(values) <= max_labels:
-            labelled = values
-            break
-    if not labelled:
-        whole = [float(d) for d in decades if lo <= d <= hi]
-        if len(whole) >= 2:  # many decades: every n-th power of ten
-            every = int(np.ceil(len(whole) / max_labels))
-            first = int(np.ceil(lo))
-            labelled = [v for v in whole if (int(v) - first) % every == 0]
-        else:  # less than a factor ~2 in view: round linear values
-            a, b = 10.0**lo, 10.0**hi
-            step = float(nice_step(b - a, min(max_labels, 4)))
-            values = np.arange(np.ceil(a / step) * step, b + step * 1e-6, step)
-            labelled = [float(np.log10(v)) for v in values if v > 0]
-    minor: list[float] = []
-    if hi - lo <= 4:
-        taken = set(np.round(labelled, 6))
-        minor = [v for v in inside(range(1, 10)) if round(v, 6) not in taken]
-    return labelled, minor
-
-
-class LogValueAxis(pg.AxisItem):
-    """σ axis in log mode with a few round labels (see `log_ticks`) instead of every minor tick."""
-
-    MAX_LABELS = 6
-
-    def logTickValues(self, minVal, maxVal, size, stdTicks):
-        font = self.style.get("tickFont") or QtGui.QFont()
-        line = QtGui.QFontMetrics(font).height()
-        fit = min(self.MAX_LABELS, int(size / (line * 2.5)))
-        labelled, minor = log_ticks(float(minVal), float(maxVal), fit)
-        return [(None, labelled), (None, minor)]
-
-    def logTickStrings(self, values, scale, spacing):
-        values = [10.0 ** float(v) * scale for v in values]
-        powers = bool(values) and (min(values) < 1e-3 or max(values) >= 1e5)
-        return [format_log_value(v, powers) for v in values]
 
 
 class SpectrumView(View):
@@ -226,7 +152,7 @@ class SpectrumView(View):
         self._legend_has_target = None
         self._set_legend(False, False)
         # -- waterfall
-        self.waterfall_plot: pg.PlotItem = self.glw.addPlot(row=2, col=0)
+        self.waterfall_plot: pg.PlotItem = self.glw.addPlot(row=2, col=0, axisItems={"left": StepAxis("left")})
         self.waterfall_plot.hideButtons()
         self.waterfall_plot.setMenuEnabled(False)
         self.waterfall_plot.setMouseEnabled(x=False, y=False)
