@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import snapshot_factory as sf
 from engine_helpers import tiny_lm
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
@@ -44,7 +44,8 @@ def test_ticking_four_target_boxes_makes_one_restart(qtbot):
     panel = counting_panel(qtbot)
     checks = panel.rows["targets"]._checks
     for name in ("k_proj", "o_proj", "up_proj", "down_proj"):
-        qtbot.mouseClick(checks[name], Qt.LeftButton)
+        box = checks[name]  # a click on its tick box: a QCheckBox ignores clicks past its short label
+        qtbot.mouseClick(box, Qt.LeftButton, pos=QPoint(6, box.height() // 2))
     # nothing restarted yet, and every box shows what the user ticked
     assert panel.calls == []
     assert all(checks[n].isChecked() for n in ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"))
