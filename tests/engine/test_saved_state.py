@@ -177,7 +177,7 @@ REFUSED = {
     "unknown-version": "version '99' is not supported",
     "wrong-shapes": "has shape",
     "bad-settings": "settings in the file are not valid",
-    "missing": "no such file",
+    "missing": "no such",
 }
 
 
