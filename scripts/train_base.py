@@ -8,6 +8,11 @@ Byte-level (vocab 256), grouped-query attention (4 query heads share 2 KV heads)
 warmup and cosine decay over --steps. With the same torch version and thread count a rerun gives
 the same weights; --max-minutes is only a safety cap for a busy machine (a run it stops is recorded
 as stopped early, its learning rate not fully annealed), so pick --steps to fit the time.
+
+--init DIR goes on training a saved model (its config wins over the size flags) with a fresh
+schedule: a second stage on a busy machine instead of starting over. training.json then lists the
+earlier stages (from DIR/training.json) under "stages", and its totals (steps, seconds, tokens
+seen) cover every stage.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from explorer.core.llama import LlamaConfig, LlamaForCausalLM, generate, lm_loss, save_pretrained
+from explorer.core.llama import LlamaConfig, LlamaForCausalLM, generate, lm_loss, load_pretrained, save_pretrained
 from explorer.core.tokenizer import decode, encode
 from explorer.schema.resources import load_corpus
 
@@ -88,6 +93,7 @@ def main(argv=None) -> None:
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--kv-heads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=200)
+    ap.add_argument("--init", type=Path, default=None, help="go on training this saved model (a second stage)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "resources" / "base")
     args = ap.parse_args(argv)
     command = "python " + shlex.join(["scripts/train_base.py", *sys.argv[1:]] if argv is None else argv)
@@ -109,9 +115,18 @@ def main(argv=None) -> None:
         num_key_value_heads=args.kv_heads,
         max_position_embeddings=args.seq_len,
     )
-    model = LlamaForCausalLM(config)
     gen = torch.Generator().manual_seed(args.seed)
-    model.init_weights(gen)
+    earlier: list[dict] = []
+    if args.init is not None:
+        model = load_pretrained(args.init).train()
+        config = model.config
+        record = args.init / "training.json"
+        if record.is_file():
+            before = json.loads(record.read_text())
+            earlier = [*before.pop("stages", []), {k: v for k, v in before.items() if not k.startswith("sample")}]
+    else:
+        model = LlamaForCausalLM(config)
+        model.init_weights(gen)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params:,} parameters, {config}")
 
@@ -171,8 +186,14 @@ def main(argv=None) -> None:
     save_pretrained(model, args.out)
     for f in args.out.iterdir():  # atomic writes create 0600 files; shipped files must be world-readable
         f.chmod(0o644)
+    stage_steps, stage_seconds = step, seconds
+    if earlier:
+        step += sum(int(e.get("stage_steps", e["steps"])) for e in earlier)
+        seconds += sum(float(e.get("stage_seconds", e["seconds"])) for e in earlier)
     info = {
         "steps": step,
+        "stage_steps": stage_steps,
+        "stage_seconds": round(stage_seconds, 1),
         "stopped_early": stopped_early,
         "seconds": round(seconds, 1),
         "threads": args.threads,
@@ -182,7 +203,9 @@ def main(argv=None) -> None:
         "heldout_bytes": len(heldout),
         "batch_size": args.batch_size,
         "seq_len": args.seq_len,
-        "tokens_seen": step * args.batch_size * args.seq_len,
+        "tokens_seen": stage_steps * args.batch_size * args.seq_len
+        + sum(int(e.get("stage_tokens_seen", e["tokens_seen"])) for e in earlier),
+        "stage_tokens_seen": stage_steps * args.batch_size * args.seq_len,
         "optimizer": f"AdamW(betas=(0.9, 0.95), weight_decay={args.weight_decay}), peak lr {args.lr}, "
         f"warmup {args.warmup:.0%}, cosine to {args.min_lr_frac} x peak, grad clip 1.0",
         "parameters": n_params,
@@ -197,6 +220,8 @@ def main(argv=None) -> None:
         "torch": torch.__version__,
         "command": command,
     }
+    if earlier:
+        info["stages"] = earlier
     (args.out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"saved {args.out}")
 

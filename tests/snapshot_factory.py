@@ -143,6 +143,21 @@ def _spectra_history(history: History, final: dict[str, np.ndarray], step: int) 
     history.spectra = {name: (g * s[None, :]).astype(np.float32) for name, s in final.items()}
 
 
+TOKEN_TEXT = (
+    "# review: `setup` needs a docstring\n--- a/pdb.py\n+++ b/pdb.py\n@@ -282,3 +282,4 @@\n"
+    '     def setup(self, f, tb):\n+        """Setup."""\n         self.forget()\n'
+)
+
+
+def _token_delta(step: int) -> dict:
+    """The token view's data: exactly 0 at step 0 (zero-init), then review-ish tokens gain, others lose."""
+    tokens = list(TOKEN_TEXT[1:])
+    i = np.arange(len(tokens))
+    pattern = np.where(np.array([t in "#-+@r" for t in tokens]), 1.5, -0.4) + 0.3 * np.sin(i * 0.7)
+    delta = (pattern * _growth(step) / max(_growth(300), 1e-9)).astype(np.float32)
+    return {"context": TOKEN_TEXT[0], "tokens": tokens, "delta": delta, "step": step}
+
+
 def _base_snapshot(settings: TrainSettings, step: int, segment: int, history: History, **kw) -> Snapshot:
     loss = float(history.loss[-1]) if history.loss.size else None
     eval_loss = float(history.eval_loss[-1]) if history.eval_loss.size else None
@@ -161,7 +176,7 @@ def _base_snapshot(settings: TrainSettings, step: int, segment: int, history: Hi
         history=history,
         budget=budget_for(d),
         state="running" if step else "paused",
-        **kw,
+        **{"token_delta": _token_delta(step) if settings.scenario == "lm" else None, **kw},
     )
 
 

@@ -279,7 +279,8 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(settings)
     tuner = trainer.use_threads(args.threads)
     trainer.eval_loss()
-    first = trainer.snapshot(settings.display_size, with_samples=True)
+    # the token view's differences cost one forward over a short text: every record has them (lm)
+    first = trainer.snapshot(settings.display_size, with_samples=True, with_token_delta=True)
     every = record_every(args.steps, args.record_every, record_bytes(first))
     config = {
         "settings": settings.to_dict(),
@@ -308,7 +309,9 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     trainer.eval_loss()
                     try:
-                        snap = trainer.snapshot(settings.display_size, with_samples=bool(samples))
+                        snap = trainer.snapshot(
+                            settings.display_size, with_samples=bool(samples), with_token_delta=True
+                        )
                     except NonFiniteLoss as exc:  # NonFiniteWeights: an update left NaN or infinity
                         fault = exc
                         break

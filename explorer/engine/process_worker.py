@@ -220,7 +220,7 @@ class ProcessWorker:
 
     def _command(self, name: str, *args, **kwargs) -> None:
         """Call worker.name(*args, **kwargs) in the child (in order, without waiting)."""
-        if self._fault is not None and name in ("play", "step", "request_snapshot"):
+        if self._fault is not None and name in ("play", "step", "request_snapshot", "sample_now"):
             self._mailbox.put(self._fault_snapshot(self._fault))  # as the thread worker repeats its fault
             return
         with self._lock:
@@ -414,6 +414,10 @@ class ProcessTrainingWorker(SettingsRequests, ProcessWorker):
 
     def _empty_snapshot(self, fault: Fault) -> Snapshot:
         return fault_snapshot(self._running_settings.to_dict(), fault)
+
+    def sample_now(self) -> None:
+        """Generate samples at the current step now (TrainingWorker.sample_now, in the child)."""
+        self._command("sample_now")
 
     def _queue_configure(self, changes: dict):
         self._sent += 1  # under the lock: a snapshot arriving meanwhile knows this change is in flight

@@ -19,7 +19,17 @@ CHILD_NICE = 10  # the child's niceness: on a busy machine (other work on the co
 # wins the CPU when both want it; an idle core still trains at full speed
 EXIT_THREAD_DIED = 70  # the child's exit code when its worker thread stopped on its own
 # What the parent may ask of a worker: commands (in order, no answer) and calls (answered).
-COMMANDS = ("play", "pause", "step", "reset", "request_snapshot", "inject_fault", "configure", "set_runs")
+COMMANDS = (
+    "play",
+    "pause",
+    "step",
+    "reset",
+    "request_snapshot",
+    "inject_fault",
+    "configure",
+    "set_runs",
+    "sample_now",
+)
 CALLS = ("save_state", "load_state")
 
 

@@ -7,6 +7,11 @@ prefix adapter's `attend`, norms, MLP, rotary table) are called in the same orde
 `LlamaAttention.forward`, with the keys and values of earlier positions kept. Same maths, same
 sampling rule (temperature, top-k, multinomial on the CPU from the given generator); a test holds
 its logits to the full forward's.
+
+`no_repeat=n` (as transformers' no_repeat_ngram_size) never writes a run of n tokens that the text
+(prompt included) already holds: greedy decoding of a small byte-level model otherwise falls into a
+loop ("the server the server the server ...") and stays there. The rule is deterministic, so with
+greedy decoding two texts still differ only where the models do.
 """
 
 from __future__ import annotations
@@ -55,6 +60,37 @@ def _forward_cached(model: LlamaForCausalLM, ids: torch.Tensor, cache: list, pos
     return model.lm_head(m.norm(x))
 
 
+class NgramBan:
+    """For each row of a batch, the tokens that would complete an n-gram the row already holds."""
+
+    def __init__(self, n: int, ids: torch.Tensor):
+        if not isinstance(n, int) or n < 2:
+            raise ValueError(f"no_repeat={n!r} is out of range: allowed a whole number of at least 2 (or 0: off)")
+        self.n = n
+        self.rows = [list(map(int, row)) for row in ids.tolist()]
+        self.seen: list[dict[tuple, set]] = [{} for _ in self.rows]
+        for r, row in enumerate(self.rows):
+            for i in range(len(row) - n + 1):
+                self.seen[r].setdefault(tuple(row[i : i + n - 1]), set()).add(row[i + n - 1])
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        out = logits
+        for r, row in enumerate(self.rows):
+            banned = self.seen[r].get(tuple(row[len(row) - self.n + 1 :])) if len(row) >= self.n - 1 else None
+            if banned:
+                if out is logits:
+                    out = logits.clone()
+                out[r, sorted(banned)] = float("-inf")
+        return out
+
+    def add(self, nxt: torch.Tensor) -> None:
+        for r, token in enumerate(nxt[:, 0].tolist()):
+            row = self.rows[r]
+            row.append(int(token))
+            if len(row) >= self.n:
+                self.seen[r].setdefault(tuple(row[-self.n : -1]), set()).add(row[-1])
+
+
 @torch.inference_mode()
 def sample(
     model: LlamaForCausalLM,
@@ -63,19 +99,28 @@ def sample(
     temperature: float = 0.8,
     top_k: int | None = 40,
     generator: torch.Generator | None = None,
+    no_repeat: int = 0,
 ) -> torch.Tensor:
     """Like `explorer.core.llama.generate` (same arguments, same result up to float round-off), with a
-    key/value cache. Falls back to `generate` when the text would outgrow the model's context."""
-    if prompt_ids.shape[1] + max_new_tokens > model.config.max_position_embeddings:
-        from explorer.core.llama import generate
-
-        return generate(model, prompt_ids, max_new_tokens, temperature, top_k, generator)
+    key/value cache, and `no_repeat` (see the module doc). A text that would outgrow the model's
+    context is made as `generate` makes it: each token from the last context-length tokens."""
+    window = model.config.max_position_embeddings
+    cached = prompt_ids.shape[1] + max_new_tokens <= window
+    ban = NgramBan(no_repeat, prompt_ids) if no_repeat else None
     cache: list = []
     ids = prompt_ids
-    logits = _forward_cached(model, ids, cache, 0)[:, -1, :].float()
+    if cached:
+        logits = _forward_cached(model, ids, cache, 0)[:, -1, :].float()
+    else:
+        logits = model(ids[:, -window:])[:, -1, :].float()
     for step in range(max_new_tokens):
-        nxt = sample_next(logits, temperature, top_k, generator)
+        nxt = sample_next(ban.mask(logits) if ban else logits, temperature, top_k, generator)
         ids = torch.cat([ids, nxt], dim=1)
+        if ban:
+            ban.add(nxt)
         if step + 1 < max_new_tokens:
-            logits = _forward_cached(model, nxt, cache, ids.shape[1] - 1)[:, -1, :].float()
+            if cached:
+                logits = _forward_cached(model, nxt, cache, ids.shape[1] - 1)[:, -1, :].float()
+            else:
+                logits = model(ids[:, -window:])[:, -1, :].float()
     return ids

@@ -571,8 +571,11 @@ class Trainer:
         return cache[key]
 
     @torch.no_grad()
-    def snapshot(self, display_size: int | None = None, with_samples: bool = False) -> Snapshot:
-        """Everything the views draw, reduced on the device and copied to the host in one transfer."""
+    def snapshot(
+        self, display_size: int | None = None, with_samples: bool = False, with_token_delta: bool = False
+    ) -> Snapshot:
+        """Everything the views draw, reduced on the device and copied to the host in one transfer.
+        Samples and the token view's differences cost more: asked for, they come along."""
         self.check_finite_weights()  # before any SVD: linalg fails on non-finite input
         seg = self._seg
         settings = seg.settings
@@ -688,6 +691,7 @@ class Trainer:
         history = self._history()
 
         samples = self.samples() if with_samples else None
+        token_delta = self.token_delta() if with_token_delta else None
         return Snapshot(
             step=seg.step,
             time=seg.clock.elapsed(),
@@ -704,6 +708,7 @@ class Trainer:
             history=history,
             budget=seg.budget,
             samples=samples,
+            token_delta=token_delta,
             probe_tokens=list(getattr(scenario, "probe_tokens", [])) if seg.prefixes else [],
             state="paused",
             fault=None,
@@ -722,6 +727,18 @@ class Trainer:
         if not hasattr(seg.scenario, "samples"):
             return None
         return seg.scenario.samples(seg.model, seg.step)
+
+    @torch.no_grad()
+    def token_delta(self) -> dict | None:
+        """The token view's data (lm only): the fixed held-out text's tokens and, for each but the
+        first, log p_adapted - log p_base at the current weights, computed on the device."""
+        seg = self._seg
+        delta = seg.scenario.token_delta(seg.model) if hasattr(seg.scenario, "token_delta") else None
+        if delta is None:  # the matrix scenario, or a user's data set: no fixed text to score
+            return None
+        delta = to_host([delta])[0]
+        pieces = seg.scenario.token_pieces
+        return {"context": pieces[0], "tokens": list(pieces[1:]), "delta": delta, "step": int(seg.step)}
 
     def _history(self) -> History:
         seg = self._seg

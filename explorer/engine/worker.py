@@ -11,9 +11,13 @@ Instrumentation is bounded by time and by a share of the wall time, measured as 
   (a snapshot that cost c seconds is followed by at least c / SNAPSHOT_SHARE seconds of training);
 - the held-out loss at most every EVAL_INTERVAL_S seconds and EVAL_SHARE of the time;
 - samples (generated text, lm scenario) at most every SAMPLE_INTERVAL_S seconds and SAMPLE_SHARE of
-  the time; the newest samples ride along in every snapshot (their "step" says when they were made),
-  so a consumer that missed one snapshot misses no samples.
-Together that caps instrumentation at 4.5 % of the training time (bench/bench_engine.py measures it).
+  the time, and at once after a reset, a cold change, a pause, the end of a step and `sample_now()`;
+  the newest samples ride along in every snapshot (their "step" says when they were made), so a
+  consumer that missed one snapshot misses no samples;
+- the token view's per-token log-probability differences (lm scenario) at most every
+  TOKEN_DELTA_INTERVAL_S seconds and TOKEN_DELTA_SHARE of the time, and whenever samples are made,
+  riding along like the samples.
+Together that caps instrumentation at about 10 % of the training time (bench/bench_engine.py measures it).
 """
 
 from __future__ import annotations
@@ -39,8 +43,12 @@ __all__ = ["CALL_TIMEOUT_S", "SNAPSHOT_SHARE", "TrainingWorker"]
 # child process, so this costs the training loop, not the GUI.
 EVAL_INTERVAL_S = 2.0
 EVAL_SHARE = 0.008
+# Samples are the story on a small model: every few seconds of training, even though one costs a
+# few hundred milliseconds on a shared CPU core.
 SAMPLE_INTERVAL_S = 3.0
-SAMPLE_SHARE = 0.012
+SAMPLE_SHARE = 0.06
+TOKEN_DELTA_INTERVAL_S = 1.0  # one forward over a fixed text (the base's side is computed once)
+TOKEN_DELTA_SHARE = 0.01
 
 OOM_HINT = "lower batch_size, seq_len or the matrix size, or use dtype bf16 or the cpu"
 
@@ -73,8 +81,10 @@ class TrainingWorker(SettingsRequests, WorkerLoop):
         self._base_model = base_model
         self._trainer: Trainer | None = None  # touched only in the worker thread
         self._samples: dict | None = None
+        self._token_delta: dict | None = None
         self._eval = Cadence(EVAL_INTERVAL_S, EVAL_SHARE)
         self._sample = Cadence(SAMPLE_INTERVAL_S, SAMPLE_SHARE)
+        self._token = Cadence(TOKEN_DELTA_INTERVAL_S, TOKEN_DELTA_SHARE)
         self._next_step_at = 0.0
         self._threads_for = None  # (device type, threads the work can use) the counts were planned for
 
@@ -117,6 +127,10 @@ class TrainingWorker(SettingsRequests, WorkerLoop):
             return t.settings
 
         return self._call("open the state", load, timeout)
+
+    def sample_now(self) -> None:
+        """Generate samples (and the token view's differences) at the current step, whatever the cadence."""
+        self._command("sample")
 
     def _built(self, refusal: str) -> Trainer:
         """The trainer, or ValueError: `refusal` and why there is none."""
@@ -224,6 +238,10 @@ class TrainingWorker(SettingsRequests, WorkerLoop):
                 self._trainer.inject_fault(cmd[1])
         elif cmd[0] == "configure":
             self._configure(cmd[1])
+        elif cmd[0] == "sample":
+            if self._trainer is None:
+                return self._repost_fault()
+            self._post(samples=True)
         else:
             super()._handle_other(cmd)
 
@@ -257,17 +275,21 @@ class TrainingWorker(SettingsRequests, WorkerLoop):
         self._post(state="fault")
 
     def _due_parts(self, now: float) -> dict:
-        return {"eval_": self._eval.due(now), "samples": self._sample.due(now)}
+        return {"eval_": self._eval.due(now), "samples": self._sample.due(now), "tokens": self._token.due(now)}
 
-    def _make_snapshot(self, eval_: bool = False, samples: bool = False) -> Snapshot:
+    def _make_snapshot(self, eval_: bool = False, samples: bool = False, tokens: bool = False) -> Snapshot:
+        """`samples` asks for fresh samples (after this snapshot) and token differences, `tokens` for
+        the differences alone."""
         t = self._trainer
+        if samples or tokens:
+            self._refresh_token_delta()
         if eval_:
             self._eval.timed(t.eval_loss)
         snap = self._snap.timed(t.snapshot, t.settings.display_size)
         self._attach_samples(snap)
         return snap
 
-    def _after_put(self, snap: Snapshot, eval_: bool = False, samples: bool = False) -> None:
+    def _after_put(self, snap: Snapshot, eval_: bool = False, samples: bool = False, tokens: bool = False) -> None:
         """Fresh samples, if asked for, follow in a second snapshot: generation takes a while and the
         views should not wait for it."""
         t = self._trainer
@@ -296,6 +318,23 @@ class TrainingWorker(SettingsRequests, WorkerLoop):
             snap.samples = {k: v for k, v in self._samples.items() if k != "segment"}
         else:
             snap.samples = None
+        if self._token_delta is not None and self._token_delta.get("segment") == t.segment:
+            snap.token_delta = {k: v for k, v in self._token_delta.items() if k != "segment"}
+        else:
+            snap.token_delta = None
+
+    def _refresh_token_delta(self) -> None:
+        """The token view's differences at the current step (lm only), unless they are fresh. A
+        failure leaves the view without them; training goes on."""
+        t = self._trainer
+        old = self._token_delta
+        if old is not None and old.get("step") == t.step and old.get("segment") == t.segment:
+            return
+        try:
+            delta = self._token.timed(t.token_delta)
+        except Exception:  # noqa: BLE001 - a view's extra, not worth stopping training for
+            delta = None
+        self._token_delta = None if delta is None else {**delta, "segment": t.segment}
 
     def _empty_snapshot(self, fault: Fault | None) -> Snapshot:
         t = self._trainer

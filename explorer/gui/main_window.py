@@ -144,6 +144,9 @@ class MainWindow(WorkerHosting, QMainWindow):
         self.view_docks: dict[str, QDockWidget] = {}
         self._make_views(view_classes if view_classes is not None else load_view_classes())
         self.matrix_selection = link_matrix_views(self.views, self)  # ΔW and spectrum: one matrix
+        samples_view = self.views.get("samples")
+        if hasattr(samples_view, "sample_requested"):
+            samples_view.sample_requested.connect(self.sample_now)
         # the compare view's runs: in a child process unless the window trains in its own process
         self.compare_host = CompareHost(self, factory=compare_worker_for(self.worker_factory))
         self.features = Features(self)
@@ -376,6 +379,12 @@ class MainWindow(WorkerHosting, QMainWindow):
             self.speed_box.note_snapshot(snap)
         self._queue_views([v for v in self._fed_views() if self._view_visible(v)], snap)
         self.snapshot_delivered.emit(snap)
+
+    def sample_now(self) -> None:
+        """The samples view's "Sample now": fresh samples at the live run's current step."""
+        worker = self.worker
+        if worker is not None and not self.replaying and hasattr(worker, "sample_now"):
+            worker.sample_now()
 
     def _fed_views(self) -> dict:
         """The views the single run draws in: all but those a running comparison owns."""

@@ -15,8 +15,9 @@ A recording is a directory written by `python -m explorer run` or by the app its
 - the settings panel shows (disabled) the settings the recording was made with; the actions that act
   on the live run (play, step, reset, speed, save and open state, export as adapter, talk mode) are
   disabled; exports and recording a GIF work as usual;
-- generated samples are recorded only when fresh; as live, the newest ones so far ride along with
-  every step shown.
+- generated samples are recorded only when fresh; each step shown gets the samples generated nearest
+  to it (before or after; the earlier on a tie), of those recorded and those riding along with the
+  record, and the samples view says how far ("40 steps old", "10 steps ahead").
 A recording cut off mid-write (a killed run) opens with the records that are complete. Recording
 the live run is explorer.gui.run_recording's.
 
@@ -47,6 +48,18 @@ from explorer.schema.recording_index import RecordingIndex
 
 FALLBACK_RECORDS_PER_S = 10.0  # 1x for a recording without usable time stamps
 FRAME_MS = 33  # playback timer: at most ~30 snapshots drawn per second
+
+
+def nearer_samples(step: int, *candidates: dict | None) -> dict | None:
+    """Of these samples (riding along with the record shown, recorded nearest to it), those generated
+    nearer to `step`, the earlier on a tie; samples without a whole-number "step" count as made at `step`."""
+
+    def made(samples: dict) -> int:
+        at = samples.get("step")
+        return at if isinstance(at, int) and not isinstance(at, bool) else int(step)
+
+    found = [c for c in candidates if isinstance(c, dict)]
+    return min(found, key=lambda c: (abs(made(c) - step), made(c))) if found else None
 
 
 # ---------------------------------------------------------------------------------------- replay
@@ -295,7 +308,7 @@ class ReplayController(QtCore.QObject):
         step = self.steps[index]
         try:
             snap = self.reader.snapshot(index)
-            samples = snap.samples if snap.samples is not None else self.reader.samples_near(step)
+            samples = nearer_samples(step, snap.samples, self.reader.samples_near(step))
         except (KeyError, ValueError, OSError) as exc:
             self.errors += 1
             self.window.status.error(f"Replay: step {step} cannot be read: {one_line(exc)}")

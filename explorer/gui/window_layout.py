@@ -14,10 +14,10 @@ from PySide6.QtWidgets import QApplication, QDockWidget, QMainWindow
 # The default layout: columns of views (by view_id), each with the share of its column's height.
 DEFAULT_COLUMNS = (
     (("delta", "loss"), (0.58, 0.42)),
-    (("spectrum", "gates"), (0.58, 0.42)),
-    (("attention", "samples", "budget"), (0.42, 0.26, 0.32)),
+    (("spectrum", "gates", "budget"), (0.45, 0.25, 0.30)),
+    (("attention", "samples", "tokens"), (0.24, 0.42, 0.34)),
 )
-COLUMN_WIDTHS = (1.0, 1.0, 1.15)  # the third column holds text (samples, budget): a little wider
+COLUMN_WIDTHS = (1.0, 1.0, 1.15)  # the third column holds text (samples, tokens): a little wider
 EXTRA_HOST = "budget"
 VIEW_MIN = (200, 120)  # a view's floor in a dock: its own minimum size hint is a wish (it clips below it)
 CONTROLS_SHARE = 0.27  # the settings' most of the window's width: the rest (and any growth) is the plots'
@@ -26,12 +26,12 @@ CONTROLS_WIDTH = 300  # ... and at least this (the panel scrolls sideways when n
 
 def view_applies(view_id: str, settings) -> bool:
     """Whether `view_id` has anything to show for `settings` (method and scenario): gates and prefix
-    attention need prefix layers in the language model, samples need text, ΔW and its spectrum need a
+    attention need prefix layers in the language model, samples and the token view need text, ΔW and its spectrum need a
     trained weight, rank advice needs LoRA modules. Views not named here always apply."""
     lm = settings.scenario == "lm"
     if view_id in ("gates", "attention"):
         return lm and settings.uses_prefix()
-    if view_id == "samples":
+    if view_id in ("samples", "tokens"):
         return lm
     if view_id in ("delta", "spectrum"):
         return settings.method != "prefix"

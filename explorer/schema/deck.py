@@ -31,7 +31,7 @@ from explorer.schema.jsonio import read_regular_file, shown
 from explorer.schema.settings import TrainSettings, with_method_defaults
 from explorer.schema.text import one_line
 
-VIEW_IDS = ("delta", "spectrum", "attention", "gates", "loss", "budget", "samples", "compare")
+VIEW_IDS = ("delta", "spectrum", "attention", "gates", "loss", "budget", "samples", "tokens", "compare")
 LAYOUTS = ("grid", "row", "column", "focus")
 SCENE_FIELDS = {"title", "caption", "views", "layout", "play", "hold", "settings", "runs", "focus"}
 MAX_HOLD_S = 600.0

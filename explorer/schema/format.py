@@ -82,6 +82,19 @@ def format_rate(x) -> str:
     return f"{v:.0f}" if v >= 100 else (f"{v:.1f}" if v >= 10 else f"{v:.2f}")
 
 
+def format_age(made_at, now) -> str:
+    """How old something made at step `made_at` is at step `now`: 'new', '1 step old', '40 steps old';
+    '40 steps ahead' when it was made later (a replay showing the nearest record)."""
+    try:
+        age = int(now) - int(made_at)
+    except (TypeError, ValueError, OverflowError):
+        return MISSING
+    if age == 0:
+        return "new"
+    n = abs(age)
+    return f"{n:,} step{'' if n == 1 else 's'} {'old' if age > 0 else 'ahead'}"
+
+
 def format_clock(seconds) -> str:
     """Elapsed or remaining time as m:ss (75.4 -> '1:15'); not finite -> '?'."""
     v = _number(seconds)

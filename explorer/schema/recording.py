@@ -306,6 +306,10 @@ class RecordingWriter:
         if snap.slow_reason:  # optional: recordings made before it was added have none
             meta["slow_reason"] = snap.slow_reason
         meta.update(matrices=matrices, prefixes=prefixes, spectra_names=list(h.spectra))
+        if snap.token_delta is not None:
+            td = snap.token_delta
+            tensors["t/delta"] = np.ascontiguousarray(td["delta"], dtype=np.float32)
+            meta["token_delta"] = {"context": td["context"], "tokens": list(td["tokens"]), "step": int(td["step"])}
         fname = snapshot_file_name(snap.step)
         self._save(
             self.dir / "snapshots" / fname,

@@ -290,4 +290,27 @@ def snapshot_from(
         for i, p in enumerate(need_list(d.get("prefixes", []), where, "prefixes", 100_000))
     ]
     history = _history(d, tensors, where, history_fields)
-    return Snapshot(**v, matrices=matrices, prefixes=prefixes, history=history)
+    token_delta = _token_delta(d.get("token_delta"), tensors, where)
+    return Snapshot(**v, matrices=matrices, prefixes=prefixes, history=history, token_delta=token_delta)
+
+
+def _token_delta(meta, tensors: dict, where: str) -> dict | None:
+    """The token view's data (absent from older recordings: None): its text and one float32
+    difference per token, array "t/delta"."""
+    if meta is None:
+        return None
+    need_dict(meta, where, "token_delta")
+    if set(meta) != {"context", "tokens", "step"}:
+        raise JsonFileError(f"{where}: token_delta holds {shown(sorted(meta))}, expected context, tokens and step")
+    context = need_str(meta["context"], where, "token_delta.context", MAX_TEXT)
+    tokens = need_list(meta["tokens"], where, "token_delta.tokens", 100_000)
+    for i, t in enumerate(tokens):
+        need_str(t, where, f"token_delta.tokens[{i}]", MAX_TEXT)
+    step = need_int(meta["step"], where, "token_delta.step", 0, MAX_STEP)
+    delta = _array(tensors, "t/delta", where, 1)
+    if delta.dtype != np.float32 or delta.shape != (len(tokens),):
+        raise JsonFileError(
+            f"{where}: token_delta: array t/delta is {delta.dtype} with shape {list(delta.shape)}, "
+            f"expected {len(tokens)} float32 values, one per token"
+        )
+    return {"context": context, "tokens": list(tokens), "delta": delta, "step": step}

@@ -84,6 +84,10 @@ class Snapshot:
     history: History = field(default_factory=History)
     budget: dict = field(default_factory=dict)  # trainable, total, share, storage bytes, optimizer bytes
     samples: dict | None = None  # {"prompt": str, "adapted": str, "base": str, "step": int}
+    # The token view (lm): a fixed held-out text, `context` (its first token, not predicted) then
+    # `tokens`, with delta[i] = log p_adapted(tokens[i]) - log p_base(tokens[i]) in nats (float32),
+    # computed at training step `step`: {"context": str, "tokens": [str], "delta": array, "step": int}
+    token_delta: dict | None = None
     probe_tokens: list[str] = field(default_factory=list)  # axis labels for the attention maps
     state: str = "paused"  # "running" | "paused" | "fault"
     fault: Fault | None = None  # why training stopped (state "fault")

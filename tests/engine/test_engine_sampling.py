@@ -1,5 +1,6 @@
 """The cached sampler of the live samples agrees with the model's full forward and with core.generate."""
 
+import pytest
 import torch
 from engine_helpers import one_thread, tiny_byte_model, tiny_lm  # noqa: F401 (one_thread: autouse fixture)
 
@@ -39,3 +40,39 @@ def test_sample_matches_generate():
         assert torch.equal(a, b)
     long = sample(model, prompt, 60, 0.0)  # beyond the context: falls back to generate
     assert torch.equal(long, generate(model, prompt, 60, 0.0))
+
+
+def test_no_repeat_never_writes_an_ngram_twice_in_both_paths():
+    model = _adapted_model()
+    prompt = torch.tensor([list(b"# review: ab ab")])
+    n = 4
+    free = sample(model, prompt, 40, 0.0)
+    for length in (40, 60):  # within the context (cached) and beyond it (sliding window)
+        ids = sample(model, prompt, length, 0.0, no_repeat=n)[0].tolist()
+        grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+        new = grams[prompt.shape[1] - n + 1 :]  # the prompt may repeat itself; nothing written after it does
+        assert all(grams.count(g) == 1 for g in new)
+    assert torch.equal(
+        sample(model, prompt, 40, 0.0, no_repeat=n)[0, :40], sample(model, prompt, 60, 0.0, no_repeat=n)[0, :40]
+    )
+    assert not torch.equal(free, sample(model, prompt, 40, 0.0, no_repeat=n))  # greedy alone repeats here
+
+
+def test_no_repeat_refuses_a_bad_size():
+    with pytest.raises(ValueError, match="no_repeat"):
+        sample(_adapted_model(), torch.tensor([[1, 2, 3]]), 4, 0.0, no_repeat=1)
+
+
+def test_the_live_samples_are_greedy_and_never_loop():
+    """So that the two texts differ only where the models do: no random numbers in the rule."""
+    from explorer.engine.scenarios import lm
+
+    model = _adapted_model()
+    prompt = torch.tensor([list(lm.SAMPLE_PROMPT.encode())])
+    a = lm.generate_sample(model, prompt, 40, torch.Generator().manual_seed(1))
+    b = lm.generate_sample(model, prompt, 40, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and torch.equal(a, sample(model, prompt, 40, 0.0, no_repeat=lm.SAMPLE_NO_REPEAT))
+    ids = a[0].tolist()
+    n = lm.SAMPLE_NO_REPEAT
+    grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+    assert len(set(grams)) == len(grams)

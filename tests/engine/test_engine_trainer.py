@@ -5,6 +5,7 @@ import pytest
 import torch
 from engine_helpers import one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401 (one_thread: autouse fixture)
 
+from explorer.engine.scenarios import lm
 from explorer.engine.trainer import InjectedFault, NonFiniteLoss, Trainer
 from explorer.schema.settings import TrainSettings
 
@@ -108,7 +109,7 @@ def test_lm_snapshot_holds_probe_attention_gates_samples_and_budget():
     )
     snap = t.snapshot(with_samples=True)
     assert snap.samples["adapted"] == snap.samples["base"]  # zero-init: the same text at step 0
-    assert snap.samples["prompt"] == "# review:" and snap.samples["step"] == 0
+    assert snap.samples["prompt"] == lm.SAMPLE_PROMPT and snap.samples["step"] == 0
     n_tokens = len(snap.probe_tokens)
     assert snap.probe_tokens[:3] == ["#", "␣", "r"]
     assert [p.layer for p in snap.prefixes] == [0, 1]

@@ -105,6 +105,23 @@ def test_play_trains_and_every_view_redraws(qtbot, make_window):
     assert not win.view_errors, win.view_errors
 
 
+def test_sample_now_brings_samples_of_the_current_step(qtbot, make_window, monkeypatch):
+    from explorer.engine import worker
+
+    monkeypatch.setattr(worker, "SAMPLE_INTERVAL_S", 1e6)  # no samples by the cadence: only on request
+    win = make_window(tiny_lm(speed=5.0))
+    wait_snapshot(qtbot, win, lambda s: s.samples is not None and s.samples["step"] == 0)
+    win.play()
+    snap = wait_snapshot(qtbot, win, lambda s: s.step >= 2 and s.state == "running")
+    assert snap.samples["step"] == 0
+    view = win.views["samples"]
+    qtbot.waitUntil(lambda: view.sample_button.isEnabled(), timeout=WAIT_MS)
+    qtbot.mouseClick(view.sample_button, Qt.MouseButton.LeftButton)  # the view's signal, the window, the worker
+    fresh = wait_snapshot(qtbot, win, lambda s: s.samples is not None and s.samples["step"] >= snap.step)
+    assert fresh.state == "running" and fresh.token_delta is not None and fresh.token_delta["step"] >= snap.step
+    qtbot.waitUntil(lambda: view.sample_step() is not None and view.sample_step() >= snap.step, timeout=WAIT_MS)
+
+
 def test_rank_change_restarts_adapters_and_spectrum_has_rank_values(qtbot, make_window):
     win = make_window()
     win.play()

@@ -121,6 +121,26 @@ def test_prefix_views_replay_gates_and_attention(qtbot, window, lm_run):
     assert win.views["samples"].snapshot.samples == live[0].samples and live[0].samples["step"] == 0
 
 
+def test_replay_shows_the_samples_nearest_the_scrubbed_step(qtbot, window, lm_run):
+    directory, live = lm_run  # samples recorded at steps 0 and 4
+    win = window
+    ctl = win.features.replay.open(directory)
+    view = win.views["samples"]
+    qtbot.waitUntil(lambda: "samples" in win.visible_view_ids(), timeout=WAIT_MS)
+    for step, made, age in ((1, 0, "1 step old"), (3, 4, "1 step ahead"), (4, 4, "new"), (2, 0, "2 steps old")):
+        assert ctl.show_step(step)
+        drawn(qtbot, win, ctl, ["samples"])
+        assert view.snapshot.samples == live[made].samples and view.age() == age, step
+    assert not view.sample_button.isEnabled()  # a replay shows what was recorded: nothing to sample
+
+
+def test_nearer_samples_prefers_the_closer_then_the_earlier():
+    a, b = {"step": 0, "adapted": "a"}, {"step": 10, "adapted": "b"}
+    assert replay.nearer_samples(4, a, b) == a and replay.nearer_samples(6, a, b) == b
+    assert replay.nearer_samples(5, b, a) == a  # a tie: what was known then
+    assert replay.nearer_samples(7, None, b) == b and replay.nearer_samples(3, None, None) is None
+
+
 def test_slider_keys_and_playback_move_the_views(qtbot, window, matrix_run):
     directory, live = matrix_run
     win = window

@@ -80,7 +80,7 @@ def in_widget(item, widget: QtWidgets.QWidget) -> QtCore.QRectF:
 
 
 # The live views of a single run (the compare view has its own tests).
-LIVE_VIEWS = ["delta", "spectrum", "attention", "gates", "loss", "budget", "samples"]
+LIVE_VIEWS = ["delta", "spectrum", "attention", "gates", "loss", "budget", "samples", "tokens"]
 
 # Per view: the snapshot it is shown first, and a later one with different data.
 SCENES = {
@@ -91,6 +91,7 @@ SCENES = {
     "loss": (sf.lora_snapshot(30), sf.lora_snapshot(300)),
     "budget": (sf.lora_snapshot(20, rank=4), sf.lora_snapshot(20, rank=16, segment=1)),
     "samples": (sf.lora_snapshot(20), sf.lora_snapshot(120)),
+    "tokens": (sf.lora_snapshot(20), sf.lora_snapshot(200)),
 }
 
 
@@ -231,7 +232,7 @@ def test_export_item_as_svg(qtbot, tmp_path):
     assert any(el.tag.endswith("path") for el in root.iter()) and any(el.tag.endswith("text") for el in root.iter())
 
 
-@pytest.mark.parametrize("view_id", ["budget", "samples"])
+@pytest.mark.parametrize("view_id", ["budget", "samples", "tokens"])
 def test_export_item_of_widget_views_is_the_widget(qtbot, view_id):
     view = make(qtbot, view_id)
     view.update_snapshot(SCENES[view_id][0])
@@ -827,8 +828,8 @@ def test_samples_read_like_a_code_review(qtbot):
     }
     view.update_snapshot(snap)
     text = view.adapted.text
-    assert text.lineWrapMode() == QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap
-    assert text.font().fixedPitch()
+    assert text.lineWrapMode() == QtWidgets.QPlainTextEdit.LineWrapMode.WidgetWidth
+    assert text.font().fixedPitch() and text.font().pointSizeF() >= 11
     assert view.texts()[0] == REVIEW_SAMPLE  # whitespace kept as it is
     lines = REVIEW_SAMPLE.split("\n")
     added, removed, hunk, review = (
@@ -844,11 +845,15 @@ def test_samples_read_like_a_code_review(qtbot):
     assert tint.alpha() > 0  # highlighted
     fg, tint = _line_format(view, lines.index("--- a/nntplib.py"))
     assert tint.alpha() == 0 and not (fg.red() > fg.green() + 60)  # a file header is not a removed line
-    # long lines scroll sideways, and both columns scroll together (line n beside line n)
-    assert text.horizontalScrollBar().maximum() > 0
+    # long lines wrap at the column's edge (nothing hides off to the side); the columns scroll together
+    pixels(view)
+    assert text.horizontalScrollBar().maximum() == 0
+    longest = max(len(line) for line in lines)
+    wrapped = text.document().documentLayout().documentSize().height()
+    assert longest * QtGui.QFontMetricsF(text.font()).horizontalAdvance("x") > text.viewport().width()
+    assert wrapped > len(lines)  # more visual lines than text lines: the long ones wrapped
     text.verticalScrollBar().setValue(1)
-    text.horizontalScrollBar().setValue(20)
-    assert view.base.text.horizontalScrollBar().value() == min(20, view.base.text.horizontalScrollBar().maximum())
+    assert view.base.text.verticalScrollBar().value() == min(1, view.base.text.verticalScrollBar().maximum())
     assert "step <b>240</b>" in view.step_label.text()
     assert not view.identical()
 
@@ -884,6 +889,26 @@ def test_samples_say_no_change_yet_only_while_the_texts_are_identical(qtbot):
     assert not view.identical() and not view.same_hint.isVisible()
     view.set_theme(dark=False)  # light theme: still coloured, redrawn
     assert view.texts()[0] == "# review: y"
+
+
+def test_samples_say_how_old_they_are_and_can_be_asked_for(qtbot):
+    view = make(qtbot, "samples")
+    snap = sf.lora_snapshot(40)
+    view.update_snapshot(snap)
+    assert view.age() == "new" and view.sample_button.isEnabled()
+    later = sf.lora_snapshot(80)
+    later.samples = dict(snap.samples)  # the samples of step 40 riding along at step 80
+    count = view.draw_count
+    view.update_snapshot(later)
+    assert view.age() == "40 steps old" and view.draw_count == count  # the label moves, the text is not redrawn
+    with qtbot.waitSignal(view.sample_requested, timeout=1000):
+        qtbot.mouseClick(view.sample_button, QtCore.Qt.MouseButton.LeftButton)
+    replayed = sf.lora_snapshot(90)
+    replayed.state = "replay"
+    view.update_snapshot(replayed)
+    assert not view.sample_button.isEnabled()  # a replay shows what was recorded
+    view.update_snapshot(sf.matrix_snapshot(10))
+    assert not view.sample_button.isEnabled() and view.age() == ""
 
 
 def test_samples_colours_follow_the_theme(qtbot):
@@ -948,3 +973,58 @@ def test_symmetric_levels_jump_up_and_fall_slowly():
     levels.reset()
     assert levels.update(np.array([[0.25]])) == (-0.25, 0.25)
     assert colormaps.MaxLevels().update(np.array([[-4.0]])) == (0.0, 4.0)
+
+
+# ---- tokens --------------------------------------------------------------------------------------
+
+
+def test_tokens_are_unchanged_at_step_zero_and_coloured_once_trained(qtbot):
+    view = make(qtbot, "tokens", 640, 360)
+    view.update_snapshot(sf.lora_snapshot(0))
+    assert view.message() == "" and view.text() == sf.TOKEN_TEXT
+    assert np.all(view.deltas() == 0)
+    canvas = pixels(view.canvas)
+    assert colours(canvas) > 2  # the text is there (ink on paper) ...
+    assert "no change yet" in view.summary.text()
+    paper = colormaps.lut(colormaps.DIVERGING)[128][:3]
+    cells = view.canvas.cells
+    for rect, i in cells[1:]:  # ... and every token sits on the neutral centre colour: unchanged
+        x, y = int(rect.left()) + 1, int(rect.top()) + 1
+        assert np.abs(canvas[y, x].astype(int) - paper.astype(int)).max() <= 2, (i, canvas[y, x])
+    view.update_snapshot(sf.lora_snapshot(200))
+    trained = pixels(view.canvas)
+    assert changed_fraction(canvas, trained) > 0.05 and colours(trained) > 16
+    delta = view.deltas()[1:]
+    more = next(i for i, d in enumerate(delta, 1) if d > 0.5)
+    less = next(i for i, d in enumerate(delta, 1) if d < -0.2)
+    warm, cool = (
+        trained[int(view.canvas.cells[i][0].top()) + 1, int(view.canvas.cells[i][0].left()) + 1] for i in (more, less)
+    )
+    warm, cool = warm.astype(int), cool.astype(int)  # pixels() gives B, G, R
+    assert warm[2] > warm[0] + 40 and cool[0] > cool[2] + 20  # more likely: red; less likely: blue
+    assert view.scale() == pytest.approx(np.quantile(np.abs(delta), 0.95))  # symmetric: ±95th percentile of |Δ|
+    assert view.legend.clipped == bool(np.abs(delta).max() > view.scale())
+    assert "more likely" in view.summary.text() and "step <b>200</b>" in view.step_label.text()
+
+
+def test_tokens_legend_is_symmetric_and_centred_on_zero(qtbot):
+    view = make(qtbot, "tokens", 640, 360)
+    view.update_snapshot(sf.lora_snapshot(200))
+    legend = pixels(view.legend)
+    assert colours(legend) > 32  # a gradient with its labels
+    bar = view.legend.bar_rect()
+    row = legend[int(bar.center().y())].astype(int)  # through the bar
+    left, right = int(bar.left()) + 2, int(bar.right()) - 2
+    mid = row[int(bar.center().x())]
+    assert np.abs(mid - colormaps.lut(colormaps.DIVERGING)[128][:3].astype(int)).max() < 30  # 0 in the middle
+    assert row[left][0] > row[left][2] + 60 and row[right][2] > row[right][0] + 60  # (B, G, R): blue ... red
+    assert view.legend.m == pytest.approx(view.scale())
+
+
+def test_tokens_fit_the_view_and_say_when_there_is_nothing(qtbot):
+    view = make(qtbot, "tokens", 300, 200)
+    view.update_snapshot(sf.lora_snapshot(100))
+    bottom = max(rect.bottom() for rect, _ in view.canvas.cells)
+    assert bottom <= view.canvas.height() and max(r.right() for r, _ in view.canvas.cells) <= view.canvas.width()
+    view.update_snapshot(sf.matrix_snapshot(10))
+    assert "matrix scenario" in view.message()

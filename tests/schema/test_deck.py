@@ -13,6 +13,7 @@ def test_default_deck_tells_the_seed_story():
     assert [r.settings.rank for r in ranks.runs] == [1, 4, 16] and ranks.settings.target_rank == 4
     assert seed_exp.settings.preset == "seed" and [r.settings.method for r in seed_exp.runs] == ["lora", "full"]
     assert gates.settings.method == "prefix" and "gates" in gates.views and "attention" in gates.views
+    assert "tokens" in gates.views  # "nothing changes at step 0": every token's Δ log p is exactly 0
     assert [r.settings.method for r in paper.runs] == ["lora", "lora", "prefix"]
     assert paper.views == ["compare"]  # its table prices every run on LLaMA-7B
 

@@ -6,6 +6,7 @@ import math
 import pytest
 
 from explorer.schema.format import (
+    format_age,
     format_bytes,
     format_clock,
     format_count,
@@ -53,3 +54,9 @@ def test_one_line_and_short_json():
     assert short_json({"v_proj": 8}) == '{"v_proj":8}'
     long = short_json(list(range(100)), 20)
     assert len(long) == 20 and long.endswith("...")
+
+
+def test_the_age_of_samples_in_steps():
+    assert format_age(40, 40) == "new" and format_age(39, 40) == "1 step old"
+    assert format_age(0, 1_240) == "1,240 steps old" and format_age(100, 60) == "40 steps ahead"
+    assert format_age(None, 3) == "–"

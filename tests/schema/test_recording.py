@@ -5,8 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from engine_helpers import assert_snapshots_equal, one_thread, tiny_byte_model, tiny_lm, tiny_matrix  # noqa: F401 (one_thread: autouse fixture)
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
 
 from explorer.cli import main
 from explorer.core.state_file import load_state
@@ -22,7 +25,7 @@ def _record(trainer, out, steps, every, samples_at=()):
     for k in range(steps + 1):
         if k % every == 0:
             trainer.eval_loss()
-            snap = trainer.snapshot(with_samples=k in samples_at)
+            snap = trainer.snapshot(with_samples=k in samples_at, with_token_delta=k in samples_at)
             writer.write(snap, fresh_samples=k in samples_at)
             written[k] = snap
         if k < steps:
@@ -45,6 +48,26 @@ def test_a_recording_gives_back_the_snapshots_the_trainer_made(tmp_path, setting
         assert len(lines[0]["gates"]) == 1 and "adapted" in lines[0]["samples"]
     consts = sorted(p.name for p in (tmp_path / "rec" / "snapshots").glob("const-*"))
     assert consts == ["const-000.safetensors"]  # pooled W0 / target written once
+
+
+def test_the_token_views_differences_round_trip_and_are_checked(tmp_path):
+    trainer = Trainer(tiny_lm(display_size=8), base_model=tiny_byte_model())
+    written = _record(trainer, tmp_path / "rec", 4, 2, samples_at=(0, 4))
+    reader = RecordingReader(tmp_path / "rec")
+    first, last = reader.snapshot(0).token_delta, reader.snapshot(4).token_delta
+    assert first["step"] == 0 and (first["delta"] == 0).all()  # zero-init: exactly no change at step 0
+    assert last["step"] == 4 and last["tokens"] == first["tokens"] and abs(last["delta"]).max() > 0
+    assert reader.snapshot(2).token_delta is None  # not asked for at that record
+    assert_snapshots_equal(reader.snapshot(4), written[4])
+    # a damaged record is refused with the field named, not drawn
+    path = tmp_path / "rec" / "snapshots" / "000004.safetensors"
+    with safe_open(str(path), framework="np") as fh:
+        meta = fh.metadata()
+    tensors = load_file(str(path))
+    tensors["t/delta"] = np.zeros(3, np.float32)
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(ValueError, match="token_delta"):
+        RecordingReader(tmp_path / "rec").snapshot(4)
 
 
 def test_a_recording_cut_off_mid_write_still_loads(tmp_path):

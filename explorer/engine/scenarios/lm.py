@@ -6,10 +6,16 @@ settings `model` (a Hugging Face checkpoint directory), `data` / `eval_data` / `
 data set) and `prompt` change what trains on what (lm_sources.py).
 
 Batches come from the data generator seeded from (seed, step) alone, so every method sees the same
-batches. Samples continue a fixed prompt (`prompt`, else "# review:" on the shipped corpus, else the
-first held-out row's prompt) with a fixed sampling generator, so two samples differ only because the
-model did; the base model's sample is generated once. The probe (`prompt`, else "# review: use is
-None", else that same held-out prompt) is what the attention maps show.
+batches. Samples continue a fixed prompt (`prompt`, else a review comment on the shipped corpus, else
+the first held-out row's prompt) by a fixed, deterministic rule (greedy, no repeated 12-token run;
+see SAMPLE_*), so two samples differ only because the models do; the base model's sample is
+generated once. The probe (`prompt`, else "# review: use is None", else that same held-out prompt) is
+what the attention maps show.
+
+The token view's text is fixed too (shipped corpus only): the first sample of the domain held-out
+split that fits TOKEN_TEXT_BYTES (a review comment and its diff). `token_delta` scores each of its
+tokens under the adapted and the base model: log p_adapted(token) - log p_base(token), on the device;
+the base's log-probabilities are computed once. Under a zero-init adapter every difference is exactly 0.
 """
 
 from __future__ import annotations
@@ -28,11 +34,21 @@ from explorer.engine.sampling import sample
 from explorer.engine.scenarios import MatrixSource, autocast_ctx, cpu_generator, derive_seed, init_generator
 from explorer.engine.scenarios.lm_sources import CORPUS, ShippedCorpus, UserData, check_build_fits, load_base
 
-SAMPLE_PROMPT = "# review:"
-SAMPLE_TOKENS = 96
-SAMPLE_TEMPERATURE = 0.8
-SAMPLE_TOP_K = 40
+# A whole review comment, so the samples show what follows one: the base model goes on writing Python
+# (its comment, then code), the adapted model writes the change as a diff (+ / - lines). From a bare
+# "# review:" both spend their few lines on the comment's English, which a 0.8M-parameter model
+# cannot write, and the adoption of the format is not seen within a minute (scripts/measure_base.py).
+SAMPLE_PROMPT = "# review: missing docstring; add a one-line summary\n"
+SAMPLE_TOKENS = 160  # a few lines: long enough to read what the model writes
+# Greedy, so a difference between the two texts is the models' doing, not the sampler's; never
+# repeating a 12-token run, because greedy decoding of a 0.8M-parameter byte model otherwise loops
+# ("the server the server ..."). scripts/measure_base.py measures the rule (README, lm scenario).
+SAMPLE_TEMPERATURE = 0.0
+SAMPLE_TOP_K = None
+SAMPLE_NO_REPEAT = 12
 PROBE_TEXT = "# review: use is None"
+TOKEN_TEXT_SEPARATOR = "\n\n# review:"  # samples of the domain corpus are separated by a blank line
+TOKEN_TEXT_BYTES = 256  # the token view's text: at most this long (and at most the model's context)
 PROBE_MAX_TOKENS = 64  # the attention maps show at most this many probe tokens (the prompt's end)
 IGNORE = -100
 EVAL_CHUNK_ROWS = 16  # held-out rows per forward pass
@@ -50,6 +66,18 @@ def shared_copy(base: nn.Module, settings) -> nn.Module:
             linear = model.get_submodule(name)
             linear.weight = nn.Parameter(linear.weight.detach().clone(), requires_grad=False)
     return model
+
+
+def token_text(heldout: str, limit: int) -> str:
+    """The token view's fixed text: the first held-out sample (review comment + diff) of at most
+    `limit` bytes, or else the first one cut at the last line end that fits."""
+    pieces = heldout.split(TOKEN_TEXT_SEPARATOR)
+    samples = [pieces[0]] + ["# review:" + p for p in pieces[1:]]
+    for text in samples:
+        if 2 <= len(text.encode("utf-8")) <= limit:
+            return text
+    head = heldout.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+    return head[: head.rfind("\n") + 1] if "\n" in head[1:] else head
 
 
 class LmScenario:
@@ -86,6 +114,17 @@ class LmScenario:
         self.probe_ids = torch.tensor([probe_ids[-PROBE_MAX_TOKENS:]], device=device)
         self.probe_tokens = self.tokenizer.token_labels(probe_ids[-PROBE_MAX_TOKENS:])
         self._base_sample: str | None = None
+        self.token_ids: torch.Tensor | None = None  # the token view's text (shipped corpus only)
+        self.token_pieces: list[str] = []
+        self._base_token_logp: torch.Tensor | None = None
+        if isinstance(self.data, ShippedCorpus):
+            from explorer.schema.resources import load_corpus
+
+            text = token_text(load_corpus(CORPUS, "heldout"), min(limit, TOKEN_TEXT_BYTES))
+            ids = self.tokenizer.encode(text)[:limit]
+            if len(ids) >= 2:
+                self.token_ids = torch.tensor([ids], device=device)
+                self.token_pieces = [self.tokenizer.decode([i]) for i in ids]  # one string per token
 
     def _encode(self, text: str, start: bool = False) -> list[int]:
         bos = getattr(self.tokenizer, "bos_token_id", None)
@@ -206,19 +245,33 @@ class LmScenario:
         was = model.training
         model.eval()
         try:
-            g = cpu_generator(self.seed, "sample")
             with autocast_ctx(self.device, self.autocast):
-                ids = sample(
-                    model,
-                    self.prompt_ids,
-                    SAMPLE_TOKENS,
-                    temperature=SAMPLE_TEMPERATURE,
-                    top_k=SAMPLE_TOP_K,
-                    generator=g,
-                )
+                ids = generate_sample(model, self.prompt_ids, SAMPLE_TOKENS, cpu_generator(self.seed, "sample"))
         finally:
             model.train(was)
         return self.tokenizer.decode(ids[0, self.prompt_ids.shape[1] :].tolist())
+
+    @torch.no_grad()
+    def _token_logp(self, model: nn.Module) -> torch.Tensor:
+        """log p(token t | tokens before it) for t = 1..T-1 of the token text, (T-1,) float32."""
+        was = model.training
+        model.eval()
+        try:
+            with autocast_ctx(self.device, self.autocast):
+                logits = model(self.token_ids[:, :-1])
+        finally:
+            model.train(was)
+        logp = torch.log_softmax(logits[0].float(), dim=-1)
+        return logp.gather(1, self.token_ids[0, 1:, None])[:, 0]
+
+    def token_delta(self, model: nn.Module) -> torch.Tensor | None:
+        """log p_adapted - log p_base per token of the token text (the first token is context only),
+        (T-1,) on the device; None when this run has no token text (a user's data set)."""
+        if self.token_ids is None:
+            return None
+        if self._base_token_logp is None:
+            self._base_token_logp = self._token_logp(self.base)
+        return self._token_logp(model) - self._base_token_logp
 
     def samples(self, model: nn.Module, step: int) -> dict:
         if self._base_sample is None:
@@ -250,6 +303,23 @@ class LmScenario:
         b["measured_trainable_params"] = count_trainable(model)
         b["presets"] = price_presets(settings.method, **choice)
         return b
+
+
+def generate_sample(model: nn.Module, prompt_ids: torch.Tensor, tokens: int, generator=None) -> torch.Tensor:
+    """The live samples' rule (and scripts/measure_base.py's `app` sampler): SAMPLE_TEMPERATURE,
+    SAMPLE_TOP_K and SAMPLE_NO_REPEAT; a temperature above 0 draws from `generator` (a fixed seed: the
+    base and the adapted model draw the same numbers, so their texts differ only where the models do)."""
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    return sample(
+        model,
+        prompt_ids,
+        tokens,
+        temperature=SAMPLE_TEMPERATURE,
+        top_k=SAMPLE_TOP_K,
+        generator=generator,
+        no_repeat=SAMPLE_NO_REPEAT,
+    )
 
 
 def data_seed(seed: int, step: int) -> int:

@@ -2,8 +2,9 @@
 
 `VIEW_CLASSES` lists them in the order the product describes them (and a default layout shows them):
 what the weights do (ΔW, spectrum), what the prefix does (attention, gates), then how training goes
-(loss), what it costs (budget) and what the model says (samples); then comparisons of several runs and
-the rank advice drawn from the spectra.
+(loss), what it costs (budget), what the model says (samples) and which tokens it finds more or less
+likely than the base (tokens); then comparisons of several runs and the rank advice drawn from the
+spectra.
 """
 
 from explorer.gui.views.attention_view import AttentionView
@@ -16,6 +17,7 @@ from explorer.gui.views.loss_view import LossView
 from explorer.gui.views.rank_view import RankView
 from explorer.gui.views.samples_view import SamplesView
 from explorer.gui.views.spectrum_view import SpectrumView
+from explorer.gui.views.token_view import TokenView
 
 VIEW_CLASSES: dict[str, type[View]] = {
     cls.view_id: cls
@@ -27,6 +29,7 @@ VIEW_CLASSES: dict[str, type[View]] = {
         LossView,
         BudgetView,
         SamplesView,
+        TokenView,
         CompareView,
         RankView,
     )
@@ -42,6 +45,7 @@ __all__ = [
     "LossView",
     "BudgetView",
     "SamplesView",
+    "TokenView",
     "CompareView",
     "RankView",
 ]

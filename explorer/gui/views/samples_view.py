@@ -1,13 +1,16 @@
 """Text generated from a fixed prompt by the adapted model, beside the frozen base model's, as it learns.
 
-Code as code: monospace, whitespace kept, no wrapping (long lines scroll sideways), diff lines coloured
-the way a code-review tool colours them (+ green, - red, @@ cyan, `# review:` comments highlighted),
-the prompt marked, the two columns scrolling together so line n of one sits beside line n of the
-other; a dock too narrow for two columns of code stacks them (adapted above base, still scrolling
-together, so a column of one sits above the same column of the other). A clear "step N" says when the sample was generated, and a "no change yet" hint shows only
-while the adapted model still writes exactly what the base model writes.
+Code as code: monospace at a reading size, whitespace kept, long lines wrapped at the column's edge
+(nothing hides off to the side), diff lines coloured the way a code-review tool colours them (+ green,
+- red, @@ cyan, `# review:` comments highlighted), the prompt marked, the two columns scrolling
+together; a dock too narrow for two columns of code stacks them (adapted above base). "step N" says
+when the samples were generated and their age at the step shown ("40 steps old"); the engine makes
+new ones every few seconds of training, after every reset and cold change, and when "Sample now"
+is pressed (`sample_requested`, which the window hands to the worker). A "no change yet" hint shows
+only while the adapted model still writes exactly what the base model writes.
 
-Redrawn only when `snapshot.samples` changes (generation is occasional, snapshots are 30 Hz).
+Redrawn only when `snapshot.samples` changes (generation is occasional, snapshots are 30 Hz); the
+age label follows every snapshot.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from __future__ import annotations
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui.views.base import View
+from explorer.schema.format import format_age
 
 SIDE_BY_SIDE_CHARS = 40  # each column shows this many characters of code, or the columns stack
+TEXT_POINTS = 11.5  # the samples are read, not glanced at: larger than the other views' text
 PROMPT_BACKGROUND = QtGui.QColor(230, 159, 0, 90)  # Okabe-Ito orange, translucent: readable on light and dark
 
 # Line kinds of a unified diff (and the review comments of the lm corpus) -> (foreground, line tint) per theme.
@@ -65,10 +70,11 @@ class _TextPanel(QtWidgets.QWidget):
         self.title.setTextFormat(QtCore.Qt.TextFormat.RichText)
         self.text = QtWidgets.QPlainTextEdit(self)
         self.text.setReadOnly(True)
-        self.text.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)  # code keeps its lines
-        self.text.setWordWrapMode(QtGui.QTextOption.WrapMode.NoWrap)
+        # wrapped at the column's edge: a sample read sideways through a scroll bar is not read
+        self.text.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.text.setWordWrapMode(QtGui.QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         self.text.setUndoRedoEnabled(False)
-        self.text.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.text.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.text.setTextInteractionFlags(
             QtCore.Qt.TextInteractionFlag.TextSelectableByMouse | QtCore.Qt.TextInteractionFlag.TextSelectableByKeyboard
         )
@@ -145,8 +151,10 @@ class SamplesView(View):
     view_id = "samples"
     title = "Samples"
     formula_tooltip = (
-        "greedy continuation of a fixed prompt: the adapted model (W₀ + ΔW, gated prompt) beside the frozen base model"
+        "greedy continuation of a fixed prompt (no 12-byte run repeated): the adapted model (W₀ + ΔW, "
+        "gated prompt) beside the frozen base model, by the same rule, so what differs is the adapter's doing"
     )
+    sample_requested = QtCore.Signal()  # "Sample now": the window asks the worker for samples at this step
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -161,6 +169,9 @@ class SamplesView(View):
         self.step_label.setTextFormat(QtCore.Qt.TextFormat.RichText)
         self.step_label.setToolTip("The training step the samples were generated at")
         top.addWidget(self.step_label)
+        self.age_label = QtWidgets.QLabel(content)
+        self.age_label.setToolTip("How many training steps ago the samples were generated")
+        top.addWidget(self.age_label)
         self.header = QtWidgets.QLabel(content)
         self.header.setTextFormat(QtCore.Qt.TextFormat.RichText)
         self.header.setWordWrap(True)
@@ -169,6 +180,12 @@ class SamplesView(View):
         self.same_hint.setToolTip("The adapted model still writes exactly what the frozen base model writes")
         self.same_hint.hide()
         top.addWidget(self.same_hint)
+        self.sample_button = QtWidgets.QPushButton("Sample now", content)
+        self.sample_button.setObjectName("sample_now")
+        self.sample_button.setToolTip("Generate both texts again at the current training step")
+        self.sample_button.setEnabled(False)
+        self.sample_button.clicked.connect(self.sample_requested)
+        top.addWidget(self.sample_button)
         lay.addLayout(top)
         self.split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal, content)
         self.split.setChildrenCollapsible(False)
@@ -179,10 +196,9 @@ class SamplesView(View):
         self.split.setStretchFactor(0, 1)
         self.split.setStretchFactor(1, 1)
         lay.addWidget(self.split, 1)
-        # the columns scroll together: line n of the adapted text stays beside line n of the base text
+        # the columns scroll together: the start of the adapted text stays beside the start of the base text
         for a, b in ((self.adapted.text, self.base.text), (self.base.text, self.adapted.text)):
             a.verticalScrollBar().valueChanged.connect(b.verticalScrollBar().setValue)
-            a.horizontalScrollBar().valueChanged.connect(b.horizontalScrollBar().setValue)
         self.set_content(content)
         self._restyle()
 
@@ -193,6 +209,10 @@ class SamplesView(View):
 
     def sample_step(self) -> int | None:
         return None if self._key is None else self._key[1]
+
+    def age(self) -> str:
+        """The age label's text: 'new', '40 steps old', or '' with no samples."""
+        return self.age_label.text()
 
     def orientation(self) -> QtCore.Qt.Orientation:
         """Horizontal: the columns side by side; vertical: adapted above base (a dock too narrow for two
@@ -218,17 +238,24 @@ class SamplesView(View):
     # ---- drawing ---------------------------------------------------------------------------------
     def _draw(self, snapshot) -> None:
         samples = snapshot.samples
+        lm = (snapshot.settings or {}).get("scenario") != "matrix"
+        # live only: a replay shows what was recorded
+        self.sample_button.setEnabled(lm and snapshot.state not in ("replay", "fault"))
         if not samples:
-            if (snapshot.settings or {}).get("scenario") == "matrix":
+            if not lm:
                 self.show_message("No text in the matrix scenario: samples come from the language model.")
             else:
                 self.show_message("Samples appear here once the adapted model has generated text.")
             self._key = None
+            self.age_label.setText("")
             return
         prompt = str(samples.get("prompt", ""))
         adapted = str(samples.get("adapted", ""))
         base = str(samples.get("base", ""))
         step = samples.get("step", snapshot.step)
+        age = format_age(step, snapshot.step)
+        if self.age_label.text() != age:
+            self.age_label.setText(age)
         key = (snapshot.segment, step, prompt, adapted, base)
         if key == self._key:
             return
@@ -242,7 +269,7 @@ class SamplesView(View):
         self.adapted.show_text(prompt, adapted)
         self.base.show_text(prompt, base)
         self.step_label.setText(f"step <b>{int(step):,}</b>")
-        shown_prompt = prompt.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        shown_prompt = prompt.strip().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         self.header.setText(f"from the marked prompt <code>{shown_prompt}</code>" if prompt else "generated text")
         self.same_hint.setVisible(adapted == base)
         self.draw_count += 1
@@ -253,11 +280,12 @@ class SamplesView(View):
         self.base.text.clear()
         self.header.setText("")
         self.step_label.setText("")
+        self.age_label.setText("")
         self.same_hint.hide()
 
     def _apply_style(self) -> None:
         s = self.style_
-        mono = s.font(10, mono=True)
+        mono = s.font(TEXT_POINTS, mono=True)
         for panel in (self.adapted, self.base):
             panel.set_dark(s.dark)
             panel.set_font(mono)
@@ -266,6 +294,9 @@ class SamplesView(View):
         self.header.setFont(s.font(9.5))
         self.header.setStyleSheet(f"color: {s.muted};")
         self.step_label.setFont(s.font(11))
+        self.age_label.setFont(s.font(10))
+        self.age_label.setStyleSheet(f"color: {s.muted};")
+        self.sample_button.setFont(s.font(9.5))
         hint_bg = "#3a3f47" if s.dark else "#e8eaee"
         self.same_hint.setFont(s.font(9, bold=True))
         self.same_hint.setStyleSheet(
