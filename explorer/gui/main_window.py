@@ -1,4 +1,7 @@
 """The main window: each live view in a dock, the settings panel in a dock, a training toolbar, menus,
+
+Why ~650 lines: this is where every part meets (views, docks, settings, features, status); the
+parts themselves live in window_worker.py, window_actions.py, window_layout.py and window_files.py.
 a status bar and the F1 overlay; the features it owns (window.features) and its file commands.
 
 Data flow (one way): controls -> worker.configure / play / pause / step / reset; a timer on the GUI
