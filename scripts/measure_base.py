@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_base import evaluate  # noqa: E402
 
-from explorer.core.llama import load_pretrained  # noqa: E402
+from explorer.core.checkpoint import load_checkpoint  # noqa: E402
 from explorer.core.resources import load_base_model  # noqa: E402
 from explorer.core.tokenizer import decode, encode  # noqa: E402
 from explorer.schema.resources import load_corpus  # noqa: E402
@@ -213,7 +213,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    model = (load_base_model() if args.base is None else load_pretrained(args.base)).eval()
+    model = (load_base_model() if args.base is None else load_checkpoint(args.base)).eval()
     heldout_text = load_corpus("base", "heldout")
     heldout = torch.tensor(encode(heldout_text), dtype=torch.long)
     seq = model.config.max_position_embeddings

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from explorer.core.llama import LlamaConfig, LlamaForCausalLM, generate, lm_loss, load_pretrained, save_pretrained
+from explorer.core.checkpoint import load_checkpoint
+from explorer.core.llama import LlamaConfig, LlamaForCausalLM, generate, lm_loss, save_pretrained
 from explorer.core.tokenizer import decode, encode
 from explorer.schema.resources import load_corpus
 
@@ -118,7 +119,7 @@ def main(argv=None) -> None:
     gen = torch.Generator().manual_seed(args.seed)
     earlier: list[dict] = []
     if args.init is not None:
-        model = load_pretrained(args.init).train()
+        model = load_checkpoint(args.init).train()
         config = model.config
         record = args.init / "training.json"
         if record.is_file():
