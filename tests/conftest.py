@@ -20,6 +20,26 @@ def _deterministic():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _collect_on_the_main_thread():
+    """The app collects garbage on the GUI thread only (explorer/gui/gui_gc.py: collected on a helper
+    thread, a closed window's widgets deadlocked a test run). The tests share one process between Qt
+    and thread workers, so automatic collection stays off for the whole session and the cycles are
+    collected here, between tests, on the main thread (and by the app's timer while Qt runs)."""
+    import faulthandler
+    import gc
+
+    gc.disable()
+    # A test stuck in C (a deadlock holding the GIL: pytest-timeout's handler never runs) ends the
+    # session with every thread's stack after twice the per-test timeout, instead of hanging CI.
+    faulthandler.dump_traceback_later(600, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+    from explorer.gui.gui_gc import collect_due
+
+    collect_due()
+
+
 # ---------------------------------------------------------------------------------------- the window
 @pytest.fixture
 def store(tmp_path):

@@ -13,6 +13,7 @@ import time
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QWidget
 
+from explorer.gui.gui_gc import install_gui_gc
 from explorer.gui.theme import apply_theme
 
 APP_NAME = "peft-explorer"
@@ -26,6 +27,7 @@ def make_app(argv: list[str] | None = None, theme: str = "dark") -> QApplication
         # Crisp fonts and pixel-exact plots on high-DPI screens.
         QApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
         app = QApplication(list(argv) if argv is not None else [sys.argv[0]])
+    install_gui_gc(app)  # widgets are freed on the GUI thread only (gui_gc.py says why)
     app.setApplicationName(APP_NAME)
     app.setOrganizationName(ORG_NAME)
     app.setApplicationDisplayName("PEFT Explorer")

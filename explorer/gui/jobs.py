@@ -11,6 +11,12 @@ returns plain data: what needs torch (reading, analysing, exporting an adapter) 
 process, and a job on an untrusted file can be abandoned by terminating its process. A thread job is
 for work without torch that would still block the event loop (encoding frames, closing a worker).
 
+The helper thread never touches a Qt object: it leaves what it has to say in a plain list, and a
+timer on the GUI thread (started by `start()`) emits it there. A signal emitted from a Python thread
+takes Qt's lock on the sender while holding the GIL; the GUI thread deleting an object holds that
+lock while PySide waits for the GIL, and the two stop for good (a CI run hung so, in talk mode's
+scene changes, which retire workers on closer jobs).
+
 Failures come as one line: ValueError / OSError with their own text (the readers' messages name the
 file and the reason), anything else with its type, prefixed with the job's `label` when it has one.
 """
@@ -20,9 +26,11 @@ from __future__ import annotations
 import threading
 import traceback
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from explorer.engine.jobs import ChildJob, ChildJobError, JobCancelled
+
+DELIVER_MS = 15  # how often the GUI thread looks for what a running job has said
 
 
 class Job(QObject):
@@ -52,12 +60,20 @@ class Job(QObject):
         self.error: str | None = None
         self.cancelled = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=daemon)
+        self._said: list = []  # (signal name, args) left by the helper thread, emitted on the GUI thread
+        self._said_lock = threading.Lock()
+        self._finished = False  # the helper thread has said its last
+        self._timer = QTimer(self)
+        self._timer.setInterval(DELIVER_MS)
+        self._timer.timeout.connect(self._deliver)
 
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
 
     def start(self) -> Job:
+        """Start the helper thread (call on the GUI thread: the signals are emitted here)."""
+        self._timer.start()
         self._thread.start()
         return self
 
@@ -73,16 +89,32 @@ class Job(QObject):
             self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def _emit(self, signal, *args) -> None:
-        if self.cancelled:
-            return
-        try:
-            signal.emit(*args)
-        except RuntimeError:  # the window (and this job with it) was deleted meanwhile
-            pass
+    def _emit(self, signal: str, *args) -> None:
+        """Helper thread: leave a signal for the GUI thread (the only thread that emits)."""
+        if not self.cancelled:
+            with self._said_lock:
+                self._said.append((signal, args))
+
+    def _deliver(self) -> None:
+        with self._said_lock:
+            said, self._said = self._said, []
+            finished = self._finished
+        for signal, args in said:
+            if self.cancelled:
+                break
+            getattr(self, signal).emit(*args)
+        if finished:
+            self._timer.stop()
 
     def _run(self) -> None:
-        kwargs = {"progress": lambda d, t: self._emit(self.progress, int(d), int(t))} if self._with_progress else {}
+        try:
+            self._work()
+        finally:
+            with self._said_lock:
+                self._finished = True
+
+    def _work(self) -> None:
+        kwargs = {"progress": lambda d, t: self._emit("progress", int(d), int(t))} if self._with_progress else {}
         try:
             result = self._fn(*self._args, **kwargs)
         except JobCancelled:
@@ -99,14 +131,14 @@ class Job(QObject):
             self._fail(self._labelled(f"{type(exc).__name__}: {' '.join(str(exc).split())}"))
         else:
             self.result = result
-            self._emit(self.done, result)
+            self._emit("done", result)
 
     def _labelled(self, text: str) -> str:
         return f"{self.label}: {text}" if self.label else text
 
     def _fail(self, text: str) -> None:
         self.error = text
-        self._emit(self.failed, text)
+        self._emit("failed", text)
 
 
 def thread_job(

@@ -29,7 +29,8 @@ class RunRecorder(QtCore.QObject):
     helper thread. One run: a new segment (cold change, reset) ends it."""
 
     ended = QtCore.Signal(str)  # why it ended ("" when stopped by the user)
-    _written = QtCore.Signal()
+
+    FAULT_POLL_MS = 100  # the writer thread never emits (gui/jobs.py says why): the GUI thread looks
 
     def __init__(self, window: WindowServices, directory, overwrite: bool = False, max_queue: int = 64):
         super().__init__(window.widget)
@@ -51,12 +52,12 @@ class RunRecorder(QtCore.QObject):
         self._closing = False
         self._thread: threading.Thread | None = None
         self.active = False
-        # connected here, before start() starts the writer thread: a first write that fails at once
-        # (a full disk) emits before any caller could connect, and was lost (1 in 4 tries)
-        self._written.connect(self._on_write_failed)
+        self._fault_timer = QtCore.QTimer(self)
+        self._fault_timer.setInterval(self.FAULT_POLL_MS)
+        self._fault_timer.timeout.connect(self._check_writer)
 
-    def _on_write_failed(self) -> None:
-        if self.active:
+    def _check_writer(self) -> None:
+        if self.active and self.error is not None:
             self.stop("the disk refused a record")
 
     def start(self) -> None:
@@ -72,6 +73,7 @@ class RunRecorder(QtCore.QObject):
         self.active = True
         self._thread = threading.Thread(target=self._run, name="explorer-record-run", daemon=False)
         self._thread.start()
+        self._fault_timer.start()
         self.window.snapshot_delivered.connect(self._on_snapshot)
         if snap is not None and not self.window.replaying:
             self._on_snapshot(snap)
@@ -120,10 +122,6 @@ class RunRecorder(QtCore.QObject):
                 with self._cond:
                     self._queue.clear()
                     self._closing = True
-                try:
-                    self._written.emit()
-                except RuntimeError:
-                    pass
                 return
 
     def _settings_from(self, snap) -> None:
@@ -136,6 +134,7 @@ class RunRecorder(QtCore.QObject):
         if not self.active:
             return
         self.active = False
+        self._fault_timer.stop()
         try:
             self.window.snapshot_delivered.disconnect(self._on_snapshot)
         except (RuntimeError, TypeError):
