@@ -151,7 +151,7 @@ class SamplesView(View):
     view_id = "samples"
     title = "Samples"
     formula_tooltip = (
-        "greedy continuation of a fixed prompt (no 12-byte run repeated): the adapted model (W₀ + ΔW, "
+        "greedy continuation of a fixed prompt (no 16-byte run repeated): the adapted model (W₀ + ΔW, "
         "gated prompt) beside the frozen base model, by the same rule, so what differs is the adapter's doing"
     )
     sample_requested = QtCore.Signal()  # "Sample now": the window asks the worker for samples at this step
