@@ -269,8 +269,9 @@ class SamplesView(View):
         self.adapted.show_text(prompt, adapted)
         self.base.show_text(prompt, base)
         self.step_label.setText(f"step <b>{int(step):,}</b>")
-        shown_prompt = prompt.strip().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        self.header.setText(f"from the marked prompt <code>{shown_prompt}</code>" if prompt else "generated text")
+        # the prompt is marked in both texts: the header does not spend lines repeating a long one
+        self.header.setText("continuing the marked prompt" if prompt else "generated text")
+        self.header.setToolTip(f"The prompt: {prompt.strip()}" if prompt else "")
         self.same_hint.setVisible(adapted == base)
         self.draw_count += 1
 
