@@ -17,7 +17,7 @@ Base model (resources/base):
 Adaptation (--adapt-seconds > 0, or --adapt-steps): the app's default lm settings trained for that
 many seconds (or steps) of one thread (what the window does on 2 shared cores), then the domain
 held-out bits per byte before and after, and samples from the app's prompt by the app's rule (8
-seeds) before and after, with the share of their lines in the review format (# review:, ---, +++,
+seeds, or one when it is greedy) before and after, with the share of their lines in the review format (# review:, ---, +++,
 @@, +, -).
 """
 
@@ -163,10 +163,11 @@ def named_sampler(name: str):
 
 
 def review_figures(model, prompt_ids: torch.Tensor, seeds: int) -> dict:
-    """The app's sampler from the app's prompt with `seeds` seeds: the share of lines in the review
-    format, and the text of seed 0 (what the app shows)."""
+    """The app's sampler from the app's prompt with `seeds` seeds (one when the rule is greedy): the
+    share of lines in the review format, and the text of seed 0 (what the app shows)."""
     from explorer.engine.scenarios import lm
 
+    seeds = seeds if lm.SAMPLE_TEMPERATURE > 0 else 1
     texts = []
     for seed in range(seeds):
         ids = lm.generate_sample(model, prompt_ids, lm.SAMPLE_TOKENS, torch.Generator().manual_seed(seed))

@@ -95,6 +95,11 @@ def test_base_model_is_small_gqa_llama_and_matches_its_training_record(base):
     size = sum(p.stat().st_size for p in resources.base_model_dir().iterdir())
     assert size < 6.5e6
     assert info["heldout_bits_per_byte"] < info["unigram_heldout_bits_per_byte"] - 1.0
+    assert info["heldout_bits_per_byte"] < 2.2  # 2.17 after the second stage (2.27 after the first)
+    # a model trained in stages (train_base.py --init) records each; the totals cover them all
+    stages = [*info.get("stages", []), info]
+    assert info["steps"] == sum(s.get("stage_steps", s["steps"]) for s in stages)
+    assert info["tokens_seen"] == sum(s.get("stage_tokens_seen", s["tokens_seen"]) for s in stages)
     x, y = _windows(resources.load_corpus("base", "heldout"), info["seq_len"], 48)
     with torch.no_grad():
         loss = float(lm_loss(base(x), y))

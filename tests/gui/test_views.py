@@ -855,6 +855,7 @@ def test_samples_read_like_a_code_review(qtbot):
     text.verticalScrollBar().setValue(1)
     assert view.base.text.verticalScrollBar().value() == min(1, view.base.text.verticalScrollBar().maximum())
     assert "step <b>240</b>" in view.step_label.text()
+    assert view.header.text() == "continuing the marked prompt" and "# review:" in view.header.toolTip()
     assert not view.identical()
 
 

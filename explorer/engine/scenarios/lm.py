@@ -7,7 +7,7 @@ data set) and `prompt` change what trains on what (lm_sources.py).
 
 Batches come from the data generator seeded from (seed, step) alone, so every method sees the same
 batches. Samples continue a fixed prompt (`prompt`, else a review comment on the shipped corpus, else
-the first held-out row's prompt) by a fixed, deterministic rule (greedy, no repeated 12-token run;
+the first held-out row's prompt) by a fixed, deterministic rule (greedy, no repeated 16-token run;
 see SAMPLE_*), so two samples differ only because the models do; the base model's sample is
 generated once. The probe (`prompt`, else "# review: use is None", else that same held-out prompt) is
 what the attention maps show.
@@ -41,11 +41,11 @@ from explorer.engine.scenarios.lm_sources import CORPUS, ShippedCorpus, UserData
 SAMPLE_PROMPT = "# review: missing docstring; add a one-line summary\n"
 SAMPLE_TOKENS = 160  # a few lines: long enough to read what the model writes
 # Greedy, so a difference between the two texts is the models' doing, not the sampler's; never
-# repeating a 12-token run, because greedy decoding of a 0.8M-parameter byte model otherwise loops
+# repeating a 16-token run, because greedy decoding of a 0.8M-parameter byte model otherwise loops
 # ("the server the server ..."). scripts/measure_base.py measures the rule (README, lm scenario).
 SAMPLE_TEMPERATURE = 0.0
 SAMPLE_TOP_K = None
-SAMPLE_NO_REPEAT = 12
+SAMPLE_NO_REPEAT = 16
 PROBE_TEXT = "# review: use is None"
 TOKEN_TEXT_SEPARATOR = "\n\n# review:"  # samples of the domain corpus are separated by a blank line
 TOKEN_TEXT_BYTES = 256  # the token view's text: at most this long (and at most the model's context)

@@ -151,7 +151,7 @@ class SamplesView(View):
     view_id = "samples"
     title = "Samples"
     formula_tooltip = (
-        "greedy continuation of a fixed prompt (no 12-byte run repeated): the adapted model (W₀ + ΔW, "
+        "greedy continuation of a fixed prompt (no 16-byte run repeated): the adapted model (W₀ + ΔW, "
         "gated prompt) beside the frozen base model, by the same rule, so what differs is the adapter's doing"
     )
     sample_requested = QtCore.Signal()  # "Sample now": the window asks the worker for samples at this step
@@ -269,8 +269,9 @@ class SamplesView(View):
         self.adapted.show_text(prompt, adapted)
         self.base.show_text(prompt, base)
         self.step_label.setText(f"step <b>{int(step):,}</b>")
-        shown_prompt = prompt.strip().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        self.header.setText(f"from the marked prompt <code>{shown_prompt}</code>" if prompt else "generated text")
+        # the prompt is marked in both texts: the header does not spend lines repeating a long one
+        self.header.setText("continuing the marked prompt" if prompt else "generated text")
+        self.header.setToolTip(f"The prompt: {prompt.strip()}" if prompt else "")
         self.same_hint.setVisible(adapted == base)
         self.draw_count += 1
 
