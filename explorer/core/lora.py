@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explorer.core.peft_files import pattern_key
+from explorer.schema.peft_patterns import pattern_key
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LORA_INITS = ("kaiming", "gaussian", "pissa")

@@ -33,6 +33,7 @@ import torch
 
 from explorer.schema.format import short_json
 from explorer.schema.jsonio import JsonFileError, parse_json, read_regular_file
+from explorer.schema.peft_patterns import pattern_key, peft_key_regex
 from explorer.schema.safe_regex import UnsafePattern, compile_safe
 
 CONFIG_NAME = "adapter_config.json"
@@ -382,7 +383,7 @@ def check_pattern_key(path, field_name, key) -> None:
     try:
         pattern = compile_safe(key)
         if field_name != "target_modules":
-            compile_safe(_peft_key_pattern(key))  # as PEFT composes it (a stray ')' could change its meaning)
+            compile_safe(peft_key_regex(key))  # as PEFT composes it (a stray ')' could change its meaning)
     except UnsafePattern as exc:
         raise AdapterFileError(path, f"{field_name} key {_shown_key(key)} is refused: {exc}") from None
     if pattern.backtracking:
@@ -396,20 +397,6 @@ def check_pattern_key(path, field_name, key) -> None:
 def _shown_key(key: str) -> str:
     text = repr(key)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _peft_key_pattern(key: str) -> str:
-    return rf"(.*\.)?({key})$"
-
-
-def pattern_key(keys, module_name: str) -> str | None:
-    """PEFT's `get_pattern_key`: the first key such that the module path ends with it (after a dot,
-    or equals it), the key read as a regular expression. None when no key matches. Matched in linear
-    time (explorer.schema.safe_regex); the keys were checked by `validate_config`."""
-    for key in keys:
-        if compile_safe(_peft_key_pattern(key)).match(module_name):
-            return key
-    return None
 
 
 def target_matches(target_modules, module_name: str) -> bool:

@@ -46,11 +46,11 @@ from explorer.core.peft_files import (
     PeftAdapter,
     check_pattern_key,
     load_safetensors,
-    pattern_key,
     read_adapter,
     write_adapter_files,
 )
 from explorer.schema.format import format_count
+from explorer.schema.peft_patterns import pattern_key
 from explorer.schema.rank_advice import (
     check_energy,
     compact_pattern,

@@ -57,12 +57,12 @@ from explorer.core.history import (
     ThinningBuffer,
 )
 from explorer.core.lora import set_dropout_generator
-from explorer.engine.scenarios import SCENARIO_SETTINGS, build_scenario, derive_seed
+from explorer.engine.scenarios import build_scenario, derive_seed
 from explorer.engine.slowdown import SlowWatch
 from explorer.engine.state_checks import finite_number, optimizer_entry_problem, resumed_histories
 from explorer.engine.thread_tuner import ThreadTuner
 from explorer.schema.faults import FAULT_KINDS, Fault
-from explorer.schema.settings import COLD, TrainSettings, changed_kinds, validate
+from explorer.schema.settings import COLD, SCENARIO_SETTINGS, TrainSettings, changed_kinds, validate
 from explorer.schema.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
 
 RATE_WINDOW_S = 2.0

@@ -8,11 +8,11 @@ the base projections stay frozen). These are the counts of PEFT's `get_nb_traina
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 
 from explorer.schema.format import format_bytes
 from explorer.schema.llama_config import LlamaConfig
+from explorer.schema.peft_patterns import pattern_key
 
 MB = 1_000_000  # storage is quoted in decimal megabytes, as in the papers (8.4 MB for 4.2M fp16)
 
@@ -126,9 +126,9 @@ def _check_range(name: str, value: int, low: int, high: int, what: str = "") -> 
 def _rank_for(name: str, rank: int, rank_pattern: dict | None) -> tuple[int, str]:
     """The rank for one module path and the setting it came from, PEFT-style: the first
     rank_pattern key matching the end of the path (peft.utils.other.get_pattern_key), else rank."""
-    for key, r in (rank_pattern or {}).items():
-        if re.match(rf"(.*\.)?({key})$", name):
-            return int(r), f"rank_pattern[{key!r}]"
+    key = pattern_key(rank_pattern or {}, name)
+    if key is not None:
+        return int(rank_pattern[key]), f"rank_pattern[{key!r}]"
     return rank, "rank"
 
 

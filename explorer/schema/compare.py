@@ -41,6 +41,7 @@ from explorer.schema.faults import Fault
 from explorer.schema.settings import (
     METHODS,
     PATTERNS,
+    SCENARIO_SETTINGS,
     SETTINGS_SPEC,
     TrainSettings,
     parse_pattern,
@@ -52,25 +53,8 @@ from explorer.schema.settings import (
 
 ALIASES = {"r": "rank", "K": "prefix_len", "k": "prefix_len", "L": "prefix_layers", "l": "prefix_layers"}
 # Shared by every run of a comparison: they define the data, the device or the display.
-SHARED = (
-    "scenario",
-    "seq_len",
-    "size_in",
-    "size_out",
-    "target_rank",
-    "noise",
-    "preset",
-    "model",
-    "data",
-    "eval_data",
-    "prompt",
-    "loss_on",
-    "device",
-    "dtype",
-    "speed",
-    "snapshot_hz",
-    "display_size",
-)
+# What every run of a comparison shares: the scenario (but its seed) and how it is shown.
+SHARED = tuple(name for name in SCENARIO_SETTINGS if name != "seed") + ("speed", "snapshot_hz", "display_size")
 PER_RUN = tuple(f.name for f in fields(TrainSettings) if f.name not in SHARED and f.name != "method")
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,63}$")
 _TRUE = ("true", "yes", "on", "1")

@@ -17,6 +17,26 @@ LOSS_ON = ("response", "all")
 TEXT_SETTINGS = ("model", "data", "eval_data", "prompt")  # paths and text: checked for type and size here
 TEXT_MAX_CHARS = 4096
 SCENARIOS = ("lm", "matrix")
+# Settings that define the scenario itself (problem, base, data), not only the adapters: changing one
+# rebuilds the scenario (engine/trainer.py), and a comparison's runs share them (schema/compare.py),
+# except the seed, which a comparison may vary per run.
+SCENARIO_SETTINGS = (
+    "scenario",
+    "seed",
+    "device",
+    "dtype",
+    "seq_len",
+    "size_in",
+    "size_out",
+    "target_rank",
+    "noise",
+    "preset",
+    "model",
+    "data",
+    "eval_data",
+    "prompt",
+    "loss_on",
+)
 HOT, COLD = "hot", "cold"
 
 

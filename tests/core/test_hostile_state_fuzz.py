@@ -123,7 +123,8 @@ PATTERNS = st.text(alphabet="ab.()|*+?{}[]^$\\1,dw", max_size=14)
     value=st.integers(1, 4),
 )
 def test_adapter_config_patterns_are_bounded(field, pattern, value):
-    from explorer.core.peft_files import pattern_key, target_matches
+    from explorer.core.peft_files import target_matches
+    from explorer.schema.peft_patterns import pattern_key
 
     cfg = {"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"]}
     if field in ("rank_pattern", "alpha_pattern"):

@@ -77,26 +77,6 @@ def build_scenario(settings, device: torch.device, autocast, base_model=None):
     return LmScenario(settings, device, autocast, base_model=base_model)
 
 
-# Settings that change the scenario itself (data, base, problem), not only the adapters.
-SCENARIO_SETTINGS = (
-    "scenario",
-    "seed",
-    "device",
-    "dtype",
-    "seq_len",
-    "size_in",
-    "size_out",
-    "target_rank",
-    "noise",
-    "preset",
-    "model",
-    "data",
-    "eval_data",
-    "prompt",
-    "loss_on",
-)
-
-
 def autocast_ctx(device: torch.device, dtype):
     """bf16 mixed precision on a GPU (fp32 weights), or nothing for fp32."""
     if dtype is None:
