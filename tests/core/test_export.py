@@ -8,12 +8,10 @@ import sys
 import pytest
 import torch
 
-from explorer.core.adapters import mark_only_adapters_trainable
+from explorer.core.adapters import inject_adapters, mark_only_adapters_trainable
 from explorer.core.export_adapter import build_trained_model, export_problem, export_state
 from explorer.core.inspect_adapter import inspect_adapter
 from explorer.core.llama import save_pretrained
-from explorer.core.lora import LoraSettings, inject_lora
-from explorer.core.prefix import PrefixSettings, inject_prefix
 from explorer.core.state_file import save_state
 from explorer.schema.settings import TrainSettings
 from tests.helpers import tiny_llama
@@ -25,33 +23,7 @@ def _trained(base, settings: TrainSettings, seed=1):
     """Adapt a copy of `base` as the trainer does and move every trainable tensor away from its init."""
     model = copy.deepcopy(base)
     g = torch.Generator().manual_seed(seed)
-    if settings.uses_lora():
-        inject_lora(
-            model,
-            LoraSettings(
-                rank=settings.rank,
-                alpha=settings.alpha,
-                targets=settings.targets,
-                layers=settings.layers,
-                use_rslora=settings.use_rslora,
-                init=settings.init,
-                use_dora=settings.use_dora,
-                rank_pattern=settings.rank_pattern,
-                alpha_pattern=settings.alpha_pattern,
-            ),
-            g,
-        )
-    if settings.uses_prefix():
-        inject_prefix(
-            model,
-            PrefixSettings(
-                length=settings.prefix_len,
-                layers=settings.prefix_layers,
-                gate_shape=settings.gate_shape,
-                gate_fn=settings.gate_fn,
-            ),
-            g,
-        )
+    inject_adapters(model, settings, g, g)  # the translation the trainer and export share
     trainable = mark_only_adapters_trainable(model)
     with torch.no_grad():
         for _name, p in model.named_parameters():
