@@ -5,8 +5,12 @@ vectors and the T real tokens (columns, keys): [gate·softmax(S_p) | softmax(S_t
 the prompt columns from the token columns. Click a cell to enlarge it with token labels on both axes
 (P0..P{K-1} for the prompt, the probe's tokens for the rest); Esc or "All heads" goes back.
 
-The whole grid is ONE image (a mosaic with transparent gaps), so a 30-layer x 32-head grid costs
-one setImage per frame, like a 2 x 4 one.
+On a real model (32 layers x 32 heads, 80 x 64) the grid shows a subset the user picks in the
+"Layers" and "Heads" fields (explorer/gui/views/attention_picker.py; by default the deepest 8 prefix
+layers x the first 8 heads) and the caption says what is shown of what. Only the chosen maps are
+copied into the mosaic, so a frame costs the same on a 70B-shaped snapshot as on a small one.
+
+The grid is ONE image (a mosaic with transparent gaps): one setImage per frame, whatever its size.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
+from explorer.gui.views.attention_picker import AttentionPicker, format_ranges
 from explorer.gui.views.base import (
     View,
     method_name,
@@ -133,8 +138,11 @@ class AttentionView(View):
         self._key = None
         self._geometry = None  # (layers, heads, T, K)
         self._buffer: np.ndarray | None = None
-        self._attention: np.ndarray | None = None  # (layers, heads, T, K + T)
-        self._layers: list[int] = []
+        self._maps: list[np.ndarray] = []  # per prefix layer: its (heads, T, K + T) attention, as sent
+        self._attention: np.ndarray | None = None  # the maps shown: (rows, columns, T, K + T)
+        self._layers: list[int] = []  # the model layer of every prefix layer (index: prefix row)
+        self._rows: list[int] = []  # the prefix row of each grid row
+        self._heads: list[int] = []  # the head of each grid column
         self._gates: np.ndarray | None = None
         self._prompt_len = 0
         self._tokens: list[str] = []
@@ -148,6 +156,9 @@ class AttentionView(View):
         gl = QtWidgets.QVBoxLayout(grid_page)
         gl.setContentsMargins(4, 4, 4, 4)
         gl.setSpacing(3)
+        self.picker = AttentionPicker(grid_page)
+        self.picker.changed.connect(self._selection_changed)
+        gl.addWidget(self.picker)
         self.grid_glw = new_layout_widget(self.style_)
         self.grid_glw.ci.setToolTip(self.formula_tooltip)
         self.grid_plot: pg.PlotItem = self.grid_glw.addPlot(row=0, col=0)
@@ -233,27 +244,42 @@ class AttentionView(View):
 
     # ---- public ----------------------------------------------------------------------------------
     def grid_shape(self) -> tuple[int, int]:
-        """(prefix layers, heads) of the grid drawn now; (0, 0) when there is none."""
+        """(rows, columns) of the grid drawn now, i.e. (layers shown, heads shown); (0, 0) when none."""
         if self._attention is None:
             return (0, 0)
         return tuple(self._attention.shape[:2])
 
+    def available_shape(self) -> tuple[int, int]:
+        """(prefix layers, heads) the snapshot has, shown or not."""
+        return (len(self._maps), int(self._maps[0].shape[0])) if self._maps else (0, 0)
+
     def layers(self) -> list[int]:
         """The model layer of each grid row."""
-        return list(self._layers)
+        return [self._layers[r] for r in self._rows]
+
+    def heads(self) -> list[int]:
+        """The head of each grid column."""
+        return list(self._heads)
+
+    def choose(self, layers: str | None = None, heads: str | None = None) -> str:
+        """Type into the Layers / Heads fields (None leaves one) and apply; the one-line error or ''."""
+        return self.picker.choose(layers, heads)
 
     def cell_center(self, row: int, head: int) -> QtCore.QPointF:
-        """Centre of a grid cell in image coordinates (for clicks and tests)."""
+        """Centre of the cell of prefix row `row` (an index into every prefix layer) and `head` in
+        image coordinates (for clicks and tests); ValueError when that cell is not shown."""
         _, _, t, w = self._attention.shape
-        return QtCore.QPointF(head * (w + GAP) + w / 2, row * (t + GAP) + t / 2)
+        i, j = self._rows.index(row), self._heads.index(head)
+        return QtCore.QPointF(j * (w + GAP) + w / 2, i * (t + GAP) + t / 2)
 
     def enlarge(self, row: int, head: int) -> None:
-        """Show one cell big, with token labels; `row` indexes the prefix layers (see layers())."""
-        if self._attention is None:
+        """Show one cell big, with token labels; `row` indexes the prefix layers (every one, shown
+        in the grid or not), `head` the heads."""
+        if not self._maps:
             return
-        n_layers, n_heads = self._attention.shape[:2]
+        n_layers, n_heads = self.available_shape()
         if not (0 <= row < n_layers and 0 <= head < n_heads):
-            raise IndexError(f"cell ({row}, {head}) is outside the {n_layers} x {n_heads} grid")
+            raise IndexError(f"cell ({row}, {head}) is outside the {n_layers} x {n_heads} prefix maps")
         self._enlarged = (row, head)
         self._draw_detail(new_cell=True)
         self._pages.setCurrentIndex(1)
@@ -298,11 +324,23 @@ class AttentionView(View):
         if key == self._key:
             return
         self._key = key
-        att = np.stack([np.asarray(p.attention, dtype=np.float32) for p in prefixes])  # (L, H, T, K+T)
-        n_layers, n_heads, t, w = att.shape
+        maps = [np.asarray(p.attention) for p in prefixes]  # no copy: only the maps shown are copied
+        shapes = {m.shape for m in maps}
+        if len(shapes) != 1 or len(maps[0].shape) != 3 or maps[0].shape[0] < 1:
+            self.show_message(f"The prefix attention maps differ in shape ({sorted(shapes)[:2]}): nothing to draw.")
+            self._key = None
+            return
+        n_layers = len(maps)
+        n_heads, t, w = maps[0].shape
         k = max(0, w - t)
-        self._attention = att
+        self._maps = maps
         self._layers = [int(p.layer) for p in prefixes]
+        self.picker.set_available(self._layers, n_heads)
+        chosen_layers, chosen_heads = self.picker.selection()
+        self._rows = [self._layers.index(layer) for layer in chosen_layers]
+        self._heads = list(chosen_heads)
+        att = np.stack([maps[r][self._heads] for r in self._rows]).astype(np.float32, copy=False)  # (rows, cols, T, W)
+        self._attention = att
         self._gates = (
             np.stack([np.asarray(p.gates, dtype=np.float32).reshape(-1) for p in prefixes])
             if all(p.gates is not None for p in prefixes)
@@ -311,29 +349,43 @@ class AttentionView(View):
         self._prompt_len = k
         tokens = list(snapshot.probe_tokens or [])
         self._tokens = tokens[-t:] if len(tokens) >= t else tokens + [f"t{i}" for i in range(len(tokens), t)]
-        geometry = (n_layers, n_heads, t, k, tuple(self._layers))
+        n_rows, n_cols = len(self._rows), len(self._heads)
+        geometry = (n_rows, n_cols, t, k, tuple(self.layers()), tuple(self._heads))
         if geometry != self._geometry:
             self._geometry = geometry
-            self._build_grid(n_layers, n_heads, t, w, k)
+            self._build_grid(n_rows, n_cols, t, w, k)
             if self._enlarged and (self._enlarged[0] >= n_layers or self._enlarged[1] >= n_heads):
                 self._enlarged = None
                 self.show_grid()
         buf = self._buffer
-        buf4 = buf.reshape(n_layers, t + GAP, n_heads, w + GAP)
+        buf4 = buf.reshape(n_rows, t + GAP, n_cols, w + GAP)
         buf4[:, :t, :, :w] = att.transpose(0, 2, 1, 3)
-        mosaic = buf[: n_layers * (t + GAP) - GAP, : n_heads * (w + GAP) - GAP]
+        mosaic = buf[: n_rows * (t + GAP) - GAP, : n_cols * (w + GAP) - GAP]
         levels = self._levels.update_max(colormaps.abs_max(att))
         self.grid_image.setImage(mosaic, autoLevels=False, levels=levels)
         set_colorbar_levels(self.grid_bar, levels)
         gmax = float(np.abs(self._gates).max()) if self._gates is not None and self._gates.size else 0.0
         self.grid_caption.setText(
-            f"{n_layers} prefix layer{'s' if n_layers != 1 else ''} × {n_heads} heads · each map: {t} probe tokens "
-            f"(rows) over [{k} prompt | {t} tokens] (columns) · max |gate| {gmax:.3g} · step {snapshot.step:,} · "
-            "click a map to enlarge"
+            f"{self.shown_text()} · each map: {t} probe tokens (rows) over [{k} prompt | {t} tokens] (columns) · "
+            f"max |gate| {gmax:.3g} (all prefix layers) · step {snapshot.step:,} · click a map to enlarge"
         )
         if self._enlarged is not None:
             self._draw_detail(new_cell=False)
         self.draw_count += 1
+
+    def shown_text(self) -> str:
+        """What the grid shows of what: 'layers 24–31 (8 of 30 prefix layers) × heads 0–7 (8 of 32)'."""
+        n_layers, n_heads = self.available_shape()
+        shown = self.layers()
+        return (
+            f"layer{'s' if len(shown) != 1 else ''} {format_ranges(shown)} ({len(shown)} of {n_layers} prefix "
+            f"layer{'s' if n_layers != 1 else ''}) × head{'s' if len(self._heads) != 1 else ''} "
+            f"{format_ranges(self._heads)} ({len(self._heads)} of {n_heads})"
+        )
+
+    def _selection_changed(self) -> None:
+        self._key = None
+        self.refresh()
 
     def _build_grid(self, n_layers: int, n_heads: int, t: int, w: int, k: int) -> None:
         self._buffer = np.full((n_layers * (t + GAP), n_heads * (w + GAP)), np.nan, np.float32)
@@ -347,33 +399,34 @@ class AttentionView(View):
         else:
             self.grid_lines.setData([], [])
         self.grid_plot.getAxis("left").setTicks(
-            [[(i * (t + GAP) + t / 2, f"L{layer}") for i, layer in enumerate(self._layers)]]
+            [[(i * (t + GAP) + t / 2, f"L{layer}") for i, layer in enumerate(self.layers())]]
         )
-        self.grid_plot.getAxis("top").setTicks([[(h * (w + GAP) + w / 2, f"h{h}") for h in range(n_heads)]])
+        self.grid_plot.getAxis("top").setTicks([[(j * (w + GAP) + w / 2, f"h{h}") for j, h in enumerate(self._heads)]])
         self.grid_plot.setRange(xRange=(0, width), yRange=(0, height), padding=0)
         self.grid_backdrop.setRect(QtCore.QRectF(0, 0, width, height))
 
     def _grid_clicked(self, x: float, y: float) -> None:
         if self._attention is None:
             return
-        n_layers, n_heads, t, w = self._attention.shape
-        row, ry = divmod(int(np.floor(y)), t + GAP)
-        head, rx = divmod(int(np.floor(x)), w + GAP)
-        if 0 <= row < n_layers and 0 <= head < n_heads and ry < t and rx < w:
+        n_rows, n_cols, t, w = self._attention.shape
+        i, ry = divmod(int(np.floor(y)), t + GAP)
+        j, rx = divmod(int(np.floor(x)), w + GAP)
+        if 0 <= i < n_rows and 0 <= j < n_cols and ry < t and rx < w:
+            row, head = self._rows[i], self._heads[j]
             self.cellClicked.emit(row, head)
             self.enlarge(row, head)
 
     def _step_head(self, delta: int) -> None:
+        """The next (previous) map of the grid shown, head by head then layer by layer."""
         if self._enlarged is None or self._attention is None:
             return
-        n_layers, n_heads = self._attention.shape[:2]
-        row, head = self._enlarged
-        index = (row * n_heads + head + delta) % (n_layers * n_heads)
-        self.enlarge(*divmod(index, n_heads))
+        cells = [(r, h) for r in self._rows for h in self._heads]
+        here = cells.index(self._enlarged) if self._enlarged in cells else -1 if delta > 0 else 0
+        self.enlarge(*cells[(here + delta) % len(cells)])
 
     def _draw_detail(self, new_cell: bool) -> None:
         row, head = self._enlarged
-        att = self._attention[row, head]
+        att = np.asarray(self._maps[row][head], dtype=np.float32)
         t, w = att.shape
         k = self._prompt_len
         levels = self._levels.levels()
@@ -402,6 +455,7 @@ class AttentionView(View):
         self._key = None
         self._levels.reset()
         self._attention = None
+        self._maps = []
         self._geometry = None
         self._detail_geometry = None
         self._enlarged = None
