@@ -104,6 +104,7 @@ class AttentionPicker(QtWidgets.QWidget):
         self.heads_edit = self._field("Heads", "Heads to show: e.g. 0-7 or 0,5,9; all; empty: the first")
         self.error_label = QtWidgets.QLabel(self)
         self.error_label.setObjectName("attention_picker_error")
+        self.error_label.setProperty("role", "error")  # the window's style sheet colours it as the controls' errors
         self.error_label.setMinimumWidth(1)  # a long message is cut, never widens the dock
         self.error_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         lay.addWidget(self.error_label, 1)
