@@ -9,6 +9,8 @@
     scale_snapshot("llama-7b")        a real model's shape (32 layers x 32 heads, MLP 11008; "llama-2-70b":
                                       80 x 64, MLP 28672; "llama-3-8b": 32 x 32, MLP 14336): every
                                       module of every layer, the top prefix layers' probe attention
+    as_sent(snapshot)                 only the attention maps the engine sends for its settings'
+                                      attention_layers / attention_heads (the others None)
     training_run(factory, steps)      a list of snapshots at increasing steps (one segment)
 
 Every factory takes `step` (0 gives the exact step-0 state: ΔW = 0, gates = 0) and `seed`; the data
@@ -501,6 +503,30 @@ def scale_snapshot(
     snap.budget["presets"] = {name: price(d, *s) for name, s in _PRESETS.items()}
     snap.device = "cuda:0"
     return snap
+
+
+def as_sent(snap: Snapshot, attention_layers=None, attention_heads=None) -> Snapshot:
+    """A copy of `snap` with the attention maps the engine sends when these are the settings'
+    attention_layers / attention_heads (None: the default subset), and those settings in it."""
+    import copy
+
+    from explorer.schema.attention_choice import attention_cells
+
+    out = copy.copy(snap)
+    out.settings = {**snap.settings, "attention_layers": attention_layers, "attention_heads": attention_heads}
+    n_heads = max(np.size(p.gates) for p in snap.prefixes)
+    layers, heads = attention_cells(attention_layers, attention_heads, [p.layer for p in snap.prefixes], n_heads)
+    out.prefixes = [
+        PrefixSnapshot(
+            layer=p.layer,
+            gates=p.gates,
+            attention=p.attention[list(heads)] if p.layer in layers else None,
+            prompt_norm=p.prompt_norm,
+            heads=np.array(heads, np.int64) if p.layer in layers else None,
+        )
+        for p in snap.prefixes
+    ]
+    return out
 
 
 def training_run(factory=lora_snapshot, steps=(0, 10, 20, 40, 80), **kw) -> list[Snapshot]:

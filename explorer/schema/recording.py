@@ -334,7 +334,10 @@ class RecordingWriter:
             tensors[f"p/{i}/gates"] = np.ascontiguousarray(p.gates)
             if p.attention is not None:
                 tensors[f"p/{i}/attention"] = np.ascontiguousarray(p.attention)
-            prefixes.append({"layer": p.layer, "prompt_norm": p.prompt_norm, "attention": p.attention is not None})
+            entry = {"layer": p.layer, "prompt_norm": p.prompt_norm, "attention": p.attention is not None}
+            if p.attention is not None and p.heads is not None:  # optional: older recordings hold every head
+                entry["heads"] = [int(h) for h in p.heads]
+            prefixes.append(entry)
         h = snap.history
         for field in _HISTORY_ARRAYS:
             tensors[f"h/{field}"] = np.ascontiguousarray(getattr(h, field))

@@ -8,8 +8,8 @@ import pytest
 import snapshot_factory as sf
 from PySide6 import QtCore
 
-from explorer.gui.views.attention_picker import MAX_SHOWN, format_ranges, parse_choice
 from explorer.gui.views.attention_view import GAP, AttentionView
+from explorer.schema.attention_choice import MAX_SHOWN, format_ranges, parse_choice
 
 
 def test_parse_choice_reads_lists_ranges_all_and_empty():
@@ -155,3 +155,74 @@ def test_a_70b_shape_draws_only_the_chosen_maps(qtbot):
     assert "(16 of 80 prefix layers) × heads 48–63 (16 of 64)" in view.grid_caption.text()
     view.enlarge(79, 63)
     np.testing.assert_array_equal(view.detail_image.image, snap.prefixes[79].attention[63])
+
+
+# ---- with the engine: it sends the chosen maps only ---------------------------------------------
+
+
+def test_a_choice_is_asked_of_the_engine_and_drawn_when_its_maps_come(qtbot):
+    view = _view(qtbot)
+    full = sf.scale_snapshot("llama-7b", step=30, prefix_layers=30)
+    view.update_snapshot(sf.as_sent(full))  # the default the engine sends: layers 24-31 x heads 0-7
+    assert view.grid_shape() == (8, 8) and "on the way" not in view.grid_caption.text()
+    assert np.isfinite(view.grid_image.image).sum() == 64 * 64 * 74  # every cell drawn
+    with qtbot.waitSignal(view.attentionChosen) as sig:
+        assert view.choose("2-3", "0,31") == ""
+    assert sig.args == [(2, 3), (0, 31)]
+    # until the engine's next snapshot the chosen maps it has not sent are empty cells, said so
+    assert view.layers() == [2, 3] and view.heads() == [0, 31]
+    assert np.isnan(view.grid_image.image).all()
+    assert "4 chosen maps on the way" in view.grid_caption.text()
+    with pytest.raises(IndexError, match="carries no map"):
+        view.enlarge(0, 31)
+    _click(qtbot, view.grid_glw, view.grid_image, view.cell_center(0, 0))
+    assert view.enlarged() is None  # an empty cell does not open
+    later = sf.as_sent(sf.scale_snapshot("llama-7b", step=40, prefix_layers=30), (2, 3), (0, 31))
+    view.update_snapshot(later)
+    assert view.layers() == [2, 3] and view.heads() == [0, 31]
+    assert "on the way" not in view.grid_caption.text()
+    t, w = 64, 74
+    np.testing.assert_array_equal(view.grid_image.image[:t, w + 1 :], later.prefixes[0].attention[1])
+    view.enlarge(1, 31)
+    np.testing.assert_array_equal(view.detail_image.image, later.prefixes[1].attention[1])
+
+
+def test_the_picker_takes_the_choice_the_runs_settings_name(qtbot):
+    view = _view(qtbot)
+    full = sf.scale_snapshot("llama-7b", prefix_layers=30)
+    view.update_snapshot(sf.as_sent(full, (30, 31), (4, 5)))  # e.g. saved with the settings last time
+    assert view.layers() == [30, 31] and view.heads() == [4, 5]
+    assert view.picker.layers_edit.text() == "30-31" and view.picker.heads_edit.text() == "4-5"
+    view.update_snapshot(sf.as_sent(full, None, None))  # chosen back to the default elsewhere
+    assert view.layers() == list(range(24, 32)) and view.picker.layers_edit.text() == ""
+
+
+def test_a_replay_says_which_maps_its_recording_holds(qtbot):
+    view = _view(qtbot)
+    recorded = sf.as_sent(sf.scale_snapshot("llama-7b", prefix_layers=30))
+    recorded.state = "replay"
+    view.update_snapshot(recorded)
+    view.choose("2,31", "0,9")
+    caption = view.grid_caption.text()
+    assert "3 chosen maps not recorded (the recording holds layers 24–31 × heads 0–7)" in caption
+    np.testing.assert_array_equal(view.grid_image.image[65 : 65 + 64, :74], recorded.prefixes[29].attention[0])
+
+
+def test_the_window_asks_its_engine_for_the_chosen_heads(qtbot, make_window):
+    """The real engine on the tiny model (2 layers x 4 heads): the view's choice becomes the run's
+    settings (kept with the others) and the next snapshots carry those maps only."""
+    from engine_helpers import tiny_lm
+
+    win = make_window(tiny_lm(method="prefix", prefix_layers=2), size=(1400, 900))
+    view = win.views["attention"]
+    qtbot.waitUntil(lambda: view.snapshot is not None and view.grid_shape() == (2, 4), timeout=30_000)
+    assert view.choose("1", "1,3") == ""
+    qtbot.waitUntil(lambda: win.settings.attention_heads == (1, 3), timeout=30_000)
+    assert win.settings.attention_layers == (1,)
+    assert win.store.load_settings().attention_heads == (1, 3)  # saved with the settings
+    qtbot.waitUntil(
+        lambda: [list(p.heads) if p.heads is not None else None for p in win.last_snapshot.prefixes] == [None, [1, 3]],
+        timeout=30_000,
+    )
+    qtbot.waitUntil(lambda: view.snapshot is win.last_snapshot, timeout=30_000)
+    assert view.layers() == [1] and view.heads() == [1, 3] and "on the way" not in view.grid_caption.text()

@@ -2,82 +2,20 @@
 that take lists and ranges like `0-3,30,31`, `all`, or nothing (the default subset).
 
 A 7B model has 32 layers x 32 heads and a 70B one 80 x 64: every map at once is thousands of tiny
-squares, so the grid shows a subset and the user says which. Layers are named by their number in
-the model (L24 is the model's layer 24), heads by their index; the numbers a user types stay chosen
-through new snapshots and new segments while they still exist.
+squares (and ~100 MB a snapshot), so the grid shows a subset and the user says which; the rules
+(what the text means, the default, the limit) are explorer.schema.attention_choice's, which the
+engine follows to send only those maps. Layers are named by their number in the model (L24 is the
+model's layer 24), heads by their index; the numbers a user types stay chosen through new snapshots
+and new segments while they still exist.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from PySide6 import QtCore, QtWidgets
 
-# At most this many rows and columns at once: at 16 x 16 maps each map is still ~30 px wide in a
-# 600 px dock, enough to see where a head looks; more is colour noise.
-MAX_SHOWN = 16
-# The default subset: the deepest DEFAULT_SHOWN prefix layers and the first DEFAULT_SHOWN heads.
-# The deepest layers because prefixes sit on the top L layers (LLaMA-Adapter), so the last ones are
-# prefix layers whatever L is, they lie nearest the output the loss acts on, and a contiguous range
-# reads as one range in the caption and is easy to shift by typing. Heads carry no order, so the
-# first ones.
-DEFAULT_SHOWN = 8
-
-
-def format_ranges(values: Sequence[int]) -> str:
-    """(0, 1, 2, 3, 30, 31) -> '0–3, 30–31'; () -> '–'."""
-    values = sorted(set(int(v) for v in values))
-    if not values:
-        return "–"
-    parts, start, prev = [], values[0], values[0]
-    for v in [*values[1:], None]:
-        if v is not None and v == prev + 1:
-            prev = v
-            continue
-        parts.append(str(start) if start == prev else f"{start}–{prev}")
-        if v is not None:
-            start = prev = v
-    return ", ".join(parts)
-
-
-def parse_choice(text: str, available: Sequence[int], what: str) -> tuple[int, ...] | None:
-    """The numbers `text` names among `available`, ascending; None for '' (the default subset).
-    'all' names every available one. ValueError (one line) for text that is not a list of numbers
-    and ranges, a number not available, or more than MAX_SHOWN."""
-    text = text.strip().lower()
-    if text == "":
-        return None
-    available = sorted(set(int(v) for v in available))
-    if text == "all":
-        chosen = available
-    else:
-        chosen = set()
-        for part in re.split(r"[,;\s]+", text):
-            if not part:
-                continue
-            m = re.fullmatch(r"(\d{1,6})(?:\s*[-–—:]\s*(\d{1,6}))?", part)
-            if not m:
-                raise ValueError(f"{what}: {part!r} is not a number or a range (e.g. 0-3,30,31, all, or empty)")
-            a, b = int(m.group(1)), int(m.group(2) or m.group(1))
-            if b < a:
-                raise ValueError(f"{what}: {part!r} runs backwards (write {b}-{a})")
-            missing = [v for v in range(a, min(b, a + 100_000) + 1) if v not in available]
-            if missing:
-                raise ValueError(f"{what}: {missing[0]} is not here (there are {format_ranges(available)})")
-            chosen.update(range(a, b + 1))
-        chosen = sorted(chosen)
-    if len(chosen) > MAX_SHOWN:
-        raise ValueError(
-            f"{what}: {len(chosen)} at once is too many to read; at most {MAX_SHOWN} (e.g. "
-            f"{format_ranges(available[-MAX_SHOWN:])})"
-        )
-    return tuple(chosen) or None
-
-
-def default_choice(available: Sequence[int], deepest: bool) -> tuple[int, ...]:
-    available = sorted(set(int(v) for v in available))
-    return tuple(available[-DEFAULT_SHOWN:] if deepest else available[:DEFAULT_SHOWN])
+from explorer.schema.attention_choice import chosen, format_ranges, parse_choice
 
 
 class AttentionPicker(QtWidgets.QWidget):
@@ -131,17 +69,23 @@ class AttentionPicker(QtWidgets.QWidget):
     def selection(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(model layers, heads) to show, ascending: what was asked that is still here, else the default."""
         return (
-            self._pick(self._layers_asked, self._layers_available, deepest=True),
-            self._pick(self._heads_asked, self._heads_available, deepest=False),
+            chosen(self._layers_asked, self._layers_available, deepest=True),
+            chosen(self._heads_asked, self._heads_available, deepest=False),
         )
 
-    @staticmethod
-    def _pick(asked, available, deepest: bool) -> tuple[int, ...]:
-        if asked is not None:
-            kept = tuple(v for v in asked if v in available)
-            if kept:
-                return kept
-        return default_choice(available, deepest)
+    def head_count(self) -> int:
+        return len(self._heads_available)
+
+    def asked(self) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+        """(layers, heads) the user asked for; None where the default subset applies."""
+        return self._layers_asked, self._heads_asked
+
+    def adopt(self, layers, heads) -> None:
+        """Take a choice made elsewhere (the run's settings: a saved choice, another window's) as if
+        asked here, without emitting `changed`."""
+        self._layers_asked = None if layers is None else tuple(sorted(set(int(v) for v in layers)))
+        self._heads_asked = None if heads is None else tuple(sorted(set(int(v) for v in heads)))
+        self._show_text(force=True)
 
     def error(self) -> str:
         """The one-line message about the last text that could not be used ('' when none)."""
