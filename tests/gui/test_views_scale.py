@@ -104,12 +104,13 @@ def test_attention_grid_shows_the_chosen_subset_in_the_window(qtbot, window, sna
     assert view.layers() == list(range(72, 80))
     assert view.choose("0,40,79", "63") == ""
     assert view.layers() == [0, 40, 79] and view.heads() == [63]
-    later = sf.scale_snapshot("llama-2-70b", step=80, prefix_layers=80, seed=3)
+    # the engine then sends those maps only
+    later = sf.as_sent(sf.scale_snapshot("llama-2-70b", step=80, prefix_layers=80, seed=3), (0, 40, 79), (63,))
     delivered(qtbot, window, later, ["attention"])
     assert view.layers() == [0, 40, 79] and view.heads() == [63]
     t, w = 64, 10 + 64
     np.testing.assert_array_equal(
-        view.grid_image.image[2 * (t + 1) : 2 * (t + 1) + t, :w], later.prefixes[79].attention[63]
+        view.grid_image.image[2 * (t + 1) : 2 * (t + 1) + t, :w], later.prefixes[79].attention[0]
     )
     gates = window.views["gates"]
     assert gates.heatmap_shape()[0] == 80  # one row per prefix layer
