@@ -6,6 +6,11 @@
     matrix_snapshot(step=40)          the matrix scenario: one 'W' against a planted rank-4 target ΔW*
     full_snapshot(step=40)            full fine-tuning baseline: full-rank spectra, no prefixes
     blank_snapshot()                  before the first step: every optional field empty
+    scale_snapshot("llama-7b")        a real model's shape (32 layers x 32 heads, MLP 11008; "llama-2-70b":
+                                      80 x 64, MLP 28672; "llama-3-8b": 32 x 32, MLP 14336): every
+                                      module of every layer, the top prefix layers' probe attention
+    as_sent(snapshot)                 only the attention maps the engine sends for its settings'
+                                      attention_layers / attention_heads (the others None)
     training_run(factory, steps)      a list of snapshots at increasing steps (one segment)
 
 Every factory takes `step` (0 gives the exact step-0 state: ΔW = 0, gates = 0) and `seed`; the data
@@ -29,6 +34,9 @@ _PRESETS = {
     "llama-13b": (40, 5120, 40, 40, 13824, 13_015_864_320),
     "llama-2-70b": (80, 8192, 64, 8, 28672, 68_976_648_192),
 }
+# shapes the scale tests use beside the budget presets (not priced in the budget table)
+_SCALE_SHAPES = {**_PRESETS, "llama-3-8b": (32, 4096, 32, 8, 14336, 8_030_261_248)}
+ALL_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def _shapes(hidden: int, heads: int, kv_heads: int, inter: int) -> dict[str, tuple[int, int]]:
@@ -409,6 +417,116 @@ def blank_snapshot(method: str = "lora") -> Snapshot:
         memory_bytes=0,
         settings=settings.to_dict(),
     )
+
+
+def _scale_attention(rng, heads: int, k: int, t: int, gates: np.ndarray) -> np.ndarray:
+    """(heads, T, K + T) rows that sum to 1 over the tokens and to |gate| over the prompt, cheaply."""
+    att = rng.random((heads, t, k + t), dtype=np.float32) + 0.05
+    att[:, :, k:] *= np.tril(np.ones((t, t), np.float32))
+    att[:, :, :k] *= (gates[:, None, None] / att[:, :, :k].sum(-1, keepdims=True)).astype(np.float32)
+    att[:, :, k:] /= att[:, :, k:].sum(-1, keepdims=True)
+    return att
+
+
+def scale_snapshot(
+    shape: str = "llama-7b",
+    step: int = 40,
+    *,
+    method: str = "lora+prefix",
+    rank: int = 8,
+    targets=ALL_TARGETS,
+    prefix_layers: int = 30,
+    prompt_len: int = 10,
+    probe_len: int = 64,
+    display_size: int = 32,
+    seed: int = 0,
+) -> Snapshot:
+    """A snapshot of a run on a real model's shape, as the engine would send it (ΔW pooled to
+    `display_size`, r singular values per module, the probe's attention of every prefix layer and head),
+    built without the model: only the arrays a view reads, at their real sizes."""
+    layers, hidden, heads, kv_heads, inter, total = _SCALE_SHAPES[shape]
+    rng = np.random.default_rng(seed)
+    settings = TrainSettings(
+        method=method,
+        rank=rank,
+        targets=tuple(targets),
+        prefix_len=prompt_len,
+        prefix_layers=prefix_layers,
+        display_size=display_size,
+        model=f"/models/{shape}",
+    )
+    d = settings.to_dict()
+    matrices = {}
+    if method in ("lora", "lora+prefix"):
+        shapes = _shapes(hidden, heads, kv_heads, inter)
+        for layer in range(layers):
+            for t in targets:
+                out_f, in_f = shapes[t]
+                part = "mlp" if t in ("gate_proj", "up_proj", "down_proj") else "self_attn"
+                name = f"model.layers.{layer}.{part}.{t}"
+                pooled = (min(display_size, out_f), min(display_size, in_f))
+                b, a = _low_rank(*pooled, rank, rng)
+                spectrum = np.sort(rng.uniform(0.01, 1.0, rank).astype(np.float32))[::-1] * _growth(step)
+                matrices[name] = MatrixSnapshot(
+                    name=name,
+                    shape=(out_f, in_f),
+                    delta=(_growth(step) * b @ a).astype(np.float32),
+                    base=(rng.standard_normal(pooled) / np.sqrt(in_f)).astype(np.float32),
+                    spectrum=spectrum.copy(),
+                    fro_norm=float(np.sqrt((spectrum.astype(np.float64) ** 2).sum())),
+                    effective_rank=float(rank) / 2,
+                    stable_rank=1.5,
+                    spectrum_method="exact: QR of the factors + SVD of the r x r core",
+                )
+    prefixes = []
+    gate_hist = np.zeros((0, 0, 0), np.float32)
+    if method in ("prefix", "lora+prefix"):
+        top = list(range(layers - min(prefix_layers, layers), layers))
+        gates = np.tanh(rng.uniform(-0.3, 1.0, (len(top), heads)) * _growth(step)).astype(np.float32)
+        for i, layer in enumerate(top):
+            prefixes.append(
+                PrefixSnapshot(
+                    layer=layer,
+                    gates=gates[i],
+                    attention=_scale_attention(rng, heads, prompt_len, probe_len, np.abs(gates[i])),
+                    prompt_norm=float(np.sqrt(prompt_len * hidden) * 0.02),
+                )
+            )
+        gate_hist = (np.linspace(0, 1, 20, dtype=np.float32)[:, None, None] * gates[None]).astype(np.float32)
+    history = _history(step, rng)
+    if prefixes:
+        history.gate_steps = np.linspace(0, step, 20).round().astype(np.int64)
+        history.gates = gate_hist
+    snap = _base_snapshot(settings, step, 0, history, matrices=matrices, prefixes=prefixes, samples=_samples(step))
+    snap.probe_tokens = [f"tok{i}" for i in range(probe_len)]
+    snap.budget = price(d, layers, hidden, heads, kv_heads, inter, total)
+    snap.budget["presets"] = {name: price(d, *s) for name, s in _PRESETS.items()}
+    snap.device = "cuda:0"
+    return snap
+
+
+def as_sent(snap: Snapshot, attention_layers=None, attention_heads=None) -> Snapshot:
+    """A copy of `snap` with the attention maps the engine sends when these are the settings'
+    attention_layers / attention_heads (None: the default subset), and those settings in it."""
+    import copy
+
+    from explorer.schema.attention_choice import attention_cells
+
+    out = copy.copy(snap)
+    out.settings = {**snap.settings, "attention_layers": attention_layers, "attention_heads": attention_heads}
+    n_heads = max(np.size(p.gates) for p in snap.prefixes)
+    layers, heads = attention_cells(attention_layers, attention_heads, [p.layer for p in snap.prefixes], n_heads)
+    out.prefixes = [
+        PrefixSnapshot(
+            layer=p.layer,
+            gates=p.gates,
+            attention=p.attention[list(heads)] if p.layer in layers else None,
+            prompt_norm=p.prompt_norm,
+            heads=np.array(heads, np.int64) if p.layer in layers else None,
+        )
+        for p in snap.prefixes
+    ]
+    return out
 
 
 def training_run(factory=lora_snapshot, steps=(0, 10, 20, 40, 80), **kw) -> list[Snapshot]:

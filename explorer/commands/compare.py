@@ -33,7 +33,7 @@ from pathlib import Path
 
 # Import only the settings table here (no torch), so `--help` stays instant.
 from explorer.commands import exit_codes
-from explorer.commands.run import _TYPES, _layers, _shown, pattern_type
+from explorer.commands.run import _TYPES, _indices, _layers, _shown, pattern_type
 from explorer.commands.run import _csv as _csv_list
 from explorer.schema.format import format_bytes, format_clock, format_fixed, format_short
 from explorer.schema.settings import PATTERNS, SETTINGS_SPEC, TrainSettings
@@ -91,6 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, type=_csv_list, default=None, metavar="T1,T2", help=spec.help + note)
         elif name == "layers":
             group.add_argument(flag, type=_layers, default=None, metavar="I,J|all", help=spec.help + note)
+        elif name in ("attention_layers", "attention_heads"):
+            group.add_argument(flag, type=_indices, default=None, metavar="I,J-K", help=spec.help + note)
         elif types[name] == "bool":
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=spec.help + note)
         elif spec.choices is not None:

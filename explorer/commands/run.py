@@ -61,6 +61,19 @@ def _layers(text: str):
         raise argparse.ArgumentTypeError(f"{text!r} is not 'all' or a comma-separated list of layer indices") from None
 
 
+def _indices(text: str):
+    """'24-31' or '0,5,9' -> a tuple of indices; '' -> None (the default subset)."""
+    if not text.strip():
+        return None
+    out: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        a, dash, b = part.partition("-")
+        if not a.isdigit() or (dash and not b.isdigit()) or (dash and int(b) - int(a) > 4096):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a list of indices and ranges, e.g. 0-3,30,31")
+        out.extend(range(int(a), int(b if dash else a) + 1))
+    return tuple(sorted(set(out)))
+
+
 def pattern_type(name: str):
     """An argparse type for rank_pattern / alpha_pattern: PATTERN=VALUE pairs or a JSON object."""
 
@@ -119,6 +132,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             )
         elif name == "layers":
             group.add_argument(flag, type=_layers, default=None, metavar="I,J|all", help=spec.help + note)
+        elif name in ("attention_layers", "attention_heads"):
+            group.add_argument(flag, type=_indices, default=None, metavar="I,J-K", help=spec.help + note)
         elif field_types[name] == "bool":
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=spec.help + note)
         elif spec.choices is not None:

@@ -13,24 +13,24 @@ run's dtype on the run's device, one at a time. Pickle weights (*.bin, *.pt, ...
 
 from __future__ import annotations
 
-import hashlib
 import json
-import struct
 from pathlib import Path
 
 import torch
 
 from explorer.schema.llama_config import LlamaConfig, read_hf_config, weight_shapes
 
-INDEX_MAX_BYTES = 64_000_000
-HEADER_MAX_BYTES = 100_000_000  # safetensors' own limit
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-FLOAT_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
-SINGLE, INDEX = "model.safetensors", "model.safetensors.index.json"
-CONVERT_HINT = (
-    "convert them to safetensors, e.g. with transformers: "
-    "AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)"
+# the file names, limits and fingerprint are plain file reading, shared with the GUI process
+from explorer.schema.model_files import (  # noqa: F401 (fingerprint: this module's API too)
+    INDEX,
+    INDEX_MAX_BYTES,
+    SINGLE,
+    fingerprint,
+    model_dir,
 )
+from explorer.schema.model_files import refuse_pickles as _refuse_pickles
+
+FLOAT_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 # Tensors older checkpoints carry that the model recomputes.
 IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
 
@@ -49,25 +49,9 @@ def read_json_file(path: Path, limit: int, what: str):
         raise ValueError(f"{path}: not a valid JSON {what} ({str(exc).splitlines()[0]})") from None
 
 
-def model_dir(directory) -> Path:
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: no such model directory")
-    return directory
-
-
 def read_config(directory) -> LlamaConfig:
     """The directory's config.json as a LlamaConfig (refusing other model types, naming the supported ones)."""
     return read_hf_config(model_dir(directory) / "config.json")
-
-
-def _refuse_pickles(directory: Path) -> None:
-    pickles = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-    if pickles:
-        raise ValueError(
-            f"{directory / pickles[0]}: pickled weights are never loaded (unpickling can run code); {CONVERT_HINT}"
-        )
-    raise FileNotFoundError(f"{directory}: no {SINGLE} or {INDEX} in this model directory")
 
 
 def weight_files(directory) -> list[Path]:
@@ -227,24 +211,3 @@ def load_checkpoint(directory, device="cpu", dtype: torch.dtype = torch.float32,
     if left:  # cannot happen after check_weights; a guard against a half-loaded model all the same
         raise ValueError(f"{directory}: tensor {left[0]} was not loaded")
     return model
-
-
-def fingerprint(directory) -> str:
-    """sha256 of config.json and the weights' index (the index file, or the single file's header:
-    names, dtypes, shapes and offsets), so a recording can tell whether a directory still holds the
-    model it trained on without reading gigabytes."""
-    directory = model_dir(directory)
-    h = hashlib.sha256()
-    h.update((directory / "config.json").read_bytes())
-    if (directory / SINGLE).is_file():
-        with open(directory / SINGLE, "rb") as fh:
-            raw = fh.read(8)
-            n = struct.unpack("<Q", raw)[0] if len(raw) == 8 else 0
-            if not 0 < n <= HEADER_MAX_BYTES:
-                raise ValueError(f"{directory / SINGLE}: damaged safetensors header")
-            h.update(raw + fh.read(n))
-    elif (directory / INDEX).is_file():
-        h.update((directory / INDEX).read_bytes())
-    else:
-        _refuse_pickles(directory)
-    return h.hexdigest()

@@ -68,8 +68,11 @@ GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("Display", ("snapshot_hz", "display_size")),
 ]
 # Settings with their own widget elsewhere (the toolbar's speed box; the model and the data are
-# chosen with File > Open model / Open data).
-ELSEWHERE = frozenset({"speed", "model", "data", "eval_data", "prompt", "loss_on"})
+# chosen with File > Open model / Open data; the attention maps sent, in the attention view's
+# Layers / Heads fields).
+ELSEWHERE = frozenset(
+    {"speed", "model", "data", "eval_data", "prompt", "loss_on", "attention_layers", "attention_heads"}
+)
 
 LABELS = {
     "scenario": "Scenario",

@@ -150,6 +150,9 @@ class MainWindow(WorkerHosting, QMainWindow):
         samples_view = self.views.get("samples")
         if hasattr(samples_view, "sample_requested"):
             samples_view.sample_requested.connect(self.sample_now)
+        attention_view = self.views.get("attention")
+        if hasattr(attention_view, "attentionChosen"):
+            attention_view.attentionChosen.connect(self.choose_attention)
         # the compare view's runs: in a child process unless the window trains in its own process
         self.compare_host = CompareHost(self, factory=compare_worker_for(self.worker_factory))
         self.features = Features(self)
@@ -388,6 +391,12 @@ class MainWindow(WorkerHosting, QMainWindow):
         worker = self.worker
         if worker is not None and not self.replaying and hasattr(worker, "sample_now"):
             worker.sample_now()
+
+    def choose_attention(self, layers, heads) -> None:
+        """The attention view's Layers / Heads: the engine sends those maps from its next snapshot on (a
+        hot display setting, kept with the others); a replay shows what its recording holds."""
+        if not self.replaying:
+            self.controls.request({"attention_layers": layers, "attention_heads": heads})
 
     def _fed_views(self) -> dict:
         """The views the single run draws in: all but those a running comparison owns."""

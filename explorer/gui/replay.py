@@ -86,6 +86,9 @@ class ReplayController(QtCore.QObject):
         self.steps = index.steps  # grows while a scan runs: only the first `count` are ours yet
         self.count = 0
         self.follow = follow
+        # one line when the recording's model directory now holds another model (said with the
+        # recording's summary; the replay shows the recording's own data all the same)
+        self.model_note = ""
         self.entered = False
         self.index = 0
         self.speed = 1.0
@@ -431,13 +434,15 @@ class ReplayFeature:
         live_on_failure: bool = False,
         stall_s: float = STALL_S,
         poll_ms: int = POLL_MS,
+        model_note: str = "",
     ) -> ReplayController | None:
         """Read the recording in `path` (a directory chooser when None) on a helper thread and switch
         the window to replay mode when its first records are indexed (`ReplayController.ready`).
         `follow`: the recording is still being written; keep up with it. A directory that is not a
         readable recording gives one line in the status bar and changes nothing (None at once when
         its config.json says so; `failed` later when its records do); `live_on_failure` then starts
-        the live engine, so a window opened for a replay is never left without one."""
+        the live engine, so a window opened for a replay is never left without one. `model_note`: a
+        line said with the recording's summary (its model directory changed since)."""
         win = self.window
         if path is None:
             title = "Follow a run (its recording directory)" if follow else "Open recording"
@@ -452,6 +457,7 @@ class ReplayFeature:
             return None
         self.cancel_pending()
         ctl = ReplayController(win, index, follow=follow, stall_s=stall_s, poll_ms=poll_ms)
+        ctl.model_note = model_note
         ctl.ready.connect(lambda c=ctl: self._ready(c))
         ctl.failed.connect(lambda message, c=ctl: self._failed(c, message, live_on_failure))
         self.pending = ctl
@@ -503,20 +509,21 @@ class ReplayFeature:
             return
         ctl._said.add("loaded")
         index = ctl.reader
+        note, ms = (f" Note: {ctl.model_note}.", 60_000) if ctl.model_note else ("", 15_000)
         if ctl.follow:
             if not index.finished:
                 self.window.status.info(
                     f"Following {index.dir.name}: {ctl.count:,} records so far, up to step "
-                    f"{ctl.steps[ctl.count - 1]:,}. New records show as they come; End returns to the head.",
-                    15_000,
+                    f"{ctl.steps[ctl.count - 1]:,}. New records show as they come; End returns to the head.{note}",
+                    ms,
                 )
             return
         skipped = f"; {index.skipped_lines} torn line(s) skipped" if index.skipped_lines else ""
         state = "" if index.finished else " (cut off before the end)"
         self.window.status.info(
             f"Replaying {index.dir.name}{state}: {ctl.count} recorded steps, {ctl.steps[0]} to "
-            f"{ctl.steps[ctl.count - 1]}{skipped}. Space plays; Back to live returns.",
-            15_000,
+            f"{ctl.steps[ctl.count - 1]}{skipped}. Space plays; Back to live returns.{note}",
+            ms,
         )
 
     def back_to_live(self) -> None:

@@ -21,7 +21,24 @@ from PySide6 import QtCore, QtWidgets
 from explorer.gui.services import WindowServices
 from explorer.schema.files import atomic_write_text
 from explorer.schema.format import one_line
+from explorer.schema.model_files import fingerprint
 from explorer.schema.recording import RecordingWriter
+
+
+def base_note(settings: dict) -> dict | None:
+    """The recording's note of the user's model directory and its hash (config.json + weights index,
+    as the engine hashes it), so a replay can tell when that directory has changed; None on the
+    shipped base, and no hash when the directory cannot be hashed now."""
+    model = settings.get("model") if isinstance(settings, dict) else None
+    if not model or not isinstance(model, str):
+        return None
+    path = Path(model).resolve()
+    note = {"model_dir": str(path)}
+    try:
+        note["model_hash"] = fingerprint(path)
+    except (OSError, ValueError):
+        pass
+    return note
 
 
 class RunRecorder(QtCore.QObject):
@@ -69,6 +86,9 @@ class RunRecorder(QtCore.QObject):
             "device": getattr(snap, "device", ""),
             "display_size": settings.get("display_size"),
         }
+        base = base_note(settings)
+        if base is not None:
+            config["base"] = base
         self.writer = RecordingWriter(self.dir, config, overwrite=self.overwrite)  # ValueError: say so
         self.active = True
         self._thread = threading.Thread(target=self._run, name="explorer-record-run", daemon=False)

@@ -23,7 +23,7 @@ from explorer.gui.services import WindowServices
 from explorer.schema.files import atomic_write_text
 from explorer.schema.format import one_line
 from explorer.schema.jsonio import read_json_file
-from explorer.schema.recording import recorded_model_problem
+from explorer.schema.recording import recorded_model_change, recorded_model_problem
 from explorer.schema.settings import TrainSettings
 
 MAX_SETTINGS_BYTES = 1 << 20  # a settings file is a few hundred bytes
@@ -204,7 +204,8 @@ class FileCommands:
 
     def open_recording(self, path: str | None = None, follow: bool = False, live_on_failure: bool = False):
         """Replay the recording in `path` (a chooser when None); `follow`: one still being written. A
-        recording made on a model directory that is gone is refused, saying so. Returns the replay
+        recording made on a model directory that is gone is refused, saying so; one whose directory
+        now holds another model (its hash differs) is replayed, saying that too. Returns the replay
         controller (it reads the recording off the GUI thread; see explorer.gui.replay), or None."""
         if path is None:
             title = "Follow a run (its recording directory)" if follow else "Open recording"
@@ -215,7 +216,10 @@ class FileCommands:
             problem = recorded_model_problem(path)
             if problem:
                 raise ValueError(problem)
-            controller = self.window.features.replay.open(path, follow=follow, live_on_failure=live_on_failure)
+            note = recorded_model_change(path) or ""
+            controller = self.window.features.replay.open(
+                path, follow=follow, live_on_failure=live_on_failure, model_note=note
+            )
         except Exception as exc:  # noqa: BLE001
             self.window.report_failure("open the recording", exc, path)
             return None

@@ -45,8 +45,10 @@ from explorer.schema import recording_checks as checks
 from explorer.schema.faults import Fault
 from explorer.schema.files import atomic_write_bytes, atomic_write_text
 from explorer.schema.jsonio import JsonFileError, parse_json, read_json_file
+from explorer.schema.model_files import fingerprint
 from explorer.schema.outdir import claim_output_dir, entries, foreign_entries, housekeeping, marker_problem
 from explorer.schema.snapshot import Snapshot
+from explorer.schema.text import one_line
 
 FORMAT = "peft-explorer-recording"
 VERSION = 1
@@ -178,15 +180,12 @@ def recording_problem(directory: Path) -> str | None:
     return problem
 
 
-def recorded_model_problem(directory: str | Path) -> str | None:
-    """Why the recording in `directory` cannot be shown with its model (None when it can): a run on a
-    user's checkpoint names it (config.json's base.model_dir, or settings.model), and that directory
-    must still hold a checkpoint. A recording of the shipped base (or one without config.json, which
-    the reader reports itself) is no problem here."""
-    directory = Path(directory)
+def _recorded_model(directory: Path) -> tuple[Path, str | None, str | None]:
+    """(its config.json, the model directory it names or None, the hash noted or None); ValueError
+    naming the field when one is not what a recording writes."""
     config_path = directory / "config.json"
     if not config_path.is_file():
-        return None
+        return config_path, None, None
     config = read_json_file(config_path, expect=dict, max_bytes=MAX_CONFIG_BYTES)
     base = config.get("base")
     settings = config.get("settings")
@@ -194,13 +193,53 @@ def recorded_model_problem(directory: str | Path) -> str | None:
     if not model_dir and isinstance(settings, dict):
         model_dir = settings.get("model")
     if model_dir is None or model_dir == "":
-        return None
+        return config_path, None, None
     if not isinstance(model_dir, str) or len(model_dir) > 4096:
-        return f"{config_path}: model_dir is not a path"
-    if not (Path(model_dir) / "config.json").is_file():
+        raise ValueError(f"{config_path}: model_dir is not a path")
+    digest = base.get("model_hash") if isinstance(base, dict) else None
+    if digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+        raise ValueError(f"{config_path}: base.model_hash is not a sha256 hex digest")
+    return config_path, model_dir, digest
+
+
+def recorded_model_problem(directory: str | Path) -> str | None:
+    """Why the recording in `directory` cannot be shown with its model (None when it can): a run on a
+    user's checkpoint names it (config.json's base.model_dir, or settings.model), and that directory
+    must still hold a checkpoint. A recording of the shipped base (or one without config.json, which
+    the reader reports itself) is no problem here."""
+    directory = Path(directory)
+    try:
+        _, model_dir, _ = _recorded_model(directory)
+    except ValueError as exc:
+        return str(exc)
+    if model_dir is not None and not (Path(model_dir) / "config.json").is_file():
         return (
             f"{directory}: recorded on the model in {model_dir}, which is missing "
             "(restore that directory, or replay on a machine that has it)"
+        )
+    return None
+
+
+def recorded_model_change(directory: str | Path) -> str | None:
+    """One line when the model directory a recording names no longer holds the model it was recorded
+    on (its config.json and weights index hash differently from the hash the recording noted) or
+    cannot be hashed; None when it matches, or when there is nothing to compare (the shipped base, a
+    recording that noted no hash). The replay still shows the recording: it holds its own data."""
+    directory = Path(directory)
+    try:
+        _, model_dir, recorded = _recorded_model(directory)
+    except ValueError:
+        return None  # recorded_model_problem says so
+    if model_dir is None or recorded is None or not (Path(model_dir) / "config.json").is_file():
+        return None
+    try:
+        now = fingerprint(model_dir)
+    except (OSError, ValueError) as exc:
+        return f"the model in {model_dir} could not be checked against this recording ({one_line(exc)})"
+    if now != recorded:
+        return (
+            f"the model in {model_dir} changed since this recording was made (its config.json or weights "
+            f"index hash {now[:12]}…, the recording noted {recorded[:12]}…)"
         )
     return None
 
@@ -295,7 +334,10 @@ class RecordingWriter:
             tensors[f"p/{i}/gates"] = np.ascontiguousarray(p.gates)
             if p.attention is not None:
                 tensors[f"p/{i}/attention"] = np.ascontiguousarray(p.attention)
-            prefixes.append({"layer": p.layer, "prompt_norm": p.prompt_norm, "attention": p.attention is not None})
+            entry = {"layer": p.layer, "prompt_norm": p.prompt_norm, "attention": p.attention is not None}
+            if p.attention is not None and p.heads is not None:  # optional: older recordings hold every head
+                entry["heads"] = [int(h) for h in p.heads]
+            prefixes.append(entry)
         h = snap.history
         for field in _HISTORY_ARRAYS:
             tensors[f"h/{field}"] = np.ascontiguousarray(getattr(h, field))

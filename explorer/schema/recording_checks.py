@@ -218,7 +218,15 @@ def _prefix(i: int, p, tensors, where: str) -> PrefixSnapshot:
     has_attention = need_bool(p.get("attention", False), where, f"prefixes[{i}].attention")
     gates = _array(tensors, f"p/{i}/gates", where, 1)
     attention = _array(tensors, f"p/{i}/attention", where, 3) if has_attention else None
-    return PrefixSnapshot(layer=layer, gates=gates, attention=attention, prompt_norm=float(norm))
+    heads = None
+    if attention is not None and p.get("heads") is not None:
+        listed = need_list(p["heads"], where, f"prefixes[{i}].heads", 1 << 16)
+        heads = np.array([need_int(h, where, f"prefixes[{i}].heads[]", 0, 1 << 16) for h in listed], np.int64)
+        if len(heads) != attention.shape[0] or len(set(heads.tolist())) != len(heads):
+            raise ValueError(
+                f"{where}: prefixes[{i}].heads names {len(heads)} heads (each once) for {attention.shape[0]} maps"
+            )
+    return PrefixSnapshot(layer=layer, gates=gates, attention=attention, prompt_norm=float(norm), heads=heads)
 
 
 def _history(d, tensors, where: str, fields) -> History:

@@ -12,6 +12,8 @@ import math
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from explorer.schema.attention_choice import DEFAULT_SHOWN, MAX_SHOWN
+
 METHODS = ("lora", "prefix", "lora+prefix", "full")
 LOSS_ON = ("response", "all")
 TEXT_SETTINGS = ("model", "data", "eval_data", "prompt")  # paths and text: checked for type and size here
@@ -100,11 +102,16 @@ class TrainSettings:
     speed: float = 0.0  # steps per second cap; 0 = as fast as the machine goes
     snapshot_hz: float = 30.0
     display_size: int = 128
+    # which prefix layers (model layer numbers) and heads the probe's attention maps are sent for;
+    # None: the default subset (explorer.schema.attention_choice)
+    attention_layers: tuple[int, ...] | None = None
+    attention_heads: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["targets"] = list(self.targets)
-        d["layers"] = None if self.layers is None else list(self.layers)
+        for name in INDEX_LISTS:
+            d[name] = None if getattr(self, name) is None else list(getattr(self, name))
         d["rank_pattern"] = dict(self.rank_pattern)
         d["alpha_pattern"] = dict(self.alpha_pattern)
         return d
@@ -131,13 +138,15 @@ class TrainSettings:
             if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) for t in targets):
                 raise ValueError(f"targets={_short(targets)} is not a list of module names")
             d["targets"] = tuple(targets)
-        if d.get("layers") is not None:
-            layers = d["layers"]
-            if not isinstance(layers, (list, tuple)) or not all(
-                isinstance(i, int) and not isinstance(i, bool) for i in layers
-            ):
-                raise ValueError(f"layers={_short(layers)} is not a list of layer indices")
-            d["layers"] = tuple(layers)
+        for name in INDEX_LISTS:
+            if d.get(name) is not None:
+                value = d[name]
+                if not isinstance(value, (list, tuple)) or not all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in value
+                ):
+                    what = "head" if name == "attention_heads" else "layer"
+                    raise ValueError(f"{name}={_short(value)} is not a list of {what} indices")
+                d[name] = tuple(value)
         for name in PATTERNS:
             if d.get(name) is None:
                 d.pop(name, None)
@@ -289,7 +298,22 @@ SETTINGS_SPEC: dict[str, Spec] = {
     "speed": Spec(HOT, "Cap on steps per second (0: no cap)", low=0.0, high=10000.0),
     "snapshot_hz": Spec(HOT, "Most snapshots per second sent to the views", low=0.1, high=120.0),
     "display_size": Spec(HOT, "Largest heatmap side sent to the views (pooled on the device)", low=8, high=1024),
+    "attention_layers": Spec(
+        HOT,
+        f"Prefix layers whose probe attention is sent to the views, at most {MAX_SHOWN} (empty: the deepest "
+        f"{DEFAULT_SHOWN})",
+        scenario="lm",
+        methods=("prefix", "lora+prefix"),
+    ),
+    "attention_heads": Spec(
+        HOT,
+        f"Heads whose probe attention is sent to the views, at most {MAX_SHOWN} (empty: the first {DEFAULT_SHOWN})",
+        scenario="lm",
+        methods=("prefix", "lora+prefix"),
+    ),
 }
+# settings that hold a list of indices (None: all layers, or for attention_*: the default subset)
+INDEX_LISTS = ("layers", "attention_layers", "attention_heads")
 
 
 def _short(value) -> str:
@@ -346,11 +370,15 @@ def validate(s: TrainSettings) -> None:
                 if t not in spec.choices:
                     raise ValueError(f"targets={t!r} is unknown: allowed {', '.join(spec.choices)}")
             continue
-        if f.name == "layers":
+        if f.name in INDEX_LISTS:
             if value is not None and any(
                 (not isinstance(i, int)) or isinstance(i, bool) or i < 0 or i >= 1 << 20 for i in value
             ):
-                raise ValueError(f"layers={list(value)} is out of range: allowed indices >= 0")
+                raise ValueError(f"{f.name}={_short(list(value))} is out of range: allowed indices >= 0")
+            if f.name != "layers" and value is not None and not 1 <= len(set(value)) <= MAX_SHOWN:
+                raise ValueError(
+                    f"{f.name}={_short(list(value))}: allowed 1 to {MAX_SHOWN} indices (None: the default subset)"
+                )
             continue
         if f.name in TEXT_SETTINGS:
             if not isinstance(value, str) or len(value) > TEXT_MAX_CHARS or "\x00" in value:

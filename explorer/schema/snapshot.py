@@ -49,8 +49,11 @@ class MatrixSnapshot:
 class PrefixSnapshot:
     layer: int
     gates: np.ndarray  # gate(g) per head (per-head gates) or repeated per head (per-layer)
-    attention: np.ndarray | None  # probe attention (heads, T, K + T): [gated prompt | tokens]
+    # probe attention (heads sent, T, K + T): [gated prompt | tokens]; None for a layer whose maps
+    # were not asked for (settings attention_layers, explorer.schema.attention_choice)
+    attention: np.ndarray | None
     prompt_norm: float = 0.0
+    heads: np.ndarray | None = None  # the head of each map in `attention` (int64); None: every head, in order
 
 
 @dataclass

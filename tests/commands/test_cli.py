@@ -80,3 +80,24 @@ def test_run_trains_each_method_at_its_own_default_learning_rate():
     assert settings_from_args(parser.parse_args(["--method", "full", "--lr", "0.01", "--out", "x"])).lr == 0.01
     matrix = parser.parse_args(["--scenario", "matrix", "--method", "full", "--out", "x"])
     assert settings_from_args(matrix).lr == default_lr("matrix", "full")
+
+
+def test_run_flags_choose_the_attention_maps_recorded():
+    from explorer.cli import build_parser
+    from explorer.commands.run import settings_from_args
+
+    args = build_parser("run").parse_args(
+        ["run", "--out", "x", "--method", "prefix", "--attention-layers", "0-3,30,31", "--attention-heads", "5"]
+    )
+    s = settings_from_args(args)
+    assert s.attention_layers == (0, 1, 2, 3, 30, 31) and s.attention_heads == (5,)
+    assert settings_from_args(build_parser("run").parse_args(["run", "--out", "x"])).attention_heads is None
+    out = subprocess.run(
+        [sys.executable, "-m", "explorer", "run", "--out", "never-written", "--attention-heads", "0-40"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "attention_heads=" in out.stderr and "allowed 1 to 16" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and not (ROOT / "never-written").exists()

@@ -5,8 +5,15 @@ vectors and the T real tokens (columns, keys): [gate·softmax(S_p) | softmax(S_t
 the prompt columns from the token columns. Click a cell to enlarge it with token labels on both axes
 (P0..P{K-1} for the prompt, the probe's tokens for the rest); Esc or "All heads" goes back.
 
-The whole grid is ONE image (a mosaic with transparent gaps), so a 30-layer x 32-head grid costs
-one setImage per frame, like a 2 x 4 one.
+On a real model (32 layers x 32 heads, 80 x 64) the grid shows a subset the user picks in the
+"Layers" and "Heads" fields (explorer/gui/views/attention_picker.py; by default the deepest 8 prefix
+layers x the first 8 heads, at most 16 x 16) and the caption says what is shown of what. The choice
+goes to the run's settings (attention_layers / attention_heads, `attentionChosen`): the engine sends
+those maps only (every map of a 70B model is ~100 MB a snapshot), so until its next snapshot a newly
+chosen cell is empty and the caption says the maps are on the way; a replay shows what its recording
+holds and says what it lacks.
+
+The grid is ONE image (a mosaic with transparent gaps): one setImage per frame, whatever its size.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
+from explorer.gui.views.attention_axes import ClickableImage, TokenAxis, token_label
+from explorer.gui.views.attention_picker import AttentionPicker, format_ranges
 from explorer.gui.views.base import (
     View,
     method_name,
@@ -28,96 +37,6 @@ from explorer.gui.views.base import (
 GAP = 1  # transparent cells between maps in the grid mosaic
 
 
-def token_label(token: str) -> str:
-    """Make whitespace visible: ' cat' -> '·cat', '\\n' -> '↵'."""
-    return token.replace("\n", "↵").replace("\t", "⇥").replace(" ", "·") or "∅"
-
-
-class TokenAxis(pg.AxisItem):
-    """An axis with one label per row or column (at i + 0.5). On the bottom the labels are drawn
-    vertically so long tokens never overlap; on the left they are horizontal. Labels that would
-    collide are thinned (every 2nd, 3rd... is kept), never drawn over each other."""
-
-    def __init__(self, orientation: str = "bottom", **kw):
-        super().__init__(orientation, **kw)
-        self._labels: list[str] = []
-
-    def labels(self) -> list[str]:
-        return list(self._labels)
-
-    def set_labels(self, labels) -> None:
-        self._labels = list(labels)
-        metrics = QtGui.QFontMetrics(self.style["tickFont"] or QtGui.QFont())
-        widest = max((metrics.horizontalAdvance(s) for s in self._labels), default=0)
-        size = int(widest + metrics.height() * 0.5 + 10) if self._labels else None
-        if self.orientation in ("bottom", "top"):
-            self.setHeight(size)
-        else:
-            self.setWidth(size)
-        self.picture = None
-        self.update()
-
-    def setTickFont(self, font):
-        super().setTickFont(font)
-        if self._labels:
-            self.set_labels(self._labels)
-
-    def tickValues(self, minVal, maxVal, size):
-        lo, hi = min(minVal, maxVal), max(minVal, maxVal)
-        return [(1.0, [i + 0.5 for i in range(len(self._labels)) if lo <= i + 0.5 <= hi])]
-
-    def tickStrings(self, values, scale, spacing):
-        return ["" for _ in values]
-
-    def drawPicture(self, p, axisSpec, tickSpecs, textSpecs):
-        super().drawPicture(p, axisSpec, tickSpecs, [])
-        view = self.linkedView()
-        if view is None or not self._labels:
-            return
-        font = self.style["tickFont"] or QtGui.QFont()
-        metrics = QtGui.QFontMetrics(font)
-        p.setFont(font)
-        p.setPen(self.textPen())
-        horizontal = self.orientation in ("bottom", "top")
-        pos = []
-        for i in range(len(self._labels)):
-            pt = self.mapFromScene(view.mapViewToScene(QtCore.QPointF(i + 0.5, i + 0.5)))
-            pos.append(pt.x() if horizontal else pt.y())
-        pitch = abs(pos[1] - pos[0]) if len(pos) > 1 else metrics.height()
-        every = max(1, int(np.ceil(metrics.height() * 0.95 / max(pitch, 1e-6))))
-        gap = max(0, self.style["tickLength"]) + 3
-        baseline = (metrics.ascent() - metrics.descent()) / 2
-        extent = self.width() if horizontal else self.height()
-        for i, (v, text) in enumerate(zip(pos, self._labels)):
-            if i % every or v < -1 or v > extent + 1:
-                continue
-            if horizontal:
-                p.save()
-                p.translate(v, gap)
-                p.rotate(90)
-                p.drawText(QtCore.QPointF(0, baseline), text)
-                p.restore()
-            else:
-                x = self.width() - gap - metrics.horizontalAdvance(text)
-                p.drawText(QtCore.QPointF(x, v + baseline), text)
-
-
-class _ClickableImage(pg.ImageItem):
-    clicked = QtCore.Signal(float, float)  # x (column), y (row) in image coordinates
-
-    def mouseClickEvent(self, ev):
-        if ev.button() == QtCore.Qt.MouseButton.LeftButton:
-            pos = ev.pos()
-            ev.accept()
-            self.clicked.emit(pos.x(), pos.y())
-        else:
-            super().mouseClickEvent(ev)
-
-    def hoverEvent(self, ev):
-        if not ev.isExit():
-            ev.acceptClicks(QtCore.Qt.MouseButton.LeftButton)
-
-
 class AttentionView(View):
     view_id = "attention"
     title = "Prefix attention"
@@ -127,14 +46,24 @@ class AttentionView(View):
     )
 
     cellClicked = QtCore.Signal(int, int)  # (row = index of the prefix layer, head)
+    # the user chose other maps: (model layers, heads), each None for the default subset; the window
+    # asks the engine for them (settings attention_layers / attention_heads)
+    attentionChosen = QtCore.Signal(object, object)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self._key = None
         self._geometry = None  # (layers, heads, T, K)
         self._buffer: np.ndarray | None = None
-        self._attention: np.ndarray | None = None  # (layers, heads, T, K + T)
-        self._layers: list[int] = []
+        self._maps: list[np.ndarray] = []  # per prefix layer: its (heads, T, K + T) attention, as sent
+        self._attention: np.ndarray | None = None  # the maps shown: (rows, columns, T, K + T)
+        self._layers: list[int] = []  # the model layer of every prefix layer (index: prefix row)
+        self._rows: list[int] = []  # the prefix row of each grid row
+        self._heads: list[int] = []  # the head of each grid column
+        self._map_heads: list[dict[int, int]] = []  # per prefix row: head -> its map's index in _maps[row]
+        self._missing = 0  # chosen maps this snapshot does not carry
+        self._replay = False
+        self._settings_choice = (None, None)  # the choice the run's settings named when last seen
         self._gates: np.ndarray | None = None
         self._prompt_len = 0
         self._tokens: list[str] = []
@@ -148,6 +77,9 @@ class AttentionView(View):
         gl = QtWidgets.QVBoxLayout(grid_page)
         gl.setContentsMargins(4, 4, 4, 4)
         gl.setSpacing(3)
+        self.picker = AttentionPicker(grid_page)
+        self.picker.changed.connect(self._selection_changed)
+        gl.addWidget(self.picker)
         self.grid_glw = new_layout_widget(self.style_)
         self.grid_glw.ci.setToolTip(self.formula_tooltip)
         self.grid_plot: pg.PlotItem = self.grid_glw.addPlot(row=0, col=0)
@@ -159,7 +91,7 @@ class AttentionView(View):
         self.grid_plot.hideAxis("bottom")
         self.grid_plot.getAxis("left").setStyle(tickLength=0)
         self.grid_plot.getAxis("top").setStyle(tickLength=0)
-        self.grid_image = _ClickableImage(axisOrder="row-major")
+        self.grid_image = ClickableImage(axisOrder="row-major")
         self.grid_image.setLookupTable(colormaps.lut(self._cmap_name))
         self.grid_image.clicked.connect(self._grid_clicked)
         # behind the mosaic: the colour its transparent gaps show, so the maps stay apart on a white page too
@@ -233,27 +165,44 @@ class AttentionView(View):
 
     # ---- public ----------------------------------------------------------------------------------
     def grid_shape(self) -> tuple[int, int]:
-        """(prefix layers, heads) of the grid drawn now; (0, 0) when there is none."""
+        """(rows, columns) of the grid drawn now, i.e. (layers shown, heads shown); (0, 0) when none."""
         if self._attention is None:
             return (0, 0)
         return tuple(self._attention.shape[:2])
 
+    def available_shape(self) -> tuple[int, int]:
+        """(prefix layers, heads) the snapshot has, shown or not."""
+        return (len(self._maps), self.picker.head_count()) if self._maps else (0, 0)
+
     def layers(self) -> list[int]:
         """The model layer of each grid row."""
-        return list(self._layers)
+        return [self._layers[r] for r in self._rows]
+
+    def heads(self) -> list[int]:
+        """The head of each grid column."""
+        return list(self._heads)
+
+    def choose(self, layers: str | None = None, heads: str | None = None) -> str:
+        """Type into the Layers / Heads fields (None leaves one) and apply; the one-line error or ''."""
+        return self.picker.choose(layers, heads)
 
     def cell_center(self, row: int, head: int) -> QtCore.QPointF:
-        """Centre of a grid cell in image coordinates (for clicks and tests)."""
+        """Centre of the cell of prefix row `row` (an index into every prefix layer) and `head` in
+        image coordinates (for clicks and tests); ValueError when that cell is not shown."""
         _, _, t, w = self._attention.shape
-        return QtCore.QPointF(head * (w + GAP) + w / 2, row * (t + GAP) + t / 2)
+        i, j = self._rows.index(row), self._heads.index(head)
+        return QtCore.QPointF(j * (w + GAP) + w / 2, i * (t + GAP) + t / 2)
 
     def enlarge(self, row: int, head: int) -> None:
-        """Show one cell big, with token labels; `row` indexes the prefix layers (see layers())."""
-        if self._attention is None:
+        """Show one cell big, with token labels; `row` indexes the prefix layers (every one, shown
+        in the grid or not), `head` the heads."""
+        if not self._maps:
             return
-        n_layers, n_heads = self._attention.shape[:2]
+        n_layers, n_heads = self.available_shape()
         if not (0 <= row < n_layers and 0 <= head < n_heads):
-            raise IndexError(f"cell ({row}, {head}) is outside the {n_layers} x {n_heads} grid")
+            raise IndexError(f"cell ({row}, {head}) is outside the {n_layers} x {n_heads} prefix maps")
+        if not self._has_map(row, head):
+            raise IndexError(f"layer {self._layers[row]} head {head}: this snapshot carries no map of it")
         self._enlarged = (row, head)
         self._draw_detail(new_cell=True)
         self._pages.setCurrentIndex(1)
@@ -278,8 +227,9 @@ class AttentionView(View):
 
     # ---- drawing ---------------------------------------------------------------------------------
     def _draw(self, snapshot) -> None:
-        prefixes = [p for p in (snapshot.prefixes or []) if p.attention is not None and np.size(p.attention)]
-        if not prefixes:
+        every = list(snapshot.prefixes or [])
+        carried = [p for p in every if p.attention is not None and np.size(p.attention)]
+        if not carried:
             method = (snapshot.settings or {}).get("method", "")
             if snapshot.prefixes:
                 self.show_message("Prefix layers are set up; waiting for the probe's attention maps.")
@@ -294,46 +244,121 @@ class AttentionView(View):
             self._key = None
             return
         self.hide_message()
-        key = (snapshot.segment, snapshot.step, snapshot.time, id(prefixes[0].attention))
+        key = (snapshot.segment, snapshot.step, snapshot.time, id(carried[0].attention))
         if key == self._key:
             return
         self._key = key
-        att = np.stack([np.asarray(p.attention, dtype=np.float32) for p in prefixes])  # (L, H, T, K+T)
-        n_layers, n_heads, t, w = att.shape
+        shapes = {np.shape(p.attention) for p in carried}
+        if len({s[1:] for s in shapes}) != 1 or any(len(s) != 3 or s[0] < 1 for s in shapes):
+            self.show_message(f"The prefix attention maps differ in shape ({sorted(shapes)[:2]}): nothing to draw.")
+            self._key = None
+            return
+        _, t, w = next(iter(shapes))
         k = max(0, w - t)
+        # every prefix layer can be chosen; the engine sends the maps of the chosen ones only
+        self._layers = [int(p.layer) for p in every]
+        sent = {id(p) for p in carried}
+        self._maps = [np.asarray(p.attention) if id(p) in sent else None for p in every]
+        self._map_heads = [_head_positions(p) if id(p) in sent else {} for p in every]
+        n_heads = max(
+            [len(np.ravel(p.gates)) for p in every if p.gates is not None]
+            + [max(index) + 1 for index in self._map_heads if index]
+        )
+        self._adopt_settings(snapshot.settings or {})
+        self.picker.set_available(self._layers, n_heads)
+        chosen_layers, chosen_heads = self.picker.selection()
+        self._rows = [self._layers.index(layer) for layer in chosen_layers]
+        self._heads = list(chosen_heads)
+        att = np.full((len(self._rows), len(self._heads), t, w), np.nan, np.float32)  # (rows, cols, T, K + T)
+        for i, r in enumerate(self._rows):
+            have = [(j, self._map_heads[r][h]) for j, h in enumerate(self._heads) if h in self._map_heads[r]]
+            if have:
+                cols, sent = (list(x) for x in zip(*have))
+                att[i, cols] = self._maps[r][sent]
+        self._missing = int(sum(1 for r in self._rows for h in self._heads if h not in self._map_heads[r]))
+        self._replay = snapshot.state == "replay"
+        n_layers = len(every)
         self._attention = att
-        self._layers = [int(p.layer) for p in prefixes]
         self._gates = (
-            np.stack([np.asarray(p.gates, dtype=np.float32).reshape(-1) for p in prefixes])
-            if all(p.gates is not None for p in prefixes)
+            np.stack([np.asarray(p.gates, dtype=np.float32).reshape(-1) for p in every])
+            if all(p.gates is not None for p in every) and len({np.size(p.gates) for p in every}) == 1
             else None
         )
         self._prompt_len = k
         tokens = list(snapshot.probe_tokens or [])
         self._tokens = tokens[-t:] if len(tokens) >= t else tokens + [f"t{i}" for i in range(len(tokens), t)]
-        geometry = (n_layers, n_heads, t, k, tuple(self._layers))
+        n_rows, n_cols = len(self._rows), len(self._heads)
+        geometry = (n_rows, n_cols, t, k, tuple(self.layers()), tuple(self._heads))
         if geometry != self._geometry:
             self._geometry = geometry
-            self._build_grid(n_layers, n_heads, t, w, k)
+            self._build_grid(n_rows, n_cols, t, w, k)
             if self._enlarged and (self._enlarged[0] >= n_layers or self._enlarged[1] >= n_heads):
                 self._enlarged = None
                 self.show_grid()
         buf = self._buffer
-        buf4 = buf.reshape(n_layers, t + GAP, n_heads, w + GAP)
+        buf4 = buf.reshape(n_rows, t + GAP, n_cols, w + GAP)
         buf4[:, :t, :, :w] = att.transpose(0, 2, 1, 3)
-        mosaic = buf[: n_layers * (t + GAP) - GAP, : n_heads * (w + GAP) - GAP]
-        levels = self._levels.update_max(colormaps.abs_max(att))
+        mosaic = buf[: n_rows * (t + GAP) - GAP, : n_cols * (w + GAP) - GAP]
+        has_maps = self._missing < att.shape[0] * att.shape[1]  # (numpy warns on the max of all NaN)
+        levels = self._levels.update_max(colormaps.abs_max(att) if has_maps else 0.0)
         self.grid_image.setImage(mosaic, autoLevels=False, levels=levels)
         set_colorbar_levels(self.grid_bar, levels)
         gmax = float(np.abs(self._gates).max()) if self._gates is not None and self._gates.size else 0.0
         self.grid_caption.setText(
-            f"{n_layers} prefix layer{'s' if n_layers != 1 else ''} × {n_heads} heads · each map: {t} probe tokens "
-            f"(rows) over [{k} prompt | {t} tokens] (columns) · max |gate| {gmax:.3g} · step {snapshot.step:,} · "
-            "click a map to enlarge"
+            f"{self.shown_text()} · each map: {t} probe tokens (rows) over [{k} prompt | {t} tokens] (columns) · "
+            f"max |gate| {gmax:.3g} (all prefix layers) · step {snapshot.step:,} · click a map to enlarge"
+            + self._missing_text()
         )
         if self._enlarged is not None:
-            self._draw_detail(new_cell=False)
+            if self._has_map(*self._enlarged):
+                self._draw_detail(new_cell=False)
+            else:
+                self._enlarged = None
+                self.show_grid()
         self.draw_count += 1
+
+    def shown_text(self) -> str:
+        """What the grid shows of what: 'layers 24–31 (8 of 30 prefix layers) × heads 0–7 (8 of 32)'."""
+        n_layers, n_heads = self.available_shape()
+        shown = self.layers()
+        return (
+            f"layer{'s' if len(shown) != 1 else ''} {format_ranges(shown)} ({len(shown)} of {n_layers} prefix "
+            f"layer{'s' if n_layers != 1 else ''}) × head{'s' if len(self._heads) != 1 else ''} "
+            f"{format_ranges(self._heads)} ({len(self._heads)} of {n_heads})"
+        )
+
+    def _missing_text(self) -> str:
+        """What the grid lacks of the choice: maps the engine sends from its next snapshot on, or (a
+        replay) maps the recording does not hold."""
+        if not self._missing:
+            return ""
+        if self._replay:
+            layers = [layer for layer, index in zip(self._layers, self._map_heads) if index]
+            heads = sorted({h for index in self._map_heads for h in index})
+            return (
+                f" · {self._missing} chosen map{'s' if self._missing != 1 else ''} not recorded (the recording "
+                f"holds layers {format_ranges(layers)} × heads {format_ranges(heads)})"
+            )
+        return (
+            f" · {self._missing} chosen map{'s' if self._missing != 1 else ''} on the way (the engine sends them next)"
+        )
+
+    def _has_map(self, row: int, head: int) -> bool:
+        return 0 <= row < len(self._maps) and head in self._map_heads[row]
+
+    def _adopt_settings(self, settings: dict) -> None:
+        """The run's settings name a choice (a saved one, or one made in another window): the picker
+        takes it when it changes there; a choice made here then goes back to the run through them."""
+        choice = tuple(_index_list(settings.get(name)) for name in ("attention_layers", "attention_heads"))
+        if choice != self._settings_choice:
+            self._settings_choice = choice
+            if choice != self.picker.asked():
+                self.picker.adopt(*choice)
+
+    def _selection_changed(self) -> None:
+        self.attentionChosen.emit(*self.picker.asked())
+        self._key = None
+        self.refresh()
 
     def _build_grid(self, n_layers: int, n_heads: int, t: int, w: int, k: int) -> None:
         self._buffer = np.full((n_layers * (t + GAP), n_heads * (w + GAP)), np.nan, np.float32)
@@ -347,33 +372,36 @@ class AttentionView(View):
         else:
             self.grid_lines.setData([], [])
         self.grid_plot.getAxis("left").setTicks(
-            [[(i * (t + GAP) + t / 2, f"L{layer}") for i, layer in enumerate(self._layers)]]
+            [[(i * (t + GAP) + t / 2, f"L{layer}") for i, layer in enumerate(self.layers())]]
         )
-        self.grid_plot.getAxis("top").setTicks([[(h * (w + GAP) + w / 2, f"h{h}") for h in range(n_heads)]])
+        self.grid_plot.getAxis("top").setTicks([[(j * (w + GAP) + w / 2, f"h{h}") for j, h in enumerate(self._heads)]])
         self.grid_plot.setRange(xRange=(0, width), yRange=(0, height), padding=0)
         self.grid_backdrop.setRect(QtCore.QRectF(0, 0, width, height))
 
     def _grid_clicked(self, x: float, y: float) -> None:
         if self._attention is None:
             return
-        n_layers, n_heads, t, w = self._attention.shape
-        row, ry = divmod(int(np.floor(y)), t + GAP)
-        head, rx = divmod(int(np.floor(x)), w + GAP)
-        if 0 <= row < n_layers and 0 <= head < n_heads and ry < t and rx < w:
+        n_rows, n_cols, t, w = self._attention.shape
+        i, ry = divmod(int(np.floor(y)), t + GAP)
+        j, rx = divmod(int(np.floor(x)), w + GAP)
+        if 0 <= i < n_rows and 0 <= j < n_cols and ry < t and rx < w:
+            row, head = self._rows[i], self._heads[j]
+            if not self._has_map(row, head):
+                return
             self.cellClicked.emit(row, head)
             self.enlarge(row, head)
 
     def _step_head(self, delta: int) -> None:
+        """The next (previous) map of the grid shown, head by head then layer by layer."""
         if self._enlarged is None or self._attention is None:
             return
-        n_layers, n_heads = self._attention.shape[:2]
-        row, head = self._enlarged
-        index = (row * n_heads + head + delta) % (n_layers * n_heads)
-        self.enlarge(*divmod(index, n_heads))
+        cells = [(r, h) for r in self._rows for h in self._heads if self._has_map(r, h)]
+        here = cells.index(self._enlarged) if self._enlarged in cells else -1 if delta > 0 else 0
+        self.enlarge(*cells[(here + delta) % len(cells)])
 
     def _draw_detail(self, new_cell: bool) -> None:
         row, head = self._enlarged
-        att = self._attention[row, head]
+        att = np.asarray(self._maps[row][self._map_heads[row][head]], dtype=np.float32)
         t, w = att.shape
         k = self._prompt_len
         levels = self._levels.levels()
@@ -402,6 +430,8 @@ class AttentionView(View):
         self._key = None
         self._levels.reset()
         self._attention = None
+        self._maps = []
+        self._map_heads = []
         self._geometry = None
         self._detail_geometry = None
         self._enlarged = None
@@ -441,3 +471,18 @@ class AttentionView(View):
                 bar.setColorMap(colormaps.colormap(name))
         self._levels.hold = s.high_contrast
         self._key = None
+
+
+def _head_positions(prefix) -> dict[int, int]:
+    """head -> index of its map in prefix.attention (its `heads`, or every head in order)."""
+    heads = prefix.heads if prefix.heads is not None else range(np.shape(prefix.attention)[0])
+    return {int(h): i for i, h in enumerate(heads)}
+
+
+def _index_list(value) -> tuple[int, ...] | None:
+    """A settings value that lists indices, as a sorted tuple; None for anything else."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        return None
+    return tuple(sorted(set(value)))
