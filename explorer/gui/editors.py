@@ -15,6 +15,8 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import QAbstractSpinBox, QDoubleSpinBox
 
+from explorer.schema.format import format_ranges
+
 
 class NumberFieldKeys(QObject):
     """Event filter of a number field (a spin box and its line edit): Space is not claimed (the window's
@@ -118,15 +120,4 @@ def parse_layers(text: str) -> tuple[int, ...] | None:
 
 
 def format_layers(value) -> str:
-    if not value:
-        return ""
-    value = sorted(value)
-    parts, start, prev = [], value[0], value[0]
-    for v in value[1:] + [None]:
-        if v is not None and v == prev + 1:
-            prev = v
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if v is not None:
-            start = prev = v
-    return ",".join(parts)
+    return format_ranges(value or (), dash="-", sep=",", empty="")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from explorer.schema.format import format_ranges
+
 # At most this many rows and columns at once: at 16 x 16 maps each map is still ~30 px wide in a
 # 600 px dock, enough to see where a head looks; more is colour noise.
 MAX_SHOWN = 16
@@ -20,22 +22,6 @@ MAX_SHOWN = 16
 # reads as one range in the caption and is easy to shift by typing. Heads carry no order, so the
 # first ones.
 DEFAULT_SHOWN = 8
-
-
-def format_ranges(values: Sequence[int]) -> str:
-    """(0, 1, 2, 3, 30, 31) -> '0–3, 30–31'; () -> '–'."""
-    values = sorted(set(int(v) for v in values))
-    if not values:
-        return "–"
-    parts, start, prev = [], values[0], values[0]
-    for v in [*values[1:], None]:
-        if v is not None and v == prev + 1:
-            prev = v
-            continue
-        parts.append(str(start) if start == prev else f"{start}–{prev}")
-        if v is not None:
-            start = prev = v
-    return ", ".join(parts)
 
 
 def parse_choice(text: str, available: Sequence[int], what: str) -> tuple[int, ...] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 
 MISSING = "–"
 
@@ -113,3 +114,20 @@ def short_json(value, width: int = 80) -> str:
     """`value` as compact JSON, cut to `width` characters with '...'."""
     s = json.dumps(value, separators=(",", ":"))
     return s if len(s) <= width else s[: width - 3] + "..."
+
+
+def format_ranges(values: Sequence[int], dash: str = "–", sep: str = ", ", empty: str = "–") -> str:
+    """(0, 1, 2, 3, 30, 31) -> '0–3, 30–31'; () -> `empty`. The controls' layer fields write
+    '0-3,30-31' (dash='-', sep=',') so that the text parses back."""
+    values = sorted(set(int(v) for v in values))
+    if not values:
+        return empty
+    parts, start, prev = [], values[0], values[0]
+    for v in [*values[1:], None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        parts.append(str(start) if start == prev else f"{start}{dash}{prev}")
+        if v is not None:
+            start = prev = v
+    return sep.join(parts)

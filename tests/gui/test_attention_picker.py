@@ -9,7 +9,8 @@ import snapshot_factory as sf
 from PySide6 import QtCore
 
 from explorer.gui.views.attention_view import GAP, AttentionView
-from explorer.schema.attention_choice import MAX_SHOWN, format_ranges, parse_choice
+from explorer.schema.attention_choice import MAX_SHOWN, parse_choice
+from explorer.schema.format import format_ranges
 
 
 def test_parse_choice_reads_lists_ranges_all_and_empty():

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 from PySide6 import QtCore, QtWidgets
 
-from explorer.schema.attention_choice import chosen, format_ranges, parse_choice
+from explorer.schema.attention_choice import chosen, parse_choice
+from explorer.schema.format import format_ranges
 
 
 class AttentionPicker(QtWidgets.QWidget):
