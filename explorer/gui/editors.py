@@ -15,7 +15,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import QAbstractSpinBox, QDoubleSpinBox
 
-from explorer.schema.format import format_ranges
+from explorer.schema.format import format_ranges, parse_ranges
 
 
 class NumberFieldKeys(QObject):
@@ -105,16 +105,7 @@ def parse_layers(text: str) -> tuple[int, ...] | None:
     if text in ("", "all"):
         return None
     out: list[int] = []
-    for part in re.split(r"[,\s]+", text):
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise ValueError(f"layers={text!r} is not a list of layer indices: e.g. 0,1,4-7 (empty: all)")
-        a = int(m.group(1))
-        b = int(m.group(2)) if m.group(2) else a
-        if b < a or b - a > 4096:
-            raise ValueError(f"layers={part!r} is not a valid range: e.g. 4-7")
+    for a, b in parse_ranges(text, "layers", max_span=4096):
         out.extend(range(a, b + 1))
     return tuple(sorted(set(out))) or None
 

@@ -8,10 +8,9 @@ The settings `attention_layers` / `attention_heads` hold a choice (None: the def
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
-from explorer.schema.format import format_ranges
+from explorer.schema.format import format_ranges, parse_ranges
 
 # At most this many rows and columns at once: at 16 x 16 maps each map is still ~30 px wide in a
 # 600 px dock, enough to see where a head looks; more is colour noise.
@@ -36,16 +35,8 @@ def parse_choice(text: str, available: Sequence[int], what: str) -> tuple[int, .
         chosen = available
     else:
         chosen = set()
-        for part in re.split(r"[,;\s]+", text):
-            if not part:
-                continue
-            m = re.fullmatch(r"(\d{1,6})(?:\s*[-–—:]\s*(\d{1,6}))?", part)
-            if not m:
-                raise ValueError(f"{what}: {part!r} is not a number or a range (e.g. 0-3,30,31, all, or empty)")
-            a, b = int(m.group(1)), int(m.group(2) or m.group(1))
-            if b < a:
-                raise ValueError(f"{what}: {part!r} runs backwards (write {b}-{a})")
-            missing = [v for v in range(a, min(b, a + 100_000) + 1) if v not in available]
+        for a, b in parse_ranges(text, what):
+            missing = [v for v in range(a, b + 1) if v not in available]
             if missing:
                 raise ValueError(f"{what}: {missing[0]} is not here (there are {format_ranges(available)})")
             chosen.update(range(a, b + 1))

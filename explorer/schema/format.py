@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 
 MISSING = "–"
@@ -131,3 +132,23 @@ def format_ranges(values: Sequence[int], dash: str = "–", sep: str = ", ", emp
         if v is not None:
             start = prev = v
     return sep.join(parts)
+
+
+def parse_ranges(text: str, what: str, max_span: int = 100_000) -> list[tuple[int, int]]:
+    """'0-3, 30,31' -> [(0, 3), (30, 30), (31, 31)]: the inclusive ranges a list of numbers and
+    ranges names (the text format_ranges writes, either dash). ValueError (one line, naming `what`)
+    for a part that is not a number or a range, one that runs backwards, or one wider than max_span."""
+    out = []
+    for part in re.split(r"[,;\s]+", text.strip()):
+        if not part:
+            continue
+        m = re.fullmatch(r"(\d{1,6})(?:[-–—:](\d{1,6}))?", part)
+        if not m:
+            raise ValueError(f"{what}: {part!r} is not a number or a range (e.g. 0-3,30,31, all, or empty)")
+        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
+        if b < a:
+            raise ValueError(f"{what}: {part!r} runs backwards (write {b}-{a})")
+        if b - a > max_span:
+            raise ValueError(f"{what}: {part!r} spans more than {max_span}")
+        out.append((a, b))
+    return out
