@@ -20,6 +20,11 @@ DEFAULT_COLUMNS = (
 COLUMN_WIDTHS = (1.0, 1.0, 1.15)  # the third column holds text (samples, tokens): a little wider
 EXTRA_HOST = "budget"
 VIEW_MIN = (200, 120)  # a view's floor in a dock: its own minimum size hint is a wish (it clips below it)
+# On a short window (a 1280 x 720 projector) a column of three views gives each less height than a
+# plot with its pickers and caption needs, and they clip. There the second view of each pair is
+# tabbed behind the first (both text views; the gates behind the budget), which stays in front.
+COMPACT_TABS = (("tokens", "samples"), ("gates", "budget"))
+COMPACT_BELOW = 230  # px of column height per view under which the column goes compact
 CONTROLS_SHARE = 0.27  # the settings' most of the window's width: the rest (and any growth) is the plots'
 CONTROLS_WIDTH = 300  # ... and at least this (the panel scrolls sideways when narrower than its rows)
 
@@ -110,11 +115,13 @@ def size_docks(window: QMainWindow, controls_dock: QDockWidget, view_docks: dict
     natural = getattr(panel, "natural_width", panel.minimumWidth())
     controls = max(panel.minimumWidth(), min(natural, max(CONTROLS_WIDTH, int(window.width() * CONTROLS_SHARE))))
     window.resizeDocks([controls_dock], [controls], Qt.Horizontal)
-    cols, _extra = view_columns({v: d for v, d in view_docks.items() if not d.isHidden()})
+    height = max(window.height() - 120, 300)
+    compact_columns(window, view_docks, height)
+    tabbed = _tabbed_views(window, view_docks)
+    cols, _extra = view_columns({v: d for v, d in view_docks.items() if not d.isHidden() and v not in tabbed})
     if not cols:
         return
     width = max(window.width() - controls - 16, 200 * len(cols))
-    height = max(window.height() - 120, 300)
     weights = {n: w for names, ws in DEFAULT_COLUMNS for n, w in zip(names, ws)}
     shares = [COLUMN_WIDTHS[i] if i < len(COLUMN_WIDTHS) else 1.0 for i in range(len(cols))]
     window.resizeDocks([c[0] for c in cols], [int(width * f / sum(shares)) for f in shares], Qt.Horizontal)
@@ -123,6 +130,35 @@ def size_docks(window: QMainWindow, controls_dock: QDockWidget, view_docks: dict
         ws = [weights.get(i, 1.0) for i in ids]
         total = sum(ws)
         window.resizeDocks(col, [int(height * w / total) for w in ws], Qt.Vertical)
+
+
+def _tabbed_views(window: QMainWindow, view_docks: dict[str, QDockWidget]) -> set[str]:
+    """The COMPACT_TABS views now tabbed with their hosts: they share the host's place and are not
+    sized on their own."""
+    return {
+        view
+        for view, host in COMPACT_TABS
+        if view in view_docks
+        and host in view_docks
+        and view_docks[host] in window.tabifiedDockWidgets(view_docks[view])
+    }
+
+
+def compact_columns(window: QMainWindow, view_docks: dict[str, QDockWidget], height: int) -> None:
+    """Tab COMPACT_TABS' views behind their hosts in the columns that would give a view less than
+    COMPACT_BELOW px. Sizing the default layout does this (the window's first layout, View > Reset
+    layout, views coming and going); a window made taller later keeps its tabs until the layout is
+    reset, as any arrangement the user made. A view moved out of its place is left alone."""
+    columns = {n: names for names, _w in DEFAULT_COLUMNS for n in names}
+    shown = {v: d for v, d in view_docks.items() if not d.isHidden() and not d.isFloating()}
+    for view, host in COMPACT_TABS:
+        dock, host_dock = shown.get(view), shown.get(host)
+        if dock is None or host_dock is None or host_dock in window.tabifiedDockWidgets(dock):
+            continue
+        column = [n for n in columns.get(view, ()) if n in shown and n not in _tabbed_views(window, view_docks)]
+        if height / max(len(column), 1) < COMPACT_BELOW:
+            window.tabifyDockWidget(host_dock, dock)
+            host_dock.raise_()
 
 
 def default_geometry(window: QMainWindow, controls_dock: QDockWidget, view_docks: dict[str, QDockWidget]) -> None:

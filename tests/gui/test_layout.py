@@ -67,3 +67,28 @@ def test_which_views_apply():
     assert not view_applies("samples", matrix) and not view_applies("attention", matrix)
     assert not view_applies("delta", lm.with_changes(method="prefix"))
     assert all(view_applies(v, matrix) for v in ("loss", "budget", "compare", "delta", "spectrum"))
+
+
+def test_at_1280x720_with_prefix_views_every_view_in_front_has_room_for_its_content(qtbot, make_window):
+    """lora+prefix in the lm scenario shows eight views: at 720 px a column of three clipped the
+    attention view's picker, grid and caption into each other and squeezed the gates to a strip. There
+    the text views share one place as tabs (so do the gates and the budget), each usable."""
+    win = make_window(tiny_lm(method="lora+prefix"), start=False)
+    settle(qtbot, win, (1280, 720))
+    shown = visible_views(win)
+    assert {"attention", "samples", "delta", "spectrum", "loss"} <= set(shown), sorted(shown)
+    for view_id, dock in shown.items():
+        size = dock.widget().size()
+        assert size.width() >= USABLE[0] and size.height() >= 180, (view_id, size)
+    docks = win.view_docks
+    assert docks["samples"] in win.tabifiedDockWidgets(docks["tokens"])
+    assert docks["budget"] in win.tabifiedDockWidgets(docks["gates"])
+    # at 1920 x 1080 the default layout (View > Reset layout) gives every view its own place
+    settle(qtbot, win, (1920, 1080))
+    win.reset_layout()
+    qtbot.waitUntil(
+        lambda: (
+            {"attention", "samples", "tokens", "gates", "budget"} <= set(visible_views(win))
+            and all(d.widget().height() >= 180 for d in visible_views(win).values())
+        )
+    )
