@@ -306,3 +306,21 @@ def test_a_note_says_why_train_loss_sits_above_held_out(qtbot):
     assert TRAIN_ABOVE_NOTE in view.caption.text()
     for where in (view.toolTip(), view.caption.toolTip()):
         assert "before the update" in where and "dropout" in where and "held-out split" in where
+
+
+def test_step_labels_never_run_into_each_other_on_a_narrow_plot(qtbot):
+    """Steps 0..13 on a 260 px loss plot (a 1280 x 720 window) read '10111213' before."""
+    loss = make(qtbot, "loss", 260, 240)
+    loss.update_snapshot(sf.lora_snapshot(13))
+    loss.plot.vb.autoRange()
+    QtWidgets.QApplication.processEvents()
+    axis = loss.plot.getAxis("bottom")
+    img = QtGui.QImage(16, 16, QtGui.QImage.Format.Format_RGB32)
+    painter = QtGui.QPainter(img)
+    try:
+        rects = sorted((r for r, _flags, text in axis.generateDrawSpecs(painter)[2] if text), key=lambda r: r.left())
+    finally:
+        painter.end()
+    assert len(rects) >= 2
+    for a, b in zip(rects, rects[1:]):
+        assert a.right() + 4 <= b.left(), (a, b)  # a gap a reader sees between two numbers

@@ -130,7 +130,22 @@ class StepAxis(pg.AxisItem):
                 return []
             every = max(1, int(nice_step(last - first, 4))) if last - first > 4 else 1
             levels = [(float(every), [float(v) for v in range(first - first % every, last + 1, every) if v >= first])]
-        return levels
+        return self._readable(levels, lo, hi, size)
+
+    def _readable(self, levels, lo: float, hi: float, size: float):
+        """The levels whose labels do not run into each other: pyqtgraph labelled every step of
+        0..13 on a 250 px axis ('10111213')."""
+        if self.orientation not in ("bottom", "top") or hi <= lo:
+            return levels
+        font = self.style.get("tickFont") or QtGui.QFont()
+        widest = QtGui.QFontMetrics(font).horizontalAdvance(str(int(max(abs(lo), abs(hi)))))
+        per_step = size / (hi - lo)
+        kept = [(spacing, values) for spacing, values in levels if spacing * per_step >= widest + 8]
+        if kept or not levels:
+            return kept
+        spacing = max(1.0, float(np.ceil(nice_step((widest + 8) / per_step * 4, 4))))  # the finest that fits
+        first = np.ceil(max(lo, 0.0) / spacing) * spacing
+        return [(spacing, [float(v) for v in np.arange(first, hi + 1e-9, spacing)])]
 
     def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
         return [f"{int(round(v * scale))}" for v in values]
