@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     types = {name: f.type for name, f in TrainSettings.__dataclass_fields__.items()}
     group = parser.add_argument_group("settings every run starts from (a SPEC's keys override them)")
     for name, spec in SETTINGS_SPEC.items():
-        if name == "method":
+        if name in ("method", "heatmap_matrices"):  # a comparison records every matrix's heatmaps
             continue
         flag = "--" + name.replace("_", "-")
         default = getattr(defaults, name)

@@ -42,7 +42,8 @@ from explorer.schema.settings import (
 )
 
 MAX_AUTO_RECORDS = 100
-LIVE_ONLY = ("speed", "snapshot_hz")  # settings of the live app only: a headless run records by step
+# settings of the live app only: a headless run records by step, every matrix's heatmaps
+LIVE_ONLY = ("speed", "snapshot_hz", "heatmap_matrices")
 MIN_AUTO_RECORDS = 10
 AUTO_RECORDING_BYTES = 25_000_000  # the automatic --record-every aims at a recording about this size
 _TYPES = {"int": int, "float": float, "str": str}
@@ -208,7 +209,7 @@ def record_every(steps: int, every: int, record_bytes: int = 0) -> int:
 def record_bytes(snap) -> int:
     """Bytes of one record that vary from record to record (pooled ΔW, spectra, prefix arrays) plus
     what a full history can take; pooled W0 and the target are stored once."""
-    n = sum(m.delta.nbytes + m.spectrum.nbytes for m in snap.matrices.values())
+    n = sum((0 if m.delta is None else m.delta.nbytes) + m.spectrum.nbytes for m in snap.matrices.values())
     n += sum(p.gates.nbytes + (0 if p.attention is None else p.attention.nbytes) for p in snap.prefixes)
     from explorer.engine import trainer as T
 

@@ -1,6 +1,7 @@
 """A one-slot mailbox: the producer overwrites, the consumer takes the latest; neither side waits.
 
-`put` and `take` hold a lock only for an assignment, so a slow consumer never backs up the
+`put` and `take` hold a lock only for an assignment (and, for an item with an `absorb(older)` method,
+the call that hands it what the item it replaces carried once: a Snapshot's pooled W0), so a slow consumer never backs up the
 training loop and a fast loop never floods the consumer: whatever was not taken is replaced.
 `wait` is for consumers that have nothing else to do (tests, headless tools): it blocks the
 consumer only, with a timeout.
@@ -26,6 +27,9 @@ class Mailbox(Generic[T]):
         with self._cond:
             if self._fresh:
                 self.dropped += 1
+                absorb = getattr(item, "absorb", None)
+                if absorb is not None:
+                    item = absorb(self._item)
             self._item, self._fresh = item, True
             self.posted += 1
             self._cond.notify_all()

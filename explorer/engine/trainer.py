@@ -63,6 +63,7 @@ from explorer.engine.state_checks import finite_number, optimizer_entry_problem,
 from explorer.engine.thread_tuner import ThreadTuner
 from explorer.schema.attention_choice import attention_cells
 from explorer.schema.faults import FAULT_KINDS, Fault
+from explorer.schema.heatmap_choice import heatmap_names
 from explorer.schema.settings import COLD, SCENARIO_SETTINGS, TrainSettings, changed_kinds, validate
 from explorer.schema.snapshot import History, MatrixSnapshot, PrefixSnapshot, Snapshot
 
@@ -199,6 +200,9 @@ class _Segment:
         self.last_eval_step = -1
         self.last_view_step = -1  # step of the last gate/spectrum history point
         self.host_cache: dict = {}  # constant pooled arrays (W0, target) per display size
+        self.source_names = [src.name for src in self.sources]
+        # (heatmap choice, display size) whose W0 / target the last live snapshot sent; None: send them
+        self.held_sent = None
 
 
 class Trainer:
@@ -573,14 +577,29 @@ class Trainer:
 
     @torch.no_grad()
     def snapshot(
-        self, display_size: int | None = None, with_samples: bool = False, with_token_delta: bool = False
+        self,
+        display_size: int | None = None,
+        with_samples: bool = False,
+        with_token_delta: bool = False,
+        *,
+        live: bool = False,
     ) -> Snapshot:
         """Everything the views draw, reduced on the device and copied to the host in one transfer.
-        Samples and the token view's differences cost more: asked for, they come along."""
+        Samples and the token view's differences cost more: asked for, they come along.
+
+        `live` (the worker's snapshots for the window): pooled heatmaps only of the matrices the
+        setting heatmap_matrices names, and their pooled W0 / target only when the segment, that
+        choice or the display size changed since the last one (explorer.schema.heatmap_choice).
+        Otherwise (headless runs, recordings): every matrix's, whole."""
         self.check_finite_weights()  # before any SVD: linalg fails on non-finite input
         seg = self._seg
         settings = seg.settings
         ds = int(display_size or settings.display_size)
+        heat = held_key = None
+        if live:
+            heat = frozenset(heatmap_names(settings.heatmap_matrices, seg.source_names))
+            held_key = (heat, ds)
+        send_held = held_key is None or held_key != seg.held_sent
         scenario = seg.scenario
         loss = seg.loss
         if seg.step == 0 and loss is None:
@@ -594,22 +613,26 @@ class Trainer:
         for src in seg.sources:
             i = len(parts)
             exact_fro = dora = None
+            # pooled maps of the chosen matrices only (an empty placeholder keeps the plan's offsets)
+            pooled = heat is None or src.name in heat
             if src.A is not None:
                 values = spectrum_from_factors(src.A, src.B, src.scaling).values
-                delta = pooled_delta(src.A, src.B, src.scaling, ds, ds)
+                delta = pooled_delta(src.A, src.B, src.scaling, ds, ds) if pooled else values.new_zeros(0)
                 method, partial = "exact: QR of the factors + SVD of the r x r core", False
                 parts += [values, delta]
                 if src.magnitude is not None:  # DoRA: the full-rank effective update beside B·A
                     eff = dora_effective_update(src.base, src.A, src.B, src.scaling, src.magnitude)
                     e_values, e_method, e_partial = _live_dense_spectrum(eff)
                     dora = (e_method, e_partial, len(parts))
-                    parts += [e_values, pool_matrix(eff, ds, ds), torch.linalg.matrix_norm(eff).reshape(1)]
+                    e_map = pool_matrix(eff, ds, ds) if pooled else e_values.new_zeros(0)
+                    parts += [e_values, e_map, torch.linalg.matrix_norm(eff).reshape(1)]
             else:
                 d = src.weight.detach().float() - src.base.float()
                 values, method, partial = _live_dense_spectrum(d)
                 exact_fro = i + 2
-                parts += [values, pool_matrix(d, ds, ds), torch.linalg.matrix_norm(d).reshape(1)]
-            plan.append((src, method, partial, i, exact_fro, dora))
+                d_map = pool_matrix(d, ds, ds) if pooled else values.new_zeros(0)
+                parts += [values, d_map, torch.linalg.matrix_norm(d).reshape(1)]
+            plan.append((src, method, partial, i, exact_fro, dora, pooled))
         prefix_plan = []
         if seg.prefixes:
             attention = scenario.probe(seg.model) if hasattr(scenario, "probe") else {}
@@ -641,22 +664,26 @@ class Trainer:
         # 3. plain data
         matrices = {}
         spectra_now = {}
-        for src, method, partial, i, exact_fro, dora in plan:
-            values, delta = host[i], host[i + 1]
+        for src, method, partial, i, exact_fro, dora, pooled in plan:
+            values, delta = host[i], (host[i + 1] if pooled else None)
             fro, eff, stable = spectrum_figures(values, None if exact_fro is None else float(host[exact_fro][0]))
-            base = self._constant(("base", src.name, ds), lambda src=src: to_host([pool_matrix(src.base, ds, ds)])[0])
-            target = target_values = None
+            base = target = target_values = None
+            if pooled and send_held:
+                base = self._constant(
+                    ("base", src.name, ds), lambda src=src: to_host([pool_matrix(src.base, ds, ds)])[0]
+                )
             if hasattr(scenario, "target") and scenario.name == "matrix":
                 target, target_values = self._constant(
                     ("target", ds),
                     lambda: tuple(to_host([pool_matrix(scenario.target, ds, ds), scenario.target_values])),
                 )
+                target = target if pooled and send_held else None
             effective = {}
             if dora is not None:
                 e_method, e_partial, j = dora
                 e_fro, e_eff, e_stable = spectrum_figures(host[j], float(host[j + 2][0]))
                 effective = dict(
-                    effective_update=host[j + 1],
+                    effective_update=host[j + 1] if pooled else None,
                     effective_update_spectrum=host[j],
                     effective_update_fro_norm=e_fro,
                     effective_update_effective_rank=e_eff,
@@ -695,6 +722,7 @@ class Trainer:
             )
             gate_rows.append(gates)
 
+        seg.held_sent = held_key  # None after a whole (headless) one: the next live one sends W0 again
         # 4. histories (one gate / spectrum point per step)
         if seg.step != seg.last_view_step:
             seg.last_view_step = seg.step
@@ -767,6 +795,7 @@ class Trainer:
     def bare_snapshot(self, state: str = "fault", fault: Fault | None = None) -> Snapshot:
         """A snapshot without analyses (used when a snapshot itself failed)."""
         seg = self._seg
+        seg.held_sent = None  # it may replace the one that carried W0 in a mailbox: send W0 again
         return Snapshot(
             step=seg.step,
             time=seg.clock.elapsed(),

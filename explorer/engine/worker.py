@@ -23,6 +23,7 @@ Together that caps instrumentation at about 10 % of the training time (bench/ben
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import time
 
@@ -285,7 +286,8 @@ class TrainingWorker(SettingsRequests, WorkerLoop):
             self._refresh_token_delta()
         if eval_:
             self._eval.timed(t.eval_loss)
-        snap = self._snap.timed(t.snapshot, t.settings.display_size)
+        # live: pooled heatmaps of the matrices on view only, W0 once (explorer.schema.heatmap_choice)
+        snap = self._snap.timed(functools.partial(t.snapshot, live=True), t.settings.display_size)
         self._attach_samples(snap)
         return snap
 

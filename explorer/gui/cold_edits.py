@@ -20,7 +20,9 @@ from explorer.schema.settings import COLD, SETTINGS_SPEC
 COLD_EDIT_MS = 400  # the window's pause between the last of several cold edits and the one restart
 
 # Settings that change what is shown, not what trains: never named in a label.
-DISPLAY_ONLY = frozenset({"speed", "snapshot_hz", "display_size", "attention_layers", "attention_heads"})
+DISPLAY_ONLY = frozenset(
+    {"speed", "snapshot_hz", "display_size", "attention_layers", "attention_heads", "heatmap_matrices"}
+)
 SHORT_NAMES = {
     "rank": "r",
     "alpha": "α",

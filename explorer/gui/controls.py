@@ -69,9 +69,19 @@ GROUPS: list[tuple[str, tuple[str, ...]]] = [
 ]
 # Settings with their own widget elsewhere (the toolbar's speed box; the model and the data are
 # chosen with File > Open model / Open data; the attention maps sent, in the attention view's
-# Layers / Heads fields).
+# Layers / Heads fields; the heatmaps sent, by the ΔW view's matrix picker).
 ELSEWHERE = frozenset(
-    {"speed", "model", "data", "eval_data", "prompt", "loss_on", "attention_layers", "attention_heads"}
+    {
+        "speed",
+        "model",
+        "data",
+        "eval_data",
+        "prompt",
+        "loss_on",
+        "attention_layers",
+        "attention_heads",
+        "heatmap_matrices",
+    }
 )
 
 LABELS = {

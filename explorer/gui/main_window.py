@@ -51,6 +51,7 @@ from explorer.gui.window_files import FileCommands
 from explorer.gui.window_layout import default_geometry, fit_views, place_docks, size_docks
 from explorer.gui.window_worker import WorkerHosting
 from explorer.schema.faults import SETTING
+from explorer.schema.heatmap_choice import heatmap_names
 from explorer.schema.settings import SETTINGS_SPEC, TrainSettings, changed_kinds, with_method_defaults
 
 # Workers by "module:attribute", imported on a helper thread when the window first needs one.
@@ -153,6 +154,9 @@ class MainWindow(WorkerHosting, QMainWindow):
         attention_view = self.views.get("attention")
         if hasattr(attention_view, "attentionChosen"):
             attention_view.attentionChosen.connect(self.choose_attention)
+        delta_view = self.views.get("delta")
+        if hasattr(delta_view, "matrixChanged"):
+            delta_view.matrixChanged.connect(self.choose_heatmaps)
         # the compare view's runs: in a child process unless the window trains in its own process
         self.compare_host = CompareHost(self, factory=compare_worker_for(self.worker_factory))
         self.features = Features(self)
@@ -308,6 +312,8 @@ class MainWindow(WorkerHosting, QMainWindow):
 
     def _on_settings_applied(self, changes: dict, kinds: dict) -> None:
         self.store.save_settings(self.settings)
+        if set(changes) == {"heatmap_matrices"}:
+            return  # the ΔW view's picker: nothing to say, nothing to fit
         self.fit_views()
         self._show_speed(self.settings.speed)
         self._update_scenario_label()
@@ -397,6 +403,17 @@ class MainWindow(WorkerHosting, QMainWindow):
         hot display setting, kept with the others); a replay shows what its recording holds."""
         if not self.replaying:
             self.controls.request({"attention_layers": layers, "attention_heads": heads})
+
+    def choose_heatmaps(self, name: str) -> None:
+        """The ΔW view shows `name`: the engine sends its pooled heatmaps from its next snapshot on (the
+        hot display setting heatmap_matrices); a replay shows what its recording holds."""
+        asked = self.settings.heatmap_matrices
+        if not name or self.replaying or asked == (name,):
+            return
+        snap = self.last_snapshot
+        if asked is None and snap is not None and heatmap_names(None, list(snap.matrices or {})) == (name,):
+            return  # the engine's default: the settings stay as they are
+        self.controls.request({"heatmap_matrices": (name,)})
 
     def _fed_views(self) -> dict:
         """The views the single run draws in: all but those a running comparison owns."""

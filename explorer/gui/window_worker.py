@@ -13,6 +13,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QStyle
 
 from explorer.gui.worker_host import WorkerHost
+from explorer.schema.heatmap_choice import HeldHeatmaps
 
 
 class WorkerHosting:
@@ -23,9 +24,23 @@ class WorkerHosting:
         host = WorkerHost(factory, should_drain=lambda: self.replay is None, parent=self)
         host.attached.connect(self._on_worker_attached)
         host.failed.connect(self._on_worker_failed)
-        host.snapshot.connect(self.deliver)
+        host.snapshot.connect(self._deliver_live)
         host.died.connect(self._on_worker_died)
+        # the pooled W0 the worker sends once a segment, put back into every later snapshot
+        self.held_heatmaps = HeldHeatmaps()
         return host
+
+    def _deliver_live(self, snap) -> None:
+        """A snapshot from the live worker: whole again (its held W0), then to the views; and when the
+        ΔW view shows a matrix the worker does not send heatmaps of (it was picked during a replay, or
+        in a view that was hidden), ask for it."""
+        snap = self.held_heatmaps.fill(snap)
+        self.deliver(snap)
+        delta_view = self.views.get("delta")
+        name = delta_view.current_matrix() if hasattr(delta_view, "current_matrix") else ""
+        m = (snap.matrices or {}).get(name) if name else None
+        if m is not None and m.delta is None and snap.state != "fault":
+            self.choose_heatmaps(name)
 
     # ------------------------------------------------------------------ worker
     @property
@@ -54,6 +69,7 @@ class WorkerHosting:
             self.show_fault(f"{what}: {message}")
 
     def _on_worker_attached(self, worker) -> None:
+        self.held_heatmaps.clear()  # a new run: segment numbers start again
         if self._want_play:
             worker.play()
             self._playing = True

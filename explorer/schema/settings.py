@@ -13,6 +13,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from explorer.schema.attention_choice import DEFAULT_SHOWN, MAX_SHOWN
+from explorer.schema.heatmap_choice import MAX_HEATMAPS, check_names
 
 METHODS = ("lora", "prefix", "lora+prefix", "full")
 LOSS_ON = ("response", "all")
@@ -106,12 +107,16 @@ class TrainSettings:
     # None: the default subset (explorer.schema.attention_choice)
     attention_layers: tuple[int, ...] | None = None
     attention_heads: tuple[int, ...] | None = None
+    # which adapted matrices' pooled heatmaps (ΔW, W0, ...) live snapshots carry; None: the first
+    # (explorer.schema.heatmap_choice); norms and spectra of every matrix always go
+    heatmap_matrices: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["targets"] = list(self.targets)
         for name in INDEX_LISTS:
             d[name] = None if getattr(self, name) is None else list(getattr(self, name))
+        d["heatmap_matrices"] = None if self.heatmap_matrices is None else list(self.heatmap_matrices)
         d["rank_pattern"] = dict(self.rank_pattern)
         d["alpha_pattern"] = dict(self.alpha_pattern)
         return d
@@ -147,6 +152,9 @@ class TrainSettings:
                     what = "head" if name == "attention_heads" else "layer"
                     raise ValueError(f"{name}={_short(value)} is not a list of {what} indices")
                 d[name] = tuple(value)
+        if d.get("heatmap_matrices") is not None:
+            check_names("heatmap_matrices", d["heatmap_matrices"])
+            d["heatmap_matrices"] = tuple(d["heatmap_matrices"])
         for name in PATTERNS:
             if d.get(name) is None:
                 d.pop(name, None)
@@ -311,6 +319,12 @@ SETTINGS_SPEC: dict[str, Spec] = {
         scenario="lm",
         methods=("prefix", "lora+prefix"),
     ),
+    "heatmap_matrices": Spec(
+        HOT,
+        f"Adapted matrices whose pooled heatmaps (ΔW, W0, W0+ΔW) live snapshots carry, at most {MAX_HEATMAPS} "
+        "(empty: the first; the ΔW view asks for the one it shows); norms and spectra of all always go",
+        methods=("lora", "lora+prefix", "full"),
+    ),
 }
 # settings that hold a list of indices (None: all layers, or for attention_*: the default subset)
 INDEX_LISTS = ("layers", "attention_layers", "attention_heads")
@@ -379,6 +393,9 @@ def validate(s: TrainSettings) -> None:
                 raise ValueError(
                     f"{f.name}={_short(list(value))}: allowed 1 to {MAX_SHOWN} indices (None: the default subset)"
                 )
+            continue
+        if f.name == "heatmap_matrices":
+            check_names(f.name, value)
             continue
         if f.name in TEXT_SETTINGS:
             if not isinstance(value, str) or len(value) > TEXT_MAX_CHARS or "\x00" in value:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from explorer.schema.faults import Fault
+from explorer.schema.heatmap_choice import carry_held
 
 
 @dataclass
@@ -19,15 +20,18 @@ class MatrixSnapshot:
 
     name: str  # "model.layers.3.self_attn.q_proj", or "W" in the matrix scenario
     shape: tuple[int, int]  # (out, in) of the full matrix
-    # ΔW pooled to at most display_size per side, float32; None in a recording of a user's own run for
-    # the modules outside its bounded heatmap set (explorer.integrations)
+    # ΔW pooled to at most display_size per side, float32; None for a matrix whose heatmaps were not
+    # sent (live: only those of the setting heatmap_matrices, explorer.schema.heatmap_choice) or not
+    # recorded (a recording of the app holds those it showed; one of a user's own run a bounded set)
     delta: np.ndarray | None
-    base: np.ndarray | None  # W0 pooled the same way (mean pooling is linear: W0+ΔW = base + delta)
+    # W0 pooled the same way (mean pooling is linear: W0+ΔW = base + delta); live, None after the first
+    # snapshot that sent it in a segment (the window keeps it: heatmap_choice.HeldHeatmaps)
+    base: np.ndarray | None
     spectrum: np.ndarray  # singular values of ΔW, descending (r values for LoRA)
     fro_norm: float
     effective_rank: float
     stable_rank: float
-    target: np.ndarray | None = None  # the planted update ΔW* (matrix scenario), pooled
+    target: np.ndarray | None = None  # the planted update ΔW* (matrix scenario), pooled; sent once as base
     target_spectrum: np.ndarray | None = None  # its singular values
     spectrum_method: str = "exact"  # how the spectrum was computed (QR of factors, svdvals, ...)
     # True when `spectrum` holds only the leading values (a randomized SVD of a large full fine-tuning
@@ -95,6 +99,13 @@ class Snapshot:
     state: str = "paused"  # "running" | "paused" | "fault"
     fault: Fault | None = None  # why training stopped (state "fault")
     slow_reason: str | None = None  # why steps run far slower than a moment ago, when known (engine/slowdown.py)
+
+    def absorb(self, older) -> Snapshot:
+        """This snapshot, given the pooled W0 / target it leaves out that `older` (which it replaces in
+        a one-slot mailbox before anyone took it) carries: they are sent once a segment."""
+        if not isinstance(older, Snapshot):
+            return self
+        return carry_held(self, older)
 
 
 def fault_snapshot(settings: dict, fault: Fault | None) -> Snapshot:

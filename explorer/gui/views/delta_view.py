@@ -103,6 +103,27 @@ def caption_head(m, mode: str, data: np.ndarray, level: float) -> tuple[list[str
     return parts, (out_f, in_f)
 
 
+def missing_text(snapshot, m, mode: str) -> str:
+    """Why there is no heatmap of `m` to draw. Live, the engine sends the heatmaps of the matrix on
+    view only (and its W0 once), so one picked a moment ago is on the way; a recording holds those it
+    was sent (the app's: the matrices that were on view; a user's own run's: a bounded set)."""
+    name = html.escape(m.name)
+    if snapshot.state != "replay":
+        what = "W₀" if m.delta is not None else MODE_LABELS[mode]
+        return f"{what} of {name} is on the way (the engine sends the heatmaps of the matrix on view only)…"
+    held = [n for n, x in (snapshot.matrices or {}).items() if x.delta is not None]
+    if held:
+        shown = ", ".join(html.escape(n) for n in held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+        where = f"it holds the heatmaps of {shown}"
+    else:
+        where = "it holds no heatmaps"
+    return (
+        f"No {MODE_LABELS[mode]} heatmap of {name} in this recording: {where} (a recording of the app keeps "
+        "those of the matrices on view, one of your own run a few); spectra and norms of every matrix are "
+        "recorded (the spectrum view)"
+    )
+
+
 class DeltaView(View):
     view_id = "delta"
     title = "ΔW heatmap"
@@ -258,7 +279,12 @@ class DeltaView(View):
             self._key = None
             return
         self.hide_message()
+        first = not self.picker.current()
         self.picker.set_names(list(matrices))
+        if first:  # start on a matrix whose heatmaps came (live: the engine's choice; a replay: one recorded)
+            sent = next((n for n, m in matrices.items() if m.delta is not None), None)
+            if sent is not None:
+                self.picker.set_current(sent)
         name = self.picker.current()
         m = matrices.get(name)
         if m is None:
@@ -288,13 +314,10 @@ class DeltaView(View):
             data = effective
         else:
             data = m.target
-        if data is None:  # recordings of a user's own run keep heatmaps for a few modules only
+        if data is None:
             self._data = None
             self.image.clear()
-            self.caption.setText(
-                f"No {MODE_LABELS[mode]} heatmap was recorded for {html.escape(m.name)} "
-                "(a recording of your own run keeps heatmaps for a few modules); its spectrum is in the spectrum view"
-            )
+            self.caption.setText(missing_text(snapshot, m, mode))
             self.draw_count += 1
             return
         data = np.ascontiguousarray(data, dtype=np.float32)
