@@ -505,15 +505,38 @@ def scale_snapshot(
     return snap
 
 
-def as_sent(snap: Snapshot, attention_layers=None, attention_heads=None) -> Snapshot:
-    """A copy of `snap` with the attention maps the engine sends when these are the settings'
-    attention_layers / attention_heads (None: the default subset), and those settings in it."""
+def as_sent(
+    snap: Snapshot, attention_layers=None, attention_heads=None, *, heatmap_matrices=None, held: bool = True
+) -> Snapshot:
+    """A copy of `snap` as the engine sends it live when these are the settings' attention_layers /
+    attention_heads (None: the default subset) and heatmap_matrices (None: the first matrix), those
+    settings in it: the attention maps of the chosen cells, the pooled heatmaps of the chosen
+    matrices only, and their W0 / target when `held` (the first snapshot of a segment or a choice;
+    False: a later one, which leaves them out)."""
     import copy
+    import dataclasses
 
     from explorer.schema.attention_choice import attention_cells
+    from explorer.schema.heatmap_choice import heatmap_names
 
     out = copy.copy(snap)
-    out.settings = {**snap.settings, "attention_layers": attention_layers, "attention_heads": attention_heads}
+    out.settings = {
+        **snap.settings,
+        "attention_layers": attention_layers,
+        "attention_heads": attention_heads,
+        "heatmap_matrices": None if heatmap_matrices is None else list(heatmap_matrices),
+    }
+    chosen = set(heatmap_names(heatmap_matrices, list(snap.matrices)))
+    out.matrices = {
+        name: (
+            dataclasses.replace(m, base=m.base if held else None, target=m.target if held else None)
+            if name in chosen
+            else dataclasses.replace(m, delta=None, base=None, target=None, effective_update=None)
+        )
+        for name, m in snap.matrices.items()
+    }
+    if not snap.prefixes:
+        return out
     n_heads = max(np.size(p.gates) for p in snap.prefixes)
     layers, heads = attention_cells(attention_layers, attention_heads, [p.layer for p in snap.prefixes], n_heads)
     out.prefixes = [

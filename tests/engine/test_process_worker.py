@@ -55,7 +55,9 @@ def shared():
 def fresh(w: ProcessTrainingWorker):
     """Back to step 0, paused, with the default tiny settings, whatever the previous test left."""
     w.pause()
-    w.configure(**{k: getattr(tiny_matrix(), k) for k in ("lr", "rank", "speed", "size_in", "size_out", "display_size")})
+    w.configure(
+        **{k: getattr(tiny_matrix(), k) for k in ("lr", "rank", "speed", "size_in", "size_out", "display_size")}
+    )
     w.reset()
     return w.wait_for(lambda s: s.state == "paused" and s.step == 0 and s.settings == tiny_matrix().to_dict(), WAIT_S)
 
@@ -169,9 +171,7 @@ def test_latest_never_blocks_while_the_child_trains(shared):
         if snap is not None:
             got.append(snap)
     w.pause()
-    nbytes = sum(
-        sum(a.nbytes for a in (m.delta, m.base, m.target) if a is not None) for m in got[-1].matrices.values()
-    )
+    nbytes = sum(sum(a.nbytes for a in (m.delta, m.base, m.target) if a is not None) for m in got[-1].matrices.values())
     assert nbytes > 1_000_000
     assert len(got) >= 3 and got[-1].step > got[0].step  # it did train and deliver meanwhile
     calls.sort()
