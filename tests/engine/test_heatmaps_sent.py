@@ -145,3 +145,24 @@ def test_through_the_worker_the_choice_is_hot_and_w0_arrives_once(worker):
     whole = held.fill(later)  # ... and put back by the window
     np.testing.assert_array_equal(whole.matrices[target].base, snap.matrices[target].base)
     assert list(with_maps(whole)) == [target]
+
+
+def test_through_the_process_relay_as_well():
+    """The window's default worker: the child's mailbox and the parent's both hand W0 on."""
+    from explorer.engine.process_worker import ProcessTrainingWorker
+
+    w = ProcessTrainingWorker(tiny_lm(targets=ALL), base_model=tiny_byte_model(), threads=1)
+    w.start()
+    try:
+        first = w.wait_for(timeout=WAIT_S)
+        names = list(first.matrices)
+        assert list(with_maps(first)) == [names[0]] and first.matrices[names[0]].base is not None
+        w.play()
+        w.configure(heatmap_matrices=(names[11],))
+        snap = w.wait_for(lambda s: s.matrices[names[11]].delta is not None, WAIT_S)
+        assert snap.matrices[names[11]].base is not None
+        later = w.wait_for(lambda s: s.step > snap.step + 2, WAIT_S)
+        w.pause()
+        assert later.matrices[names[11]].base is None and list(with_maps(later)) == [names[11]]
+    finally:
+        w.close()
