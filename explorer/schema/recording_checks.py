@@ -169,7 +169,8 @@ MATRIX_ARRAY_DIMS = {
     "effective_update": 2,
     "effective_update_spectrum": 1,
 }
-# delta and base may be absent: a recording of a user's own run keeps heatmaps for a few modules only
+# delta and base may be absent: a recording of a user's own run keeps heatmaps for a few modules only, one
+# made in the app those of the matrices that were on view (explorer.schema.heatmap_choice)
 REQUIRED_ARRAYS = ("spectrum",)
 
 

@@ -106,6 +106,9 @@ def test_the_app_replays_a_trainer_recording(qtbot, make_window, trainer_run):
     assert np.array_equal(hx, want.history.steps) and np.allclose(hy, want.history.loss)
     # a module recorded without a heatmap: the view says so and keeps its picker
     assert delta.picker.set_current("model.layers.1.self_attn.q_proj")
-    qtbot.waitUntil(lambda: "No ΔW heatmap was recorded" in delta.caption.text(), timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: "No ΔW heatmap of model.layers.1.self_attn.q_proj in this recording" in delta.caption.text(),
+        timeout=WAIT_MS,
+    )
     assert delta.message() == ""
     assert win.controls.settings == reader.settings
