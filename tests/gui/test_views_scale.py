@@ -145,3 +145,34 @@ def test_the_controls_layer_fields_reach_layer_79(qtbot):
     assert prefix.maximum() >= 80
     prefix.setValue(80)
     assert panel.settings.prefix_layers == 80
+
+
+def test_the_delta_view_asks_for_the_70b_matrix_it_shows_and_keeps_its_w0(qtbot, window, snaps):
+    """As the engine sends them: the heatmaps of the matrix on view only (0.2 MB, not 74 MB), its W0
+    once; the view asks for another matrix, says it is on the way, draws it when it comes, and draws
+    W₀ from the window's copy after the engine has stopped sending it."""
+    whole = snaps["llama-2-70b"]
+    host, view = window.worker_host, window.views["delta"]
+    first = sf.as_sent(whole)  # the engine's first snapshot: the first matrix, with its W0
+    host.snapshot.emit(first)  # as a worker's would arrive
+    qtbot.waitUntil(lambda: view.snapshot is first and view.draw_count, timeout=WAIT_MS)
+    q0, down = "model.layers.0.self_attn.q_proj", "model.layers.79.mlp.down_proj"
+    assert view.current_matrix() == q0 and window.settings.heatmap_matrices is None
+    np.testing.assert_array_equal(view.image_data(), whole.matrices[q0].delta)
+
+    assert view.set_matrix(down)
+    assert window.settings.heatmap_matrices == (down,)  # asked of the engine, hot
+    assert "on the way" in view.caption_text() and view.image_data() is None
+
+    chosen = sf.as_sent(whole, heatmap_matrices=(down,))
+    host.snapshot.emit(chosen)
+    qtbot.waitUntil(lambda: view.snapshot is chosen and view.image_data() is not None, timeout=WAIT_MS)
+    np.testing.assert_array_equal(view.image_data(), whole.matrices[down].delta)
+    later = sf.as_sent(whole, heatmap_matrices=(down,), held=False)
+    assert later.matrices[down].base is None
+    host.snapshot.emit(later)
+    qtbot.waitUntil(lambda: view.snapshot is not chosen and view.snapshot.step == later.step, timeout=WAIT_MS)
+    view.set_mode("base")
+    np.testing.assert_array_equal(view.image_data(), whole.matrices[down].base)
+    view.set_mode("delta")
+    assert window.view_errors == {}
