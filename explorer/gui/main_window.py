@@ -51,7 +51,6 @@ from explorer.gui.window_files import FileCommands
 from explorer.gui.window_layout import default_geometry, fit_views, place_docks, size_docks
 from explorer.gui.window_worker import WorkerHosting
 from explorer.schema.faults import SETTING
-from explorer.schema.heatmap_choice import heatmap_names
 from explorer.schema.settings import SETTINGS_SPEC, TrainSettings, changed_kinds, with_method_defaults
 
 # Workers by "module:attribute", imported on a helper thread when the window first needs one.
@@ -403,17 +402,6 @@ class MainWindow(WorkerHosting, QMainWindow):
         hot display setting, kept with the others); a replay shows what its recording holds."""
         if not self.replaying:
             self.controls.request({"attention_layers": layers, "attention_heads": heads})
-
-    def choose_heatmaps(self, name: str) -> None:
-        """The ΔW view shows `name`: the engine sends its pooled heatmaps from its next snapshot on (the
-        hot display setting heatmap_matrices); a replay shows what its recording holds."""
-        asked = self.settings.heatmap_matrices
-        if not name or self.replaying or asked == (name,):
-            return
-        snap = self.last_snapshot
-        if asked is None and snap is not None and heatmap_names(None, list(snap.matrices or {})) == (name,):
-            return  # the engine's default: the settings stay as they are
-        self.controls.request({"heatmap_matrices": (name,)})
 
     def _fed_views(self) -> dict:
         """The views the single run draws in: all but those a running comparison owns."""

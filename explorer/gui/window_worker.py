@@ -13,7 +13,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QStyle
 
 from explorer.gui.worker_host import WorkerHost
-from explorer.schema.heatmap_choice import HeldHeatmaps
+from explorer.schema.heatmap_choice import HeldHeatmaps, heatmap_names
 
 
 class WorkerHosting:
@@ -67,6 +67,17 @@ class WorkerHosting:
         if not self._closed:
             what = "Training could not start" if self.worker is None else "The training engine failed"
             self.show_fault(f"{what}: {message}")
+
+    def choose_heatmaps(self, name: str) -> None:
+        """The ΔW view shows `name`: the engine sends its pooled heatmaps from its next snapshot on (the
+        hot display setting heatmap_matrices); a replay shows what its recording holds."""
+        asked = self.settings.heatmap_matrices
+        if not name or self.replaying or asked == (name,):
+            return
+        snap = self.last_snapshot
+        if asked is None and snap is not None and heatmap_names(None, list(snap.matrices or {})) == (name,):
+            return  # the engine's default: the settings stay as they are
+        self.controls.request({"heatmap_matrices": (name,)})
 
     def _on_worker_attached(self, worker) -> None:
         self.held_heatmaps.clear()  # a new run: segment numbers start again
