@@ -88,6 +88,7 @@ def make_window(qtbot, store):
         made.append(win)
         if size is not None:
             win.resize(*size)
+            win.default_layout()  # as View > Reset layout: the test screen is smaller than `size`
         if shown:
             win.show()
             qtbot.waitExposed(win)

@@ -280,13 +280,22 @@ class MainWindow(WorkerHosting, QMainWindow):
         """The default share of the window for each dock (window_layout.size_docks)."""
         size_docks(self, self.controls_dock, self.view_docks)
 
-    def reset_layout(self) -> None:
+    def default_layout(self) -> None:
+        """The default arrangement for the window's size now: every dock in its place (the compact
+        tabs only where the window is short), the views that do not apply hidden."""
         self.restoreState(self._default_state, self.layout_version())
         for dock in [self.controls_dock, *self.view_docks.values()]:
             if dock.isFloating():
                 dock.setFloating(False)
             dock.show()
+        self.inapplicable_views.clear()
+        talk = self.features.made("talk")
+        if talk is None or talk.active is None:
+            fit_views(self.view_docks, self.settings, self.inapplicable_views)
         self.size_docks()
+
+    def reset_layout(self) -> None:
+        self.default_layout()
         self.status.info("Layout reset.")
 
     # ------------------------------------------------------------------ settings
