@@ -92,3 +92,12 @@ def test_at_1280x720_with_prefix_views_every_view_in_front_has_room_for_its_cont
             and all(d.widget().height() >= 180 for d in visible_views(win).values())
         )
     )
+
+
+def test_reset_layout_keeps_the_views_that_do_not_apply_hidden(qtbot, make_window):
+    win = make_window(tiny_lm(method="lora"), start=False)
+    settle(qtbot, win, (1600, 1000))
+    assert not win.view_docks["gates"].isVisible()
+    win.reset_layout()
+    qtbot.waitUntil(lambda: win.view_docks["samples"].isVisible())
+    assert not win.view_docks["gates"].isVisible() and not win.view_docks["attention"].isVisible()
