@@ -91,10 +91,18 @@ def main(args) -> int:
         # the recording first; the training engine starts on Back to live (or when it cannot be shown)
         if recording and window.files.open_recording(recording, follow=bool(follow), live_on_failure=True) is not None:
             return
-        window.start_worker(play=bool(getattr(args, "play", False)))
         talk = getattr(args, "talk", None)
         if talk is not None:
-            window.enter_talk_mode(None if talk == "default" else talk)
+            # once the engine runs: a scene's settings applied while it is still starting would be
+            # lost (it starts with the settings of the moment), and the first scene would show the last run
+            deck = None if talk == "default" else talk
+
+            def enter_talk(_worker=None) -> None:
+                window.worker_attached.disconnect(enter_talk)
+                window.enter_talk_mode(deck)
+
+            window.worker_attached.connect(enter_talk)
+        window.start_worker(play=bool(getattr(args, "play", False)))
 
     _FirstFrame(window, on_first_frame)
     _close_on_interrupt(window)

@@ -5,12 +5,14 @@ File > Record… (the dialog, the toolbar's indicator) is explorer.gui.screen_re
     rec = Recorder(widget, "out.gif", fps=15); rec.start(); ...; rec.stop()   # `finished` follows
 
 How it works, and what it costs:
-- Frames come from QWidget.grab() on a QTimer at the chosen rate (10, 15 or 30 per second) and are
-  kept as QImages (implicitly shared: a frame identical to the one before only raises that frame's
-  count). A frame slot the timer missed (a busy event loop) repeats the frame before it, so the file
+- Frames are crisp: the widget is painted at the screen's device pixel ratio, or at 2x on a screen of
+  ratio 1 (`capture_ratio`; text and lines drawn at twice the resolution, not a frame scaled up), on a
+  QTimer at the chosen rate (10, 15 or 30 per second), straight into QImages (implicitly shared: a
+  frame identical to the one before only raises that frame's count). A 2x frame holds four times the
+  pixels: the memory limit is reached four times sooner, and the record dialog says after how long. A frame slot the timer missed (a busy event loop) repeats the frame before it, so the file
   plays at the speed things happened. Grabbing never takes more than MAX_DUTY of the GUI thread's time:
-  when a grab is slow (a whole 1600 x 1000 window is ~30 ms), the next one waits, and the slots in
-  between repeat the last frame.
+  when a grab is slow (a whole 1600 x 1000 window is ~30 ms at 1x), the next one waits, and the slots
+  in between repeat the last frame.
 - Memory is bounded: the recording stops by itself at MAX_SECONDS or when the frames held reach
   MAX_BYTES, and says so.
 - Stop hands the frames to a helper thread that encodes them and writes the file atomically
@@ -54,6 +56,29 @@ def mp4_problem() -> str:
     return ""
 
 
+def capture_ratio(widget: QtWidgets.QWidget) -> float:
+    """The device pixel ratio frames of `widget` are painted at: its screen's, or 2 where that is 1
+    (a GIF for slides or a README, crisp when shown at half its size on a high-DPI screen)."""
+    ratio = float(widget.devicePixelRatioF())
+    return ratio if ratio > 1.0 else 2.0
+
+
+def grab_image(widget: QtWidgets.QWidget, ratio: float) -> QtGui.QImage:
+    """`widget` painted at device pixel ratio `ratio` into a new QImage (w·ratio × h·ratio pixels).
+    Straight into the image: QWidget.grab() paints into a pixmap at the screen's ratio only, and its
+    conversion to a QImage is a copy more."""
+    if abs(ratio - widget.devicePixelRatioF()) < 1e-6:
+        return widget.grab().toImage()
+    size = widget.size()
+    image = QtGui.QImage(
+        max(1, round(size.width() * ratio)), max(1, round(size.height() * ratio)), QtGui.QImage.Format.Format_RGB32
+    )
+    image.setDevicePixelRatio(ratio)
+    image.fill(widget.palette().window().color())
+    widget.render(image)
+    return image
+
+
 def format_of(path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
@@ -62,7 +87,8 @@ def format_of(path) -> str:
 
 
 class Recorder(QtCore.QObject):
-    """Grabs `widget` at `fps` until stopped (or a limit), then encodes on a helper thread.
+    """Grabs `widget` at `fps` (painted at `ratio`, by default `capture_ratio`) until stopped (or a
+    limit), then encodes on a helper thread.
 
     Signals (GUI thread): `frame_taken(frames)`, `stopped(reason)` when capture ends,
     `finished(ok, message)` when the file is written (or could not be)."""
@@ -79,6 +105,7 @@ class Recorder(QtCore.QObject):
         *,
         max_seconds: float = MAX_SECONDS,
         max_bytes: int = MAX_BYTES,
+        ratio: float | None = None,
         parent=None,
     ):
         super().__init__(parent)
@@ -90,6 +117,7 @@ class Recorder(QtCore.QObject):
         if self.format == "MP4" and mp4_problem():
             raise ValueError(mp4_problem())
         self.fps = int(fps)
+        self.ratio = float(ratio) if ratio else capture_ratio(widget)  # device pixels per widget pixel
         self.max_seconds = float(max_seconds)
         self.max_bytes = int(max_bytes)
         self.images: list[QtGui.QImage] = []  # distinct frames, in order
@@ -148,7 +176,7 @@ class Recorder(QtCore.QObject):
     def _grab(self, slots: int) -> None:
         t = time.perf_counter()
         try:
-            image = self.widget.grab().toImage()
+            image = grab_image(self.widget, self.ratio)
         except RuntimeError:  # the widget is gone
             self.stop("the recorded widget was closed")
             return

@@ -18,7 +18,16 @@ from pathlib import Path
 from PySide6 import QtCore, QtWidgets
 from PySide6.QtCore import Qt
 
-from explorer.gui.recording import DEFAULT_FPS, FORMATS, FPS_CHOICES, MAX_BYTES, MAX_SECONDS, Recorder, mp4_problem
+from explorer.gui.recording import (
+    DEFAULT_FPS,
+    FORMATS,
+    FPS_CHOICES,
+    MAX_BYTES,
+    MAX_SECONDS,
+    Recorder,
+    capture_ratio,
+    mp4_problem,
+)
 from explorer.gui.services import WindowServices
 from explorer.schema.format import format_bytes, format_clock
 
@@ -274,12 +283,13 @@ class RecordDialog(QtWidgets.QDialog):
         else:
             widget = targets(self._window)[self.target_box.currentData()][1]
             frame = widget.size()
-            ratio = widget.devicePixelRatioF()
-            frame_bytes = max(1, int(frame.width() * ratio) * int(frame.height() * ratio) * 4)
+            ratio = capture_ratio(widget)
+            w, h = round(frame.width() * ratio), round(frame.height() * ratio)
+            frame_bytes = max(1, w * h * 4)
             fps = self.fps_box.currentData()
             seconds = min(MAX_SECONDS, MAX_BYTES / frame_bytes / fps)
             self.hint.setText(
-                f"{frame.width()}×{frame.height()} pixels; stops by itself after "
+                f"{w}×{h} pixels ({frame.width()}×{frame.height()} at {ratio:g}x: crisp); stops by itself after "
                 f"{math.floor(seconds):.0f} s of changing frames (memory limit "
                 f"{format_bytes(MAX_BYTES)}), or at {MAX_SECONDS:.0f} s. Encoding runs after Stop."
             )

@@ -10,7 +10,13 @@ caption strip at the bottom carries the scene's title and caption, with a small 
 ("2 / 5") in its corner. The look: a high-contrast theme (black, white type), type scaled by the
 talk font scale (a setting, 1.8x by default; + and - change it, and it is remembered) in every view
 and on the stage, and in every view the colour-blind-safe diverging map with levels that are held
-(symmetric, never shrinking within a run).
+(symmetric, never shrinking within a run). The stage is `explorer.gui.talk_stage`'s.
+
+Legible from the back of a room, and never a plot squeezed to a line: a view whose plots would be
+shorter than talk_fit.MIN_PLOT_PX at the talk scale gets smaller type (down to 1.0), then a larger
+share of its column, and only then do the stage's own captions get smaller (on entering a scene, on
++ / -, on a resize, and when a view's text grows with its data). A scene's `log_y` says which loss
+axes are logarithmic; curves are at least 3 px wide (talk_keep).
 
 On leaving: the views go back into their docks, and the dock layout, window geometry and state,
 theme, fonts, each view's style and the run are restored: the run exactly as it was (weights,
@@ -30,31 +36,27 @@ import shutil
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QApplication,
-    QFrame,
-    QGridLayout,
-    QHBoxLayout,
-    QLabel,
     QMessageBox,
-    QSizePolicy,
-    QVBoxLayout,
     QWidget,
 )
 
 from explorer.gui.deck_player import PLAY_DELAY_MS, DeckPlayer
 from explorer.gui.persistence import Persistence
 from explorer.gui.services import WindowServices
+from explorer.gui.talk_fit import LOWEST_SCALE, MIN_PLOT_PX, fit_views, settle, shortfall, smallest_plot
 from explorer.gui.talk_keep import restore_run, save_run, thicken, unthicken
+from explorer.gui.talk_stage import Stage
 from explorer.gui.theme import Theme, palette_for, restyle_plots, theme_by_name
-from explorer.schema.deck import Deck, Scene, load_deck
+from explorer.schema.deck import LOG_Y_VIEWS, Deck, Scene, load_deck
 
 DEFAULT_FONT_SCALE = 1.8
 FONT_SCALES = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.3, 2.6, 3.0)
 FONT_SCALE_KEY = "talk/font_scale"
-ACCENT = "#E69F00"  # Okabe-Ito orange: the scene title's rule, readable on black
+FIT_CHECK_MS = 400  # how often the plots on stage are measured (their text changes with the data)
 
 # Black and white, the Okabe-Ito colours for the accents (safe for colour-blind eyes).
 TALK_THEME = Theme(
@@ -74,6 +76,13 @@ TALK_THEME = Theme(
     ok="#009E73",
     warn="#F0E442",
 )
+
+
+def _deliver_palette() -> None:
+    """Qt hands a new application palette to existing widgets by posted events: deliver them now, so
+    that a view restyled next reads the new palette (the budget view's secondary text is a blend of
+    its text and window colours), not the one before."""
+    QCoreApplication.sendPostedEvents(None, QEvent.ApplicationPaletteChange)
 
 
 def font_scale_setting(store: Persistence) -> float:
@@ -141,189 +150,6 @@ class TalkFeature:
             self.active.leave(closing=True)
 
 
-# ---------------------------------------------------------------------------------------- the stage
-class Panel(QWidget):
-    """One view on the stage, under its title."""
-
-    def __init__(self, title: str, view: QWidget, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("talk_panel")
-        self.view = view
-        # The layout's stretch decides the sizes, not the views' minimum sizes (on a small projector a
-        # small view is clipped rather than the large one squeezed)
-        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)
-        lay = QVBoxLayout(self)
-        lay.setSizeConstraint(QVBoxLayout.SetNoConstraint)
-        lay.setContentsMargins(6, 4, 6, 4)
-        lay.setSpacing(2)
-        self.title = QLabel(title, self)
-        self.title.setObjectName("talk_panel_title")
-        lay.addWidget(self.title)
-        lay.addWidget(view, 1)
-        view.show()
-
-    def set_scale(self, scale: float) -> None:
-        _style_label(self.title, 10 * scale, "#d8d8d8", bold=True)
-
-    def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt API
-        """No: a view's word-wrapped caption would make its panel's height-for-width the whole column's
-        height (the stretch factors, not the content, share the stage)."""
-        return False
-
-
-def _colour(widget: QWidget, colour: str, role=QPalette.WindowText) -> None:
-    pal = widget.palette()
-    pal.setColor(role, QColor(colour))
-    widget.setPalette(pal)
-
-
-def _style_label(label: QLabel, points: float, colour: str, bold: bool = False) -> None:
-    font = QFont(label.font())
-    font.setPointSizeF(max(6.0, points))
-    font.setBold(bold)
-    label.setFont(font)
-    _colour(label, colour)
-
-
-class Stage(QWidget):
-    """A black sheet over the whole window: the scene's views, and the caption strip at the bottom."""
-
-    def __init__(self, host: QWidget, scale: float):
-        super().__init__(host)
-        self.setObjectName("talk_stage")
-        self.setAutoFillBackground(True)
-        pal = self.palette()
-        pal.setColor(QPalette.Window, QColor("#000000"))
-        pal.setColor(QPalette.WindowText, QColor("#ffffff"))
-        self.setPalette(pal)
-        self.scale = scale
-        self.panels: list[Panel] = []
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(10, 8, 10, 6)
-        outer.setSpacing(6)
-        self.area = QWidget(self)
-        outer.addWidget(self.area, 1)
-        self.rule = QFrame(self)  # the accent line above the caption
-        self.rule.setObjectName("talk_rule")
-        self.rule.setFixedHeight(3)
-        self.rule.setAutoFillBackground(True)
-        _colour(self.rule, ACCENT, QPalette.Window)
-        outer.addWidget(self.rule, 0)
-        self.strip = QFrame(self)
-        self.strip.setObjectName("talk_caption_strip")
-        strip = QHBoxLayout(self.strip)
-        strip.setContentsMargins(14, 8, 14, 6)
-        strip.setSpacing(24)
-        texts = QVBoxLayout()
-        texts.setSpacing(4)
-        self.title = QLabel(self.strip)
-        self.title.setObjectName("talk_title")
-        self.title.setTextFormat(Qt.PlainText)
-        self.caption = QLabel(self.strip)
-        self.caption.setTextFormat(Qt.PlainText)
-        self.caption.setObjectName("talk_caption")
-        self.caption.setWordWrap(True)
-        self.caption.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
-        texts.addWidget(self.title)
-        texts.addWidget(self.caption)
-        strip.addLayout(texts, 1)
-        self.counter = QLabel(self.strip)
-        self.counter.setObjectName("talk_counter")
-        self.counter.setAlignment(Qt.AlignRight | Qt.AlignBottom)
-        self.counter.setToolTip(
-            "Space / PageDown: next scene · PageUp: previous · B: blank · Esc: leave · F1: every key"
-        )
-        strip.addWidget(self.counter, 0, Qt.AlignRight | Qt.AlignBottom)
-        outer.addWidget(self.strip, 0)
-        self.set_scale(scale)
-        host.installEventFilter(self)
-        self.setGeometry(host.rect())
-
-    def set_scale(self, scale: float) -> None:
-        """Type sizes by `scale` (fonts and palettes set directly: a style sheet here would stop the
-        views' own fonts from reaching their labels)."""
-        self.scale = scale
-        _style_label(self.title, 15 * scale, "#ffffff", bold=True)
-        _style_label(self.caption, 11.5 * scale, "#ffffff")
-        _style_label(self.counter, 9 * scale, "#9a9a9a")
-        for panel in self.panels:
-            panel.set_scale(scale)
-
-    def set_caption(self, scene: Scene, index: int, total: int) -> None:
-        self.title.setText(scene.title)
-        self.caption.setText(scene.caption)
-        self.counter.setText(f"{index + 1} / {total}")
-
-    def take_views(self) -> list[QWidget]:
-        """Empty the stage; returns the views that were on it (their panels are deleted)."""
-        views = []
-        for panel in self.panels:
-            views.append(panel.view)
-            panel.view.setParent(None)
-            panel.hide()
-            panel.deleteLater()
-        self.panels = []
-        old = self.area
-        self.area = QWidget(self)
-        self.layout().replaceWidget(old, self.area)
-        old.hide()
-        old.deleteLater()
-        return views
-
-    def show_views(self, items: list[tuple[str, QWidget]], layout: str) -> None:
-        """Put `items` [(title, view)] on the (empty) stage, arranged by `layout`."""
-        self.panels = [Panel(title, view) for title, view in items]
-        for panel in self.panels:
-            panel.set_scale(self.scale)
-        panels = self.panels
-        n = len(panels)
-        if layout == "focus" and n > 1:
-            row = QHBoxLayout(self.area)
-            row.setContentsMargins(0, 0, 0, 0)
-            row.setSpacing(8)
-            row.addWidget(panels[0], 3)  # 3 : 2 - a square heatmap uses the height anyway
-            col = QVBoxLayout()
-            col.setSpacing(8)
-            for p in panels[1:]:
-                col.addWidget(p, 1)
-            row.addLayout(col, 1)
-        elif layout == "row":
-            row = QHBoxLayout(self.area)
-            row.setContentsMargins(0, 0, 0, 0)
-            row.setSpacing(8)
-            for p in panels:
-                row.addWidget(p, 1)
-        elif layout == "column":
-            col = QVBoxLayout(self.area)
-            col.setContentsMargins(0, 0, 0, 0)
-            col.setSpacing(8)
-            for p in panels:
-                col.addWidget(p, 1)
-        else:  # grid (and focus with one view)
-            grid = QGridLayout(self.area)
-            grid.setContentsMargins(0, 0, 0, 0)
-            grid.setSpacing(8)
-            cols = max(1, math.ceil(math.sqrt(n)))
-            rows = max(1, math.ceil(n / cols))
-            for i, p in enumerate(panels):
-                r, c = divmod(i, cols)
-                span = cols - c if i == n - 1 else 1  # the last one fills its row
-                grid.addWidget(p, r, c, 1, span)
-            for c in range(cols):
-                grid.setColumnStretch(c, 1)
-            for r in range(rows):
-                grid.setRowStretch(r, 1)
-        self.area.show()
-        for panel in panels:
-            panel.show()
-        self.area.layout().activate()  # sizes now: the cut is one frame, not two
-
-    def eventFilter(self, obj, event):  # noqa: N802 - Qt API
-        if obj is self.parentWidget() and event.type() == QEvent.Resize:
-            self.setGeometry(obj.rect())
-        return False
-
-
 # ---------------------------------------------------------------------------------------- talk mode
 class TalkMode(QObject):
     entered = Signal()
@@ -351,6 +177,16 @@ class TalkMode(QObject):
         self._run_state: str | None = None
         self._thin: dict[int, tuple] = {}  # the curves widened on stage: id -> (item, its own pen)
         self._styled: dict[str, float] = {}  # views restyled for the stage, at which font scale
+        self.fitted: dict[str, float] = {}  # the views on stage: the font scale each got (talk_fit)
+        self.stage_scale = self.font_scale  # the stage's captions' (smaller when the plots need the room)
+        self._short: list[str] = []  # views whose plots stay too short whatever the fit does
+        self._refit = QTimer(self)  # after the stage's resizes (several in a row: one fit)
+        self._refit.setSingleShot(True)
+        self._refit.setInterval(50)
+        self._refit.timeout.connect(self._fit)
+        self._fit_check = QTimer(self)  # the plots' heights, now and then while on stage
+        self._fit_check.setInterval(FIT_CHECK_MS)
+        self._fit_check.timeout.connect(self._check_fit)
 
     # ------------------------------------------------------------------ enter
     def enter(self, index: int = 0) -> None:
@@ -382,6 +218,7 @@ class TalkMode(QObject):
                 if hasattr(view, "style_")
             },
             "specs": compare.specs_text() if hasattr(compare, "specs_text") else None,
+            "log_y": {v: win.views[v].log_box.isChecked() for v in LOG_Y_VIEWS if hasattr(win.views.get(v), "log_box")},
         }
         self.active = True
         win.compare_host.stop()
@@ -390,11 +227,13 @@ class TalkMode(QObject):
         for dock in [win.controls_dock, *win.view_docks.values()]:
             dock.hide()
         self.stage = Stage(qt, self.font_scale)
+        self.stage.resized.connect(self._refit.start)
         self._apply_look()
         self.stage.show()
         self.stage.raise_()
         qt.showFullScreen()
         self.player.start(index)
+        self._fit_check.start()
         self.stage.setFocus(Qt.OtherFocusReason)
         win.status.info(
             "Talk mode: each scene holds at step 0: P plays; Space / PageDown next scene, PageUp previous, B blank, Esc leaves."
@@ -415,13 +254,12 @@ class TalkMode(QObject):
         app = QApplication.instance()
         t = TALK_THEME
         app.setPalette(palette_for(t))
+        _deliver_palette()
         # No application style sheet on stage: with one, Qt stops handing a widget's font to its
         # children, and the views' labels would keep the small type (the palette does the colours)
         app.setStyleSheet("")
         pg.setConfigOptions(background=t.plot_bg, foreground=t.plot_fg)
         restyle_plots(self.window.widget, t)
-        for view_id in self.visible_views():  # the others when they come on stage (_arrange)
-            self._style_view(view_id)
         if self.stage is not None:
             # The stage's type (not the application's: Qt hands a changed application font to hidden
             # widgets late, so the settings panel would come back with talk-sized type)
@@ -430,11 +268,69 @@ class TalkMode(QObject):
                 font.setPointSizeF(font.pointSizeF() * self.font_scale)
             self.stage.setFont(font)
             self.stage.set_scale(self.font_scale)
+        self._fit()  # the views on stage; the others when they come on (_arrange)
 
-    def _style_view(self, view_id: str) -> None:
-        """Dark, high contrast, the talk font scale: one restyle per view and scale (restyling every
-        view at once made entering talk mode take a second)."""
-        if self._styled.get(view_id) == self.font_scale:
+    def _fit(self, shrink_only: bool = False) -> None:
+        """The plots on stage keep a usable height (talk_fit): a view whose plots would be too short
+        gets smaller type, then a larger share of its column, then the stage's own captions get
+        smaller. `shrink_only`: type no larger than it is now (a view's text grew with its data),
+        else from the talk font scale (a new scene, another font scale, another size)."""
+        if self.stage is None or not self.active:
+            return
+        on_stage = {v: self.window.views[v] for v in self.visible_views()}
+        if shrink_only:
+            start = {v: self.fitted.get(v, self.font_scale) for v in on_stage}
+        else:
+            start = dict.fromkeys(on_stage, self.font_scale)
+            self.stage_scale = self.font_scale
+            self.stage.set_scale(self.stage_scale)
+        self.stage.even()
+        stage_scales = sorted((s for s in FONT_SCALES if LOWEST_SCALE <= s < self.stage_scale), reverse=True)
+        while True:
+            if self.stage.area.layout() is not None:
+                self.stage.area.layout().activate()
+            self.fitted, short = fit_views(on_stage, start, FONT_SCALES, self._style_view)
+            start = self.fitted  # more room next time: no view needs smaller type than it got
+            self._short = short  # those that could not be helped: not measured again until something changes
+            if not short:
+                return
+            if self._grow(on_stage, short):
+                continue
+            if not stage_scales:
+                return
+            self.stage_scale = stage_scales.pop(0)
+            self.stage.set_scale(self.stage_scale)
+
+    def _grow(self, on_stage: dict[str, QWidget], short: list[str]) -> bool:
+        """A larger share of their column for the `short` views, a step at a time, each step kept only
+        when the plots on stage lack less height than before it. True when one grew."""
+        grew = False
+        for view_id in short:
+            before = shortfall(on_stage)
+            if not self.stage.grow(on_stage[view_id]):
+                continue
+            settle()
+            if shortfall(on_stage) < before - 0.5:
+                grew = True
+            else:  # it took the room another view needs
+                self.stage.grow(on_stage[view_id], -1)
+                settle()
+        return grew
+
+    def _check_fit(self) -> None:
+        """A view's text grows with its data (a longer caption, another tab): shrink what no longer fits."""
+        if self.stage is None or not self.active or self.player.blanked:
+            return
+        for view_id in self.visible_views():
+            shortest = smallest_plot(self.window.views[view_id])
+            if shortest is not None and shortest < MIN_PLOT_PX and view_id not in self._short:
+                self._fit(shrink_only=True)
+                return
+
+    def _style_view(self, view_id: str, scale: float) -> None:
+        """Dark, high contrast, type at `scale`: one restyle per view and scale (restyling every view
+        at once made entering talk mode take a second)."""
+        if self._styled.get(view_id) == scale:
             return
         view = self.window.views[view_id]
         style = getattr(view, "style_", None)
@@ -442,8 +338,8 @@ class TalkMode(QObject):
             style.dark = True  # set_talk_mode restyles (set_theme would do it once more)
         else:
             self.window.call_view(view, "set_theme", True)
-        self.window.call_view(view, "set_talk_mode", self.font_scale, True)
-        self._styled[view_id] = self.font_scale
+        self.window.call_view(view, "set_talk_mode", scale, True)
+        self._styled[view_id] = scale
         thicken(view, self._thin)
 
     def step_font_scale(self, direction: int) -> None:
@@ -464,9 +360,13 @@ class TalkMode(QObject):
         for view in self.stage.take_views():
             self._return_view(view)
         placed = [v for v in scene.views if v in win.views]
+        index = next((i for i, s in enumerate(self.deck.scenes) if s is scene), self.player.index)
+        self.stage.set_caption(scene, index, len(self.deck.scenes))  # its height counts in the fit
         self.stage.show_views([(win.view_docks[v].windowTitle(), win.views[v]) for v in placed], scene.layout)
-        for view_id in placed:
-            self._style_view(view_id)
+        self._fit()
+        for view_id in LOG_Y_VIEWS:  # the scene says which loss axes are logarithmic; the others are linear
+            if view_id in placed and hasattr(win.views[view_id], "set_log_y"):
+                win.views[view_id].set_log_y(view_id in scene.log_y)
 
     def _return_view(self, view: QWidget) -> None:
         for view_id, v in self.window.views.items():
@@ -502,6 +402,8 @@ class TalkMode(QObject):
         import pyqtgraph as pg
 
         self.player.stop()
+        self._refit.stop()
+        self._fit_check.stop()
         if self.stage is not None:
             for view in self.stage.take_views():
                 self._return_view(view)
@@ -512,6 +414,7 @@ class TalkMode(QObject):
         self.player.blank.deleteLater()
         app = QApplication.instance()
         app.setPalette(s["palette"])
+        _deliver_palette()  # the views' colours below are read from their (restored) palettes
         app.setProperty("explorer_theme", s["theme_property"])
         pg.setConfigOptions(**s["pg"])
         for view_id in self._styled:  # their fonts reach their labels while no style sheet is set
@@ -525,6 +428,8 @@ class TalkMode(QObject):
                 win.call_view(view, "set_theme", dark)
             win.call_view(view, "set_talk_mode", scale, contrast)
         self._styled = {}
+        for view_id, on in s["log_y"].items():
+            win.views[view_id].set_log_y(on)
         unthicken(self._thin)
         app.setStyleSheet(s["style_sheet"])
         restyle_plots(qt, theme_by_name(win.theme))

@@ -10,6 +10,7 @@ A deck is a TOML file:
     layout = "grid"                           # grid | row | column | focus (first view large)
     play = true                               # a scene that trains: it holds at step 0 until P ...
     hold = 3                                  # ... or starts by itself after this many seconds
+    log_y = ["compare"]                       # views whose loss axis is logarithmic (loss, compare)
     [scene.settings]                          # TrainSettings fields; the rest keep their defaults (lr: the method's)
     scenario = "matrix"
     rank = 4
@@ -33,7 +34,8 @@ from explorer.schema.text import one_line
 
 VIEW_IDS = ("delta", "spectrum", "attention", "gates", "loss", "budget", "samples", "tokens", "compare")
 LAYOUTS = ("grid", "row", "column", "focus")
-SCENE_FIELDS = {"title", "caption", "views", "layout", "play", "hold", "settings", "runs", "focus"}
+SCENE_FIELDS = {"title", "caption", "views", "layout", "play", "hold", "settings", "runs", "focus", "log_y"}
+LOG_Y_VIEWS = ("loss", "compare")  # the views with a loss axis that can be logarithmic
 MAX_HOLD_S = 600.0
 MAX_DECK_BYTES = 1024 * 1024  # the default deck is 4 kB
 MAX_SCENES = 500
@@ -59,6 +61,8 @@ class Scene:
     focus: str | None = None  # delta view: which matrix to show (e.g. "W" or "model.layers.3.self_attn.q_proj")
     # A playing scene holds at step 0 until the presenter presses P, or for `hold` seconds when given
     hold: float | None = None
+    # The views (of LOG_Y_VIEWS) whose loss axis is logarithmic in this scene; the others' is linear
+    log_y: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -175,7 +179,20 @@ def _parse_scene(number: int, s: dict, source: str) -> Scene:
     focus = s.get("focus")
     if focus is not None and not isinstance(focus, str):
         fail("focus", "must be a matrix name")
-    return Scene(s["title"], s["caption"], list(views), layout, play, settings, runs, focus, hold)
+    log_y = _log_y(s.get("log_y", []), views, fail)
+    return Scene(s["title"], s["caption"], list(views), layout, play, settings, runs, focus, hold, log_y)
+
+
+def _log_y(value, views: list[str], fail) -> list[str]:
+    allowed = ", ".join(LOG_Y_VIEWS)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        fail("log_y", f"must be a list of view names (of {allowed}), got {shown(value)}")
+    for v in value:
+        if v not in LOG_Y_VIEWS:
+            fail("log_y", f"{v!r} has no loss axis to make logarithmic: allowed {allowed}")
+        if v not in views:
+            fail("log_y", f"{v!r} is not among the scene's views: add it to views")
+    return list(dict.fromkeys(value))
 
 
 def _settings(d, where, fail) -> TrainSettings:

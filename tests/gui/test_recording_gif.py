@@ -1,14 +1,18 @@
 """Recording a view or the window (explorer.gui.recording): a valid GIF whose frames and timing match
-the frame rate and the time recorded, a visible indicator while it runs, bounded memory, MP4 when
-imageio-ffmpeg is there and one clear line about how to get it when it is not."""
+the frame rate and the time recorded, painted at the screen's device pixel ratio or 2x (crisp), a
+visible indicator while it runs, bounded memory, MP4 when imageio-ffmpeg is there and one clear line
+about how to get it when it is not."""
 
 from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
 import snapshot_factory as sf
 from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QDialog, QWidget
 
 from explorer.gui import recording, screen_recording
@@ -50,7 +54,10 @@ def test_gif_of_a_view_has_the_frames_and_timing_of_what_was_recorded(qtbot, win
     animate(rec, win.views["loss"])
     assert rec.recording and indicator(win) is not None and indicator(win).isVisible()
     assert "REC" in indicator(win).text() and win.actions_by_name["record"].text() == "Stop recording"
-    qtbot.waitUntil(lambda: rec.frames >= 18, timeout=WAIT_MS)
+    dpr = win.views["loss"].devicePixelRatioF()
+    assert rec.ratio == (dpr if dpr > 1 else 2.0)  # the screen's ratio, or 2x where that is 1
+    # slots at the frame rate, and grabs (each a new picture) as fast as MAX_DUTY lets a 2x grab come
+    qtbot.waitUntil(lambda: rec.frames >= 18 and rec.grabs >= 11, timeout=WAIT_MS)
     assert "REC 0:0" in indicator(win).text()
     with qtbot.waitSignal(rec.finished, timeout=WAIT_MS) as done:
         win.features.screen_recording.toggle()  # the action again: stop
@@ -67,10 +74,9 @@ def test_gif_of_a_view_has_the_frames_and_timing_of_what_was_recorded(qtbot, win
     with Image.open(path) as im:
         assert im.format == "GIF" and im.is_animated
         view = win.views["loss"]
-        assert im.size == (
-            round(view.width() * view.devicePixelRatioF()),
-            round(view.height() * view.devicePixelRatioF()),
-        )
+        # at the screen's device pixel ratio, or 2x where that is 1
+        ratio = dpr if dpr > 1 else 2.0
+        assert im.size == (round(view.width() * ratio), round(view.height() * ratio))
         n = im.n_frames
         durations = []
         for i in range(n):
@@ -89,14 +95,15 @@ def test_the_whole_window_and_the_limits(qtbot, window, tmp_path):
     assert rec.stop_reason.startswith("stopped at the 0.6 s limit") and rec.state == "done"
     assert 5 <= rec.frames <= 8
     with Image.open(tmp_path / "win.gif") as im:
-        assert im.size == (win.grab().width(), win.grab().height())
+        assert im.size == (round(win.width() * rec.ratio), round(win.height() * rec.ratio))
 
     rec = win.features.screen_recording.start("delta", tmp_path / "mem.gif", fps=30, max_bytes=1)
     with qtbot.waitSignal(rec.finished, timeout=WAIT_MS) as done:
         pass  # not even one frame fits: nothing written
     assert "memory limit" in rec.stop_reason and not done.args[0] and "nothing was recorded" in done.args[1]
     assert not (tmp_path / "mem.gif").exists()
-    frame = win.views["delta"].grab().toImage().sizeInBytes()
+    view = win.views["delta"]
+    frame = recording.grab_image(view, recording.capture_ratio(view)).sizeInBytes()
     rec = win.features.screen_recording.start("delta", tmp_path / "mem.gif", fps=30, max_bytes=3 * frame)
     animate(rec, win.views["delta"])
     with qtbot.waitSignal(rec.finished, timeout=WAIT_MS) as done:
@@ -104,6 +111,33 @@ def test_the_whole_window_and_the_limits(qtbot, window, tmp_path):
     assert "memory limit" in rec.stop_reason and done.args[0] and rec.bytes_held == 0
     with Image.open(tmp_path / "mem.gif") as im:
         assert im.n_frames <= 3
+
+
+def grey(image: QImage) -> np.ndarray:
+    image = image.convertToFormat(QImage.Format.Format_Grayscale8)
+    w, h, bpl = image.width(), image.height(), image.bytesPerLine()
+    return np.frombuffer(image.constBits(), np.uint8, count=bpl * h).reshape(h, bpl)[:, :w].astype(np.float64)
+
+
+def test_frames_are_painted_at_twice_the_resolution_not_scaled_up(qtbot, window):
+    """The 2x frame is the same picture as the screen's (scaled down it matches the 1x grab), with
+    more detail than the 1x grab scaled up: text and lines painted at 2x."""
+    view = window.views["spectrum"]
+    one = view.grab().toImage()
+    two = recording.grab_image(view, 2.0)
+    assert (two.width(), two.height()) == (2 * one.width(), 2 * one.height())
+    down = two.scaled(
+        one.width(), one.height(), Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation
+    )
+    assert np.abs(grey(down) - grey(one)).mean() < 6
+    up = one.scaled(
+        two.width(), two.height(), Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.FastTransformation
+    )
+
+    def detail(a):  # the differences between neighbouring pixels of each 2x2 block: none in a scaled-up one
+        return np.abs(a[0::2, 0::2] - a[1::2, 1::2]).mean() + np.abs(a[0::2, 0::2] - a[0::2, 1::2]).mean()
+
+    assert detail(grey(up)) == 0 and detail(grey(two)) > 0.5
 
 
 def test_bad_requests_say_why(qtbot, window, tmp_path):

@@ -11,6 +11,8 @@ def test_default_deck_tells_the_seed_story():
     first, ranks, seed_exp, gates, paper = deck.scenes
     assert first.settings.scenario == "matrix" and first.settings.rank == 4 and first.play
     assert [r.settings.rank for r in ranks.runs] == [1, 4, 16] and ranks.settings.target_rank == 4
+    assert ranks.log_y == ["compare"]  # r = 4 and r = 16 end near 1e-5: apart on a log axis only
+    assert first.log_y == [] and seed_exp.log_y == ["compare"]
     assert seed_exp.settings.preset == "seed" and [r.settings.method for r in seed_exp.runs] == ["lora", "full"]
     assert gates.settings.method == "prefix" and "gates" in gates.views and "attention" in gates.views
     assert "tokens" in gates.views  # "nothing changes at step 0": every token's Δ log p is exactly 0
@@ -38,6 +40,10 @@ def _deck(**scene):
         ({"play": True, "hold": "3"}, "scene 2 ('t'): hold: must be a number of seconds"),
         ({"play": True, "hold": float("nan")}, "scene 2 ('t'): hold: must be a number of seconds"),
         ({"hold": 2}, "scene 2 ('t'): hold: holds a playing scene"),
+        ({"log_y": "loss"}, "scene 2 ('t'): log_y: must be a list of view names (of loss, compare), got \"loss\""),
+        ({"log_y": [1]}, "scene 2 ('t'): log_y: must be a list of view names"),
+        ({"views": ["delta"], "log_y": ["delta"]}, "scene 2 ('t'): log_y: 'delta' has no loss axis"),
+        ({"log_y": ["compare"]}, "scene 2 ('t'): log_y: 'compare' is not among the scene's views"),
         (
             {"runs": [{"label": "a", "settings": {"rank": 2}}]},
             "scene 2 ('t'): runs: runs are shown by the compare view",

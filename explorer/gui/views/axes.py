@@ -97,6 +97,8 @@ class LogValueAxis(pg.AxisItem):
         line = QtGui.QFontMetrics(font).height()
         fit = min(self.MAX_LABELS, int(size / (line * 2.5)))
         labelled, minor = log_ticks(float(minVal), float(maxVal), fit)
+        if fit < 2:  # no room for two labels: the top one only (two would be drawn over each other)
+            minor, labelled = sorted(set(minor) | set(labelled[:-1])), labelled[-1:]
         self._labelled = {round(v, 9) for v in labelled}
         return [(None, labelled), (None, minor)]
 
@@ -149,3 +151,41 @@ class StepAxis(pg.AxisItem):
 
     def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
         return [f"{int(round(v * scale))}" for v in values]
+
+
+class ShareAxis(pg.AxisItem):
+    """An axis of a share from 0 to 1 (cumulative energy), labelled in per cent at round shares, as
+    many as fit without crowding: 0 / 25 / 50 / 75 / 100 %, 0 / 50 / 100 %, or 0 / 100 % (none on an
+    axis shorter than two lines of its type). pyqtgraph's own ticks crowd a short axis at talk-mode
+    sizes into labels drawn over each other."""
+
+    STEPS = (0.2, 0.25, 0.5, 1.0)  # at most six labels
+    GAP_LINES = 1.8  # labelled ticks at least this many text lines apart
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802 - pyqtgraph API
+        lo, hi = sorted((float(minVal), float(maxVal)))
+        if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo or size <= 0:
+            return []
+        font = self.style.get("tickFont") or QtGui.QFont()
+        line = QtGui.QFontMetrics(font).height()
+        per_unit = size / (hi - lo)  # pixels per share of 1
+        for step in self.STEPS:
+            values = share_ticks(lo, hi, step)
+            if step * per_unit >= self.GAP_LINES * line and len(values) >= 2:
+                return [(step, values)]
+        return []
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
+        return [format_share_tick(v * scale) for v in values]
+
+
+def share_ticks(lo: float, hi: float, step: float) -> list[float]:
+    """Multiples of `step` in [lo, hi] ∩ [0, 1]."""
+    first = int(np.ceil(max(lo, 0.0) / step - 1e-9))
+    last = int(np.floor(min(hi, 1.0) / step + 1e-9))
+    return [round(k * step, 9) for k in range(first, last + 1)]
+
+
+def format_share_tick(value: float) -> str:
+    """0.25 -> '25 %', 1.0 -> '100 %' (whole per cents: the ticks are multiples of 10 % or 25 %)."""
+    return f"{100 * value:.0f} %"

@@ -16,13 +16,20 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from explorer.gui import colormaps
-from explorer.gui.views.axes import LogValueAxis, StepAxis, format_log_value, log_ticks  # noqa: F401 - importable here too
+from explorer.gui.views.axes import (  # noqa: F401 - format_log_value, log_ticks importable here too
+    LogValueAxis,
+    ShareAxis,
+    StepAxis,
+    format_log_value,
+    log_ticks,
+)
 from explorer.gui.views.base import MatrixPicker, View, new_layout_widget, qt_alive, style_legend, style_plot
 from explorer.schema.rank_advice import ENERGY_LEVELS, energy_ranks
 
 DECADES = 4.0  # the waterfall's colour spans this many decades below the largest value
 AXIS_WIDTH = 56
 MAX_SYMBOLS = 96  # draw point markers for at most this many singular values
+WATERFALL_MIN_PX = 56  # the waterfall's colour rows: shorter, the view drops it and the spectrum takes the room
 
 
 class SpectrumView(View):
@@ -62,7 +69,9 @@ class SpectrumView(View):
         self.glw.ci.setToolTip(self.formula_tooltip)
         # -- the spectrum, log y
         self.value_axis = LogValueAxis("left")
-        self.plot: pg.PlotItem = self.glw.addPlot(row=1, col=0, axisItems={"left": self.value_axis})
+        self.plot: pg.PlotItem = self.glw.addPlot(
+            row=1, col=0, axisItems={"left": self.value_axis, "right": ShareAxis("right")}
+        )
         self.plot.setLogMode(x=False, y=True)
         self.value_axis.setStyle(maxTextLevel=0)  # the minor ticks are drawn, not labelled
         self.plot.hideButtons()
@@ -74,6 +83,9 @@ class SpectrumView(View):
         self.plot.getAxis("right").setWidth(AXIS_WIDTH)
         self.plot.setLabel("right", "cumulative energy")
         self.plot.getAxis("right").setLogMode(False, False)
+        # no grid from the share axis (the σ axis draws it): with one, pyqtgraph drops the labels at
+        # its ends (0 % and 100 %), which stick out of the plot by half a line
+        self.plot.getAxis("right").setGrid(False)
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.getAxis("bottom").setStyle(showValues=False)
         self.target_curve = pg.PlotDataItem(
@@ -238,7 +250,8 @@ class SpectrumView(View):
         scale = max(1.0, self.style_.font_scale)
         line = QtGui.QFontMetrics(self.style_.font()).height()
         spectrum_min = 150 * scale
-        waterfall_min = 40 * scale + 2.5 * line  # a few rows of colour and its index axis
+        # a few rows of colour (no shorter than talk mode's least plot, talk_fit.MIN_PLOT_PX) and its index axis
+        waterfall_min = max(WATERFALL_MIN_PX, 40 * scale) + 2.5 * line
         room = height - max(self.legend.height(), line) - 10  # below the legend, within the margins
         grid = self.glw.ci.layout
         in_layout = any(grid.itemAt(i) is self.waterfall_plot for i in range(grid.count()))

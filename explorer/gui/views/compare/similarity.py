@@ -15,6 +15,20 @@ from explorer.gui.views.base import Style, new_layout_widget, style_colorbar, st
 from explorer.gui.views.compare.runs import short_module
 
 
+def zero_updates(a, pair: tuple[str, str], module: str) -> list[str]:
+    """The runs of `pair` whose ΔW on `module` is exactly zero in the analysis `a` (LoRA at step 0:
+    B = 0). φ is computed from A, which is random at step 0, so it would read as a similarity of
+    updates that do not exist yet."""
+    if a is None:
+        return []
+    zero = []
+    for label in dict.fromkeys(pair):
+        rows = [r for r in a.amplification.get(label, ()) if r.get("module") == module]
+        if rows and all(r.get("delta_fro") == 0 for r in rows):
+            zero.append(label)
+    return zero
+
+
 class SimilarityTab(QtWidgets.QWidget):
     def __init__(self, style: Style, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -48,7 +62,8 @@ class SimilarityTab(QtWidgets.QWidget):
         ra, rb = pair
         phi = control = None
         control_of = ra
-        if a is not None and ra and rb and ra != rb:
+        still_zero = zero_updates(a, (ra, rb), module)
+        if a is not None and ra and rb and ra != rb and not still_zero:
             phi = a.phi(ra, rb, module)
             if phi is not None:
                 if (ra, rb) in a.control:
@@ -82,6 +97,11 @@ class SimilarityTab(QtWidgets.QWidget):
             text = "The analyses appear once the runs have trained (they are computed every few seconds)."
         elif lora_runs < 2 and not a.pairs:
             text = "φ needs two LoRA runs (e.g. lora:r=8 and lora:r=64, or two seeds: lora:r=8,seed=1)."
+        elif still_zero:
+            text = (
+                f"ΔW of {' and '.join(still_zero)} is still exactly 0 (B starts at zero): φ compares the "
+                f"directions the updates have learned, and is shown from the first step on · step {a.step:,}"
+            )
         elif phi is None:
             text = "Pick two different LoRA runs that share this module."
         else:
