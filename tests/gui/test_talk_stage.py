@@ -105,6 +105,25 @@ def test_the_spectrum_axes_read_distinct_labels_at_talk_sizes(qtbot, scale, size
         assert "0 %" in share and "100 %" in share, share
 
 
+def axis_problems(view) -> list[tuple[str, list[str]]]:
+    """The visible axes of `view` that draw a label twice or two labels over each other."""
+    import pyqtgraph as pg
+
+    problems = []
+    for gv in view.findChildren(pg.GraphicsView):
+        if not gv.isVisible() or gv.scene() is None:
+            continue
+        for item in gv.scene().items():
+            if not isinstance(item, pg.AxisItem) or not item.isVisible() or item.height() < 1 or item.width() < 1:
+                continue
+            labels = [(r, t) for r, t in drawn_labels(item) if t]
+            texts = [t for _, t in labels]
+            overlap = any(a.intersects(b) for i, (a, _) in enumerate(labels) for b, _ in labels[i + 1 :])
+            if overlap or len(texts) != len(set(texts)):
+                problems.append((item.orientation, texts))
+    return problems
+
+
 # ---- the stage -----------------------------------------------------------------------------------------
 def shortest_plots(win, talk) -> dict[str, float]:
     QApplication.processEvents()
@@ -120,7 +139,7 @@ def shortest_plots(win, talk) -> dict[str, float]:
 def test_plus_and_minus_never_squeeze_a_plot_to_a_line(qtbot, window, size):
     """The default deck's first three scenes (heatmap, spectrum and loss; two comparisons), each after
     ten + and after ten -: every plot on stage keeps at least MIN_PLOT_PX (full screen, and a 720-line
-    projector)."""
+    projector), and no axis draws a label twice or two labels over each other."""
     win = window
     talk = win.features.talk.enter(None, play_delay_ms=0)
     if size is not None:
@@ -144,6 +163,8 @@ def test_plus_and_minus_never_squeeze_a_plot_to_a_line(qtbot, window, size):
                 assert not short, (index, talk.font_scale, talk.fitted, talk.stage_scale, short)
 
             qtbot.waitUntil(usable, timeout=5_000)
+            for view_id in talk.visible_views():  # and no axis reads "0 0 0 0"
+                assert not axis_problems(win.views[view_id]), (index, view_id, axis_problems(win.views[view_id]))
         talk.set_font_scale(1.8)
     talk.leave()
 

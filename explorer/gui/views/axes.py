@@ -87,6 +87,7 @@ class LogValueAxis(pg.AxisItem):
     decade, and unlabelled minor ticks; in linear mode it is pyqtgraph's."""
 
     MAX_LABELS = 6
+    LABEL_GAP = 1.3  # labelled ticks at least this many text lines apart
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -97,8 +98,15 @@ class LogValueAxis(pg.AxisItem):
         line = QtGui.QFontMetrics(font).height()
         fit = min(self.MAX_LABELS, int(size / (line * 2.5)))
         labelled, minor = log_ticks(float(minVal), float(maxVal), fit)
-        if fit < 2:  # no room for two labels: the top one only (two would be drawn over each other)
-            minor, labelled = sorted(set(minor) | set(labelled[:-1])), labelled[-1:]
+        # labels at least LABEL_GAP lines apart, from the top (0.8 and 1 are a tenth of a decade apart:
+        # on a short axis they were drawn over each other); the others stay as unlabelled ticks
+        span = float(maxVal) - float(minVal)
+        gap = self.LABEL_GAP * line * span / size if size > 0 and span > 0 else 0.0
+        kept: list[float] = []
+        for v in sorted(labelled, reverse=True):
+            if not kept or kept[-1] - v >= gap:
+                kept.append(v)
+        minor, labelled = sorted(set(minor) | (set(labelled) - set(kept))), sorted(kept)
         self._labelled = {round(v, 9) for v in labelled}
         return [(None, labelled), (None, minor)]
 

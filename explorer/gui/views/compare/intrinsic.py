@@ -7,6 +7,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from explorer.gui.views.axes import LogValueAxis
 from explorer.gui.views.base import Style, corner_legend, new_layout_widget, style_legend, style_plot
 from explorer.gui.views.compare.runs import run_colour, run_pen
 
@@ -18,7 +19,8 @@ class IntrinsicTab(QtWidgets.QWidget):
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         self.glw = new_layout_widget(style)
-        self.plot = self.glw.addPlot(row=0, col=0)
+        # round labels that never overlap (pyqtgraph's own log axis drew 1 over 0.8 on a short plot)
+        self.plot = self.glw.addPlot(row=0, col=0, axisItems={"left": LogValueAxis("left")})
         self.plot.hideButtons()
         self.plot.setLogMode(x=False, y=True)
         self.plot.setLabel("bottom", "index of the singular value")

@@ -80,6 +80,8 @@ class SimilarityTab(QtWidgets.QWidget):
             if data is None or data.size == 0:
                 img.clear()
                 plot.setTitle("")
+                for axis in ("bottom", "left"):  # no i, j to count: not pyqtgraph's -0.4 ... 0.4
+                    plot.getAxis(axis).setTicks([[], []])
                 continue
             d = np.ascontiguousarray(data, np.float32)
             img.setImage(d, levels=(0.0, 1.0), autoLevels=False)
