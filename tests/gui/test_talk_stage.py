@@ -240,3 +240,64 @@ def test_leaving_gives_back_the_budget_views_colours_and_the_pickers_sizes(qtbot
     after = look(win)
     changed = {k: (before[k], after.get(k)) for k in before if before[k] != after.get(k)}
     assert not changed
+
+
+TALK_APP = """
+import json, sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from explorer.gui import app as app_module
+from explorer.gui.main_window import MainWindow
+
+seen = {"ticks": 0}
+
+def check():
+    wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+    win = wins[0] if wins else None
+    talk = win.features.talk.active if win is not None else None
+    snap = win.last_snapshot if win is not None else None
+    ready = talk is not None and snap is not None and snap.segment > 0 and win.views["delta"].draw_count > 0
+    if not ready and seen["ticks"] < 1200:
+        seen["ticks"] += 1
+        QTimer.singleShot(100, check)
+        return
+    if win is not None:
+        seen.update(talk=talk is not None, scenario=snap.settings.get("scenario") if snap else None,
+                    worker=win.worker.settings.scenario if win.worker else None,
+                    matrix=win.views["delta"].current_matrix())
+        win.close()
+    QApplication.instance().quit()
+
+if __name__ == "__main__":
+    app_module.make_app()
+    QTimer.singleShot(100, check)
+    from explorer.cli import main
+    rc = main(sys.argv[1:])
+    print("RESULT " + json.dumps(seen))
+    sys.exit(rc)
+"""
+
+
+def test_talk_from_the_command_line_starts_once_the_engine_runs(tmp_path):
+    """`python -m explorer --talk` after a language-model run: the first scene (the matrix scenario)
+    reaches the engine. Entered while the engine was still starting, its settings were lost and the
+    stage showed the last run's model."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "talk_app.py"
+    script.write_text(TALK_APP)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run(
+        [sys.executable, str(script), "--talk", "--scenario", "lm", "--settings-path", str(tmp_path / "s.ini")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.split("RESULT ", 1)[1])
+    assert seen["talk"] and seen["scenario"] == "matrix" and seen["worker"] == "matrix", seen
+    assert seen["matrix"] == "W"  # the scene's focus, on the heatmap
