@@ -221,20 +221,21 @@ class Stage(QWidget):
         if found is None:
             return False
         layout, index = found
-        if isinstance(layout, QGridLayout):
-            others = [layout.rowStretch(r) for r in range(layout.rowCount()) if r != layout.getItemPosition(index)[0]]
-            get = lambda: layout.rowStretch(layout.getItemPosition(index)[0])  # noqa: E731
-            put = lambda n: layout.setRowStretch(layout.getItemPosition(index)[0], n)  # noqa: E731
+        if isinstance(layout, QGridLayout):  # a grid's panel grows with its row
+            row = layout.getItemPosition(index)[0]
+            others = [layout.rowStretch(r) for r in range(layout.rowCount()) if r != row]
+            wanted = layout.rowStretch(row) + step
         elif isinstance(layout, QVBoxLayout):
             others = [layout.stretch(i) for i in range(layout.count()) if i != index]
-            get = lambda: layout.stretch(index)  # noqa: E731
-            put = lambda n: layout.setStretch(index, n)  # noqa: E731
+            wanted = layout.stretch(index) + step
         else:
             return False
-        wanted = get() + step
         if not others or not EVEN_STRETCH <= wanted <= MAX_STRETCH:
             return False
-        put(wanted)
+        if isinstance(layout, QGridLayout):
+            layout.setRowStretch(row, wanted)
+        else:
+            layout.setStretch(index, wanted)
         layout.activate()
         return True
 
