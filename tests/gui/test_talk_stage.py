@@ -207,21 +207,15 @@ def test_no_phi_while_delta_w_is_still_exactly_zero(qtbot, window, deck):
 
 
 def look(win) -> dict:
-    """What leaving talk mode must give back: every widget of the budget view and of the two matrix
-    pickers, its style sheet, font and size hints."""
+    """What leaving talk mode must give back (id -> (the widget, what it looks like)): every widget of
+    the budget view, its style sheet and font (its colours are style sheets), and of the two matrix
+    pickers, font and size hints (how wide the layer and module boxes are)."""
     out = {}
-    for view_id, root in (
-        ("budget", win.views["budget"]),
-        ("delta", win.views["delta"].picker),
-        ("spectrum", win.views["spectrum"].picker),
-    ):
-        for i, w in enumerate([root, *root.findChildren(QWidget)]):
-            out[(view_id, i, type(w).__name__)] = (
-                w.styleSheet(),
-                w.font().toString(),
-                w.sizeHint().toTuple(),
-                w.minimumSizeHint().toTuple(),
-            )
+    for w in [win.views["budget"], *win.views["budget"].findChildren(QWidget)]:
+        out[id(w)] = (w, w.styleSheet(), w.font().toString())
+    for picker in (win.views["delta"].picker, win.views["spectrum"].picker):
+        for w in [picker, *picker.findChildren(QWidget)]:
+            out[id(w)] = (w, w.font().toString(), w.sizeHint().toTuple(), w.minimumSizeHint().toTuple())
     return out
 
 
@@ -231,14 +225,40 @@ def test_leaving_gives_back_the_budget_views_colours_and_the_pickers_sizes(qtbot
     win = make_window(tiny_lm())
     qtbot.waitUntil(lambda: win.last_snapshot is not None, timeout=WAIT_MS)
     QApplication.processEvents()
-    before = look(win)
+    before, run = look(win), win.last_snapshot.settings
+    docks = {d.objectName(): d.geometry().getRect() for d in win.view_docks.values()}
     talk = win.features.talk.enter(deck(BUDGET_DECK), play_delay_ms=None)
     qtbot.waitUntil(lambda: win.views["budget"].draw_count > 0 and talk.visible_views() == talk.deck.scenes[0].views)
+    dock = win.view_docks["budget"]  # the talk palette has reached the docks the views go back to
+    qtbot.waitUntil(lambda: dock.palette().window().color().name() == "#000000", timeout=WAIT_MS)
     qtbot.keyClick(win.views["budget"], Qt.Key_Plus)
     qtbot.keyClick(win.views["budget"], Qt.Key_Escape)
     qtbot.waitUntil(lambda: not win.isFullScreen() and win.controls_dock.isVisible(), timeout=WAIT_MS)
+    qtbot.waitUntil(  # the run back, and drawn: the budget's numbers are the run's again; the docks where they were
+        lambda: (
+            win.last_snapshot.settings == run
+            and win.views["budget"].snapshot is win.last_snapshot
+            and {d.objectName(): d.geometry().getRect() for d in win.view_docks.values()} == docks
+        ),
+        timeout=WAIT_MS,
+    )
+    QApplication.processEvents()
     after = look(win)
-    changed = {k: (before[k], after.get(k)) for k in before if before[k] != after.get(k)}
+    # the widgets there before and after (the budget's table is rebuilt when its numbers change)
+    kept = [k for k in before if k in after and before[k][0] is after[k][0]]
+    permanent = [
+        *(id(card.value) for card in (win.views["budget"].trainable, win.views["budget"].share)),
+        *(id(card.detail) for card in (win.views["budget"].storage, win.views["budget"].optimizer)),
+        *(
+            id(box)
+            for v in ("delta", "spectrum")
+            for box in (win.views[v].picker.layer_box, win.views[v].picker.module_box)
+        ),
+    ]
+    assert set(permanent) <= set(kept)
+    changed = {
+        type(before[k][0]).__name__: (before[k][1:], after[k][1:]) for k in kept if before[k][1:] != after[k][1:]
+    }
     assert not changed
 
 
