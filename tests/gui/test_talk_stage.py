@@ -219,13 +219,27 @@ def look(win) -> dict:
     return out
 
 
+def settled_look(qtbot, win) -> dict:
+    """look(win) once two in a row agree: a window just shown may still have polish and layout events
+    pending (in a full run a picker label's minimum size read 86 px, then 70 px, with no talk mode)."""
+    last = [None]
+
+    def same() -> bool:
+        QApplication.processEvents()
+        now = {k: v[1:] for k, v in look(win).items()}
+        agreed, last[0] = now == last[0], now
+        return agreed
+
+    qtbot.waitUntil(same, timeout=WAIT_MS)
+    return look(win)
+
+
 def test_leaving_gives_back_the_budget_views_colours_and_the_pickers_sizes(qtbot, make_window, deck):
     from engine_helpers import tiny_lm
 
     win = make_window(tiny_lm())
     qtbot.waitUntil(lambda: win.last_snapshot is not None, timeout=WAIT_MS)
-    QApplication.processEvents()
-    before, run = look(win), win.last_snapshot.settings
+    before, run = settled_look(qtbot, win), win.last_snapshot.settings
     docks = {d.objectName(): d.geometry().getRect() for d in win.view_docks.values()}
     talk = win.features.talk.enter(deck(BUDGET_DECK), play_delay_ms=None)
     qtbot.waitUntil(lambda: win.views["budget"].draw_count > 0 and talk.visible_views() == talk.deck.scenes[0].views)
@@ -242,8 +256,7 @@ def test_leaving_gives_back_the_budget_views_colours_and_the_pickers_sizes(qtbot
         ),
         timeout=WAIT_MS,
     )
-    QApplication.processEvents()
-    after = look(win)
+    after = settled_look(qtbot, win)
     # the widgets there before and after (the budget's table is rebuilt when its numbers change)
     kept = [k for k in before if k in after and before[k][0] is after[k][0]]
     permanent = [
