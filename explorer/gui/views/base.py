@@ -96,6 +96,13 @@ def style_plot(plot: pg.PlotItem, style: Style, base: float = 9.0) -> None:
     font = style.font(base)
     for name in ("left", "bottom", "right", "top"):
         axis = plot.getAxis(name)
+        # Kept as a pixmap: an axis (with its grid, it covers the whole plot) is repainted whenever
+        # anything under it changes, and replaying its labels costs ~1 ms a time under X11; most
+        # frames change a curve or an image, not the axis, so they now blit it (bench/bench_gui.py)
+        axis.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        opaque_tick_pens(axis, style.background)
+        if axis.grid is not False:  # its opaque grid lines go under the data, not over it
+            axis.setZValue(plot.vb.zValue() - 1)
         axis.setPen(pg.mkPen(style.muted, width=1))
         axis.setTextPen(pg.mkPen(style.foreground))
         axis.setTickFont(font)
@@ -111,6 +118,49 @@ def style_plot(plot: pg.PlotItem, style: Style, base: float = 9.0) -> None:
             )
     if plot.titleLabel.text:
         plot.setTitle(plot.titleLabel.text, color=style.foreground, size=f"{style.point_size(base + 1):.1f}pt")
+
+
+def opaque_tick_pens(axis: pg.AxisItem, background: str) -> None:
+    """Draw the axis's translucent tick and grid lines in the opaque colour they show on `background`.
+
+    pyqtgraph fades minor ticks and grid lines by alpha; the raster engine blends a translucent line
+    pixel by pixel, ~10x the cost of an opaque one, and a grid's lines span the plot: that was most of
+    the cost of repainting a plot whose axis range moves with every step (the loss, the spectrum).
+    Over a plain background the opaque colour is the same colour."""
+    axis._opaque_background = QtGui.QColor(background)
+    if getattr(axis, "_opaque_pens", None) is not None:
+        axis._opaque_pens.clear()  # a new theme: blend again
+        axis.picture = None
+        return
+    axis._opaque_pens = {}
+    generate = axis.generateDrawSpecs
+
+    def generate_opaque(painter):
+        specs = generate(painter)
+        if specs is None:
+            return None
+        axis_spec, tick_specs, text_specs = specs
+        return axis_spec, [(_opaque_pen(axis, pen), a, b) for pen, a, b in tick_specs], text_specs
+
+    axis.generateDrawSpecs = generate_opaque
+
+
+def _opaque_pen(axis: pg.AxisItem, pen: QtGui.QPen) -> QtGui.QPen:
+    color = pen.color()
+    if color.alpha() == 255 or pen.brush().style() != QtCore.Qt.BrushStyle.SolidPattern:
+        return pen
+    key = (color.rgba(), pen.widthF(), pen.isCosmetic())
+    out = axis._opaque_pens.get(key)
+    if out is None:
+        a, bg = color.alphaF(), axis._opaque_background
+        blended = QtGui.QColor.fromRgbF(
+            color.redF() * a + bg.redF() * (1 - a),
+            color.greenF() * a + bg.greenF() * (1 - a),
+            color.blueF() * a + bg.blueF() * (1 - a),
+        )
+        out = axis._opaque_pens[key] = QtGui.QPen(pen)
+        out.setColor(blended)
+    return out
 
 
 def style_colorbar(bar: pg.ColorBarItem, style: Style) -> None:
