@@ -17,6 +17,7 @@ widget's tooltip). `draw_count` counts real redraws, for tests and benchmarks.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,6 +144,30 @@ def opaque_tick_pens(axis: pg.AxisItem, background: str) -> None:
         return axis_spec, [(_opaque_pen(axis, pen), a, b) for pen, a, b in tick_specs], text_specs
 
     axis.generateDrawSpecs = generate_opaque
+
+
+@contextmanager
+def uncached(widget: QtWidgets.QWidget, *scenes):
+    """No item pixmap caches while rendering for an export: a cached item (the axes, see style_plot)
+    would be drawn as its on-screen pixmap, blurred in a 2x PNG and as an image in an SVG."""
+    all_scenes = {id(sc): sc for sc in scenes if sc is not None}
+    for gv in widget.findChildren(pg.GraphicsView):
+        if gv.scene() is not None:
+            all_scenes[id(gv.scene())] = gv.scene()
+    cached = [
+        (item, item.cacheMode())
+        for sc in all_scenes.values()
+        for item in sc.items()
+        if item.cacheMode() != QtWidgets.QGraphicsItem.CacheMode.NoCache
+    ]
+    for item, _ in cached:
+        item.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.NoCache)
+    try:
+        yield
+    finally:
+        for item, mode in cached:
+            if qt_alive(item):
+                item.setCacheMode(mode)
 
 
 def _opaque_pen(axis: pg.AxisItem, pen: QtGui.QPen) -> QtGui.QPen:
