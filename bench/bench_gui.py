@@ -101,6 +101,7 @@ def measure(app, window, seconds: float, request_hz: float = 0.0) -> dict:
     snap0 = window.last_snapshot
     step0 = snap0.step if snap0 is not None else 0
     t0 = time.perf_counter()
+    cpu0 = time.thread_time()  # this thread is the GUI thread: what drawing costs, whatever the load
     loop = QEventLoop()
     QTimer.singleShot(int(seconds * 1000), loop.quit)
     last[0] = time.perf_counter()
@@ -111,6 +112,7 @@ def measure(app, window, seconds: float, request_hz: float = 0.0) -> dict:
     timer.stop()
     asker.stop()
     elapsed = time.perf_counter() - t0
+    cpu = time.thread_time() - cpu0
     snap = window.last_snapshot
     return {
         "lag_p50": pct(lags, 50),
@@ -118,6 +120,8 @@ def measure(app, window, seconds: float, request_hz: float = 0.0) -> dict:
         "lag_max": max(lags) if lags else float("nan"),
         "ticks": len(lags),
         "snapshots_per_s": (window.delivered - delivered0) / elapsed,
+        "gui_cpu_ms_per_s": cpu * 1000.0 / elapsed,
+        "gui_cpu_ms_per_snapshot": cpu * 1000.0 / max(1, window.delivered - delivered0),
         "posted_per_s": (getattr(window.worker, "snapshots_posted", 0) - posted0) / elapsed,
         "view_draws_per_s": {
             v: (getattr(view, "draw_count", 0) - draws0[v]) / elapsed for v, view in window.views.items()
@@ -355,9 +359,9 @@ def report(args, runs, workers, sides) -> None:
     print()
     print(
         "| scenario | code | worker | phase | lag p50 (ms) | lag p99 (ms) | lag max (ms) | noise p99 (ms) "
-        "| snapshots drawn / s | training steps / s | load |"
+        "| snapshots drawn / s | training steps / s | GUI thread CPU ms / s | per snapshot | load |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for scenario, label, _rnd, res in runs:
         load = f"{res['load'][0]:.1f}-{res['load'][1]:.1f}"
         for worker, r in res["workers"].items():
@@ -367,7 +371,8 @@ def report(args, runs, workers, sides) -> None:
                 print(
                     f"| {scenario} | {label} | {worker} | {'training' if phase == 'running' else 'paused (30 req/s)'} "
                     f"| {m['lag_p50']:.1f} | {m['lag_p99']:.1f} | {m['lag_max']:.1f} | {res['noise']['lag_p99']:.1f} "
-                    f"| {m['snapshots_per_s']:.1f} | {m['steps_per_s']:.1f} | {load} |"
+                    f"| {m['snapshots_per_s']:.1f} | {m['steps_per_s']:.1f} | {m['gui_cpu_ms_per_s']:.0f} "
+                    f"| {m['gui_cpu_ms_per_snapshot']:.1f} | {load} |"
                 )
     print()
     print("Each view while training: redraws / s, follows = redraws / min(steps, 30) per s, update ms p50 / p99")
@@ -390,8 +395,11 @@ def report(args, runs, workers, sides) -> None:
         print()
         print("after / before (medians over rounds): p99 lag, cheap views' redraws / s (the least-following view)")
         print()
-        print("| scenario | worker | p99 before (ms) | p99 after (ms) | ratio | follows before | follows after |")
-        print("|---|---|---|---|---|---|---|")
+        print(
+            "| scenario | worker | p99 before (ms) | p99 after (ms) | ratio | follows before | follows after "
+            "| GUI CPU ms / snapshot before | after | ratio |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for scenario in dict.fromkeys(r[0] for r in runs):
             for worker in workers:
                 row = {}
@@ -406,9 +414,13 @@ def report(args, runs, workers, sides) -> None:
                         )
                         for r in rs
                     )  # fmt: skip
-                    row[label] = (p99, worst)
-                (b99, bf), (a99, af) = row[sides[0][0]], row[sides[1][0]]
-                print(f"| {scenario} | {worker} | {b99:.1f} | {a99:.1f} | {a99 / b99:.2f} | {bf:.2f} | {af:.2f} |")
+                    per = statistics.median(r["running"]["gui_cpu_ms_per_snapshot"] for r in rs)
+                    row[label] = (p99, worst, per)
+                (b99, bf, bc), (a99, af, ac) = row[sides[0][0]], row[sides[1][0]]
+                print(
+                    f"| {scenario} | {worker} | {b99:.1f} | {a99:.1f} | {a99 / b99:.2f} | {bf:.2f} | {af:.2f} "
+                    f"| {bc:.1f} | {ac:.1f} | {ac / bc:.2f} |"
+                )
     print()
     for scenario, label, _rnd, res in runs:
         if res["launches"]:

@@ -299,6 +299,7 @@ class View(QtWidgets.QWidget):
         self._dirty = False
         self._segment = None
         self.draw_count = 0
+        self._scenes: list | None = None  # the pyqtgraph scenes this view draws in (see _settle)
         self._stack = QtWidgets.QStackedWidget(self)
         self._message = QtWidgets.QLabel(self._stack)
         self._message.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
@@ -330,12 +331,24 @@ class View(QtWidgets.QWidget):
             return
         self._dirty = False
         self._draw(snapshot)
+        self._settle()
 
     def refresh(self) -> None:
         """Draw the last snapshot now, visible or not (e.g. before an export)."""
         if self._snapshot is not None:
             self._dirty = False
             self._draw(self._snapshot)
+            self._settle()
+
+    def _settle(self) -> None:
+        """Let pyqtgraph fit its auto ranges now, beside the data they fit. Left to the paint (its
+        prepareForPaint), the new ranges marked the axes and curves dirty again during the paint, so
+        every frame was painted twice, the second time in a slice of its own."""
+        if self._scenes is None:
+            self._scenes = [gv.scene() for gv in self.findChildren(pg.GraphicsView) if gv.scene() is not None]
+        for scene in self._scenes:
+            if qt_alive(scene):
+                scene.prepareForPaint()
 
     def clear(self) -> None:
         """A new segment or a reset: forget the last snapshot, smoothed levels and caches."""
