@@ -203,6 +203,11 @@ class _Segment:
         self.source_names = [src.name for src in self.sources]
         # (heatmap choice, display size) whose W0 / target the last live snapshot sent; None: send them
         self.held_sent = None
+        # the probe's attention maps on the host, {layer: (heads, T, K + T)}, and the step they were
+        # measured at: snapshots between two probes carry these (see Trainer.probe_attention)
+        self.attention: dict[int, np.ndarray] = {}
+        self.attention_step: int | None = None
+        self.attention_cells: tuple = ((), ())  # (layers, heads) those maps are of
 
 
 class Trainer:
@@ -576,16 +581,59 @@ class Trainer:
         return cache[key]
 
     @torch.no_grad()
+    def probe_attention(self) -> None:
+        """Measure the probe's attention maps at the current weights (a forward over the probe text, the
+        costliest part of an lm snapshot) and keep them on the host for the snapshots that follow."""
+        self.check_finite_weights()
+        self._probe_attention()
+
+    def _attention_cells(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(layers, heads) of the maps the views asked for (settings attention_layers / _heads)."""
+        seg = self._seg
+        n_heads = seg.gate_hist.shape[1]
+        layers, heads = attention_cells(
+            seg.settings.attention_layers, seg.settings.attention_heads, list(seg.prefixes), n_heads
+        )
+        return tuple(layers), tuple(heads)
+
+    def _probe_attention(self) -> None:
+        seg = self._seg
+        scenario = seg.scenario
+        if not seg.prefixes or not hasattr(scenario, "probe"):
+            return
+        attention = scenario.probe(seg.model)
+        # only the maps the views asked for go to the host: all 32 x 32 of a 7B model are 19 MB a
+        # snapshot, all 80 x 64 of a 70B one 97 MB; the default 8 x 8 are 1.2 MB
+        cells = sent_layers, sent_heads = self._attention_cells()
+        layers = [layer for layer in seg.prefixes if layer in attention and layer in sent_layers]
+        maps = []
+        head_index = None
+        for layer in layers:
+            m = attention[layer]
+            if len(sent_heads) != m.shape[0]:
+                if head_index is None:
+                    head_index = torch.tensor(sent_heads, dtype=torch.long, device=m.device)
+                m = m.index_select(0, head_index)
+            maps.append(m)
+        seg.attention = dict(zip(layers, to_host(maps) if maps else [], strict=True))
+        seg.attention_cells = cells
+        seg.attention_step = seg.step
+
+    @torch.no_grad()
     def snapshot(
         self,
         display_size: int | None = None,
         with_samples: bool = False,
         with_token_delta: bool = False,
+        fresh_attention: bool = True,
         *,
         live: bool = False,
     ) -> Snapshot:
         """Everything the views draw, reduced on the device and copied to the host in one transfer.
-        Samples and the token view's differences cost more: asked for, they come along.
+        Samples and the token view's differences cost more: asked for, they come along. The attention
+        maps are measured now (`fresh_attention`) or, when False, are the last ones measured
+        (probe_attention; their `attention_step` says when), so a live run pays for the probe on a
+        slower cadence than for the rest.
 
         `live` (the worker's snapshots for the window): pooled heatmaps only of the matrices the
         setting heatmap_matrices names, and their pooled W0 / target only when the segment, that
@@ -635,28 +683,16 @@ class Trainer:
             plan.append((src, method, partial, i, exact_fro, dora, pooled))
         prefix_plan = []
         if seg.prefixes:
-            attention = scenario.probe(seg.model) if hasattr(scenario, "probe") else {}
+            stale = seg.attention_step is None or seg.attention_step > seg.step
+            if fresh_attention or stale or seg.attention_cells != self._attention_cells():
+                self._probe_attention()
             n_heads = seg.gate_hist.shape[1]
-            # only the maps the views asked for go to the host: all 32 x 32 of a 7B model are 19 MB a
-            # snapshot, all 80 x 64 of a 70B one 97 MB; the default 8 x 8 are 1.2 MB
-            sent_layers, sent_heads = attention_cells(
-                settings.attention_layers, settings.attention_heads, list(seg.prefixes), n_heads
-            )
-            head_index = None
             for layer, adapter in seg.prefixes.items():
                 gates = adapter.gate_values().detach().float().reshape(-1)
                 if gates.numel() != n_heads:
                     gates = gates.expand(n_heads)
-                sent = layer in attention and layer in sent_layers
-                prefix_plan.append((layer, len(parts), sent))
+                prefix_plan.append((layer, len(parts)))
                 parts += [gates, adapter.prompt.detach().float().norm().reshape(1)]
-                if sent:
-                    maps = attention[layer]
-                    if len(sent_heads) != maps.shape[0]:
-                        if head_index is None:
-                            head_index = torch.tensor(sent_heads, dtype=torch.long, device=maps.device)
-                        maps = maps.index_select(0, head_index)
-                    parts.append(maps)
 
         # 2. one copy to the host
         host = to_host(parts)
@@ -709,15 +745,17 @@ class Trainer:
             spectra_now[src.name] = values
         prefixes = []
         gate_rows = []
-        for layer, i, has_attention in prefix_plan:
+        for layer, i in prefix_plan:
             gates = host[i]
+            attention = seg.attention.get(layer)
             prefixes.append(
                 PrefixSnapshot(
                     layer=int(layer),
                     gates=gates,
-                    attention=host[i + 2] if has_attention else None,
+                    attention=attention,
                     prompt_norm=float(host[i + 1][0]),
-                    heads=np.array(sent_heads, np.int64) if has_attention else None,
+                    heads=None if attention is None else np.array(seg.attention_cells[1], np.int64),
+                    attention_step=None if attention is None else seg.attention_step,
                 )
             )
             gate_rows.append(gates)

@@ -7,23 +7,27 @@ The lifecycle (thread, commands, mailbox, cadence, calls, shutdown) is engine/wo
 shared with the comparison; this module says what a training run does at each hook.
 
 Instrumentation is bounded by time and by a share of the wall time, measured as it goes:
-- snapshots at most `snapshot_hz` per second, and never more than SNAPSHOT_SHARE of the time
-  (a snapshot that cost c seconds is followed by at least c / SNAPSHOT_SHARE seconds of training);
+- snapshots at most `snapshot_hz` per second, and never more than LIVE_SNAPSHOT_SHARE of the time
+  (a snapshot that cost c seconds is followed by at least c / LIVE_SNAPSHOT_SHARE seconds of training);
 - the held-out loss at most every EVAL_INTERVAL_S seconds and EVAL_SHARE of the time;
 - samples (generated text, lm scenario) at most every SAMPLE_INTERVAL_S seconds and SAMPLE_SHARE of
   the time, and at once after a reset, a cold change, a pause, the end of a step and `sample_now()`;
   the newest samples ride along in every snapshot (their "step" says when they were made), so a
   consumer that missed one snapshot misses no samples;
+- the attention maps of the prefix layers (a forward over the probe text, most of what an lm snapshot
+  cost) at most every ATTENTION_INTERVAL_S seconds and ATTENTION_SHARE of the time, and in every
+  complete snapshot (pause, end of a step, reset); the snapshots between carry the last maps, whose
+  `attention_step` says when they were measured, so the cheap parts follow every step;
 - the token view's per-token log-probability differences (lm scenario) at most every
   TOKEN_DELTA_INTERVAL_S seconds and TOKEN_DELTA_SHARE of the time, and whenever samples are made,
   riding along like the samples.
-Together that caps instrumentation at about 10 % of the training time (bench/bench_engine.py measures it).
+Together that caps instrumentation at about 16 % of the training time; in practice a snapshot per step
+costs 1-4 % of it (bench/bench_engine.py measures it).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 import time
 
@@ -39,15 +43,23 @@ from explorer.schema.snapshot import Snapshot, fault_snapshot
 
 __all__ = ["CALL_TIMEOUT_S", "SNAPSHOT_SHARE", "TrainingWorker"]
 
-# SNAPSHOT_SHARE, 2.5 %: the lm scenario's views refresh at several Hz (a snapshot costs 1-5 ms beside a
-# step of 70-110 ms: every step for LoRA, every 2-3 steps with probe attention); the app trains in a
+# A live snapshot's cheap parts (loss, gates, ΔW, spectra; the attention maps, samples and token
+# differences have cadences of their own, below) cost 1.5-4 ms beside an lm step of 70-170 ms, and
+# 0.3-1 ms in the matrix scenario: 5 % of the time lets the views follow every lm step and the matrix
+# scenario at snapshot_hz (30 Hz), where 2.5 % held them to ~3 and ~10 a second. The app trains in a
 # child process, so this costs the training loop, not the GUI.
+LIVE_SNAPSHOT_SHARE = 0.05
 EVAL_INTERVAL_S = 2.0
 EVAL_SHARE = 0.008
 # Samples are the story on a small model: every few seconds of training, even though one costs a
 # few hundred milliseconds on a shared CPU core.
 SAMPLE_INTERVAL_S = 3.0
 SAMPLE_SHARE = 0.06
+# The probe's attention maps: a forward pass, 3-4x the rest of an lm snapshot. Measured in every
+# snapshot, they held the live views to ~3 snapshots a second at ~10 steps a second; on their own
+# cadence the rest (loss, gates, ΔW, spectra: 1.5-2 ms) follows every step.
+ATTENTION_INTERVAL_S = 0.25
+ATTENTION_SHARE = 0.03
 TOKEN_DELTA_INTERVAL_S = 1.0  # one forward over a fixed text (the base's side is computed once)
 TOKEN_DELTA_SHARE = 0.01
 
@@ -63,7 +75,8 @@ def refused_setting(changes: dict, message: str) -> str | None:
 
 
 class TrainingWorker(SettingsRequests, WorkerLoop):
-    FULL = {"eval_": True, "samples": True}
+    FULL = {"eval_": True, "samples": True, "attention": True}
+    snapshot_share = LIVE_SNAPSHOT_SHARE
 
     def __init__(
         self,
@@ -86,6 +99,7 @@ class TrainingWorker(SettingsRequests, WorkerLoop):
         self._eval = Cadence(EVAL_INTERVAL_S, EVAL_SHARE)
         self._sample = Cadence(SAMPLE_INTERVAL_S, SAMPLE_SHARE)
         self._token = Cadence(TOKEN_DELTA_INTERVAL_S, TOKEN_DELTA_SHARE)
+        self._attention = Cadence(ATTENTION_INTERVAL_S, ATTENTION_SHARE)
         self._next_step_at = 0.0
         self._threads_for = None  # (device type, threads the work can use) the counts were planned for
 
@@ -276,22 +290,36 @@ class TrainingWorker(SettingsRequests, WorkerLoop):
         self._post(state="fault")
 
     def _due_parts(self, now: float) -> dict:
-        return {"eval_": self._eval.due(now), "samples": self._sample.due(now), "tokens": self._token.due(now)}
+        return {
+            "eval_": self._eval.due(now),
+            "samples": self._sample.due(now),
+            "tokens": self._token.due(now),
+            "attention": self._attention.due(now),
+        }
 
-    def _make_snapshot(self, eval_: bool = False, samples: bool = False, tokens: bool = False) -> Snapshot:
+    def _make_snapshot(
+        self, eval_: bool = False, samples: bool = False, tokens: bool = False, attention: bool = False
+    ) -> Snapshot:
         """`samples` asks for fresh samples (after this snapshot) and token differences, `tokens` for
-        the differences alone."""
+        the differences alone, `attention` for fresh attention maps (else the last ones ride along)."""
         t = self._trainer
         if samples or tokens:
             self._refresh_token_delta()
         if eval_:
             self._eval.timed(t.eval_loss)
-        # live: pooled heatmaps of the matrices on view only, W0 once (explorer.schema.heatmap_choice)
-        snap = self._snap.timed(functools.partial(t.snapshot, live=True), t.settings.display_size)
+        if attention:
+            self._attention.timed(t.probe_attention)
+        if t.step == 0:
+            # a forward pass, once per segment: measured inside the snapshot it made the snapshot look
+            # 30x dearer than it is and held the next ones back for seconds (see Cadence)
+            t.initial_loss()
+        # live: pooled heatmaps of the matrices on view only, W0 once (explorer.schema.heatmap_choice);
+        # the attention maps measured above ride along
+        snap = self._snap.timed(lambda: t.snapshot(t.settings.display_size, fresh_attention=False, live=True))
         self._attach_samples(snap)
         return snap
 
-    def _after_put(self, snap: Snapshot, eval_: bool = False, samples: bool = False, tokens: bool = False) -> None:
+    def _after_put(self, snap: Snapshot, eval_: bool = False, samples: bool = False, **_parts) -> None:
         """Fresh samples, if asked for, follow in a second snapshot: generation takes a while and the
         views should not wait for it."""
         t = self._trainer

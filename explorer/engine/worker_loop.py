@@ -16,7 +16,7 @@ specialise BaseTuner:
 The caller (the GUI thread, a relay in a child process, a test) calls `play`, `pause`, `step`,
 `reset`, ..., which only queue a command and wake the thread; `latest()` takes the newest snapshot
 from a one-slot mailbox and never blocks. Snapshots are posted at most `snapshot_hz` per second and
-never more than SNAPSHOT_SHARE of the wall time (a snapshot that cost c seconds buys c / share of
+never more than `snapshot_share` (SNAPSHOT_SHARE unless an engine says otherwise) of the wall time (a snapshot that cost c seconds buys c / share of
 quiet time, see Cadence); every other instrumentation task keeps a Cadence of its own.
 """
 
@@ -118,6 +118,7 @@ class WorkerLoop:
     thread_name = "peft-explorer-training"
     what = "the training engine"  # in messages: "cannot save the state: <what> is not running"
     FULL: dict = {}  # the parts of a complete snapshot (after pause, steps, reset)
+    snapshot_share = SNAPSHOT_SHARE  # the most of the wall time snapshots may take (see Cadence)
 
     def __init__(self, *, snapshot_hz: float, threads: int | None = None, instrument: bool = True):
         check_threads(threads)
@@ -132,7 +133,7 @@ class WorkerLoop:
         self._instrument = instrument
         self._fault: Fault | None = None
         self._steps_left = 0
-        self._snap = Cadence(1.0 / snapshot_hz, SNAPSHOT_SHARE)
+        self._snap = Cadence(1.0 / snapshot_hz, self.snapshot_share)
         self.snapshots_posted = 0
         self.instrument_seconds = 0.0  # time spent on snapshots and their parts while playing
 

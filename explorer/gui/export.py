@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from explorer.gui.views.base import uncached
 from explorer.schema.files import atomic_replace, atomic_write_bytes, atomic_write_text
 
 SCALE = 2.0  # PNG: this many times the on-screen resolution
@@ -140,7 +141,8 @@ def view_image(view, scale: float = SCALE, title: str | None = None) -> QtGui.QI
         painter = QtGui.QPainter(image)
         try:
             painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
-            item.scene().render(painter, QtCore.QRectF(0, 0, w, h), rect)
+            with uncached(view, item.scene()):
+                item.scene().render(painter, QtCore.QRectF(0, 0, w, h), rect)
         finally:
             painter.end()
         background = bg if bg is not None else QtGui.QColor("white")
@@ -155,12 +157,13 @@ def view_image(view, scale: float = SCALE, title: str | None = None) -> QtGui.QI
         image.fill(item.palette().color(item.backgroundRole()))
         painter = QtGui.QPainter(image)
         try:
-            item.render(
-                painter,
-                QtCore.QPoint(0, 0),
-                QtGui.QRegion(),
-                QtWidgets.QWidget.RenderFlag.DrawChildren | QtWidgets.QWidget.RenderFlag.DrawWindowBackground,
-            )
+            with uncached(item):
+                item.render(
+                    painter,
+                    QtCore.QPoint(0, 0),
+                    QtGui.QRegion(),
+                    QtWidgets.QWidget.RenderFlag.DrawChildren | QtWidgets.QWidget.RenderFlag.DrawWindowBackground,
+                )
         finally:
             painter.end()
         background = item.palette().color(item.backgroundRole())
@@ -208,10 +211,12 @@ def view_svg(view, title: str = "") -> bytes:
             bg = _background(item)
             if bg is not None:
                 painter.fillRect(QtCore.QRectF(0, 0, w, h), bg)
-            item.scene().render(painter, QtCore.QRectF(0, 0, w, h), source)
+            with uncached(view, item.scene()):
+                item.scene().render(painter, QtCore.QRectF(0, 0, w, h), source)
         else:
             painter.fillRect(QtCore.QRectF(0, 0, w, h), item.palette().color(item.backgroundRole()))
-            item.render(painter, QtCore.QPoint(0, 0), QtGui.QRegion(), QtWidgets.QWidget.RenderFlag.DrawChildren)
+            with uncached(item):
+                item.render(painter, QtCore.QPoint(0, 0), QtGui.QRegion(), QtWidgets.QWidget.RenderFlag.DrawChildren)
     finally:
         painter.end()
     data = bytes(buf.data())

@@ -337,6 +337,8 @@ class RecordingWriter:
             entry = {"layer": p.layer, "prompt_norm": p.prompt_norm, "attention": p.attention is not None}
             if p.attention is not None and p.heads is not None:  # optional: older recordings hold every head
                 entry["heads"] = [int(h) for h in p.heads]
+            if p.attention is not None and p.attention_step is not None:  # optional: measured at the snapshot's step
+                entry["attention_step"] = int(p.attention_step)
             prefixes.append(entry)
         h = snap.history
         for field in _HISTORY_ARRAYS:

@@ -227,7 +227,12 @@ def _prefix(i: int, p, tensors, where: str) -> PrefixSnapshot:
             raise ValueError(
                 f"{where}: prefixes[{i}].heads names {len(heads)} heads (each once) for {attention.shape[0]} maps"
             )
-    return PrefixSnapshot(layer=layer, gates=gates, attention=attention, prompt_norm=float(norm), heads=heads)
+    measured = None
+    if attention is not None and p.get("attention_step") is not None:
+        measured = need_int(p["attention_step"], where, f"prefixes[{i}].attention_step", 0, 2**53)
+    return PrefixSnapshot(
+        layer=layer, gates=gates, attention=attention, prompt_norm=float(norm), heads=heads, attention_step=measured
+    )
 
 
 def _history(d, tensors, where: str, fields) -> History:

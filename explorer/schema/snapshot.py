@@ -58,6 +58,9 @@ class PrefixSnapshot:
     attention: np.ndarray | None
     prompt_norm: float = 0.0
     heads: np.ndarray | None = None  # the head of each map in `attention` (int64); None: every head, in order
+    # the training step `attention` was measured at: a live run measures it on a slower cadence than
+    # the snapshots, which carry the last maps between two measurements (None: at the snapshot's step)
+    attention_step: int | None = None
 
 
 @dataclass

@@ -244,7 +244,16 @@ class AttentionView(View):
             self._key = None
             return
         self.hide_message()
-        key = (snapshot.segment, snapshot.step, snapshot.time, id(carried[0].attention))
+        # live maps are measured on their own cadence and ride along between measurements: redraw
+        # when they were measured again (or are of other layers or heads), not on every step
+        measured = getattr(carried[0], "attention_step", None)
+        heads = carried[0].heads
+        cells = (tuple(p.layer for p in carried), None if heads is None else tuple(int(h) for h in heads))
+        key = (
+            (snapshot.segment, "measured", measured, cells)
+            if measured is not None
+            else (snapshot.segment, snapshot.step, snapshot.time, id(carried[0].attention))
+        )
         if key == self._key:
             return
         self._key = key
@@ -306,8 +315,8 @@ class AttentionView(View):
         gmax = float(np.abs(self._gates).max()) if self._gates is not None and self._gates.size else 0.0
         self.grid_caption.setText(
             f"{self.shown_text()} · each map: {t} probe tokens (rows) over [{k} prompt | {t} tokens] (columns) · "
-            f"max |gate| {gmax:.3g} (all prefix layers) · step {snapshot.step:,} · click a map to enlarge"
-            + self._missing_text()
+            f"max |gate| {gmax:.3g} (all prefix layers) · step {snapshot.step if measured is None else measured:,} · "
+            "click a map to enlarge" + self._missing_text()
         )
         if self._enlarged is not None:
             if self._has_map(*self._enlarged):

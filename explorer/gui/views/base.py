@@ -17,6 +17,7 @@ widget's tooltip). `draw_count` counts real redraws, for tests and benchmarks.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,6 +97,13 @@ def style_plot(plot: pg.PlotItem, style: Style, base: float = 9.0) -> None:
     font = style.font(base)
     for name in ("left", "bottom", "right", "top"):
         axis = plot.getAxis(name)
+        # Kept as a pixmap: an axis (with its grid, it covers the whole plot) is repainted whenever
+        # anything under it changes, and replaying its labels costs ~1 ms a time under X11; most
+        # frames change a curve or an image, not the axis, so they now blit it (bench/bench_gui.py)
+        axis.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        opaque_tick_pens(axis, style.background)
+        if axis.grid is not False:  # its opaque grid lines go under the data, not over it
+            axis.setZValue(plot.vb.zValue() - 1)
         axis.setPen(pg.mkPen(style.muted, width=1))
         axis.setTextPen(pg.mkPen(style.foreground))
         axis.setTickFont(font)
@@ -111,6 +119,73 @@ def style_plot(plot: pg.PlotItem, style: Style, base: float = 9.0) -> None:
             )
     if plot.titleLabel.text:
         plot.setTitle(plot.titleLabel.text, color=style.foreground, size=f"{style.point_size(base + 1):.1f}pt")
+
+
+def opaque_tick_pens(axis: pg.AxisItem, background: str) -> None:
+    """Draw the axis's translucent tick and grid lines in the opaque colour they show on `background`.
+
+    pyqtgraph fades minor ticks and grid lines by alpha; the raster engine blends a translucent line
+    pixel by pixel, ~10x the cost of an opaque one, and a grid's lines span the plot: that was most of
+    the cost of repainting a plot whose axis range moves with every step (the loss, the spectrum).
+    Over a plain background the opaque colour is the same colour."""
+    axis._opaque_background = QtGui.QColor(background)
+    if getattr(axis, "_opaque_pens", None) is not None:
+        axis._opaque_pens.clear()  # a new theme: blend again
+        axis.picture = None
+        return
+    axis._opaque_pens = {}
+    generate = axis.generateDrawSpecs
+
+    def generate_opaque(painter):
+        specs = generate(painter)
+        if specs is None:
+            return None
+        axis_spec, tick_specs, text_specs = specs
+        return axis_spec, [(_opaque_pen(axis, pen), a, b) for pen, a, b in tick_specs], text_specs
+
+    axis.generateDrawSpecs = generate_opaque
+
+
+@contextmanager
+def uncached(widget: QtWidgets.QWidget, *scenes):
+    """No item pixmap caches while rendering for an export: a cached item (the axes, see style_plot)
+    would be drawn as its on-screen pixmap, blurred in a 2x PNG and as an image in an SVG."""
+    all_scenes = {id(sc): sc for sc in scenes if sc is not None}
+    for gv in widget.findChildren(pg.GraphicsView):
+        if gv.scene() is not None:
+            all_scenes[id(gv.scene())] = gv.scene()
+    cached = [
+        (item, item.cacheMode())
+        for sc in all_scenes.values()
+        for item in sc.items()
+        if item.cacheMode() != QtWidgets.QGraphicsItem.CacheMode.NoCache
+    ]
+    for item, _ in cached:
+        item.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.NoCache)
+    try:
+        yield
+    finally:
+        for item, mode in cached:
+            if qt_alive(item):
+                item.setCacheMode(mode)
+
+
+def _opaque_pen(axis: pg.AxisItem, pen: QtGui.QPen) -> QtGui.QPen:
+    color = pen.color()
+    if color.alpha() == 255 or pen.brush().style() != QtCore.Qt.BrushStyle.SolidPattern:
+        return pen
+    key = (color.rgba(), pen.widthF(), pen.isCosmetic())
+    out = axis._opaque_pens.get(key)
+    if out is None:
+        a, bg = color.alphaF(), axis._opaque_background
+        blended = QtGui.QColor.fromRgbF(
+            color.redF() * a + bg.redF() * (1 - a),
+            color.greenF() * a + bg.greenF() * (1 - a),
+            color.blueF() * a + bg.blueF() * (1 - a),
+        )
+        out = axis._opaque_pens[key] = QtGui.QPen(pen)
+        out.setColor(blended)
+    return out
 
 
 def style_colorbar(bar: pg.ColorBarItem, style: Style) -> None:
@@ -224,6 +299,7 @@ class View(QtWidgets.QWidget):
         self._dirty = False
         self._segment = None
         self.draw_count = 0
+        self._scenes: list | None = None  # the pyqtgraph scenes this view draws in (see _settle)
         self._stack = QtWidgets.QStackedWidget(self)
         self._message = QtWidgets.QLabel(self._stack)
         self._message.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
@@ -255,12 +331,24 @@ class View(QtWidgets.QWidget):
             return
         self._dirty = False
         self._draw(snapshot)
+        self._settle()
 
     def refresh(self) -> None:
         """Draw the last snapshot now, visible or not (e.g. before an export)."""
         if self._snapshot is not None:
             self._dirty = False
             self._draw(self._snapshot)
+            self._settle()
+
+    def _settle(self) -> None:
+        """Let pyqtgraph fit its auto ranges now, beside the data they fit. Left to the paint (its
+        prepareForPaint), the new ranges marked the axes and curves dirty again during the paint, so
+        every frame was painted twice, the second time in a slice of its own."""
+        if self._scenes is None:
+            self._scenes = [gv.scene() for gv in self.findChildren(pg.GraphicsView) if gv.scene() is not None]
+        for scene in self._scenes:
+            if qt_alive(scene):
+                scene.prepareForPaint()
 
     def clear(self) -> None:
         """A new segment or a reset: forget the last snapshot, smoothed levels and caches."""

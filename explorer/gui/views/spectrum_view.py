@@ -112,9 +112,12 @@ class SpectrumView(View):
             symbolBrush=None,
             name="W_eff − W₀ (DoRA)",
         )
-        self.plot.addItem(self.target_curve)
-        self.plot.addItem(self.effective_curve)
-        self.plot.addItem(self.curve)
+        for item in (self.target_curve, self.effective_curve, self.curve):
+            # on the log axis the values are log10(σ), never the huge numbers the dynamic range limit
+            # guards against; with it on, every change of the y range (each frame, as σ grows) set the
+            # points of each curve again
+            item.setDynamicRangeLimit(None)
+            self.plot.addItem(item)
         self.rank_line = pg.InfiniteLine(
             angle=90,
             movable=False,
