@@ -21,6 +21,27 @@ def _deterministic():
 
 
 @pytest.fixture(autouse=True)
+def _application_look_restored():
+    """A test that changes the application's theme, font or style sheet (talk mode, the light theme)
+    leaves the next test's windows as it found them: a test comparing colours before and after talk
+    mode failed after such a test in the full run, never alone."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    saved = (app.palette(), app.font(), app.styleSheet()) if app is not None else None
+    yield
+    app = QApplication.instance()
+    if saved is not None and app is not None:
+        palette, font, sheet = saved
+        if app.styleSheet() != sheet:
+            app.setStyleSheet(sheet)
+        if app.font() != font:
+            app.setFont(font)
+        if app.palette() != palette:
+            app.setPalette(palette)
+
+
+@pytest.fixture(autouse=True)
 def _collect_on_the_main_thread():
     """The app collects garbage on the GUI thread only (explorer/gui/gui_gc.py: collected on a helper
     thread, a closed window's widgets deadlocked a test run). The tests share one process between Qt
