@@ -166,18 +166,12 @@ class Stage(QWidget):
             for p in panels[1:]:
                 col.addWidget(p, 1)
             row.addLayout(col, 1)
-        elif layout == "row":
-            row = QHBoxLayout(self.area)
-            row.setContentsMargins(0, 0, 0, 0)
-            row.setSpacing(8)
+        elif layout in ("row", "column"):
+            line = (QHBoxLayout if layout == "row" else QVBoxLayout)(self.area)
+            line.setContentsMargins(0, 0, 0, 0)
+            line.setSpacing(8)
             for p in panels:
-                row.addWidget(p, 1)
-        elif layout == "column":
-            col = QVBoxLayout(self.area)
-            col.setContentsMargins(0, 0, 0, 0)
-            col.setSpacing(8)
-            for p in panels:
-                col.addWidget(p, 1)
+                line.addWidget(p, 1)
         else:  # grid (and focus with one view)
             grid = QGridLayout(self.area)
             grid.setContentsMargins(0, 0, 0, 0)
