@@ -30,6 +30,13 @@ def tiny_matrix(**changes) -> TrainSettings:
     return TrainSettings(**base)
 
 
+# The tiny matrix scenario as a deck scene's [scene.settings] lines (talk-mode tests write decks).
+MATRIX_SCENE_SETTINGS = (
+    'scenario = "matrix"\nmethod = "lora"\nsize_in = 32\nsize_out = 24\ntarget_rank = 3\nbatch_size = 8\n'
+    'device = "cpu"\n'
+)
+
+
 def tiny_lm(**changes) -> TrainSettings:
     base = dict(
         scenario="lm",

@@ -39,6 +39,12 @@ _SCALE_SHAPES = {**_PRESETS, "llama-3-8b": (32, 4096, 32, 8, 14336, 8_030_261_24
 ALL_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+def scale_module_shape(shape: str, module: str) -> tuple[int, int]:
+    """(out, in) of `module` ("q_proj", ..., "down_proj") in scale_snapshot(shape)'s model."""
+    _layers, hidden, heads, kv_heads, inter, _total = _SCALE_SHAPES[shape]
+    return _shapes(hidden, heads, kv_heads, inter)[module]
+
+
 def _shapes(hidden: int, heads: int, kv_heads: int, inter: int) -> dict[str, tuple[int, int]]:
     kv = hidden // heads * kv_heads
     return {

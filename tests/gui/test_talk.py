@@ -8,7 +8,7 @@ Every test closes its window and checks that no worker thread is left."""
 from __future__ import annotations
 
 import pytest
-from engine_helpers import tiny_matrix
+from engine_helpers import MATRIX_SCENE_SETTINGS, tiny_matrix
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -19,10 +19,7 @@ from explorer.schema.deck import load_deck
 
 WAIT_MS = 60_000
 
-MATRIX = (
-    'scenario = "matrix"\nmethod = "lora"\nsize_in = 32\nsize_out = 24\ntarget_rank = 3\nbatch_size = 8\n'
-    'device = "cpu"\n'
-)
+MATRIX = MATRIX_SCENE_SETTINGS
 TEST_DECK = f"""
 title = "test deck"
 

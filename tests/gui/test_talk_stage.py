@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import snapshot_factory as sf
-from engine_helpers import tiny_matrix
+from engine_helpers import MATRIX_SCENE_SETTINGS, tiny_matrix
 from PySide6 import QtGui
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QWidget
@@ -19,7 +19,7 @@ WAIT_MS = 60_000
 SIZE = (1400, 900)
 pytestmark = pytest.mark.window(tiny_matrix(rank=3, lr=0.05), size=SIZE)
 
-MATRIX = 'scenario = "matrix"\nmethod = "lora"\nsize_in = 32\nsize_out = 24\ntarget_rank = 3\nbatch_size = 8\ndevice = "cpu"\n'
+MATRIX = MATRIX_SCENE_SETTINGS
 COMPARE_DECK = f"""
 title = "ranks"
 [[scene]]

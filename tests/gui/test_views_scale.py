@@ -45,19 +45,6 @@ def delivered(qtbot, win, snap, view_ids):
     assert win.view_errors == {}
 
 
-def module_shape(name: str, module: str) -> tuple[int, int]:
-    _, _, hidden, inter, kv = SHAPES[name]
-    return {
-        "q_proj": (hidden, hidden),
-        "k_proj": (kv, hidden),
-        "v_proj": (kv, hidden),
-        "o_proj": (hidden, hidden),
-        "gate_proj": (inter, hidden),
-        "up_proj": (inter, hidden),
-        "down_proj": (hidden, inter),
-    }[module]
-
-
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_matrix_pickers_reach_every_layer_and_module(qtbot, window, snaps, name):
     snap = snaps[name]
@@ -76,7 +63,7 @@ def test_matrix_pickers_reach_every_layer_and_module(qtbot, window, snaps, name)
             matrix = f"model.layers.{layer}.{part}.{module}"
             assert delta.current_matrix() == matrix and spectrum.current_matrix() == matrix  # linked
             m = snap.matrices[matrix]
-            out_f, in_f = module_shape(name, module)
+            out_f, in_f = sf.scale_module_shape(name, module)
             assert m.shape == (out_f, in_f)
             np.testing.assert_array_equal(delta.image_data(), m.delta)
             assert f"pooled from {out_f}×{in_f} to 32×32" in delta.caption_text()
